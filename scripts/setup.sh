@@ -1,0 +1,18 @@
+#!/usr/bin/env bash
+# Installs the Debian packages biomedq needs (as root, or through sudo) and builds it into ./build.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+packages=(build-essential cmake ninja-build pkg-config nlohmann-json3-dev libcli11-dev libfmt-dev libpcre2-dev
+  libutf8proc-dev libopenblas-dev libyaml-cpp-dev libgtest-dev libgmock-dev libbenchmark-dev clang
+  libclang-rt-14-dev)
+missing=()
+for p in "${packages[@]}"; do dpkg -s "$p" >/dev/null 2>&1 || missing+=("$p"); done
+# Node.js (with npm) runs the reference tokenizers and template renderer in differential tests; any install will do.
+command -v node >/dev/null || missing+=(nodejs npm)
+if ((${#missing[@]})); then
+  sudo=""; [ "$(id -u)" = 0 ] || sudo=sudo
+  $sudo apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends "${missing[@]}"
+fi
+cmake -S . -B build -G Ninja -DCMAKE_BUILD_TYPE=Release ${BIOMEDQ_CMAKE_ARGS:-}
+cmake --build build -j "$(nproc)"

@@ -1,0 +1,37 @@
+// File helpers: whole-file reads, atomic writes (never a half-written result) and read-only memory maps.
+#pragma once
+#include <cstddef>
+#include <filesystem>
+#include <string>
+#include <string_view>
+
+namespace bq {
+
+namespace fs = std::filesystem;
+
+std::string read_file(const fs::path& path);  // throws Error naming the file
+
+// Writes to a temporary file in the same folder, fsyncs, then renames over `path`.
+void write_file_atomic(const fs::path& path, std::string_view bytes);
+
+class MappedFile {
+ public:
+  MappedFile() = default;
+  explicit MappedFile(const fs::path& path);
+  MappedFile(MappedFile&& o) noexcept;
+  MappedFile& operator=(MappedFile&& o) noexcept;
+  MappedFile(const MappedFile&) = delete;
+  MappedFile& operator=(const MappedFile&) = delete;
+  ~MappedFile();
+
+  const uint8_t* data() const { return data_; }
+  size_t size() const { return size_; }
+  const fs::path& path() const { return path_; }
+
+ private:
+  fs::path path_;
+  const uint8_t* data_ = nullptr;
+  size_t size_ = 0;
+};
+
+}  // namespace bq
