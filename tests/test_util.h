@@ -1,0 +1,52 @@
+// Shared helpers for the test suite: where the source tree, the CLI binary and ../shared are.
+#pragma once
+#include <gtest/gtest.h>
+
+#include <cstdlib>
+#include <filesystem>
+#include <string>
+#include <sys/wait.h>
+#include <unistd.h>
+
+namespace bq::test {
+
+inline std::filesystem::path source_dir() { return BIOMEDQ_SOURCE_DIR; }
+inline std::filesystem::path biomedq_binary() { return BIOMEDQ_BINARY; }
+
+// ../shared beside the checkout (or $BIOMEDQ_SHARED); empty when absent.
+inline std::filesystem::path shared_dir() {
+  if (const char* e = std::getenv("BIOMEDQ_SHARED"); e && *e) return e;
+  auto p = source_dir().parent_path() / "shared";
+  return std::filesystem::exists(p) ? p : std::filesystem::path();
+}
+
+// A fresh, empty temporary folder for one test.
+inline std::filesystem::path temp_dir(const std::string& name) {
+  auto p = std::filesystem::temp_directory_path() / ("biomedq-test-" + name + "-" + std::to_string(::getpid()));
+  std::filesystem::remove_all(p);
+  std::filesystem::create_directories(p);
+  return p;
+}
+
+// Runs a shell command, returning its exit status and capturing stdout+stderr.
+inline int run_command(const std::string& cmd, std::string* output = nullptr) {
+  std::string full = cmd + " 2>&1";
+  FILE* f = ::popen(full.c_str(), "r");
+  if (!f) return -1;
+  std::string out;
+  char buf[4096];
+  size_t n;
+  while ((n = std::fread(buf, 1, sizeof buf, f)) > 0) out.append(buf, n);
+  int st = ::pclose(f);
+  if (output) *output = out;
+  return WIFEXITED(st) ? WEXITSTATUS(st) : -1;
+}
+
+}  // namespace bq::test
+
+// Skips with a message saying exactly what is missing.
+#define BQ_REQUIRE_SHARED(sub)                                                               \
+  do {                                                                                       \
+    if (bq::test::shared_dir().empty() || !std::filesystem::exists(bq::test::shared_dir() / (sub))) \
+      GTEST_SKIP() << "../shared/" << (sub) << " not present: skipping";                     \
+  } while (0)
