@@ -22,32 +22,51 @@ std::string read_file(const fs::path& path) {
   return s;
 }
 
-void write_file_atomic(const fs::path& path, std::string_view bytes) {
+AtomicFileWriter::AtomicFileWriter(const fs::path& path) : path_(path) {
   fs::path dir = path.has_parent_path() ? path.parent_path() : fs::path(".");
-  std::string tmp = (dir / ("." + path.filename().string() + ".tmp" + std::to_string(std::random_device{}()))).string();
-  int fd = ::open(tmp.c_str(), O_WRONLY | O_CREAT | O_EXCL, 0644);
-  if (fd < 0) fail("{}: cannot create: {}", tmp, std::strerror(errno));
-  size_t done = 0;
-  while (done < bytes.size()) {
-    ssize_t w = ::write(fd, bytes.data() + done, bytes.size() - done);
+  tmp_ = (dir / ("." + path.filename().string() + ".tmp" + std::to_string(std::random_device{}()))).string();
+  fd_ = ::open(tmp_.c_str(), O_WRONLY | O_CREAT | O_EXCL, 0644);
+  if (fd_ < 0) fail("{}: cannot create: {}", tmp_, std::strerror(errno));
+}
+
+AtomicFileWriter::~AtomicFileWriter() {
+  if (fd_ >= 0) {
+    ::close(fd_);
+    ::unlink(tmp_.c_str());
+  }
+}
+
+void AtomicFileWriter::write(const void* data, size_t n) {
+  auto p = static_cast<const char*>(data);
+  while (n > 0) {
+    ssize_t w = ::write(fd_, p, n);
     if (w < 0) {
       if (errno == EINTR) continue;
-      int e = errno;
-      ::close(fd);
-      ::unlink(tmp.c_str());
-      fail("{}: write failed: {}", path.string(), std::strerror(e));
+      fail("{}: write failed: {}", path_.string(), std::strerror(errno));
     }
-    done += size_t(w);
+    p += w;
+    n -= size_t(w);
   }
+}
+
+void AtomicFileWriter::commit() {
+  int fd = fd_;
+  fd_ = -1;
   if (::fsync(fd) != 0 || ::close(fd) != 0) {
-    ::unlink(tmp.c_str());
-    fail("{}: cannot flush to disk", path.string());
+    ::unlink(tmp_.c_str());
+    fail("{}: cannot flush to disk", path_.string());
   }
-  if (::rename(tmp.c_str(), path.c_str()) != 0) {
+  if (::rename(tmp_.c_str(), path_.c_str()) != 0) {
     int e = errno;
-    ::unlink(tmp.c_str());
-    fail("{}: cannot rename into place: {}", path.string(), std::strerror(e));
+    ::unlink(tmp_.c_str());
+    fail("{}: cannot rename into place: {}", path_.string(), std::strerror(e));
   }
+}
+
+void write_file_atomic(const fs::path& path, std::string_view bytes) {
+  AtomicFileWriter w(path);
+  w.write(bytes.data(), bytes.size());
+  w.commit();
 }
 
 MappedFile::MappedFile(const fs::path& path) : path_(path) {

@@ -14,6 +14,23 @@ std::string read_file(const fs::path& path);  // throws Error naming the file
 // Writes to a temporary file in the same folder, fsyncs, then renames over `path`.
 void write_file_atomic(const fs::path& path, std::string_view bytes);
 
+// The streaming form of write_file_atomic for large outputs: nothing appears at `path` until commit();
+// destroying an uncommitted writer removes the temporary file.
+class AtomicFileWriter {
+ public:
+  explicit AtomicFileWriter(const fs::path& path);
+  AtomicFileWriter(const AtomicFileWriter&) = delete;
+  AtomicFileWriter& operator=(const AtomicFileWriter&) = delete;
+  ~AtomicFileWriter();
+  void write(const void* data, size_t n);
+  void commit();
+
+ private:
+  fs::path path_;
+  std::string tmp_;
+  int fd_ = -1;
+};
+
 class MappedFile {
  public:
   MappedFile() = default;

@@ -1,0 +1,33 @@
+// CPU kernels of the forward pass. fp32 activations; weights in their stored type, read in place.
+#pragma once
+#include <cstddef>
+#include <cstdint>
+
+#include "core/dtype.h"
+
+namespace bq::cpu {
+
+// y[n, rows] = x[n, cols] · Wᵀ, W row-major [rows, cols] of type `wt` (F32/F16/BF16), fp32 accumulation.
+// n == 1 runs as a multithreaded matrix-vector product; larger n converts blocks of W to fp32 and uses BLAS.
+void matmul(const float* x, int64_t n, const void* w, DType wt, int64_t rows, int64_t cols, float* y);
+
+// out[i] = x[i] / rms(x) * weight[i], per row of length d (weight already fp32).
+void rmsnorm(const float* x, const float* weight, float* out, int64_t n, int64_t d, float eps);
+
+// Rotates pairs (i, i + head_dim/2) of each head in place (HF's rotate_half convention).
+// cos_sin holds cos then sin, head_dim/2 each, for this token's position.
+void rope(float* x, int n_heads, int head_dim, const float* cos, const float* sin);
+
+// out = silu(gate) * up, elementwise over n values.
+void silu_mul(const float* gate, const float* up, float* out, int64_t n);
+
+// Causal attention of one query token over `n_pos` cached positions, all heads (GQA: head h reads kv head
+// h / (n_heads / n_kv_heads)). k, v: [n_pos, n_kv_heads * head_dim]; q, out: [n_heads * head_dim].
+// scratch needs n_heads * n_pos floats.
+void attention(const float* q, const float* k, const float* v, int n_pos, int n_heads, int n_kv_heads,
+               int head_dim, float* out, float* scratch);
+
+// Converts n values of a 16/32-bit tensor to fp32.
+void to_float(const void* src, DType t, float* dst, int64_t n);
+
+}  // namespace bq::cpu

@@ -1,0 +1,154 @@
+#include "io/safetensors.h"
+
+#include <algorithm>
+#include <cstring>
+#include <nlohmann/json.hpp>
+#include <set>
+
+#include "core/error.h"
+
+namespace bq {
+
+using nlohmann::json;
+
+// Real headers are well under a few MB even for 70B shards; anything far larger is hostile or corrupt.
+static constexpr uint64_t kMaxHeaderBytes = 100ull << 20;
+
+int64_t TensorInfo::numel() const {
+  int64_t n = 1;
+  for (auto d : shape) n *= d;
+  return n;
+}
+
+std::string shape_str(const std::vector<int64_t>& shape) {
+  std::string s = "[";
+  for (size_t i = 0; i < shape.size(); ++i) s += (i ? ", " : "") + std::to_string(shape[i]);
+  return s + "]";
+}
+
+std::vector<TensorInfo> parse_safetensors(const uint8_t* data, size_t size, const std::string& origin) {
+  if (size < 8) fail("{}: not a safetensors file (only {} bytes)", origin, size);
+  uint64_t header_len;
+  std::memcpy(&header_len, data, 8);  // little-endian on every platform we build for
+  if (header_len > kMaxHeaderBytes) fail("{}: header length {} is implausibly large (corrupt file?)", origin, header_len);
+  if (header_len > size - 8) fail("{}: header length {} exceeds the file size {} (truncated?)", origin, header_len, size);
+  const char* hbegin = reinterpret_cast<const char*>(data + 8);
+  json header = json::parse(hbegin, hbegin + header_len, nullptr, /*allow_exceptions=*/false);
+  if (header.is_discarded()) fail("{}: header is not valid JSON", origin);
+  if (!header.is_object()) fail("{}: header is not a JSON object", origin);
+
+  const uint8_t* body = data + 8 + header_len;
+  const uint64_t body_size = size - 8 - header_len;
+  std::vector<TensorInfo> out;
+  for (auto& [name, v] : header.items()) {
+    if (name == "__metadata__") continue;
+    auto bad = [&](const std::string& what) { fail("{}: tensor '{}': {}", origin, name, what); };
+    if (!v.is_object()) bad("entry is not an object");
+    auto dt = v.find("dtype");
+    auto sh = v.find("shape");
+    auto off = v.find("data_offsets");
+    if (dt == v.end() || !dt->is_string()) bad("missing dtype");
+    if (sh == v.end() || !sh->is_array()) bad("missing shape");
+    if (off == v.end() || !off->is_array() || off->size() != 2) bad("missing data_offsets");
+    TensorInfo t;
+    t.name = name;
+    if (!dtype_from_name(dt->get<std::string>(), t.dtype)) bad("unsupported dtype " + dt->get<std::string>());
+    uint64_t numel = 1;
+    for (auto& d : *sh) {
+      if (!d.is_number_unsigned()) bad("shape entries must be non-negative integers");
+      uint64_t x = d.get<uint64_t>();
+      if (x != 0 && numel > (uint64_t(1) << 62) / x) bad("shape overflows");
+      numel *= x;
+      t.shape.push_back(int64_t(x));
+    }
+    if (!(*off)[0].is_number_unsigned() || !(*off)[1].is_number_unsigned()) bad("offsets must be non-negative integers");
+    uint64_t b = (*off)[0].get<uint64_t>(), e = (*off)[1].get<uint64_t>();
+    if (b > e || e > body_size)
+      bad("data_offsets [" + std::to_string(b) + ", " + std::to_string(e) + "] outside the data section of " +
+          std::to_string(body_size) + " bytes (truncated file?)");
+    if (e - b != numel * dtype_size(t.dtype))
+      bad("holds " + std::to_string(e - b) + " bytes but shape " + shape_str(t.shape) + " of " +
+          std::string(dtype_name(t.dtype)) + " needs " + std::to_string(numel * dtype_size(t.dtype)));
+    t.data = body + b;
+    t.nbytes = e - b;
+    out.push_back(std::move(t));
+  }
+  std::vector<const TensorInfo*> by_offset;
+  for (auto& t : out) by_offset.push_back(&t);
+  std::sort(by_offset.begin(), by_offset.end(), [](auto a, auto b) { return a->data < b->data; });
+  for (size_t i = 1; i < by_offset.size(); ++i)
+    if (by_offset[i - 1]->data + by_offset[i - 1]->nbytes > by_offset[i]->data)
+      fail("{}: tensors '{}' and '{}' overlap", origin, by_offset[i - 1]->name, by_offset[i]->name);
+  return out;
+}
+
+Checkpoint Checkpoint::open(const std::filesystem::path& dir) {
+  Checkpoint ck;
+  ck.dir_ = dir;
+  std::vector<std::string> shard_names;
+  auto index_path = dir / "model.safetensors.index.json";
+  if (fs::exists(dir / "model.safetensors")) {
+    shard_names.push_back("model.safetensors");
+  } else if (fs::exists(index_path)) {
+    json index = json::parse(read_file(index_path), nullptr, false);
+    if (index.is_discarded() || !index.is_object() || !index.contains("weight_map") || !index["weight_map"].is_object())
+      fail("{}: not a valid safetensors index (needs a weight_map object)", index_path.string());
+    std::set<std::string> seen;
+    for (auto& [tensor, file] : index["weight_map"].items()) {
+      if (!file.is_string()) fail("{}: weight_map entry '{}' is not a file name", index_path.string(), tensor);
+      std::string f = file.get<std::string>();
+      if (f.find('/') != std::string::npos || f.find("..") != std::string::npos)
+        fail("{}: shard name '{}' must be a plain file name", index_path.string(), f);
+      if (seen.insert(f).second) shard_names.push_back(f);
+    }
+  } else {
+    fail("{}: no model.safetensors or model.safetensors.index.json", dir.string());
+  }
+  for (auto& name : shard_names) {
+    auto path = dir / name;
+    auto file = std::make_unique<MappedFile>(path);
+    ck.file_names_.push_back(std::make_unique<std::string>(path.string()));
+    for (auto& t : parse_safetensors(file->data(), file->size(), path.string())) {
+      t.file = ck.file_names_.back().get();
+      if (ck.tensors_.count(t.name)) fail("{}: tensor '{}' appears in more than one shard", path.string(), t.name);
+      std::string key = t.name;
+      ck.tensors_.emplace(std::move(key), std::move(t));
+    }
+    ck.files_.push_back(std::move(file));
+  }
+  return ck;
+}
+
+const TensorInfo* Checkpoint::find(const std::string& name) const {
+  auto it = tensors_.find(name);
+  return it == tensors_.end() ? nullptr : &it->second;
+}
+
+const TensorInfo& Checkpoint::require(const std::string& name, const std::vector<int64_t>& shape) const {
+  const TensorInfo* t = find(name);
+  if (!t) fail("{}: checkpoint lacks tensor '{}'", dir_.string(), name);
+  if (t->shape != shape)
+    fail("{}: tensor '{}' has shape {}, expected {}", *t->file, name, shape_str(t->shape), shape_str(shape));
+  return *t;
+}
+
+void write_safetensors(const std::filesystem::path& path, const std::vector<TensorToWrite>& tensors,
+                       const std::map<std::string, std::string>& metadata) {
+  json header = json::object();
+  if (!metadata.empty()) header["__metadata__"] = metadata;
+  uint64_t offset = 0;
+  for (auto& t : tensors) {
+    header[t.name] = {{"dtype", dtype_name(t.dtype)}, {"shape", t.shape}, {"data_offsets", {offset, offset + t.nbytes}}};
+    offset += t.nbytes;
+  }
+  std::string h = header.dump();
+  h.append((8 - h.size() % 8) % 8, ' ');
+  uint64_t len = h.size();
+  AtomicFileWriter w(path);
+  w.write(&len, 8);
+  w.write(h.data(), h.size());
+  for (auto& t : tensors) w.write(t.data, t.nbytes);
+  w.commit();
+}
+
+}  // namespace bq

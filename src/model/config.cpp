@@ -1,0 +1,255 @@
+#include "model/config.h"
+
+#include <cmath>
+#include <numbers>
+
+#include "core/error.h"
+#include "core/files.h"
+
+namespace bq {
+
+using nlohmann::json;
+
+namespace {
+
+int get_int(const json& j, const char* key, const std::string& origin, std::optional<int> fallback = std::nullopt) {
+  auto it = j.find(key);
+  if (it == j.end() || it->is_null()) {
+    if (fallback) return *fallback;
+    fail("{}: missing '{}'", origin, key);
+  }
+  if (!it->is_number_integer() || it->get<int64_t>() <= 0 || it->get<int64_t>() > (1 << 30))
+    fail("{}: '{}' must be a positive integer", origin, key);
+  return it->get<int>();
+}
+
+double get_num(const json& j, const char* key, const std::string& origin, double fallback) {
+  auto it = j.find(key);
+  if (it == j.end() || it->is_null()) return fallback;
+  if (!it->is_number()) fail("{}: '{}' must be a number", origin, key);
+  return it->get<double>();
+}
+
+void parse_rope(const json& rope, ModelConfig& c, const std::string& origin) {
+  if (!rope.is_object()) fail("{}: rope scaling must be an object", origin);
+  std::string type = rope.value("rope_type", rope.value("type", std::string("default")));
+  c.rope_theta = get_num(rope, "rope_theta", origin, c.rope_theta);
+  if (type == "default") {
+    c.rope_scaling = RopeScaling::None;
+  } else if (type == "linear") {
+    c.rope_scaling = RopeScaling::Linear;
+    c.rope_factor = get_num(rope, "factor", origin, 1.0);
+  } else if (type == "llama3") {
+    c.rope_scaling = RopeScaling::Llama3;
+    c.rope_factor = get_num(rope, "factor", origin, 8.0);
+    c.rope_low_freq_factor = get_num(rope, "low_freq_factor", origin, 1.0);
+    c.rope_high_freq_factor = get_num(rope, "high_freq_factor", origin, 4.0);
+    c.rope_original_max_positions = get_int(rope, "original_max_position_embeddings", origin, 8192);
+  } else {
+    fail("{}: unsupported rope scaling type '{}' (supported: default, linear, llama3)", origin, type);
+  }
+  if (c.rope_factor <= 0) fail("{}: rope scaling factor must be positive", origin);
+}
+
+std::vector<int> parse_ids(const json& v, const char* key, const std::string& origin) {
+  std::vector<int> ids;
+  if (v.is_null()) return ids;
+  if (v.is_number_integer()) return {v.get<int>()};
+  if (!v.is_array()) fail("{}: '{}' must be an id or a list of ids", origin, key);
+  for (auto& x : v) {
+    if (!x.is_number_integer()) fail("{}: '{}' must hold integers", origin, key);
+    ids.push_back(x.get<int>());
+  }
+  return ids;
+}
+
+}  // namespace
+
+ModelConfig parse_model_config(const json& j, const std::string& origin) {
+  if (!j.is_object()) fail("{}: config must be a JSON object", origin);
+  ModelConfig c;
+  c.arch = j.value("model_type", std::string());
+  if (c.arch != "llama" && c.arch != "mistral" && c.arch != "qwen2" && c.arch != "phi3")
+    fail("{}: unknown model_type '{}' (supported: llama, mistral, qwen2, phi3)", origin, c.arch);
+  c.hidden = get_int(j, "hidden_size", origin);
+  c.intermediate = get_int(j, "intermediate_size", origin);
+  c.n_layers = get_int(j, "num_hidden_layers", origin);
+  c.n_heads = get_int(j, "num_attention_heads", origin);
+  c.n_kv_heads = get_int(j, "num_key_value_heads", origin, c.n_heads);
+  c.head_dim = get_int(j, "head_dim", origin, c.hidden / c.n_heads);
+  c.vocab = get_int(j, "vocab_size", origin);
+  c.max_positions = get_int(j, "max_position_embeddings", origin, 4096);
+  c.rms_eps = float(get_num(j, "rms_norm_eps", origin, 1e-6));
+  c.rope_theta = get_num(j, "rope_theta", origin, 10000.0);
+  if (c.n_heads % c.n_kv_heads != 0) fail("{}: num_attention_heads must be a multiple of num_key_value_heads", origin);
+  if (c.head_dim % 2 != 0) fail("{}: head_dim must be even", origin);
+  if (c.arch != "phi3" && j.value("partial_rotary_factor", 1.0) != 1.0)
+    fail("{}: partial_rotary_factor other than 1 is not supported", origin);
+  if (j.contains("rope_parameters") && !j["rope_parameters"].is_null()) parse_rope(j["rope_parameters"], c, origin);
+  else if (j.contains("rope_scaling") && !j["rope_scaling"].is_null()) parse_rope(j["rope_scaling"], c, origin);
+  c.attn_bias = c.arch == "qwen2" || j.value("attention_bias", false);
+  c.tie_embeddings = j.value("tie_word_embeddings", false);
+  c.fused_qkv = c.arch == "phi3";
+  std::string dt = j.value("dtype", j.value("torch_dtype", std::string("bfloat16")));
+  c.dtype = dt == "float32" ? DType::F32 : dt == "float16" ? DType::F16 : DType::BF16;
+  if (j.contains("bos_token_id")) {
+    auto b = parse_ids(j["bos_token_id"], "bos_token_id", origin);
+    if (!b.empty()) c.bos_id = b[0];
+  }
+  if (j.contains("eos_token_id")) c.eos_ids = parse_ids(j["eos_token_id"], "eos_token_id", origin);
+  return c;
+}
+
+ModelConfig load_model_config(const std::filesystem::path& model_dir) {
+  auto path = model_dir / "config.json";
+  json j = json::parse(read_file(path), nullptr, false);
+  if (j.is_discarded()) fail("{}: not valid JSON", path.string());
+  return parse_model_config(j, path.string());
+}
+
+json model_config_to_json(const ModelConfig& c, bool v5) {
+  static const std::map<std::string, std::string> arch_class = {
+      {"llama", "LlamaForCausalLM"}, {"mistral", "MistralForCausalLM"}, {"qwen2", "Qwen2ForCausalLM"}, {"phi3", "Phi3ForCausalLM"}};
+  json j = {{"architectures", {arch_class.at(c.arch)}},
+            {"model_type", c.arch},
+            {"hidden_size", c.hidden},
+            {"intermediate_size", c.intermediate},
+            {"num_hidden_layers", c.n_layers},
+            {"num_attention_heads", c.n_heads},
+            {"num_key_value_heads", c.n_kv_heads},
+            {"head_dim", c.head_dim},
+            {"vocab_size", c.vocab},
+            {"max_position_embeddings", c.max_positions},
+            {"rms_norm_eps", c.rms_eps},
+            {"hidden_act", "silu"},
+            {"tie_word_embeddings", c.tie_embeddings},
+            {v5 ? "dtype" : "torch_dtype", c.dtype == DType::F32 ? "float32" : c.dtype == DType::F16 ? "float16" : "bfloat16"}};
+  if (c.arch == "llama") j["attention_bias"] = c.attn_bias;
+  if (c.bos_id) j["bos_token_id"] = *c.bos_id;
+  if (c.eos_ids.size() == 1) j["eos_token_id"] = c.eos_ids[0];
+  else if (!c.eos_ids.empty()) j["eos_token_id"] = c.eos_ids;
+  json rope = nullptr;
+  if (c.rope_scaling == RopeScaling::Linear) rope = {{"rope_type", "linear"}, {"factor", c.rope_factor}};
+  if (c.rope_scaling == RopeScaling::Llama3)
+    rope = {{"rope_type", "llama3"}, {"factor", c.rope_factor}, {"low_freq_factor", c.rope_low_freq_factor},
+            {"high_freq_factor", c.rope_high_freq_factor}, {"original_max_position_embeddings", c.rope_original_max_positions}};
+  if (v5) {
+    if (rope.is_null()) rope = {{"rope_type", "default"}};
+    rope["rope_theta"] = c.rope_theta;
+    j["rope_parameters"] = rope;
+  } else {
+    j["rope_theta"] = c.rope_theta;
+    j["rope_scaling"] = rope;
+  }
+  return j;
+}
+
+std::vector<double> rope_inv_freq(const ModelConfig& c) {
+  int half = c.head_dim / 2;
+  std::vector<double> f(half);
+  for (int i = 0; i < half; ++i) f[i] = 1.0 / std::pow(c.rope_theta, double(2 * i) / c.head_dim);
+  if (c.rope_scaling == RopeScaling::Linear) {
+    for (auto& x : f) x /= c.rope_factor;
+  } else if (c.rope_scaling == RopeScaling::Llama3) {
+    // Long wavelengths are slowed by `factor`, short ones kept, the band between interpolated smoothly.
+    double old_ctx = c.rope_original_max_positions;
+    double low_wavelen = old_ctx / c.rope_low_freq_factor, high_wavelen = old_ctx / c.rope_high_freq_factor;
+    for (auto& x : f) {
+      double wavelen = 2 * std::numbers::pi / x;
+      if (wavelen > low_wavelen) {
+        x /= c.rope_factor;
+      } else if (wavelen >= high_wavelen) {
+        double smooth = (old_ctx / wavelen - c.rope_low_freq_factor) / (c.rope_high_freq_factor - c.rope_low_freq_factor);
+        x = (1 - smooth) * x / c.rope_factor + smooth * x;
+      }
+    }
+  }
+  return f;
+}
+
+namespace {
+
+ModelConfig make(std::string arch, int hidden, int inter, int layers, int heads, int kv, int vocab, double theta) {
+  ModelConfig c;
+  c.arch = std::move(arch);
+  c.hidden = hidden;
+  c.intermediate = inter;
+  c.n_layers = layers;
+  c.n_heads = heads;
+  c.n_kv_heads = kv;
+  c.head_dim = hidden / heads;
+  c.vocab = vocab;
+  c.rope_theta = theta;
+  return c;
+}
+
+ModelConfig llama3(ModelConfig c) {
+  c.rope_scaling = RopeScaling::Llama3;
+  c.rope_factor = 8.0;
+  c.rope_original_max_positions = 8192;
+  c.max_positions = 131072;
+  c.bos_id = 128000;
+  c.eos_ids = {128001, 128008, 128009};
+  c.rms_eps = 1e-5f;
+  return c;
+}
+
+ModelConfig qwen(ModelConfig c, bool tie) {
+  c.attn_bias = true;
+  c.tie_embeddings = tie;
+  c.max_positions = 32768;
+  c.rms_eps = 1e-6f;
+  c.bos_id = 151643;
+  c.eos_ids = {151645, 151643};
+  return c;
+}
+
+}  // namespace
+
+ModelConfig preset_config(const std::string& name) {
+  if (name == "tiny") {  // the embedded default: small enough to synthesize and run in a second
+    auto c = make("llama", 64, 172, 2, 4, 2, 512, 500000.0);
+    c.bos_id = 507; c.eos_ids = {508, 511}; c.max_positions = 2048;
+    return c;
+  }
+  if (name == "small-100m") {  // ~100M parameters, for CPU decode benchmarks
+    auto c = make("llama", 768, 2048, 12, 12, 4, 32000, 500000.0);
+    c.bos_id = 31995; c.eos_ids = {31996, 31999}; c.max_positions = 4096;
+    return c;
+  }
+  if (name == "llama-3.1-8b") return llama3(make("llama", 4096, 14336, 32, 32, 8, 128256, 500000.0));
+  if (name == "llama-3.3-70b") return llama3(make("llama", 8192, 28672, 80, 64, 8, 128256, 500000.0));
+  if (name == "llama-2-70b") {
+    auto c = make("llama", 8192, 28672, 80, 64, 8, 32000, 10000.0);
+    c.bos_id = 1; c.eos_ids = {2}; c.rms_eps = 1e-5f;
+    return c;
+  }
+  if (name == "qwen2.5-3b") return qwen(make("qwen2", 2048, 11008, 36, 16, 2, 151936, 1000000.0), true);
+  if (name == "qwen2.5-7b") return qwen(make("qwen2", 3584, 18944, 28, 28, 4, 152064, 1000000.0), false);
+  if (name == "qwen2.5-14b") return qwen(make("qwen2", 5120, 13824, 48, 40, 8, 152064, 1000000.0), false);
+  if (name == "qwen2.5-32b") return qwen(make("qwen2", 5120, 27648, 64, 40, 8, 152064, 1000000.0), false);
+  if (name == "qwen2.5-72b") return qwen(make("qwen2", 8192, 29568, 80, 64, 8, 152064, 1000000.0), false);
+  if (name == "phi-4") {
+    auto c = make("phi3", 5120, 17920, 40, 40, 10, 100352, 250000.0);
+    c.fused_qkv = true; c.max_positions = 16384; c.bos_id = 100257; c.eos_ids = {100265};
+    return c;
+  }
+  if (name == "deepseek-llm-67b") {
+    auto c = make("llama", 8192, 22016, 95, 64, 8, 102400, 10000.0);
+    c.bos_id = 100000; c.eos_ids = {100001}; c.rms_eps = 1e-6f;
+    return c;
+  }
+  if (name == "mistral-7b") {
+    auto c = make("mistral", 4096, 14336, 32, 32, 8, 32000, 1000000.0);
+    c.bos_id = 1; c.eos_ids = {2}; c.rms_eps = 1e-5f; c.max_positions = 32768;
+    return c;
+  }
+  fail("unknown preset '{}'", name);
+}
+
+std::vector<std::string> preset_names() {
+  return {"tiny", "small-100m", "llama-3.1-8b", "llama-3.3-70b", "llama-2-70b", "qwen2.5-3b", "qwen2.5-7b",
+          "qwen2.5-14b", "qwen2.5-32b", "qwen2.5-72b", "phi-4", "deepseek-llm-67b", "mistral-7b"};
+}
+
+}  // namespace bq

@@ -1,0 +1,110 @@
+// The whole forward pass of every supported architecture: read this file top to bottom.
+#include "model/forward.h"
+
+#include <cmath>
+
+#include "backend/cpu/ops.h"
+#include "core/error.h"
+
+namespace bq {
+
+KVCache::KVCache(const ModelConfig& c, int cap) : capacity(cap), kv_dim(c.kv_dim()) {
+  size_t n = size_t(c.n_layers) * size_t(cap) * size_t(kv_dim);
+  k.resize(n);
+  v.resize(n);
+}
+
+CpuForward::CpuForward(const Model& m) : m_(m) {
+  for (double f : rope_inv_freq(m.cfg)) inv_freq_.push_back(float(f));
+}
+
+namespace {
+
+void linear(const Linear& l, const float* x, int64_t n, float* y) {
+  cpu::matmul(x, n, l.w, l.dtype, l.out, l.in, y);
+  if (!l.bias.empty())
+    for (int64_t i = 0; i < n; ++i)
+      for (int64_t j = 0; j < l.out; ++j) y[i * l.out + j] += l.bias[size_t(j)];
+}
+
+}  // namespace
+
+void CpuForward::run(const ForwardBatch& b, std::span<KVCache*> caches, float* logits) {
+  const ModelConfig& c = m_.cfg;
+  const int64_t R = int64_t(b.tokens.size()), H = c.hidden, Q = c.q_dim(), KV = c.kv_dim(), I = c.intermediate;
+  const int hd = c.head_dim, half = hd / 2;
+  if (b.seq.size() != b.tokens.size()) fail("forward: tokens and seq differ in length");
+
+  // Each row's position: the next free slot of its sequence's cache.
+  std::vector<int> pos(static_cast<size_t>(R));
+  std::vector<int> next(caches.size());
+  for (size_t s = 0; s < caches.size(); ++s) next[s] = caches[s]->length;
+  for (int64_t r = 0; r < R; ++r) {
+    int s = b.seq[size_t(r)];
+    if (s < 0 || size_t(s) >= caches.size()) fail("forward: row {} names sequence {} of {}", r, s, caches.size());
+    if (next[size_t(s)] >= caches[size_t(s)]->capacity)
+      fail("forward: sequence {} is full ({} positions)", s, caches[size_t(s)]->capacity);
+    pos[size_t(r)] = next[size_t(s)]++;
+  }
+  // RoPE cos/sin per row, angle = position × inv_freq in fp32 as the reference does.
+  std::vector<float> cos(size_t(R * half)), sin(size_t(R * half));
+  for (int64_t r = 0; r < R; ++r)
+    for (int i = 0; i < half; ++i) {
+      float angle = float(pos[size_t(r)]) * inv_freq_[size_t(i)];
+      cos[size_t(r * half + i)] = float(std::cos(double(angle)));
+      sin[size_t(r * half + i)] = float(std::sin(double(angle)));
+    }
+
+  std::vector<float> x(size_t(R * H)), xn(size_t(R * H)), q(size_t(R * Q)), k(size_t(R * KV)), v(size_t(R * KV));
+  std::vector<float> att(size_t(R * Q)), proj(size_t(R * H)), gate(size_t(R * I)), up(size_t(R * I));
+  for (int64_t r = 0; r < R; ++r) m_.embed_row(b.tokens[size_t(r)], x.data() + r * H);
+
+  for (int l = 0; l < c.n_layers; ++l) {
+    const Layer& L = m_.layers[size_t(l)];
+    // Attention block.
+    cpu::rmsnorm(x.data(), L.attn_norm.data(), xn.data(), R, H, c.rms_eps);
+    linear(L.q, xn.data(), R, q.data());
+    linear(L.k, xn.data(), R, k.data());
+    linear(L.v, xn.data(), R, v.data());
+    for (int64_t r = 0; r < R; ++r) {
+      const float* cs = cos.data() + r * half;
+      const float* sn = sin.data() + r * half;
+      cpu::rope(q.data() + r * Q, c.n_heads, hd, cs, sn);
+      cpu::rope(k.data() + r * KV, c.n_kv_heads, hd, cs, sn);
+      KVCache& cache = *caches[size_t(b.seq[size_t(r)])];
+      std::copy_n(k.data() + r * KV, KV, cache.k_at(l, pos[size_t(r)]));
+      std::copy_n(v.data() + r * KV, KV, cache.v_at(l, pos[size_t(r)]));
+    }
+    // Each row attends to its own sequence's positions 0..pos (causal), now all written to the cache.
+#pragma omp parallel for schedule(dynamic) if (R > 1)
+    for (int64_t r = 0; r < R; ++r) {
+      KVCache& cache = *caches[size_t(b.seq[size_t(r)])];
+      int n_pos = pos[size_t(r)] + 1;
+      std::vector<float> scratch(size_t(c.n_heads) * size_t(n_pos));
+      cpu::attention(q.data() + r * Q, cache.k_at(l, 0), cache.v_at(l, 0), n_pos, c.n_heads, c.n_kv_heads, hd,
+                     att.data() + r * Q, scratch.data());
+    }
+    linear(L.o, att.data(), R, proj.data());
+    for (size_t i = 0; i < x.size(); ++i) x[i] += proj[i];
+    // MLP block: down(silu(gate(x)) * up(x)).
+    cpu::rmsnorm(x.data(), L.mlp_norm.data(), xn.data(), R, H, c.rms_eps);
+    linear(L.gate, xn.data(), R, gate.data());
+    linear(L.up, xn.data(), R, up.data());
+    cpu::silu_mul(gate.data(), up.data(), gate.data(), R * I);
+    linear(L.down, gate.data(), R, proj.data());
+    for (size_t i = 0; i < x.size(); ++i) x[i] += proj[i];
+  }
+  for (size_t s = 0; s < caches.size(); ++s) caches[s]->length = next[s];
+
+  if (b.logit_rows.empty()) return;
+  const int64_t NL = int64_t(b.logit_rows.size());
+  std::vector<float> last(size_t(NL * H));
+  for (int64_t i = 0; i < NL; ++i) {
+    int r = b.logit_rows[size_t(i)];
+    if (r < 0 || r >= R) fail("forward: logit row {} outside the batch of {}", r, R);
+    cpu::rmsnorm(x.data() + int64_t(r) * H, m_.final_norm.data(), last.data() + i * H, 1, H, c.rms_eps);
+  }
+  linear(m_.lm_head, last.data(), NL, logits);
+}
+
+}  // namespace bq

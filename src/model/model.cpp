@@ -1,0 +1,215 @@
+#include "model/model.h"
+
+#include <random>
+
+#include "core/error.h"
+
+namespace bq {
+
+namespace {
+
+std::string layer_prefix(int i) { return "model.layers." + std::to_string(i) + "."; }
+
+// A stable hash, so a seed gives the same weights on every platform.
+uint64_t fnv1a(const std::string& s) {
+  uint64_t h = 14695981039346656037ull;
+  for (unsigned char ch : s) h = (h ^ ch) * 1099511628211ull;
+  return h;
+}
+
+bool is_float_type(DType t) { return t == DType::F32 || t == DType::F16 || t == DType::BF16; }
+
+std::vector<float> to_vector(const void* data, DType t, int64_t n) {
+  std::vector<float> v(static_cast<size_t>(n));
+  to_f32(t, data, v.data(), size_t(n));
+  return v;
+}
+
+// Row range [row0, row0 + rows) of a stored [*, in] matrix, as a Linear.
+Linear linear_rows(const void* base, DType t, int64_t row0, int64_t rows, int64_t in) {
+  Linear l;
+  l.out = rows;
+  l.in = in;
+  l.dtype = t;
+  l.w = static_cast<const uint8_t*>(base) + size_t(row0 * in) * dtype_size(t);
+  return l;
+}
+
+// Wires a Model's views from a lookup of (name -> data, dtype); shared by loading and synthesis.
+template <typename Get>
+void bind_weights(Model& m, Get get) {
+  const ModelConfig& c = m.cfg;
+  auto [embed, et] = get("model.embed_tokens.weight");
+  m.embed = embed;
+  m.embed_dtype = et;
+  m.layers.resize(size_t(c.n_layers));
+  for (int i = 0; i < c.n_layers; ++i) {
+    Layer& L = m.layers[size_t(i)];
+    std::string p = layer_prefix(i);
+    auto vec = [&](const std::string& name, int64_t n) {
+      auto [d, t] = get(name);
+      return to_vector(d, t, n);
+    };
+    L.attn_norm = vec(p + "input_layernorm.weight", c.hidden);
+    L.mlp_norm = vec(p + "post_attention_layernorm.weight", c.hidden);
+    auto lin = [&](const std::string& name, int64_t out, int64_t in) {
+      auto [d, t] = get(name);
+      return linear_rows(d, t, 0, out, in);
+    };
+    if (c.fused_qkv) {
+      auto [qkv, qt] = get(p + "self_attn.qkv_proj.weight");
+      L.q = linear_rows(qkv, qt, 0, c.q_dim(), c.hidden);
+      L.k = linear_rows(qkv, qt, c.q_dim(), c.kv_dim(), c.hidden);
+      L.v = linear_rows(qkv, qt, c.q_dim() + c.kv_dim(), c.kv_dim(), c.hidden);
+      auto [gu, gt] = get(p + "mlp.gate_up_proj.weight");
+      L.gate = linear_rows(gu, gt, 0, c.intermediate, c.hidden);
+      L.up = linear_rows(gu, gt, c.intermediate, c.intermediate, c.hidden);
+    } else {
+      L.q = lin(p + "self_attn.q_proj.weight", c.q_dim(), c.hidden);
+      L.k = lin(p + "self_attn.k_proj.weight", c.kv_dim(), c.hidden);
+      L.v = lin(p + "self_attn.v_proj.weight", c.kv_dim(), c.hidden);
+      L.gate = lin(p + "mlp.gate_proj.weight", c.intermediate, c.hidden);
+      L.up = lin(p + "mlp.up_proj.weight", c.intermediate, c.hidden);
+    }
+    if (c.attn_bias) {
+      L.q.bias = vec(p + "self_attn.q_proj.bias", c.q_dim());
+      L.k.bias = vec(p + "self_attn.k_proj.bias", c.kv_dim());
+      L.v.bias = vec(p + "self_attn.v_proj.bias", c.kv_dim());
+    }
+    L.o = lin(p + "self_attn.o_proj.weight", c.hidden, c.q_dim());
+    L.down = lin(p + "mlp.down_proj.weight", c.hidden, c.intermediate);
+  }
+  {
+    auto [d, t] = get("model.norm.weight");
+    m.final_norm = to_vector(d, t, c.hidden);
+  }
+  if (c.tie_embeddings) {
+    m.lm_head = linear_rows(m.embed, m.embed_dtype, 0, c.vocab, c.hidden);
+  } else {
+    auto [d, t] = get("lm_head.weight");
+    m.lm_head = linear_rows(d, t, 0, c.vocab, c.hidden);
+  }
+}
+
+}  // namespace
+
+std::vector<TensorSpec> tensor_specs(const ModelConfig& c) {
+  std::vector<TensorSpec> s;
+  const int64_t H = c.hidden, I = c.intermediate, Q = c.q_dim(), KV = c.kv_dim();
+  s.push_back({"model.embed_tokens.weight", {c.vocab, H}});
+  for (int i = 0; i < c.n_layers; ++i) {
+    std::string p = layer_prefix(i);
+    s.push_back({p + "input_layernorm.weight", {H}});
+    if (c.fused_qkv) {
+      s.push_back({p + "self_attn.qkv_proj.weight", {Q + 2 * KV, H}});
+    } else {
+      s.push_back({p + "self_attn.q_proj.weight", {Q, H}});
+      s.push_back({p + "self_attn.k_proj.weight", {KV, H}});
+      s.push_back({p + "self_attn.v_proj.weight", {KV, H}});
+    }
+    if (c.attn_bias) {
+      s.push_back({p + "self_attn.q_proj.bias", {Q}});
+      s.push_back({p + "self_attn.k_proj.bias", {KV}});
+      s.push_back({p + "self_attn.v_proj.bias", {KV}});
+    }
+    s.push_back({p + "self_attn.o_proj.weight", {H, Q}});
+    s.push_back({p + "post_attention_layernorm.weight", {H}});
+    if (c.fused_qkv) {
+      s.push_back({p + "mlp.gate_up_proj.weight", {2 * I, H}});
+    } else {
+      s.push_back({p + "mlp.gate_proj.weight", {I, H}});
+      s.push_back({p + "mlp.up_proj.weight", {I, H}});
+    }
+    s.push_back({p + "mlp.down_proj.weight", {H, I}});
+  }
+  s.push_back({"model.norm.weight", {H}});
+  if (!c.tie_embeddings) s.push_back({"lm_head.weight", {c.vocab, H}});
+  return s;
+}
+
+void Model::embed_row(int32_t token, float* out) const {
+  if (token < 0 || token >= cfg.vocab) fail("token id {} outside the vocabulary of {}", token, cfg.vocab);
+  size_t esz = dtype_size(embed_dtype);
+  to_f32(embed_dtype, static_cast<const uint8_t*>(embed) + size_t(token) * size_t(cfg.hidden) * esz, out,
+         size_t(cfg.hidden));
+}
+
+Model load_model(const std::filesystem::path& dir) {
+  Model m;
+  m.cfg = load_model_config(dir);
+  m.checkpoint = std::make_shared<Checkpoint>(Checkpoint::open(dir));
+  for (auto& s : tensor_specs(m.cfg)) {
+    const TensorInfo& t = m.checkpoint->require(s.name, s.shape);
+    if (!is_float_type(t.dtype))
+      fail("{}: tensor '{}' has dtype {}; expected F32, F16 or BF16", *t.file, s.name, dtype_name(t.dtype));
+  }
+  bind_weights(m, [&](const std::string& name) {
+    const TensorInfo* t = m.checkpoint->find(name);
+    return std::pair<const void*, DType>(t->data, t->dtype);
+  });
+  return m;
+}
+
+Model synthesize_model(const ModelConfig& c, uint64_t seed, float std) {
+  Model m;
+  m.cfg = c;
+  auto specs = tensor_specs(c);
+  std::map<std::string, size_t> index;
+  for (auto& s : specs) {
+    int64_t n = 1;
+    for (auto d : s.shape) n *= d;
+    std::vector<uint8_t> buf(size_t(n) * 2);
+    auto* p = reinterpret_cast<uint16_t*>(buf.data());
+    std::mt19937_64 rng(seed ^ fnv1a(s.name));
+    bool is_norm = s.shape.size() == 1 && s.name.find("bias") == std::string::npos;
+    std::normal_distribution<float> d(is_norm ? 1.0f : 0.0f, is_norm ? 0.1f : std);
+    for (int64_t i = 0; i < n; ++i) p[i] = f32_to_bf16(d(rng));
+    index[s.name] = m.owned.size();
+    m.owned.push_back(std::move(buf));
+  }
+  bind_weights(m, [&](const std::string& name) {
+    return std::pair<const void*, DType>(m.owned[index.at(name)].data(), DType::BF16);
+  });
+  return m;
+}
+
+}  // namespace bq
+
+namespace bq {
+
+void save_synthetic_checkpoint(const Model& m, const std::filesystem::path& dir, size_t shard_bytes, bool v5_config) {
+  auto specs = tensor_specs(m.cfg);
+  if (specs.size() != m.owned.size()) fail("save_synthetic_checkpoint: the model was not synthesized");
+  std::filesystem::create_directories(dir);
+  // Group tensors into shards in order, each at most shard_bytes (a single larger tensor gets a shard of its own).
+  std::vector<std::vector<TensorToWrite>> shards(1);
+  size_t in_shard = 0;
+  for (size_t i = 0; i < specs.size(); ++i) {
+    size_t nb = m.owned[i].size();
+    if (in_shard > 0 && in_shard + nb > shard_bytes) {
+      shards.emplace_back();
+      in_shard = 0;
+    }
+    shards.back().push_back({specs[i].name, DType::BF16, specs[i].shape, m.owned[i].data(), nb});
+    in_shard += nb;
+  }
+  if (shards.size() == 1) {
+    write_safetensors(dir / "model.safetensors", shards[0]);
+  } else {
+    nlohmann::json weight_map = nlohmann::json::object();
+    size_t total = 0;
+    for (size_t s = 0; s < shards.size(); ++s) {
+      std::string name = fmt::format("model-{:05d}-of-{:05d}.safetensors", s + 1, shards.size());
+      write_safetensors(dir / name, shards[s]);
+      for (auto& t : shards[s]) {
+        weight_map[t.name] = name;
+        total += t.nbytes;
+      }
+    }
+    nlohmann::json index = {{"metadata", {{"total_size", total}}}, {"weight_map", weight_map}};
+    write_file_atomic(dir / "model.safetensors.index.json", index.dump(2));
+  }
+  write_file_atomic(dir / "config.json", model_config_to_json(m.cfg, v5_config).dump(2));
+}
+
+}  // namespace bq
