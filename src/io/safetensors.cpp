@@ -40,7 +40,9 @@ std::vector<TensorInfo> parse_safetensors(const uint8_t* data, size_t size, cons
   const uint8_t* body = data + 8 + header_len;
   const uint64_t body_size = size - 8 - header_len;
   std::vector<TensorInfo> out;
-  for (auto& [name, v] : header.items()) {
+  for (auto& item : header.items()) {
+    const std::string& name = item.key();
+    const json& v = item.value();
     if (name == "__metadata__") continue;
     auto bad = [&](const std::string& what) { fail("{}: tensor '{}': {}", origin, name, what); };
     if (!v.is_object()) bad("entry is not an object");
