@@ -40,16 +40,16 @@ ModelConfig small_config(const std::string& arch) {
 }
 
 std::vector<float> all_logits(CpuForward& fwd, const ModelConfig& c, const std::vector<int>& ids) {
-  KVCache cache(c, int(ids.size()));
-  KVCache* caches[] = {&cache};
+  int s = fwd.open_sequence(int(ids.size()));
   ForwardBatch b;
   for (size_t i = 0; i < ids.size(); ++i) {
     b.tokens.push_back(ids[i]);
-    b.seq.push_back(0);
+    b.seq.push_back(s);
     b.logit_rows.push_back(int(i));
   }
   std::vector<float> out(ids.size() * size_t(c.vocab));
-  fwd.run(b, caches, out.data());
+  fwd.run(b, out.data());
+  fwd.close_sequence(s);
   return out;
 }
 
@@ -83,12 +83,11 @@ TEST_P(ArchTest, IncrementalDecodeEqualsPrefill) {
   CpuForward fwd(m);
   std::vector<int> ids = {5, 17, 3, 96, 42, 42, 8, 0, 61, 33};
   auto full = all_logits(fwd, c, ids);
-  KVCache cache(c, int(ids.size()));
-  KVCache* caches[] = {&cache};
+  int s = fwd.open_sequence(int(ids.size()));
   std::vector<float> step(size_t(c.vocab));
   for (size_t i = 0; i < ids.size(); ++i) {
-    ForwardBatch b{{ids[i]}, {0}, {0}};
-    fwd.run(b, caches, step.data());
+    ForwardBatch b{{ids[i]}, {s}, {0}};
+    fwd.run(b, step.data());
     for (int v = 0; v < c.vocab; ++v) ASSERT_NEAR(step[size_t(v)], full[i * size_t(c.vocab) + size_t(v)], 1e-4) << i;
   }
 }
@@ -102,14 +101,13 @@ TEST(Forward, BatchedSequencesAreIndependent) {
   CpuForward fwd(m);
   std::vector<int> a = {1, 2, 3, 4, 5, 6, 7}, b = {9, 8, 7};
   auto la = all_logits(fwd, c, a), lb = all_logits(fwd, c, b);
-  KVCache ca(c, 7), cb(c, 3);
-  KVCache* caches[] = {&ca, &cb};
+  int sa = fwd.open_sequence(7), sb = fwd.open_sequence(3);
   ForwardBatch batch;
-  for (size_t i = 0; i < a.size(); ++i) batch.tokens.push_back(a[i]), batch.seq.push_back(0);
-  for (size_t i = 0; i < b.size(); ++i) batch.tokens.push_back(b[i]), batch.seq.push_back(1);
+  for (size_t i = 0; i < a.size(); ++i) batch.tokens.push_back(a[i]), batch.seq.push_back(sa);
+  for (size_t i = 0; i < b.size(); ++i) batch.tokens.push_back(b[i]), batch.seq.push_back(sb);
   batch.logit_rows = {6, 9};
   std::vector<float> out(2 * size_t(c.vocab));
-  fwd.run(batch, caches, out.data());
+  fwd.run(batch, out.data());
   for (int v = 0; v < c.vocab; ++v) {
     EXPECT_NEAR(out[size_t(v)], la[6 * size_t(c.vocab) + size_t(v)], 1e-4);
     EXPECT_NEAR(out[size_t(c.vocab + v)], lb[2 * size_t(c.vocab) + size_t(v)], 1e-4);
@@ -124,16 +122,16 @@ TEST(Generate, BatchedGreedyEqualsSingle) {
   SamplingOptions o;
   o.max_new_tokens = 12;
   std::vector<TokenRequest> reqs = {{{1, 2, 3}, o}, {{50, 60, 70, 80, 90}, o}, {{4}, o}};
-  auto together = generate_tokens(fwd, c, reqs, {});
+  auto together = generate_tokens(fwd, reqs, {});
   for (size_t i = 0; i < reqs.size(); ++i) {
-    auto alone = generate_tokens(fwd, c, {reqs[i]}, {});
+    auto alone = generate_tokens(fwd, {reqs[i]}, {});
     EXPECT_EQ(together[i].tokens, alone[0].tokens) << i;
     EXPECT_EQ(together[i].tokens.size(), 12u);
     EXPECT_EQ(together[i].finish_reason, "length");
   }
   // Making the 4th greedy token an EOS id ends the sequence there.
   int32_t eos = together[0].tokens[3];
-  auto stopped = generate_tokens(fwd, c, {reqs[0]}, {eos});
+  auto stopped = generate_tokens(fwd, {reqs[0]}, {eos});
   auto first = std::find(together[0].tokens.begin(), together[0].tokens.end(), eos) - together[0].tokens.begin();
   EXPECT_EQ(stopped[0].tokens.size(), size_t(first));
   EXPECT_EQ(stopped[0].finish_reason, "eos");
@@ -152,8 +150,8 @@ TEST(Generate, SeededSamplingIsReproducibleAndVaries) {
     o.seed = s;
     reqs.push_back({{1, 2, 3}, o});
   }
-  auto r1 = generate_tokens(fwd, c, reqs, {});
-  auto r2 = generate_tokens(fwd, c, reqs, {});
+  auto r1 = generate_tokens(fwd, reqs, {});
+  auto r2 = generate_tokens(fwd, reqs, {});
   for (size_t i = 0; i < reqs.size(); ++i) EXPECT_EQ(r1[i].tokens, r2[i].tokens);
   EXPECT_NE(r1[0].tokens, r1[1].tokens);
 }

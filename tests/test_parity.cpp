@@ -26,12 +26,12 @@ TEST_P(Parity, LogitsAndGreedyMatchTransformers) {
   ASSERT_EQ(ref.shape, (std::vector<int64_t>{int64_t(ids.size()), m.cfg.vocab}));
 
   CpuForward fwd(m);
-  KVCache cache(m.cfg, int(ids.size()));
-  KVCache* caches[] = {&cache};
+  int seq = fwd.open_sequence(int(ids.size()));
   ForwardBatch b;
-  for (size_t i = 0; i < ids.size(); ++i) b.tokens.push_back(ids[i]), b.seq.push_back(0), b.logit_rows.push_back(int(i));
+  for (size_t i = 0; i < ids.size(); ++i) b.tokens.push_back(ids[i]), b.seq.push_back(seq), b.logit_rows.push_back(int(i));
   std::vector<float> ours(ref.data.size());
-  fwd.run(b, caches, ours.data());
+  fwd.run(b, ours.data());
+  fwd.close_sequence(seq);
   double max_ref = 0, max_diff = 0;
   for (size_t i = 0; i < ours.size(); ++i) {
     max_ref = std::max(max_ref, double(std::fabs(ref.data[i])));
@@ -47,7 +47,7 @@ TEST_P(Parity, LogitsAndGreedyMatchTransformers) {
   ASSERT_GE(comparable, 8u) << "fixture has too small logit margins to compare continuations";
   SamplingOptions greedy_opt;
   greedy_opt.max_new_tokens = int(comparable);
-  auto gen = generate_tokens(fwd, m.cfg, {{ids, greedy_opt}}, /*eos_ids=*/{});
+  auto gen = generate_tokens(fwd, {{ids, greedy_opt}}, /*eos_ids=*/{});
   EXPECT_EQ(gen[0].tokens, std::vector<int32_t>(greedy.begin(), greedy.begin() + long(comparable)));
 }
 

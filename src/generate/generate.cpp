@@ -2,7 +2,6 @@
 
 #include <algorithm>
 #include <chrono>
-#include <memory>
 
 #include "core/error.h"
 #include "generate/sampler.h"
@@ -15,13 +14,20 @@ double ms_since(std::chrono::steady_clock::time_point t0) {
 }
 }  // namespace
 
-std::vector<TokenResult> generate_tokens(CpuForward& fwd, const ModelConfig& cfg, const std::vector<TokenRequest>& reqs,
+std::vector<TokenResult> generate_tokens(ForwardBackend& fwd, const std::vector<TokenRequest>& reqs,
                                          const std::vector<int32_t>& eos_ids, const StopCheck& stop) {
+  const ModelConfig& cfg = fwd.config();
   const size_t n = reqs.size();
   std::vector<TokenResult> out(n);
   if (n == 0) return out;
-  std::vector<std::unique_ptr<KVCache>> caches;
-  std::vector<KVCache*> cache_ptrs;
+  std::vector<int> seq_ids;
+  struct CloseAll {  // sequences are closed however this function ends
+    ForwardBackend& f;
+    std::vector<int>& ids;
+    ~CloseAll() {
+      for (int id : ids) f.close_sequence(id);
+    }
+  } close_all{fwd, seq_ids};
   std::vector<Sampler> samplers;
   ForwardBatch prefill;
   for (size_t i = 0; i < n; ++i) {
@@ -30,19 +36,18 @@ std::vector<TokenResult> generate_tokens(CpuForward& fwd, const ModelConfig& cfg
     int cap = int(r.prompt.size()) + std::max(0, r.opt.max_new_tokens);
     if (cap > cfg.max_positions)
       fail("generate: prompt {} needs {} positions, the model allows {}", i, cap, cfg.max_positions);
-    caches.push_back(std::make_unique<KVCache>(cfg, cap));
-    cache_ptrs.push_back(caches.back().get());
+    seq_ids.push_back(fwd.open_sequence(cap));
     samplers.emplace_back(r.opt);
     for (int32_t t : r.prompt) {
       prefill.tokens.push_back(t);
-      prefill.seq.push_back(int(i));
+      prefill.seq.push_back(seq_ids.back());
     }
     prefill.logit_rows.push_back(int(prefill.tokens.size()) - 1);
   }
   const size_t V = size_t(cfg.vocab);
   std::vector<float> logits(n * V);
   auto t0 = std::chrono::steady_clock::now();
-  fwd.run(prefill, cache_ptrs, logits.data());
+  fwd.run(prefill, logits.data());
   double prefill_ms = ms_since(t0);
 
   std::vector<int> live;  // sequences still generating
@@ -79,10 +84,10 @@ std::vector<TokenResult> generate_tokens(CpuForward& fwd, const ModelConfig& cfg
     ForwardBatch step;
     for (size_t j = 0; j < live.size(); ++j) {
       step.tokens.push_back(next[size_t(live[j])]);
-      step.seq.push_back(live[j]);
+      step.seq.push_back(seq_ids[size_t(live[j])]);
       step.logit_rows.push_back(int(j));
     }
-    fwd.run(step, cache_ptrs, logits.data());
+    fwd.run(step, logits.data());
     std::vector<int> still;
     for (size_t j = 0; j < live.size(); ++j)
       if (take(size_t(live[j]), logits.data() + j * V)) still.push_back(live[j]);

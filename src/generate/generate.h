@@ -23,7 +23,7 @@ struct TokenResult {
 using StopCheck = std::function<bool(size_t request, const std::vector<int32_t>& generated)>;
 
 // Prefills all prompts in one batch, then decodes the live sequences together until each ends.
-std::vector<TokenResult> generate_tokens(CpuForward& fwd, const ModelConfig& cfg, const std::vector<TokenRequest>& reqs,
+std::vector<TokenResult> generate_tokens(ForwardBackend& fwd, const std::vector<TokenRequest>& reqs,
                                          const std::vector<int32_t>& eos_ids, const StopCheck& stop = nullptr);
 
 }  // namespace bq

@@ -18,6 +18,30 @@ CpuForward::CpuForward(const Model& m) : m_(m) {
   for (double f : rope_inv_freq(m.cfg)) inv_freq_.push_back(float(f));
 }
 
+int CpuForward::open_sequence(int capacity) {
+  if (capacity <= 0 || capacity > m_.cfg.max_positions)
+    fail("a sequence of {} positions exceeds the model's limit of {}", capacity, m_.cfg.max_positions);
+  auto cache = std::make_unique<KVCache>(m_.cfg, capacity);
+  for (size_t i = 0; i < caches_.size(); ++i)
+    if (!caches_[i]) {
+      caches_[i] = std::move(cache);
+      return int(i);
+    }
+  caches_.push_back(std::move(cache));
+  return int(caches_.size() - 1);
+}
+
+void CpuForward::close_sequence(int id) { caches_.at(size_t(id)).reset(); }
+
+int CpuForward::sequence_length(int id) const { return caches_.at(size_t(id))->length; }
+
+size_t CpuForward::kv_cache_bytes() const {
+  size_t n = 0;
+  for (auto& c : caches_)
+    if (c) n += c->bytes();
+  return n;
+}
+
 namespace {
 
 void linear(const Linear& l, const float* x, int64_t n, float* y) {
@@ -29,19 +53,20 @@ void linear(const Linear& l, const float* x, int64_t n, float* y) {
 
 }  // namespace
 
-void CpuForward::run(const ForwardBatch& b, std::span<KVCache*> caches, float* logits) {
+void CpuForward::run(const ForwardBatch& b, float* logits) {
   const ModelConfig& c = m_.cfg;
   const int64_t R = int64_t(b.tokens.size()), H = c.hidden, Q = c.q_dim(), KV = c.kv_dim(), I = c.intermediate;
   const int hd = c.head_dim, half = hd / 2;
   if (b.seq.size() != b.tokens.size()) fail("forward: tokens and seq differ in length");
 
   // Each row's position: the next free slot of its sequence's cache.
+  auto& caches = caches_;
   std::vector<int> pos(static_cast<size_t>(R));
   std::vector<int> next(caches.size());
-  for (size_t s = 0; s < caches.size(); ++s) next[s] = caches[s]->length;
+  for (size_t s = 0; s < caches.size(); ++s) next[s] = caches[s] ? caches[s]->length : 0;
   for (int64_t r = 0; r < R; ++r) {
     int s = b.seq[size_t(r)];
-    if (s < 0 || size_t(s) >= caches.size()) fail("forward: row {} names sequence {} of {}", r, s, caches.size());
+    if (s < 0 || size_t(s) >= caches.size() || !caches[size_t(s)]) fail("forward: row {} names no open sequence ({})", r, s);
     if (next[size_t(s)] >= caches[size_t(s)]->capacity)
       fail("forward: sequence {} is full ({} positions)", s, caches[size_t(s)]->capacity);
     pos[size_t(r)] = next[size_t(s)]++;
@@ -94,7 +119,8 @@ void CpuForward::run(const ForwardBatch& b, std::span<KVCache*> caches, float* l
     linear(L.down, gate.data(), R, proj.data());
     for (size_t i = 0; i < x.size(); ++i) x[i] += proj[i];
   }
-  for (size_t s = 0; s < caches.size(); ++s) caches[s]->length = next[s];
+  for (size_t s = 0; s < caches.size(); ++s)
+    if (caches[s]) caches[s]->length = next[s];
 
   if (b.logit_rows.empty()) return;
   const int64_t NL = int64_t(b.logit_rows.size());

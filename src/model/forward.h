@@ -1,6 +1,6 @@
 // The forward pass of the Llama family on the CPU, over a batch of rows from one or more sequences.
 #pragma once
-#include <span>
+#include <memory>
 #include <vector>
 
 #include "model/model.h"
@@ -20,8 +20,8 @@ struct KVCache {
   size_t bytes() const { return (k.size() + v.size()) * sizeof(float); }
 };
 
-// One step of work: row i feeds tokens[i] to sequence seq[i] at the next free position of caches[seq[i]].
-// Rows of one sequence must be consecutive and in order. Logits (fp32, [logit_rows.size(), vocab]) are computed
+// One step of work: row i feeds tokens[i] to sequence seq[i] at that sequence's next free position. Rows of one
+// sequence must be consecutive and in order. Logits (fp32, [logit_rows.size(), vocab], host memory) are computed
 // for the rows listed in logit_rows only.
 struct ForwardBatch {
   std::vector<int32_t> tokens;
@@ -29,14 +29,32 @@ struct ForwardBatch {
   std::vector<int> logit_rows;
 };
 
-class CpuForward {
+// What every backend offers generation: sequences with their own KV cache, and batched steps over them.
+class ForwardBackend {
+ public:
+  virtual ~ForwardBackend() = default;
+  // A new sequence with room for `capacity` positions; returns its id (ids of closed sequences are reused).
+  virtual int open_sequence(int capacity) = 0;
+  virtual void close_sequence(int id) = 0;
+  virtual int sequence_length(int id) const = 0;
+  virtual void run(const ForwardBatch& b, float* logits) = 0;
+  virtual const ModelConfig& config() const = 0;
+};
+
+class CpuForward : public ForwardBackend {
  public:
   explicit CpuForward(const Model& m);
-  void run(const ForwardBatch& b, std::span<KVCache*> caches, float* logits);
+  int open_sequence(int capacity) override;
+  void close_sequence(int id) override;
+  int sequence_length(int id) const override;
+  void run(const ForwardBatch& b, float* logits) override;
+  const ModelConfig& config() const override { return m_.cfg; }
+  size_t kv_cache_bytes() const;  // held now by open sequences
 
  private:
   const Model& m_;
   std::vector<float> inv_freq_;  // fp32, as the reference computes RoPE angles
+  std::vector<std::unique_ptr<KVCache>> caches_;  // by sequence id; null when closed
 };
 
 }  // namespace bq
