@@ -176,7 +176,11 @@ int8_t quantize_int8(float v, float scale) {
 }
 
 // The add must not fuse with the multiply: bitsandbytes dequantizes the nested maxima, then adds the offset.
-__attribute__((optimize("fp-contract=off"))) float QuantizedMatrix::block_absmax(int64_t block) const {
+// (GCC may contract across statements when FMA is enabled; clang only within one expression.)
+#if defined(__GNUC__) && !defined(__clang__)
+__attribute__((optimize("fp-contract=off")))
+#endif
+float QuantizedMatrix::block_absmax(int64_t block) const {
   if (!double_quant) return absmax[size_t(block)];
   float scaled = dynamic_map_signed()[absmax_q[size_t(block)]] * absmax2[size_t(block / kNestedBlocksize)];
   return scaled + offset;

@@ -283,7 +283,7 @@ void matmul_llm_int8(const QuantizedMatrix& w, const float* x, int64_t n, float*
   // Per token: SCA = max |x| over the elements below the threshold; int8 activations with outlier columns zeroed.
   std::vector<int8_t> ca(static_cast<size_t>(n * cols));
   std::vector<float> sca(static_cast<size_t>(n));
-#pragma omp parallel for schedule(static)
+#pragma omp parallel for schedule(static) if (n >= 4)  // waking threads costs more than one token's work
   for (int64_t t = 0; t < n; ++t) {
     const float* xt = x + t * cols;
     float s = 0;
