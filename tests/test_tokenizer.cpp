@@ -294,3 +294,31 @@ TEST(Tokenizer, CliTokenizeAndDetokenize) {
 }
 
 }  // namespace
+
+namespace {
+
+TEST(TokenizerText, RegexSyntaxAndMatchIteration) {
+  auto matches = [](const std::string& pattern, std::string_view s) {
+    std::vector<std::pair<size_t, size_t>> out;
+    bq::tok::Regex(pattern).find_all(s, out);
+    return out;
+  };
+  using M = std::vector<std::pair<size_t, size_t>>;
+  EXPECT_EQ(matches("\\u0041+", "xAAx"), (M{{1, 3}}));  // Oniguruma's \uHHHH
+  EXPECT_EQ(matches("\\x{41}+", "xAAx"), (M{{1, 3}}));
+  EXPECT_EQ(matches("\\\\u0041", "\\u0041"), (M{{0, 6}}));  // an escaped backslash stays literal
+  EXPECT_EQ(matches("\\p{N}{1,3}", "12345"), (M{{0, 3}, {3, 5}}));
+  EXPECT_EQ(matches("\\s+(?!\\S)|\\s+", "a   b"), (M{{1, 3}, {3, 4}}));
+  EXPECT_EQ(matches("(?i:'s)", "it'S"), (M{{2, 4}}));
+  // Empty matches: one per position, none right after a non-empty match, stepping over whole characters.
+  EXPECT_EQ(matches("x*", "\xC3\xA9x"), (M{{0, 0}, {2, 3}}));
+}
+
+TEST(TokenizerText, LossyUtf8ReplacesMaximalSubparts) {
+  EXPECT_EQ(bq::tok::utf8_lossy("a\xF0\x9F\x8E"), "a\xEF\xBF\xBD");                     // truncated 4-byte form
+  EXPECT_EQ(bq::tok::utf8_lossy("\xC0\xAF"), "\xEF\xBF\xBD\xEF\xBF\xBD");               // overlong: each byte
+  EXPECT_EQ(bq::tok::utf8_lossy("\xED\xA0\x80"), "\xEF\xBF\xBD\xEF\xBF\xBD\xEF\xBF\xBD");  // surrogate
+  EXPECT_EQ(bq::tok::utf8_lossy("\xE4\xB8\x96!"), "\xE4\xB8\x96!");
+}
+
+}  // namespace

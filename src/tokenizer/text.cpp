@@ -3,6 +3,7 @@
 #include <utf8proc.h>
 
 #include <array>
+#include <cctype>
 #include <cstdlib>
 
 #include "core/error.h"
@@ -202,7 +203,20 @@ struct MatchScratch {
 Regex::Regex(const std::string& pattern) {
   int error = 0;
   PCRE2_SIZE offset = 0;
-  pcre2_code* code = pcre2_compile(reinterpret_cast<PCRE2_SPTR>(pattern.data()), pattern.size(),
+  // Oniguruma also reads \uHHHH escapes, which PCRE2 spells \x{HHHH}.
+  std::string translated;
+  auto is_hex = [](char c) { return std::isxdigit(static_cast<unsigned char>(c)) != 0; };
+  for (size_t i = 0; i < pattern.size(); ++i) {
+    if (pattern[i] == '\\' && i + 5 < pattern.size() && pattern[i + 1] == 'u' && is_hex(pattern[i + 2]) &&
+        is_hex(pattern[i + 3]) && is_hex(pattern[i + 4]) && is_hex(pattern[i + 5])) {
+      translated += "\\x{" + pattern.substr(i + 2, 4) + "}";
+      i += 5;
+    } else {
+      translated += pattern[i];
+      if (pattern[i] == '\\' && i + 1 < pattern.size()) translated += pattern[++i];  // keeps "\\u" literal
+    }
+  }
+  pcre2_code* code = pcre2_compile(reinterpret_cast<PCRE2_SPTR>(translated.data()), translated.size(),
                                    PCRE2_UTF | PCRE2_UCP, &error, &offset, nullptr);
   if (!code) {
     PCRE2_UCHAR message[256];
