@@ -271,7 +271,9 @@ TEST(Tokenizer, CliTokenizeAndDetokenize) {
   auto files = bq::make_synthetic_tokenizer(300);
   auto dir = bq::test::temp_dir("tok-cli");
   bq::write_file_atomic(dir / "tokenizer.json", files.tokenizer_json);
+  bq::write_file_atomic(dir / "chat_template.jinja", "{{ bos_token }}");
   auto t = bq::Tokenizer::load(dir);
+  EXPECT_EQ(t.chat_template(), "{{ bos_token }}");  // no tokenizer_config.json: the template comes from its own file
   std::string text = "Hello, world: 42 ünïcode";
   bq::write_file_atomic(dir / "in.txt", text);
   std::string bin = bq::test::biomedq_binary().string(), out;

@@ -379,7 +379,7 @@ std::string config_token(const json& config, const char* key) {
   return "";
 }
 
-std::shared_ptr<const Tokenizer::Impl> build(std::string_view tokenizer_json, std::string_view config_json,
+std::shared_ptr<Tokenizer::Impl> build(std::string_view tokenizer_json, std::string_view config_json,
                                              const std::string& origin, const std::string& config_origin) {
   auto t = std::make_shared<Tokenizer::Impl>();
   t->origin = origin;
@@ -809,7 +809,11 @@ std::string Tokenizer::decode(std::span<const int32_t> ids, bool skip_special) c
 Tokenizer Tokenizer::load(const std::filesystem::path& model_dir) {
   fs::path tokenizer_path = model_dir / "tokenizer.json", config_path = model_dir / "tokenizer_config.json";
   std::string config = fs::exists(config_path) ? read_file(config_path) : std::string();
-  return Tokenizer(build(read_file(tokenizer_path), config, tokenizer_path.string(), config_path.string()));
+  auto impl = build(read_file(tokenizer_path), config, tokenizer_path.string(), config_path.string());
+  // Newer checkpoints keep the chat template in its own file instead of tokenizer_config.json.
+  if (fs::path jinja = model_dir / "chat_template.jinja"; impl->chat_template.empty() && fs::exists(jinja))
+    impl->chat_template = read_file(jinja);
+  return Tokenizer(std::move(impl));
 }
 
 Tokenizer Tokenizer::from_json(std::string_view tokenizer_json, std::string_view tokenizer_config_json,

@@ -17,8 +17,8 @@ namespace bq {
 
 class Tokenizer {
  public:
-  // Loads model_dir/tokenizer.json and, if present, model_dir/tokenizer_config.json. Malformed input -> bq::Error
-  // naming the file and the problem.
+  // Loads model_dir/tokenizer.json and, if present, model_dir/tokenizer_config.json (and chat_template.jinja when
+  // the config has no template). Malformed input -> bq::Error naming the file and the problem.
   static Tokenizer load(const std::filesystem::path& model_dir);
   static Tokenizer from_json(std::string_view tokenizer_json, std::string_view tokenizer_config_json /*may be empty*/,
                              const std::string& origin_for_errors);
