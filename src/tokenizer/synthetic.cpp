@@ -183,7 +183,7 @@ SyntheticTokenizerFiles make_synthetic_tokenizer(int32_t vocab_size) {
                  {"model_max_length", 8192},
                  {"tokenizer_class", "PreTrainedTokenizerFast"},
                  {"added_tokens_decoder", added_decoder}};
-  return {tokenizer.dump(2), config.dump(2)};
+  return {tokenizer.dump(), config.dump()};
 }
 
 }  // namespace bq

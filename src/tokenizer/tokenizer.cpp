@@ -29,30 +29,31 @@ struct AddedToken {
   bool special = false, lstrip = false, rstrip = false, single_word = false, normalized = false;
 };
 
-// Finds added tokens leftmost-longest, as tokenizers' Aho-Corasick matcher does.
+// Finds added tokens leftmost-longest, as tokenizers' Aho-Corasick matcher does: at each position, try the
+// token lengths that occur for that first byte, longest first (few distinct lengths even with many tokens).
 class AddedTokenMatcher {
  public:
   void add(const std::string& content, int token_index) {
-    if (content.empty()) return;
-    auto& bucket = by_first_byte_[uint8_t(content[0])];
-    bucket.emplace_back(content, token_index);
-    std::stable_sort(bucket.begin(), bucket.end(),
-                     [](const auto& a, const auto& b) { return a.first.size() > b.first.size(); });
-    empty_ = false;
+    if (content.empty() || !tokens_.emplace(content, token_index).second) return;
+    auto& lengths = lengths_by_first_byte_[uint8_t(content[0])];
+    auto at = std::lower_bound(lengths.begin(), lengths.end(), content.size(), std::greater<>());
+    if (at == lengths.end() || *at != content.size()) lengths.insert(at, content.size());
   }
-  bool empty() const { return empty_; }
+  bool empty() const { return tokens_.empty(); }
   // First match at or after `from`: {start, token_index}; token_index -1 when none.
   std::pair<size_t, int> find(std::string_view s, size_t from) const {
     for (size_t i = from; i < s.size(); ++i) {
-      for (const auto& [content, index] : by_first_byte_[uint8_t(s[i])])
-        if (s.substr(i, content.size()) == content) return {i, index};
+      for (size_t length : lengths_by_first_byte_[uint8_t(s[i])]) {
+        if (length > s.size() - i) continue;
+        if (auto it = tokens_.find(s.substr(i, length)); it != tokens_.end()) return {i, it->second};
+      }
     }
     return {s.size(), -1};
   }
 
  private:
-  std::array<std::vector<std::pair<std::string, int>>, 256> by_first_byte_;
-  bool empty_ = true;
+  tok::TokenMap tokens_;  // content -> index into Impl::added
+  std::array<std::vector<size_t>, 256> lengths_by_first_byte_;
 };
 
 // A "pattern" object of tokenizer.json: {"String": literal} or {"Regex": pattern}.
