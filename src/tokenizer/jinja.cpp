@@ -1948,7 +1948,7 @@ class Renderer {
       const Value* method = a.get(1, "method");
       double scale = std::pow(10.0, prec ? double(prec->as_int()) : 0.0), x = v.as_double() * scale;
       std::string m = method ? to_str(*method) : "common";
-      x = m == "ceil" ? std::ceil(x) : m == "floor" ? std::floor(x) : std::round(x);
+      x = m == "ceil" ? std::ceil(x) : m == "floor" ? std::floor(x) : std::nearbyint(x);  // Python rounds half to even
       return Value::number(x / scale);
     }
     if (name == "abs") {
@@ -2013,7 +2013,7 @@ class Renderer {
       for (size_t k = 0; k <= s.size();) {
         size_t e = s.find('\n', k);
         std::string line = s.substr(k, e == std::string::npos ? std::string::npos : e - k);
-        bool indent = (line_no > 0 || first) && (blank || !line.empty());
+        bool indent = line_no == 0 ? first : (blank || !line.empty());
         out += (indent ? pad : "") + line;
         if (e == std::string::npos) break;
         out += '\n';
