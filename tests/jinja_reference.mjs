@@ -1,5 +1,5 @@
 // Reference renderer for the Jinja differential tests: renders each case with @huggingface/jinja.
-// Usage: node tests/jinja_reference.mjs CASES.json ASSETS_DIR
+// Usage: node tests/jinja_reference.mjs ASSETS_DIR CASES.json
 //   CASES.json: [{"template": "...", "context": {...}}, ...]
 //   ASSETS_DIR: the folder holding node_modules/@huggingface/jinja (build/test-assets)
 // Prints a JSON array with {"output": "..."} or {"error": "..."} per case.
@@ -7,9 +7,9 @@ import { readFileSync } from "node:fs";
 import { createRequire } from "node:module";
 import path from "node:path";
 
-const [casesPath, assetsDir] = process.argv.slice(2);
+const [assetsDir, casesPath] = process.argv.slice(2);
 if (!casesPath || !assetsDir) {
-  console.error("usage: node jinja_reference.mjs CASES.json ASSETS_DIR");
+  console.error("usage: node jinja_reference.mjs ASSETS_DIR CASES.json");
   process.exit(2);
 }
 const require = createRequire(path.resolve(assetsDir, "node_modules") + "/");
