@@ -274,6 +274,8 @@ TEST(Jinja, Globals) {
 TEST(Jinja, PlainJsonContextWorksToo) {
   nlohmann::json ctx = {{"x", {1, 2}}, {"s", "v"}};
   EXPECT_EQ(bq::JinjaTemplate("{{ x | length }}{{ s }}").render(ctx), "2v");
+  EXPECT_EQ(bq::JinjaTemplate("{{ a }}").render({{"a", 1}}), "1");
+  EXPECT_THROW(bq::JinjaTemplate("x").render(ojson::array()), bq::Error);
 }
 
 TEST(Jinja, TemplateRendersManyTimes) {

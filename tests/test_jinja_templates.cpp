@@ -114,6 +114,22 @@ TEST(ChatTemplateSpec, Mistral7bInstruct) {
   EXPECT_THROW(chat(tpl, kSystemUser, true, "<s>", "</s>"), bq::Error);  // no system role
 }
 
+TEST(ChatTemplateSpec, ContextAsTransformersBuildsIt) {
+  // tools/documents are defined (as none), extra variables override the special tokens, strftime_now is injectable.
+  bq::ChatTemplateOptions opt;
+  opt.bos_token = "<s>";
+  opt.add_generation_prompt = false;
+  opt.extra = {{"bos_token", "<B>"}, {"flag", 7}};
+  std::tm day{};
+  day.tm_year = 2025 - 1900, day.tm_mon = 0, day.tm_mday = 2;
+  opt.now = day;
+  std::string tpl = "{{ bos_token }}|{{ tools is defined }}{{ tools is none }}{{ documents is none }}|{{ flag }}|"
+                    "{{ add_generation_prompt }}|{{ messages | map(attribute='role') | join(',') }}|"
+                    "{{ strftime_now('%d %b %Y') }}";
+  EXPECT_EQ(bq::apply_chat_template(tpl, {{"user", "a"}, {"assistant", "b"}}, opt),
+            "<B>|TrueTrueTrue|7|False|user,assistant|02 Jan 2025");
+}
+
 // ---- Differential runs against the reference renderers.
 
 struct RealTemplate {

@@ -2129,10 +2129,7 @@ JinjaTemplate::JinjaTemplate(std::string_view source, std::string origin_for_err
   root_ = parser.parse_template();
 }
 
-namespace {
-template <typename Json>
-std::string render_json(const std::string& origin, const jinja::Node& root, const Json& context,
-                        const JinjaRenderOptions& opt) {
+std::string JinjaTemplate::render(const nlohmann::ordered_json& context, const JinjaRenderOptions& opt) const {
   std::tm now{};
   if (opt.now) {
     now = *opt.now;
@@ -2140,19 +2137,10 @@ std::string render_json(const std::string& origin, const jinja::Node& root, cons
     std::time_t t = std::time(nullptr);
     localtime_r(&t, &now);
   }
-  jinja::Renderer r(origin, now);
-  if (!context.is_object()) fail("{}: the render context must be a JSON object", origin);
+  jinja::Renderer r(origin_, now);
+  if (!context.is_object()) fail("{}: the render context must be a JSON object", origin_);
   for (auto it = context.begin(); it != context.end(); ++it) r.set_context(it.key(), jinja::from_json(it.value()));
-  return r.render(root);
-}
-}  // namespace
-
-std::string JinjaTemplate::render(const nlohmann::ordered_json& context, const JinjaRenderOptions& opt) const {
-  return render_json(origin_, *root_, context, opt);
-}
-
-std::string JinjaTemplate::render(const nlohmann::json& context, const JinjaRenderOptions& opt) const {
-  return render_json(origin_, *root_, context, opt);
+  return r.render(*root_);
 }
 
 }  // namespace bq

@@ -26,9 +26,9 @@ struct JinjaRenderOptions {
 class JinjaTemplate {
  public:
   explicit JinjaTemplate(std::string_view source, std::string origin_for_errors = "chat_template");
-  // Objects keep their key order (tojson of tool schemas depends on it), so prefer ordered_json contexts.
+  // `context` must be an object. Objects keep their key order (tojson of tool schemas depends on it); a
+  // nlohmann::json converts implicitly but arrives with its keys sorted.
   std::string render(const nlohmann::ordered_json& context, const JinjaRenderOptions& opt = {}) const;
-  std::string render(const nlohmann::json& context, const JinjaRenderOptions& opt = {}) const;
 
  private:
   std::string origin_;
