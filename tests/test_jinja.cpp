@@ -264,6 +264,8 @@ TEST(Jinja, DictMethods) {
 TEST(Jinja, Globals) {
   EXPECT_EQ(render("{{ range(3) | list }} {{ range(1, 10, 3) | list }} {{ range(3, 0, -1) | list }}"),
             "[0, 1, 2] [1, 4, 7] [3, 2, 1]");
+  EXPECT_NE(error_of("{{ range(1000000) | length }}").find("range too big"), std::string::npos);
+  EXPECT_EQ(render("{{ 3 ** 5 }} {{ (-2) ** 3 }} {{ 2 ** -1 }} {{ 2.0 ** 2 }}"), "243 -8 0.5 4.0");
   EXPECT_EQ(render("{{ dict(a=1, b='x') }} {{ dict(a=1).a }}"), "{'a': 1, 'b': 'x'} 1");
   std::tm day{};
   day.tm_year = 2024 - 1900, day.tm_mon = 6, day.tm_mday = 26, day.tm_wday = 5, day.tm_hour = 9;

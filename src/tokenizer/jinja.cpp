@@ -1370,6 +1370,8 @@ class Renderer {
       else if (a.pos.size() >= 2) start = num(a.pos[0]), stop = num(a.pos[1]);
       if (a.pos.size() >= 3) step = num(a.pos[2]);
       if (a.pos.empty() || step == 0) runtime_fail("range: bad arguments");
+      // Jinja's sandbox caps ranges at 100000 items (MAX_RANGE).
+      if ((stop - start) / step > 100000) runtime_fail("range too big (more than 100000 items)");
       List out;
       for (int64_t k = start; step > 0 ? k < stop : k > stop; k += step) out.push_back(Value::integer(k));
       return Value::array(std::move(out));
@@ -1831,8 +1833,9 @@ class Renderer {
     }
     if (op == "**") {
       if (ints && b >= 0) {
-        int64_t p = 1;
-        for (int64_t k = 0; k < b; ++k) p *= a;
+        int64_t p = 1;  // by squaring: a huge exponent must not loop for ages (overflow wraps)
+        for (uint64_t base = uint64_t(a), e = uint64_t(b); e; e >>= 1, base *= base)
+          if (e & 1) p = int64_t(uint64_t(p) * base);
         return Value::integer(p);
       }
       return Value::number(std::pow(x, y));
