@@ -1,0 +1,27 @@
+#include "tokenizer/chat_template.h"
+
+#include "core/error.h"
+#include "tokenizer/jinja.h"
+
+namespace bq {
+
+std::string apply_chat_template(const std::string& template_source, const std::vector<ChatMessage>& messages,
+                                const ChatTemplateOptions& opt) {
+  nlohmann::ordered_json ctx = nlohmann::ordered_json::object();
+  // transformers always passes tools and documents (None when absent), so `tools is defined` holds.
+  ctx["tools"] = nullptr;
+  ctx["documents"] = nullptr;
+  ctx["bos_token"] = opt.bos_token;
+  ctx["eos_token"] = opt.eos_token;
+  if (!opt.extra.is_null()) {
+    if (!opt.extra.is_object()) fail("chat template: extra variables must be a JSON object");
+    for (auto it = opt.extra.begin(); it != opt.extra.end(); ++it) ctx[it.key()] = it.value();
+  }
+  nlohmann::ordered_json msgs = nlohmann::ordered_json::array();
+  for (auto& m : messages) msgs.push_back({{"role", m.role}, {"content", m.content}});
+  ctx["messages"] = std::move(msgs);
+  ctx["add_generation_prompt"] = opt.add_generation_prompt;
+  return JinjaTemplate(template_source, "chat_template").render(ctx, JinjaRenderOptions{opt.now});
+}
+
+}  // namespace bq

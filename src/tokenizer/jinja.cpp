@@ -1,0 +1,2149 @@
+// Jinja for chat templates: see jinja.h. One file, four parts: values, lexer, parser, evaluator.
+#include "tokenizer/jinja.h"
+
+#include <utf8proc.h>
+
+#include <algorithm>
+#include <cmath>
+#include <cstring>
+#include <functional>
+#include <unordered_map>
+#include <vector>
+
+#include "core/error.h"
+
+namespace bq {
+namespace jinja {
+
+// ---------------------------------------------------------------------------------------------------------
+// Values. Lists and dicts are shared by reference (a namespace set in a loop is seen after it), dicts keep
+// insertion order like Python's.
+
+struct Value;
+struct DictData;
+struct CallArgs;
+using List = std::vector<Value>;
+using Function = std::function<Value(CallArgs&)>;
+
+struct Value {
+  enum Kind : uint8_t { Undefined, None, Bool, Int, Float, Str, Array, Dict, Func };
+  Kind kind = Undefined;
+  bool b = false;
+  int64_t i = 0;
+  double f = 0;
+  std::string s;  // the string; for Undefined, the name that was missing (for error messages)
+  std::shared_ptr<List> list;
+  std::shared_ptr<DictData> dict;
+  std::shared_ptr<Function> fn;
+
+  static Value undefined(std::string what = "") { Value v; v.s = std::move(what); return v; }
+  static Value none() { Value v; v.kind = None; return v; }
+  static Value boolean(bool x) { Value v; v.kind = Bool; v.b = x; return v; }
+  static Value integer(int64_t x) { Value v; v.kind = Int; v.i = x; return v; }
+  static Value number(double x) { Value v; v.kind = Float; v.f = x; return v; }
+  static Value str(std::string x) { Value v; v.kind = Str; v.s = std::move(x); return v; }
+  static Value array(List items = {}) {
+    Value v; v.kind = Array; v.list = std::make_shared<List>(std::move(items)); return v;
+  }
+  static Value new_dict(bool is_namespace = false);
+  static Value func(Function f) { Value v; v.kind = Func; v.fn = std::make_shared<Function>(std::move(f)); return v; }
+
+  bool is_num() const { return kind == Int || kind == Float || kind == Bool; }
+  double as_double() const { return kind == Float ? f : kind == Bool ? double(b) : double(i); }
+  int64_t as_int() const { return kind == Bool ? int64_t(b) : i; }
+};
+
+struct DictData {
+  std::vector<std::pair<std::string, Value>> items;
+  bool is_namespace = false;
+  const Value* get(std::string_view key) const {
+    for (auto& [k, v] : items)
+      if (k == key) return &v;
+    return nullptr;
+  }
+  void set(const std::string& key, Value v) {
+    for (auto& [k, old] : items)
+      if (k == key) { old = std::move(v); return; }
+    items.emplace_back(key, std::move(v));
+  }
+};
+
+Value Value::new_dict(bool is_namespace) {
+  Value v;
+  v.kind = Dict;
+  v.dict = std::make_shared<DictData>();
+  v.dict->is_namespace = is_namespace;
+  return v;
+}
+
+struct CallArgs {
+  std::vector<Value> pos;
+  std::vector<std::pair<std::string, Value>> kw;
+  // Argument `index` by position, else by keyword `name`; nullptr when absent.
+  const Value* get(size_t index, std::string_view name) const {
+    if (index < pos.size()) return &pos[index];
+    for (auto& [k, v] : kw)
+      if (k == name) return &v;
+    return nullptr;
+  }
+};
+
+// Runtime errors carry no location; the evaluator adds the line of the node being evaluated.
+struct RuntimeError {
+  std::string message;
+};
+template <typename... Args>
+[[noreturn]] void runtime_fail(fmt::format_string<Args...> f, Args&&... args) {
+  throw RuntimeError{fmt::format(f, std::forward<Args>(args)...)};
+}
+
+const char* type_name(const Value& v) {
+  switch (v.kind) {
+    case Value::Undefined: return "undefined";
+    case Value::None: return "none";
+    case Value::Bool: return "bool";
+    case Value::Int: return "int";
+    case Value::Float: return "float";
+    case Value::Str: return "string";
+    case Value::Array: return "list";
+    case Value::Dict: return v.dict->is_namespace ? "namespace" : "dict";
+    case Value::Func: return "function";
+  }
+  return "?";
+}
+
+template <typename Json>
+Value from_json(const Json& j) {
+  switch (j.type()) {
+    case nlohmann::json::value_t::null: return Value::none();
+    case nlohmann::json::value_t::boolean: return Value::boolean(j.template get<bool>());
+    case nlohmann::json::value_t::number_integer: return Value::integer(j.template get<int64_t>());
+    case nlohmann::json::value_t::number_unsigned: return Value::integer(int64_t(j.template get<uint64_t>()));
+    case nlohmann::json::value_t::number_float: return Value::number(j.template get<double>());
+    case nlohmann::json::value_t::string: return Value::str(j.template get<std::string>());
+    case nlohmann::json::value_t::array: {
+      List items;
+      for (auto& e : j) items.push_back(from_json(e));
+      return Value::array(std::move(items));
+    }
+    case nlohmann::json::value_t::object: {
+      Value d = Value::new_dict();
+      for (auto it = j.begin(); it != j.end(); ++it) d.dict->items.emplace_back(it.key(), from_json(it.value()));
+      return d;
+    }
+    default: return Value::undefined();
+  }
+}
+
+bool truthy(const Value& v) {
+  switch (v.kind) {
+    case Value::Undefined:
+    case Value::None: return false;
+    case Value::Bool: return v.b;
+    case Value::Int: return v.i != 0;
+    case Value::Float: return v.f != 0;
+    case Value::Str: return !v.s.empty();
+    case Value::Array: return !v.list->empty();
+    case Value::Dict: return !v.dict->items.empty();
+    case Value::Func: return true;
+  }
+  return false;
+}
+
+// Python's repr(float): the shortest digits that round-trip; exponent form outside [1e-4, 1e16).
+std::string float_repr(double x) {
+  if (std::isnan(x)) return "nan";
+  if (std::isinf(x)) return x > 0 ? "inf" : "-inf";
+  char buf[40];
+  for (int prec = 1; prec <= 17; ++prec) {
+    std::snprintf(buf, sizeof buf, "%.*e", prec - 1, x);
+    if (std::strtod(buf, nullptr) == x) break;
+  }
+  std::string e(buf);
+  bool neg = e[0] == '-';
+  if (neg) e.erase(0, 1);
+  size_t epos = e.find('e');
+  int exp = std::atoi(e.c_str() + epos + 1);
+  std::string digits = e.substr(0, 1) + (epos > 2 ? e.substr(2, epos - 2) : "");
+  while (digits.size() > 1 && digits.back() == '0') digits.pop_back();
+  std::string out;
+  if (exp >= -4 && exp < 16) {
+    if (exp < 0) {
+      out = "0." + std::string(size_t(-exp - 1), '0') + digits;
+    } else if (size_t(exp) + 1 >= digits.size()) {
+      out = digits + std::string(size_t(exp) + 1 - digits.size(), '0') + ".0";
+    } else {
+      out = digits.substr(0, size_t(exp) + 1) + "." + digits.substr(size_t(exp) + 1);
+    }
+  } else {
+    out = digits.substr(0, 1) + (digits.size() > 1 ? "." + digits.substr(1) : "") +
+          fmt::format("e{}{:02d}", exp < 0 ? '-' : '+', std::abs(exp));
+  }
+  return neg ? "-" + out : out;
+}
+
+std::string to_str(const Value& v);
+
+std::string repr(const Value& v) {
+  if (v.kind != Value::Str) return to_str(v);
+  char q = (v.s.find('\'') != std::string::npos && v.s.find('"') == std::string::npos) ? '"' : '\'';
+  std::string out(1, q);
+  for (char c : v.s) {
+    if (c == q || c == '\\') out += '\\', out += c;
+    else if (c == '\n') out += "\\n";
+    else if (c == '\t') out += "\\t";
+    else if (c == '\r') out += "\\r";
+    else out += c;
+  }
+  return out + q;
+}
+
+// Python's str(): what {{ value }} prints.
+std::string to_str(const Value& v) {
+  switch (v.kind) {
+    case Value::Undefined: return "";
+    case Value::None: return "None";
+    case Value::Bool: return v.b ? "True" : "False";
+    case Value::Int: return std::to_string(v.i);
+    case Value::Float: return float_repr(v.f);
+    case Value::Str: return v.s;
+    case Value::Array: {
+      std::string out = "[";
+      for (size_t k = 0; k < v.list->size(); ++k) out += (k ? ", " : "") + repr((*v.list)[k]);
+      return out + "]";
+    }
+    case Value::Dict: {
+      std::string out = "{";
+      for (size_t k = 0; k < v.dict->items.size(); ++k)
+        out += (k ? ", " : "") + repr(Value::str(v.dict->items[k].first)) + ": " + repr(v.dict->items[k].second);
+      return out + "}";
+    }
+    case Value::Func: return "<function>";
+  }
+  return "";
+}
+
+// json.dumps(value, ensure_ascii=False, indent=indent, separators=..., sort_keys=...), as transformers' tojson.
+struct JsonStyle {
+  int indent = -1;  // -1: everything on one line
+  std::string item_sep, key_sep;
+  bool sort_keys = false;
+};
+
+std::string json_quote(const std::string& s) {
+  std::string out = "\"";
+  for (unsigned char c : s) {
+    switch (c) {
+      case '"': out += "\\\""; break;
+      case '\\': out += "\\\\"; break;
+      case '\n': out += "\\n"; break;
+      case '\r': out += "\\r"; break;
+      case '\t': out += "\\t"; break;
+      case '\b': out += "\\b"; break;
+      case '\f': out += "\\f"; break;
+      default:
+        if (c < 0x20) out += fmt::format("\\u{:04x}", c);
+        else out += char(c);
+    }
+  }
+  return out + "\"";
+}
+
+void to_json(const Value& v, const JsonStyle& st, int level, std::string& out) {
+  auto newline = [&](int lvl) {
+    if (st.indent >= 0) out += "\n" + std::string(size_t(st.indent * lvl), ' ');
+  };
+  switch (v.kind) {
+    case Value::Undefined:
+    case Value::None: out += "null"; return;
+    case Value::Bool: out += v.b ? "true" : "false"; return;
+    case Value::Int: out += std::to_string(v.i); return;
+    case Value::Float:
+      out += std::isnan(v.f) ? "NaN" : std::isinf(v.f) ? (v.f > 0 ? "Infinity" : "-Infinity") : float_repr(v.f);
+      return;
+    case Value::Str: out += json_quote(v.s); return;
+    case Value::Array: {
+      if (v.list->empty()) { out += "[]"; return; }
+      out += "[";
+      for (size_t k = 0; k < v.list->size(); ++k) {
+        if (k) out += st.item_sep;
+        newline(level + 1);
+        to_json((*v.list)[k], st, level + 1, out);
+      }
+      newline(level);
+      out += "]";
+      return;
+    }
+    case Value::Dict: {
+      if (v.dict->items.empty()) { out += "{}"; return; }
+      std::vector<const std::pair<std::string, Value>*> items;
+      for (auto& kv : v.dict->items) items.push_back(&kv);
+      if (st.sort_keys)
+        std::stable_sort(items.begin(), items.end(), [](auto* a, auto* b) { return a->first < b->first; });
+      out += "{";
+      for (size_t k = 0; k < items.size(); ++k) {
+        if (k) out += st.item_sep;
+        newline(level + 1);
+        out += json_quote(items[k]->first) + st.key_sep;
+        to_json(items[k]->second, st, level + 1, out);
+      }
+      newline(level);
+      out += "}";
+      return;
+    }
+    case Value::Func: runtime_fail("Object of type function is not JSON serializable");
+  }
+}
+
+bool equal(const Value& a, const Value& b) {
+  if (a.is_num() && b.is_num()) {
+    if (a.kind == Value::Float || b.kind == Value::Float) return a.as_double() == b.as_double();
+    return a.as_int() == b.as_int();
+  }
+  if (a.kind != b.kind) return false;
+  switch (a.kind) {
+    case Value::Undefined:
+    case Value::None: return true;
+    case Value::Str: return a.s == b.s;
+    case Value::Array:
+      if (a.list->size() != b.list->size()) return false;
+      for (size_t k = 0; k < a.list->size(); ++k)
+        if (!equal((*a.list)[k], (*b.list)[k])) return false;
+      return true;
+    case Value::Dict:
+      if (a.dict->items.size() != b.dict->items.size()) return false;
+      for (auto& [k, v] : a.dict->items) {
+        const Value* o = b.dict->get(k);
+        if (!o || !equal(v, *o)) return false;
+      }
+      return true;
+    default: return a.fn == b.fn;
+  }
+}
+
+// Three-way comparison for <, >, sort: numbers, strings (code point order = UTF-8 byte order), lists.
+int compare(const Value& a, const Value& b) {
+  if (a.is_num() && b.is_num()) {
+    double x = a.as_double(), y = b.as_double();
+    return x < y ? -1 : x > y ? 1 : 0;
+  }
+  if (a.kind == Value::Str && b.kind == Value::Str) return a.s < b.s ? -1 : a.s > b.s ? 1 : 0;
+  if (a.kind == Value::Array && b.kind == Value::Array) {
+    for (size_t k = 0; k < a.list->size() && k < b.list->size(); ++k)
+      if (int c = compare((*a.list)[k], (*b.list)[k])) return c;
+    return a.list->size() < b.list->size() ? -1 : a.list->size() > b.list->size() ? 1 : 0;
+  }
+  runtime_fail("cannot compare {} with {}", type_name(a), type_name(b));
+}
+
+// ---- UTF-8 helpers: Python strings index and case-map by code point.
+
+std::vector<std::string> utf8_chars(const std::string& s) {
+  std::vector<std::string> out;
+  for (size_t k = 0; k < s.size();) {
+    unsigned char c = s[k];
+    size_t n = c < 0x80 ? 1 : (c >> 5) == 6 ? 2 : (c >> 4) == 14 ? 3 : (c >> 3) == 30 ? 4 : 1;
+    n = std::min(n, s.size() - k);
+    out.push_back(s.substr(k, n));
+    k += n;
+  }
+  return out;
+}
+
+// Maps each code point through `fn(codepoint, index_in_string, previous_codepoint_was_cased)`.
+template <typename Fn>
+std::string map_codepoints(const std::string& s, Fn fn) {
+  std::string out;
+  const auto* p = reinterpret_cast<const utf8proc_uint8_t*>(s.data());
+  utf8proc_ssize_t left = utf8proc_ssize_t(s.size());
+  bool prev_cased = false;
+  for (size_t index = 0; left > 0; ++index) {
+    utf8proc_int32_t cp;
+    utf8proc_ssize_t n = utf8proc_iterate(p, left, &cp);
+    if (n <= 0) { out += char(*p); ++p; --left; prev_cased = false; continue; }
+    utf8proc_int32_t mapped = fn(cp, index, prev_cased);
+    utf8proc_uint8_t buf[4];
+    out.append(reinterpret_cast<char*>(buf), size_t(utf8proc_encode_char(mapped, buf)));
+    prev_cased = utf8proc_tolower(cp) != cp || utf8proc_toupper(cp) != cp;
+    p += n;
+    left -= n;
+  }
+  return out;
+}
+
+std::string lower(const std::string& s) { return map_codepoints(s, [](int32_t c, size_t, bool) { return utf8proc_tolower(c); }); }
+std::string upper(const std::string& s) { return map_codepoints(s, [](int32_t c, size_t, bool) { return utf8proc_toupper(c); }); }
+std::string title(const std::string& s) {
+  return map_codepoints(s, [](int32_t c, size_t, bool prev) { return prev ? utf8proc_tolower(c) : utf8proc_toupper(c); });
+}
+std::string capitalize(const std::string& s) {
+  return map_codepoints(s, [](int32_t c, size_t k, bool) { return k == 0 ? utf8proc_toupper(c) : utf8proc_tolower(c); });
+}
+
+constexpr const char* kWhitespace = " \t\n\r\f\v";
+
+std::string strip(const std::string& s, const Value* chars, bool left, bool right) {
+  std::string set = (chars && chars->kind == Value::Str) ? chars->s : kWhitespace;
+  size_t b = 0, e = s.size();
+  if (left) while (b < e && set.find(s[b]) != std::string::npos) ++b;
+  if (right) while (e > b && set.find(s[e - 1]) != std::string::npos) --e;
+  return s.substr(b, e - b);
+}
+
+// Python str.split(sep=None, maxsplit=-1).
+List split(const std::string& s, const Value* sep, int64_t maxsplit) {
+  List out;
+  if (!sep || sep->kind == Value::None) {
+    size_t k = 0;
+    while (true) {
+      while (k < s.size() && std::strchr(kWhitespace, s[k]) && s[k]) ++k;
+      if (k >= s.size()) break;
+      if (maxsplit >= 0 && int64_t(out.size()) == maxsplit) {
+        out.push_back(Value::str(strip(s.substr(k), nullptr, false, true)));
+        break;
+      }
+      size_t e = k;
+      while (e < s.size() && !std::strchr(kWhitespace, s[e])) ++e;
+      out.push_back(Value::str(s.substr(k, e - k)));
+      k = e;
+    }
+    return out;
+  }
+  if (sep->kind != Value::Str || sep->s.empty()) runtime_fail("split: empty separator");
+  size_t k = 0;
+  while (true) {
+    size_t e = s.find(sep->s, k);
+    if (e == std::string::npos || (maxsplit >= 0 && int64_t(out.size()) == maxsplit)) {
+      out.push_back(Value::str(s.substr(k)));
+      break;
+    }
+    out.push_back(Value::str(s.substr(k, e - k)));
+    k = e + sep->s.size();
+  }
+  return out;
+}
+
+std::string replace_all(const std::string& s, const std::string& from, const std::string& to, int64_t count) {
+  std::string out;
+  size_t k = 0;
+  for (int64_t done = 0; count < 0 || done < count; ++done) {
+    size_t e = from.empty() ? (k <= s.size() ? k : std::string::npos) : s.find(from, k);
+    if (e == std::string::npos) break;
+    out += s.substr(k, e - k) + to;
+    if (from.empty()) {
+      if (e == s.size()) { k = e + 1; break; }
+      out += s[e];
+      k = e + 1;
+    } else {
+      k = e + from.size();
+    }
+  }
+  if (k <= s.size()) out += s.substr(k);
+  return out;
+}
+
+// Python's sequence[start:stop:step] on n items: the selected indices.
+std::vector<size_t> slice_indices(int64_t n, const Value& start, const Value& stop, const Value& step) {
+  int64_t st = step.kind == Value::Int ? step.i : 1;
+  if (st == 0) runtime_fail("slice step cannot be zero");
+  auto clamp = [&](const Value& v, int64_t dflt) {
+    if (v.kind != Value::Int) return dflt;
+    int64_t x = v.i < 0 ? v.i + n : v.i;
+    return st > 0 ? std::clamp<int64_t>(x, 0, n) : std::clamp<int64_t>(x, -1, n - 1);
+  };
+  int64_t b = clamp(start, st > 0 ? 0 : n - 1), e = clamp(stop, st > 0 ? n : -1);
+  std::vector<size_t> out;
+  for (int64_t k = b; st > 0 ? k < e : k > e; k += st) out.push_back(size_t(k));
+  return out;
+}
+
+// ---------------------------------------------------------------------------------------------------------
+// Lexer: template text and tags become one token stream. Whitespace control (-), trim_blocks and
+// lstrip_blocks are applied to the text tokens here, {% raw %} bodies become plain text.
+
+enum class Tok { Text, VarBegin, VarEnd, BlockBegin, BlockEnd, Name, String, Int, Float, Op, Eof };
+
+struct Token {
+  Tok kind;
+  std::string text;  // text, name, string value, operator
+  Value number;
+  size_t pos;  // offset in the source, for error locations
+};
+
+struct Location {
+  int line, col;
+};
+
+Location locate(std::string_view src, size_t pos) {
+  Location loc{1, 1};
+  for (size_t k = 0; k < pos && k < src.size(); ++k) {
+    if (src[k] == '\n') ++loc.line, loc.col = 1;
+    else ++loc.col;
+  }
+  return loc;
+}
+
+class Lexer {
+ public:
+  Lexer(std::string_view src, const std::string& origin) : src_(src), origin_(origin) {}
+
+  std::vector<Token> run() {
+    size_t p = 0;
+    bool strip_next = false;  // the previous tag ended with '-': drop leading whitespace of the next text
+    while (p < src_.size()) {
+      size_t q = find_tag(p);
+      size_t text_end = q == std::string_view::npos ? src_.size() : q;
+      size_t text_begin = p;
+      if (strip_next) while (text_begin < text_end && is_space(src_[text_begin])) ++text_begin;
+      strip_next = false;
+      if (q == std::string_view::npos) {
+        // Like Jinja (keep_trailing_newline off), a single trailing newline of the template is dropped.
+        if (text_end > text_begin && src_[text_end - 1] == '\n') --text_end;
+        emit_text(text_begin, text_end);
+        break;
+      }
+      char kind = src_[q + 1];
+      size_t inner = q + 2;
+      char modifier = inner < src_.size() ? src_[inner] : 0;
+      if (modifier == '-') {
+        while (text_end > text_begin && is_space(src_[text_end - 1])) --text_end;
+      } else if (kind != '{' && modifier != '+') {
+        // lstrip_blocks: spaces and tabs between a line start and a block or comment tag go.
+        size_t ws = text_end;
+        while (ws > text_begin && (src_[ws - 1] == ' ' || src_[ws - 1] == '\t')) --ws;
+        if (ws == 0 || src_[ws - 1] == '\n') text_end = ws;
+      }
+      emit_text(text_begin, text_end);
+      if (modifier == '-' || modifier == '+') ++inner;
+      if (kind == '#') {
+        size_t e = src_.find("#}", inner);
+        if (e == std::string_view::npos) fail_at(q, "unclosed comment");
+        strip_next = e > inner && src_[e - 1] == '-';
+        p = after_block(e + 2, strip_next);
+        continue;
+      }
+      tokens_.push_back({kind == '{' ? Tok::VarBegin : Tok::BlockBegin, "", {}, q});
+      bool dash = false;
+      p = lex_expression(inner, kind == '{' ? '}' : '%', &dash);
+      strip_next = dash;
+      if (kind == '%') {
+        p = after_block(p, dash);
+        if (is_raw_open()) p = lex_raw(p, &strip_next);
+      }
+    }
+    tokens_.push_back({Tok::Eof, "", {}, src_.size()});
+    return std::move(tokens_);
+  }
+
+ private:
+  static bool is_space(char c) { return c == ' ' || c == '\t' || c == '\n' || c == '\r' || c == '\f' || c == '\v'; }
+
+  [[noreturn]] void fail_at(size_t pos, std::string_view what) {
+    Location loc = locate(src_, pos);
+    fail("{}:{}:{}: template syntax error: {}", origin_, loc.line, loc.col, what);
+  }
+
+  size_t find_tag(size_t p) const {
+    for (size_t q = src_.find('{', p); q != std::string_view::npos; q = src_.find('{', q + 1))
+      if (q + 1 < src_.size() && (src_[q + 1] == '{' || src_[q + 1] == '%' || src_[q + 1] == '#')) return q;
+    return std::string_view::npos;
+  }
+
+  void emit_text(size_t b, size_t e) {
+    if (e > b) tokens_.push_back({Tok::Text, std::string(src_.substr(b, e - b)), {}, b});
+  }
+
+  // trim_blocks: the first newline after a block or comment tag goes.
+  size_t after_block(size_t p, bool dash) const {
+    if (dash) return p;
+    if (p < src_.size() && src_[p] == '\n') return p + 1;
+    if (p + 1 < src_.size() && src_[p] == '\r' && src_[p + 1] == '\n') return p + 2;
+    return p;
+  }
+
+  bool is_raw_open() const {
+    size_t n = tokens_.size();
+    return n >= 3 && tokens_[n - 3].kind == Tok::BlockBegin && tokens_[n - 2].kind == Tok::Name &&
+           tokens_[n - 2].text == "raw" && tokens_[n - 1].kind == Tok::BlockEnd;
+  }
+
+  // After {% raw %}: everything up to {% endraw %} is text.
+  size_t lex_raw(size_t p, bool* strip_next) {
+    size_t open = tokens_[tokens_.size() - 3].pos;
+    tokens_.resize(tokens_.size() - 3);
+    size_t text_begin = p;
+    if (*strip_next) while (text_begin < src_.size() && is_space(src_[text_begin])) ++text_begin;
+    for (size_t q = src_.find("{%", p); q != std::string_view::npos; q = src_.find("{%", q + 1)) {
+      size_t k = q + 2;
+      bool lead_dash = k < src_.size() && src_[k] == '-';
+      if (lead_dash || (k < src_.size() && src_[k] == '+')) ++k;
+      while (k < src_.size() && is_space(src_[k])) ++k;
+      if (src_.substr(k, 6) != "endraw") continue;
+      k += 6;
+      while (k < src_.size() && is_space(src_[k])) ++k;
+      bool trail_dash = k < src_.size() && src_[k] == '-';
+      if (trail_dash) ++k;
+      if (src_.substr(k, 2) != "%}") continue;
+      size_t text_end = q;
+      if (lead_dash) {
+        while (text_end > text_begin && is_space(src_[text_end - 1])) --text_end;
+      } else {
+        size_t ws = text_end;
+        while (ws > text_begin && (src_[ws - 1] == ' ' || src_[ws - 1] == '\t')) --ws;
+        if (src_[ws - 1] == '\n') text_end = ws;
+      }
+      emit_text(text_begin, text_end);
+      *strip_next = trail_dash;
+      return after_block(k + 2, trail_dash);
+    }
+    fail_at(open, "missing {% endraw %}");
+  }
+
+  // Tokens of one {{ }} or {% %} tag, up to its closing delimiter; returns the offset after it.
+  size_t lex_expression(size_t p, char closer, bool* dash) {
+    int depth = 0;
+    while (true) {
+      while (p < src_.size() && is_space(src_[p])) ++p;
+      if (p >= src_.size()) fail_at(p, "unexpected end of template inside a tag");
+      char c = src_[p];
+      if (depth == 0) {
+        if (c == '-' && p + 2 < src_.size() && src_[p + 1] == closer && src_[p + 2] == '}') {
+          *dash = true;
+          tokens_.push_back({closer == '}' ? Tok::VarEnd : Tok::BlockEnd, "", {}, p});
+          return p + 3;
+        }
+        if (c == closer && p + 1 < src_.size() && src_[p + 1] == '}') {
+          tokens_.push_back({closer == '}' ? Tok::VarEnd : Tok::BlockEnd, "", {}, p});
+          return p + 2;
+        }
+      }
+      if (std::isalpha(static_cast<unsigned char>(c)) || c == '_') {
+        size_t e = p;
+        while (e < src_.size() && (std::isalnum(static_cast<unsigned char>(src_[e])) || src_[e] == '_')) ++e;
+        tokens_.push_back({Tok::Name, std::string(src_.substr(p, e - p)), {}, p});
+        p = e;
+      } else if (std::isdigit(static_cast<unsigned char>(c))) {
+        p = lex_number(p);
+      } else if (c == '\'' || c == '"') {
+        p = lex_string(p);
+      } else {
+        static const char* two[] = {"**", "//", "==", "!=", "<=", ">="};
+        std::string op(1, c);
+        for (const char* t : two)
+          if (src_.substr(p, 2) == t) op = t;
+        if (op.size() == 1 && !std::strchr("+-*/%~<>=()[]{}.,:|", c)) fail_at(p, fmt::format("unexpected character '{}'", c));
+        if (c == '(' || c == '[' || c == '{') ++depth;
+        if ((c == ')' || c == ']' || c == '}') && depth > 0) --depth;
+        tokens_.push_back({Tok::Op, op, {}, p});
+        p += op.size();
+      }
+    }
+  }
+
+  size_t lex_number(size_t p) {
+    size_t e = p;
+    while (e < src_.size() && (std::isdigit(static_cast<unsigned char>(src_[e])) || src_[e] == '_')) ++e;
+    bool is_float = false;
+    if (e + 1 < src_.size() && src_[e] == '.' && std::isdigit(static_cast<unsigned char>(src_[e + 1]))) {
+      is_float = true;
+      for (++e; e < src_.size() && (std::isdigit(static_cast<unsigned char>(src_[e])) || src_[e] == '_');) ++e;
+    }
+    if (e < src_.size() && (src_[e] == 'e' || src_[e] == 'E')) {
+      size_t k = e + 1;
+      if (k < src_.size() && (src_[k] == '+' || src_[k] == '-')) ++k;
+      if (k < src_.size() && std::isdigit(static_cast<unsigned char>(src_[k]))) {
+        is_float = true;
+        for (e = k; e < src_.size() && std::isdigit(static_cast<unsigned char>(src_[e]));) ++e;
+      }
+    }
+    std::string text;
+    for (size_t k = p; k < e; ++k)
+      if (src_[k] != '_') text += src_[k];
+    Token t{is_float ? Tok::Float : Tok::Int, text, {}, p};
+    t.number = is_float ? Value::number(std::strtod(text.c_str(), nullptr))
+                        : Value::integer(std::strtoll(text.c_str(), nullptr, 10));
+    tokens_.push_back(std::move(t));
+    return e;
+  }
+
+  // String literals take Python's escapes (\n, \t, \xhh, \uhhhh, ...); an unknown escape keeps its backslash.
+  size_t lex_string(size_t p) {
+    char quote = src_[p];
+    std::string out;
+    size_t k = p + 1;
+    auto put_cp = [&](uint32_t cp) {
+      utf8proc_uint8_t buf[4];
+      out.append(reinterpret_cast<char*>(buf), size_t(utf8proc_encode_char(utf8proc_int32_t(cp), buf)));
+    };
+    while (true) {
+      if (k >= src_.size()) fail_at(p, "unterminated string");
+      char c = src_[k];
+      if (c == quote) break;
+      if (c != '\\' || k + 1 >= src_.size()) { out += c; ++k; continue; }
+      char e = src_[k + 1];
+      k += 2;
+      switch (e) {
+        case 'n': out += '\n'; break;
+        case 't': out += '\t'; break;
+        case 'r': out += '\r'; break;
+        case 'b': out += '\b'; break;
+        case 'f': out += '\f'; break;
+        case 'v': out += '\v'; break;
+        case 'a': out += '\a'; break;
+        case '0': out += '\0'; break;
+        case '\\': out += '\\'; break;
+        case '\'': out += '\''; break;
+        case '"': out += '"'; break;
+        case '\n': break;
+        case 'x':
+        case 'u':
+        case 'U': {
+          size_t n = e == 'x' ? 2 : e == 'u' ? 4 : 8;
+          std::string hex(src_.substr(k, n));
+          if (hex.size() != n || hex.find_first_not_of("0123456789abcdefABCDEF") != std::string::npos)
+            fail_at(k, "bad \\x/\\u escape in string");
+          put_cp(uint32_t(std::stoul(hex, nullptr, 16)));
+          k += n;
+          break;
+        }
+        default: out += '\\'; out += e;
+      }
+    }
+    tokens_.push_back({Tok::String, out, {}, p});
+    return k + 1;
+  }
+
+  std::string_view src_;
+  const std::string& origin_;
+  std::vector<Token> tokens_;
+};
+
+// ---------------------------------------------------------------------------------------------------------
+// AST: one node type; what each field means depends on the kind (see the comments on each kind).
+
+struct Node;
+using NodePtr = std::unique_ptr<Node>;
+using Body = std::vector<NodePtr>;
+
+struct Node {
+  enum Kind {
+    // statements
+    Text,      // name: the text
+    Output,    // kids[0]: the expression
+    If,        // kids[0]: condition; body, else_body (an elif is a nested If in else_body)
+    For,       // kids[0]: target (Name or Tuple), kids[1]: iterable, kids[2]: filter or null; body, else_body
+    Set,       // kids[0]: target (Name, Tuple or Attr), kids[1]: value, or null with body for {% set x %}..{% endset %}
+    Macro,     // name; names: parameters; kids: their defaults (null when none); body
+    Block,     // body (the {% generation %} block)
+    Break,
+    Continue,
+    // expressions
+    Literal,   // value
+    Name,      // name
+    ListLit,   // kids: items
+    Tuple,     // kids: items
+    DictLit,   // kids: key, value, key, value...
+    Attr,      // kids[0].name
+    Index,     // kids[0][kids[1]]
+    Slice,     // kids[0][kids[1]:kids[2]:kids[3]], absent parts null
+    Call,      // kids[0](kids[1..]); names: keyword of each argument ("" for positional)
+    Filter,    // kids[0] | name(kids[1..]); names as Call
+    Test,      // kids[0] is [not] name(kids[1..]); negated
+    Unary,     // name ("-", "+", "not") kids[0]
+    Binary,    // kids[0] name kids[1]; name is the operator, "in", "notin", "and", "or"
+    Cond,      // kids[0] if kids[1] else kids[2] (null: undefined)
+  } kind;
+  Location loc{};
+  std::string name;
+  Value value;
+  std::vector<NodePtr> kids;
+  std::vector<std::string> names;
+  Body body, else_body;
+  bool negated = false;
+};
+
+NodePtr make(Node::Kind kind, Location loc) {
+  auto n = std::make_unique<Node>();
+  n->kind = kind;
+  n->loc = loc;
+  return n;
+}
+
+// ---------------------------------------------------------------------------------------------------------
+// Parser: recursive descent with Jinja's precedence (or < and < not < comparisons < + - < ~ < * / // % < ** <
+// unary; filters and tests bind to the unary operand).
+
+class Parser {
+ public:
+  Parser(std::vector<Token> tokens, std::string_view src, const std::string& origin)
+      : t_(std::move(tokens)), src_(src), origin_(origin) {}
+
+  NodePtr parse_template() {
+    auto root = make(Node::Block, {1, 1});
+    root->body = parse_body({});
+    if (peek().kind != Tok::Eof) fail_here("unexpected tag");
+    return root;
+  }
+
+ private:
+  const Token& peek(size_t ahead = 0) const { return t_[std::min(k_ + ahead, t_.size() - 1)]; }
+  const Token& next() { return t_[k_ < t_.size() - 1 ? k_++ : k_]; }
+  Location here() const { return locate(src_, peek().pos); }
+
+  [[noreturn]] void fail_here(std::string_view what) const {
+    Location loc = here();
+    const Token& t = peek();
+    std::string near = t.kind == Tok::Eof ? "end of template" : t.text.empty() ? "" : "'" + t.text + "'";
+    fail("{}:{}:{}: template syntax error: {}{}", origin_, loc.line, loc.col, what, near.empty() ? "" : " near " + near);
+  }
+
+  bool is_op(std::string_view op, size_t ahead = 0) const { return peek(ahead).kind == Tok::Op && peek(ahead).text == op; }
+  bool is_name(std::string_view name, size_t ahead = 0) const {
+    return peek(ahead).kind == Tok::Name && peek(ahead).text == name;
+  }
+  void expect_op(std::string_view op) {
+    if (!is_op(op)) fail_here(fmt::format("expected '{}'", op));
+    next();
+  }
+  std::string expect_name() {
+    if (peek().kind != Tok::Name) fail_here("expected a name");
+    return next().text;
+  }
+  void expect_block_end() {
+    if (peek().kind != Tok::BlockEnd) fail_here("expected '%}'");
+    next();
+  }
+
+  // Statements until a {% tag %} whose name is in `stops` (left unconsumed after the BlockBegin) or the end.
+  Body parse_body(const std::vector<std::string_view>& stops) {
+    Body body;
+    while (true) {
+      const Token& t = peek();
+      if (t.kind == Tok::Eof) {
+        if (!stops.empty()) fail_here(fmt::format("missing {{% {} %}}", stops.back()));
+        return body;
+      }
+      if (t.kind == Tok::Text) {
+        auto n = make(Node::Text, here());
+        n->name = next().text;
+        body.push_back(std::move(n));
+      } else if (t.kind == Tok::VarBegin) {
+        next();
+        auto n = make(Node::Output, here());
+        n->kids.push_back(parse_expression());
+        if (peek().kind != Tok::VarEnd) fail_here("expected '}}'");
+        next();
+        body.push_back(std::move(n));
+      } else if (t.kind == Tok::BlockBegin) {
+        if (peek(1).kind == Tok::Name &&
+            std::find(stops.begin(), stops.end(), peek(1).text) != stops.end()) {
+          next();
+          return body;
+        }
+        next();
+        body.push_back(parse_statement());
+      } else {
+        fail_here("unexpected token");
+      }
+    }
+  }
+
+  NodePtr parse_statement() {
+    Location loc = here();
+    std::string tag = expect_name();
+    if (tag == "if") return parse_if(loc);
+    if (tag == "for") return parse_for(loc);
+    if (tag == "set") return parse_set(loc);
+    if (tag == "macro") return parse_macro(loc);
+    if (tag == "generation") {
+      auto n = make(Node::Block, loc);
+      expect_block_end();
+      n->body = parse_body({"endgeneration"});
+      next();
+      expect_block_end();
+      return n;
+    }
+    if (tag == "break" || tag == "continue") {
+      expect_block_end();
+      return make(tag == "break" ? Node::Break : Node::Continue, loc);
+    }
+    k_--;
+    fail_here("unknown tag");
+  }
+
+  NodePtr parse_if(Location loc) {
+    auto n = make(Node::If, loc);
+    n->kids.push_back(parse_expression());
+    expect_block_end();
+    n->body = parse_body({"elif", "else", "endif"});
+    std::string tag = next().text;
+    if (tag == "elif") {
+      n->else_body.push_back(parse_if(here()));
+      return n;  // the nested If consumed the endif
+    }
+    if (tag == "else") {
+      expect_block_end();
+      n->else_body = parse_body({"endif"});
+      next();
+    }
+    expect_block_end();
+    return n;
+  }
+
+  NodePtr parse_for(Location loc) {
+    auto n = make(Node::For, loc);
+    n->kids.push_back(parse_target(false));
+    if (!is_name("in")) fail_here("expected 'in'");
+    next();
+    n->kids.push_back(parse_or());
+    n->kids.push_back(nullptr);
+    if (is_name("if")) {
+      next();
+      n->kids[2] = parse_expression();
+    }
+    if (is_name("recursive")) fail_here("recursive loops are not supported");
+    expect_block_end();
+    n->body = parse_body({"else", "endfor"});
+    if (next().text == "else") {
+      expect_block_end();
+      n->else_body = parse_body({"endfor"});
+      next();
+    }
+    expect_block_end();
+    return n;
+  }
+
+  // A name, `ns.attr` (set only) or `a, b` tuple of names.
+  NodePtr parse_target(bool allow_attr) {
+    Location loc = here();
+    bool paren = is_op("(");
+    if (paren) next();
+    std::vector<NodePtr> items;
+    while (true) {
+      auto n = make(Node::Name, here());
+      n->name = expect_name();
+      if (allow_attr && is_op(".")) {
+        next();
+        auto a = make(Node::Attr, n->loc);
+        a->name = expect_name();
+        a->kids.push_back(std::move(n));
+        n = std::move(a);
+      }
+      items.push_back(std::move(n));
+      if (!is_op(",")) break;
+      next();
+    }
+    if (paren) expect_op(")");
+    if (items.size() == 1 && !paren) return std::move(items[0]);
+    auto t = make(Node::Tuple, loc);
+    t->kids = std::move(items);
+    return t;
+  }
+
+  NodePtr parse_set(Location loc) {
+    auto n = make(Node::Set, loc);
+    n->kids.push_back(parse_target(true));
+    if (is_op("=")) {
+      next();
+      n->kids.push_back(parse_tuple_or_expression());
+      expect_block_end();
+      return n;
+    }
+    expect_block_end();
+    n->kids.push_back(nullptr);
+    n->body = parse_body({"endset"});
+    next();
+    expect_block_end();
+    return n;
+  }
+
+  NodePtr parse_macro(Location loc) {
+    auto n = make(Node::Macro, loc);
+    n->name = expect_name();
+    expect_op("(");
+    while (!is_op(")")) {
+      n->names.push_back(expect_name());
+      if (is_op("=")) {
+        next();
+        n->kids.push_back(parse_expression());
+      } else {
+        n->kids.push_back(nullptr);
+      }
+      if (!is_op(",")) break;
+      next();
+    }
+    expect_op(")");
+    expect_block_end();
+    n->body = parse_body({"endmacro"});
+    next();
+    if (peek().kind == Tok::Name) next();  // {% endmacro name %}
+    expect_block_end();
+    return n;
+  }
+
+  // `a, b` without parentheses is a tuple (as in {% set a = 1, 2 %}).
+  NodePtr parse_tuple_or_expression() {
+    Location loc = here();
+    auto first = parse_expression();
+    if (!is_op(",")) return first;
+    auto t = make(Node::Tuple, loc);
+    t->kids.push_back(std::move(first));
+    while (is_op(",")) {
+      next();
+      if (peek().kind == Tok::BlockEnd || peek().kind == Tok::VarEnd) break;
+      t->kids.push_back(parse_expression());
+    }
+    return t;
+  }
+
+  NodePtr parse_expression() {
+    auto n = parse_or();
+    while (is_name("if")) {
+      Location loc = here();
+      next();
+      auto c = make(Node::Cond, loc);
+      c->kids.push_back(std::move(n));
+      c->kids.push_back(parse_or());
+      if (is_name("else")) {
+        next();
+        c->kids.push_back(parse_expression());
+      } else {
+        c->kids.push_back(nullptr);
+      }
+      n = std::move(c);
+    }
+    return n;
+  }
+
+  NodePtr binary(std::string op, NodePtr l, NodePtr r, Location loc) {
+    auto n = make(Node::Binary, loc);
+    n->name = std::move(op);
+    n->kids.push_back(std::move(l));
+    n->kids.push_back(std::move(r));
+    return n;
+  }
+
+  NodePtr parse_or() {
+    auto n = parse_and();
+    while (is_name("or")) {
+      Location loc = here();
+      next();
+      n = binary("or", std::move(n), parse_and(), loc);
+    }
+    return n;
+  }
+
+  NodePtr parse_and() {
+    auto n = parse_not();
+    while (is_name("and")) {
+      Location loc = here();
+      next();
+      n = binary("and", std::move(n), parse_not(), loc);
+    }
+    return n;
+  }
+
+  NodePtr parse_not() {
+    if (is_name("not")) {
+      auto n = make(Node::Unary, here());
+      next();
+      n->name = "not";
+      n->kids.push_back(parse_not());
+      return n;
+    }
+    return parse_compare();
+  }
+
+  NodePtr parse_compare() {
+    auto n = parse_math1();
+    while (true) {
+      Location loc = here();
+      if (peek().kind == Tok::Op && (peek().text == "==" || peek().text == "!=" || peek().text == "<" ||
+                                     peek().text == ">" || peek().text == "<=" || peek().text == ">=")) {
+        std::string op = next().text;
+        n = binary(op, std::move(n), parse_math1(), loc);
+      } else if (is_name("in")) {
+        next();
+        n = binary("in", std::move(n), parse_math1(), loc);
+      } else if (is_name("not") && is_name("in", 1)) {
+        next(), next();
+        n = binary("notin", std::move(n), parse_math1(), loc);
+      } else {
+        return n;
+      }
+    }
+  }
+
+  NodePtr parse_math1() {
+    auto n = parse_concat();
+    while (is_op("+") || is_op("-")) {
+      Location loc = here();
+      std::string op = next().text;
+      n = binary(op, std::move(n), parse_concat(), loc);
+    }
+    return n;
+  }
+
+  NodePtr parse_concat() {
+    auto n = parse_math2();
+    while (is_op("~")) {
+      Location loc = here();
+      next();
+      n = binary("~", std::move(n), parse_math2(), loc);
+    }
+    return n;
+  }
+
+  NodePtr parse_math2() {
+    auto n = parse_pow();
+    while (is_op("*") || is_op("/") || is_op("//") || is_op("%")) {
+      Location loc = here();
+      std::string op = next().text;
+      n = binary(op, std::move(n), parse_pow(), loc);
+    }
+    return n;
+  }
+
+  NodePtr parse_pow() {
+    auto n = parse_unary(true);
+    while (is_op("**")) {
+      Location loc = here();
+      next();
+      n = binary("**", std::move(n), parse_unary(true), loc);
+    }
+    return n;
+  }
+
+  NodePtr parse_unary(bool with_filter) {
+    NodePtr n;
+    if (is_op("-") || is_op("+")) {
+      n = make(Node::Unary, here());
+      n->name = next().text;
+      n->kids.push_back(parse_unary(false));
+    } else {
+      n = parse_postfix(parse_primary());
+    }
+    if (with_filter) n = parse_filters(std::move(n));
+    return n;
+  }
+
+  NodePtr parse_primary() {
+    Location loc = here();
+    const Token& t = peek();
+    if (t.kind == Tok::Name) {
+      std::string name = next().text;
+      auto n = make(Node::Literal, loc);
+      if (name == "true" || name == "True") n->value = Value::boolean(true);
+      else if (name == "false" || name == "False") n->value = Value::boolean(false);
+      else if (name == "none" || name == "None") n->value = Value::none();
+      else n->kind = Node::Name, n->name = name;
+      return n;
+    }
+    if (t.kind == Tok::String) {
+      std::string s;
+      while (peek().kind == Tok::String) s += next().text;  // adjacent literals concatenate
+      auto n = make(Node::Literal, loc);
+      n->value = Value::str(s);
+      return n;
+    }
+    if (t.kind == Tok::Int || t.kind == Tok::Float) {
+      auto n = make(Node::Literal, loc);
+      n->value = next().number;
+      return n;
+    }
+    if (is_op("(")) {
+      next();
+      if (is_op(")")) {
+        next();
+        return make(Node::Tuple, loc);
+      }
+      auto first = parse_expression();
+      if (is_op(")")) {
+        next();
+        return first;
+      }
+      auto tup = make(Node::Tuple, loc);
+      tup->kids.push_back(std::move(first));
+      while (is_op(",")) {
+        next();
+        if (is_op(")")) break;
+        tup->kids.push_back(parse_expression());
+      }
+      expect_op(")");
+      return tup;
+    }
+    if (is_op("[")) {
+      next();
+      auto n = make(Node::ListLit, loc);
+      while (!is_op("]")) {
+        n->kids.push_back(parse_expression());
+        if (!is_op(",")) break;
+        next();
+      }
+      expect_op("]");
+      return n;
+    }
+    if (is_op("{")) {
+      next();
+      auto n = make(Node::DictLit, loc);
+      while (!is_op("}")) {
+        n->kids.push_back(parse_expression());
+        expect_op(":");
+        n->kids.push_back(parse_expression());
+        if (!is_op(",")) break;
+        next();
+      }
+      expect_op("}");
+      return n;
+    }
+    fail_here("expected an expression");
+  }
+
+  NodePtr parse_postfix(NodePtr n) {
+    while (true) {
+      Location loc = here();
+      if (is_op(".")) {
+        next();
+        auto a = make(Node::Attr, loc);
+        if (peek().kind == Tok::Int) {  // x.0 is x[0]
+          a->kind = Node::Index;
+          a->kids.push_back(std::move(n));
+          auto lit = make(Node::Literal, loc);
+          lit->value = next().number;
+          a->kids.push_back(std::move(lit));
+        } else {
+          a->name = expect_name();
+          a->kids.push_back(std::move(n));
+        }
+        n = std::move(a);
+      } else if (is_op("[")) {
+        next();
+        n = parse_subscript(std::move(n), loc);
+      } else if (is_op("(")) {
+        n = parse_call(std::move(n), Node::Call, "", loc);
+      } else {
+        return n;
+      }
+    }
+  }
+
+  NodePtr parse_subscript(NodePtr target, Location loc) {
+    NodePtr parts[3];
+    bool slice = false;
+    if (!is_op(":")) parts[0] = parse_expression();
+    if (is_op(":")) {
+      slice = true;
+      next();
+      if (!is_op(":") && !is_op("]")) parts[1] = parse_expression();
+      if (is_op(":")) {
+        next();
+        if (!is_op("]")) parts[2] = parse_expression();
+      }
+    }
+    expect_op("]");
+    auto n = make(slice ? Node::Slice : Node::Index, loc);
+    n->kids.push_back(std::move(target));
+    n->kids.push_back(std::move(parts[0]));
+    if (slice) {
+      n->kids.push_back(std::move(parts[1]));
+      n->kids.push_back(std::move(parts[2]));
+    }
+    return n;
+  }
+
+  // `(a, b, key=c)` after a callee, filter or test; kids[0] is `subject`.
+  NodePtr parse_call(NodePtr subject, Node::Kind kind, std::string name, Location loc) {
+    auto n = make(kind, loc);
+    n->name = std::move(name);
+    n->kids.push_back(std::move(subject));
+    if (!is_op("(")) return n;
+    next();
+    while (!is_op(")")) {
+      if (peek().kind == Tok::Name && is_op("=", 1)) {
+        n->names.push_back(next().text);
+        next();
+      } else {
+        n->names.emplace_back();
+      }
+      n->kids.push_back(parse_expression());
+      if (!is_op(",")) break;
+      next();
+    }
+    expect_op(")");
+    return n;
+  }
+
+  NodePtr parse_filters(NodePtr n) {
+    while (true) {
+      Location loc = here();
+      if (is_op("|")) {
+        next();
+        std::string name = expect_name();
+        n = parse_call(std::move(n), Node::Filter, name, loc);
+      } else if (is_name("is")) {
+        next();
+        bool negated = is_name("not");
+        if (negated) next();
+        std::string name = expect_name();
+        const Token& t = peek();
+        bool bare_arg = (t.kind == Tok::Name || t.kind == Tok::String || t.kind == Tok::Int || t.kind == Tok::Float ||
+                         is_op("[") || is_op("{")) &&
+                        !(t.kind == Tok::Name && (t.text == "else" || t.text == "or" || t.text == "and" ||
+                                                  t.text == "if" || t.text == "is" || t.text == "in" || t.text == "not"));
+        if (bare_arg) {
+          auto test = make(Node::Test, loc);
+          test->name = name;
+          test->kids.push_back(std::move(n));
+          test->kids.push_back(parse_postfix(parse_primary()));
+          test->names.emplace_back();
+          n = std::move(test);
+        } else {
+          n = parse_call(std::move(n), Node::Test, name, loc);
+        }
+        n->negated = negated;
+      } else if (is_op("(")) {
+        n = parse_call(std::move(n), Node::Call, "", loc);
+      } else {
+        return n;
+      }
+    }
+  }
+
+  std::vector<Token> t_;
+  size_t k_ = 0;
+  std::string_view src_;
+  const std::string& origin_;
+};
+
+// ---------------------------------------------------------------------------------------------------------
+// Evaluator.
+
+struct BreakSignal {};
+struct ContinueSignal {};
+
+using Frame = std::unordered_map<std::string, Value>;
+
+class Renderer {
+ public:
+  Renderer(const std::string& origin, std::tm now) : origin_(origin), now_(now) {
+    frames_.push_back(std::make_shared<Frame>());
+    install_globals(*frames_.back());
+  }
+
+  void set_context(const std::string& name, Value v) { (*frames_[0])[name] = std::move(v); }
+
+  std::string render(const Node& root) {
+    std::string out;
+    out_ = &out;
+    try {
+      exec_body(root.body);
+    } catch (const RuntimeError& e) {
+      fail("{}:{}:{}: {}", origin_, where_.line, where_.col, e.message);
+    } catch (const BreakSignal&) {
+      fail("{}:{}:{}: 'break' outside a loop", origin_, where_.line, where_.col);
+    } catch (const ContinueSignal&) {
+      fail("{}:{}:{}: 'continue' outside a loop", origin_, where_.line, where_.col);
+    }
+    return out;
+  }
+
+ private:
+  void install_globals(Frame& g) {
+    g["raise_exception"] = Value::func([](CallArgs& a) -> Value {
+      const Value* m = a.get(0, "message");
+      runtime_fail("{}", m ? to_str(*m) : "raise_exception called");
+    });
+    g["strftime_now"] = Value::func([this](CallArgs& a) -> Value {
+      const Value* f = a.get(0, "format");
+      if (!f || f->kind != Value::Str) runtime_fail("strftime_now expects a format string");
+      char buf[256];
+      size_t n = std::strftime(buf, sizeof buf, f->s.c_str(), &now_);
+      return Value::str(std::string(buf, n));
+    });
+    g["range"] = Value::func([](CallArgs& a) -> Value {
+      int64_t start = 0, stop = 0, step = 1;
+      auto num = [](const Value& v) {
+        if (v.kind != Value::Int && v.kind != Value::Bool) runtime_fail("range expects integers");
+        return v.as_int();
+      };
+      if (a.pos.size() == 1) stop = num(a.pos[0]);
+      else if (a.pos.size() >= 2) start = num(a.pos[0]), stop = num(a.pos[1]);
+      if (a.pos.size() >= 3) step = num(a.pos[2]);
+      if (a.pos.empty() || step == 0) runtime_fail("range: bad arguments");
+      // Jinja's sandbox caps ranges at 100000 items (MAX_RANGE).
+      if ((stop - start) / step > 100000) runtime_fail("range too big (more than 100000 items)");
+      List out;
+      for (int64_t k = start; step > 0 ? k < stop : k > stop; k += step) out.push_back(Value::integer(k));
+      return Value::array(std::move(out));
+    });
+    auto make_dict = [](bool is_namespace) {
+      return [is_namespace](CallArgs& a) -> Value {
+        Value d = Value::new_dict(is_namespace);
+        for (auto& p : a.pos) {
+          if (p.kind != Value::Dict) runtime_fail("expected a mapping argument");
+          for (auto& [k, v] : p.dict->items) d.dict->set(k, v);
+        }
+        for (auto& [k, v] : a.kw) d.dict->set(k, v);
+        return d;
+      };
+    };
+    g["namespace"] = Value::func(make_dict(true));
+    g["dict"] = Value::func(make_dict(false));
+  }
+
+  [[noreturn]] void fail_at(const Node& n, const std::string& msg) {
+    where_ = n.loc;
+    throw RuntimeError{msg};
+  }
+
+  const Value* lookup(const std::string& name) const {
+    for (size_t k = frames_.size(); k-- > 0;) {
+      auto it = frames_[k]->find(name);
+      if (it != frames_[k]->end()) return &it->second;
+    }
+    return nullptr;
+  }
+
+  // ---- statements
+
+  void exec_body(const Body& body) {
+    for (auto& n : body) exec(*n);
+  }
+
+  void exec(const Node& n) {
+    where_ = n.loc;
+    switch (n.kind) {
+      case Node::Text: *out_ += n.name; return;
+      case Node::Output: *out_ += to_str(eval(*n.kids[0])); return;
+      case Node::If: exec_body(truthy(eval(*n.kids[0])) ? n.body : n.else_body); return;
+      case Node::For: exec_for(n); return;
+      case Node::Set: {
+        if (n.kids[1]) {
+          assign(*n.kids[0], eval(*n.kids[1]));
+        } else {
+          assign(*n.kids[0], Value::str(capture(n.body)));
+        }
+        return;
+      }
+      case Node::Macro: define_macro(n); return;
+      case Node::Block: exec_body(n.body); return;
+      case Node::Break: throw BreakSignal{};
+      case Node::Continue: throw ContinueSignal{};
+      default: fail_at(n, "expression used as a statement");
+    }
+  }
+
+  std::string capture(const Body& body) {
+    std::string buf, *saved = out_;
+    out_ = &buf;
+    try {
+      exec_body(body);
+    } catch (...) {
+      out_ = saved;
+      throw;
+    }
+    out_ = saved;
+    return buf;
+  }
+
+  void assign(const Node& target, Value v) {
+    if (target.kind == Node::Name) {
+      (*frames_.back())[target.name] = std::move(v);
+    } else if (target.kind == Node::Attr) {
+      Value obj = eval(*target.kids[0]);
+      if (obj.kind != Value::Dict || !obj.dict->is_namespace)
+        fail_at(target, fmt::format("cannot assign attribute '{}' on a {}", target.name, type_name(obj)));
+      obj.dict->set(target.name, std::move(v));
+    } else {
+      List items = iterate(v, target);
+      if (items.size() != target.kids.size())
+        fail_at(target, fmt::format("cannot unpack {} values into {} names", items.size(), target.kids.size()));
+      for (size_t k = 0; k < items.size(); ++k) assign(*target.kids[k], items[k]);
+    }
+  }
+
+  List iterate(const Value& v, const Node& at) {
+    switch (v.kind) {
+      case Value::Undefined: return {};
+      case Value::Array: return *v.list;
+      case Value::Dict: {
+        List keys;
+        for (auto& kv : v.dict->items) keys.push_back(Value::str(kv.first));
+        return keys;
+      }
+      case Value::Str: {
+        List chars;
+        for (auto& c : utf8_chars(v.s)) chars.push_back(Value::str(c));
+        return chars;
+      }
+      default: fail_at(at, fmt::format("'{}' object is not iterable", type_name(v)));
+    }
+  }
+
+  void exec_for(const Node& n) {
+    List all = iterate(eval(*n.kids[1]), n);
+    frames_.push_back(std::make_shared<Frame>());
+    List items;
+    if (n.kids[2]) {
+      for (auto& item : all) {
+        assign(*n.kids[0], item);
+        if (truthy(eval(*n.kids[2]))) items.push_back(item);
+      }
+    } else {
+      items = std::move(all);
+    }
+    try {
+      for (size_t k = 0; k < items.size(); ++k) {
+        Value loop = Value::new_dict();
+        auto& d = *loop.dict;
+        int64_t len = int64_t(items.size()), idx = int64_t(k);
+        d.set("index", Value::integer(idx + 1));
+        d.set("index0", Value::integer(idx));
+        d.set("revindex", Value::integer(len - idx));
+        d.set("revindex0", Value::integer(len - idx - 1));
+        d.set("first", Value::boolean(k == 0));
+        d.set("last", Value::boolean(k + 1 == items.size()));
+        d.set("length", Value::integer(len));
+        d.set("previtem", k > 0 ? items[k - 1] : Value::undefined("loop.previtem"));
+        d.set("nextitem", k + 1 < items.size() ? items[k + 1] : Value::undefined("loop.nextitem"));
+        d.set("cycle", Value::func([idx](CallArgs& a) -> Value {
+          if (a.pos.empty()) runtime_fail("loop.cycle needs arguments");
+          return a.pos[size_t(idx) % a.pos.size()];
+        }));
+        (*frames_.back())["loop"] = loop;
+        assign(*n.kids[0], items[k]);
+        try {
+          exec_body(n.body);
+        } catch (const ContinueSignal&) {
+        }
+      }
+    } catch (const BreakSignal&) {
+    } catch (...) {
+      frames_.pop_back();
+      throw;
+    }
+    if (items.empty()) exec_body(n.else_body);
+    frames_.pop_back();
+  }
+
+  // A macro sees the template's globals and its own arguments, not the caller's locals.
+  void define_macro(const Node& n) {
+    const Node* node = &n;
+    (*frames_.back())[n.name] = Value::func([this, node](CallArgs& a) -> Value {
+      auto frame = std::make_shared<Frame>();
+      if (a.pos.size() > node->names.size()) runtime_fail("macro '{}' takes {} arguments", node->name, node->names.size());
+      auto saved = frames_;
+      frames_ = {saved[0], frame};
+      try {
+        for (size_t k = 0; k < node->names.size(); ++k) {
+          const Value* v = a.get(k, node->names[k]);
+          (*frame)[node->names[k]] = v ? *v : node->kids[k] ? eval(*node->kids[k]) : Value::undefined(node->names[k]);
+        }
+        Value out = Value::str(capture(node->body));
+        frames_ = saved;
+        return out;
+      } catch (...) {
+        frames_ = saved;
+        throw;
+      }
+    });
+  }
+
+  // ---- expressions
+
+  Value eval(const Node& n) {
+    switch (n.kind) {
+      case Node::Literal: return n.value;
+      case Node::Name: {
+        const Value* v = lookup(n.name);
+        return v ? *v : Value::undefined(n.name);
+      }
+      case Node::ListLit:
+      case Node::Tuple: {
+        List items;
+        for (auto& k : n.kids) items.push_back(eval(*k));
+        return Value::array(std::move(items));
+      }
+      case Node::DictLit: {
+        Value d = Value::new_dict();
+        for (size_t k = 0; k + 1 < n.kids.size(); k += 2) {
+          Value key = eval(*n.kids[k]);
+          d.dict->set(key.kind == Value::Str ? key.s : to_str(key), eval(*n.kids[k + 1]));
+        }
+        return d;
+      }
+      case Node::Attr: return get_attr(eval(*n.kids[0]), n.name, n);
+      case Node::Index: return get_item(eval(*n.kids[0]), eval(*n.kids[1]), n);
+      case Node::Slice: return slice(n);
+      case Node::Call: return call(n);
+      case Node::Filter: {
+        Value v = eval(*n.kids[0]);
+        CallArgs a = eval_args(n);
+        where_ = n.loc;
+        return apply_filter(n.name, v, a, n);
+      }
+      case Node::Test: {
+        Value v = eval(*n.kids[0]);
+        CallArgs a = eval_args(n);
+        where_ = n.loc;
+        return Value::boolean(apply_test(n.name, v, a, n) != n.negated);
+      }
+      case Node::Unary: {
+        Value v = eval(*n.kids[0]);
+        if (n.name == "not") return Value::boolean(!truthy(v));
+        if (!v.is_num()) fail_at(n, fmt::format("bad operand type for unary {}: {}", n.name, type_name(v)));
+        if (n.name == "+") return v;
+        return v.kind == Value::Float ? Value::number(-v.f) : Value::integer(-v.as_int());
+      }
+      case Node::Binary: return binary(n);
+      case Node::Cond:
+        if (truthy(eval(*n.kids[1]))) return eval(*n.kids[0]);
+        return n.kids[2] ? eval(*n.kids[2]) : Value::undefined();
+      default: fail_at(n, "statement used as an expression");
+    }
+  }
+
+  CallArgs eval_args(const Node& n) {
+    CallArgs a;
+    for (size_t k = 1; k < n.kids.size(); ++k) {
+      Value v = eval(*n.kids[k]);
+      if (n.names[k - 1].empty()) a.pos.push_back(std::move(v));
+      else a.kw.emplace_back(n.names[k - 1], std::move(v));
+    }
+    return a;
+  }
+
+  // obj.name: a dict key (Jinja tries the attribute, then the item); missing -> undefined.
+  Value get_attr(const Value& obj, const std::string& name, const Node& at) {
+    if (obj.kind == Value::Undefined)
+      fail_at(at, fmt::format("'{}' is undefined (reading attribute '{}')", obj.s.empty() ? "value" : obj.s, name));
+    if (obj.kind == Value::Dict) {
+      if (const Value* v = obj.dict->get(name)) return *v;
+    }
+    return Value::undefined(name);
+  }
+
+  Value get_item(const Value& obj, const Value& key, const Node& at) {
+    if (obj.kind == Value::Undefined)
+      fail_at(at, fmt::format("'{}' is undefined (reading item {})", obj.s.empty() ? "value" : obj.s, repr(key)));
+    if (obj.kind == Value::Dict) {
+      std::string k = key.kind == Value::Str ? key.s : to_str(key);
+      const Value* v = obj.dict->get(k);
+      return v ? *v : Value::undefined(k);
+    }
+    if ((obj.kind == Value::Array || obj.kind == Value::Str) && (key.kind == Value::Int || key.kind == Value::Bool)) {
+      std::vector<std::string> chars;
+      if (obj.kind == Value::Str) chars = utf8_chars(obj.s);
+      int64_t n = int64_t(obj.kind == Value::Array ? obj.list->size() : chars.size());
+      int64_t k = key.as_int() < 0 ? key.as_int() + n : key.as_int();
+      if (k < 0 || k >= n) return Value::undefined(fmt::format("index {}", key.as_int()));
+      return obj.kind == Value::Array ? (*obj.list)[size_t(k)] : Value::str(chars[size_t(k)]);
+    }
+    if (key.kind == Value::Str) return get_attr(obj, key.s, at);
+    return Value::undefined();
+  }
+
+  Value slice(const Node& n) {
+    Value obj = eval(*n.kids[0]);
+    Value parts[3];
+    for (int k = 0; k < 3; ++k)
+      if (n.kids[size_t(k) + 1]) parts[k] = eval(*n.kids[size_t(k) + 1]);
+    if (obj.kind == Value::Array) {
+      List out;
+      for (size_t k : slice_indices(int64_t(obj.list->size()), parts[0], parts[1], parts[2])) out.push_back((*obj.list)[k]);
+      return Value::array(std::move(out));
+    }
+    if (obj.kind == Value::Str) {
+      auto chars = utf8_chars(obj.s);
+      std::string out;
+      for (size_t k : slice_indices(int64_t(chars.size()), parts[0], parts[1], parts[2])) out += chars[k];
+      return Value::str(out);
+    }
+    fail_at(n, fmt::format("cannot slice a {}", type_name(obj)));
+  }
+
+  Value call(const Node& n) {
+    const Node& callee = *n.kids[0];
+    if (callee.kind == Node::Attr) {
+      Value obj = eval(*callee.kids[0]);
+      CallArgs a = eval_args(n);
+      where_ = n.loc;
+      if (obj.kind == Value::Dict) {
+        const Value* f = obj.dict->get(callee.name);
+        if (f && f->kind == Value::Func) return (*f->fn)(a);
+      }
+      return call_method(obj, callee.name, a, n);
+    }
+    Value f = eval(callee);
+    CallArgs a = eval_args(n);
+    where_ = n.loc;
+    if (f.kind != Value::Func)
+      fail_at(n, fmt::format("'{}' is not callable ({})", callee.kind == Node::Name ? callee.name : "value", type_name(f)));
+    return (*f.fn)(a);
+  }
+
+  Value call_method(const Value& obj, const std::string& name, const CallArgs& a, const Node& at) {
+    auto str_arg = [&](size_t k, std::string_view nm) -> std::string {
+      const Value* v = a.get(k, nm);
+      if (!v || v->kind != Value::Str) fail_at(at, fmt::format("{}() expects a string argument", name));
+      return v->s;
+    };
+    if (obj.kind == Value::Str) {
+      const std::string& s = obj.s;
+      if (name == "strip") return Value::str(strip(s, a.get(0, "chars"), true, true));
+      if (name == "lstrip") return Value::str(strip(s, a.get(0, "chars"), true, false));
+      if (name == "rstrip") return Value::str(strip(s, a.get(0, "chars"), false, true));
+      if (name == "lower") return Value::str(lower(s));
+      if (name == "upper") return Value::str(upper(s));
+      if (name == "title") return Value::str(title(s));
+      if (name == "capitalize") return Value::str(capitalize(s));
+      if (name == "split") {
+        const Value* maxsplit = a.get(1, "maxsplit");
+        return Value::array(split(s, a.get(0, "sep"), maxsplit ? maxsplit->as_int() : -1));
+      }
+      if (name == "startswith" || name == "endswith") {
+        const Value* p = a.get(0, "prefix");
+        List options = p && p->kind == Value::Array ? *p->list : List{p ? *p : Value::undefined()};
+        for (auto& o : options) {
+          if (o.kind != Value::Str) fail_at(at, fmt::format("{}() expects strings", name));
+          bool hit = o.s.size() <= s.size() &&
+                     (name == "startswith" ? s.compare(0, o.s.size(), o.s) == 0
+                                           : s.compare(s.size() - o.s.size(), o.s.size(), o.s) == 0);
+          if (hit) return Value::boolean(true);
+        }
+        return Value::boolean(false);
+      }
+      if (name == "replace") {
+        const Value* count = a.get(2, "count");
+        return Value::str(replace_all(s, str_arg(0, "old"), str_arg(1, "new"), count ? count->as_int() : -1));
+      }
+      if (name == "find") {
+        size_t pos = s.find(str_arg(0, "sub"));
+        return Value::integer(pos == std::string::npos ? -1 : int64_t(utf8_chars(s.substr(0, pos)).size()));
+      }
+      if (name == "count") {
+        std::string sub = str_arg(0, "sub");
+        int64_t c = 0;
+        if (sub.empty()) return Value::integer(int64_t(utf8_chars(s).size()) + 1);
+        for (size_t p = s.find(sub); p != std::string::npos; p = s.find(sub, p + sub.size())) ++c;
+        return Value::integer(c);
+      }
+      if (name == "join") {
+        const Value* items = a.get(0, "iterable");
+        std::string out;
+        List list = items ? iterate(*items, at) : List{};
+        for (size_t k = 0; k < list.size(); ++k) out += (k ? s : "") + to_str(list[k]);
+        return Value::str(out);
+      }
+    } else if (obj.kind == Value::Dict) {
+      if (name == "get") {
+        const Value* v = obj.dict->get(str_arg(0, "key"));
+        const Value* dflt = a.get(1, "default");
+        return v ? *v : dflt ? *dflt : Value::none();
+      }
+      if (name == "items") return pairs(obj);
+      if (name == "keys" || name == "values") {
+        List out;
+        for (auto& [k, v] : obj.dict->items) out.push_back(name == "keys" ? Value::str(k) : v);
+        return Value::array(std::move(out));
+      }
+    } else if (obj.kind == Value::Undefined) {
+      fail_at(at, fmt::format("'{}' is undefined (calling method '{}')", obj.s.empty() ? "value" : obj.s, name));
+    }
+    fail_at(at, fmt::format("unknown method '{}' of a {}", name, type_name(obj)));
+  }
+
+  static Value pairs(const Value& dict) {
+    List out;
+    for (auto& [k, v] : dict.dict->items) out.push_back(Value::array({Value::str(k), v}));
+    return Value::array(std::move(out));
+  }
+
+  Value binary(const Node& n) {
+    const std::string& op = n.name;
+    Value l = eval(*n.kids[0]);
+    if (op == "and") return truthy(l) ? eval(*n.kids[1]) : l;
+    if (op == "or") return truthy(l) ? l : eval(*n.kids[1]);
+    Value r = eval(*n.kids[1]);
+    where_ = n.loc;
+    if (op == "==") return Value::boolean(equal(l, r));
+    if (op == "!=") return Value::boolean(!equal(l, r));
+    if (op == "<") return Value::boolean(compare(l, r) < 0);
+    if (op == ">") return Value::boolean(compare(l, r) > 0);
+    if (op == "<=") return Value::boolean(compare(l, r) <= 0);
+    if (op == ">=") return Value::boolean(compare(l, r) >= 0);
+    if (op == "in" || op == "notin") return Value::boolean(contains(r, l, n) == (op == "in"));
+    if (op == "~") return Value::str(to_str(l) + to_str(r));
+    return arithmetic(op, l, r, n);
+  }
+
+  bool contains(const Value& container, const Value& item, const Node& at) {
+    switch (container.kind) {
+      case Value::Str:
+        if (item.kind != Value::Str) fail_at(at, fmt::format("'in <string>' requires a string, not {}", type_name(item)));
+        return container.s.find(item.s) != std::string::npos;
+      case Value::Array:
+        for (auto& v : *container.list)
+          if (equal(v, item)) return true;
+        return false;
+      case Value::Dict: return item.kind == Value::Str && container.dict->get(item.s);
+      case Value::Undefined: return false;
+      default: fail_at(at, fmt::format("argument of type {} is not iterable", type_name(container)));
+    }
+  }
+
+  Value arithmetic(const std::string& op, const Value& l, const Value& r, const Node& at) {
+    if (op == "+") {
+      if (l.kind == Value::Str && r.kind == Value::Str) return Value::str(l.s + r.s);
+      if (l.kind == Value::Array && r.kind == Value::Array) {
+        List out = *l.list;
+        out.insert(out.end(), r.list->begin(), r.list->end());
+        return Value::array(std::move(out));
+      }
+    }
+    if (op == "*" && (l.kind == Value::Str || l.kind == Value::Array) && r.kind == Value::Int) {
+      Value out = l.kind == Value::Str ? Value::str("") : Value::array();
+      for (int64_t k = 0; k < r.i; ++k) {
+        if (l.kind == Value::Str) out.s += l.s;
+        else out.list->insert(out.list->end(), l.list->begin(), l.list->end());
+      }
+      return out;
+    }
+    std::string type_error = fmt::format("unsupported operand types for {}: {} and {}", op, type_name(l), type_name(r));
+    if (!l.is_num() || !r.is_num()) fail_at(at, type_error);
+    bool ints = l.kind != Value::Float && r.kind != Value::Float;
+    double x = l.as_double(), y = r.as_double();
+    int64_t a = l.as_int(), b = r.as_int();
+    if (op == "+") return ints ? Value::integer(a + b) : Value::number(x + y);
+    if (op == "-") return ints ? Value::integer(a - b) : Value::number(x - y);
+    if (op == "*") return ints ? Value::integer(a * b) : Value::number(x * y);
+    if ((op == "/" || op == "//" || op == "%") && y == 0) fail_at(at, "division by zero");
+    if (op == "/") return Value::number(x / y);
+    if (op == "//") {
+      if (ints) return Value::integer(a / b - ((a % b != 0) && ((a < 0) != (b < 0))));
+      return Value::number(std::floor(x / y));
+    }
+    if (op == "%") {
+      if (ints) {
+        int64_t m = a % b;
+        return Value::integer(m != 0 && ((m < 0) != (b < 0)) ? m + b : m);
+      }
+      double m = std::fmod(x, y);
+      return Value::number(m != 0 && ((m < 0) != (y < 0)) ? m + y : m);
+    }
+    if (op == "**") {
+      if (ints && b >= 0) {
+        int64_t p = 1;  // by squaring: a huge exponent must not loop for ages (overflow wraps)
+        for (uint64_t base = uint64_t(a), e = uint64_t(b); e; e >>= 1, base *= base)
+          if (e & 1) p = int64_t(uint64_t(p) * base);
+        return Value::integer(p);
+      }
+      return Value::number(std::pow(x, y));
+    }
+    fail_at(at, type_error);
+  }
+
+  // ---- filters and tests
+
+  Value apply_filter(const std::string& name, const Value& v, const CallArgs& a, const Node& at) {
+    auto need_str = [&]() -> const std::string& {
+      if (v.kind != Value::Str) fail_at(at, fmt::format("filter '{}' expects a string, got {}", name, type_name(v)));
+      return v.s;
+    };
+    auto flag = [&](size_t k, std::string_view nm) {
+      const Value* f = a.get(k, nm);
+      return f && truthy(*f);
+    };
+    if (name == "trim") return Value::str(strip(need_str(), a.get(0, "chars"), true, true));
+    if (name == "length" || name == "count") {
+      if (v.kind == Value::Str) return Value::integer(int64_t(utf8_chars(v.s).size()));
+      if (v.kind == Value::Array) return Value::integer(int64_t(v.list->size()));
+      if (v.kind == Value::Dict) return Value::integer(int64_t(v.dict->items.size()));
+      if (v.kind == Value::Undefined) return Value::integer(0);
+      fail_at(at, fmt::format("object of type {} has no len()", type_name(v)));
+    }
+    if (name == "tojson") {
+      JsonStyle st;
+      if (const Value* ind = a.get(0, "indent"); ind && ind->kind != Value::None) st.indent = int(ind->as_int());
+      st.item_sep = st.indent >= 0 ? "," : ", ";
+      st.key_sep = ": ";
+      if (const Value* seps = a.get(1, "separators"); seps && seps->kind == Value::Array && seps->list->size() == 2) {
+        st.item_sep = to_str((*seps->list)[0]);
+        st.key_sep = to_str((*seps->list)[1]);
+      }
+      st.sort_keys = flag(2, "sort_keys");
+      std::string out;
+      to_json(v, st, 0, out);
+      return Value::str(out);
+    }
+    if (name == "lower") return Value::str(lower(to_str(v)));
+    if (name == "upper") return Value::str(upper(to_str(v)));
+    if (name == "title") return Value::str(title(to_str(v)));
+    if (name == "capitalize") return Value::str(capitalize(to_str(v)));
+    if (name == "first" || name == "last") {
+      List items = iterate(v, at);
+      if (items.empty()) return Value::undefined(name);
+      return name == "first" ? items.front() : items.back();
+    }
+    if (name == "join") {
+      const Value* sep = a.get(0, "d");
+      const Value* attr = a.get(1, "attribute");
+      std::string out;
+      List items = iterate(v, at);
+      for (size_t k = 0; k < items.size(); ++k)
+        out += (k && sep ? to_str(*sep) : "") + to_str(attr ? get_item(items[k], *attr, at) : items[k]);
+      return Value::str(out);
+    }
+    if (name == "default" || name == "d") {
+      const Value* dflt = a.get(0, "default_value");
+      bool use_default = v.kind == Value::Undefined || (flag(1, "boolean") && !truthy(v));
+      return use_default ? (dflt ? *dflt : Value::str("")) : v;
+    }
+    if (name == "string") return Value::str(to_str(v));
+    if (name == "safe") return v;
+    if (name == "escape" || name == "e") {
+      std::string out;
+      for (char c : to_str(v)) {
+        switch (c) {
+          case '&': out += "&amp;"; break;
+          case '<': out += "&lt;"; break;
+          case '>': out += "&gt;"; break;
+          case '"': out += "&#34;"; break;
+          case '\'': out += "&#39;"; break;
+          default: out += c;
+        }
+      }
+      return Value::str(out);
+    }
+    if (name == "int" || name == "float") {
+      const Value* dflt = a.get(0, "default");
+      Value fallback = dflt ? *dflt : name == "int" ? Value::integer(0) : Value::number(0);
+      double x;
+      if (v.is_num()) {
+        x = v.as_double();
+        if (name == "int" && v.kind != Value::Float) return Value::integer(v.as_int());
+      } else if (v.kind == Value::Str) {
+        std::string t = strip(v.s, nullptr, true, true);
+        char* end = nullptr;
+        x = std::strtod(t.c_str(), &end);
+        if (t.empty() || *end) return fallback;
+      } else {
+        return fallback;
+      }
+      return name == "int" ? Value::integer(int64_t(x)) : Value::number(x);
+    }
+    if (name == "list") return Value::array(iterate(v, at));
+    if (name == "items") {
+      if (v.kind == Value::Undefined) return Value::array();
+      if (v.kind != Value::Dict) fail_at(at, fmt::format("filter 'items' expects a mapping, got {}", type_name(v)));
+      return pairs(v);
+    }
+    if (name == "replace") {
+      const Value* count = a.get(2, "count");
+      const Value* from = a.get(0, "old");
+      const Value* to = a.get(1, "new");
+      if (!from || !to) fail_at(at, "filter 'replace' needs two arguments");
+      return Value::str(replace_all(to_str(v), to_str(*from), to_str(*to), count ? count->as_int() : -1));
+    }
+    if (name == "round") {
+      if (!v.is_num()) fail_at(at, "filter 'round' expects a number");
+      const Value* prec = a.get(0, "precision");
+      const Value* method = a.get(1, "method");
+      double scale = std::pow(10.0, prec ? double(prec->as_int()) : 0.0), x = v.as_double() * scale;
+      std::string m = method ? to_str(*method) : "common";
+      x = m == "ceil" ? std::ceil(x) : m == "floor" ? std::floor(x) : std::nearbyint(x);  // Python rounds half to even
+      return Value::number(x / scale);
+    }
+    if (name == "abs") {
+      if (!v.is_num()) fail_at(at, "filter 'abs' expects a number");
+      return v.kind == Value::Float ? Value::number(std::fabs(v.f)) : Value::integer(std::llabs(v.as_int()));
+    }
+    if (name == "reverse") {
+      if (v.kind == Value::Str) {
+        auto chars = utf8_chars(v.s);
+        std::string out;
+        for (size_t k = chars.size(); k-- > 0;) out += chars[k];
+        return Value::str(out);
+      }
+      List items = iterate(v, at);
+      std::reverse(items.begin(), items.end());
+      return Value::array(std::move(items));
+    }
+    if (name == "map") {
+      List out;
+      const Value* attr = a.get(SIZE_MAX, "attribute");
+      for (auto& item : iterate(v, at)) {
+        if (attr) {
+          Value got = get_item(item, *attr, at);
+          const Value* dflt = a.get(SIZE_MAX, "default");
+          out.push_back(got.kind == Value::Undefined && dflt ? *dflt : got);
+        } else {
+          if (a.pos.empty()) fail_at(at, "filter 'map' needs a filter name or attribute=");
+          CallArgs rest;
+          rest.pos.assign(a.pos.begin() + 1, a.pos.end());
+          rest.kw = a.kw;
+          out.push_back(apply_filter(to_str(a.pos[0]), item, rest, at));
+        }
+      }
+      return Value::array(std::move(out));
+    }
+    if (name == "select" || name == "reject" || name == "selectattr" || name == "rejectattr") {
+      bool by_attr = name.size() > 6, keep_if = name[0] == 's';
+      size_t first = by_attr ? 1 : 0;
+      if (by_attr && a.pos.empty()) fail_at(at, fmt::format("filter '{}' needs an attribute name", name));
+      List out;
+      for (auto& item : iterate(v, at)) {
+        Value subject = by_attr ? get_item(item, a.pos[0], at) : item;
+        bool ok;
+        if (a.pos.size() > first) {
+          CallArgs rest;
+          rest.pos.assign(a.pos.begin() + long(first) + 1, a.pos.end());
+          ok = apply_test(to_str(a.pos[first]), subject, rest, at);
+        } else {
+          ok = truthy(subject);
+        }
+        if (ok == keep_if) out.push_back(item);
+      }
+      return Value::array(std::move(out));
+    }
+    if (name == "unique" || name == "sort" || name == "dictsort") return sort_filter(name, v, a, at);
+    if (name == "indent") {
+      const Value* w = a.get(0, "width");
+      std::string pad = w && w->kind == Value::Str ? w->s : std::string(size_t(w ? w->as_int() : 4), ' ');
+      bool first = flag(1, "first"), blank = flag(2, "blank");
+      std::string s = to_str(v), out;
+      size_t line_no = 0;
+      for (size_t k = 0; k <= s.size();) {
+        size_t e = s.find('\n', k);
+        std::string line = s.substr(k, e == std::string::npos ? std::string::npos : e - k);
+        bool indent = line_no == 0 ? first : (blank || !line.empty());
+        out += (indent ? pad : "") + line;
+        if (e == std::string::npos) break;
+        out += '\n';
+        k = e + 1;
+        ++line_no;
+      }
+      return Value::str(out);
+    }
+    fail_at(at, fmt::format("unknown filter '{}'", name));
+  }
+
+  // unique, sort and dictsort: strings compare case-insensitively unless case_sensitive=true (Jinja's default).
+  Value sort_filter(const std::string& name, const Value& v, const CallArgs& a, const Node& at) {
+    bool dictsort = name == "dictsort";
+    bool case_sensitive = false, reverse = false;
+    const Value* attr = nullptr;
+    if (name == "sort") {
+      const Value* r = a.get(0, "reverse");
+      const Value* c = a.get(1, "case_sensitive");
+      reverse = r && truthy(*r);
+      case_sensitive = c && truthy(*c);
+      attr = a.get(2, "attribute");
+    } else if (name == "unique") {
+      const Value* c = a.get(0, "case_sensitive");
+      case_sensitive = c && truthy(*c);
+      attr = a.get(1, "attribute");
+    } else {
+      const Value* c = a.get(0, "case_sensitive");
+      const Value* by = a.get(1, "by");
+      const Value* r = a.get(2, "reverse");
+      case_sensitive = c && truthy(*c);
+      reverse = r && truthy(*r);
+      if (v.kind != Value::Dict) fail_at(at, "filter 'dictsort' expects a mapping");
+      static const Value key_index = Value::integer(0), value_index = Value::integer(1);
+      attr = by && to_str(*by) == "value" ? &value_index : &key_index;
+    }
+    List items = dictsort ? *pairs(v).list : iterate(v, at);
+    auto key_of = [&](const Value& item) {
+      Value k = attr ? get_item(item, *attr, at) : item;
+      if (!case_sensitive && k.kind == Value::Str) k.s = lower(k.s);
+      return k;
+    };
+    if (name == "unique") {
+      List out, seen;
+      for (auto& item : items) {
+        Value k = key_of(item);
+        if (std::none_of(seen.begin(), seen.end(), [&](const Value& s) { return equal(s, k); })) {
+          seen.push_back(k);
+          out.push_back(item);
+        }
+      }
+      return Value::array(std::move(out));
+    }
+    std::stable_sort(items.begin(), items.end(), [&](const Value& x, const Value& y) {
+      int c = compare(key_of(x), key_of(y));
+      return reverse ? c > 0 : c < 0;
+    });
+    return Value::array(std::move(items));
+  }
+
+  bool apply_test(const std::string& name, const Value& v, const CallArgs& a, const Node& at) {
+    const Value* arg = a.get(0, "");
+    auto need_arg = [&]() -> const Value& {
+      if (!arg) fail_at(at, fmt::format("test '{}' needs an argument", name));
+      return *arg;
+    };
+    if (name == "defined") return v.kind != Value::Undefined;
+    if (name == "undefined") return v.kind == Value::Undefined;
+    if (name == "none") return v.kind == Value::None;
+    if (name == "string") return v.kind == Value::Str;
+    if (name == "mapping") return v.kind == Value::Dict;
+    if (name == "iterable") return v.kind == Value::Str || v.kind == Value::Array || v.kind == Value::Dict;
+    if (name == "sequence") return v.kind == Value::Str || v.kind == Value::Array || v.kind == Value::Dict;
+    if (name == "number") return v.is_num();
+    if (name == "integer") return v.kind == Value::Int;
+    if (name == "float") return v.kind == Value::Float;
+    if (name == "boolean") return v.kind == Value::Bool;
+    if (name == "true") return v.kind == Value::Bool && v.b;
+    if (name == "false") return v.kind == Value::Bool && !v.b;
+    if (name == "callable") return v.kind == Value::Func;
+    if (name == "lower") return v.kind == Value::Str && lower(v.s) == v.s;
+    if (name == "upper") return v.kind == Value::Str && upper(v.s) == v.s;
+    if (name == "odd" || name == "even" || name == "divisibleby") {
+      if (v.kind != Value::Int && v.kind != Value::Bool) fail_at(at, fmt::format("test '{}' expects an integer", name));
+      int64_t d = name == "divisibleby" ? need_arg().as_int() : 2;
+      if (d == 0) fail_at(at, "divisibleby 0");
+      bool divisible = v.as_int() % d == 0;
+      return name == "odd" ? !divisible : divisible;
+    }
+    if (name == "eq" || name == "equalto" || name == "==") return equal(v, need_arg());
+    if (name == "ne" || name == "!=") return !equal(v, need_arg());
+    if (name == "lt" || name == "lessthan" || name == "<") return compare(v, need_arg()) < 0;
+    if (name == "le" || name == "<=") return compare(v, need_arg()) <= 0;
+    if (name == "gt" || name == "greaterthan" || name == ">") return compare(v, need_arg()) > 0;
+    if (name == "ge" || name == ">=") return compare(v, need_arg()) >= 0;
+    if (name == "in") return contains(need_arg(), v, at);
+    fail_at(at, fmt::format("unknown test '{}'", name));
+  }
+
+  std::vector<std::shared_ptr<Frame>> frames_;  // [0]: globals and the context; then loop and macro scopes
+  std::string* out_ = nullptr;
+  const std::string& origin_;
+  std::tm now_;
+  Location where_{1, 1};  // the node being evaluated, for runtime error locations
+};
+
+}  // namespace jinja
+
+JinjaTemplate::JinjaTemplate(std::string_view source, std::string origin_for_errors)
+    : origin_(std::move(origin_for_errors)) {
+  jinja::Lexer lexer(source, origin_);
+  jinja::Parser parser(lexer.run(), source, origin_);
+  root_ = parser.parse_template();
+}
+
+std::string JinjaTemplate::render(const nlohmann::ordered_json& context, const JinjaRenderOptions& opt) const {
+  std::tm now{};
+  if (opt.now) {
+    now = *opt.now;
+  } else {
+    std::time_t t = std::time(nullptr);
+    localtime_r(&t, &now);
+  }
+  jinja::Renderer r(origin_, now);
+  if (!context.is_object()) fail("{}: the render context must be a JSON object", origin_);
+  for (auto it = context.begin(); it != context.end(); ++it) r.set_context(it.key(), jinja::from_json(it.value()));
+  return r.render(*root_);
+}
+
+}  // namespace bq
