@@ -1,0 +1,44 @@
+// The generation interface the evaluation harness drives; the engine implements it.
+#pragma once
+#include <nlohmann/json.hpp>
+
+#include <cstdint>
+#include <string>
+#include <vector>
+
+namespace bq {
+
+struct SamplingOptions {
+  float temperature = 0.0f;  // 0 = greedy
+  float top_p = 1.0f;
+  int top_k = 0;
+  uint64_t seed = 0;
+  int max_new_tokens = 128;
+  std::vector<std::string> stop;
+};
+
+struct GenerationResult {
+  std::string text;
+  int prompt_tokens = 0;
+  int generated_tokens = 0;
+  std::string finish_reason;  // "eos" | "stop" | "length"
+  double prefill_ms = 0, decode_ms = 0;
+};
+
+struct ChatTurn {
+  std::string role, content;
+};
+
+class TextGenerator {
+ public:
+  virtual ~TextGenerator() = default;
+  // Renders a chat with the model's own template (or plain concatenation when chat is off).
+  virtual std::string format_prompt(const std::vector<ChatTurn>& turns, bool use_chat_template) const = 0;
+  // Generates for several prompts (batched where the engine can). One SamplingOptions per prompt (seeds differ for SC).
+  virtual std::vector<GenerationResult> generate(const std::vector<std::string>& prompts,
+                                                 const std::vector<SamplingOptions>& opts) = 0;
+  virtual std::string model_name() const = 0;
+  virtual nlohmann::json memory_report() const = 0;  // peak bytes etc., whatever the backend measures
+};
+
+}  // namespace bq
