@@ -317,7 +317,12 @@ Dataset load_split(const TaskConfig& task, const fs::path& data_dir, const std::
         problem = fmt::format("bad options literal: {}", e.what());
       }
     }
-    if (problem.empty() && !ids.insert(ex.id).second) problem = fmt::format("duplicate id '{}'", ex.id);
+    // ChemProt repeats an index when one pair carries two relations: the k-th repeat becomes "<id>#k".
+    if (problem.empty() && !ids.insert(ex.id).second) {
+      int k = 2;
+      while (!ids.insert(fmt::format("{}#{}", ex.id, k)).second) k++;
+      ex.id = fmt::format("{}#{}", ex.id, k);
+    }
     if (!problem.empty()) {
       std::string msg = fmt::format("{}:{}: {}", name, row.line, problem);
       if (!lenient) throw Error(msg);
