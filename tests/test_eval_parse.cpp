@@ -54,6 +54,11 @@ TEST(EvalParseNer, StrayAndMissingTags) {
   // A second <span> before the first is closed restarts the entity; a closing tag alone is ignored.
   p = parse_spans(ex, "<span> Variant ventricular <span> tachycardia </span> in desipramine </span> toxicity");
   EXPECT_EQ(p.entities, (E{{2, 3}}));
+  // A '<' that is not a tag is text.
+  Example stats = sentence("after dobutamine ( p < 0 . 01 ) and < 5 years");
+  p = parse_spans(stats, "after <span>dobutamine</span> ( p < 0 . 01 ) and <5 years");
+  EXPECT_EQ(p.entities, (E{{1, 2}}));
+  EXPECT_EQ(p.unaligned, 0);
   // Cut off inside a tag.
   p = parse_spans(ex, "Variant ventricular tachycardia in <span>desipramine</span> tox<sp");
   EXPECT_EQ(p.entities, (E{{4, 5}}));

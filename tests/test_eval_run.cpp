@@ -8,6 +8,7 @@
 #include "core/error.h"
 #include "core/files.h"
 #include "eval/data_check.h"
+#include "eval/parse.h"
 #include "eval/prompts.h"
 #include "eval/run.h"
 #include "test_util.h"
@@ -388,4 +389,21 @@ TEST(EvalShared, BenchmarkPromptsOnTheRealFiles) {
   EXPECT_NE(p.find("\nA. " + mq.examples[0].options[0].second + "\nB. "), std::string::npos) << p;
   std::string p5 = build_benchmark_prompt(medqa, load_benchmark_prompt(medqa, data, 5), 5, mq.examples[0]);
   EXPECT_NE(p5.find("?A:" + mq.examples[0].options[0].second + "\n B:"), std::string::npos);
+}
+
+TEST(EvalShared, GoldAnswersParseBackToPerfectScoresOnEveryTestSplit) {
+  BQ_REQUIRE_SHARED("data/biomed-nlp-benchmarks");
+  fs::path data = bq::test::shared_dir() / "data/biomed-nlp-benchmarks";
+  for (auto& task : load_task_configs(bq::test::source_dir() / "tasks")) {
+    Dataset ds = load_split(task, data, choose_eval_split(task, data, "test").split, false);
+    std::vector<Scored> scored;
+    for (auto& ex : ds.examples) {
+      build_own_prompt(task, ex, {}, false);  // every example renders (Python-literal contexts included)
+      scored.push_back(score_answer(task, ex, parse_answer(task, ex, gold_answer_text(task, ex), false)));
+    }
+    MetricSpec spec{task.type, int(task.labels.size()), -1};
+    auto m = compute_metrics(spec, scored);
+    EXPECT_EQ(m["unparsed_rate"], 0.0) << task.name;
+    EXPECT_EQ(m[task.primary_metric], 1.0) << task.name;
+  }
 }

@@ -165,9 +165,11 @@ bool scan_html(std::string_view s, std::string& nows, std::vector<SpanText>& spa
   size_t open = SIZE_MAX;  // where the current <span> started
   for (size_t i = 0; i < s.size();) {
     char c = s[i];
-    if (c == '<') {
-      size_t close = s.find('>', i);
-      if (close == std::string_view::npos) break;  // output cut off inside a tag
+    // A tag is "<name ...>" or "</name>"; any other '<' is text ("p < 0.05").
+    size_t name_at = i + 1 + (i + 1 < s.size() && s[i + 1] == '/');
+    size_t close = c == '<' ? s.find_first_of("<>", i + 1) : std::string_view::npos;
+    if (c == '<' && name_at < s.size() && std::isalpha((unsigned char)s[name_at]) && close != std::string_view::npos &&
+        s[close] == '>') {
       std::string tag = lower(s.substr(i + 1, close - i - 1));
       bool end_tag = !tag.empty() && tag[0] == '/';
       std::string name = trim(end_tag ? std::string_view(tag).substr(1) : std::string_view(tag));
