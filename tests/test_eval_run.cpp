@@ -205,6 +205,25 @@ TEST(EvalRun, MetricsResumeAfterCrashAndRescore) {
   }
 }
 
+TEST(EvalRun, CompareTwoRunsPairedByExample) {
+  fs::path root = make_fixture("compare");
+  FakeGenerator a, b;
+  script_qa(a);
+  for (int i = 0; i < 10; i++) b.script[fmt::format("item{} ", i)] = {kLabels[i % 3]};
+  EvalConfig ca = config(root, "a", "tiny"), cb = config(root, "b", "tiny");
+  cb.chat = false;
+  run_eval(a, ca);
+  run_eval(b, cb);
+  json c = compare_runs(ca.out_dir, cb.out_dir, 1, 500)["tasks"]["tiny"];
+  EXPECT_EQ(c["paired_examples"], 10);
+  EXPECT_EQ(c["wrong_to_right"], 6);
+  EXPECT_EQ(c["right_to_wrong"], 0);
+  EXPECT_NEAR(c["difference"]["accuracy"]["b_minus_a"].get<double>(), 0.6, 1e-12);
+  EXPECT_GT(c["difference"]["accuracy"]["ci95"][0].get<double>(), 0.0);
+  EXPECT_NEAR(c["mcnemar"]["chi2"].get<double>(), 25.0 / 6, 1e-12);     // (|6 - 0| - 1)^2 / 6
+  EXPECT_NEAR(c["mcnemar"]["p_value"].get<double>(), 0.04123, 1e-4);  // chi-square(1) tail at 4.1667
+}
+
 TEST(EvalRun, SelfConsistencyVotesOverSeededSamples) {
   fs::path root = make_fixture("sc");
   EvalConfig cfg = config(root, "run", "tiny");

@@ -59,6 +59,34 @@ void register_eval_commands(CLI::App& app) {
     eval::rescore_run(run_dir, resamples);
     std::printf("%s\n", (run_dir / "results.json").string().c_str());
   });
+
+  auto* compare = app.add_subcommand("compare", "pair two runs by example: score differences with paired-bootstrap "
+                                                "95% intervals, flipped answers, McNemar's test");
+  static std::filesystem::path run_a, run_b;
+  static uint64_t seed = 1234;
+  static bool compare_json = false;
+  compare->add_option("run_a", run_a, "baseline run folder (e.g. bf16)")->required();
+  compare->add_option("run_b", run_b, "run folder compared with it (e.g. 4-bit)")->required();
+  compare->add_option("--seed", seed, "bootstrap seed");
+  compare->add_option("--bootstrap", resamples, "bootstrap resamples");
+  compare->add_flag("--json", compare_json, "print the comparison as JSON");
+  compare->callback([] {
+    auto c = eval::compare_runs(run_a, run_b, seed, resamples);
+    if (compare_json) {
+      std::printf("%s\n", c.dump(2).c_str());
+      return;
+    }
+    std::printf("B = %s minus A = %s, paired by example\n", run_b.string().c_str(), run_a.string().c_str());
+    for (auto& [name, t] : c["tasks"].items()) {
+      std::printf("\n%s (%d paired examples)\n", name.c_str(), t["paired_examples"].get<int>());
+      for (auto& [metric, d] : t["difference"].items())
+        std::printf("  %-18s %+.4f  [%+.4f, %+.4f]%s\n", metric.c_str(), d["b_minus_a"].get<double>(),
+                    d["ci95"][0].get<double>(), d["ci95"][1].get<double>(),
+                    metric == t["primary_metric"] ? "  (primary)" : "");
+      std::printf("  right->wrong %d, wrong->right %d, McNemar p = %.4g\n", t["right_to_wrong"].get<int>(),
+                  t["wrong_to_right"].get<int>(), t["mcnemar"]["p_value"].get<double>());
+    }
+  });
 }
 
 }  // namespace bq::cli

@@ -117,17 +117,20 @@ Stats describe(const std::vector<double>& v) {
   return s;
 }
 
-// Scores the logged samples of one task: re-parses every raw output, so a rescore after a parser fix agrees
-// with a fresh run.
-nlohmann::json score_task(const PreparedTask& p, const nlohmann::json& id, const std::vector<nlohmann::json>& samples,
-                          int resamples) {
+// The logged samples of one task, re-parsed from their raw outputs (so a rescore after a parser fix agrees with
+// a fresh run), in log order; a repeated id counts once.
+struct TaskSamples {
+  std::vector<Scored> scored;
+  std::vector<double> latency_s;
+  double prompt_tokens = 0, generated_tokens = 0;
+};
+
+TaskSamples rescore_samples(const PreparedTask& p, const nlohmann::json& id, const std::vector<nlohmann::json>& samples) {
   const TaskConfig& task = p.task;
   std::map<std::string, const Example*> by_id;
   for (auto& ex : p.data.examples) by_id[ex.id] = &ex;
   bool cot = id["prompting"] != "instruction" && id["prompts"] == "own";
-  std::vector<Scored> scored;
-  std::vector<double> latency_s;
-  double prompt_tokens = 0, generated_tokens = 0;
+  TaskSamples out;
   std::set<std::string> seen;
   for (auto& r : samples) {
     if (r["task"] != task.name) continue;
@@ -137,14 +140,29 @@ nlohmann::json score_task(const PreparedTask& p, const nlohmann::json& id, const
     if (!seen.insert(ex_id).second) continue;
     std::vector<ParsedAnswer> answers;
     for (auto& raw : r["raw"]) answers.push_back(parse_answer(task, *it->second, raw.get<std::string>(), cot));
-    scored.push_back(score_answer(task, *it->second, majority_vote(answers)));
-    latency_s.push_back(r["latency_ms"].get<double>() / 1000.0);
-    prompt_tokens += r["prompt_tokens"].get<double>();
-    generated_tokens += r["generated_tokens"].get<double>();
+    out.scored.push_back(score_answer(task, *it->second, majority_vote(answers)));
+    out.latency_s.push_back(r["latency_ms"].get<double>() / 1000.0);
+    out.prompt_tokens += r["prompt_tokens"].get<double>();
+    out.generated_tokens += r["generated_tokens"].get<double>();
   }
+  return out;
+}
+
+MetricSpec metric_spec(const TaskConfig& task) {
   MetricSpec spec{task.type, int(task.labels.size()), -1};
   if (task.type == TaskType::re)
     spec.negative = int(std::find(task.labels.begin(), task.labels.end(), task.negative_label) - task.labels.begin());
+  return spec;
+}
+
+nlohmann::ordered_json score_task(const PreparedTask& p, const nlohmann::json& id, const std::vector<nlohmann::json>& samples,
+                          int resamples) {
+  const TaskConfig& task = p.task;
+  TaskSamples ts = rescore_samples(p, id, samples);
+  const std::vector<Scored>& scored = ts.scored;
+  const std::vector<double>& latency_s = ts.latency_s;
+  double prompt_tokens = ts.prompt_tokens, generated_tokens = ts.generated_tokens;
+  MetricSpec spec = metric_spec(task);
   nlohmann::ordered_json metrics = nlohmann::ordered_json::object();
   for (auto& [name, iv] : bootstrap_metrics(spec, scored, derive_seed(id["seed"], "bootstrap:" + task.name), resamples))
     metrics[name] = {{"value", iv.value}, {"ci95", {iv.lo, iv.hi}}};
@@ -468,6 +486,54 @@ nlohmann::json rescore_run(const fs::path& run_dir, int bootstrap_resamples) {
     }
   }
   return score_run(run_dir, id, limit, bootstrap_resamples, memory);
+}
+
+nlohmann::json compare_runs(const fs::path& run_a, const fs::path& run_b, uint64_t seed, int resamples) {
+  auto load_id = [](const fs::path& dir) {
+    auto j = nlohmann::json::parse(read_file(dir / "config.json"), nullptr, false);
+    if (j.is_discarded()) fail("{}: not valid JSON", (dir / "config.json").string());
+    return j;
+  };
+  nlohmann::json id_a = load_id(run_a), id_b = load_id(run_b);
+  auto samples_a = read_samples(run_a / "samples.jsonl", false), samples_b = read_samples(run_b / "samples.jsonl", false);
+  nlohmann::ordered_json tasks = nlohmann::ordered_json::object();
+  for (auto& task : resolve_tasks(id_a)) {
+    auto names_b = id_b["tasks"];
+    if (std::find(names_b.begin(), names_b.end(), task.name) == names_b.end()) continue;
+    PreparedTask pa = prepare_task(task, id_a, 0), pb = prepare_task(task, id_b, 0);
+    if (pa.data.sha256 != pb.data.sha256) fail("task {}: the two runs evaluated different data files", task.name);
+    auto sa = rescore_samples(pa, id_a, samples_a).scored, sb = rescore_samples(pb, id_b, samples_b).scored;
+    // Pair by example id: only the examples both runs finished, in id order.
+    std::map<std::string, size_t> in_b;
+    for (size_t i = 0; i < sb.size(); i++) in_b[sb[i].id] = i;
+    std::vector<std::pair<std::string, std::pair<size_t, size_t>>> pairs;
+    for (size_t i = 0; i < sa.size(); i++)
+      if (auto it = in_b.find(sa[i].id); it != in_b.end()) pairs.push_back({sa[i].id, {i, it->second}});
+    std::sort(pairs.begin(), pairs.end());
+    std::vector<Scored> a, b;
+    size_t right_to_wrong = 0, wrong_to_right = 0;
+    for (auto& [ex_id, ij] : pairs) {
+      a.push_back(sa[ij.first]);
+      b.push_back(sb[ij.second]);
+      bool ca = is_correct(task, a.back()), cb = is_correct(task, b.back());
+      right_to_wrong += ca && !cb;
+      wrong_to_right += !ca && cb;
+    }
+    nlohmann::ordered_json diff = nlohmann::ordered_json::object();
+    for (auto& [name, iv] : paired_bootstrap(metric_spec(task), a, b, derive_seed(seed, "paired:" + task.name), resamples))
+      diff[name] = {{"b_minus_a", iv.value}, {"ci95", {iv.lo, iv.hi}}};
+    // McNemar's test on the per-example correctness (continuity-corrected chi-square, 1 degree of freedom).
+    double n_disc = double(right_to_wrong + wrong_to_right);
+    double corrected = std::max(0.0, std::fabs(double(right_to_wrong) - double(wrong_to_right)) - 1.0);
+    double chi2 = n_disc > 0 ? corrected * corrected / n_disc : 0.0;
+    tasks[task.name] = {{"paired_examples", pairs.size()},
+                        {"primary_metric", task.primary_metric},
+                        {"difference", diff},
+                        {"right_to_wrong", right_to_wrong},
+                        {"wrong_to_right", wrong_to_right},
+                        {"mcnemar", {{"chi2", chi2}, {"p_value", n_disc > 0 ? std::erfc(std::sqrt(chi2 / 2)) : 1.0}}}};
+  }
+  return {{"run_a", run_a.string()}, {"run_b", run_b.string()}, {"resamples", resamples}, {"tasks", tasks}};
 }
 
 }  // namespace bq::eval

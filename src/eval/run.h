@@ -47,6 +47,11 @@ nlohmann::json run_eval(TextGenerator& gen, const EvalConfig& cfg);
 // Recomputes results.json from config.json and samples.jsonl (re-parsing the raw outputs), without a model.
 nlohmann::json rescore_run(const fs::path& run_dir, int bootstrap_resamples = 1000);
 
+// Pairs two runs by task and example id (re-parsing both): per task, (B - A) of every metric with a paired
+// bootstrap 95% interval, answers flipped right->wrong and wrong->right, and McNemar's test on correctness
+// (continuity-corrected chi-square). Tasks in only one run are left out; different data files are an Error.
+nlohmann::json compare_runs(const fs::path& run_a, const fs::path& run_b, uint64_t seed = 1234, int resamples = 1000);
+
 // The records of a samples.jsonl. A truncated or garbled last line (an interrupted write) is dropped, and with
 // `repair` also cut from the file so appends continue cleanly; a bad line before the last is an Error.
 std::vector<nlohmann::json> read_samples(const fs::path& file, bool repair);
