@@ -2,9 +2,16 @@
 #pragma once
 #include <CLI/CLI.hpp>
 
+namespace bq::eval {
+struct EvalConfig;
+}
+
 namespace bq::cli {
 
 void register_model_commands(CLI::App& app);  // synth, generate, logits, inspect (cmd_model.cpp)
 void register_tokenizer_commands(CLI::App& app);  // tokenize, chat (cmd_tokenizer.cpp)
+void register_eval_commands(CLI::App& app);  // data check, rescore, compare (cmd_eval.cpp)
+// The options of `eval` (all but the model's), filling `cfg`; the caller adds --model etc. (cmd_eval.cpp)
+void add_eval_options(CLI::App* cmd, eval::EvalConfig& cfg);
 
 }  // namespace bq::cli

@@ -1,6 +1,8 @@
+// The generation interface the evaluation harness drives; the engine implements it.
 #pragma once
-#include <cstdint>
 #include <nlohmann/json.hpp>
+
+#include <cstdint>
 #include <string>
 #include <vector>
 

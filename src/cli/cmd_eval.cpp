@@ -1,0 +1,92 @@
+// `data check`, `rescore`, and the options of `eval` (the lead's eval command fills an EvalConfig with them).
+#include <cstdio>
+
+#include "cli/commands.h"
+#include "eval/data_check.h"
+#include "eval/run.h"
+
+namespace bq::cli {
+
+void add_eval_options(CLI::App* cmd, eval::EvalConfig& cfg) {
+  cmd->add_option("--data-dir", cfg.data_dir, "folder laid out like biomed-nlp-benchmarks (one folder per dataset)")
+      ->required();
+  cmd->add_option("--out", cfg.out_dir, "run folder: samples.jsonl, config.json, results.json (resumable)")->required();
+  cmd->add_option("--tasks", cfg.tasks, "comma-separated task names, or all")->delimiter(',');
+  cmd->add_option("--tasks-dir", cfg.tasks_dir, "folder of task files (*.yaml); default: the installed tasks/");
+  cmd->add_option("--split", cfg.split, "split to evaluate; test falls back to dev where absent (marked)")
+      ->check(CLI::IsMember({"test", "dev", "train"}));
+  cmd->add_option("--limit", cfg.limit, "evaluate only N examples per task (0 = all)");
+  cmd->add_flag("--limit-random", cfg.limit_random, "with --limit: draw the N examples with the seed, not the first N");
+  cmd->add_option("--shots", cfg.shots, "few-shot examples per prompt (drawn from train, else dev)");
+  cmd->add_option("--prompting", cfg.prompting, "instruction | cot | sc (self-consistency)")
+      ->check(CLI::IsMember({"instruction", "cot", "sc"}));
+  cmd->add_option("--sc-samples", cfg.sc_samples, "samples per example for --prompting sc");
+  cmd->add_option("--temperature", cfg.temperature, "sampling temperature for --prompting sc");
+  cmd->add_option("--top-p", cfg.top_p, "nucleus sampling for --prompting sc");
+  cmd->add_option("--seed", cfg.seed, "seed of shot draws, random limits, sampling and bootstrap");
+  cmd->add_option("--prompts", cfg.prompts, "own (biomedq's templates) | benchmark (the data's prompt_*.txt)")
+      ->check(CLI::IsMember({"own", "benchmark"}));
+  cmd->add_flag("!--no-chat-template", cfg.chat, "send the prompt as plain text, without the model's chat template");
+  cmd->add_option("--batch", cfg.batch, "prompts per generation call (1 = the study's one-at-a-time latency)");
+  cmd->add_flag("--lenient", cfg.lenient, "skip and count malformed data rows instead of stopping");
+  cmd->add_option("--bootstrap", cfg.bootstrap_resamples, "bootstrap resamples for the 95% intervals");
+  cmd->add_flag("!--no-progress", cfg.progress, "no progress output");
+}
+
+void register_eval_commands(CLI::App& app) {
+  auto* data = app.add_subcommand("data", "inspect evaluation data");
+  data->require_subcommand(1);
+  auto* check = data->add_subcommand("check", "count examples, entities and labels per task and split");
+  static std::filesystem::path data_dir, tasks_dir;
+  static bool lenient = false, json = false;
+  check->add_option("--data-dir", data_dir, "folder laid out like biomed-nlp-benchmarks")->required();
+  check->add_option("--tasks-dir", tasks_dir, "folder of task files (*.yaml); default: the installed tasks/");
+  check->add_flag("--lenient", lenient, "skip and count malformed rows instead of stopping at the first");
+  check->add_flag("--json", json, "print the report as JSON");
+  check->callback([] {
+    auto tasks = eval::load_task_configs(tasks_dir.empty() ? eval::default_tasks_dir() : tasks_dir);
+    auto report = eval::data_check(tasks, data_dir, lenient);
+    std::string text = json ? report.dump(2) + "\n" : eval::format_data_check(report);
+    std::fwrite(text.data(), 1, text.size(), stdout);
+  });
+
+  auto* rescore = app.add_subcommand("rescore", "recompute RUN_DIR/results.json from samples.jsonl, without a model");
+  static std::filesystem::path run_dir;
+  static int resamples = 1000;
+  rescore->add_option("run_dir", run_dir, "run folder written by eval")->required();
+  rescore->add_option("--bootstrap", resamples, "bootstrap resamples for the 95% intervals");
+  rescore->callback([] {
+    eval::rescore_run(run_dir, resamples);
+    std::printf("%s\n", (run_dir / "results.json").string().c_str());
+  });
+
+  auto* compare = app.add_subcommand("compare", "pair two runs by example: score differences with paired-bootstrap "
+                                                "95% intervals, flipped answers, McNemar's test");
+  static std::filesystem::path run_a, run_b;
+  static uint64_t seed = 1234;
+  static bool compare_json = false;
+  compare->add_option("run_a", run_a, "baseline run folder (e.g. bf16)")->required();
+  compare->add_option("run_b", run_b, "run folder compared with it (e.g. 4-bit)")->required();
+  compare->add_option("--seed", seed, "bootstrap seed");
+  compare->add_option("--bootstrap", resamples, "bootstrap resamples");
+  compare->add_flag("--json", compare_json, "print the comparison as JSON");
+  compare->callback([] {
+    auto c = eval::compare_runs(run_a, run_b, seed, resamples);
+    if (compare_json) {
+      std::printf("%s\n", c.dump(2).c_str());
+      return;
+    }
+    std::printf("B = %s minus A = %s, paired by example\n", run_b.string().c_str(), run_a.string().c_str());
+    for (auto& [name, t] : c["tasks"].items()) {
+      std::printf("\n%s (%d paired examples)\n", name.c_str(), t["paired_examples"].get<int>());
+      for (auto& [metric, d] : t["difference"].items())
+        std::printf("  %-18s %+.4f  [%+.4f, %+.4f]%s\n", metric.c_str(), d["b_minus_a"].get<double>(),
+                    d["ci95"][0].get<double>(), d["ci95"][1].get<double>(),
+                    metric == t["primary_metric"] ? "  (primary)" : "");
+      std::printf("  right->wrong %d, wrong->right %d, McNemar p = %.4g\n", t["right_to_wrong"].get<int>(),
+                  t["wrong_to_right"].get<int>(), t["mcnemar"]["p_value"].get<double>());
+    }
+  });
+}
+
+}  // namespace bq::cli

@@ -1,0 +1,313 @@
+#include "eval/readers.h"
+
+#include "core/error.h"
+#include "core/files.h"
+
+namespace bq::eval {
+
+std::string normalize_text_file(std::string text) {
+  if (text.starts_with("\xEF\xBB\xBF")) text.erase(0, 3);
+  std::string out;
+  out.reserve(text.size());
+  for (size_t i = 0; i < text.size(); i++) {
+    if (text[i] == '\r' && i + 1 < text.size() && text[i + 1] == '\n') continue;
+    out += text[i];
+  }
+  return out;
+}
+
+TsvTable parse_tsv(std::string_view text, const std::string& name, bool lenient) {
+  if (text.starts_with("\xEF\xBB\xBF")) text.remove_prefix(3);
+  TsvTable table;
+  size_t pos = 0, line = 1;
+  bool have_header = false;
+  while (pos < text.size()) {
+    size_t row_line = line;
+    std::vector<std::string> cells;
+    std::string cell;
+    bool open_quote = false;
+    // One row: fields separated by tabs, ended by LF / CRLF outside quotes or by the end of the text.
+    while (true) {
+      if (pos >= text.size()) break;
+      char c = text[pos];
+      if (c == '"' && cell.empty()) {
+        // Quoted field (or a quoted section): runs to the next lone quote.
+        pos++;
+        open_quote = true;
+        while (pos < text.size()) {
+          char q = text[pos];
+          if (q == '"') {
+            if (pos + 1 < text.size() && text[pos + 1] == '"') {
+              cell += '"';
+              pos += 2;
+              continue;
+            }
+            pos++;
+            open_quote = false;
+            break;
+          }
+          if (q == '\n') line++;
+          if (q == '\r' && pos + 1 < text.size() && text[pos + 1] == '\n') {
+            pos++;
+            continue;
+          }
+          cell += q;
+          pos++;
+        }
+        if (open_quote) break;
+        continue;
+      }
+      if (c == '\t') {
+        cells.push_back(std::move(cell));
+        cell.clear();
+        pos++;
+        continue;
+      }
+      if (c == '\n' || c == '\r') {
+        pos += (c == '\r' && pos + 1 < text.size() && text[pos + 1] == '\n') ? 2 : 1;
+        line++;
+        break;
+      }
+      cell += c;
+      pos++;
+    }
+    cells.push_back(std::move(cell));
+    std::string problem;
+    if (open_quote) problem = fmt::format("{}:{}: quoted field never closed", name, row_line);
+    if (cells.size() == 1 && cells[0].empty() && problem.empty()) continue;  // blank line
+    if (!have_header && problem.empty()) {
+      table.header = std::move(cells);
+      have_header = true;
+      continue;
+    }
+    if (problem.empty() && cells.size() != table.header.size())
+      problem = fmt::format("{}:{}: {} fields, the header has {}", name, row_line, cells.size(), table.header.size());
+    if (!problem.empty()) {
+      if (!lenient) throw Error(problem);
+      table.skipped++;
+      table.problems.push_back(problem);
+      continue;
+    }
+    table.rows.push_back({row_line, std::move(cells)});
+  }
+  if (!have_header) fail("{}: empty table (no header row)", name);
+  return table;
+}
+
+TsvTable read_tsv(const fs::path& path, bool lenient) { return parse_tsv(read_file(path), path.string(), lenient); }
+
+static bool valid_tag(std::string_view tag) {
+  if (tag == "O" || tag == "B" || tag == "I") return true;
+  return (tag.starts_with("B-") || tag.starts_with("I-")) && tag.size() > 2;
+}
+
+std::vector<ConllSentence> parse_conll(std::string_view text, const std::string& name, bool lenient,
+                                       size_t* skipped) {
+  if (text.starts_with("\xEF\xBB\xBF")) text.remove_prefix(3);
+  std::vector<ConllSentence> out;
+  ConllSentence cur;
+  bool cur_bad = false;
+  size_t n_skipped = 0;
+  auto finish = [&] {
+    if (!cur.tokens.empty() || cur_bad) {
+      if (cur_bad) n_skipped++;
+      else out.push_back(std::move(cur));
+    }
+    cur = {};
+    cur_bad = false;
+  };
+  size_t pos = 0, line = 0;
+  while (pos < text.size()) {
+    size_t eol = text.find('\n', pos);
+    if (eol == std::string_view::npos) eol = text.size();
+    std::string_view l = text.substr(pos, eol - pos);
+    pos = eol + 1;
+    line++;
+    if (l.ends_with('\r')) l.remove_suffix(1);
+    if (l.find_first_not_of(" \t") == std::string_view::npos) {
+      finish();
+      continue;
+    }
+    size_t tab = l.rfind('\t');
+    std::string problem;
+    if (tab == std::string_view::npos || tab == 0) problem = "expected `token<TAB>tag`";
+    else if (!valid_tag(l.substr(tab + 1))) problem = fmt::format("unknown tag '{}'", l.substr(tab + 1));
+    else if (l.substr(0, tab).find('\t') != std::string_view::npos) problem = "more than two tab-separated fields";
+    if (!problem.empty()) {
+      if (!lenient) fail("{}:{}: {}", name, line, problem);
+      cur_bad = true;
+      continue;
+    }
+    if (cur.tokens.empty()) cur.line = line;
+    cur.tokens.emplace_back(l.substr(0, tab));
+    cur.tags.emplace_back(l.substr(tab + 1));
+  }
+  finish();
+  if (skipped) *skipped = n_skipped;
+  return out;
+}
+
+// ---- Python literals ----------------------------------------------------------------------------------------
+
+namespace {
+
+struct PyParser {
+  std::string_view s;
+  const std::string& name;
+  size_t i = 0;
+
+  [[noreturn]] void error(const char* what) { fail("{}: Python literal: {} at offset {}", name, what, i); }
+
+  void skip_ws() {
+    while (i < s.size() && (s[i] == ' ' || s[i] == '\t' || s[i] == '\n' || s[i] == '\r')) i++;
+  }
+
+  static void put_utf8(std::string& out, uint32_t cp) {
+    if (cp < 0x80) {
+      out += char(cp);
+    } else if (cp < 0x800) {
+      out += char(0xC0 | (cp >> 6));
+      out += char(0x80 | (cp & 0x3F));
+    } else if (cp < 0x10000) {
+      out += char(0xE0 | (cp >> 12));
+      out += char(0x80 | ((cp >> 6) & 0x3F));
+      out += char(0x80 | (cp & 0x3F));
+    } else {
+      out += char(0xF0 | (cp >> 18));
+      out += char(0x80 | ((cp >> 12) & 0x3F));
+      out += char(0x80 | ((cp >> 6) & 0x3F));
+      out += char(0x80 | (cp & 0x3F));
+    }
+  }
+
+  uint32_t hex(int digits) {
+    if (i + digits > s.size()) error("truncated escape");
+    uint32_t v = 0;
+    for (int k = 0; k < digits; k++) {
+      char c = s[i++];
+      v <<= 4;
+      if (c >= '0' && c <= '9') v |= uint32_t(c - '0');
+      else if (c >= 'a' && c <= 'f') v |= uint32_t(c - 'a' + 10);
+      else if (c >= 'A' && c <= 'F') v |= uint32_t(c - 'A' + 10);
+      else error("bad hex digit in escape");
+    }
+    return v;
+  }
+
+  std::string string_literal() {
+    std::string out;
+    // Adjacent literals concatenate, as in Python: 'a' "b" == 'ab'.
+    while (i < s.size() && (s[i] == '\'' || s[i] == '"')) {
+      char quote = s[i++];
+      while (true) {
+        if (i >= s.size()) error("unterminated string");
+        char c = s[i++];
+        if (c == quote) break;
+        if (c != '\\') {
+          out += c;
+          continue;
+        }
+        if (i >= s.size()) error("unterminated string");
+        char e = s[i++];
+        switch (e) {
+          case 'n': out += '\n'; break;
+          case 't': out += '\t'; break;
+          case 'r': out += '\r'; break;
+          case '0': out += '\0'; break;
+          case '\\': out += '\\'; break;
+          case '\'': out += '\''; break;
+          case '"': out += '"'; break;
+          case '\n': break;  // line continuation
+          case 'x': put_utf8(out, hex(2)); break;
+          case 'u': put_utf8(out, hex(4)); break;
+          case 'U': put_utf8(out, hex(8)); break;
+          default: out += '\\'; out += e;  // Python keeps unknown escapes verbatim
+        }
+      }
+      skip_ws();
+    }
+    return out;
+  }
+
+  nlohmann::json value() {
+    skip_ws();
+    if (i >= s.size()) error("unexpected end");
+    char c = s[i];
+    if (c == '\'' || c == '"') return string_literal();
+    if (c == '[' || c == '(') {
+      char close = c == '[' ? ']' : ')';
+      i++;
+      auto arr = nlohmann::json::array();
+      skip_ws();
+      while (true) {
+        skip_ws();
+        if (i < s.size() && s[i] == close) {
+          i++;
+          return arr;
+        }
+        arr.push_back(value());
+        skip_ws();
+        if (i < s.size() && s[i] == ',') i++;
+        else if (i < s.size() && s[i] == close) continue;
+        else error("expected ',' or closing bracket");
+      }
+    }
+    if (c == '{') {
+      i++;
+      auto obj = nlohmann::json::object();
+      while (true) {
+        skip_ws();
+        if (i < s.size() && s[i] == '}') {
+          i++;
+          return obj;
+        }
+        nlohmann::json key = value();
+        std::string k = key.is_string() ? key.get<std::string>() : key.dump();
+        skip_ws();
+        if (i >= s.size() || s[i] != ':') error("expected ':' in dict");
+        i++;
+        obj[k] = value();
+        skip_ws();
+        if (i < s.size() && s[i] == ',') i++;
+        else if (i < s.size() && s[i] == '}') continue;
+        else error("expected ',' or '}'");
+      }
+    }
+    for (auto [word, v] : {std::pair<std::string_view, nlohmann::json>{"True", true}, {"False", false}, {"None", nullptr}}) {
+      if (s.substr(i, word.size()) == word) {
+        i += word.size();
+        return v;
+      }
+    }
+    if (c == '-' || c == '+' || c == '.' || (c >= '0' && c <= '9')) {
+      size_t start = i;
+      if (c == '-' || c == '+') i++;
+      bool is_float = false;
+      while (i < s.size() && ((s[i] >= '0' && s[i] <= '9') || s[i] == '.' || s[i] == 'e' || s[i] == 'E' ||
+                              ((s[i] == '-' || s[i] == '+') && (s[i - 1] == 'e' || s[i - 1] == 'E')))) {
+        if (s[i] == '.' || s[i] == 'e' || s[i] == 'E') is_float = true;
+        i++;
+      }
+      std::string num(s.substr(start, i - start));
+      try {
+        if (is_float) return std::stod(num);
+        return std::stoll(num);
+      } catch (const std::exception&) {
+        error("bad number");
+      }
+    }
+    error("unexpected character");
+  }
+};
+
+}  // namespace
+
+nlohmann::json parse_python_literal(std::string_view text, const std::string& name) {
+  PyParser p{text, name};
+  nlohmann::json v = p.value();
+  p.skip_ws();
+  if (p.i != text.size()) p.error("trailing characters");
+  return v;
+}
+
+}  // namespace bq::eval

@@ -1,0 +1,539 @@
+#include "eval/run.h"
+
+#include <fcntl.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <chrono>
+#include <cmath>
+#include <cstdio>
+#include <cstring>
+#include <map>
+#include <set>
+
+#include "core/error.h"
+#include "core/files.h"
+#include "eval/metrics.h"
+#include "eval/parse.h"
+#include "eval/prompts.h"
+
+namespace bq::eval {
+
+namespace {
+
+uint64_t mix64(uint64_t x) {  // splitmix64 finaliser
+  x += 0x9E3779B97F4A7C15ull;
+  x = (x ^ (x >> 30)) * 0xBF58476D1CE4E5B9ull;
+  x = (x ^ (x >> 27)) * 0x94D049BB133111EBull;
+  return x ^ (x >> 31);
+}
+
+uint64_t hash_string(std::string_view s) {  // FNV-1a: stable across platforms, unlike std::hash
+  uint64_t h = 0xcbf29ce484222325ull;
+  for (unsigned char c : s) h = (h ^ c) * 0x100000001b3ull;
+  return h;
+}
+
+uint64_t derive_seed(uint64_t seed, std::string_view what) { return mix64(seed ^ hash_string(what)); }
+
+// Everything about one task that both a run and a rescore need.
+struct PreparedTask {
+  TaskConfig task;
+  SplitChoice split;
+  Dataset data;
+  std::vector<size_t> selected;  // indices into data.examples, in file order
+  std::string shot_split;
+  std::vector<Example> shots;
+  nlohmann::json data_files = nlohmann::json::object();  // path -> sha256
+  std::string benchmark_template;
+  fs::path benchmark_file;
+};
+
+PreparedTask prepare_task(const TaskConfig& task, const nlohmann::json& id, size_t limit) {
+  PreparedTask p;
+  p.task = task;
+  fs::path data_dir = id["data_dir"].get<std::string>();
+  bool lenient = id["lenient"];
+  uint64_t seed = id["seed"];
+  int shots = id["shots"];
+  p.split = choose_eval_split(task, data_dir, id["split"]);
+  p.data = load_split(task, data_dir, p.split.split, lenient);
+  p.data_files[p.data.file.string()] = p.data.sha256;
+  size_t n = p.data.examples.size();
+  if (limit == 0 || limit >= n) {
+    for (size_t i = 0; i < n; i++) p.selected.push_back(i);
+  } else if (id["limit_random"]) {
+    p.selected = seeded_sample(n, limit, derive_seed(seed, "limit:" + task.name));
+    std::sort(p.selected.begin(), p.selected.end());
+  } else {
+    for (size_t i = 0; i < limit; i++) p.selected.push_back(i);
+  }
+  if (id["prompts"] == "benchmark") {
+    p.benchmark_file = benchmark_prompt_path(task, data_dir, shots);
+    p.benchmark_template = load_benchmark_prompt(task, data_dir, shots);
+    p.data_files[p.benchmark_file.string()] = sha256_file(p.benchmark_file);
+  } else if (shots > 0) {
+    p.shot_split = choose_shot_split(task, data_dir, p.split.split);
+    if (p.shot_split.empty())
+      fail("{}: task '{}' has no train or dev split apart from the evaluated '{}' to draw {} shots from",
+           (data_dir / task.data_folder).string(), task.name, p.split.split, shots);
+    Dataset pool = load_split(task, data_dir, p.shot_split, lenient);
+    p.data_files[pool.file.string()] = pool.sha256;
+    for (size_t i : seeded_sample(pool.examples.size(), size_t(shots), derive_seed(seed, "shots:" + task.name)))
+      p.shots.push_back(pool.examples[i]);
+    if (int(p.shots.size()) < shots) fail("{}: only {} examples to draw {} shots from", pool.file.string(), pool.examples.size(), shots);
+  }
+  return p;
+}
+
+std::string build_prompt(const PreparedTask& p, const nlohmann::json& id, const Example& ex) {
+  if (id["prompts"] == "benchmark") return build_benchmark_prompt(p.task, p.benchmark_template, id["shots"], ex);
+  return build_own_prompt(p.task, ex, p.shots, id["prompting"] != "instruction");
+}
+
+nlohmann::json gold_json(const TaskConfig& task, const Example& ex) {
+  if (task.type != TaskType::ner) return ex.gold;
+  auto arr = nlohmann::json::array();
+  for (auto& e : ex.entities) arr.push_back({e.start, e.end});
+  return arr;
+}
+
+struct Stats {
+  double mean = 0, sd = 0, p50 = 0, p95 = 0;
+};
+
+Stats describe(const std::vector<double>& v) {
+  Stats s;
+  if (v.empty()) return s;
+  for (double x : v) s.mean += x;
+  s.mean /= double(v.size());
+  if (v.size() > 1) {
+    double ss = 0;
+    for (double x : v) ss += (x - s.mean) * (x - s.mean);
+    s.sd = std::sqrt(ss / double(v.size() - 1));
+  }
+  s.p50 = percentile(v, 0.5);
+  s.p95 = percentile(v, 0.95);
+  return s;
+}
+
+// The logged samples of one task, re-parsed from their raw outputs (so a rescore after a parser fix agrees with
+// a fresh run), in log order; a repeated id counts once.
+struct TaskSamples {
+  std::vector<Scored> scored;
+  std::vector<double> latency_s;
+  double prompt_tokens = 0, generated_tokens = 0;
+};
+
+TaskSamples rescore_samples(const PreparedTask& p, const nlohmann::json& id, const std::vector<nlohmann::json>& samples) {
+  const TaskConfig& task = p.task;
+  std::map<std::string, const Example*> by_id;
+  for (auto& ex : p.data.examples) by_id[ex.id] = &ex;
+  bool cot = id["prompting"] != "instruction" && id["prompts"] == "own";
+  TaskSamples out;
+  std::set<std::string> seen;
+  for (auto& r : samples) {
+    if (r["task"] != task.name) continue;
+    std::string ex_id = r["id"];
+    auto it = by_id.find(ex_id);
+    if (it == by_id.end()) fail("samples.jsonl: task {} example '{}' is not in {}", task.name, ex_id, p.data.file.string());
+    if (!seen.insert(ex_id).second) continue;
+    std::vector<ParsedAnswer> answers;
+    for (auto& raw : r["raw"]) answers.push_back(parse_answer(task, *it->second, raw.get<std::string>(), cot));
+    out.scored.push_back(score_answer(task, *it->second, majority_vote(answers)));
+    out.latency_s.push_back(r["latency_ms"].get<double>() / 1000.0);
+    out.prompt_tokens += r["prompt_tokens"].get<double>();
+    out.generated_tokens += r["generated_tokens"].get<double>();
+  }
+  return out;
+}
+
+MetricSpec metric_spec(const TaskConfig& task) {
+  MetricSpec spec{task.type, int(task.labels.size()), -1};
+  if (task.type == TaskType::re)
+    spec.negative = int(std::find(task.labels.begin(), task.labels.end(), task.negative_label) - task.labels.begin());
+  return spec;
+}
+
+nlohmann::ordered_json score_task(const PreparedTask& p, const nlohmann::json& id, const std::vector<nlohmann::json>& samples,
+                          int resamples) {
+  const TaskConfig& task = p.task;
+  TaskSamples ts = rescore_samples(p, id, samples);
+  const std::vector<Scored>& scored = ts.scored;
+  const std::vector<double>& latency_s = ts.latency_s;
+  double prompt_tokens = ts.prompt_tokens, generated_tokens = ts.generated_tokens;
+  MetricSpec spec = metric_spec(task);
+  nlohmann::ordered_json metrics = nlohmann::ordered_json::object();
+  for (auto& [name, iv] : bootstrap_metrics(spec, scored, derive_seed(id["seed"], "bootstrap:" + task.name), resamples))
+    metrics[name] = {{"value", iv.value}, {"ci95", {iv.lo, iv.hi}}};
+  size_t unparsed = 0;
+  for (auto& s : scored) unparsed += !s.parsed;
+  Stats lat = describe(latency_s);
+  double total_s = 0;
+  for (double x : latency_s) total_s += x;
+
+  std::string split_label = p.split.split;
+  if (p.split.fallback) split_label = "dev (no test split in the data; dev used instead)";
+  if (auto note = task.split_notes.find(p.split.split); note != task.split_notes.end())
+    split_label += " [" + note->second + "]";
+  nlohmann::ordered_json shots = {{"k", id["shots"]}};
+  if (id["prompts"] == "benchmark") {
+    shots["source"] = "examples written in " + p.benchmark_file.string();
+  } else if (!p.shots.empty()) {
+    shots["split"] = p.shot_split;
+    auto ids = nlohmann::json::array();
+    for (auto& s : p.shots) ids.push_back(s.id);
+    shots["ids"] = ids;
+  }
+  nlohmann::ordered_json out = {
+      {"task", task.name},
+      {"type", task_type_name(task.type)},
+      {"task_file", task.source.string()},
+      {"task_file_sha256", sha256_file(task.source)},
+      {"split", p.split.split},
+      {"split_fallback", p.split.fallback},
+      {"split_label", split_label},
+      {"data_files", p.data_files},
+      {"examples_available", p.data.examples.size()},
+      {"examples_selected", p.selected.size()},
+      {"examples_scored", scored.size()},
+      {"malformed_rows_skipped", p.data.skipped},
+      {"shots", shots},
+      {"primary_metric", task.primary_metric},
+      {"metrics", metrics},
+      {"unparsed", unparsed},
+      {"unparsed_rate", scored.empty() ? 0.0 : double(unparsed) / double(scored.size())},
+      {"efficiency",
+       {{"latency_s", {{"mean", lat.mean}, {"sd", lat.sd}, {"p50", lat.p50}, {"p95", lat.p95}}},
+        {"prompt_tokens", prompt_tokens},
+        {"generated_tokens", generated_tokens},
+        {"tokens_per_s", total_s > 0 ? generated_tokens / total_s : 0.0}}},
+  };
+  return out;
+}
+
+std::vector<TaskConfig> resolve_tasks(const nlohmann::json& id) {
+  auto all = load_task_configs(id["tasks_dir"].get<std::string>());
+  std::vector<TaskConfig> out;
+  for (auto& name : id["tasks"]) out.push_back(find_task(all, name));
+  return out;
+}
+
+nlohmann::json score_run(const fs::path& run_dir, const nlohmann::json& id, size_t limit, int resamples,
+                         const nlohmann::json& memory) {
+  auto samples = read_samples(run_dir / "samples.jsonl", false);
+  nlohmann::ordered_json tasks = nlohmann::ordered_json::object();
+  for (auto& task : resolve_tasks(id)) tasks[task.name] = score_task(prepare_task(task, id, limit), id, samples, resamples);
+  nlohmann::ordered_json results = {{"format", "biomedq-results-1"},
+                                    {"config", id},
+                                    {"limit", limit},
+                                    {"bootstrap", {{"resamples", resamples}, {"interval", "percentile 95%"}}},
+                                    {"memory", memory},
+                                    {"tasks", tasks}};
+  write_file_atomic(run_dir / "results.json", results.dump(2) + "\n");
+  return results;
+}
+
+// Appends whole lines to samples.jsonl and makes each durable before the next sample starts.
+class SampleWriter {
+ public:
+  explicit SampleWriter(const fs::path& file) : path_(file.string()) {
+    fd_ = ::open(path_.c_str(), O_WRONLY | O_CREAT | O_APPEND, 0644);
+    if (fd_ < 0) fail("{}: cannot open for appending: {}", path_, std::strerror(errno));
+  }
+  ~SampleWriter() { ::close(fd_); }
+  SampleWriter(const SampleWriter&) = delete;
+  SampleWriter& operator=(const SampleWriter&) = delete;
+
+  void append(const nlohmann::json& record) {
+    std::string line = record.dump() + "\n";
+    size_t done = 0;
+    while (done < line.size()) {
+      ssize_t w = ::write(fd_, line.data() + done, line.size() - done);
+      if (w < 0 && errno == EINTR) continue;
+      if (w < 0) fail("{}: write failed: {}", path_, std::strerror(errno));
+      done += size_t(w);
+    }
+    if (::fsync(fd_) != 0) fail("{}: fsync failed: {}", path_, std::strerror(errno));
+  }
+
+ private:
+  std::string path_;
+  int fd_ = -1;
+};
+
+class Progress {
+ public:
+  Progress(bool enabled, std::string task, size_t total, size_t done)
+      : enabled_(enabled), tty_(::isatty(2)), task_(std::move(task)), total_(total), start_done_(done), done_(done) {}
+  void step(size_t n) {
+    done_ += n;
+    if (!enabled_) return;
+    double elapsed = seconds_since(start_);
+    bool last = done_ == total_;
+    if (!tty_ && !last && seconds_since(last_print_) < 30) return;
+    last_print_ = std::chrono::steady_clock::now();
+    double rate = (done_ - start_done_) / std::max(elapsed, 1e-9);
+    double eta = rate > 0 ? double(total_ - done_) / rate : 0;
+    int width = 30, filled = total_ ? int(width * done_ / total_) : width;
+    std::string bar = std::string(size_t(filled), '#') + std::string(size_t(width - filled), '.');
+    if (tty_)
+      std::fprintf(stderr, "\r%-14s [%s] %zu/%zu  ETA %s ", task_.c_str(), bar.c_str(), done_, total_, hms(eta).c_str());
+    else
+      std::fprintf(stderr, "%s: %zu/%zu samples, ETA %s\n", task_.c_str(), done_, total_, hms(eta).c_str());
+    if (tty_ && last) std::fprintf(stderr, "\n");
+  }
+
+ private:
+  static double seconds_since(std::chrono::steady_clock::time_point t) {
+    return std::chrono::duration<double>(std::chrono::steady_clock::now() - t).count();
+  }
+  static std::string hms(double s) {
+    long t = long(s + 0.5);
+    return fmt::format("{}:{:02}:{:02}", t / 3600, (t / 60) % 60, t % 60);
+  }
+  bool enabled_, tty_;
+  std::string task_;
+  size_t total_, start_done_, done_;
+  std::chrono::steady_clock::time_point start_ = std::chrono::steady_clock::now(), last_print_ = start_;
+};
+
+}  // namespace
+
+nlohmann::json eval_identity(const EvalConfig& cfg, const std::string& model_name) {
+  if (cfg.prompting != "instruction" && cfg.prompting != "cot" && cfg.prompting != "sc")
+    fail("--prompting is '{}', expected instruction, cot or sc", cfg.prompting);
+  if (cfg.prompts != "own" && cfg.prompts != "benchmark") fail("--prompts is '{}', expected own or benchmark", cfg.prompts);
+  if (cfg.prompts == "benchmark" && cfg.prompting == "cot")
+    fail("--prompting cot needs biomedq's own prompts (the benchmark's prompt files ask for the answer only)");
+  if (cfg.shots < 0) fail("--shots must be 0 or more");
+  if (cfg.sc_samples < 1) fail("--sc-samples must be at least 1");
+  if (cfg.batch < 1) fail("--batch must be at least 1");
+  if (cfg.split != "test" && cfg.split != "dev" && cfg.split != "train") fail("--split must be test, dev or train");
+  if (cfg.data_dir.empty()) fail("no data directory given (--data-dir)");
+  if (!fs::is_directory(cfg.data_dir)) fail("{}: data directory not found", cfg.data_dir.string());
+  fs::path tasks_dir = cfg.tasks_dir.empty() ? default_tasks_dir() : cfg.tasks_dir;
+  auto all = load_task_configs(tasks_dir);
+  std::vector<std::string> names;
+  for (auto& n : cfg.tasks) {
+    if (n == "all") {
+      for (auto& t : all) names.push_back(t.name);
+    } else {
+      names.push_back(find_task(all, n).name);
+    }
+  }
+  if (names.empty()) fail("no tasks given");
+  bool sc = cfg.prompting == "sc";
+  return {{"model", model_name},
+          {"model_info", cfg.model_info},
+          {"tasks", names},
+          {"tasks_dir", fs::absolute(tasks_dir).lexically_normal().string()},
+          {"data_dir", fs::absolute(cfg.data_dir).lexically_normal().string()},
+          {"split", cfg.split},
+          {"limit_random", cfg.limit_random},
+          {"shots", cfg.shots},
+          {"prompting", cfg.prompting},
+          {"sc_samples", sc ? cfg.sc_samples : 1},
+          {"temperature", sc ? cfg.temperature : 0.0f},
+          {"top_p", sc ? cfg.top_p : 1.0f},
+          {"seed", cfg.seed},
+          {"prompts", cfg.prompts},
+          {"chat_template", cfg.chat},
+          {"lenient", cfg.lenient}};
+}
+
+std::vector<nlohmann::json> read_samples(const fs::path& file, bool repair) {
+  std::vector<nlohmann::json> out;
+  if (!fs::exists(file)) return out;
+  std::string text = read_file(file);
+  size_t pos = 0, line = 0;
+  while (pos < text.size()) {
+    size_t eol = text.find('\n', pos);
+    bool complete = eol != std::string::npos;
+    std::string_view l(text.data() + pos, (complete ? eol : text.size()) - pos);
+    line++;
+    auto j = nlohmann::json::parse(l, nullptr, false);
+    bool ok = complete && !j.is_discarded() && j.is_object() && j.contains("task") && j.contains("id") && j.contains("raw");
+    bool last = !complete || eol + 1 == text.size();
+    if (!ok) {
+      if (!last) fail("{}:{}: not a sample record (the file is damaged before its last line)", file.string(), line);
+      if (repair) fs::resize_file(file, pos);  // drop the half-written record of an interrupted run
+      break;
+    }
+    out.push_back(std::move(j));
+    pos = eol + 1;
+  }
+  return out;
+}
+
+nlohmann::json run_eval(TextGenerator& gen, const EvalConfig& cfg) {
+  nlohmann::json id = eval_identity(cfg, gen.model_name());
+  if (cfg.out_dir.empty()) fail("no run folder given (--out)");
+  fs::create_directories(cfg.out_dir);
+  fs::path config_file = cfg.out_dir / "config.json";
+  if (fs::exists(config_file)) {
+    auto old = nlohmann::json::parse(read_file(config_file), nullptr, false);
+    if (old.is_discarded()) fail("{}: not valid JSON", config_file.string());
+    if (old != id) {
+      std::string diff;
+      for (auto& [k, v] : id.items())
+        if (!old.contains(k) || old[k] != v) diff += fmt::format("\n  {}: {} -> {}", k, old.value(k, nlohmann::json()).dump(), v.dump());
+      fail("{}: this run folder holds a run with another configuration; use a new --out folder.{}",
+           cfg.out_dir.string(), diff);
+    }
+  } else {
+    write_file_atomic(config_file, id.dump(2) + "\n");
+  }
+
+  fs::path samples_file = cfg.out_dir / "samples.jsonl";
+  std::set<std::string> done;
+  for (auto& r : read_samples(samples_file, true)) done.insert(r["task"].get<std::string>() + '\x1f' + r["id"].get<std::string>());
+  SampleWriter writer(samples_file);
+
+  bool cot = cfg.prompting != "instruction" && cfg.prompts == "own";
+  int n_samples = cfg.prompting == "sc" ? cfg.sc_samples : 1;
+  for (auto& task : resolve_tasks(id)) {
+    PreparedTask p = prepare_task(task, id, cfg.limit);
+    std::vector<const Example*> pending;
+    for (size_t i : p.selected)
+      if (!done.contains(task.name + '\x1f' + p.data.examples[i].id)) pending.push_back(&p.data.examples[i]);
+    Progress progress(cfg.progress, task.name, p.selected.size(), p.selected.size() - pending.size());
+    for (size_t b = 0; b < pending.size(); b += size_t(cfg.batch)) {
+      size_t e = std::min(pending.size(), b + size_t(cfg.batch));
+      std::vector<std::string> raw_prompts, prompts;
+      std::vector<SamplingOptions> opts;
+      for (size_t k = b; k < e; k++) {
+        const Example& ex = *pending[k];
+        raw_prompts.push_back(build_prompt(p, id, ex));
+        std::string formatted = gen.format_prompt({{"user", raw_prompts.back()}}, cfg.chat);
+        for (int s = 0; s < n_samples; s++) {
+          SamplingOptions o;
+          o.max_new_tokens = cot ? task.max_new_tokens_cot : task.max_new_tokens;
+          if (cfg.prompting == "sc") {
+            o.temperature = cfg.temperature;
+            o.top_p = cfg.top_p;
+            o.seed = derive_seed(cfg.seed, task.name + '\x1f' + ex.id) + uint64_t(s);
+          }
+          prompts.push_back(formatted);
+          opts.push_back(o);
+        }
+      }
+      auto t0 = std::chrono::steady_clock::now();
+      auto results = gen.generate(prompts, opts);
+      double wall_ms = std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count();
+      if (results.size() != prompts.size()) fail("generator returned {} results for {} prompts", results.size(), prompts.size());
+      for (size_t k = b; k < e; k++) {
+        const Example& ex = *pending[k];
+        nlohmann::json raw = nlohmann::json::array(), finish = nlohmann::json::array();
+        std::vector<ParsedAnswer> answers;
+        double prefill = 0, decode = 0;
+        int ptok = 0, gtok = 0;
+        for (int s = 0; s < n_samples; s++) {
+          const GenerationResult& r = results[(k - b) * size_t(n_samples) + size_t(s)];
+          raw.push_back(r.text);
+          finish.push_back(r.finish_reason);
+          answers.push_back(parse_answer(task, ex, r.text, cot));
+          prefill += r.prefill_ms;
+          decode += r.decode_ms;
+          ptok += r.prompt_tokens;
+          gtok += r.generated_tokens;
+        }
+        // The engine's own per-sample timing; a share of the batch's wall time when it reports none.
+        double latency = prefill + decode > 0 ? prefill + decode : wall_ms / double(e - b);
+        ParsedAnswer answer = majority_vote(answers);
+        Scored sc = score_answer(task, ex, answer);
+        const std::string& formatted = prompts[(k - b) * size_t(n_samples)];
+        nlohmann::json rec = {{"task", task.name},
+                              {"split", p.split.split},
+                              {"id", ex.id},
+                              {"prompt", formatted},
+                              {"prompt_sha256", sha256_hex(formatted)},
+                              {"raw", raw},
+                              {"finish_reason", finish},
+                              {"answer", answer.to_json()},
+                              {"gold", gold_json(task, ex)},
+                              {"correct", is_correct(task, sc)},
+                              {"prompt_tokens", ptok},
+                              {"generated_tokens", gtok},
+                              {"latency_ms", latency},
+                              {"prefill_ms", prefill},
+                              {"decode_ms", decode}};
+        if (n_samples > 1) {
+          auto votes = nlohmann::json::array();
+          for (auto& a : answers) votes.push_back(a.to_json());
+          rec["votes"] = votes;
+        }
+        if (task.type == TaskType::ner) rec.update({{"tp", sc.tp}, {"fp", sc.fp}, {"fn", sc.fn}});
+        writer.append(rec);
+      }
+      progress.step(e - b);
+    }
+  }
+  return score_run(cfg.out_dir, id, cfg.limit, cfg.bootstrap_resamples, gen.memory_report());
+}
+
+nlohmann::json rescore_run(const fs::path& run_dir, int bootstrap_resamples) {
+  fs::path config_file = run_dir / "config.json";
+  auto id = nlohmann::json::parse(read_file(config_file), nullptr, false);
+  if (id.is_discarded()) fail("{}: not valid JSON", config_file.string());
+  nlohmann::json memory = nlohmann::json::object();
+  size_t limit = 0;
+  if (fs::exists(run_dir / "results.json")) {
+    auto old = nlohmann::json::parse(read_file(run_dir / "results.json"), nullptr, false);
+    if (!old.is_discarded()) {
+      memory = old.value("memory", memory);
+      limit = old.value("limit", size_t(0));
+    }
+  }
+  return score_run(run_dir, id, limit, bootstrap_resamples, memory);
+}
+
+nlohmann::json compare_runs(const fs::path& run_a, const fs::path& run_b, uint64_t seed, int resamples) {
+  auto load_id = [](const fs::path& dir) {
+    auto j = nlohmann::json::parse(read_file(dir / "config.json"), nullptr, false);
+    if (j.is_discarded()) fail("{}: not valid JSON", (dir / "config.json").string());
+    return j;
+  };
+  nlohmann::json id_a = load_id(run_a), id_b = load_id(run_b);
+  auto samples_a = read_samples(run_a / "samples.jsonl", false), samples_b = read_samples(run_b / "samples.jsonl", false);
+  nlohmann::ordered_json tasks = nlohmann::ordered_json::object();
+  for (auto& task : resolve_tasks(id_a)) {
+    auto names_b = id_b["tasks"];
+    if (std::find(names_b.begin(), names_b.end(), task.name) == names_b.end()) continue;
+    PreparedTask pa = prepare_task(task, id_a, 0), pb = prepare_task(task, id_b, 0);
+    if (pa.data.sha256 != pb.data.sha256) fail("task {}: the two runs evaluated different data files", task.name);
+    auto sa = rescore_samples(pa, id_a, samples_a).scored, sb = rescore_samples(pb, id_b, samples_b).scored;
+    // Pair by example id: only the examples both runs finished, in id order.
+    std::map<std::string, size_t> in_b;
+    for (size_t i = 0; i < sb.size(); i++) in_b[sb[i].id] = i;
+    std::vector<std::pair<std::string, std::pair<size_t, size_t>>> pairs;
+    for (size_t i = 0; i < sa.size(); i++)
+      if (auto it = in_b.find(sa[i].id); it != in_b.end()) pairs.push_back({sa[i].id, {i, it->second}});
+    std::sort(pairs.begin(), pairs.end());
+    std::vector<Scored> a, b;
+    size_t right_to_wrong = 0, wrong_to_right = 0;
+    for (auto& [ex_id, ij] : pairs) {
+      a.push_back(sa[ij.first]);
+      b.push_back(sb[ij.second]);
+      bool ca = is_correct(task, a.back()), cb = is_correct(task, b.back());
+      right_to_wrong += ca && !cb;
+      wrong_to_right += !ca && cb;
+    }
+    nlohmann::ordered_json diff = nlohmann::ordered_json::object();
+    for (auto& [name, iv] : paired_bootstrap(metric_spec(task), a, b, derive_seed(seed, "paired:" + task.name), resamples))
+      diff[name] = {{"b_minus_a", iv.value}, {"ci95", {iv.lo, iv.hi}}};
+    // McNemar's test on the per-example correctness (continuity-corrected chi-square, 1 degree of freedom).
+    double n_disc = double(right_to_wrong + wrong_to_right);
+    double corrected = std::max(0.0, std::fabs(double(right_to_wrong) - double(wrong_to_right)) - 1.0);
+    double chi2 = n_disc > 0 ? corrected * corrected / n_disc : 0.0;
+    tasks[task.name] = {{"paired_examples", pairs.size()},
+                        {"primary_metric", task.primary_metric},
+                        {"difference", diff},
+                        {"right_to_wrong", right_to_wrong},
+                        {"wrong_to_right", wrong_to_right},
+                        {"mcnemar", {{"chi2", chi2}, {"p_value", n_disc > 0 ? std::erfc(std::sqrt(chi2 / 2)) : 1.0}}}};
+  }
+  return {{"run_a", run_a.string()}, {"run_b", run_b.string()}, {"resamples", resamples}, {"tasks", tasks}};
+}
+
+}  // namespace bq::eval

@@ -1,0 +1,59 @@
+// The evaluation loop: prompts every selected example of each task, parses and scores the answers, and keeps a
+// run folder that survives interruption (samples.jsonl appended and fsynced per sample; results.json atomic).
+#pragma once
+#include <nlohmann/json.hpp>
+
+#include <cstdint>
+#include <filesystem>
+#include <string>
+#include <vector>
+
+#include "eval/task.h"
+#include "generate/text_generator.h"
+
+namespace bq::eval {
+
+struct EvalConfig {
+  std::vector<std::string> tasks = {"all"};  // task names, or "all"
+  fs::path data_dir;
+  fs::path out_dir;
+  fs::path tasks_dir;           // empty: default_tasks_dir()
+  std::string split = "test";   // "test" falls back to "dev" where the data has no test file (marked)
+  size_t limit = 0;             // 0: every example; else the first N, or N drawn with the seed (limit_random)
+  bool limit_random = false;
+  int shots = 0;
+  std::string prompting = "instruction";  // instruction | cot | sc (self-consistency over CoT samples)
+  int sc_samples = 5;
+  float temperature = 0.7f;     // sc sampling temperature; instruction and cot decode greedily
+  float top_p = 1.0f;           // sc only
+  uint64_t seed = 1234;         // few-shot draws, random limits, sc sampling seeds, bootstrap
+  std::string prompts = "own";  // own | benchmark (the data directory's prompt_*.txt)
+  bool chat = true;             // apply the model's chat template
+  int batch = 1;                // prompts per generate() call; 1 reproduces one-at-a-time latency
+  bool lenient = false;         // skip and count malformed data rows instead of failing
+  int bootstrap_resamples = 1000;
+  bool progress = true;         // progress on stderr (a bar on a terminal, periodic lines otherwise)
+  nlohmann::json model_info = nlohmann::json::object();  // caller's model facts (path, hash, precision...)
+};
+
+// The settings that decide a run's samples: resuming into a run folder requires the same identity.
+// (limit, batch, progress and bootstrap_resamples may change between invocations.)
+nlohmann::json eval_identity(const EvalConfig& cfg, const std::string& model_name);
+
+// Evaluates, resuming from out_dir/samples.jsonl, and writes out_dir/{config.json,results.json}.
+// Returns the results. Errors: bad options, another configuration already in out_dir, data problems.
+nlohmann::json run_eval(TextGenerator& gen, const EvalConfig& cfg);
+
+// Recomputes results.json from config.json and samples.jsonl (re-parsing the raw outputs), without a model.
+nlohmann::json rescore_run(const fs::path& run_dir, int bootstrap_resamples = 1000);
+
+// Pairs two runs by task and example id (re-parsing both): per task, (B - A) of every metric with a paired
+// bootstrap 95% interval, answers flipped right->wrong and wrong->right, and McNemar's test on correctness
+// (continuity-corrected chi-square). Tasks in only one run are left out; different data files are an Error.
+nlohmann::json compare_runs(const fs::path& run_a, const fs::path& run_b, uint64_t seed = 1234, int resamples = 1000);
+
+// The records of a samples.jsonl. A truncated or garbled last line (an interrupted write) is dropped, and with
+// `repair` also cut from the file so appends continue cleanly; a bad line before the last is an Error.
+std::vector<nlohmann::json> read_samples(const fs::path& file, bool repair);
+
+}  // namespace bq::eval

@@ -1,0 +1,98 @@
+// Task descriptions (tasks/*.yaml) and the datasets they read.
+#pragma once
+#include <filesystem>
+#include <map>
+#include <string>
+#include <vector>
+
+namespace bq::eval {
+
+namespace fs = std::filesystem;
+
+enum class TaskType { ner, re, mlc, qa };
+const char* task_type_name(TaskType t);
+
+// How a model's answer is read back (see parse.h).
+enum class ParserKind { spans, multilabel, label, option_letter };
+
+struct TaskConfig {
+  std::string name;        // "hoc", "bc5cdr-chem", ...
+  std::string description;
+  TaskType type = TaskType::qa;
+  ParserKind parser = ParserKind::label;
+  std::string primary_metric;  // one of the metric names the task type reports (metrics.h)
+  std::string data_folder;     // folder under the data directory
+  std::string format;          // "tsv" or "conll"
+  std::map<std::string, std::string> split_files;  // split name -> file name in data_folder
+  std::string id_field;         // tsv column with the example id; empty: "<split>-<row number>"
+  std::string label_field;      // tsv column with the gold label(s)
+  std::string label_separator;  // mlc: separator of labels in label_field
+  std::string options_field;    // qa: column with a Python list of {'key','value'} dicts
+  std::vector<std::string> labels;                 // the fixed label set (ner: unused)
+  std::map<std::string, std::string> label_aliases;  // answer spelling (lower case) -> label
+  std::string negative_label;   // re: the "no relation" class
+  std::string entity_name;      // ner: "chemical", "disease"
+  std::string input_template;            // one example's input in biomedq's own prompts, e.g. "{text}"
+  std::map<std::string, std::string> benchmark_input;  // "zeroshot"/"oneshot"/"fiveshot" -> input template
+  std::string instruction_prompt;  // holds {input} and {examples}
+  std::string cot_prompt;          // the same, asking for reasoning then "Answer: ..."
+  std::string example_template;    // one few-shot example: {input}, {answer}
+  std::map<std::string, std::string> split_notes;  // split -> how results must name it ("ChemProt test (reconstructed)")
+  int max_new_tokens = 50;
+  int max_new_tokens_cot = 512;
+  fs::path source;  // the YAML file
+};
+
+TaskConfig load_task_config(const fs::path& yaml_file);
+// Every *.yaml in `dir`, sorted by task name; duplicate names are an error.
+std::vector<TaskConfig> load_task_configs(const fs::path& dir);
+// $BIOMEDQ_TASKS_DIR, else the first of <exe dir>/../tasks, <exe dir>/../../tasks, <exe dir>/../share/biomedq/tasks
+// that exists.
+fs::path default_tasks_dir();
+const TaskConfig& find_task(const std::vector<TaskConfig>& tasks, const std::string& name);
+
+struct EntitySpan {
+  int start = 0, end = 0;  // token range [start, end)
+  bool operator==(const EntitySpan&) const = default;
+  auto operator<=>(const EntitySpan&) const = default;
+};
+
+struct Example {
+  std::string id;
+  size_t line = 0;
+  std::map<std::string, std::string> fields;  // tsv columns by header name; ner: "sentence"; qa: "options"
+  std::vector<std::string> tokens;            // ner
+  std::vector<EntitySpan> entities;           // ner gold
+  std::vector<std::string> gold;              // mlc: the label set; re/qa: one label
+  std::vector<std::pair<std::string, std::string>> options;  // qa with options: (letter, text)
+};
+
+struct Dataset {
+  std::string task, split;
+  fs::path file;
+  std::string sha256;
+  std::vector<Example> examples;
+  size_t skipped = 0;
+  std::vector<std::string> problems;
+};
+
+bool has_split(const TaskConfig& task, const fs::path& data_dir, const std::string& split);
+fs::path split_path(const TaskConfig& task, const fs::path& data_dir, const std::string& split);
+Dataset load_split(const TaskConfig& task, const fs::path& data_dir, const std::string& split, bool lenient);
+
+// Gold entities of a B/I/O tag sequence: B starts an entity, I continues one (an I after O starts one).
+std::vector<EntitySpan> entities_from_tags(const std::vector<std::string>& tags);
+
+// The split evaluated when `requested` is asked for: "test" falls back to "dev" when the folder has no test file.
+struct SplitChoice {
+  std::string split;
+  bool fallback = false;  // dev used because test is absent
+};
+SplitChoice choose_eval_split(const TaskConfig& task, const fs::path& data_dir, const std::string& requested);
+// Where few-shot examples come from: train, else dev; never `eval_split`. Empty when there is none.
+std::string choose_shot_split(const TaskConfig& task, const fs::path& data_dir, const std::string& eval_split);
+
+std::string sha256_file(const fs::path& path);
+std::string sha256_hex(std::string_view bytes);
+
+}  // namespace bq::eval

@@ -1,0 +1,428 @@
+// Task files, prompts, and the evaluation loop against a scripted generator: metrics, resume after a crash,
+// rescore, refusal of a different configuration; data check on the shared benchmark data.
+#include <gtest/gtest.h>
+
+#include <fstream>
+#include <map>
+
+#include "core/error.h"
+#include "core/files.h"
+#include "eval/data_check.h"
+#include "eval/parse.h"
+#include "eval/prompts.h"
+#include "eval/run.h"
+#include "test_util.h"
+
+using namespace bq::eval;
+using nlohmann::json;
+
+namespace {
+
+void write(const fs::path& p, const std::string& text) {
+  fs::create_directories(p.parent_path());
+  std::ofstream(p, std::ios::binary) << text;
+}
+
+const char* kTinyQa = R"(name: tiny
+type: qa
+parser: label
+primary_metric: accuracy
+data_folder: Tiny
+format: tsv
+splits: {train: train.tsv, test: test.tsv}
+id_field: id
+label_field: label
+labels: ["yes", "no", "maybe"]
+input_template: "{text}"
+prompts:
+  instruction: "Answer yes, no or maybe.\n{examples}Q: {input}\nA:"
+  cot: "Think, then write Answer: yes/no/maybe.\n{examples}Q: {input}\n"
+  example: "Q: {input}\nA: {answer}\n"
+)";
+
+const char* kTinyNer = R"(name: tinyner
+type: ner
+parser: spans
+primary_metric: f1
+data_folder: TinyNer
+format: conll
+splits: {train: train.tsv, test: test.tsv}
+entity_name: disease
+input_template: "{sentence}"
+prompts:
+  instruction: "Mark diseases with <span>.\n{examples}Sentence: {input}\nHTML:"
+  cot: "Reason, then Answer: <html>\n{examples}Sentence: {input}\n"
+  example: "Sentence: {input}\nHTML: {answer}\n"
+)";
+
+const char* kLabels[] = {"yes", "no", "maybe"};
+
+// Test data: 10 questions "itemN" with gold kLabels[N % 3]; 3 train questions for shots.
+fs::path make_fixture(const std::string& name) {
+  fs::path root = bq::test::temp_dir(name);
+  write(root / "tasks/tiny.yaml", kTinyQa);
+  write(root / "tasks/tinyner.yaml", kTinyNer);
+  std::string test = "id\ttext\tlabel\n", train = "id\ttext\tlabel\n";
+  for (int i = 0; i < 10; i++) test += fmt::format("q{}\tIs item{} fine?\t{}\n", i, i, kLabels[i % 3]);
+  for (int i = 0; i < 3; i++) train += fmt::format("t{}\tIs train{} fine?\t{}\n", i, i, kLabels[i]);
+  write(root / "data/Tiny/test.tsv", test);
+  write(root / "data/Tiny/train.tsv", train);
+  // Sentences: 1, 2 and 1 gold entities.
+  write(root / "data/TinyNer/test.tsv",
+        "Breast\tB\ncancer\tI\nrisk\tO\n\nAtaxia\tB\nand\tO\ngout\tB\n.\tO\n\nNo\tO\ndisease\tO\nbut\tO\nflu\tB\n");
+  write(root / "data/TinyNer/train.tsv", "Colon\tB\ncancer\tI\n\nMild\tO\nasthma\tB\n\nNothing\tO\nhere\tO\n");
+  return root;
+}
+
+// Answers by looking up which known input the prompt ends with (the evaluated example comes last, after shots).
+struct FakeGenerator : bq::TextGenerator {
+  std::map<std::string, std::vector<std::string>> script;  // needle -> answers for the 1st, 2nd, ... request
+  std::map<std::string, int> seen;
+  int calls = 0, prompts = 0, fail_after = -1;
+  std::vector<bq::SamplingOptions> last_opts;
+
+  std::string format_prompt(const std::vector<bq::ChatTurn>& turns, bool chat) const override {
+    return chat ? "<|user|>" + turns[0].content + "<|assistant|>" : turns[0].content;
+  }
+  std::vector<bq::GenerationResult> generate(const std::vector<std::string>& ps,
+                                             const std::vector<bq::SamplingOptions>& opts) override {
+    if (fail_after >= 0 && calls >= fail_after) throw std::runtime_error("simulated crash");
+    calls++;
+    last_opts = opts;
+    std::vector<bq::GenerationResult> out;
+    for (auto& p : ps) {
+      prompts++;
+      std::string best;
+      size_t best_pos = 0;
+      for (auto& [needle, answers] : script)
+        if (size_t at = p.rfind(needle); at != std::string::npos && (best.empty() || at > best_pos)) best = needle, best_pos = at;
+      bq::GenerationResult r;
+      if (!best.empty()) {
+        auto& answers = script[best];
+        r.text = answers[size_t(seen[best]++) % answers.size()];
+      }
+      r.prompt_tokens = int(p.size() / 4);
+      r.generated_tokens = 3;
+      r.prefill_ms = 10;
+      r.decode_ms = 30;
+      r.finish_reason = "eos";
+      out.push_back(r);
+    }
+    return out;
+  }
+  std::string model_name() const override { return "fake-model"; }
+  json memory_report() const override { return {{"peak_bytes", 1234}}; }
+};
+
+// item i: right with prose around it when i % 3 == 0, junk when i % 3 == 1, a wrong label when i % 3 == 2.
+void script_qa(FakeGenerator& g) {
+  for (int i = 0; i < 10; i++) {
+    std::string gold = kLabels[i % 3];
+    std::string ans = i % 3 == 0 ? "The answer is " + gold + "." : i % 3 == 1 ? "I am not sure." : (gold == "yes" ? "no" : "yes");
+    g.script[fmt::format("item{} ", i)] = {ans};
+  }
+}
+
+EvalConfig config(const fs::path& root, const std::string& run, const std::string& task) {
+  EvalConfig c;
+  c.tasks = {task};
+  c.tasks_dir = root / "tasks";
+  c.data_dir = root / "data";
+  c.out_dir = root / run;
+  c.progress = false;
+  c.bootstrap_resamples = 200;
+  return c;
+}
+
+size_t count_lines(const fs::path& p) {
+  std::string s = bq::read_file(p);
+  return size_t(std::count(s.begin(), s.end(), '\n'));
+}
+
+}  // namespace
+
+TEST(EvalRun, MetricsResumeAfterCrashAndRescore) {
+  fs::path root = make_fixture("run");
+  EvalConfig cfg = config(root, "run", "tiny");
+
+  FakeGenerator crashing;
+  script_qa(crashing);
+  crashing.fail_after = 4;
+  EXPECT_THROW(run_eval(crashing, cfg), std::runtime_error);
+  fs::path samples = cfg.out_dir / "samples.jsonl";
+  ASSERT_EQ(count_lines(samples), 4u);
+  { std::ofstream(samples, std::ios::app) << R"({"task":"tiny","id":"q4","raw":["hal)"; }  // torn write
+
+  FakeGenerator gen;
+  script_qa(gen);
+  json res = run_eval(gen, cfg);
+  EXPECT_EQ(gen.prompts, 6);  // only the unfinished samples
+  ASSERT_EQ(count_lines(samples), 10u);
+  auto records = read_samples(samples, false);
+  ASSERT_EQ(records.size(), 10u);
+  std::set<std::string> ids;
+  for (auto& r : records) ids.insert(r["id"]);
+  EXPECT_EQ(ids.size(), 10u);
+
+  json t = res["tasks"]["tiny"];
+  EXPECT_EQ(t["examples_scored"], 10);
+  EXPECT_EQ(t["split"], "test");
+  EXPECT_FALSE(t["split_fallback"]);
+  EXPECT_DOUBLE_EQ(t["metrics"]["accuracy"]["value"].get<double>(), 0.4);  // items 0, 3, 6, 9
+  EXPECT_DOUBLE_EQ(t["unparsed_rate"].get<double>(), 0.3);                 // items 1, 4, 7
+  double lo = t["metrics"]["accuracy"]["ci95"][0], hi = t["metrics"]["accuracy"]["ci95"][1];
+  EXPECT_LE(lo, 0.4);
+  EXPECT_GE(hi, 0.4);
+  EXPECT_LT(lo, hi);
+  EXPECT_DOUBLE_EQ(t["efficiency"]["latency_s"]["mean"].get<double>(), 0.04);
+  EXPECT_DOUBLE_EQ(t["efficiency"]["tokens_per_s"].get<double>(), 75.0);  // 3 tokens per 0.04 s
+  EXPECT_EQ(t["data_files"].begin().value(), sha256_file(root / "data/Tiny/test.tsv"));
+  EXPECT_EQ(res["memory"]["peak_bytes"], 1234);
+  json on_disk = json::parse(bq::read_file(cfg.out_dir / "results.json"));
+  EXPECT_EQ(on_disk["tasks"], res["tasks"]);
+
+  // An uninterrupted run gives the same scores.
+  FakeGenerator clean;
+  script_qa(clean);
+  json res2 = run_eval(clean, config(root, "run2", "tiny"));
+  EXPECT_EQ(res2["tasks"]["tiny"]["metrics"], t["metrics"]);
+
+  // Rescore reproduces results.json without a model; a second run with nothing left generates nothing.
+  EXPECT_EQ(rescore_run(cfg.out_dir, 200)["tasks"], res["tasks"]);
+  FakeGenerator idle;
+  run_eval(idle, cfg);
+  EXPECT_EQ(idle.calls, 0);
+
+  // Another configuration into the same folder is refused.
+  EvalConfig other = cfg;
+  other.shots = 1;
+  try {
+    run_eval(idle, other);
+    FAIL() << "expected a refusal";
+  } catch (const bq::Error& e) {
+    EXPECT_NE(std::string(e.what()).find("another configuration"), std::string::npos) << e.what();
+    EXPECT_NE(std::string(e.what()).find("shots"), std::string::npos) << e.what();
+  }
+}
+
+TEST(EvalRun, CompareTwoRunsPairedByExample) {
+  fs::path root = make_fixture("compare");
+  FakeGenerator a, b;
+  script_qa(a);
+  for (int i = 0; i < 10; i++) b.script[fmt::format("item{} ", i)] = {kLabels[i % 3]};
+  EvalConfig ca = config(root, "a", "tiny"), cb = config(root, "b", "tiny");
+  cb.chat = false;
+  run_eval(a, ca);
+  run_eval(b, cb);
+  json c = compare_runs(ca.out_dir, cb.out_dir, 1, 500)["tasks"]["tiny"];
+  EXPECT_EQ(c["paired_examples"], 10);
+  EXPECT_EQ(c["wrong_to_right"], 6);
+  EXPECT_EQ(c["right_to_wrong"], 0);
+  EXPECT_NEAR(c["difference"]["accuracy"]["b_minus_a"].get<double>(), 0.6, 1e-12);
+  EXPECT_GT(c["difference"]["accuracy"]["ci95"][0].get<double>(), 0.0);
+  EXPECT_NEAR(c["mcnemar"]["chi2"].get<double>(), 25.0 / 6, 1e-12);     // (|6 - 0| - 1)^2 / 6
+  EXPECT_NEAR(c["mcnemar"]["p_value"].get<double>(), 0.04123, 1e-4);  // chi-square(1) tail at 4.1667
+}
+
+TEST(EvalRun, SelfConsistencyVotesOverSeededSamples) {
+  fs::path root = make_fixture("sc");
+  EvalConfig cfg = config(root, "run", "tiny");
+  cfg.prompting = "sc";
+  cfg.sc_samples = 3;
+  cfg.limit = 4;
+  FakeGenerator gen;
+  for (int i = 0; i < 10; i++) {
+    std::string gold = kLabels[i % 3], wrong = gold == "no" ? "maybe" : "no";
+    gen.script[fmt::format("item{} ", i)] = {"Because.\nAnswer: " + gold, "Answer: " + wrong, "Hmm.\nAnswer: " + gold};
+  }
+  json res = run_eval(gen, cfg);
+  EXPECT_EQ(gen.prompts, 12);
+  EXPECT_DOUBLE_EQ(res["tasks"]["tiny"]["metrics"]["accuracy"]["value"].get<double>(), 1.0);
+  ASSERT_EQ(gen.last_opts.size(), 3u);
+  EXPECT_FLOAT_EQ(gen.last_opts[0].temperature, 0.7f);
+  EXPECT_NE(gen.last_opts[0].seed, gen.last_opts[1].seed);
+  auto records = read_samples(cfg.out_dir / "samples.jsonl", false);
+  ASSERT_EQ(records.size(), 4u);
+  EXPECT_EQ(records[0]["raw"].size(), 3u);
+  EXPECT_EQ(records[0]["votes"].size(), 3u);
+  EXPECT_NEAR(records[0]["latency_ms"].get<double>(), 120.0, 1e-9);  // three generations
+}
+
+TEST(EvalRun, NerWithSeededShotsFromTrain) {
+  fs::path root = make_fixture("ner");
+  EvalConfig cfg = config(root, "run", "tinyner");
+  cfg.shots = 2;
+  cfg.chat = false;
+  FakeGenerator gen;
+  gen.script["Breast cancer risk"] = {"<span>Breast cancer</span> risk"};
+  gen.script["Ataxia and gout ."] = {"Ataxia and gout ."};  // no entities found: 2 misses
+  gen.script["No disease but flu"] = {"No disease but <span>flu</span>"};
+  json res = run_eval(gen, cfg);
+  json t = res["tasks"]["tinyner"];
+  EXPECT_DOUBLE_EQ(t["metrics"]["precision"]["value"].get<double>(), 1.0);
+  EXPECT_DOUBLE_EQ(t["metrics"]["recall"]["value"].get<double>(), 0.5);
+  EXPECT_NEAR(t["metrics"]["f1"]["value"].get<double>(), 2.0 / 3, 1e-12);
+  EXPECT_EQ(t["shots"]["split"], "train");
+  ASSERT_EQ(t["shots"]["ids"].size(), 2u);
+  auto records = read_samples(cfg.out_dir / "samples.jsonl", false);
+  std::string prompt = records[0]["prompt"];
+  for (auto& id : t["shots"]["ids"]) {
+    int k = std::stoi(id.get<std::string>().substr(6));  // "train-K"
+    const char* shot_text[] = {"Colon cancer", "Mild asthma", "Nothing here"};
+    EXPECT_NE(prompt.find(shot_text[k]), std::string::npos) << prompt;
+  }
+  EXPECT_EQ(prompt.find("<|user|>"), std::string::npos);  // chat template off
+  EXPECT_EQ(records[1]["fn"], 2);
+}
+
+TEST(EvalRun, DevFallbackAndShotSourceErrors) {
+  fs::path root = make_fixture("fallback");
+  fs::rename(root / "data/Tiny/test.tsv", root / "data/Tiny/dev.tsv");
+  std::string yaml = kTinyQa;
+  yaml.replace(yaml.find("test: test.tsv"), 14, "dev: dev.tsv, test: test.tsv");
+  write(root / "tasks/tiny.yaml", yaml);
+  EvalConfig cfg = config(root, "run", "tiny");
+  cfg.limit = 2;
+  FakeGenerator gen;
+  script_qa(gen);
+  json t = run_eval(gen, cfg)["tasks"]["tiny"];
+  EXPECT_EQ(t["split"], "dev");
+  EXPECT_TRUE(t["split_fallback"]);
+  EXPECT_NE(t["split_label"].get<std::string>().find("dev"), std::string::npos);
+  EXPECT_EQ(t["examples_scored"], 2);
+
+  fs::remove(root / "data/Tiny/train.tsv");
+  EvalConfig shots = config(root, "run-shots", "tiny");
+  shots.shots = 1;
+  EXPECT_THROW(run_eval(gen, shots), bq::Error);  // the only other split is the evaluated one
+}
+
+TEST(EvalPrompts, BenchmarkFilesOwnTemplatesAndSeededDraws) {
+  fs::path root = make_fixture("prompts");
+  write(root / "data/Tiny/prompt_zeroshot.txt", "\xEF\xBB\xBFTASK: answer.\r\nInput: {Input}\r\nOutput:");
+  auto tasks = load_task_configs(root / "tasks");
+  const TaskConfig& tiny = find_task(tasks, "tiny");
+  Dataset ds = load_split(tiny, root / "data", "test", false);
+  std::string tpl = load_benchmark_prompt(tiny, root / "data", 0);
+  EXPECT_EQ(build_benchmark_prompt(tiny, tpl, 0, ds.examples[1]), "TASK: answer.\nInput: Is item1 fine?\nOutput:");
+  EXPECT_THROW(load_benchmark_prompt(tiny, root / "data", 2), bq::Error);
+  EXPECT_THROW(load_benchmark_prompt(tiny, root / "data", 1), bq::Error);  // file absent
+
+  Dataset train = load_split(tiny, root / "data", "train", false);
+  EXPECT_EQ(build_own_prompt(tiny, ds.examples[0], {train.examples[2]}, false),
+            "Answer yes, no or maybe.\nQ: Is train2 fine?\nA: maybe\nQ: Is item0 fine?\nA:");
+
+  auto five = seeded_sample(100, 5, 9), ten = seeded_sample(100, 10, 9);
+  EXPECT_EQ(five, std::vector<size_t>(ten.begin(), ten.begin() + 5));
+  EXPECT_EQ(five, seeded_sample(100, 5, 9));
+  EXPECT_NE(five, seeded_sample(100, 5, 10));
+  std::set<size_t> unique(ten.begin(), ten.end());
+  EXPECT_EQ(unique.size(), 10u);
+}
+
+TEST(EvalTasks, ShippedTaskFilesLoad) {
+  auto tasks = load_task_configs(bq::test::source_dir() / "tasks");
+  std::vector<std::string> names;
+  for (auto& t : tasks) names.push_back(t.name);
+  EXPECT_EQ(names, (std::vector<std::string>{"bc5cdr-chem", "chemprot", "ddi2013", "hoc", "litcovid", "medqa",
+                                             "ncbi-disease", "pubmedqa"}));
+  const TaskConfig& hoc = find_task(tasks, "hoc");
+  EXPECT_EQ(hoc.labels.size(), 10u);
+  EXPECT_EQ(find_task(tasks, "litcovid").labels.size(), 7u);
+  EXPECT_EQ(find_task(tasks, "chemprot").negative_label, "false");
+  EXPECT_EQ(find_task(tasks, "ncbi-disease").max_new_tokens, 200);
+  EXPECT_THROW(find_task(tasks, "nope"), bq::Error);
+}
+
+TEST(EvalTasks, InvalidConfigsAreExplained) {
+  fs::path dir = bq::test::temp_dir("badtasks");
+  auto error_for = [&](const std::string& from, const std::string& to) {
+    std::string yaml = kTinyQa;
+    if (!from.empty()) yaml.replace(yaml.find(from), from.size(), to);
+    write(dir / "t.yaml", yaml);
+    try {
+      load_task_config(dir / "t.yaml");
+    } catch (const bq::Error& e) {
+      return std::string(e.what());
+    }
+    return std::string("no error");
+  };
+  EXPECT_EQ(error_for("", ""), "no error");
+  EXPECT_NE(error_for("parser: label", "parser: spans").find("does not fit"), std::string::npos);
+  EXPECT_NE(error_for("primary_metric: accuracy", "primary_metric: f1").find("primary_metric"), std::string::npos);
+  EXPECT_NE(error_for("label_field: label\n", "").find("label_field"), std::string::npos);
+  EXPECT_NE(error_for("name: tiny", "name: tiny\ncolour: red").find("unknown key 'colour'"), std::string::npos);
+  EXPECT_NE(error_for("Q: {input}\\nA:\"", "Q:\\nA:\"").find("{input}"), std::string::npos);
+  EXPECT_NE(error_for("type: qa", "type: [qa").find("t.yaml"), std::string::npos);
+}
+
+TEST(EvalShared, DataCheckCountsOnTheBenchmark) {
+  BQ_REQUIRE_SHARED("data/biomed-nlp-benchmarks");
+  fs::path data = bq::test::shared_dir() / "data/biomed-nlp-benchmarks";
+  std::string out;
+  ASSERT_EQ(bq::test::run_command(fmt::format("{} data check --json --data-dir {}", bq::test::biomedq_binary().string(),
+                                              data.string()),
+                                  &out),
+            0)
+      << out;
+  json report = json::parse(out);
+  std::map<std::string, json> test;
+  for (auto& t : report["tasks"]) test[t["task"]] = t["splits"]["test"];
+  EXPECT_EQ(test["hoc"]["examples"], 315);
+  EXPECT_EQ(test["litcovid"]["examples"], 2500);
+  EXPECT_EQ(test["bc5cdr-chem"]["examples"], 4797);
+  EXPECT_EQ(test["bc5cdr-chem"]["entities"], 5385);
+  EXPECT_EQ(test["ncbi-disease"]["examples"], 940);
+  EXPECT_EQ(test["ncbi-disease"]["entities"], 960);
+  EXPECT_EQ(test["chemprot"]["examples"], 16929);
+  EXPECT_EQ(test["ddi2013"]["examples"], 5761);
+  EXPECT_EQ(test["medqa"]["examples"], 1273);
+  EXPECT_EQ(test["pubmedqa"]["examples"], 500);
+  EXPECT_EQ(test["pubmedqa"]["labels"]["yes"], 276);
+  EXPECT_EQ(test["chemprot"]["note"], "ChemProt test (reconstructed)");
+}
+
+TEST(EvalShared, BenchmarkPromptsOnTheRealFiles) {
+  BQ_REQUIRE_SHARED("data/biomed-nlp-benchmarks");
+  fs::path data = bq::test::shared_dir() / "data/biomed-nlp-benchmarks";
+  auto tasks = load_task_configs(bq::test::source_dir() / "tasks");
+  for (auto& task : tasks) {
+    Dataset ds = load_split(task, data, choose_eval_split(task, data, "test").split, false);
+    for (int shots : {0, 1, 5}) {
+      std::string prompt = build_benchmark_prompt(task, load_benchmark_prompt(task, data, shots), shots, ds.examples[0]);
+      EXPECT_FALSE(prompt.starts_with("\xEF\xBB\xBF")) << task.name;
+      EXPECT_EQ(prompt.find("{Input}"), std::string::npos) << task.name;
+      EXPECT_EQ(prompt.find("{INPUT}"), std::string::npos) << task.name;
+      EXPECT_EQ(prompt.find('\r'), std::string::npos) << task.name;
+      // The example's own text is in the prompt: its first token, or the start of the first templated field.
+      std::string field = task.input_template.substr(task.input_template.find('{') + 1);
+      field = field.substr(0, field.find_first_of("}|"));
+      std::string needle = task.type == TaskType::ner ? ds.examples[0].tokens[0] : ds.examples[0].fields.at(field).substr(0, 30);
+      EXPECT_NE(prompt.find(needle), std::string::npos) << task.name << " " << shots;
+    }
+  }
+  const TaskConfig& medqa = find_task(tasks, "medqa");
+  Dataset mq = load_split(medqa, data, "test", false);
+  ASSERT_EQ(mq.examples[0].options.size(), 5u);
+  std::string p = build_benchmark_prompt(medqa, load_benchmark_prompt(medqa, data, 0), 0, mq.examples[0]);
+  EXPECT_NE(p.find("\nA. " + mq.examples[0].options[0].second + "\nB. "), std::string::npos) << p;
+  std::string p5 = build_benchmark_prompt(medqa, load_benchmark_prompt(medqa, data, 5), 5, mq.examples[0]);
+  EXPECT_NE(p5.find("?A:" + mq.examples[0].options[0].second + "\n B:"), std::string::npos);
+}
+
+TEST(EvalShared, GoldAnswersParseBackToPerfectScoresOnEveryTestSplit) {
+  BQ_REQUIRE_SHARED("data/biomed-nlp-benchmarks");
+  fs::path data = bq::test::shared_dir() / "data/biomed-nlp-benchmarks";
+  for (auto& task : load_task_configs(bq::test::source_dir() / "tasks")) {
+    Dataset ds = load_split(task, data, choose_eval_split(task, data, "test").split, false);
+    std::vector<Scored> scored;
+    for (auto& ex : ds.examples) {
+      build_own_prompt(task, ex, {}, false);  // every example renders (Python-literal contexts included)
+      scored.push_back(score_answer(task, ex, parse_answer(task, ex, gold_answer_text(task, ex), false)));
+    }
+    MetricSpec spec{task.type, int(task.labels.size()), -1};
+    auto m = compute_metrics(spec, scored);
+    EXPECT_EQ(m["unparsed_rate"], 0.0) << task.name;
+    EXPECT_EQ(m[task.primary_metric], 1.0) << task.name;
+  }
+}
