@@ -1,0 +1,109 @@
+// bitsandbytes-compatible weight quantization: NF4/FP4 blockwise 4-bit (optionally with double quantization of
+// the block maxima), int8 row-wise (weight-only, and LLM.int8 with its outlier decomposition), the CPU matmul that
+// reads those formats directly, and the tensors transformers + bitsandbytes save for them.
+// The facts followed are in shared/specs/quantization.md (checked against bitsandbytes 0.50).
+#pragma once
+#include <array>
+#include <cstdint>
+#include <functional>
+#include <string>
+#include <vector>
+
+#include <nlohmann/json.hpp>
+
+#include "core/dtype.h"
+
+namespace bq::quant {
+
+enum class Scheme { NF4, FP4, Int8 /*weight-only*/, LLMInt8 };
+
+struct QuantOptions {
+  Scheme scheme;
+  int blocksize = 64;  // 4-bit schemes only
+  bool double_quant = true;
+  float llm_int8_threshold = 6.0f;  // LLMInt8 only; 0 = plain W8A8
+};
+
+// A quantized [rows=out, cols=in] weight matrix in bitsandbytes' layout (so it serializes byte-exactly).
+struct QuantizedMatrix {
+  Scheme scheme = Scheme::NF4;
+  int64_t rows = 0, cols = 0;
+  int blocksize = 64;
+  bool double_quant = false;
+  float threshold = 0;                // LLMInt8 outlier threshold
+  std::vector<uint8_t> packed;        // 4-bit: (numel+1)/2 bytes, even element in the HIGH nibble
+  std::vector<float> absmax;          // 4-bit without double quant (fp32 per block)
+  std::vector<uint8_t> absmax_q;      // 4-bit with double quant: uint8 code per block
+  std::vector<float> absmax2;         // per 256-block of absmax (nested_absmax)
+  float offset = 0;                   // nested_offset
+  std::vector<int8_t> cb;             // 8-bit codes, row-major [rows, cols]
+  std::vector<float> scb;             // 8-bit per-row scale (max |W[row, :]|)
+  size_t bytes() const;               // bytes actually held (for memory reports)
+  int64_t numel() const { return rows * cols; }
+  int64_t num_blocks() const { return (numel() + blocksize - 1) / blocksize; }
+  float block_absmax(int64_t block) const;  // fp32 absmax of one 4-bit block, undoing double quant
+};
+
+constexpr int kNestedBlocksize = 256;  // blocksize of the double quantization (fixed in bitsandbytes)
+
+// Quantizes a row-major [rows, cols] weight of dtype BF16, F16 or F32. Maxima come from those values (as
+// bitsandbytes quantizes the 16-bit tensor). One matrix at a time, no global state.
+QuantizedMatrix quantize(const void* w, DType dtype, int64_t rows, int64_t cols, const QuantOptions& opt);
+
+// Plain reference dequantization into rows*cols floats: code[idx] * absmax[block] (4-bit), CB * SCB / 127 (8-bit).
+void dequantize(const QuantizedMatrix& q, float* out);
+
+std::array<float, 16> code4(Scheme s);            // NF4 / FP4 codebooks (bitsandbytes' quant_map)
+const std::array<float, 256>& dynamic_map_signed();  // bitsandbytes' signed 8-bit dynamic map (exact)
+
+// Index of the 4-bit code for a value already scaled into [-1, 1] (bitsandbytes' decision-tree thresholds).
+uint8_t quantize4_index(Scheme s, float normalized);
+// Index of the nearest entry of the signed dynamic map (ties to the lower index), for double quantization.
+uint8_t dynamic_map_index(float normalized);
+// round_half_to_even(v * 127 / scale), computed exactly (|v| <= scale); 0 when scale is 0.
+int8_t quantize_int8(float v, float scale);
+
+// y[n, rows] = x[n, cols] · Wᵀ (no bias), fp32 in and out, reading the quantized weights directly (decode n = 1
+// is a matrix-vector product; larger n dequantizes a few rows at a time into a small per-thread buffer).
+// OpenMP over output rows; AVX2/FMA kernels when the CPU has them, else portable loops.
+// Compute dtype: bitsandbytes with fp16 compute dequantizes to fp16 and multiplies in fp16 with fp32
+// accumulation. Here weights are dequantized exactly to fp32 and all products are fp32: the result is closer to
+// the exact product of the quantized weights than bitsandbytes' own, and does not depend on the compute dtype.
+// LLMInt8 follows the spec's decomposition: outlier feature columns (any |x| >= threshold in the batch) in
+// floating point, the rest as int8 x int8 -> int32 with per-token SCA and per-row SCB.
+void matmul(const QuantizedMatrix& w, const float* x, int64_t n, float* y);
+
+// Forces the portable kernels even on AVX2 machines (tests compare both paths). Not for concurrent use.
+void set_force_portable(bool on);
+bool using_avx2();  // whether matmul currently takes the AVX2/FMA path
+
+// Serialized (transformers + bitsandbytes) layout: the tensors stored for a linear whose weight is
+// `prefix.weight` (4-bit: weight, absmax, quant_map, [nested_absmax, nested_quant_map], quant_state JSON;
+// 8-bit: weight, SCB, weight_format).
+struct NamedTensor {
+  std::string name;
+  DType dtype;
+  std::vector<int64_t> shape;
+  std::vector<uint8_t> bytes;
+};
+std::vector<NamedTensor> to_bnb_tensors(const QuantizedMatrix& q, const std::string& prefix, DType orig_dtype);
+
+// Inverse of to_bnb_tensors, for pre-quantized checkpoints. `get` returns nullptr for an absent tensor.
+// An 8-bit checkpoint loads as LLMInt8 with `llm_int8_threshold` (set scheme = Int8 afterwards for weight-only).
+// Errors name `origin_for_errors` (e.g. the checkpoint file) and the tensor.
+struct TensorRef {
+  DType dtype;
+  std::vector<int64_t> shape;
+  const uint8_t* data;
+  size_t nbytes;
+};
+QuantizedMatrix from_bnb_tensors(const std::string& prefix,
+                                 const std::function<const TensorRef*(const std::string&)>& get,
+                                 const std::string& origin_for_errors, float llm_int8_threshold = 6.0f);
+
+// config.json's "quantization_config" for these options (compute_dtype e.g. "float16").
+nlohmann::json bnb_quantization_config(const QuantOptions& opt, const std::string& compute_dtype);
+
+std::string_view scheme_name(Scheme s);  // "nf4", "fp4", "int8", "llm_int8"
+
+}  // namespace bq::quant
