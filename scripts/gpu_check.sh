@@ -4,6 +4,12 @@
 set -uo pipefail
 OUT=${OUT:-gpu-out}
 mkdir -p "$OUT"
+if [ -d .deps ]; then  # see gpu_deps.sh
+  D=$PWD/.deps/usr
+  sed -i "s|/usr|$D|g" "$D"/lib/x86_64-linux-gnu/pkgconfig/*.pc
+  export CMAKE_PREFIX_PATH=$D PKG_CONFIG_PATH=$D/lib/x86_64-linux-gnu/pkgconfig
+  export LD_LIBRARY_PATH=$D/lib/x86_64-linux-gnu:${LD_LIBRARY_PATH:-}
+fi
 nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader | tee "$OUT/device.txt"
 cmake -S . -B build-gpu -G Ninja -DCMAKE_BUILD_TYPE=Release -DBIOMEDQ_CUDA=ON > "$OUT/build.log" 2>&1 &&
   cmake --build build-gpu -j16 >> "$OUT/build.log" 2>&1 || { tail -50 "$OUT/build.log"; exit 1; }
