@@ -17,27 +17,16 @@ ctest --test-dir build-gpu -j8 --output-on-failure > "$OUT/ctest.log" 2>&1
 echo "ctest exit $?"; grep -E "tests passed|FAILED|Failed|\(Failed\)|Skipped" "$OUT/ctest.log" | head -30
 if [ "${SKIP_SANITIZER:-0}" != 1 ]; then
   compute-sanitizer --tool memcheck --leak-check no build-gpu/biomedq_tests \
-    --gtest_filter='CudaMatvec*:CudaOps*:CudaGemm*:CudaParity*mistral*:CudaQuantParity*:CudaForwardTest.Several*' \
+    --gtest_filter='*CudaMatvec*:CudaOps*:CudaGemm*:CudaAllocator*:*CudaParity*mistral*:*CudaQuantParity*:CudaForwardTest.Several*' \
     > "$OUT/sanitizer.log" 2>&1
   echo "compute-sanitizer exit $?"; grep -E "ERROR SUMMARY|PASSED|FAILED" "$OUT/sanitizer.log" | tail -5
 fi
-bench() {  # name, args...
-  local name=$1; shift
-  build-gpu/biomedq bench --synthetic llama-3.1-8b --device cuda --prompt-len 512 --gen-len 128 --reps ${REPS:-3} \
-    --json "$@" > "$OUT/bench-$name.json" 2> "$OUT/bench-$name.err" || { echo "bench $name failed"; cat "$OUT/bench-$name.err"; }
-}
-for b in 1 32; do
-  bench bf16-b$b --precision bf16 --batch $b
-  bench int8-b$b --precision int8 --batch $b
-  bench llm-int8-b$b --precision llm-int8 --batch $b
-  bench nf4-b$b --precision nf4 --batch $b
-  bench nf4-nodq-b$b --precision nf4 --double-quant off --batch $b
-  bench fp4-b$b --precision fp4 --batch $b
-done
-python3 - "$OUT" <<'PY'
+BENCH=${BENCH:-/tmp/bq-bench}; rm -rf "$BENCH"; mkdir -p "$BENCH"  # one JSON per configuration here; only matrix.json (all of them) is returned
+summarize() {  # all results so far into $OUT/matrix.json, and a table
+python3 - "$OUT" "$BENCH" <<'PY'
 import json, glob, sys, os
 rows = []
-for f in sorted(glob.glob(os.path.join(sys.argv[1], "bench-*.json"))):
+for f in sorted(glob.glob(os.path.join(sys.argv[2], "*.json"))):
     try: j = json.load(open(f))
     except Exception: continue
     rows.append(j)
@@ -48,3 +37,19 @@ for j in rows:
     print(f"{j['precision']:10} {str(j['double_quant'])[0]:3} {j['batch']:>3} {j['prefill_tokens_per_s']['mean']:>10.0f} {j['ttft_ms']['mean']:>8.1f} {100*j['prefill_fraction_of_cublas']:>10.0f}% {j['decode_tokens_per_s']['mean']:>10.1f} {j['decode_ms_per_step']['mean']:>8.3f} {j['decode_gbs']['mean']:>6.0f} {100*j['decode_fraction_of_copy']:>5.0f}% {j['weights_bytes']/G:>11.2f} {j['allocator_peak_bytes']/G:>8.2f} {j['device_peak_bytes']/G:>8.2f}")
 if rows: print("copy GB/s", round(rows[0]['copy_gbs']), "cuBLAS TFLOP/s", round(rows[0]['cublas_bf16_tflops']), rows[0]['device'], rows[0]['date'])
 PY
+}
+bench() {  # name, args...
+  local name=$1; shift
+  build-gpu/biomedq bench --synthetic llama-3.1-8b --device cuda --prompt-len 512 --gen-len 128 --reps ${REPS:-3} \
+    --json "$@" > "$BENCH/$name.json" 2> "$BENCH/$name.err" || { echo "bench $name failed"; cat "$BENCH/$name.err"; }
+  summarize > /dev/null
+}
+for b in 1 32; do
+  bench bf16-b$b --precision bf16 --batch $b
+  bench nf4-b$b --precision nf4 --batch $b
+  bench int8-b$b --precision int8 --batch $b
+  bench nf4-nodq-b$b --precision nf4 --double-quant off --batch $b
+  bench fp4-b$b --precision fp4 --batch $b
+  bench llm-int8-b$b --precision llm-int8 --batch $b
+done
+summarize

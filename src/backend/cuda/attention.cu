@@ -88,6 +88,7 @@ __global__ void __launch_bounds__(kThreads) attention_kernel(const float* __rest
     }
     __syncthreads();
     const int count = min(kThreads, p_end - t0);
+#pragma unroll 8
     for (int j = 0; j < count; ++j) {
       const uint16_t* vp = V + size_t(t0 + j) * kv_dim;
 #pragma unroll

@@ -24,10 +24,16 @@ size_t DeviceWeight::bytes() const {
 
 namespace {
 
-constexpr int kWarps = 8;  // warps per block of the matrix-vector kernels
+constexpr int kWarps = 4;  // warps per block of the matrix-vector kernels
+constexpr int kUnroll = 4;  // 16-byte chunks per row a lane loads before using them
 constexpr int kRowsPerWarp = 2;  // output rows per warp: each x load feeds two weight rows
 
 __device__ __forceinline__ float bf16f(uint16_t h) { return __uint_as_float(uint32_t(h) << 16); }
+
+__device__ __forceinline__ uint16_t to_bf16_bits(float v) {
+  __nv_bfloat16 b = __float2bfloat16_rn(v);
+  return *reinterpret_cast<uint16_t*>(&b);
+}
 
 // Weights are streamed once: keep them out of L1 so that x stays there.
 __device__ __forceinline__ uint4 load_stream(const void* p) {
@@ -118,11 +124,20 @@ __global__ void __launch_bounds__(kWarps * 32) matvec_kernel(DeviceWeight w, con
 #pragma unroll
     for (int t = 0; t < NT; ++t) acc[rr][t] = 0, iacc[rr][t] = 0;
 
-  for (int64_t j = lane; j < chunks; j += 32) {
-    uint4 wv[kRowsPerWarp];
+  // kUnroll chunks per row are loaded before any is used: enough bytes in flight to cover the memory latency.
+  for (int64_t j0 = lane; j0 < chunks; j0 += 32 * kUnroll) {
+    uint4 wv_all[kUnroll][kRowsPerWarp];
 #pragma unroll
-    for (int rr = 0; rr < kRowsPerWarp; ++rr)
-      if (rr < nrows) wv[rr] = load_stream(base + (r0 + rr) * row_stride + j * chunk_bytes);
+    for (int u = 0; u < kUnroll; ++u)
+#pragma unroll
+      for (int rr = 0; rr < kRowsPerWarp; ++rr)
+        if (rr < nrows && j0 + u * 32 < chunks)
+          wv_all[u][rr] = load_stream(base + (r0 + rr) * row_stride + (j0 + u * 32) * chunk_bytes);
+#pragma unroll
+    for (int u = 0; u < kUnroll; ++u) {
+    const int64_t j = j0 + u * 32;
+    if (j >= chunks) break;
+    const uint4* wv = wv_all[u];
     float scale[kRowsPerWarp];
     if constexpr (K == WeightKind::Q4) {
 #pragma unroll
@@ -176,6 +191,7 @@ __global__ void __launch_bounds__(kWarps * 32) matvec_kernel(DeviceWeight w, con
         }
       }
     }
+  }
   }
 #pragma unroll
   for (int rr = 0; rr < kRowsPerWarp; ++rr) {
@@ -309,11 +325,30 @@ __global__ void int8_compact_kernel(const uint8_t* flags, int cols, int* list, i
   if (threadIdx.x == 0) *count = running;
 }
 
-__global__ void dequant_kernel(DeviceWeight w, int64_t row0, int64_t n, uint16_t* out) {
-  for (int64_t i = int64_t(blockIdx.x) * blockDim.x + threadIdx.x; i < n; i += int64_t(gridDim.x) * blockDim.x) {
-    float v = weight_at(w, row0 + i / w.in, i % w.in);
-    __nv_bfloat16 b = __float2bfloat16_rn(v);
-    out[i] = *reinterpret_cast<uint16_t*>(&b);
+// One block per weight row (grid-stride over rows), threads across the row: no 64-bit divisions per element.
+__global__ void dequant_kernel(DeviceWeight w, int64_t row0, int64_t nrows, uint16_t* out) {
+  __shared__ float code[16];
+  if (threadIdx.x < 16 && w.code) code[threadIdx.x] = w.code[threadIdx.x];
+  __syncthreads();
+  const int in = int(w.in);
+  for (int64_t r = blockIdx.x; r < nrows; r += gridDim.x) {
+    const int64_t row = row0 + r;
+    uint16_t* dst = out + r * in;
+    if (w.kind == WeightKind::Q4) {
+      const int64_t e0 = row * in, b0 = e0 / w.blocksize;
+      const int off = int(e0 - b0 * w.blocksize);  // position of the row start inside its block
+      for (int c = threadIdx.x; c < in; c += blockDim.x) {
+        const int64_t e = e0 + c;
+        const uint8_t byte = w.packed[e >> 1];
+        const int idx = (e & 1) ? byte & 15 : byte >> 4;
+        dst[c] = to_bf16_bits(code[idx] * q4_absmax(w, b0 + (off + c) / w.blocksize, w.dyn_map));
+      }
+    } else if (w.kind == WeightKind::BF16) {
+      for (int c = threadIdx.x; c < in; c += blockDim.x) dst[c] = w.bf16[row * in + c];
+    } else {
+      const float scale = w.scb[row] / 127.0f;
+      for (int c = threadIdx.x; c < in; c += blockDim.x) dst[c] = to_bf16_bits(float(w.cb[row * in + c]) * scale);
+    }
   }
 }
 
@@ -356,9 +391,8 @@ void llm_int8_prepare(const float* x, int n, int cols, float threshold, const In
 }
 
 void dequantize_rows(const DeviceWeight& w, int64_t row0, int64_t nrows, uint16_t* out, cudaStream_t st) {
-  int64_t n = nrows * w.in;
-  unsigned blocks = unsigned(std::min<int64_t>((n + 255) / 256, 132 * 64));
-  dequant_kernel<<<blocks, 256, 0, st>>>(w, row0, n, out);
+  unsigned blocks = unsigned(std::min<int64_t>(nrows, 132 * 16));
+  dequant_kernel<<<blocks, 256, 0, st>>>(w, row0, nrows, out);
   BQ_LAUNCHED();
 }
 
