@@ -152,58 +152,58 @@ __global__ void __launch_bounds__(kWarps * 32) matvec_kernel(DeviceWeight w, con
     }
 #pragma unroll
     for (int u = 0; u < kUnroll; ++u) {
-    const int64_t j = j0 + u * 32;
-    if (j >= chunks) break;
-    const uint4* wv = wv_all[u];
-    const float* scale = scale_all[u];
-    const int64_t c0 = j * E;
+      const int64_t j = j0 + u * 32;
+      if (j >= chunks) break;
+      const uint4* wv = wv_all[u];
+      const float* scale = scale_all[u];
+      const int64_t c0 = j * E;
 #pragma unroll
-    for (int t = 0; t < NT; ++t) {
-      if (t >= n) break;
-      if constexpr (K == WeightKind::LLMInt8) {
-        int4 xq = *reinterpret_cast<const int4*>(s8.xq + int64_t(t) * w.in + c0);
+      for (int t = 0; t < NT; ++t) {
+        if (t >= n) break;
+        if constexpr (K == WeightKind::LLMInt8) {
+          int4 xq = *reinterpret_cast<const int4*>(s8.xq + int64_t(t) * w.in + c0);
 #pragma unroll
-        for (int rr = 0; rr < kRowsPerWarp; ++rr) {
-          int a = iacc[rr][t];
-          a = __dp4a(int(wv[rr].x), xq.x, a);
-          a = __dp4a(int(wv[rr].y), xq.y, a);
-          a = __dp4a(int(wv[rr].z), xq.z, a);
-          a = __dp4a(int(wv[rr].w), xq.w, a);
-          iacc[rr][t] = a;
-        }
-      } else {
-        float xv[E];
-        const float4* xp = reinterpret_cast<const float4*>(x + int64_t(t) * w.in + c0);
-#pragma unroll
-        for (int i = 0; i < E / 4; ++i) {
-          float4 f = __ldg(xp + i);
-          xv[4 * i] = f.x, xv[4 * i + 1] = f.y, xv[4 * i + 2] = f.z, xv[4 * i + 3] = f.w;
-        }
-#pragma unroll
-        for (int rr = 0; rr < kRowsPerWarp; ++rr) {
-          const uint32_t u[4] = {wv[rr].x, wv[rr].y, wv[rr].z, wv[rr].w};
-          float sum = 0;
-          if constexpr (K == WeightKind::BF16) {
-#pragma unroll
-            for (int i = 0; i < 4; ++i)
-              sum += __uint_as_float(u[i] << 16) * xv[2 * i] + __uint_as_float(u[i] & 0xffff0000u) * xv[2 * i + 1];
-          } else if constexpr (K == WeightKind::Int8) {
-#pragma unroll
-            for (int i = 0; i < 16; ++i) sum += int8_to_float(u[i / 4], i % 4) * xv[i];
-          } else {
-            // Byte i of the chunk holds elements 2i (high nibble) and 2i + 1 (low nibble).
-#pragma unroll
-            for (int i = 0; i < 16; ++i) {
-              uint32_t byte = (u[i / 4] >> (8 * (i % 4))) & 0xff;
-              sum += code_lut[(byte >> 4) * 32 + lane] * xv[2 * i] + code_lut[(byte & 15) * 32 + lane] * xv[2 * i + 1];
-            }
-            sum *= scale[rr];
+          for (int rr = 0; rr < kRowsPerWarp; ++rr) {
+            int a = iacc[rr][t];
+            a = __dp4a(int(wv[rr].x), xq.x, a);
+            a = __dp4a(int(wv[rr].y), xq.y, a);
+            a = __dp4a(int(wv[rr].z), xq.z, a);
+            a = __dp4a(int(wv[rr].w), xq.w, a);
+            iacc[rr][t] = a;
           }
-          acc[rr][t] += sum;
+        } else {
+          float xv[E];
+          const float4* xp = reinterpret_cast<const float4*>(x + int64_t(t) * w.in + c0);
+#pragma unroll
+          for (int i = 0; i < E / 4; ++i) {
+            float4 f = __ldg(xp + i);
+            xv[4 * i] = f.x, xv[4 * i + 1] = f.y, xv[4 * i + 2] = f.z, xv[4 * i + 3] = f.w;
+          }
+#pragma unroll
+          for (int rr = 0; rr < kRowsPerWarp; ++rr) {
+            const uint32_t wd[4] = {wv[rr].x, wv[rr].y, wv[rr].z, wv[rr].w};
+            float sum = 0;
+            if constexpr (K == WeightKind::BF16) {
+#pragma unroll
+              for (int i = 0; i < 4; ++i)
+                sum += __uint_as_float(wd[i] << 16) * xv[2 * i] + __uint_as_float(wd[i] & 0xffff0000u) * xv[2 * i + 1];
+            } else if constexpr (K == WeightKind::Int8) {
+#pragma unroll
+              for (int i = 0; i < 16; ++i) sum += int8_to_float(wd[i / 4], i % 4) * xv[i];
+            } else {
+              // Byte i of the chunk holds elements 2i (high nibble) and 2i + 1 (low nibble).
+#pragma unroll
+              for (int i = 0; i < 16; ++i) {
+                uint32_t byte = (wd[i / 4] >> (8 * (i % 4))) & 0xff;
+                sum += code_lut[(byte >> 4) * 32 + lane] * xv[2 * i] + code_lut[(byte & 15) * 32 + lane] * xv[2 * i + 1];
+              }
+              sum *= scale[rr];
+            }
+            acc[rr][t] += sum;
+          }
         }
       }
     }
-  }
   }
 #pragma unroll
   for (int rr = 0; rr < kRowsPerWarp; ++rr) {
