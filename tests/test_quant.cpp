@@ -173,7 +173,7 @@ TEST(Quant, FourBitQuantizeFollowsSpec) {
         float a2 = q.absmax2[size_t(i / 256)];
         float v = (absmax[size_t(i)] - q.offset) * (1.0f / a2);
         ASSERT_TRUE(is_nearest(map, q.absmax_q[size_t(i)], v, 1e-7)) << "block " << i << " value " << v;
-        float scaled = map[q.absmax_q[size_t(i)]] * a2;
+        volatile float scaled = map[q.absmax_q[size_t(i)]] * a2;  // rounded before the add, never fused
         deq_absmax[size_t(i)] = scaled + q.offset;
         // Nested error bound: half the largest map gap (0.0140625) times the nested maximum.
         EXPECT_LE(std::fabs(deq_absmax[size_t(i)] - absmax[size_t(i)]), 0.5 * 0.0140625 * a2 * 1.0001 + 1e-9);

@@ -52,8 +52,9 @@ TEST(QuantMatmul, WeightOnlyMatchesDequantizedReference) {
     int64_t rows, cols;
     int blocksize;
   };
-  // Ragged on purpose: odd numel (rows start mid-byte), cols not a multiple of 8 or 32, blocks across rows.
-  const Shape shapes[] = {{37, 200, 64}, {16, 64, 64}, {9, 77, 64}, {40, 257, 32}, {21, 130, 128}};
+  // Ragged on purpose: odd numel (rows start mid-byte), cols not a multiple of 8 or 32, blocks across rows; and
+  // aligned shapes (cols and blocksize multiples of 32) that take the shuffled decode path.
+  const Shape shapes[] = {{37, 200, 64}, {16, 64, 64}, {24, 96, 32}, {9, 77, 64}, {40, 257, 32}, {21, 130, 128}};
   std::mt19937 rng(2024);
   for (bool portable : kernel_modes()) {
     PortableGuard guard(portable);

@@ -176,7 +176,11 @@ int8_t quantize_int8(float v, float scale) {
 }
 
 // The add must not fuse with the multiply: bitsandbytes dequantizes the nested maxima, then adds the offset.
-__attribute__((optimize("fp-contract=off"))) float QuantizedMatrix::block_absmax(int64_t block) const {
+// (GCC may contract across statements when FMA is enabled; clang only within one expression.)
+#if defined(__GNUC__) && !defined(__clang__)
+__attribute__((optimize("fp-contract=off")))
+#endif
+float QuantizedMatrix::block_absmax(int64_t block) const {
   if (!double_quant) return absmax[size_t(block)];
   float scaled = dynamic_map_signed()[absmax_q[size_t(block)]] * absmax2[size_t(block / kNestedBlocksize)];
   return scaled + offset;
@@ -198,13 +202,17 @@ QuantizedMatrix quantize(const void* w, DType dtype, int64_t rows, int64_t cols,
     q.threshold = opt.scheme == Scheme::LLMInt8 ? opt.llm_int8_threshold : 0.0f;
     q.cb.resize(size_t(rows * cols));
     q.scb.resize(size_t(rows));
-    std::vector<float> row(static_cast<size_t>(cols));
-    for (int64_t r = 0; r < rows; ++r) {
-      load_f32(w, dtype, r * cols, cols, row.data());
-      float s = max_abs(row.data(), cols);
-      q.scb[size_t(r)] = s;
-      int8_t* dst = q.cb.data() + r * cols;
-      for (int64_t c = 0; c < cols; ++c) dst[c] = quantize_int8(row[size_t(c)], s);
+#pragma omp parallel
+    {
+      std::vector<float> row(static_cast<size_t>(cols));
+#pragma omp for schedule(static)
+      for (int64_t r = 0; r < rows; ++r) {
+        load_f32(w, dtype, r * cols, cols, row.data());
+        float s = max_abs(row.data(), cols);
+        q.scb[size_t(r)] = s;
+        int8_t* dst = q.cb.data() + r * cols;
+        for (int64_t c = 0; c < cols; ++c) dst[c] = quantize_int8(row[size_t(c)], s);
+      }
     }
     return q;
   }
@@ -214,17 +222,23 @@ QuantizedMatrix quantize(const void* w, DType dtype, int64_t rows, int64_t cols,
   q.double_quant = opt.double_quant;
   const int64_t numel = rows * cols, nblocks = q.num_blocks();
   q.packed.assign(size_t((numel + 1) / 2), 0);
-  std::vector<float> absmax(static_cast<size_t>(nblocks)), block(static_cast<size_t>(opt.blocksize));
-  for (int64_t b = 0; b < nblocks; ++b) {
-    int64_t start = b * opt.blocksize, count = std::min<int64_t>(opt.blocksize, numel - start);
-    load_f32(w, dtype, start, count, block.data());
-    float amax = max_abs(block.data(), count);
-    absmax[size_t(b)] = amax;
-    float inv = 1.0f / amax;  // bitsandbytes scales by the fp32 reciprocal
-    for (int64_t i = 0; i < count; ++i) {
-      int64_t e = start + i;
-      uint8_t idx = quantize4_index(opt.scheme, block[size_t(i)] * inv);
-      q.packed[size_t(e / 2)] |= uint8_t(e % 2 == 0 ? idx << 4 : idx);  // even element in the high nibble
+  std::vector<float> absmax(static_cast<size_t>(nblocks));
+  // Blocks start at even elements (even blocksize), so threads never share a packed byte.
+#pragma omp parallel
+  {
+    std::vector<float> block(static_cast<size_t>(opt.blocksize));
+#pragma omp for schedule(static)
+    for (int64_t b = 0; b < nblocks; ++b) {
+      int64_t start = b * opt.blocksize, count = std::min<int64_t>(opt.blocksize, numel - start);
+      load_f32(w, dtype, start, count, block.data());
+      float amax = max_abs(block.data(), count);
+      absmax[size_t(b)] = amax;
+      float inv = 1.0f / amax;  // bitsandbytes scales by the fp32 reciprocal
+      for (int64_t i = 0; i < count; ++i) {
+        int64_t e = start + i;
+        uint8_t idx = quantize4_index(opt.scheme, block[size_t(i)] * inv);
+        q.packed[size_t(e / 2)] |= uint8_t(e % 2 == 0 ? idx << 4 : idx);  // even element in the high nibble
+      }
     }
   }
   if (!opt.double_quant) {

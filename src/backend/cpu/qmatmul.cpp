@@ -6,6 +6,7 @@
 
 #include <algorithm>
 #include <atomic>
+#include <bit>
 #include <cmath>
 #include <vector>
 
@@ -198,6 +199,67 @@ BQ_AVX2 float row_dot_avx2(const QuantizedMatrix& w, const float* code, int64_t 
   return hsum(total) + total_s;
 }
 
+// Decode fast path (cols and blocksize multiples of 32): the four bytes of each float code are looked up with
+// pshufb from 16-entry byte tables, then interleaved back into floats. That yields the elements of a 32-element
+// chunk in a fixed shuffled order; x is permuted into the same order once per call (nibble_order_x).
+struct BytePlanes {
+  __m256i plane[4];
+};
+
+BQ_AVX2 BytePlanes make_byte_planes(const float* code) {
+  BytePlanes bp;
+  for (int k = 0; k < 4; ++k) {
+    alignas(16) uint8_t bytes[16];
+    for (int c = 0; c < 16; ++c) bytes[c] = uint8_t(std::bit_cast<uint32_t>(code[c]) >> (8 * k));
+    bp.plane[k] = _mm256_broadcastsi128_si256(_mm_load_si128(reinterpret_cast<const __m128i*>(bytes)));
+  }
+  return bp;
+}
+
+// Lane 0 holds the high nibbles (even elements), lane 1 the low nibbles (odd elements); after the byte and word
+// interleaves, v[m] holds elements 8m, 8m+2, 8m+4, 8m+6, 8m+1, 8m+3, 8m+5, 8m+7.
+BQ_AVX2 inline void decode32_shuffled(const uint8_t* p, const BytePlanes& bp, __m256 v[4]) {
+  const __m128i mask = _mm_set1_epi8(0x0f);
+  __m128i b = _mm_loadu_si128(reinterpret_cast<const __m128i*>(p));
+  __m256i idx = _mm256_set_m128i(_mm_and_si128(b, mask), _mm_and_si128(_mm_srli_epi16(b, 4), mask));
+  __m256i p0 = _mm256_shuffle_epi8(bp.plane[0], idx), p1 = _mm256_shuffle_epi8(bp.plane[1], idx);
+  __m256i p2 = _mm256_shuffle_epi8(bp.plane[2], idx), p3 = _mm256_shuffle_epi8(bp.plane[3], idx);
+  __m256i lo01 = _mm256_unpacklo_epi8(p0, p1), hi01 = _mm256_unpackhi_epi8(p0, p1);
+  __m256i lo23 = _mm256_unpacklo_epi8(p2, p3), hi23 = _mm256_unpackhi_epi8(p2, p3);
+  v[0] = _mm256_castsi256_ps(_mm256_unpacklo_epi16(lo01, lo23));
+  v[1] = _mm256_castsi256_ps(_mm256_unpackhi_epi16(lo01, lo23));
+  v[2] = _mm256_castsi256_ps(_mm256_unpacklo_epi16(hi01, hi23));
+  v[3] = _mm256_castsi256_ps(_mm256_unpackhi_epi16(hi01, hi23));
+}
+
+std::vector<float> nibble_order_x(const float* x, int64_t cols) {
+  std::vector<float> xp(static_cast<size_t>(cols));
+  for (int64_t k = 0; k < cols; k += 32)
+    for (int m = 0; m < 4; ++m)
+      for (int s = 0; s < 8; ++s) xp[size_t(k + 8 * m + s)] = x[k + 8 * m + (s < 4 ? 2 * s : 2 * (s - 4) + 1)];
+  return xp;
+}
+
+BQ_AVX2 float row_dot_shuffled_avx2(const QuantizedMatrix& w, const BytePlanes& bp, int64_t r, const float* xp) {
+  const uint8_t* packed = w.packed.data();
+  const int64_t e0 = r * w.cols;
+  __m256 total = _mm256_setzero_ps();
+  for_each_block_segment(w, r, [&](int64_t s, int64_t e, float a) BQ_AVX2 {
+    __m256 a0 = _mm256_setzero_ps(), a1 = a0, a2 = a0, a3 = a0;
+    for (int64_t i = s; i < e; i += 32) {
+      __m256 v[4];
+      decode32_shuffled(packed + i / 2, bp, v);
+      const float* xc = xp + (i - e0);
+      a0 = _mm256_fmadd_ps(v[0], _mm256_loadu_ps(xc), a0);
+      a1 = _mm256_fmadd_ps(v[1], _mm256_loadu_ps(xc + 8), a1);
+      a2 = _mm256_fmadd_ps(v[2], _mm256_loadu_ps(xc + 16), a2);
+      a3 = _mm256_fmadd_ps(v[3], _mm256_loadu_ps(xc + 24), a3);
+    }
+    total = _mm256_fmadd_ps(_mm256_set1_ps(a), _mm256_add_ps(_mm256_add_ps(a0, a1), _mm256_add_ps(a2, a3)), total);
+  });
+  return hsum(total);
+}
+
 BQ_AVX2 void dequant_rows_avx2(const QuantizedMatrix& w, const float* code, int64_t r0, int64_t nr, float* out) {
   const __m256 tlo = _mm256_loadu_ps(code), thi = _mm256_loadu_ps(code + 8);
   const uint8_t* packed = w.packed.data();
@@ -283,7 +345,7 @@ void matmul_llm_int8(const QuantizedMatrix& w, const float* x, int64_t n, float*
   // Per token: SCA = max |x| over the elements below the threshold; int8 activations with outlier columns zeroed.
   std::vector<int8_t> ca(static_cast<size_t>(n * cols));
   std::vector<float> sca(static_cast<size_t>(n));
-#pragma omp parallel for schedule(static)
+#pragma omp parallel for schedule(static) if (n >= 4)  // waking threads costs more than one token's work
   for (int64_t t = 0; t < n; ++t) {
     const float* xt = x + t * cols;
     float s = 0;
@@ -322,6 +384,13 @@ void matmul(const QuantizedMatrix& w, const float* x, int64_t n, float* y) {
   std::array<float, 16> code{};
   if (w.scheme != Scheme::Int8) code = code4(w.scheme);
   const int64_t rows = w.rows, cols = w.cols;
+  if (n == 1 && avx2 && w.scheme != Scheme::Int8 && cols % 32 == 0 && w.blocksize % 32 == 0) {
+    const BytePlanes bp = make_byte_planes(code.data());
+    const std::vector<float> xp = nibble_order_x(x, cols);
+#pragma omp parallel for schedule(static)
+    for (int64_t r = 0; r < rows; ++r) y[r] = row_dot_shuffled_avx2(w, bp, r, xp.data());
+    return;
+  }
   if (n == 1) {
 #pragma omp parallel for schedule(static)
     for (int64_t r = 0; r < rows; ++r)
