@@ -45,7 +45,8 @@ size_t CpuForward::kv_cache_bytes() const {
 namespace {
 
 void linear(const Linear& l, const float* x, int64_t n, float* y) {
-  cpu::matmul(x, n, l.w, l.dtype, l.out, l.in, y);
+  if (l.q) quant::matmul(*l.q, x, n, y);
+  else cpu::matmul(x, n, l.w, l.dtype, l.out, l.in, y);
   if (!l.bias.empty())
     for (int64_t i = 0; i < n; ++i)
       for (int64_t j = 0; j < l.out; ++j) y[i * l.out + j] += l.bias[size_t(j)];

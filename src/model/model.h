@@ -8,6 +8,7 @@
 
 #include "io/safetensors.h"
 #include "model/config.h"
+#include "quant/quant.h"
 
 namespace bq {
 
@@ -17,6 +18,7 @@ struct Linear {
   DType dtype = DType::BF16;
   const void* w = nullptr;
   std::vector<float> bias;  // empty when the layer has none
+  std::shared_ptr<const quant::QuantizedMatrix> q;  // set when quantized: then `w` is not used
 
   size_t weight_bytes() const { return size_t(out * in) * dtype_size(dtype); }
 };

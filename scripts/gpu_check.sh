@@ -1,0 +1,61 @@
+#!/usr/bin/env bash
+# One device call: build with CUDA, run the whole test suite, compute-sanitizer on the CUDA tests, and the
+# benchmark matrix on the llama-3.1-8b preset. Results (JSON, logs) go to $OUT (or ./gpu-out).
+# Needs the Debian -dev packages in .deps (scripts/gpu_deps.sh DIR). QUICK=1: CUDA tests and four configurations.
+set -uo pipefail
+OUT=${OUT:-gpu-out}
+mkdir -p "$OUT"
+if [ -d .deps ]; then  # see gpu_deps.sh
+  D=$PWD/.deps/usr
+  sed -i "s|/usr|$D|g" "$D"/lib/x86_64-linux-gnu/pkgconfig/*.pc
+  export CMAKE_PREFIX_PATH=$D PKG_CONFIG_PATH=$D/lib/x86_64-linux-gnu/pkgconfig
+  export LD_LIBRARY_PATH=$D/lib/x86_64-linux-gnu:${LD_LIBRARY_PATH:-}
+fi
+nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader | tee "$OUT/device.txt"
+cmake -S . -B build-gpu -G Ninja -DCMAKE_BUILD_TYPE=Release -DBIOMEDQ_CUDA=ON > "$OUT/build.log" 2>&1 &&
+  cmake --build build-gpu -j16 >> "$OUT/build.log" 2>&1 || { tail -50 "$OUT/build.log"; exit 1; }
+ctest --test-dir build-gpu -j8 --output-on-failure ${QUICK:+-R Cuda} > "$OUT/ctest.log" 2>&1
+echo "ctest exit $?"; grep -E "tests passed|FAILED|Failed|\(Failed\)|Skipped" "$OUT/ctest.log" | head -30
+if [ -z "${QUICK:-}" ]; then
+  compute-sanitizer --tool memcheck --leak-check no build-gpu/biomedq_tests \
+    --gtest_filter='*CudaMatvec*:CudaOps*:CudaGemm*:*CudaParity*mistral*:*CudaQuantParity*:CudaForwardTest.Several*' \
+    > "$OUT/sanitizer.log" 2>&1
+  echo "compute-sanitizer exit $?"; grep -E "ERROR SUMMARY|PASSED|FAILED" "$OUT/sanitizer.log" | tail -5
+fi
+BENCH=${BENCH:-/tmp/bq-bench}; rm -rf "$BENCH"; mkdir -p "$BENCH"  # one JSON per configuration here; only matrix.json (all of them) is returned
+summarize() {  # all results so far into $OUT/matrix.json, and a table
+python3 - "$OUT" "$BENCH" <<'PY'
+import json, glob, sys, os
+rows = []
+for f in sorted(glob.glob(os.path.join(sys.argv[2], "*.json"))):
+    try: j = json.load(open(f))
+    except Exception: continue
+    rows.append(j)
+json.dump(rows, open(os.path.join(sys.argv[1], "matrix.json"), "w"), indent=1)
+print(f"{'precision':10} {'dq':3} {'B':>3} {'pre tok/s':>10} {'TTFT ms':>8} {'pre %cuBLAS':>11} {'dec tok/s':>10} {'ms/step':>8} {'GB/s':>6} {'%copy':>6} {'weights GiB':>11} {'peak GiB':>8} {'dev GiB':>8}")
+for j in rows:
+    G = 2**30
+    print(f"{j['precision']:10} {str(j['double_quant'])[0]:3} {j['batch']:>3} {j['prefill_tokens_per_s']['mean']:>10.0f} {j['ttft_ms']['mean']:>8.1f} {100*j['prefill_fraction_of_cublas']:>10.0f}% {j['decode_tokens_per_s']['mean']:>10.1f} {j['decode_ms_per_step']['mean']:>8.3f} {j['decode_gbs']['mean']:>6.0f} {100*j['decode_fraction_of_copy']:>5.0f}% {j['weights_bytes']/G:>11.2f} {j['allocator_peak_bytes']/G:>8.2f} {j['device_peak_bytes']/G:>8.2f}")
+if rows: print("copy GB/s", round(rows[0]['copy_gbs']), "cuBLAS TFLOP/s", round(rows[0]['cublas_bf16_tflops']), rows[0]['device'], rows[0]['date'])
+PY
+}
+bench() {  # name, args...
+  local name=$1; shift
+  build-gpu/biomedq bench --synthetic llama-3.1-8b --device cuda --prompt-len 512 --gen-len 128 --reps ${REPS:-3} \
+    --json "$@" > "$BENCH/$name.json" 2> "$BENCH/$name.err" || { echo "bench $name failed"; cat "$BENCH/$name.err"; }
+  summarize > /dev/null
+}
+if [ -n "${QUICK:-}" ]; then  # QUICK=1: tests of the CUDA backend only, a few configurations
+  bench bf16-b1 --precision bf16 --batch 1; bench nf4-b1 --precision nf4 --batch 1
+  bench int8-b1 --precision int8 --batch 1; bench nf4-b32 --precision nf4 --batch 32
+  summarize; exit 0
+fi
+for b in 1 32; do
+  bench bf16-b$b --precision bf16 --batch $b
+  bench nf4-b$b --precision nf4 --batch $b
+  bench int8-b$b --precision int8 --batch $b
+  bench nf4-nodq-b$b --precision nf4 --double-quant off --batch $b
+  bench fp4-b$b --precision fp4 --batch $b
+  bench llm-int8-b$b --precision llm-int8 --batch $b
+done
+summarize

@@ -1,0 +1,58 @@
+// One tracked allocator for every device allocation: current and peak bytes held by biomedq, and the device's own
+// peak use (CUDA context, cuBLAS workspaces and other processes included) sampled from cudaMemGetInfo.
+#pragma once
+#include <cstddef>
+#include <cstdint>
+#include <string>
+#include <utility>
+
+namespace bq::cuda {
+
+struct MemoryStats {
+  size_t current = 0, peak = 0;  // bytes held through the allocator
+  size_t device_used_peak = 0;   // max of (total - free) seen at allocations and sample_device_memory() calls
+  size_t device_total = 0;
+};
+
+// Allocates `bytes` on the current device. Out of memory is a bq::Error saying what was asked for (`what`), how
+// much the device had free and how much biomedq already held.
+void* device_alloc(size_t bytes, const std::string& what);
+void device_free(void* p);
+MemoryStats memory_stats();
+void reset_peak_memory();       // peak := current; device peak := now
+void sample_device_memory();    // folds the device's current use into device_used_peak
+
+// Owns one device array of T.
+template <typename T>
+class DeviceArray {
+ public:
+  DeviceArray() = default;
+  DeviceArray(size_t n, const std::string& what) : n_(n) {
+    if (n) p_ = static_cast<T*>(device_alloc(n * sizeof(T), what));
+  }
+  ~DeviceArray() { device_free(p_); }
+  DeviceArray(DeviceArray&& o) noexcept : p_(std::exchange(o.p_, nullptr)), n_(std::exchange(o.n_, 0)) {}
+  DeviceArray& operator=(DeviceArray&& o) noexcept {
+    if (this != &o) {
+      device_free(p_);
+      p_ = std::exchange(o.p_, nullptr);
+      n_ = std::exchange(o.n_, 0);
+    }
+    return *this;
+  }
+  DeviceArray(const DeviceArray&) = delete;
+  DeviceArray& operator=(const DeviceArray&) = delete;
+  T* get() const { return p_; }
+  size_t size() const { return n_; }
+  size_t bytes() const { return n_ * sizeof(T); }
+
+ private:
+  T* p_ = nullptr;
+  size_t n_ = 0;
+};
+
+// Number of CUDA devices, 0 when there is no driver or device (never throws).
+int device_count();
+std::string device_name();
+
+}  // namespace bq::cuda

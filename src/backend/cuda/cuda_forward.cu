@@ -1,0 +1,562 @@
+// CudaForward: uploads (or synthesizes) the weights, keeps one bf16 KV cache per open sequence, and runs the
+// forward pass of src/model/forward.cpp step for step with the kernels of ops.h.
+//
+// KV cache in bf16: half the bytes of fp32 for every decode step and for long contexts (the 70B / 4k-token memory
+// budget), and the precision transformers itself keeps for bf16 models; scores and softmax stay fp32.
+#include "backend/cuda/cuda_forward.h"
+
+#include <algorithm>
+#include <map>
+
+#include "backend/cuda/allocator.h"
+#include "backend/cuda/check.h"
+#include "backend/cuda/ops.h"
+#include "core/error.h"
+
+namespace bq {
+
+using namespace cuda;
+
+namespace {
+
+constexpr int kMaxRowsPerPass = 2048;     // prefill rows processed together (bounds activation memory)
+constexpr int kMaxGraphRows = 64;         // decode steps up to this many rows are replayed as CUDA graphs
+constexpr size_t kDequantTileElems = size_t(32) << 20;  // bf16 scratch for dequantized weight tiles: 64 MiB
+
+struct DevLinear {
+  DeviceWeight w;
+  std::vector<DeviceArray<uint8_t>> bufs;
+  DeviceArray<float> bias;
+  size_t bytes() const {
+    size_t n = bias.bytes();
+    for (auto& b : bufs) n += b.bytes();
+    return n;
+  }
+};
+
+struct DevLayer {
+  DeviceArray<float> attn_norm, mlp_norm;
+  DevLinear q, k, v, o, gate, up, down;
+};
+
+struct Seq {
+  int capacity = 0, length = 0;
+  DeviceArray<uint16_t> k, v;
+};
+
+template <typename T>
+DeviceArray<T> upload(const T* host, size_t n, const std::string& what) {
+  DeviceArray<T> d(n, what);
+  if (n) BQ_CUDA(cudaMemcpy(d.get(), host, n * sizeof(T), cudaMemcpyHostToDevice));
+  return d;
+}
+
+template <typename T>
+DeviceArray<uint8_t> upload_bytes(const std::vector<T>& v, const std::string& what) {
+  DeviceArray<uint8_t> d(v.size() * sizeof(T), what);
+  if (!v.empty()) BQ_CUDA(cudaMemcpy(d.get(), v.data(), d.bytes(), cudaMemcpyHostToDevice));
+  return d;
+}
+
+template <typename T>
+void ensure(DeviceArray<T>& a, size_t n, const char* what, bool& grew) {
+  if (a.size() >= n) return;
+  a = DeviceArray<T>();
+  a = DeviceArray<T>(n, what);
+  grew = true;
+}
+
+}  // namespace
+
+struct CudaForward::Impl {
+  ModelConfig cfg;
+  const Model* host = nullptr;  // embeddings looked up on the host; null for synthetic models
+  uint64_t seed = 0;
+  std::vector<DevLayer> layers;
+  DeviceArray<float> final_norm, inv_freq, code_nf4, code_fp4, dyn_map;
+  DevLinear lm_head;
+  cudaStream_t st = nullptr;
+  cublasHandle_t blas = nullptr;
+  DeviceArray<uint8_t> blas_ws;
+  std::vector<std::unique_ptr<Seq>> seqs;
+
+  // Scratch, grown on demand (growing invalidates captured graphs).
+  DeviceArray<float> x, xn, q, k, v, att, gate, up, partial, last, logits;
+  DeviceArray<uint16_t> xb, wtile;
+  DeviceArray<int8_t> xq;
+  DeviceArray<float> sca;
+  DeviceArray<int> outliers, n_outliers, tokens, argmax_out;
+  DeviceArray<uint8_t> flags;
+  DeviceArray<RowInfo> rows;
+  int last_logit_rows = 0;
+
+  bool use_graphs = true;
+  std::map<std::vector<int>, cudaGraphExec_t> graphs;  // key: rows, splits, logit rows
+
+  ~Impl() {
+    for (auto& [key, g] : graphs) cudaGraphExecDestroy(g);
+    if (blas) cublasDestroy(blas);
+    if (st) cudaStreamDestroy(st);
+  }
+
+  void init(const ModelConfig& c) {
+    cfg = c;
+    if (device_count() == 0) fail("--device cuda: no CUDA device is available");
+    BQ_CUDA(cudaStreamCreateWithFlags(&st, cudaStreamNonBlocking));
+    BQ_CUBLAS(cublasCreate(&blas));
+    BQ_CUBLAS(cublasSetStream(blas, st));
+    // An explicit workspace: cuBLAS may not allocate during graph capture, and this way it is counted.
+    blas_ws = DeviceArray<uint8_t>(size_t(32) << 20, "cuBLAS workspace");
+    BQ_CUBLAS(cublasSetWorkspace(blas, blas_ws.get(), blas_ws.bytes()));
+    std::vector<float> f;
+    for (double v : rope_inv_freq(c)) f.push_back(float(v));
+    inv_freq = upload(f.data(), f.size(), "RoPE frequencies");
+    auto nf4 = quant::code4(quant::Scheme::NF4), fp4 = quant::code4(quant::Scheme::FP4);
+    code_nf4 = upload(nf4.data(), 16, "NF4 code");
+    code_fp4 = upload(fp4.data(), 16, "FP4 code");
+    dyn_map = upload(quant::dynamic_map_signed().data(), 256, "dynamic map");
+  }
+
+  DevLinear upload_linear(const Linear& l, const std::string& name) {
+    DevLinear d;
+    DeviceWeight& w = d.w;
+    w.out = l.out;
+    w.in = l.in;
+    if (!l.bias.empty()) d.bias = upload(l.bias.data(), l.bias.size(), name + " bias");
+    if (!l.q) {
+      w.kind = WeightKind::BF16;
+      const size_t n = size_t(l.out * l.in);
+      if (l.dtype == DType::BF16) {
+        d.bufs.push_back(DeviceArray<uint8_t>(n * 2, name));
+        BQ_CUDA(cudaMemcpy(d.bufs.back().get(), l.w, n * 2, cudaMemcpyHostToDevice));
+      } else {
+        std::vector<float> f(n);
+        to_f32(l.dtype, l.w, f.data(), n);
+        std::vector<uint16_t> b(n);
+        for (size_t i = 0; i < n; ++i) b[i] = f32_to_bf16(f[i]);
+        d.bufs.push_back(upload_bytes(b, name));
+      }
+      w.bf16 = reinterpret_cast<const uint16_t*>(d.bufs.back().get());
+      return d;
+    }
+    const quant::QuantizedMatrix& qm = *l.q;
+    if (qm.scheme == quant::Scheme::NF4 || qm.scheme == quant::Scheme::FP4) {
+      w.kind = WeightKind::Q4;
+      w.blocksize = qm.blocksize;
+      w.code = (qm.scheme == quant::Scheme::NF4 ? code_nf4 : code_fp4).get();
+      w.dyn_map = dyn_map.get();
+      d.bufs.push_back(upload_bytes(qm.packed, name + " packed"));
+      w.packed = d.bufs.back().get();
+      if (qm.double_quant) {
+        d.bufs.push_back(upload_bytes(qm.absmax_q, name + " absmax codes"));
+        w.absmax_q = d.bufs.back().get();
+        d.bufs.push_back(upload_bytes(qm.absmax2, name + " nested absmax"));
+        w.absmax2 = reinterpret_cast<const float*>(d.bufs.back().get());
+        w.offset = qm.offset;
+      } else {
+        d.bufs.push_back(upload_bytes(qm.absmax, name + " absmax"));
+        w.absmax = reinterpret_cast<const float*>(d.bufs.back().get());
+      }
+    } else {
+      w.kind = qm.scheme == quant::Scheme::Int8 ? WeightKind::Int8 : WeightKind::LLMInt8;
+      w.threshold = qm.threshold;
+      d.bufs.push_back(upload_bytes(qm.cb, name + " int8 codes"));
+      w.cb = reinterpret_cast<const int8_t*>(d.bufs.back().get());
+      d.bufs.push_back(upload_bytes(qm.scb, name + " int8 scales"));
+      w.scb = reinterpret_cast<const float*>(d.bufs.back().get());
+    }
+    return d;
+  }
+
+  DevLinear synth_linear(int64_t out, int64_t in, const std::optional<quant::QuantOptions>& qo, uint64_t s,
+                         const std::string& name) {
+    DevLinear d;
+    DeviceWeight& w = d.w;
+    w.out = out;
+    w.in = in;
+    const size_t n = size_t(out * in);
+    auto buf = [&](size_t bytes, const std::string& what) {
+      d.bufs.push_back(DeviceArray<uint8_t>(bytes, name + " " + what));
+      return d.bufs.back().get();
+    };
+    if (!qo) {
+      w.kind = WeightKind::BF16;
+      auto p = reinterpret_cast<uint16_t*>(buf(n * 2, "bf16"));
+      fill_normal_bf16(p, n, s, 0.02f, st);
+      w.bf16 = p;
+    } else if (qo->scheme == quant::Scheme::NF4 || qo->scheme == quant::Scheme::FP4) {
+      w.kind = WeightKind::Q4;
+      w.blocksize = qo->blocksize;
+      w.code = (qo->scheme == quant::Scheme::NF4 ? code_nf4 : code_fp4).get();
+      w.dyn_map = dyn_map.get();
+      auto packed = buf((n + 1) / 2, "packed");
+      fill_bytes(packed, (n + 1) / 2, s, 0, 255, st);
+      w.packed = packed;
+      const size_t blocks = (n + size_t(w.blocksize) - 1) / size_t(w.blocksize);
+      if (qo->double_quant) {
+        // Positive codes of the signed dynamic map (indices 200..255 decode to about 0.05..1).
+        auto aq = buf(blocks, "absmax codes");
+        fill_bytes(aq, blocks, s + 1, 200, 255, st);
+        const size_t nb2 = (blocks + 255) / 256;
+        auto a2 = reinterpret_cast<float*>(buf(nb2 * 4, "nested absmax"));
+        fill_uniform(a2, nb2, s + 2, 0.05f, 0.1f, st);
+        w.absmax_q = aq;
+        w.absmax2 = a2;
+        w.offset = 0.02f;
+      } else {
+        auto a = reinterpret_cast<float*>(buf(blocks * 4, "absmax"));
+        fill_uniform(a, blocks, s + 1, 0.02f, 0.1f, st);
+        w.absmax = a;
+      }
+    } else {
+      w.kind = qo->scheme == quant::Scheme::Int8 ? WeightKind::Int8 : WeightKind::LLMInt8;
+      w.threshold = qo->scheme == quant::Scheme::LLMInt8 ? qo->llm_int8_threshold : 0.0f;
+      auto cb = buf(n, "int8 codes");
+      fill_bytes(cb, n, s, 0, 255, st);
+      auto scb = reinterpret_cast<float*>(buf(size_t(out) * 4, "int8 scales"));
+      fill_uniform(scb, size_t(out), s + 1, 0.02f, 0.1f, st);
+      w.cb = reinterpret_cast<const int8_t*>(cb);
+      w.scb = scb;
+    }
+    return d;
+  }
+
+  DeviceArray<float> ones(size_t n, const std::string& what) {
+    std::vector<float> v(n, 1.0f);
+    return upload(v.data(), n, what);
+  }
+
+  // y (=|+=) x · Wᵀ + bias for n rows.
+  void linear(const DevLinear& L, const float* xin, int n, float* y, bool accumulate) {
+    const DeviceWeight& w = L.w;
+    const float* bias = L.bias.get();
+    Int8Scratch s8{xq.get(), sca.get(), outliers.get(), n_outliers.get(), flags.get()};
+    if (w.kind == WeightKind::LLMInt8) {
+      // bitsandbytes' decomposition over the whole batch, then the int8 product a few rows at a time.
+      llm_int8_prepare(xin, n, int(w.in), w.threshold, s8, st);
+      for (int r0 = 0; r0 < n; r0 += kMatvecMaxRows) {
+        Int8Scratch part = s8;
+        part.xq += int64_t(r0) * w.in;
+        part.sca += r0;
+        matvec(w, xin + int64_t(r0) * w.in, std::min(kMatvecMaxRows, n - r0), bias, y + int64_t(r0) * w.out,
+               accumulate, &part, st);
+      }
+      return;
+    }
+    if (n <= kMatvecMaxRows) return matvec(w, xin, n, bias, y, accumulate, nullptr, st);
+    to_bf16(xin, int64_t(n) * w.in, xb.get(), st);
+    if (w.kind == WeightKind::BF16) {
+      gemm_bf16(blas, xb.get(), w.bf16, n, int(w.out), int(w.in), y, int(w.out), accumulate);
+    } else {
+      // Dequantize a tile of rows to bf16, multiply on the tensor cores, next tile.
+      const int64_t tile = std::max<int64_t>(1, std::min<int64_t>(w.out, int64_t(kDequantTileElems) / w.in));
+      for (int64_t r0 = 0; r0 < w.out; r0 += tile) {
+        const int64_t nr = std::min(tile, w.out - r0);
+        dequantize_rows(w, r0, nr, wtile.get(), st);
+        gemm_bf16(blas, xb.get(), wtile.get(), n, int(nr), int(w.in), y + r0, int(w.out), accumulate);
+      }
+    }
+    if (bias) add_bias(y, bias, n, int(w.out), st);
+  }
+
+  bool ensure_scratch(int n, int splits, int n_logits) {
+    const ModelConfig& c = cfg;
+    const size_t H = size_t(c.hidden), Q = size_t(c.q_dim()), KV = size_t(c.kv_dim()), I = size_t(c.intermediate);
+    const size_t widest = std::max({H, Q, I});
+    bool grew = false;
+    ensure(x, n * H, "activations", grew);
+    ensure(xn, n * H, "activations", grew);
+    ensure(q, n * Q, "activations", grew);
+    ensure(att, n * Q, "activations", grew);
+    ensure(k, n * KV, "activations", grew);
+    ensure(v, n * KV, "activations", grew);
+    ensure(gate, n * I, "activations", grew);
+    ensure(up, n * I, "activations", grew);
+    ensure(xb, n > kMatvecMaxRows ? n * widest : 1, "bf16 activations", grew);
+    ensure(xq, n * widest, "int8 activations", grew);
+    ensure(sca, size_t(n), "int8 scales", grew);
+    ensure(outliers, widest, "outlier list", grew);
+    ensure(n_outliers, 1, "outlier count", grew);
+    ensure(flags, widest, "outlier flags", grew);
+    ensure(tokens, size_t(n), "tokens", grew);
+    ensure(rows, size_t(n), "row table", grew);
+    ensure(partial, attention_partial_floats(n, c.n_heads, c.head_dim, splits), "attention partials", grew);
+    ensure(last, size_t(std::max(n_logits, 1)) * H, "final hidden states", grew);
+    ensure(logits, size_t(std::max(n_logits, 1)) * size_t(c.vocab), "logits", grew);
+    ensure(argmax_out, size_t(std::max(n_logits, 1)), "argmax", grew);
+    bool quantized = false;
+    for (auto& L : layers)
+      for (auto* l : {&L.q, &L.k, &L.v, &L.o, &L.gate, &L.up, &L.down}) quantized |= l->w.kind != WeightKind::BF16;
+    if (quantized && n > kMatvecMaxRows) ensure(wtile, std::min(kDequantTileElems, std::max(widest * widest, widest * I)), "dequantized weight tile", grew);
+    if (grew) drop_graphs();
+    return grew;
+  }
+
+  void drop_graphs() {
+    for (auto& [key, g] : graphs) cudaGraphExecDestroy(g);
+    graphs.clear();
+  }
+
+  // The layers for rows [0, n) of a pass whose inputs (x, rows) are on the device, then final norm of the
+  // listed rows into last[first_logit ...].
+  void layers_pass(int n, int splits, int max_positions, const std::vector<int>& logit_rows, int first_logit) {
+    const ModelConfig& c = cfg;
+    const int H = c.hidden, Q = c.q_dim(), KV = c.kv_dim(), I = c.intermediate;
+    if (!host) synthetic_embed(tokens.get(), n, H, seed, 1.0f, x.get(), st);
+    for (int l = 0; l < c.n_layers; ++l) {
+      DevLayer& L = layers[size_t(l)];
+      rmsnorm(x.get(), L.attn_norm.get(), xn.get(), n, H, c.rms_eps, st);
+      linear(L.q, xn.get(), n, q.get(), false);
+      linear(L.k, xn.get(), n, k.get(), false);
+      linear(L.v, xn.get(), n, v.get(), false);
+      rope_store(q.get(), k.get(), v.get(), rows.get(), n, l, c.n_heads, c.n_kv_heads, c.head_dim, inv_freq.get(), st);
+      attention(q.get(), rows.get(), n, l, c.n_heads, c.n_kv_heads, c.head_dim, splits, max_positions, partial.get(),
+                att.get(), st);
+      linear(L.o, att.get(), n, x.get(), true);
+      rmsnorm(x.get(), L.mlp_norm.get(), xn.get(), n, H, c.rms_eps, st);
+      linear(L.gate, xn.get(), n, gate.get(), false);
+      linear(L.up, xn.get(), n, up.get(), false);
+      silu_mul(gate.get(), up.get(), int64_t(n) * I, st);
+      linear(L.down, gate.get(), n, x.get(), true);
+    }
+    (void)Q;
+    (void)KV;
+    for (size_t i = 0; i < logit_rows.size(); ++i)
+      rmsnorm(x.get() + int64_t(logit_rows[i]) * H, final_norm.get(), last.get() + int64_t(first_logit + i) * H, 1, H,
+              c.rms_eps, st);
+  }
+
+  const float* run(const ForwardBatch& b) {
+    const ModelConfig& c = cfg;
+    const int R = int(b.tokens.size());
+    if (b.seq.size() != b.tokens.size()) fail("forward: tokens and seq differ in length");
+    std::vector<int> pos(static_cast<size_t>(R)), next(seqs.size());
+    for (size_t s = 0; s < seqs.size(); ++s) next[s] = seqs[s] ? seqs[s]->length : 0;
+    for (int r = 0; r < R; ++r) {
+      int s = b.seq[size_t(r)];
+      if (s < 0 || size_t(s) >= seqs.size() || !seqs[size_t(s)]) fail("forward: row {} names no open sequence ({})", r, s);
+      if (next[size_t(s)] >= seqs[size_t(s)]->capacity)
+        fail("forward: sequence {} is full ({} positions)", s, seqs[size_t(s)]->capacity);
+      int32_t t = b.tokens[size_t(r)];
+      if (t < 0 || t >= c.vocab) fail("token id {} outside the vocabulary of {}", t, c.vocab);
+      pos[size_t(r)] = next[size_t(s)]++;
+    }
+    for (int r : b.logit_rows)
+      if (r < 0 || r >= R) fail("forward: logit row {} outside the batch of {}", r, R);
+    const int NL = int(b.logit_rows.size());
+
+    for (int r0 = 0; r0 < R; r0 += kMaxRowsPerPass) {
+      const int n = std::min(kMaxRowsPerPass, R - r0);
+      // Splits from the sequences' capacities (not current lengths), so that decode steps share one graph.
+      int max_cap = 1;
+      std::vector<RowInfo> info(static_cast<size_t>(n));
+      for (int i = 0; i < n; ++i) {
+        Seq& s = *seqs[size_t(b.seq[size_t(r0 + i)])];
+        info[size_t(i)] = RowInfo{pos[size_t(r0 + i)], s.capacity, s.k.get(), s.v.get()};
+        max_cap = std::max(max_cap, s.capacity);
+      }
+      const int splits = attention_splits(n, c.n_kv_heads, max_cap);
+      std::vector<int> lrows;
+      int first_logit = 0;
+      for (int i = 0; i < NL; ++i) {
+        int r = b.logit_rows[size_t(i)];
+        if (r < r0) ++first_logit;
+        if (r >= r0 && r < r0 + n) lrows.push_back(r - r0);
+      }
+      // Logit rows are listed in any order: keep theirs by computing each at its own index.
+      ensure_scratch(n, splits, NL);
+      BQ_CUDA(cudaMemcpyAsync(rows.get(), info.data(), info.size() * sizeof(RowInfo), cudaMemcpyHostToDevice, st));
+      BQ_CUDA(cudaMemcpyAsync(tokens.get(), b.tokens.data() + r0, size_t(n) * sizeof(int), cudaMemcpyHostToDevice, st));
+      if (host) {
+        std::vector<float> e(size_t(n) * size_t(c.hidden));
+        for (int i = 0; i < n; ++i) host->embed_row(b.tokens[size_t(r0 + i)], e.data() + size_t(i) * size_t(c.hidden));
+        BQ_CUDA(cudaMemcpyAsync(x.get(), e.data(), e.size() * sizeof(float), cudaMemcpyHostToDevice, st));
+        BQ_CUDA(cudaStreamSynchronize(st));  // e is pageable and goes out of scope
+      }
+      bool in_order = true;
+      for (int i = 0; i < NL; ++i) in_order &= b.logit_rows[size_t(i)] == (i > 0 ? b.logit_rows[size_t(i - 1)] + 1 : b.logit_rows[0]);
+      if (in_order) {
+        run_pass(n, splits, max_cap, lrows, first_logit);
+      } else {
+        run_pass(n, splits, max_cap, {}, 0);
+        for (int i = 0; i < NL; ++i) {
+          int r = b.logit_rows[size_t(i)];
+          if (r >= r0 && r < r0 + n)
+            rmsnorm(x.get() + int64_t(r - r0) * c.hidden, final_norm.get(), last.get() + int64_t(i) * c.hidden, 1,
+                    c.hidden, c.rms_eps, st);
+        }
+      }
+    }
+    for (size_t s = 0; s < seqs.size(); ++s)
+      if (seqs[s]) seqs[s]->length = next[s];
+    if (NL > 0) {
+      bool grew = false;
+      ensure(logits, size_t(NL) * size_t(c.vocab), "logits", grew);
+      ensure(xb, size_t(NL) * size_t(c.hidden), "bf16 activations", grew);
+      if (grew) drop_graphs();
+      linear(lm_head, last.get(), NL, logits.get(), false);
+    }
+    last_logit_rows = NL;
+    sample_device_memory();
+    return logits.get();
+  }
+
+  void run_pass(int n, int splits, int max_cap, const std::vector<int>& lrows, int first_logit) {
+    if (!use_graphs || n > kMaxGraphRows || int(lrows.size()) != n) {
+      layers_pass(n, splits, max_cap, lrows, first_logit);
+      return;
+    }
+    std::vector<int> key = {n, splits, max_cap, first_logit};
+    auto it = graphs.find(key);
+    if (it == graphs.end()) {
+      cudaGraph_t g;
+      BQ_CUDA(cudaStreamBeginCapture(st, cudaStreamCaptureModeThreadLocal));
+      try {
+        layers_pass(n, splits, max_cap, lrows, first_logit);
+      } catch (...) {
+        cudaStreamEndCapture(st, &g);
+        throw;
+      }
+      BQ_CUDA(cudaStreamEndCapture(st, &g));
+      cudaGraphExec_t exec;
+      BQ_CUDA(cudaGraphInstantiate(&exec, g, 0));
+      BQ_CUDA(cudaGraphDestroy(g));
+      it = graphs.emplace(key, exec).first;
+    }
+    BQ_CUDA(cudaGraphLaunch(it->second, st));
+  }
+};
+
+CudaForward::CudaForward() : p_(std::make_unique<Impl>()) {}
+CudaForward::~CudaForward() = default;
+
+CudaForward::CudaForward(const Model& m) : p_(std::make_unique<Impl>()) {
+  Impl& I = *p_;
+  I.init(m.cfg);
+  I.host = &m;
+  for (size_t i = 0; i < m.layers.size(); ++i) {
+    const Layer& L = m.layers[i];
+    DevLayer d;
+    std::string p = fmt::format("layer {} ", i);
+    d.attn_norm = upload(L.attn_norm.data(), L.attn_norm.size(), p + "norm");
+    d.mlp_norm = upload(L.mlp_norm.data(), L.mlp_norm.size(), p + "norm");
+    d.q = I.upload_linear(L.q, p + "q_proj");
+    d.k = I.upload_linear(L.k, p + "k_proj");
+    d.v = I.upload_linear(L.v, p + "v_proj");
+    d.o = I.upload_linear(L.o, p + "o_proj");
+    d.gate = I.upload_linear(L.gate, p + "gate_proj");
+    d.up = I.upload_linear(L.up, p + "up_proj");
+    d.down = I.upload_linear(L.down, p + "down_proj");
+    I.layers.push_back(std::move(d));
+  }
+  I.final_norm = upload(m.final_norm.data(), m.final_norm.size(), "final norm");
+  Linear head = m.lm_head;
+  head.q = nullptr;  // lm_head stays 16-bit, as with bitsandbytes
+  I.lm_head = I.upload_linear(head, "lm_head");
+}
+
+std::unique_ptr<CudaForward> CudaForward::synthetic(const ModelConfig& c, const std::optional<quant::QuantOptions>& qo,
+                                                    uint64_t seed) {
+  std::unique_ptr<CudaForward> f(new CudaForward());
+  Impl& I = *f->p_;
+  I.init(c);
+  I.seed = seed;
+  uint64_t s = seed * 1000003;
+  const int64_t H = c.hidden, Q = c.q_dim(), KV = c.kv_dim(), In = c.intermediate;
+  for (int i = 0; i < c.n_layers; ++i) {
+    DevLayer d;
+    std::string p = fmt::format("layer {} ", i);
+    d.attn_norm = I.ones(size_t(H), p + "norm");
+    d.mlp_norm = I.ones(size_t(H), p + "norm");
+    d.q = I.synth_linear(Q, H, qo, s += 16, p + "q_proj");
+    d.k = I.synth_linear(KV, H, qo, s += 16, p + "k_proj");
+    d.v = I.synth_linear(KV, H, qo, s += 16, p + "v_proj");
+    d.o = I.synth_linear(H, Q, qo, s += 16, p + "o_proj");
+    d.gate = I.synth_linear(In, H, qo, s += 16, p + "gate_proj");
+    d.up = I.synth_linear(In, H, qo, s += 16, p + "up_proj");
+    d.down = I.synth_linear(H, In, qo, s += 16, p + "down_proj");
+    I.layers.push_back(std::move(d));
+  }
+  I.final_norm = I.ones(size_t(H), "final norm");
+  I.lm_head = I.synth_linear(c.vocab, H, std::nullopt, s += 16, "lm_head");
+  BQ_CUDA(cudaStreamSynchronize(I.st));
+  return f;
+}
+
+int CudaForward::open_sequence(int capacity) {
+  Impl& I = *p_;
+  if (capacity <= 0 || capacity > I.cfg.max_positions)
+    fail("a sequence of {} positions exceeds the model's limit of {}", capacity, I.cfg.max_positions);
+  auto s = std::make_unique<Seq>();
+  s->capacity = capacity;
+  const size_t n = size_t(I.cfg.n_layers) * size_t(capacity) * size_t(I.cfg.kv_dim());
+  s->k = DeviceArray<uint16_t>(n, "KV cache (keys)");
+  s->v = DeviceArray<uint16_t>(n, "KV cache (values)");
+  for (size_t i = 0; i < I.seqs.size(); ++i)
+    if (!I.seqs[i]) {
+      I.seqs[i] = std::move(s);
+      return int(i);
+    }
+  I.seqs.push_back(std::move(s));
+  return int(I.seqs.size() - 1);
+}
+
+void CudaForward::close_sequence(int id) {
+  BQ_CUDA(cudaStreamSynchronize(p_->st));  // the cache may still be read by queued work
+  p_->seqs.at(size_t(id)).reset();
+}
+
+int CudaForward::sequence_length(int id) const { return p_->seqs.at(size_t(id))->length; }
+
+const ModelConfig& CudaForward::config() const { return p_->cfg; }
+
+const float* CudaForward::run_device(const ForwardBatch& b) { return p_->run(b); }
+
+void CudaForward::run(const ForwardBatch& b, float* logits) {
+  const float* d = p_->run(b);
+  const size_t n = b.logit_rows.size() * size_t(p_->cfg.vocab);
+  if (n) BQ_CUDA(cudaMemcpyAsync(logits, d, n * sizeof(float), cudaMemcpyDeviceToHost, p_->st));
+  synchronize();
+}
+
+std::vector<int32_t> CudaForward::argmax_last() {
+  Impl& I = *p_;
+  std::vector<int32_t> out(size_t(I.last_logit_rows));
+  if (out.empty()) return out;
+  argmax_rows(I.logits.get(), I.last_logit_rows, I.cfg.vocab, I.argmax_out.get(), I.st);
+  BQ_CUDA(cudaMemcpyAsync(out.data(), I.argmax_out.get(), out.size() * sizeof(int32_t), cudaMemcpyDeviceToHost, I.st));
+  synchronize();
+  return out;
+}
+
+void CudaForward::synchronize() { BQ_CUDA(cudaStreamSynchronize(p_->st)); }
+
+void CudaForward::set_use_graphs(bool on) {
+  p_->use_graphs = on;
+  if (!on) p_->drop_graphs();
+}
+
+size_t CudaForward::weight_bytes() const {
+  size_t n = p_->final_norm.bytes() + p_->lm_head.bytes();
+  for (auto& L : p_->layers) {
+    n += L.attn_norm.bytes() + L.mlp_norm.bytes();
+    for (auto* l : {&L.q, &L.k, &L.v, &L.o, &L.gate, &L.up, &L.down}) n += l->bytes();
+  }
+  return n;
+}
+
+size_t CudaForward::step_weight_bytes() const {
+  size_t n = p_->lm_head.w.bytes();
+  for (auto& L : p_->layers)
+    for (auto* l : {&L.q, &L.k, &L.v, &L.o, &L.gate, &L.up, &L.down}) n += l->w.bytes();
+  return n;
+}
+
+size_t CudaForward::kv_cache_bytes() const {
+  size_t n = 0;
+  for (auto& s : p_->seqs)
+    if (s) n += s->k.bytes() + s->v.bytes();
+  return n;
+}
+
+}  // namespace bq

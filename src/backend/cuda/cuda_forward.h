@@ -1,0 +1,49 @@
+// The forward pass on one CUDA device: the same math as CpuForward, with weights (bf16 or a quantized format) and
+// the KV cache on the device. Plain C++ header: usable from code compiled without nvcc.
+#pragma once
+#include <memory>
+#include <optional>
+#include <vector>
+
+#include "model/forward.h"
+#include "quant/quant.h"
+
+namespace bq {
+
+class CudaForward : public ForwardBackend {
+ public:
+  // Uploads the model: 16-bit weights as bf16 (F16/F32 checkpoints are converted to bf16), quantized linears
+  // (Linear::q) in their packed formats, lm_head bf16. Embeddings stay in host memory (only looked up).
+  // The model must outlive this object.
+  explicit CudaForward(const Model& m);
+  // Random weights drawn on the device (never on the CPU): bf16 normal(0, 0.02), or random codes and scales in
+  // the layout of `quant`. For benchmarks of real shapes; the embedding rows are hashed on the fly.
+  static std::unique_ptr<CudaForward> synthetic(const ModelConfig& c, const std::optional<quant::QuantOptions>& quant,
+                                                uint64_t seed);
+  ~CudaForward() override;
+
+  int open_sequence(int capacity) override;
+  void close_sequence(int id) override;
+  int sequence_length(int id) const override;
+  void run(const ForwardBatch& b, float* logits) override;  // logits copied to host
+  const ModelConfig& config() const override;
+
+  // Runs a step and leaves the logits on the device: [logit_rows, vocab] fp32, valid until the next step.
+  const float* run_device(const ForwardBatch& b);
+  // Greedy next tokens of the last run_device's logit rows, computed on the device.
+  std::vector<int32_t> argmax_last();
+  void synchronize();
+  // Decode steps (every row a logit row, at most 64 rows) replay a captured CUDA graph; on by default.
+  void set_use_graphs(bool on);
+
+  size_t weight_bytes() const;       // device bytes of all weights (decoder linears, norms, lm_head)
+  size_t step_weight_bytes() const;  // bytes one decode step must read: decoder linears + lm_head
+  size_t kv_cache_bytes() const;     // held now by open sequences
+
+ private:
+  CudaForward();
+  struct Impl;
+  std::unique_ptr<Impl> p_;
+};
+
+}  // namespace bq

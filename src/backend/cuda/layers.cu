@@ -1,0 +1,211 @@
+// Elementwise and per-row kernels of the forward pass: RMSNorm, RoPE + KV-cache store, SwiGLU, embeddings,
+// argmax, synthetic weight fills.
+#include <cuda_bf16.h>
+
+#include "backend/cuda/check.h"
+#include "backend/cuda/ops.h"
+
+namespace bq::cuda {
+
+namespace {
+
+__device__ __forceinline__ uint16_t to_bf16_bits(float v) {
+  __nv_bfloat16 b = __float2bfloat16_rn(v);
+  return *reinterpret_cast<uint16_t*>(&b);
+}
+
+__device__ __forceinline__ float block_sum(float v, float* red) {
+  for (int o = 16; o > 0; o >>= 1) v += __shfl_xor_sync(0xffffffffu, v, o);
+  if (threadIdx.x % 32 == 0) red[threadIdx.x / 32] = v;
+  __syncthreads();
+  if (threadIdx.x < 32) {
+    v = threadIdx.x < blockDim.x / 32 ? red[threadIdx.x] : 0.0f;
+    for (int o = 16; o > 0; o >>= 1) v += __shfl_xor_sync(0xffffffffu, v, o);
+    if (threadIdx.x == 0) red[0] = v;
+  }
+  __syncthreads();
+  return red[0];
+}
+
+__global__ void rmsnorm_kernel(const float* x, const float* w, float* out, int d, float eps) {
+  __shared__ float red[32];
+  const float* xr = x + int64_t(blockIdx.x) * d;
+  float ss = 0;
+  for (int i = threadIdx.x; i < d; i += blockDim.x) ss += xr[i] * xr[i];
+  ss = block_sum(ss, red);
+  const float inv = 1.0f / sqrtf(ss / float(d) + eps);
+  for (int i = threadIdx.x; i < d; i += blockDim.x) out[int64_t(blockIdx.x) * d + i] = w[i] * (xr[i] * inv);
+}
+
+__global__ void silu_mul_kernel(float* g, const float* u, int64_t n) {
+  for (int64_t i = int64_t(blockIdx.x) * blockDim.x + threadIdx.x; i < n; i += int64_t(gridDim.x) * blockDim.x) {
+    float a = g[i];
+    g[i] = a / (1.0f + expf(-a)) * u[i];
+  }
+}
+
+__global__ void to_bf16_kernel(const float* x, int64_t n, uint16_t* out) {
+  for (int64_t i = int64_t(blockIdx.x) * blockDim.x + threadIdx.x; i < n; i += int64_t(gridDim.x) * blockDim.x)
+    out[i] = to_bf16_bits(x[i]);
+}
+
+__global__ void add_bias_kernel(float* y, const float* b, int64_t n, int m) {
+  for (int64_t i = int64_t(blockIdx.x) * blockDim.x + threadIdx.x; i < n; i += int64_t(gridDim.x) * blockDim.x)
+    y[i] += b[i % m];
+}
+
+// One block per row. Angles as the CPU path: fp32 product pos * inv_freq, cos/sin of it in double.
+__global__ void rope_store_kernel(float* q, const float* k, const float* v, const RowInfo* rows, int layer,
+                                  int n_heads, int n_kv, int hd, const float* inv_freq) {
+  const int r = blockIdx.x, half = hd / 2, kv_dim = n_kv * hd;
+  const RowInfo ri = rows[r];
+  const size_t cache_off = (size_t(layer) * ri.capacity + ri.pos) * kv_dim;
+  float* qr = q + int64_t(r) * n_heads * hd;
+  const float* kr = k + int64_t(r) * kv_dim;
+  const float* vr = v + int64_t(r) * kv_dim;
+  for (int j = threadIdx.x; j < (n_heads + n_kv) * half; j += blockDim.x) {
+    const int h = j / half, i = j % half;
+    const float angle = float(ri.pos) * inv_freq[i];
+    const float c = float(cos(double(angle))), s = float(sin(double(angle)));
+    if (h < n_heads) {
+      float* p = qr + h * hd;
+      float a = p[i], b = p[i + half];
+      p[i] = a * c - b * s;
+      p[i + half] = b * c + a * s;
+    } else {
+      const int kh = h - n_heads;
+      const float* p = kr + kh * hd;
+      float a = p[i], b = p[i + half];
+      ri.k[cache_off + kh * hd + i] = to_bf16_bits(a * c - b * s);
+      ri.k[cache_off + kh * hd + i + half] = to_bf16_bits(b * c + a * s);
+    }
+  }
+  for (int j = threadIdx.x; j < kv_dim; j += blockDim.x) ri.v[cache_off + j] = to_bf16_bits(vr[j]);
+}
+
+__global__ void argmax_kernel(const float* x, int v, int* out) {
+  __shared__ float best_v[32];
+  __shared__ int best_i[32];
+  const float* xr = x + int64_t(blockIdx.x) * v;
+  float bv = -INFINITY;
+  int bi = 0x7fffffff;
+  for (int i = threadIdx.x; i < v; i += blockDim.x)
+    if (xr[i] > bv) bv = xr[i], bi = i;  // ascending i per thread: the first maximum is kept
+  auto better = [](float av, int ai, float cv, int ci) { return cv > av || (cv == av && ci < ai); };
+  for (int o = 16; o > 0; o >>= 1) {
+    float ov = __shfl_xor_sync(0xffffffffu, bv, o);
+    int oi = __shfl_xor_sync(0xffffffffu, bi, o);
+    if (better(bv, bi, ov, oi)) bv = ov, bi = oi;
+  }
+  if (threadIdx.x % 32 == 0) best_v[threadIdx.x / 32] = bv, best_i[threadIdx.x / 32] = bi;
+  __syncthreads();
+  if (threadIdx.x == 0) {
+    for (int w = 1; w < int(blockDim.x / 32); ++w)
+      if (better(bv, bi, best_v[w], best_i[w])) bv = best_v[w], bi = best_i[w];
+    out[blockIdx.x] = bi == 0x7fffffff ? 0 : bi;
+  }
+}
+
+__device__ __forceinline__ uint64_t mix64(uint64_t z) {  // splitmix64 finalizer
+  z += 0x9e3779b97f4a7c15ull;
+  z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ull;
+  z = (z ^ (z >> 27)) * 0x94d049bb133111ebull;
+  return z ^ (z >> 31);
+}
+
+// Approximately standard normal: a centred, scaled sum of four uniforms (Irwin-Hall), from one 64-bit hash.
+__device__ __forceinline__ float hash_normal(uint64_t seed, uint64_t i) {
+  uint64_t h = mix64(seed ^ mix64(i));
+  float s = 0;
+  for (int k = 0; k < 4; ++k) s += float((h >> (16 * k)) & 0xffff) * (1.0f / 65536.0f);
+  return (s - 2.0f) * 1.7320508f;
+}
+
+__global__ void fill_normal_kernel(uint16_t* p, size_t n, uint64_t seed, float std) {
+  for (size_t i = size_t(blockIdx.x) * blockDim.x + threadIdx.x; i < n; i += size_t(gridDim.x) * blockDim.x)
+    p[i] = to_bf16_bits(hash_normal(seed, i) * std);
+}
+
+__global__ void fill_bytes_kernel(uint8_t* p, size_t n, uint64_t seed, uint32_t lo, uint32_t span) {
+  for (size_t i = size_t(blockIdx.x) * blockDim.x + threadIdx.x; i < n; i += size_t(gridDim.x) * blockDim.x)
+    p[i] = uint8_t(lo + uint32_t(mix64(seed ^ mix64(i)) % span));
+}
+
+__global__ void fill_uniform_kernel(float* p, size_t n, uint64_t seed, float lo, float hi) {
+  for (size_t i = size_t(blockIdx.x) * blockDim.x + threadIdx.x; i < n; i += size_t(gridDim.x) * blockDim.x)
+    p[i] = lo + (hi - lo) * float(mix64(seed ^ mix64(i)) >> 40) * (1.0f / 16777216.0f);
+}
+
+__global__ void synthetic_embed_kernel(const int* tokens, int hidden, uint64_t seed, float std, float* out) {
+  const int64_t t = tokens[blockIdx.x];
+  for (int i = threadIdx.x; i < hidden; i += blockDim.x)
+    out[int64_t(blockIdx.x) * hidden + i] = hash_normal(seed, uint64_t(t * hidden + i)) * std;
+}
+
+__global__ void embed_bf16_kernel(const uint16_t* table, const int* tokens, int hidden, float* out) {
+  const int64_t t = tokens[blockIdx.x];
+  for (int i = threadIdx.x; i < hidden; i += blockDim.x)
+    out[int64_t(blockIdx.x) * hidden + i] = __uint_as_float(uint32_t(table[t * hidden + i]) << 16);
+}
+
+unsigned grid_for(int64_t n) { return unsigned(std::min<int64_t>((n + 255) / 256, 132 * 32)); }
+
+}  // namespace
+
+void rmsnorm(const float* x, const float* weight, float* out, int n, int d, float eps, cudaStream_t st) {
+  rmsnorm_kernel<<<n, 256, 0, st>>>(x, weight, out, d, eps);
+  BQ_LAUNCHED();
+}
+
+void silu_mul(float* gate, const float* up, int64_t n, cudaStream_t st) {
+  silu_mul_kernel<<<grid_for(n), 256, 0, st>>>(gate, up, n);
+  BQ_LAUNCHED();
+}
+
+void to_bf16(const float* x, int64_t n, uint16_t* out, cudaStream_t st) {
+  to_bf16_kernel<<<grid_for(n), 256, 0, st>>>(x, n, out);
+  BQ_LAUNCHED();
+}
+
+void add_bias(float* y, const float* bias, int n, int m, cudaStream_t st) {
+  add_bias_kernel<<<grid_for(int64_t(n) * m), 256, 0, st>>>(y, bias, int64_t(n) * m, m);
+  BQ_LAUNCHED();
+}
+
+void rope_store(float* q, const float* k, const float* v, const RowInfo* rows, int n, int layer, int n_heads,
+                int n_kv_heads, int hd, const float* inv_freq, cudaStream_t st) {
+  rope_store_kernel<<<n, 256, 0, st>>>(q, k, v, rows, layer, n_heads, n_kv_heads, hd, inv_freq);
+  BQ_LAUNCHED();
+}
+
+void argmax_rows(const float* x, int n, int v, int* out, cudaStream_t st) {
+  argmax_kernel<<<n, 1024, 0, st>>>(x, v, out);
+  BQ_LAUNCHED();
+}
+
+void fill_normal_bf16(uint16_t* p, size_t n, uint64_t seed, float std, cudaStream_t st) {
+  fill_normal_kernel<<<grid_for(int64_t(n)), 256, 0, st>>>(p, n, seed, std);
+  BQ_LAUNCHED();
+}
+
+void fill_bytes(uint8_t* p, size_t n, uint64_t seed, uint8_t lo, uint8_t hi, cudaStream_t st) {
+  fill_bytes_kernel<<<grid_for(int64_t(n)), 256, 0, st>>>(p, n, seed, lo, uint32_t(hi) - lo + 1);
+  BQ_LAUNCHED();
+}
+
+void fill_uniform(float* p, size_t n, uint64_t seed, float lo, float hi, cudaStream_t st) {
+  fill_uniform_kernel<<<grid_for(int64_t(n)), 256, 0, st>>>(p, n, seed, lo, hi);
+  BQ_LAUNCHED();
+}
+
+void synthetic_embed(const int* tokens, int n, int hidden, uint64_t seed, float std, float* out, cudaStream_t st) {
+  synthetic_embed_kernel<<<n, 256, 0, st>>>(tokens, hidden, seed, std, out);
+  BQ_LAUNCHED();
+}
+
+void embed_bf16(const uint16_t* table, const int* tokens, int n, int hidden, float* out, cudaStream_t st) {
+  embed_bf16_kernel<<<n, 256, 0, st>>>(table, tokens, hidden, out);
+  BQ_LAUNCHED();
+}
+
+}  // namespace bq::cuda

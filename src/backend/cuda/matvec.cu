@@ -1,0 +1,424 @@
+// Linear layers on the device: decode matrix-vector kernels (one pass over the weights, 16-byte loads, every
+// format dequantized in registers), LLM.int8's activation decomposition, dequantization to bf16 for prefill GEMMs.
+#include <cuda_bf16.h>
+
+#include <algorithm>
+
+#include "backend/cuda/check.h"
+#include "backend/cuda/ops.h"
+#include "core/error.h"
+
+namespace bq::cuda {
+
+size_t DeviceWeight::bytes() const {
+  const size_t n = size_t(out) * size_t(in);
+  switch (kind) {
+    case WeightKind::BF16: return n * 2;
+    case WeightKind::Q4: {
+      size_t blocks = (n + size_t(blocksize) - 1) / size_t(blocksize);
+      return (n + 1) / 2 + (absmax_q ? blocks + (blocks + 255) / 256 * 4 : blocks * 4);
+    }
+    default: return n + size_t(out) * 4;
+  }
+}
+
+namespace {
+
+constexpr int kWarps = 4;  // warps per block of the matrix-vector kernels
+constexpr int kUnroll = 4;  // 16-byte chunks per row a lane loads before using them
+constexpr int kRowsPerWarp = 2;  // output rows per warp: each x load feeds two weight rows
+
+__device__ __forceinline__ float bf16f(uint16_t h) { return __uint_as_float(uint32_t(h) << 16); }
+
+__device__ __forceinline__ uint16_t to_bf16_bits(float v) {
+  __nv_bfloat16 b = __float2bfloat16_rn(v);
+  return *reinterpret_cast<uint16_t*>(&b);
+}
+
+// Weights are streamed once: keep them out of L1 so that x stays there.
+__device__ __forceinline__ uint4 load_stream(const void* p) {
+  uint4 v;
+  asm volatile("ld.global.nc.L1::no_allocate.v4.u32 {%0,%1,%2,%3}, [%4];"
+               : "=r"(v.x), "=r"(v.y), "=r"(v.z), "=r"(v.w)
+               : "l"(p));
+  return v;
+}
+
+__device__ __forceinline__ float warp_sum(float v) {
+  for (int o = 16; o > 0; o >>= 1) v += __shfl_xor_sync(0xffffffffu, v, o);
+  return v;
+}
+__device__ __forceinline__ int warp_sum_i(int v) {
+  for (int o = 16; o > 0; o >>= 1) v += __shfl_xor_sync(0xffffffffu, v, o);
+  return v;
+}
+
+// Byte k of word u as a signed int8 in fp32, exactly, without the quarter-rate I2F conversion: the biased byte is
+// placed in the mantissa of 2^23 and the bias subtracted.
+__device__ __forceinline__ float int8_to_float(uint32_t u, int k) {
+  return __uint_as_float(__byte_perm(u ^ 0x80808080u, 0x4B000000u, 0x7540u | unsigned(k))) - 8388736.0f;
+}
+
+// fp32 absmax of 4-bit block b; no fused multiply-add, as bitsandbytes (and the CPU path) compute it.
+__device__ __forceinline__ float q4_absmax(const DeviceWeight& w, int64_t b, const float* dyn_map) {
+  if (!w.absmax_q) return w.absmax[b];
+  return __fadd_rn(__fmul_rn(dyn_map[w.absmax_q[b]], w.absmax2[b / 256]), w.offset);
+}
+
+// One weight element, any layout (the ragged-shape path and dequantization).
+__device__ __forceinline__ float weight_at(const DeviceWeight& w, int64_t r, int64_t c) {
+  const int64_t e = r * w.in + c;
+  switch (w.kind) {
+    case WeightKind::BF16: return bf16f(w.bf16[e]);
+    case WeightKind::Q4: {
+      uint8_t byte = w.packed[e / 2];
+      int idx = (e % 2 == 0) ? byte >> 4 : byte & 15;
+      return w.code[idx] * q4_absmax(w, e / w.blocksize, w.dyn_map);
+    }
+    default: return float(w.cb[e]) * (w.scb[r] / 127.0f);
+  }
+}
+
+__device__ __forceinline__ void store_out(float* y, const float* bias, int64_t idx, int64_t r, float v, bool accumulate) {
+  if (bias) v += bias[r];
+  y[idx] = accumulate ? y[idx] + v : v;
+}
+
+// LLM.int8 epilogue for row r, token t: int32 product rescaled, plus the outlier columns in floating point.
+__device__ __forceinline__ float llm_int8_outliers(const DeviceWeight& w, const Int8Scratch& s, const float* x,
+                                                   int64_t r, int t, int lane) {
+  const int n_out = *s.n_outliers;
+  const float wscale = w.scb[r] / 127.0f;
+  float extra = 0;
+  for (int k = lane; k < n_out; k += 32) {
+    int c = s.outliers[k];
+    extra += x[int64_t(t) * w.in + c] * (float(w.cb[r * w.in + c]) * wscale);
+  }
+  return warp_sum(extra);
+}
+
+// Vectorized matrix-vector kernel: each lane takes 16-byte chunks of kRowsPerWarp rows; NT = token count bound.
+template <WeightKind K, int NT>
+__global__ void __launch_bounds__(kWarps * 32) matvec_kernel(DeviceWeight w, const float* __restrict__ x, int n,
+                                                             const float* __restrict__ bias, float* __restrict__ y,
+                                                             bool accumulate, Int8Scratch s8) {
+  // Codebook replicated once per bank: lane L reads column L, so lookups never conflict.
+  __shared__ float code_lut[16 * 32];
+  __shared__ float dyn_map[256];
+  if constexpr (K == WeightKind::Q4) {
+    for (int i = threadIdx.x; i < 16 * 32; i += blockDim.x) code_lut[i] = w.code[i / 32];
+    if (w.absmax_q)
+      for (int i = threadIdx.x; i < 256; i += blockDim.x) dyn_map[i] = w.dyn_map[i];
+    __syncthreads();
+  }
+  const int warp = threadIdx.x / 32, lane = threadIdx.x % 32;
+  const int64_t r0 = (int64_t(blockIdx.x) * kWarps + warp) * kRowsPerWarp;
+  if (r0 >= w.out) return;
+  constexpr int E = K == WeightKind::BF16 ? 8 : K == WeightKind::Q4 ? 32 : 16;  // elements per 16 bytes
+  constexpr size_t chunk_bytes = 16;
+  const int64_t chunks = w.in / E;
+  const uint8_t* base = K == WeightKind::BF16 ? reinterpret_cast<const uint8_t*>(w.bf16)
+                        : K == WeightKind::Q4 ? w.packed
+                                              : reinterpret_cast<const uint8_t*>(w.cb);
+  const int64_t row_stride = chunks * int64_t(chunk_bytes);
+  const int nrows = w.out - r0 < kRowsPerWarp ? int(w.out - r0) : kRowsPerWarp;
+
+  float acc[kRowsPerWarp][NT];
+  int iacc[kRowsPerWarp][NT];
+#pragma unroll
+  for (int rr = 0; rr < kRowsPerWarp; ++rr)
+#pragma unroll
+    for (int t = 0; t < NT; ++t) acc[rr][t] = 0, iacc[rr][t] = 0;
+
+  // kUnroll chunks per row are loaded before any is used: enough bytes in flight to cover the memory latency.
+  for (int64_t j0 = lane; j0 < chunks; j0 += 32 * kUnroll) {
+    uint4 wv_all[kUnroll][kRowsPerWarp];
+#pragma unroll
+    for (int u = 0; u < kUnroll; ++u)
+#pragma unroll
+      for (int rr = 0; rr < kRowsPerWarp; ++rr)
+        if (rr < nrows && j0 + u * 32 < chunks)
+          wv_all[u][rr] = load_stream(base + (r0 + rr) * row_stride + (j0 + u * 32) * chunk_bytes);
+    // Block scales of all those chunks next, so that their loads overlap too (a chunk lies in one block).
+    float scale_all[kUnroll][kRowsPerWarp];
+    if constexpr (K == WeightKind::Q4) {
+#pragma unroll
+      for (int u = 0; u < kUnroll; ++u)
+#pragma unroll
+        for (int rr = 0; rr < kRowsPerWarp; ++rr)
+          scale_all[u][rr] = rr < nrows && j0 + u * 32 < chunks
+                                 ? q4_absmax(w, ((r0 + rr) * w.in + (j0 + u * 32) * E) >> w.block_shift, dyn_map)
+                                 : 0.0f;
+    }
+#pragma unroll
+    for (int u = 0; u < kUnroll; ++u) {
+      const int64_t j = j0 + u * 32;
+      if (j >= chunks) break;
+      const uint4* wv = wv_all[u];
+      const float* scale = scale_all[u];
+      const int64_t c0 = j * E;
+#pragma unroll
+      for (int t = 0; t < NT; ++t) {
+        if (t >= n) break;
+        if constexpr (K == WeightKind::LLMInt8) {
+          int4 xq = *reinterpret_cast<const int4*>(s8.xq + int64_t(t) * w.in + c0);
+#pragma unroll
+          for (int rr = 0; rr < kRowsPerWarp; ++rr) {
+            int a = iacc[rr][t];
+            a = __dp4a(int(wv[rr].x), xq.x, a);
+            a = __dp4a(int(wv[rr].y), xq.y, a);
+            a = __dp4a(int(wv[rr].z), xq.z, a);
+            a = __dp4a(int(wv[rr].w), xq.w, a);
+            iacc[rr][t] = a;
+          }
+        } else {
+          float xv[E];
+          const float4* xp = reinterpret_cast<const float4*>(x + int64_t(t) * w.in + c0);
+#pragma unroll
+          for (int i = 0; i < E / 4; ++i) {
+            float4 f = __ldg(xp + i);
+            xv[4 * i] = f.x, xv[4 * i + 1] = f.y, xv[4 * i + 2] = f.z, xv[4 * i + 3] = f.w;
+          }
+#pragma unroll
+          for (int rr = 0; rr < kRowsPerWarp; ++rr) {
+            const uint32_t wd[4] = {wv[rr].x, wv[rr].y, wv[rr].z, wv[rr].w};
+            float sum = 0;
+            if constexpr (K == WeightKind::BF16) {
+#pragma unroll
+              for (int i = 0; i < 4; ++i)
+                sum += __uint_as_float(wd[i] << 16) * xv[2 * i] + __uint_as_float(wd[i] & 0xffff0000u) * xv[2 * i + 1];
+            } else if constexpr (K == WeightKind::Int8) {
+#pragma unroll
+              for (int i = 0; i < 16; ++i) sum += int8_to_float(wd[i / 4], i % 4) * xv[i];
+            } else {
+              // Byte i of the chunk holds elements 2i (high nibble) and 2i + 1 (low nibble).
+#pragma unroll
+              for (int i = 0; i < 16; ++i) {
+                uint32_t byte = (wd[i / 4] >> (8 * (i % 4))) & 0xff;
+                sum += code_lut[(byte >> 4) * 32 + lane] * xv[2 * i] + code_lut[(byte & 15) * 32 + lane] * xv[2 * i + 1];
+              }
+              sum *= scale[rr];
+            }
+            acc[rr][t] += sum;
+          }
+        }
+      }
+    }
+  }
+#pragma unroll
+  for (int rr = 0; rr < kRowsPerWarp; ++rr) {
+    if (rr >= nrows) break;
+    const int64_t r = r0 + rr;
+#pragma unroll
+    for (int t = 0; t < NT; ++t) {
+      if (t >= n) break;
+      float v;
+      if constexpr (K == WeightKind::LLMInt8) {
+        int tot = warp_sum_i(iacc[rr][t]);
+        float extra = llm_int8_outliers(w, s8, x, r, t, lane);
+        v = float(tot) * (s8.sca[t] * w.scb[r] / (127.0f * 127.0f)) + extra;
+      } else {
+        v = warp_sum(acc[rr][t]);
+        if constexpr (K == WeightKind::Int8) v *= w.scb[r] / 127.0f;
+      }
+      if (lane == 0) store_out(y, bias, int64_t(t) * w.out + r, r, v, accumulate);
+    }
+  }
+}
+
+// Any shape: one warp per output row, one element per lane step.
+__global__ void matvec_scalar_kernel(DeviceWeight w, const float* __restrict__ x, int n, const float* __restrict__ bias,
+                                     float* __restrict__ y, bool accumulate, Int8Scratch s8) {
+  const int warp = threadIdx.x / 32, lane = threadIdx.x % 32;
+  const int64_t r = int64_t(blockIdx.x) * kWarps + warp;
+  if (r >= w.out) return;
+  for (int t = 0; t < n; ++t) {
+    float v;
+    if (w.kind == WeightKind::LLMInt8) {
+      int a = 0;
+      for (int64_t c = lane; c < w.in; c += 32) a += int(s8.xq[int64_t(t) * w.in + c]) * int(w.cb[r * w.in + c]);
+      a = warp_sum_i(a);
+      float extra = llm_int8_outliers(w, s8, x, r, t, lane);
+      v = float(a) * (s8.sca[t] * w.scb[r] / (127.0f * 127.0f)) + extra;
+    } else {
+      float a = 0;
+      for (int64_t c = lane; c < w.in; c += 32) a += weight_at(w, r, c) * x[int64_t(t) * w.in + c];
+      v = warp_sum(a);
+    }
+    if (lane == 0) store_out(y, bias, int64_t(t) * w.out + r, r, v, accumulate);
+  }
+}
+
+template <WeightKind K>
+void launch_vec(const DeviceWeight& w, const float* x, int n, const float* bias, float* y, bool acc,
+                const Int8Scratch& s8, cudaStream_t st) {
+  const int64_t rows_per_block = int64_t(kWarps) * kRowsPerWarp;
+  dim3 grid(unsigned((w.out + rows_per_block - 1) / rows_per_block));
+  if (n == 1) matvec_kernel<K, 1><<<grid, kWarps * 32, 0, st>>>(w, x, n, bias, y, acc, s8);
+  else if (n <= 4) matvec_kernel<K, 4><<<grid, kWarps * 32, 0, st>>>(w, x, n, bias, y, acc, s8);
+  else matvec_kernel<K, kMatvecMaxRows><<<grid, kWarps * 32, 0, st>>>(w, x, n, bias, y, acc, s8);
+  BQ_LAUNCHED();
+}
+
+bool aligned16(const void* p) { return (reinterpret_cast<uintptr_t>(p) & 15) == 0; }
+
+// ---------------------------------------------------------------- LLM.int8 activation decomposition
+
+__device__ __forceinline__ float block_max(float v, float* red) {
+  for (int o = 16; o > 0; o >>= 1) v = fmaxf(v, __shfl_xor_sync(0xffffffffu, v, o));
+  if (threadIdx.x % 32 == 0) red[threadIdx.x / 32] = v;
+  __syncthreads();
+  if (threadIdx.x < 32) {
+    v = threadIdx.x < blockDim.x / 32 ? red[threadIdx.x] : 0.0f;
+    for (int o = 16; o > 0; o >>= 1) v = fmaxf(v, __shfl_xor_sync(0xffffffffu, v, o));
+    if (threadIdx.x == 0) red[0] = v;
+  }
+  __syncthreads();
+  v = red[0];
+  __syncthreads();
+  return v;
+}
+
+// SCA[t] = max |x[t, c]| over the elements below the threshold (one block per token).
+__global__ void int8_sca_kernel(const float* x, int cols, float thr, float* sca) {
+  __shared__ float red[32];
+  const float* xt = x + int64_t(blockIdx.x) * cols;
+  float m = 0;
+  for (int c = threadIdx.x; c < cols; c += blockDim.x) {
+    float a = fabsf(xt[c]);
+    if (thr <= 0 || a < thr) m = fmaxf(m, a);
+  }
+  m = block_max(m, red);
+  if (threadIdx.x == 0) sca[blockIdx.x] = m;
+}
+
+// Column c is an outlier when any token has |x| >= threshold.
+__global__ void int8_flags_kernel(const float* x, int n, int cols, float thr, uint8_t* flags) {
+  int c = blockIdx.x * blockDim.x + threadIdx.x;
+  if (c >= cols) return;
+  uint8_t f = 0;
+  if (thr > 0)
+    for (int t = 0; t < n; ++t) f |= fabsf(x[int64_t(t) * cols + c]) >= thr;
+  flags[c] = f;
+}
+
+// round_half_to_even(x * 127 / SCA) in double, exactly as the CPU path; outlier columns zeroed.
+__global__ void int8_quant_kernel(const float* x, int n, int cols, const float* sca, const uint8_t* flags, int8_t* xq) {
+  int64_t i = int64_t(blockIdx.x) * blockDim.x + threadIdx.x;
+  if (i >= int64_t(n) * cols) return;
+  int t = int(i / cols), c = int(i % cols);
+  float s = sca[t];
+  int8_t q = 0;
+  if (s != 0 && !flags[c]) q = int8_t(__double2int_rn(double(x[i]) * 127.0 / double(s)));
+  xq[i] = q;
+}
+
+// Ascending list of flagged columns (one block of 1024 threads, warp ballots and a running offset).
+__global__ void int8_compact_kernel(const uint8_t* flags, int cols, int* list, int* count) {
+  __shared__ int warp_counts[32];
+  __shared__ int running;
+  if (threadIdx.x == 0) running = 0;
+  __syncthreads();
+  const int warp = threadIdx.x / 32, lane = threadIdx.x % 32;
+  for (int base = 0; base < cols; base += blockDim.x) {
+    int c = base + threadIdx.x;
+    bool f = c < cols && flags[c];
+    unsigned ballot = __ballot_sync(0xffffffffu, f);
+    if (lane == 0) warp_counts[warp] = __popc(ballot);
+    __syncthreads();
+    int off = running;
+    for (int k = 0; k < warp; ++k) off += warp_counts[k];
+    if (f) list[off + __popc(ballot & ((1u << lane) - 1))] = c;
+    __syncthreads();
+    if (threadIdx.x == 0)
+      for (int k = 0; k < int(blockDim.x / 32); ++k) running += warp_counts[k];
+    __syncthreads();
+  }
+  if (threadIdx.x == 0) *count = running;
+}
+
+// One block per weight row (grid-stride over rows), threads across the row: no 64-bit divisions per element.
+__global__ void dequant_kernel(DeviceWeight w, int64_t row0, int64_t nrows, uint16_t* out) {
+  __shared__ float code[16];
+  if (threadIdx.x < 16 && w.code) code[threadIdx.x] = w.code[threadIdx.x];
+  __syncthreads();
+  const int in = int(w.in);
+  for (int64_t r = blockIdx.x; r < nrows; r += gridDim.x) {
+    const int64_t row = row0 + r;
+    uint16_t* dst = out + r * in;
+    if (w.kind == WeightKind::Q4) {
+      const int64_t e0 = row * in, b0 = e0 / w.blocksize;
+      const int off = int(e0 - b0 * w.blocksize);  // position of the row start inside its block
+      for (int c = threadIdx.x; c < in; c += blockDim.x) {
+        const int64_t e = e0 + c;
+        const uint8_t byte = w.packed[e >> 1];
+        const int idx = (e & 1) ? byte & 15 : byte >> 4;
+        dst[c] = to_bf16_bits(code[idx] * q4_absmax(w, b0 + (off + c) / w.blocksize, w.dyn_map));
+      }
+    } else if (w.kind == WeightKind::BF16) {
+      for (int c = threadIdx.x; c < in; c += blockDim.x) dst[c] = w.bf16[row * in + c];
+    } else {
+      const float scale = w.scb[row] / 127.0f;
+      for (int c = threadIdx.x; c < in; c += blockDim.x) dst[c] = to_bf16_bits(float(w.cb[row * in + c]) * scale);
+    }
+  }
+}
+
+}  // namespace
+
+void matvec(const DeviceWeight& w, const float* x, int n, const float* bias, float* y, bool accumulate,
+            const Int8Scratch* s8, cudaStream_t st) {
+  if (n < 1 || n > kMatvecMaxRows) fail("matvec: {} rows (1..{})", n, kMatvecMaxRows);
+  Int8Scratch s = s8 ? *s8 : Int8Scratch{};
+  if (w.kind == WeightKind::LLMInt8 && !s8) fail("matvec: LLM.int8 needs its activation scratch");
+  const int E = w.kind == WeightKind::BF16 ? 8 : w.kind == WeightKind::Q4 ? 32 : 16;
+  const void* base = w.kind == WeightKind::BF16 ? static_cast<const void*>(w.bf16)
+                     : w.kind == WeightKind::Q4 ? static_cast<const void*>(w.packed)
+                                                : static_cast<const void*>(w.cb);
+  DeviceWeight wk = w;
+  wk.block_shift = 0;
+  while ((1 << wk.block_shift) < w.blocksize) ++wk.block_shift;
+  const bool pow2 = (1 << wk.block_shift) == w.blocksize;
+  bool vec = w.in % E == 0 && aligned16(base) && aligned16(x) &&
+             (w.kind != WeightKind::Q4 || (w.blocksize % 32 == 0 && pow2));
+  if (w.kind == WeightKind::LLMInt8) vec = vec && aligned16(s.xq);
+  if (!vec) {
+    matvec_scalar_kernel<<<unsigned((w.out + kWarps - 1) / kWarps), kWarps * 32, 0, st>>>(w, x, n, bias, y, accumulate, s);
+    BQ_LAUNCHED();
+    return;
+  }
+  switch (w.kind) {
+    case WeightKind::BF16: return launch_vec<WeightKind::BF16>(wk, x, n, bias, y, accumulate, s, st);
+    case WeightKind::Q4: return launch_vec<WeightKind::Q4>(wk, x, n, bias, y, accumulate, s, st);
+    case WeightKind::Int8: return launch_vec<WeightKind::Int8>(wk, x, n, bias, y, accumulate, s, st);
+    case WeightKind::LLMInt8: return launch_vec<WeightKind::LLMInt8>(wk, x, n, bias, y, accumulate, s, st);
+  }
+}
+
+void llm_int8_prepare(const float* x, int n, int cols, float threshold, const Int8Scratch& s, cudaStream_t st) {
+  int8_sca_kernel<<<n, 256, 0, st>>>(x, cols, threshold, s.sca);
+  BQ_LAUNCHED();
+  int8_flags_kernel<<<(cols + 255) / 256, 256, 0, st>>>(x, n, cols, threshold, s.flags);
+  BQ_LAUNCHED();
+  int64_t total = int64_t(n) * cols;
+  int8_quant_kernel<<<unsigned((total + 255) / 256), 256, 0, st>>>(x, n, cols, s.sca, s.flags, s.xq);
+  BQ_LAUNCHED();
+  int8_compact_kernel<<<1, 1024, 0, st>>>(s.flags, cols, s.outliers, s.n_outliers);
+  BQ_LAUNCHED();
+}
+
+void dequantize_rows(const DeviceWeight& w, int64_t row0, int64_t nrows, uint16_t* out, cudaStream_t st) {
+  unsigned blocks = unsigned(std::min<int64_t>(nrows, 132 * 16));
+  dequant_kernel<<<blocks, 256, 0, st>>>(w, row0, nrows, out);
+  BQ_LAUNCHED();
+}
+
+void gemm_bf16(cublasHandle_t h, const uint16_t* x, const uint16_t* w, int n, int m, int k, float* y, int ldy,
+               bool accumulate) {
+  // Row-major y[n, m] = x[n, k] · w[m, k]ᵀ is column-major yᵀ[m, n] = w(k×m col-major)ᵀ · xᵀ(k×n col-major).
+  const float alpha = 1.0f, beta = accumulate ? 1.0f : 0.0f;
+  BQ_CUBLAS(cublasGemmEx(h, CUBLAS_OP_T, CUBLAS_OP_N, m, n, k, &alpha, w, CUDA_R_16BF, k, x, CUDA_R_16BF, k, &beta, y,
+                         CUDA_R_32F, ldy, CUBLAS_COMPUTE_32F, CUBLAS_GEMM_DEFAULT));
+}
+
+}  // namespace bq::cuda

@@ -1,0 +1,105 @@
+// CUDA kernels of the forward pass, declared once; host-callable launchers over device pointers on one stream.
+// Activations are fp32 [rows, width] unless said otherwise; 16-bit weights and the KV cache are bf16 (uint16_t
+// bit patterns here, so that plain C++ can include this header).
+#pragma once
+#include <cstddef>
+#include <cstdint>
+#include <cublas_v2.h>
+#include <cuda_runtime.h>
+
+namespace bq::cuda {
+
+// Rows up to which a linear layer runs as matrix-vector kernels that read the weights once; above, as a GEMM.
+constexpr int kMatvecMaxRows = 16;
+
+enum class WeightKind { BF16, Q4, Int8, LLMInt8 };
+
+// A [out, in] weight on the device, in one of the formats (views; the owner is the caller).
+struct DeviceWeight {
+  WeightKind kind = WeightKind::BF16;
+  int64_t out = 0, in = 0;
+  const uint16_t* bf16 = nullptr;  // BF16
+  // Q4 (bitsandbytes NF4/FP4): packed nibbles over the flat element index, even element in the high nibble.
+  const uint8_t* packed = nullptr;
+  const float* code = nullptr;      // 16 fp32 code values (device)
+  int blocksize = 64;
+  int block_shift = -1;             // log2(blocksize) when a power of two (set by matvec)
+  const float* absmax = nullptr;    // without double quant
+  const uint8_t* absmax_q = nullptr;  // with double quant: dynamic-map index per block
+  const float* absmax2 = nullptr;   // per 256 blocks
+  const float* dyn_map = nullptr;   // 256 fp32 (device)
+  float offset = 0;
+  // Int8 / LLMInt8: row-major codes and per-row max |W|.
+  const int8_t* cb = nullptr;
+  const float* scb = nullptr;
+  float threshold = 0;              // LLMInt8 outlier threshold (0: plain W8A8)
+  size_t bytes() const;             // bytes a pass over the weight reads
+};
+
+// Workspace for the LLM.int8 activation decomposition (sized for rows × cols).
+struct Int8Scratch {
+  int8_t* xq = nullptr;   // [rows, cols] int8 activations, outlier columns zeroed
+  float* sca = nullptr;   // [rows] per-token scale
+  int* outliers = nullptr;  // [cols] ascending outlier column indices
+  int* n_outliers = nullptr;  // [1]
+  uint8_t* flags = nullptr;   // [cols]
+};
+
+// y[n, out] (=|+=) x[n, in] · Wᵀ (+ bias), n <= kMatvecMaxRows, each weight byte read once.
+void matvec(const DeviceWeight& w, const float* x, int n, const float* bias, float* y, bool accumulate,
+            const Int8Scratch* s8, cudaStream_t st);
+
+// LLM.int8 activation decomposition of x[n, cols] into s (outlier columns over the whole batch, per-token SCA,
+// int8 codes), as bitsandbytes does before its int8 product.
+void llm_int8_prepare(const float* x, int n, int cols, float threshold, const Int8Scratch& s, cudaStream_t st);
+
+// Dequantizes weight rows [row0, row0 + nrows) to bf16 (row-major) into out.
+void dequantize_rows(const DeviceWeight& w, int64_t row0, int64_t nrows, uint16_t* out, cudaStream_t st);
+
+// y[n, m] (=|+=) x[n, k] · W[m, k]ᵀ, bf16 operands, fp32 output and accumulation, through cuBLAS.
+// y has row stride ldy (>= m), so that tiles of output columns can be written in place.
+void gemm_bf16(cublasHandle_t h, const uint16_t* x, const uint16_t* w, int n, int m, int k, float* y, int ldy,
+               bool accumulate);
+
+void to_bf16(const float* x, int64_t n, uint16_t* out, cudaStream_t st);
+void add_bias(float* y, const float* bias, int n, int m, cudaStream_t st);  // y[i, :] += bias
+// out[i] = weight * x[i] / rms(x[i]) for rows of width d.
+void rmsnorm(const float* x, const float* weight, float* out, int n, int d, float eps, cudaStream_t st);
+// gate = silu(gate) * up over n values.
+void silu_mul(float* gate, const float* up, int64_t n, cudaStream_t st);
+
+// Where each row of a step reads and writes its sequence's cache: layer l, position p of K is
+// k + (l * capacity + p) * kv_dim.
+struct RowInfo {
+  int pos;
+  int capacity;
+  uint16_t* k;
+  uint16_t* v;
+};
+
+// Rotates q [n, n_heads*hd] in place and k [n, kv_dim] (HF rotate_half, angle = pos * inv_freq in fp32), then
+// stores k and v as bf16 into each row's cache at (layer, pos).
+void rope_store(float* q, const float* k, const float* v, const RowInfo* rows, int n, int layer, int n_heads,
+                int n_kv_heads, int hd, const float* inv_freq, cudaStream_t st);
+
+// Causal attention of each row over positions 0..pos of its cache, GQA. out: [n, n_heads*hd]. The positions are
+// split into chunks processed in parallel then combined; partial needs attention_partial_floats() floats.
+int attention_splits(int n, int n_kv_heads, int max_positions);
+size_t attention_partial_floats(int n, int n_heads, int hd, int splits);
+void attention(const float* q, const RowInfo* rows, int n, int layer, int n_heads, int n_kv_heads, int hd,
+               int splits, int max_positions, float* partial, float* out, cudaStream_t st);
+
+// Index of the largest value of each of n rows of width v (first on ties).
+void argmax_rows(const float* x, int n, int v, int* out, cudaStream_t st);
+
+// Synthetic weights drawn on the device from a counter-based hash of (seed, index): normal(0, std) approx. bf16,
+// uniform bytes, uniform floats in [lo, hi).
+void fill_normal_bf16(uint16_t* p, size_t n, uint64_t seed, float std, cudaStream_t st);
+void fill_bytes(uint8_t* p, size_t n, uint64_t seed, uint8_t lo, uint8_t hi, cudaStream_t st);
+void fill_uniform(float* p, size_t n, uint64_t seed, float lo, float hi, cudaStream_t st);
+// Embedding rows of a synthetic model, computed from (seed, token, i) instead of stored.
+void synthetic_embed(const int* tokens, int n, int hidden, uint64_t seed, float std, float* out, cudaStream_t st);
+// out[i, :] = table[tokens[i], :] for a bf16 table on the device.
+void embed_bf16(const uint16_t* table, const int* tokens, int n, int hidden, float* out, cudaStream_t st);
+
+}  // namespace bq::cuda

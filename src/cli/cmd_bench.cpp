@@ -1,0 +1,202 @@
+// biomedq bench: prefill and decode speed and memory of the CUDA backend at one precision, against the copy
+// bandwidth and cuBLAS GEMM rate measured in the same run. What is counted is written in docs/benchmarks/NOTES.md.
+#include <chrono>
+#include <cmath>
+#include <ctime>
+#include <iostream>
+#include <nlohmann/json.hpp>
+#include <optional>
+#include <random>
+
+#include "cli/commands.h"
+#include "core/error.h"
+#include "model/model.h"
+#include "model/quantize_model.h"
+#ifdef BIOMEDQ_HAVE_CUDA
+#include "backend/cuda/allocator.h"
+#include "backend/cuda/ceilings.h"
+#include "backend/cuda/cuda_forward.h"
+#endif
+
+namespace bq::cli {
+
+namespace {
+
+struct BenchArgs {
+  std::string model, synthetic, precision = "bf16", double_quant = "on", device = "cuda";
+  int batch = 1, prompt_len = 512, gen_len = 128, reps = 3;
+  uint64_t seed = 1;
+  bool json = false;
+};
+
+struct Stat {
+  std::vector<double> v;
+  double mean() const {
+    double s = 0;
+    for (double x : v) s += x;
+    return v.empty() ? 0 : s / double(v.size());
+  }
+  double sd() const {
+    if (v.size() < 2) return 0;
+    double m = mean(), s = 0;
+    for (double x : v) s += (x - m) * (x - m);
+    return std::sqrt(s / double(v.size() - 1));
+  }
+  nlohmann::json to_json() const { return {{"mean", mean()}, {"sd", sd()}, {"values", v}}; }
+};
+
+#ifdef BIOMEDQ_HAVE_CUDA
+std::optional<quant::QuantOptions> quant_options(const BenchArgs& a) {
+  if (a.precision == "bf16") return std::nullopt;
+  quant::QuantOptions q;
+  if (a.precision == "nf4") q.scheme = quant::Scheme::NF4;
+  else if (a.precision == "fp4") q.scheme = quant::Scheme::FP4;
+  else if (a.precision == "int8") q.scheme = quant::Scheme::Int8;
+  else if (a.precision == "llm-int8") q.scheme = quant::Scheme::LLMInt8;
+  else fail("--precision: unknown '{}' (bf16, int8, llm-int8, nf4, fp4)", a.precision);
+  q.double_quant = a.double_quant == "on";
+  return q;
+}
+
+double seconds_since(std::chrono::steady_clock::time_point t0) {
+  return std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+}
+
+void run_bench(const BenchArgs& a) {
+  if (a.batch < 1 || a.prompt_len < 1 || a.gen_len < 2 || a.reps < 1) fail("bench: batch, prompt-len, reps >= 1, gen-len >= 2");
+  if (cuda::device_count() == 0) fail("--device cuda: no CUDA device is available");
+  auto qopt = quant_options(a);
+  const double copy_gbs = cuda::measure_copy_gbs();
+  const double gemm_tflops = cuda::measure_gemm_tflops();
+  cuda::reset_peak_memory();
+
+  Model host_model;
+  std::unique_ptr<CudaForward> fwd;
+  if (!a.synthetic.empty()) {
+    fwd = CudaForward::synthetic(preset_config(a.synthetic), qopt, a.seed);
+  } else {
+    host_model = load_model(a.model);
+    if (qopt) quantize_model(host_model, *qopt);
+    fwd = std::make_unique<CudaForward>(host_model);
+  }
+  const ModelConfig& c = fwd->config();
+  const int B = a.batch, P = a.prompt_len, G = a.gen_len, steps = G - 1;
+  if (P + G > c.max_positions) fail("bench: prompt-len + gen-len = {} exceeds the model's {} positions", P + G, c.max_positions);
+
+  // Bytes a decode step must read: weights (+ lm_head) once, and each row's keys and values so far.
+  const double kv_row_pos = 2.0 * 2.0 * double(c.kv_dim()) * c.n_layers;  // K and V, bf16, all layers
+  double kv_bytes_all_steps = 0;
+  for (int s = 0; s < steps; ++s) kv_bytes_all_steps += double(B) * (P + s + 1) * kv_row_pos;
+  const double decode_bytes = double(fwd->step_weight_bytes()) * steps + kv_bytes_all_steps;
+  // Prefill FLOPs: every linear of every prompt token, lm_head for the B last tokens, causal attention (QK and PV).
+  double linear_params = 0;
+  {
+    const double H = c.hidden, Q = c.q_dim(), KV = c.kv_dim(), I = c.intermediate;
+    linear_params = c.n_layers * (H * Q * 2 + H * KV * 2 + 3 * H * I);
+  }
+  const double attn_flops = 4.0 * c.head_dim * c.n_heads * c.n_layers * (double(P) * (P + 1) / 2) * B;
+  const double prefill_flops = 2.0 * linear_params * B * P + 2.0 * double(c.vocab) * c.hidden * B + attn_flops;
+
+  Stat prefill_tps, decode_tps, ms_per_step, ttft_ms, decode_gbs, prefill_tflops;
+  std::mt19937 rng(unsigned(a.seed));
+  for (int rep = 0; rep <= a.reps; ++rep) {  // rep 0 warms up (graphs, cuBLAS heuristics, scratch)
+    std::vector<int> seqs;
+    ForwardBatch pre;
+    for (int b = 0; b < B; ++b) {
+      seqs.push_back(fwd->open_sequence(P + G));
+      for (int i = 0; i < P; ++i) pre.tokens.push_back(int32_t(rng() % uint32_t(c.vocab))), pre.seq.push_back(seqs.back());
+      pre.logit_rows.push_back(int(pre.tokens.size()) - 1);
+    }
+    fwd->synchronize();
+    auto t0 = std::chrono::steady_clock::now();
+    fwd->run_device(pre);
+    std::vector<int32_t> next = fwd->argmax_last();
+    const double ttft = seconds_since(t0);
+    ForwardBatch step;
+    step.seq = seqs;
+    for (int b = 0; b < B; ++b) step.logit_rows.push_back(b);
+    t0 = std::chrono::steady_clock::now();
+    for (int s = 0; s < steps; ++s) {
+      step.tokens = next;
+      fwd->run_device(step);
+      next = fwd->argmax_last();
+    }
+    const double dec = seconds_since(t0);
+    for (int id : seqs) fwd->close_sequence(id);
+    if (rep == 0) continue;
+    prefill_tps.v.push_back(double(B) * P / ttft);
+    ttft_ms.v.push_back(ttft * 1e3);
+    prefill_tflops.v.push_back(prefill_flops / ttft / 1e12);
+    decode_tps.v.push_back(double(B) * steps / dec);
+    ms_per_step.v.push_back(dec / steps * 1e3);
+    decode_gbs.v.push_back(decode_bytes / dec / 1e9);
+  }
+  auto mem = cuda::memory_stats();
+  char date[32];
+  std::time_t now = std::time(nullptr);
+  std::strftime(date, sizeof date, "%Y-%m-%d", std::gmtime(&now));
+  nlohmann::json j = {
+      {"device", cuda::device_name()},
+      {"date", date},
+      {"model", a.synthetic.empty() ? a.model : "synthetic:" + a.synthetic},
+      {"precision", a.precision},
+      {"double_quant", qopt && (qopt->scheme == quant::Scheme::NF4 || qopt->scheme == quant::Scheme::FP4) ? a.double_quant == "on" : false},
+      {"batch", B}, {"prompt_len", P}, {"gen_len", G}, {"reps", a.reps},
+      {"copy_gbs", copy_gbs}, {"cublas_bf16_tflops", gemm_tflops},
+      {"prefill_tokens_per_s", prefill_tps.to_json()}, {"ttft_ms", ttft_ms.to_json()},
+      {"prefill_tflops", prefill_tflops.to_json()}, {"prefill_flops", prefill_flops},
+      {"decode_tokens_per_s", decode_tps.to_json()}, {"decode_ms_per_step", ms_per_step.to_json()},
+      {"decode_gbs", decode_gbs.to_json()}, {"decode_bytes_per_step", decode_bytes / steps},
+      {"decode_fraction_of_copy", decode_gbs.mean() / copy_gbs},
+      {"prefill_fraction_of_cublas", prefill_tflops.mean() / gemm_tflops},
+      {"weights_bytes", fwd->weight_bytes()}, {"step_weight_bytes", fwd->step_weight_bytes()},
+      {"allocator_peak_bytes", mem.peak}, {"device_peak_bytes", mem.device_used_peak},
+      {"device_total_bytes", mem.device_total}};
+  if (a.json) {
+    std::cout << j.dump(2) << "\n";
+    return;
+  }
+  auto pm = [](const Stat& s, int prec = 1) { return fmt::format("{:.{}f} ± {:.{}f}", s.mean(), prec, s.sd(), prec); };
+  const double gib = double(1ull << 30);
+  fmt::print("{} | {} | {} batch {} prompt {} gen {} ({} reps)\n", j["device"].get<std::string>(), j["model"].get<std::string>(),
+             a.precision, B, P, G, a.reps);
+  fmt::print("  prefill   {} tok/s, TTFT {} ms, {} TFLOP/s ({:.0f}% of cuBLAS {:.0f})\n", pm(prefill_tps, 0), pm(ttft_ms, 2),
+             pm(prefill_tflops), 100 * prefill_tflops.mean() / gemm_tflops, gemm_tflops);
+  fmt::print("  decode    {} tok/s, {} ms/step, {} GB/s ({:.0f}% of copy {:.0f})\n", pm(decode_tps), pm(ms_per_step, 3),
+             pm(decode_gbs, 0), 100 * decode_gbs.mean() / copy_gbs, copy_gbs);
+  fmt::print("  memory    weights {:.2f} GiB, allocator peak {:.2f} GiB, device peak {:.2f} GiB (incl. context)\n",
+             double(fwd->weight_bytes()) / gib, double(mem.peak) / gib, double(mem.device_used_peak) / gib);
+}
+#endif
+
+}  // namespace
+
+void register_bench_command(CLI::App& app) {
+  auto a = std::make_shared<BenchArgs>();
+  auto* cmd = app.add_subcommand("bench", "Measure prefill/decode speed and memory of the CUDA backend");
+  auto* src = cmd->add_option_group("source");
+  src->add_option("--model", a->model, "Hugging Face checkpoint folder");
+  src->add_option("--synthetic", a->synthetic, "preset of random weights generated on the GPU (e.g. llama-3.1-8b)");
+  src->require_option(1);
+  cmd->add_option("--precision", a->precision, "bf16 | int8 | llm-int8 | nf4 | fp4")->check(
+      CLI::IsMember({"bf16", "int8", "llm-int8", "nf4", "fp4"}));
+  cmd->add_option("--double-quant", a->double_quant, "4-bit: quantize the block maxima too (on | off)")
+      ->check(CLI::IsMember({"on", "off"}));
+  cmd->add_option("--device", a->device, "cuda (the CPU path has its own benchmarks)");
+  cmd->add_option("--batch", a->batch, "sequences decoded together");
+  cmd->add_option("--prompt-len", a->prompt_len, "prompt tokens per sequence");
+  cmd->add_option("--gen-len", a->gen_len, "tokens generated per sequence (the first comes from prefill)");
+  cmd->add_option("--reps", a->reps, "timed repetitions after one warm-up");
+  cmd->add_option("--seed", a->seed, "random weights and prompts");
+  cmd->add_flag("--json", a->json, "print one JSON object");
+  cmd->callback([a] {
+    if (a->device != "cuda") fail("bench measures the CUDA backend: pass --device cuda");
+#ifdef BIOMEDQ_HAVE_CUDA
+    run_bench(*a);
+#else
+    fail("--device cuda needs a build with CUDA: cmake -DBIOMEDQ_CUDA=ON");
+#endif
+  });
+}
+
+}  // namespace bq::cli
