@@ -1,6 +1,11 @@
 #!/usr/bin/env bash
-# Builds (installing what is missing) and runs the whole test suite.
+# Builds (installing what is missing), fetches the differential-test assets, runs the whole test suite, then the
+# fuzzers for a bounded time.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/setup.sh
+# Real tokenizer files and the reference JavaScript implementations; the tests that need them skip when offline.
+bash scripts/fetch-test-assets.sh || echo "test assets: fetch failed; differential tests will skip"
+bash scripts/fetch-test-assets-jinja.sh || echo "test assets (jinja): fetch failed; template tests will skip"
 ctest --test-dir build --output-on-failure -j "$(nproc)"
+bash scripts/fuzz.sh "${BIOMEDQ_FUZZ_SECONDS:-30}"

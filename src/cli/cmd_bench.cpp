@@ -46,18 +46,6 @@ struct Stat {
 };
 
 #ifdef BIOMEDQ_HAVE_CUDA
-std::optional<quant::QuantOptions> quant_options(const BenchArgs& a) {
-  if (a.precision == "bf16") return std::nullopt;
-  quant::QuantOptions q;
-  if (a.precision == "nf4") q.scheme = quant::Scheme::NF4;
-  else if (a.precision == "fp4") q.scheme = quant::Scheme::FP4;
-  else if (a.precision == "int8") q.scheme = quant::Scheme::Int8;
-  else if (a.precision == "llm-int8") q.scheme = quant::Scheme::LLMInt8;
-  else fail("--precision: unknown '{}' (bf16, int8, llm-int8, nf4, fp4)", a.precision);
-  q.double_quant = a.double_quant == "on";
-  return q;
-}
-
 double seconds_since(std::chrono::steady_clock::time_point t0) {
   return std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
 }
@@ -65,7 +53,7 @@ double seconds_since(std::chrono::steady_clock::time_point t0) {
 void run_bench(const BenchArgs& a) {
   if (a.batch < 1 || a.prompt_len < 1 || a.gen_len < 2 || a.reps < 1) fail("bench: batch, prompt-len, reps >= 1, gen-len >= 2");
   if (cuda::device_count() == 0) fail("--device cuda: no CUDA device is available");
-  auto qopt = quant_options(a);
+  auto qopt = precision_to_quant(a.precision, a.double_quant == "on");
   const double copy_gbs = cuda::measure_copy_gbs();
   const double gemm_tflops = cuda::measure_gemm_tflops();
   cuda::reset_peak_memory();

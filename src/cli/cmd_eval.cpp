@@ -1,4 +1,4 @@
-// `data check`, `rescore`, and the options of `eval` (the lead's eval command fills an EvalConfig with them).
+// `eval`, `data check`, `rescore`, `compare`.
 #include <cstdio>
 
 #include "cli/commands.h"
@@ -86,6 +86,28 @@ void register_eval_commands(CLI::App& app) {
       std::printf("  right->wrong %d, wrong->right %d, McNemar p = %.4g\n", t["right_to_wrong"].get<int>(),
                   t["wrong_to_right"].get<int>(), t["mcnemar"]["p_value"].get<double>());
     }
+  });
+
+  struct EvalArgs {
+    std::string model;
+    EngineOptions engine;
+    eval::EvalConfig cfg;
+  };
+  auto ev = std::make_shared<EvalArgs>();
+  auto* cmd = app.add_subcommand("eval", "evaluate a model on the biomedical tasks: scores with 95% intervals, "
+                                         "latency and memory; resumable");
+  cmd->add_option("--model", ev->model, "Hugging Face checkpoint folder")->required();
+  add_engine_options(cmd, ev->engine);
+  add_eval_options(cmd, ev->cfg);
+  cmd->callback([ev] {
+    Engine engine(ev->model, ev->engine);
+    ev->cfg.model_info = {{"path", std::filesystem::absolute(ev->model).string()},
+                          {"device", ev->engine.device},
+                          {"precision", ev->engine.precision},
+                          {"double_quant", ev->engine.double_quant},
+                          {"blocksize", ev->engine.blocksize}};
+    eval::run_eval(engine, ev->cfg);
+    std::printf("%s\n", (ev->cfg.out_dir / "results.json").string().c_str());
   });
 }
 

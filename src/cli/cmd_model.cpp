@@ -1,7 +1,185 @@
+// synth, generate, logits: the commands that load (or make) a model and run it.
+#include <chrono>
+#include <cstdio>
+#include <iostream>
+#include <sstream>
+
 #include "cli/commands.h"
+#include "core/error.h"
+#include "core/files.h"
+#include "core/npy.h"
+#include "backend/backend.h"
+#include "generate/engine.h"
+#include "model/quantize_model.h"
+#include "model/forward.h"
+#include "tokenizer/tokenizer.h"
 
 namespace bq::cli {
 
-void register_model_commands(CLI::App&) {}
+namespace {
+
+std::vector<int32_t> parse_ids(const std::string& s) {
+  std::vector<int32_t> ids;
+  std::stringstream ss(s);
+  std::string item;
+  while (std::getline(ss, item, ',')) {
+    try {
+      size_t used = 0;
+      long v = std::stol(item, &used);
+      if (used != item.size() || v < 0 || v > INT32_MAX) throw std::invalid_argument(item);
+      ids.push_back(int32_t(v));
+    } catch (const std::exception&) {
+      fail("--ids: '{}' is not a token id", item);
+    }
+  }
+  if (ids.empty()) fail("--ids: no token ids given");
+  return ids;
+}
+
+struct SynthArgs {
+  std::string arch = "llama", preset, out;
+  int hidden = 0, layers = 0, heads = 0, kv_heads = 0, intermediate = 0, vocab = 0;
+  uint64_t seed = 0;
+  size_t shard_mb = 2048;
+};
+
+void run_synth(const SynthArgs& a) {
+  ModelConfig c;
+  if (!a.preset.empty()) {
+    c = preset_config(a.preset);
+  } else {
+    if (!a.hidden || !a.layers || !a.heads || !a.intermediate || !a.vocab)
+      fail("synth: give --preset, or all of --hidden --layers --heads --intermediate --vocab");
+    c = preset_config("tiny");
+    c.hidden = a.hidden;
+    c.n_layers = a.layers;
+    c.n_heads = a.heads;
+    c.n_kv_heads = a.kv_heads ? a.kv_heads : a.heads;
+    c.head_dim = a.hidden / a.heads;
+    c.intermediate = a.intermediate;
+    c.vocab = a.vocab;
+    if (c.hidden % c.n_heads || c.n_heads % c.n_kv_heads) fail("synth: heads must divide hidden and kv-heads heads");
+  }
+  if (a.arch != c.arch) {
+    if (a.arch != "llama" && a.arch != "mistral" && a.arch != "qwen2" && a.arch != "phi3")
+      fail("synth: unknown --arch '{}'", a.arch);
+    c.arch = a.arch;
+    c.attn_bias = a.arch == "qwen2";
+    c.fused_qkv = a.arch == "phi3";
+  }
+  // The synthetic tokenizer decides the special ids; the config agrees with it.
+  auto tok_files = make_synthetic_tokenizer(c.vocab);
+  Tokenizer tok = Tokenizer::from_json(tok_files.tokenizer_json, tok_files.tokenizer_config_json, "synthetic tokenizer");
+  c.bos_id = tok.bos_id();
+  c.eos_ids.assign(tok.eos_ids().begin(), tok.eos_ids().end());
+  std::filesystem::path out = a.out;
+  std::filesystem::create_directories(out);
+  Model m = synthesize_model(c, a.seed);
+  save_synthetic_checkpoint(m, out, a.shard_mb << 20);
+  write_file_atomic(out / "tokenizer.json", tok_files.tokenizer_json);
+  write_file_atomic(out / "tokenizer_config.json", tok_files.tokenizer_config_json);
+  std::printf("wrote %s: %s, %d layers, hidden %d, vocab %d\n", out.c_str(), c.arch.c_str(), c.n_layers, c.hidden, c.vocab);
+}
+
+struct GenerateArgs {
+  std::string model, prompt, system;
+  bool chat = false;
+  SamplingOptions opt;
+  EngineOptions engine;
+};
+
+void run_generate(const GenerateArgs& a) {
+  Engine engine(a.model, a.engine);
+  std::vector<ChatTurn> turns;
+  if (!a.system.empty()) turns.push_back({"system", a.system});
+  turns.push_back({"user", a.prompt});
+  std::string prompt = engine.format_prompt(turns, a.chat);
+  auto r = engine.generate({prompt}, {a.opt})[0];
+  std::printf("%s\n", r.text.c_str());
+  double tps = r.decode_ms > 0 ? 1000.0 * std::max(0, r.generated_tokens - 1) / r.decode_ms : 0;
+  std::fprintf(stderr, "[%d prompt tokens, %d generated (%s); prefill %.1f ms, decode %.1f tokens/s]\n",
+               r.prompt_tokens, r.generated_tokens, r.finish_reason.c_str(), r.prefill_ms, tps);
+}
+
+struct LogitsArgs {
+  std::string model, ids, out;
+  EngineOptions engine;
+};
+
+void run_logits(const LogitsArgs& a) {
+  Model m = load_model(a.model);
+  auto ids = parse_ids(a.ids);
+  for (int32_t id : ids)
+    if (id >= m.cfg.vocab) fail("--ids: {} is outside the vocabulary of {}", id, m.cfg.vocab);
+  if (auto q = precision_to_quant(a.engine.precision, a.engine.double_quant, a.engine.blocksize)) quantize_model(m, *q);
+  auto fwd_ptr = make_forward(m, a.engine.device);
+  ForwardBackend& fwd = *fwd_ptr;
+  ForwardBatch b;
+  int seq = fwd.open_sequence(int(ids.size()));
+  for (size_t i = 0; i < ids.size(); ++i) {
+    b.tokens.push_back(ids[i]);
+    b.seq.push_back(seq);
+    b.logit_rows.push_back(int(i));
+  }
+  std::vector<float> logits(ids.size() * size_t(m.cfg.vocab));
+  fwd.run(b, logits.data());
+  write_npy_f32(a.out, logits.data(), {int64_t(ids.size()), m.cfg.vocab});
+  std::printf("wrote %s: [%zu, %d] float32 logits\n", a.out.c_str(), ids.size(), m.cfg.vocab);
+}
+
+}  // namespace
+
+void add_engine_options(CLI::App* cmd, EngineOptions& e) {
+  cmd->add_option("--device", e.device, "cpu | cuda")->check(CLI::IsMember({"cpu", "cuda"}));
+  cmd->add_option("--precision", e.precision, "bf16 | fp16 | fp32 (stored weights) | int8 | llm-int8 | nf4 | fp4")
+      ->check(CLI::IsMember({"bf16", "fp16", "fp32", "int8", "llm-int8", "nf4", "fp4"}));
+  cmd->add_option_function<std::string>(
+         "--double-quant", [&e](const std::string& v) { e.double_quant = v == "on"; },
+         "4-bit: quantize the block maxima too (on | off; default on, as in the study)")
+      ->check(CLI::IsMember({"on", "off"}));
+  cmd->add_option("--blocksize", e.blocksize, "4-bit block size (32..4096, default 64)");
+}
+
+void register_model_commands(CLI::App& app) {
+  auto synth = std::make_shared<SynthArgs>();
+  auto* s = app.add_subcommand("synth", "Write a random-weight Hugging Face checkpoint with a working tokenizer");
+  s->add_option("--arch", synth->arch, "llama | mistral | qwen2 | phi3")->check(CLI::IsMember({"llama", "mistral", "qwen2", "phi3"}));
+  std::string presets;
+  for (auto& p : preset_names()) presets += (presets.empty() ? "" : ", ") + p;
+  s->add_option("--preset", synth->preset, "Real model shapes: " + presets);
+  s->add_option("--hidden", synth->hidden);
+  s->add_option("--layers", synth->layers);
+  s->add_option("--heads", synth->heads);
+  s->add_option("--kv-heads", synth->kv_heads);
+  s->add_option("--intermediate", synth->intermediate);
+  s->add_option("--vocab", synth->vocab);
+  s->add_option("--seed", synth->seed);
+  s->add_option("--shard-mb", synth->shard_mb, "Largest shard size in MiB");
+  s->add_option("--out", synth->out, "Output folder")->required();
+  s->callback([synth] { run_synth(*synth); });
+
+  auto gen = std::make_shared<GenerateArgs>();
+  auto* g = app.add_subcommand("generate", "Generate text from a prompt");
+  g->add_option("--model", gen->model, "Checkpoint folder")->required();
+  g->add_option("--prompt", gen->prompt, "Prompt text")->required();
+  g->add_flag("--chat", gen->chat, "Wrap the prompt in the model's chat template");
+  g->add_option("--system", gen->system, "System message (with --chat)");
+  g->add_option("--max-new-tokens", gen->opt.max_new_tokens)->check(CLI::Range(0, 1 << 20));
+  g->add_option("--temperature", gen->opt.temperature, "0 = greedy")->check(CLI::Range(0.0, 100.0));
+  g->add_option("--top-p", gen->opt.top_p)->check(CLI::Range(0.0, 1.0));
+  g->add_option("--top-k", gen->opt.top_k)->check(CLI::Range(0, 1 << 30));
+  g->add_option("--seed", gen->opt.seed);
+  g->add_option("--stop", gen->opt.stop, "Stop string (repeatable)");
+  add_engine_options(g, gen->engine);
+  g->callback([gen] { run_generate(*gen); });
+
+  auto lg = std::make_shared<LogitsArgs>();
+  auto* l = app.add_subcommand("logits", "Write next-token logits at every position as a float32 .npy [n_ids, vocab]");
+  l->add_option("--model", lg->model, "Checkpoint folder")->required();
+  l->add_option("--ids", lg->ids, "Comma-separated token ids")->required();
+  l->add_option("--out", lg->out, "Output .npy file")->required();
+  add_engine_options(l, lg->engine);
+  l->callback([lg] { run_logits(*lg); });
+}
 
 }  // namespace bq::cli

@@ -2,6 +2,8 @@
 #pragma once
 #include <CLI/CLI.hpp>
 
+#include "generate/engine.h"
+
 namespace bq::eval {
 struct EvalConfig;
 }
@@ -14,5 +16,7 @@ void register_eval_commands(CLI::App& app);  // data check, rescore, compare (cm
 // The options of `eval` (all but the model's), filling `cfg`; the caller adds --model etc. (cmd_eval.cpp)
 void add_eval_options(CLI::App* cmd, eval::EvalConfig& cfg);
 void register_bench_command(CLI::App& app);  // bench (cmd_bench.cpp)
+// --device, --precision, --double-quant, --blocksize for commands that load a model (cmd_model.cpp)
+void add_engine_options(CLI::App* cmd, EngineOptions& e);
 
 }  // namespace bq::cli

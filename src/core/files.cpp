@@ -24,7 +24,10 @@ std::string read_file(const fs::path& path) {
 
 AtomicFileWriter::AtomicFileWriter(const fs::path& path) : path_(path) {
   fs::path dir = path.has_parent_path() ? path.parent_path() : fs::path(".");
-  tmp_ = (dir / ("." + path.filename().string() + ".tmp" + std::to_string(std::random_device{}()))).string();
+  std::string name = path.filename().string();
+  name.insert(0, 1, '.');
+  name += ".tmp" + std::to_string(std::random_device{}());
+  tmp_ = (dir / name).string();
   fd_ = ::open(tmp_.c_str(), O_WRONLY | O_CREAT | O_EXCL, 0644);
   if (fd_ < 0) fail("{}: cannot create: {}", tmp_, std::strerror(errno));
 }

@@ -1,5 +1,8 @@
 // Quantizes a loaded model's decoder linears in place (not lm_head or embeddings, as transformers + bitsandbytes).
 #pragma once
+#include <optional>
+#include <string>
+
 #include "model/model.h"
 #include "quant/quant.h"
 
@@ -7,5 +10,9 @@ namespace bq {
 
 // Sets Linear::q for q, k, v, o, gate, up and down of every layer, one matrix at a time (no whole-model copy).
 void quantize_model(Model& m, const quant::QuantOptions& opt);
+
+// --precision bf16|fp16|fp32|int8|llm-int8|nf4|fp4 as quantization options; none for the 16/32-bit precisions.
+std::optional<quant::QuantOptions> precision_to_quant(const std::string& precision, bool double_quant = true,
+                                                      int blocksize = 64);
 
 }  // namespace bq

@@ -1,0 +1,88 @@
+#include "generate/engine.h"
+
+#include <algorithm>
+
+#include "backend/backend.h"
+#include "core/error.h"
+#include "model/quantize_model.h"
+#include "tokenizer/chat_template.h"
+
+namespace bq {
+
+Engine::Engine(const std::filesystem::path& model_dir, const EngineOptions& opt)
+    : name_(std::filesystem::absolute(model_dir).lexically_normal().filename().string()),
+      model_(std::make_unique<Model>(load_model(model_dir))),
+      tok_(Tokenizer::load(model_dir)),
+      opt_(opt) {
+  if (auto q = precision_to_quant(opt.precision, opt.double_quant, opt.blocksize)) quantize_model(*model_, *q);
+  fwd_ = make_forward(*model_, opt.device);
+  if (tok_.vocab_size() > model_->cfg.vocab)
+    fail("{}: tokenizer has {} ids but the model's vocabulary is {}", model_dir.string(), tok_.vocab_size(),
+         model_->cfg.vocab);
+  for (int id : model_->cfg.eos_ids) eos_.push_back(id);
+  for (int32_t id : tok_.eos_ids())
+    if (std::find(eos_.begin(), eos_.end(), id) == eos_.end()) eos_.push_back(id);
+}
+
+std::string Engine::format_prompt(const std::vector<ChatTurn>& turns, bool use_chat_template) const {
+  if (use_chat_template) {
+    if (tok_.chat_template().empty()) fail("{}: the model has no chat template (use it without --chat)", name_);
+    std::vector<ChatMessage> msgs;
+    for (auto& t : turns) msgs.push_back({t.role, t.content});
+    ChatTemplateOptions opt;
+    opt.add_generation_prompt = true;
+    opt.bos_token = tok_.bos_token();
+    opt.eos_token = tok_.eos_token();
+    return apply_chat_template(tok_.chat_template(), msgs, opt);
+  }
+  std::string s;
+  for (auto& t : turns) s += (s.empty() ? "" : "\n\n") + t.content;
+  return s;
+}
+
+std::vector<int32_t> Engine::encode_prompt(const std::string& prompt) const {
+  bool has_bos = !tok_.bos_token().empty() && prompt.starts_with(tok_.bos_token());
+  return tok_.encode(prompt, /*add_special=*/!has_bos);
+}
+
+std::vector<GenerationResult> Engine::generate(const std::vector<std::string>& prompts,
+                                               const std::vector<SamplingOptions>& opts) {
+  if (opts.size() != prompts.size()) fail("generate: {} prompts but {} option sets", prompts.size(), opts.size());
+  std::vector<TokenRequest> reqs;
+  for (size_t i = 0; i < prompts.size(); ++i) reqs.push_back({encode_prompt(prompts[i]), opts[i]});
+  // Stop strings: decode what was generated and look for any of them.
+  StopCheck stop = [&](size_t i, const std::vector<int32_t>& gen) {
+    if (opts[i].stop.empty()) return false;
+    std::string text = tok_.decode(gen, /*skip_special=*/true);
+    for (auto& s : opts[i].stop)
+      if (!s.empty() && text.find(s) != std::string::npos) return true;
+    return false;
+  };
+  auto toks = generate_tokens(*fwd_, reqs, eos_, stop);
+  std::vector<GenerationResult> out(prompts.size());
+  for (size_t i = 0; i < prompts.size(); ++i) {
+    GenerationResult& r = out[i];
+    r.text = tok_.decode(toks[i].tokens, /*skip_special=*/true);
+    if (toks[i].finish_reason == "stop")
+      for (auto& s : opts[i].stop)
+        if (auto at = r.text.find(s); !s.empty() && at != std::string::npos) r.text.resize(at);
+    r.prompt_tokens = int(reqs[i].prompt.size());
+    r.generated_tokens = int(toks[i].tokens.size());
+    r.finish_reason = toks[i].finish_reason;
+    r.prefill_ms = toks[i].prefill_ms;
+    r.decode_ms = toks[i].decode_ms;
+  }
+  return out;
+}
+
+nlohmann::json Engine::memory_report() const {
+  size_t weights = 0;
+  for (auto& L : model_->layers)
+    for (const Linear* l : {&L.q, &L.k, &L.v, &L.o, &L.gate, &L.up, &L.down})
+      weights += l->q ? l->q->bytes() : l->weight_bytes();
+  weights += size_t(model_->cfg.vocab) * size_t(model_->cfg.hidden) * dtype_size(model_->embed_dtype);
+  if (!model_->cfg.tie_embeddings) weights += model_->lm_head.weight_bytes();
+  return {{"device", opt_.device}, {"precision", opt_.precision}, {"weight_bytes", weights}};
+}
+
+}  // namespace bq

@@ -1,0 +1,44 @@
+// A model plus its tokenizer and chat template, generating text: what the CLI and the evaluation harness drive.
+#pragma once
+#include <filesystem>
+#include <memory>
+
+#include "generate/generate.h"
+#include "generate/text_generator.h"
+#include "model/forward.h"
+#include "tokenizer/tokenizer.h"
+
+namespace bq {
+
+struct EngineOptions {
+  std::string device = "cpu";  // cpu | cuda
+  std::string precision = "bf16";  // bf16 | fp16 | fp32 | int8 | llm-int8 | nf4 | fp4
+  bool double_quant = true;
+  int blocksize = 64;
+};
+
+class Engine : public TextGenerator {
+ public:
+  Engine(const std::filesystem::path& model_dir, const EngineOptions& opt = {});
+
+  std::string format_prompt(const std::vector<ChatTurn>& turns, bool use_chat_template) const override;
+  std::vector<GenerationResult> generate(const std::vector<std::string>& prompts,
+                                         const std::vector<SamplingOptions>& opts) override;
+  std::string model_name() const override { return name_; }
+  nlohmann::json memory_report() const override;
+
+  const Model& model() const { return *model_; }
+  const Tokenizer& tokenizer() const { return tok_; }
+  // Prompt text to ids: BOS is added unless the text already starts with it (chat templates write it themselves).
+  std::vector<int32_t> encode_prompt(const std::string& prompt) const;
+
+ private:
+  std::string name_;
+  std::unique_ptr<Model> model_;
+  Tokenizer tok_;
+  EngineOptions opt_;
+  std::unique_ptr<ForwardBackend> fwd_;
+  std::vector<int32_t> eos_;
+};
+
+}  // namespace bq
