@@ -71,7 +71,8 @@ void run_synth(const SynthArgs& a) {
   auto tok_files = make_synthetic_tokenizer(c.vocab);
   Tokenizer tok = Tokenizer::from_json(tok_files.tokenizer_json, tok_files.tokenizer_config_json, "synthetic tokenizer");
   c.bos_id = tok.bos_id();
-  c.eos_ids.assign(tok.eos_ids().begin(), tok.eos_ids().end());
+  auto eos = tok.eos_ids();
+  c.eos_ids.assign(eos.begin(), eos.end());
   std::filesystem::path out = a.out;
   std::filesystem::create_directories(out);
   Model m = synthesize_model(c, a.seed);
