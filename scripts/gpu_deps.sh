@@ -5,7 +5,7 @@ set -euo pipefail
 dir=$(realpath "$1")/.deps
 tmp=$(mktemp -d)
 (cd "$tmp" && apt-get download libcli11-dev libfmt-dev libfmt9 libyaml-cpp-dev libyaml-cpp0.7 libpcre2-dev \
-  libpcre2-8-0 libutf8proc-dev libutf8proc2 libgtest-dev nlohmann-json3-dev libssl-dev libssl3 libopenblas-dev libopenblas0-pthread libopenblas-pthread-dev libopenblas0 >/dev/null 2>&1)
+  libpcre2-8-0 libutf8proc-dev libutf8proc2 libgtest-dev nlohmann-json3-dev libssl-dev libssl3 >/dev/null 2>&1)
 rm -rf "$dir" && mkdir -p "$dir"
 for f in "$tmp"/*.deb; do dpkg -x "$f" "$dir"; done
 rm -rf "$tmp"
