@@ -82,7 +82,7 @@ void register_eval_commands(CLI::App& app) {
       for (auto& [metric, d] : t["difference"].items())
         std::printf("  %-18s %+.4f  [%+.4f, %+.4f]%s\n", metric.c_str(), d["b_minus_a"].get<double>(),
                     d["ci95"][0].get<double>(), d["ci95"][1].get<double>(),
-                    metric == t["primary_metric"] ? "  (primary)" : "");
+                    metric == t["primary_metric"].get<std::string>() ? "  (primary)" : "");
       std::printf("  right->wrong %d, wrong->right %d, McNemar p = %.4g\n", t["right_to_wrong"].get<int>(),
                   t["wrong_to_right"].get<int>(), t["mcnemar"]["p_value"].get<double>());
     }
