@@ -7,11 +7,16 @@
 #include <nlohmann/json.hpp>
 #include <optional>
 #include <random>
+#include <cstring>
+#include <span>
+#include <omp.h>
 
 #include "cli/commands.h"
 #include "core/error.h"
 #include "model/model.h"
 #include "model/quantize_model.h"
+#include "generate/sampler.h"
+#include "model/forward.h"
 #ifdef BIOMEDQ_HAVE_CUDA
 #include "backend/cuda/allocator.h"
 #include "backend/cuda/ceilings.h"
@@ -45,11 +50,11 @@ struct Stat {
   nlohmann::json to_json() const { return {{"mean", mean()}, {"sd", sd()}, {"values", v}}; }
 };
 
-#ifdef BIOMEDQ_HAVE_CUDA
 double seconds_since(std::chrono::steady_clock::time_point t0) {
   return std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
 }
 
+#ifdef BIOMEDQ_HAVE_CUDA
 void run_bench(const BenchArgs& a) {
   if (a.batch < 1 || a.prompt_len < 1 || a.gen_len < 2 || a.reps < 1) fail("bench: batch, prompt-len, reps >= 1, gen-len >= 2");
   if (cuda::device_count() == 0) fail("--device cuda: no CUDA device is available");
@@ -157,11 +162,94 @@ void run_bench(const BenchArgs& a) {
 }
 #endif
 
+// The CPU path: the same measurements with a host-memory copy as the bandwidth ceiling.
+double measure_host_copy_gbs() {
+  const size_t n = size_t(256) << 20;
+  std::vector<char> a(n, 1), b(n, 2);
+  double best = 0;
+  for (int i = 0; i < 3; ++i) {
+    auto t0 = std::chrono::steady_clock::now();
+    std::memcpy(b.data(), a.data(), n);
+    double s = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+    best = std::max(best, 2.0 * double(n) / s / 1e9);  // bytes read + written
+  }
+  return best + double(b[n / 2]) * 0;  // keep the copy observable
+}
+
+void run_cpu_bench(const BenchArgs& a) {
+  if (a.batch < 1 || a.prompt_len < 1 || a.gen_len < 2 || a.reps < 1) fail("bench: batch, prompt-len, reps >= 1, gen-len >= 2");
+  auto qopt = precision_to_quant(a.precision, a.double_quant == "on");
+  const double copy_gbs = measure_host_copy_gbs();
+  Model m = a.synthetic.empty() ? load_model(a.model) : synthesize_model(preset_config(a.synthetic), a.seed);
+  if (qopt) quantize_model(m, *qopt);
+  CpuForward fwd(m);
+  const ModelConfig& c = m.cfg;
+  const int B = a.batch, P = a.prompt_len, G = a.gen_len, steps = G - 1;
+  if (P + G > c.max_positions) fail("bench: prompt-len + gen-len = {} exceeds the model's {} positions", P + G, c.max_positions);
+  double weight_bytes = double(m.lm_head.weight_bytes());
+  for (auto& L : m.layers)
+    for (const Linear* l : {&L.q, &L.k, &L.v, &L.o, &L.gate, &L.up, &L.down})
+      weight_bytes += double(l->q ? l->q->bytes() : l->weight_bytes());
+  const double kv_row_pos = 2.0 * 4.0 * double(c.kv_dim()) * c.n_layers;  // K and V, fp32, all layers
+  double kv_bytes = 0;
+  for (int s = 0; s < steps; ++s) kv_bytes += double(B) * (P + s + 1) * kv_row_pos;
+  const double decode_bytes = weight_bytes * steps + kv_bytes;
+  Stat prefill_tps, decode_tps, ms_per_step, decode_gbs;
+  std::mt19937 rng(unsigned(a.seed));
+  std::vector<float> logits(size_t(B) * size_t(c.vocab));
+  for (int rep = 0; rep <= a.reps; ++rep) {  // rep 0 warms up
+    std::vector<int> seqs;
+    ForwardBatch pre;
+    for (int b = 0; b < B; ++b) {
+      seqs.push_back(fwd.open_sequence(P + G));
+      for (int i = 0; i < P; ++i) pre.tokens.push_back(int32_t(rng() % uint32_t(c.vocab))), pre.seq.push_back(seqs.back());
+      pre.logit_rows.push_back(int(pre.tokens.size()) - 1);
+    }
+    auto t0 = std::chrono::steady_clock::now();
+    fwd.run(pre, logits.data());
+    const double ttft = seconds_since(t0);
+    ForwardBatch step;
+    step.seq = seqs;
+    for (int b = 0; b < B; ++b) step.logit_rows.push_back(b);
+    t0 = std::chrono::steady_clock::now();
+    for (int s = 0; s < steps; ++s) {
+      step.tokens.clear();
+      for (int b = 0; b < B; ++b)
+        step.tokens.push_back(argmax(std::span<const float>(logits.data() + size_t(b) * size_t(c.vocab), size_t(c.vocab))));
+      fwd.run(step, logits.data());
+    }
+    const double dec = seconds_since(t0);
+    for (int id : seqs) fwd.close_sequence(id);
+    if (rep == 0) continue;
+    prefill_tps.v.push_back(double(B) * P / ttft);
+    decode_tps.v.push_back(double(B) * steps / dec);
+    ms_per_step.v.push_back(dec / steps * 1e3);
+    decode_gbs.v.push_back(decode_bytes / dec / 1e9);
+  }
+  nlohmann::json j = {{"device", "cpu"}, {"threads", omp_get_max_threads()},
+                      {"model", a.synthetic.empty() ? a.model : "synthetic:" + a.synthetic},
+                      {"precision", a.precision}, {"batch", B}, {"prompt_len", P}, {"gen_len", G}, {"reps", a.reps},
+                      {"host_copy_gbs", copy_gbs}, {"prefill_tokens_per_s", prefill_tps.to_json()},
+                      {"decode_tokens_per_s", decode_tps.to_json()}, {"decode_ms_per_step", ms_per_step.to_json()},
+                      {"decode_gbs", decode_gbs.to_json()}, {"decode_bytes_per_step", decode_bytes / steps},
+                      {"decode_fraction_of_copy", decode_gbs.mean() / copy_gbs}, {"weights_bytes", weight_bytes},
+                      {"kv_cache_bytes_at_end", double(B) * (P + G) * kv_row_pos}};
+  if (a.json) {
+    std::cout << j.dump(2) << "\n";
+    return;
+  }
+  fmt::print("cpu ({} threads) | {} | {} batch {} prompt {} gen {} ({} reps)\n", omp_get_max_threads(),
+             j["model"].get<std::string>(), a.precision, B, P, G, a.reps);
+  fmt::print("  prefill {:.1f} ± {:.1f} tok/s; decode {:.2f} ± {:.2f} tok/s, {:.1f} GB/s ({:.0f}% of copy {:.1f})\n",
+             prefill_tps.mean(), prefill_tps.sd(), decode_tps.mean(), decode_tps.sd(), decode_gbs.mean(),
+             100 * decode_gbs.mean() / copy_gbs, copy_gbs);
+}
+
 }  // namespace
 
 void register_bench_command(CLI::App& app) {
   auto a = std::make_shared<BenchArgs>();
-  auto* cmd = app.add_subcommand("bench", "Measure prefill/decode speed and memory of the CUDA backend");
+  auto* cmd = app.add_subcommand("bench", "Measure prefill/decode speed and memory (CUDA or CPU backend)");
   auto* src = cmd->add_option_group("source");
   src->add_option("--model", a->model, "Hugging Face checkpoint folder");
   src->add_option("--synthetic", a->synthetic, "preset of random weights generated on the GPU (e.g. llama-3.1-8b)");
@@ -170,7 +258,7 @@ void register_bench_command(CLI::App& app) {
       CLI::IsMember({"bf16", "int8", "llm-int8", "nf4", "fp4"}));
   cmd->add_option("--double-quant", a->double_quant, "4-bit: quantize the block maxima too (on | off)")
       ->check(CLI::IsMember({"on", "off"}));
-  cmd->add_option("--device", a->device, "cuda (the CPU path has its own benchmarks)");
+  cmd->add_option("--device", a->device, "cuda | cpu")->check(CLI::IsMember({"cpu", "cuda"}));
   cmd->add_option("--batch", a->batch, "sequences decoded together");
   cmd->add_option("--prompt-len", a->prompt_len, "prompt tokens per sequence");
   cmd->add_option("--gen-len", a->gen_len, "tokens generated per sequence (the first comes from prefill)");
@@ -178,7 +266,7 @@ void register_bench_command(CLI::App& app) {
   cmd->add_option("--seed", a->seed, "random weights and prompts");
   cmd->add_flag("--json", a->json, "print one JSON object");
   cmd->callback([a] {
-    if (a->device != "cuda") fail("bench measures the CUDA backend: pass --device cuda");
+    if (a->device == "cpu") return run_cpu_bench(*a);
 #ifdef BIOMEDQ_HAVE_CUDA
     run_bench(*a);
 #else
