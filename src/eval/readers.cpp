@@ -2,6 +2,7 @@
 
 #include "core/error.h"
 #include "core/files.h"
+#include "tokenizer/text.h"
 
 namespace bq::eval {
 
@@ -162,23 +163,6 @@ struct PyParser {
     while (i < s.size() && (s[i] == ' ' || s[i] == '\t' || s[i] == '\n' || s[i] == '\r')) i++;
   }
 
-  static void put_utf8(std::string& out, uint32_t cp) {
-    if (cp < 0x80) {
-      out += char(cp);
-    } else if (cp < 0x800) {
-      out += char(0xC0 | (cp >> 6));
-      out += char(0x80 | (cp & 0x3F));
-    } else if (cp < 0x10000) {
-      out += char(0xE0 | (cp >> 12));
-      out += char(0x80 | ((cp >> 6) & 0x3F));
-      out += char(0x80 | (cp & 0x3F));
-    } else {
-      out += char(0xF0 | (cp >> 18));
-      out += char(0x80 | ((cp >> 12) & 0x3F));
-      out += char(0x80 | ((cp >> 6) & 0x3F));
-      out += char(0x80 | (cp & 0x3F));
-    }
-  }
 
   uint32_t hex(int digits) {
     if (i + digits > s.size()) error("truncated escape");
@@ -218,9 +202,9 @@ struct PyParser {
           case '\'': out += '\''; break;
           case '"': out += '"'; break;
           case '\n': break;  // line continuation
-          case 'x': put_utf8(out, hex(2)); break;
-          case 'u': put_utf8(out, hex(4)); break;
-          case 'U': put_utf8(out, hex(8)); break;
+          case 'x': tok::append_utf8(out, hex(2)); break;
+          case 'u': tok::append_utf8(out, hex(4)); break;
+          case 'U': tok::append_utf8(out, hex(8)); break;
           default: out += '\\'; out += e;  // Python keeps unknown escapes verbatim
         }
       }
