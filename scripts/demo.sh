@@ -11,6 +11,8 @@ out=${OUT:-$build/demo}
 model=$out/tiny-model
 data=${DATA_DIR:-$root/examples/data}
 
+# The tiny model gains nothing from threads, and spinning OpenMP threads crawl on a busy machine.
+export OMP_NUM_THREADS=${OMP_NUM_THREADS:-1}
 [ -f "$model/config.json" ] || "$bin" synth --preset tiny --out "$model"
 # Resumable: re-running continues the run in $out/eval and recomputes nothing that finished.
 "$bin" eval --model "$model" --tasks all --limit "${LIMIT:-3}" --data-dir "$data" --tasks-dir "$root/tasks" \

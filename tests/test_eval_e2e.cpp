@@ -10,6 +10,7 @@
 #include <set>
 
 #include "core/files.h"
+#include "eval/task.h"
 #include "test_util.h"
 
 namespace fs = std::filesystem;
@@ -24,9 +25,10 @@ std::vector<std::string> lines_of(const fs::path& p) {
   return out;
 }
 
+// One OpenMP thread: the tiny model gains nothing from more, and spinning threads crawl on a busy 2-core machine.
 std::string run_ok(const std::string& args) {
   std::string out;
-  int rc = bq::test::run_command(bq::test::biomedq_binary().string() + " " + args, &out);
+  int rc = bq::test::run_command("OMP_NUM_THREADS=1 " + bq::test::biomedq_binary().string() + " " + args, &out);
   EXPECT_EQ(rc, 0) << args << "\n" << out;
   return out;
 }
@@ -41,12 +43,17 @@ TEST(EvalEndToEnd, SynthEvalInterruptResumeRescoreTable) {
                      " --tasks-dir " + (src / "tasks").string() + " --out " + run.string() +
                      " --no-progress --bootstrap 100 --limit ";
 
-  // A run stopped after the first example of each task, its last record torn by the interruption.
-  run_ok(eval + "1");
+  // A full run, then made to look interrupted: its last 4 records lost and the one before torn mid-write.
+  run_ok(eval + "3");
   fs::path samples = run / "samples.jsonl";
-  auto first = lines_of(samples);
-  ASSERT_EQ(first.size(), 8u);
-  { std::ofstream(samples, std::ios::app) << R"({"task":"hoc","id":"90000002","raw":["{\"activ)"; }
+  auto full = lines_of(samples);
+  ASSERT_EQ(full.size(), 24u);
+  std::vector<std::string> first(full.begin(), full.end() - 4);
+  {
+    std::ofstream out(samples, std::ios::trunc);
+    for (auto& l : first) out << l << "\n";
+    out << full[20].substr(0, full[20].size() / 2);
+  }
 
   run_ok(eval + "3");
   auto all = lines_of(samples);
@@ -88,4 +95,27 @@ TEST(EvalEndToEnd, SynthEvalInterruptResumeRescoreTable) {
   }
   std::string csv = run_ok("table --csv " + run.string());
   EXPECT_EQ(std::count(csv.begin(), csv.end(), '\n'), 9) << csv;
+}
+
+TEST(EvalEndToEnd, SyntheticModelOnTheShippedExamplesByDefault) {
+  fs::path run = bq::test::temp_dir("eval-synthetic") / "run";
+  std::string cmd = "OMP_NUM_THREADS=1 " + bq::test::biomedq_binary().string() + " eval --tasks pubmedqa,ddi2013 --limit 2 "
+                    "--no-progress --bootstrap 50 --tasks-dir " + (bq::test::source_dir() / "tasks").string() + " --out " +
+                    run.string();
+  std::string out;
+  ASSERT_EQ(bq::test::run_command(cmd + " --synthetic tiny", &out), 0) << out;
+  json res = json::parse(bq::read_file(run / "results.json"));
+  EXPECT_EQ(res["config"]["model"], "synthetic-tiny");
+  EXPECT_EQ(res["config"]["model_info"]["synthetic"], "tiny");
+  // No --data-dir: the example data shipped in examples/data, recorded by its file hash.
+  EXPECT_EQ(fs::weakly_canonical(res["config"]["data_dir"].get<std::string>()),
+            fs::weakly_canonical(bq::test::source_dir() / "examples/data"));
+  fs::path test_file = bq::test::source_dir() / "examples/data/PubMedQA/test.tsv";
+  EXPECT_EQ(res["tasks"]["pubmedqa"]["data_files"].begin().value(), bq::eval::sha256_file(test_file));
+  EXPECT_EQ(res["tasks"]["ddi2013"]["examples_scored"], 2);
+
+  // Exactly one of --model and --synthetic.
+  EXPECT_NE(bq::test::run_command(cmd + "2", &out), 0);
+  EXPECT_NE(out.find("--model DIR or --synthetic PRESET"), std::string::npos) << out;
+  EXPECT_NE(bq::test::run_command(cmd + "3 --synthetic tiny --model /nonexistent", &out), 0);
 }

@@ -12,8 +12,9 @@
 namespace bq {
 
 Engine::Engine(const std::filesystem::path& model_dir, const EngineOptions& opt)
-    : Engine(std::filesystem::absolute(model_dir).lexically_normal().filename().string(), load_model(model_dir),
-             Tokenizer::load(model_dir), opt) {}
+    // Braces: the arguments are evaluated left to right, so a folder that is no checkpoint fails on config.json.
+    : Engine{std::filesystem::absolute(model_dir).lexically_normal().filename().string(), load_model(model_dir),
+             Tokenizer::load(model_dir), opt} {}
 
 Engine::Engine(std::string name, Model model, Tokenizer tok, const EngineOptions& opt)
     : name_(std::move(name)), model_(std::make_unique<Model>(std::move(model))), tok_(std::move(tok)), opt_(opt) {
