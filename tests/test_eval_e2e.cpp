@@ -43,7 +43,7 @@ TEST(EvalEndToEnd, SynthEvalInterruptResumeRescoreTable) {
                      " --tasks-dir " + (src / "tasks").string() + " --out " + run.string() +
                      " --no-progress --bootstrap 100 --limit ";
 
-  // A full run, then made to look interrupted: its last 4 records lost and the one before torn mid-write.
+  // A full run, then made to look interrupted: its last 4 records lost, the first of them torn mid-write.
   run_ok(eval + "3");
   fs::path samples = run / "samples.jsonl";
   auto full = lines_of(samples);
