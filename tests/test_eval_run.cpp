@@ -11,6 +11,7 @@
 #include "eval/parse.h"
 #include "eval/prompts.h"
 #include "eval/run.h"
+#include "eval/table.h"
 #include "test_util.h"
 
 using namespace bq::eval;
@@ -425,4 +426,36 @@ TEST(EvalShared, GoldAnswersParseBackToPerfectScoresOnEveryTestSplit) {
     EXPECT_EQ(m["unparsed_rate"], 0.0) << task.name;
     EXPECT_EQ(m[task.primary_metric], 1.0) << task.name;
   }
+}
+
+TEST(EvalTable, Table1LayoutFromFakeRuns) {
+  fs::path root = make_fixture("table");
+  // The same fake model at two precisions (bf16 on both tasks, nf4 on the QA task only).
+  EvalConfig bf16 = config(root, "bf16", "tiny"), nf4 = config(root, "nf4", "tiny");
+  bf16.tasks = {"tiny", "tinyner"};
+  bf16.model_info = {{"precision", "bf16"}};
+  nf4.model_info = {{"precision", "nf4"}};
+  for (EvalConfig* c : {&nf4, &bf16}) {  // nf4 first: columns still come in precision order
+    FakeGenerator gen;
+    script_qa(gen);
+    run_eval(gen, *c);
+  }
+  std::string md = format_results_table({root / "nf4", root / "bf16"}, false);
+  EXPECT_NE(md.find("| Task | Metric | Model | bf16 Mem | bf16 Late | bf16 Score | nf4 Mem | nf4 Late | nf4 Score |"),
+            std::string::npos) << md;
+  // Accuracy 4/10 (items 0, 3, 6, 9), 40 ms per sample, 1234 bytes peak.
+  EXPECT_NE(md.find("| tiny | accuracy | fake-model | 0.00 | 0.040 | 40.0 | 0.00 | 0.040 | 40.0 |"), std::string::npos) << md;
+  // The NER task got no answers: F1 0, and no nf4 run.
+  EXPECT_NE(md.find("| tinyner | f1 | fake-model | 0.00 | 0.040 | 0.0 | – | – | – |"), std::string::npos) << md;
+  EXPECT_NE(md.find("peak (peak_bytes)"), std::string::npos) << md;
+
+  std::string csv = format_results_table({root / "bf16", root / "nf4"}, true);
+  EXPECT_EQ(csv,
+            "task,split_fallback,metric,model,bf16_mem_gb,bf16_latency_s,bf16_score,nf4_mem_gb,nf4_latency_s,nf4_score\n"
+            "tiny,,accuracy,fake-model,0.000,0.0400,0.4000,0.000,0.0400,0.4000\n"
+            "tinyner,,f1,fake-model,0.000,0.0400,0.0000,,,\n");
+
+  // The same task, model and precision twice is refused; a folder without results.json too.
+  EXPECT_THROW(format_results_table({root / "bf16", root / "bf16"}, false), bq::Error);
+  EXPECT_THROW(format_results_table({root / "data"}, false), bq::Error);
 }

@@ -2,14 +2,33 @@
 #include <cstdio>
 
 #include "cli/commands.h"
+#include "core/error.h"
 #include "eval/data_check.h"
 #include "eval/run.h"
+#include "eval/table.h"
+#include "model/config.h"
 
 namespace bq::cli {
 
+namespace {
+
+// A random-weight model of a preset's shapes with the synthetic tokenizer, as `synth` writes it, kept in memory.
+std::unique_ptr<Engine> make_synthetic_engine(const std::string& preset, uint64_t seed, const EngineOptions& opt) {
+  ModelConfig c = preset_config(preset);
+  auto files = make_synthetic_tokenizer(c.vocab);
+  Tokenizer tok = Tokenizer::from_json(files.tokenizer_json, files.tokenizer_config_json, "synthetic tokenizer");
+  c.bos_id = tok.bos_id();
+  auto eos = tok.eos_ids();
+  c.eos_ids.assign(eos.begin(), eos.end());
+  return std::make_unique<Engine>("synthetic-" + preset, synthesize_model(c, seed), std::move(tok), opt);
+}
+
+}  // namespace
+
 void add_eval_options(CLI::App* cmd, eval::EvalConfig& cfg) {
-  cmd->add_option("--data-dir", cfg.data_dir, "folder laid out like biomed-nlp-benchmarks (one folder per dataset)")
-      ->required();
+  cmd->add_option("--data-dir", cfg.data_dir,
+                  "folder laid out like biomed-nlp-benchmarks (one folder per dataset); default: the small example "
+                  "set shipped with biomedq (examples/data, a few examples per task)");
   cmd->add_option("--out", cfg.out_dir, "run folder: samples.jsonl, config.json, results.json (resumable)")->required();
   cmd->add_option("--tasks", cfg.tasks, "comma-separated task names, or all")->delimiter(',');
   cmd->add_option("--tasks-dir", cfg.tasks_dir, "folder of task files (*.yaml); default: the installed tasks/");
@@ -88,25 +107,52 @@ void register_eval_commands(CLI::App& app) {
     }
   });
 
+  auto* table = app.add_subcommand("table", "print the study's Table 1 from runs: rows task x model, per precision "
+                                           "Mem (GB, peak), Late (s/sample), Score (primary metric)");
+  static std::vector<std::filesystem::path> table_runs;
+  static bool table_csv = false;
+  table->add_option("run_dirs", table_runs, "run folders written by eval (one per model and precision)")->required();
+  table->add_flag("--csv", table_csv, "CSV instead of Markdown");
+  table->callback([] {
+    std::string text = eval::format_results_table(table_runs, table_csv);
+    std::fwrite(text.data(), 1, text.size(), stdout);
+  });
+
   struct EvalArgs {
-    std::string model;
+    std::string model, synthetic;
+    uint64_t synthetic_seed = 0;
     EngineOptions engine;
     eval::EvalConfig cfg;
   };
   auto ev = std::make_shared<EvalArgs>();
   auto* cmd = app.add_subcommand("eval", "evaluate a model on the biomedical tasks: scores with 95% intervals, "
                                          "latency and memory; resumable");
-  cmd->add_option("--model", ev->model, "Hugging Face checkpoint folder")->required();
+  auto* model_opt = cmd->add_option("--model", ev->model, "Hugging Face checkpoint folder");
+  std::string presets;
+  for (auto& p : preset_names()) presets += (presets.empty() ? "" : ", ") + p;
+  auto* synth_opt = cmd->add_option("--synthetic", ev->synthetic,
+                                    "instead of --model: a random-weight model in memory with a synthetic tokenizer "
+                                    "(scores are chance level; for trying the pipeline and timing): " + presets);
+  cmd->add_option("--synthetic-seed", ev->synthetic_seed, "weights seed for --synthetic");
+  model_opt->excludes(synth_opt);
   add_engine_options(cmd, ev->engine);
   add_eval_options(cmd, ev->cfg);
-  cmd->callback([ev] {
-    Engine engine(ev->model, ev->engine);
-    ev->cfg.model_info = {{"path", std::filesystem::absolute(ev->model).string()},
-                          {"device", ev->engine.device},
-                          {"precision", ev->engine.precision},
-                          {"double_quant", ev->engine.double_quant},
-                          {"blocksize", ev->engine.blocksize}};
-    eval::run_eval(engine, ev->cfg);
+  cmd->callback([ev, model_opt, synth_opt] {
+    if (model_opt->count() + synth_opt->count() != 1) fail("eval: give --model DIR or --synthetic PRESET");
+    if (ev->cfg.data_dir.empty()) ev->cfg.data_dir = eval::default_data_dir();
+    std::unique_ptr<Engine> engine;
+    if (!ev->synthetic.empty()) {
+      engine = make_synthetic_engine(ev->synthetic, ev->synthetic_seed, ev->engine);
+      ev->cfg.model_info = {{"synthetic", ev->synthetic}, {"seed", ev->synthetic_seed}};
+    } else {
+      engine = std::make_unique<Engine>(ev->model, ev->engine);
+      ev->cfg.model_info = {{"path", std::filesystem::absolute(ev->model).string()}};
+    }
+    ev->cfg.model_info.update({{"device", ev->engine.device},
+                               {"precision", ev->engine.precision},
+                               {"double_quant", ev->engine.double_quant},
+                               {"blocksize", ev->engine.blocksize}});
+    eval::run_eval(*engine, ev->cfg);
     std::printf("%s\n", (ev->cfg.out_dir / "results.json").string().c_str());
   });
 }

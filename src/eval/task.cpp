@@ -201,6 +201,20 @@ fs::path default_tasks_dir() {
   fail("no task folder found: set BIOMEDQ_TASKS_DIR or pass --tasks-dir");
 }
 
+fs::path default_data_dir() {
+  if (const char* e = std::getenv("BIOMEDQ_EXAMPLES_DIR"); e && *e) return e;
+  std::error_code ec;
+  fs::path exe = fs::read_symlink("/proc/self/exe", ec);
+  if (!ec) {
+    for (auto rel : {"../examples/data", "../../examples/data", "../share/biomedq/examples/data"}) {
+      fs::path p = exe.parent_path() / rel;
+      if (fs::is_directory(p)) return p.lexically_normal();
+    }
+  }
+  if (fs::is_directory("examples/data")) return "examples/data";
+  fail("no example data found: set BIOMEDQ_EXAMPLES_DIR or pass --data-dir");
+}
+
 const TaskConfig& find_task(const std::vector<TaskConfig>& tasks, const std::string& name) {
   std::string known;
   for (auto& t : tasks) {

@@ -49,6 +49,9 @@ std::vector<TaskConfig> load_task_configs(const fs::path& dir);
 // $BIOMEDQ_TASKS_DIR, else the first of <exe dir>/../tasks, <exe dir>/../../tasks, <exe dir>/../share/biomedq/tasks
 // that exists.
 fs::path default_tasks_dir();
+// The small example data set shipped with biomedq (examples/data: a few examples per task, same layout as
+// biomed-nlp-benchmarks): $BIOMEDQ_EXAMPLES_DIR, else next to the executable, else ./examples/data.
+fs::path default_data_dir();
 const TaskConfig& find_task(const std::vector<TaskConfig>& tasks, const std::string& name);
 
 struct EntitySpan {

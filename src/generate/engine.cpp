@@ -1,5 +1,7 @@
 #include "generate/engine.h"
 
+#include <sys/resource.h>
+
 #include <algorithm>
 
 #include "backend/backend.h"
@@ -10,14 +12,16 @@
 namespace bq {
 
 Engine::Engine(const std::filesystem::path& model_dir, const EngineOptions& opt)
-    : name_(std::filesystem::absolute(model_dir).lexically_normal().filename().string()),
-      model_(std::make_unique<Model>(load_model(model_dir))),
-      tok_(Tokenizer::load(model_dir)),
-      opt_(opt) {
+    // Braces: the arguments are evaluated left to right, so a folder that is no checkpoint fails on config.json.
+    : Engine{std::filesystem::absolute(model_dir).lexically_normal().filename().string(), load_model(model_dir),
+             Tokenizer::load(model_dir), opt} {}
+
+Engine::Engine(std::string name, Model model, Tokenizer tok, const EngineOptions& opt)
+    : name_(std::move(name)), model_(std::make_unique<Model>(std::move(model))), tok_(std::move(tok)), opt_(opt) {
   if (auto q = precision_to_quant(opt.precision, opt.double_quant, opt.blocksize)) quantize_model(*model_, *q);
   fwd_ = make_forward(*model_, opt.device);
   if (tok_.vocab_size() > model_->cfg.vocab)
-    fail("{}: tokenizer has {} ids but the model's vocabulary is {}", model_dir.string(), tok_.vocab_size(),
+    fail("{}: tokenizer has {} ids but the model's vocabulary is {}", name_, tok_.vocab_size(),
          model_->cfg.vocab);
   for (int id : model_->cfg.eos_ids) eos_.push_back(id);
   for (int32_t id : tok_.eos_ids())
@@ -82,7 +86,13 @@ nlohmann::json Engine::memory_report() const {
       weights += l->q ? l->q->bytes() : l->weight_bytes();
   weights += size_t(model_->cfg.vocab) * size_t(model_->cfg.hidden) * dtype_size(model_->embed_dtype);
   if (!model_->cfg.tie_embeddings) weights += model_->lm_head.weight_bytes();
-  return {{"device", opt_.device}, {"precision", opt_.precision}, {"weight_bytes", weights}};
+  nlohmann::json report = {{"device", opt_.device}, {"precision", opt_.precision}, {"weight_bytes", weights}};
+  if (opt_.device == "cpu") {  // on the CPU the model's memory is the process's: its peak resident set so far
+    rusage usage{};
+    getrusage(RUSAGE_SELF, &usage);
+    report["host_peak_rss_bytes"] = size_t(usage.ru_maxrss) * 1024;  // ru_maxrss is in KiB on Linux
+  }
+  return report;
 }
 
 }  // namespace bq

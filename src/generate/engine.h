@@ -20,6 +20,8 @@ struct EngineOptions {
 class Engine : public TextGenerator {
  public:
   Engine(const std::filesystem::path& model_dir, const EngineOptions& opt = {});
+  // An in-memory model (e.g. synthesize_model) with its tokenizer; `name` stands for the model in outputs.
+  Engine(std::string name, Model model, Tokenizer tok, const EngineOptions& opt = {});
 
   std::string format_prompt(const std::vector<ChatTurn>& turns, bool use_chat_template) const override;
   std::vector<GenerationResult> generate(const std::vector<std::string>& prompts,

@@ -1,0 +1,121 @@
+// The whole evaluation through the CLI on a tiny random-weight model and the shipped example data: an interrupted
+// run resumed without recomputing finished samples, rescore reproducing results.json, the Table 1 printout.
+#include <gtest/gtest.h>
+#include <nlohmann/json.hpp>
+
+#include <fmt/format.h>
+
+#include <algorithm>
+#include <fstream>
+#include <set>
+
+#include "core/files.h"
+#include "eval/task.h"
+#include "test_util.h"
+
+namespace fs = std::filesystem;
+using nlohmann::json;
+
+namespace {
+
+std::vector<std::string> lines_of(const fs::path& p) {
+  std::vector<std::string> out;
+  std::ifstream in(p);
+  for (std::string l; std::getline(in, l);) out.push_back(l);
+  return out;
+}
+
+// One OpenMP thread: the tiny model gains nothing from more, and spinning threads crawl on a busy 2-core machine.
+std::string run_ok(const std::string& args) {
+  std::string out;
+  int rc = bq::test::run_command("OMP_NUM_THREADS=1 " + bq::test::biomedq_binary().string() + " " + args, &out);
+  EXPECT_EQ(rc, 0) << args << "\n" << out;
+  return out;
+}
+
+}  // namespace
+
+TEST(EvalEndToEnd, SynthEvalInterruptResumeRescoreTable) {
+  fs::path tmp = bq::test::temp_dir("eval-e2e"), src = bq::test::source_dir();
+  fs::path model = tmp / "tiny", run = tmp / "run";
+  run_ok("synth --preset tiny --out " + model.string());
+  std::string eval = "eval --model " + model.string() + " --tasks all --data-dir " + (src / "examples/data").string() +
+                     " --tasks-dir " + (src / "tasks").string() + " --out " + run.string() +
+                     " --no-progress --bootstrap 100 --limit ";
+
+  // A full run, then made to look interrupted: its last 4 records lost, the first of them torn mid-write.
+  run_ok(eval + "3");
+  fs::path samples = run / "samples.jsonl";
+  auto full = lines_of(samples);
+  ASSERT_EQ(full.size(), 24u);
+  std::vector<std::string> first(full.begin(), full.end() - 4);
+  {
+    std::ofstream out(samples, std::ios::trunc);
+    for (auto& l : first) out << l << "\n";
+    out << full[20].substr(0, full[20].size() / 2);
+  }
+
+  run_ok(eval + "3");
+  auto all = lines_of(samples);
+  ASSERT_EQ(all.size(), 24u);
+  for (size_t i = 0; i < first.size(); i++) EXPECT_EQ(all[i], first[i]) << "finished sample " << i << " was rewritten";
+  std::set<std::string> keys;
+  for (auto& l : all) {
+    json r = json::parse(l);
+    keys.insert(r["task"].get<std::string>() + "/" + r["id"].get<std::string>());
+  }
+  EXPECT_EQ(keys.size(), 24u) << "a sample was computed twice";
+
+  std::string results = bq::read_file(run / "results.json");
+  json res = json::parse(results);
+  ASSERT_EQ(res["tasks"].size(), 8u);
+  for (auto& name : {"hoc", "litcovid", "bc5cdr-chem", "ncbi-disease", "chemprot", "ddi2013", "medqa", "pubmedqa"}) {
+    ASSERT_TRUE(res["tasks"].contains(name)) << name;
+    EXPECT_EQ(res["tasks"][name]["examples_scored"], 3) << name;
+  }
+  EXPECT_EQ(res["config"]["model_info"]["precision"], "bf16");
+
+  // A second resume has nothing left to do; rescore rewrites results.json byte for byte, without a model.
+  run_ok(eval + "3");
+  EXPECT_EQ(lines_of(samples).size(), 24u);
+  results = bq::read_file(run / "results.json");
+  run_ok("rescore --bootstrap 100 " + run.string());
+  EXPECT_EQ(bq::read_file(run / "results.json"), results);
+
+  // Table 1: one row per task for this model, a bf16 column group, the primary metric x 100 as the score.
+  std::string table = run_ok("table " + run.string());
+  EXPECT_NE(table.find("| Task | Metric | Model | bf16 Mem | bf16 Late | bf16 Score |"), std::string::npos) << table;
+  for (auto& [name, t] : res["tasks"].items()) {
+    std::string metric = t["primary_metric"];
+    std::string row = fmt::format("| {} | {} | tiny | ", name, metric);
+    size_t at = table.find(row);
+    ASSERT_NE(at, std::string::npos) << row << "\n" << table;
+    std::string score = fmt::format("{:.1f} |\n", 100 * t["metrics"][metric]["value"].get<double>());
+    EXPECT_EQ(table.substr(table.find('\n', at) - score.size() + 1, score.size()), score) << table;
+  }
+  std::string csv = run_ok("table --csv " + run.string());
+  EXPECT_EQ(std::count(csv.begin(), csv.end(), '\n'), 9) << csv;
+}
+
+TEST(EvalEndToEnd, SyntheticModelOnTheShippedExamplesByDefault) {
+  fs::path run = bq::test::temp_dir("eval-synthetic") / "run";
+  std::string cmd = "OMP_NUM_THREADS=1 " + bq::test::biomedq_binary().string() + " eval --tasks pubmedqa,ddi2013 --limit 2 "
+                    "--no-progress --bootstrap 50 --tasks-dir " + (bq::test::source_dir() / "tasks").string() + " --out " +
+                    run.string();
+  std::string out;
+  ASSERT_EQ(bq::test::run_command(cmd + " --synthetic tiny", &out), 0) << out;
+  json res = json::parse(bq::read_file(run / "results.json"));
+  EXPECT_EQ(res["config"]["model"], "synthetic-tiny");
+  EXPECT_EQ(res["config"]["model_info"]["synthetic"], "tiny");
+  // No --data-dir: the example data shipped in examples/data, recorded by its file hash.
+  EXPECT_EQ(fs::weakly_canonical(res["config"]["data_dir"].get<std::string>()),
+            fs::weakly_canonical(bq::test::source_dir() / "examples/data"));
+  fs::path test_file = bq::test::source_dir() / "examples/data/PubMedQA/test.tsv";
+  EXPECT_EQ(res["tasks"]["pubmedqa"]["data_files"].begin().value(), bq::eval::sha256_file(test_file));
+  EXPECT_EQ(res["tasks"]["ddi2013"]["examples_scored"], 2);
+
+  // Exactly one of --model and --synthetic.
+  EXPECT_NE(bq::test::run_command(cmd + "2", &out), 0);
+  EXPECT_NE(out.find("--model DIR or --synthetic PRESET"), std::string::npos) << out;
+  EXPECT_NE(bq::test::run_command(cmd + "3 --synthetic tiny --model /nonexistent", &out), 0);
+}
