@@ -7,5 +7,6 @@ bash scripts/setup.sh
 # Real tokenizer files and the reference JavaScript implementations; the tests that need them skip when offline.
 bash scripts/fetch-test-assets.sh || echo "test assets: fetch failed; differential tests will skip"
 bash scripts/fetch-test-assets-jinja.sh || echo "test assets (jinja): fetch failed; template tests will skip"
-ctest --test-dir build --output-on-failure -j "$(nproc)"
+# ctest runs one test per core: one OpenMP thread per test keeps the cores from being oversubscribed.
+OMP_NUM_THREADS=1 ctest --test-dir build --output-on-failure -j "$(nproc)"
 bash scripts/fuzz.sh "${BIOMEDQ_FUZZ_SECONDS:-30}"
