@@ -142,6 +142,18 @@ TEST(QuantizeCheckpoint, RoundTripsBitwise) {
       Model pre = load_model(out);
       ASSERT_TRUE(pre.layers[0].q.q && pre.layers[1].down.q);
       EXPECT_EQ(pre.layers[0].q.q->scheme, k.s);
+      auto stored = checkpoint_quantization(out);
+      ASSERT_TRUE(stored);
+      EXPECT_EQ(stored->scheme, k.s);
+      EXPECT_EQ(stored->blocksize, o.blocksize);
+      EXPECT_EQ(stored->double_quant && k.s != Scheme::LLMInt8, k.dq);
+      size_t held = 0;  // inspect --model on the quantized folder reports what loading holds
+      for (auto& L : pre.layers)
+        for (const Linear* l : {&L.q, &L.k, &L.v, &L.o, &L.gate, &L.up, &L.down}) held += l->q->bytes();
+      MemoryPlan plan = memory_plan(pre.cfg, stored);
+      EXPECT_EQ(plan.groups[1].bytes + plan.groups[2].bytes + plan.groups[5].bytes -
+                    (arch == "qwen2" ? size_t(pre.cfg.n_layers) * size_t(pre.cfg.q_dim() + 2 * pre.cfg.kv_dim()) * 4 : 0),
+                held);
       auto a = run_logits(ref, ids), b = run_logits(pre, ids);
       ASSERT_EQ(a.size(), b.size());
       for (size_t i = 0; i < a.size(); ++i) ASSERT_EQ(a[i], b[i]) << "logit " << i;

@@ -2,6 +2,8 @@
 #include <cstdio>
 #include <iostream>
 
+#include <fmt/format.h>
+
 #include "cli/commands.h"
 #include "core/error.h"
 #include "core/npy.h"
@@ -37,6 +39,12 @@ void run_inspect(const InspectArgs& a) {
   if (a.model.empty() == a.preset.empty()) fail("inspect: give exactly one of --model and --preset");
   ModelConfig c = a.model.empty() ? preset_config(a.preset) : load_model_config(a.model);
   auto q = precision_to_quant(a.engine.precision, a.engine.double_quant, a.engine.blocksize);
+  std::string precision = a.engine.precision;
+  // A pre-quantized checkpoint loads as stored whatever --precision says (int8 and llm-int8 hold the same bytes).
+  if (auto stored = a.model.empty() ? std::nullopt : checkpoint_quantization(a.model)) {
+    q = stored;
+    precision = std::string(quant::scheme_name(stored->scheme)) + " (stored)";
+  }
   MemoryPlan p = memory_plan(c, q);
   const double gib = double(1 << 30);
   size_t kv_cpu = p.kv_bytes_per_token_cpu * size_t(a.context * a.batch);
@@ -45,9 +53,9 @@ void run_inspect(const InspectArgs& a) {
     nlohmann::json groups = nlohmann::json::array();
     for (auto& g : p.groups) groups.push_back({{"name", g.name}, {"params", g.params}, {"bytes", g.bytes}});
     nlohmann::json j = {{"model", a.model.empty() ? a.preset : a.model},
-                        {"precision", a.engine.precision},
-                        {"double_quant", q && a.engine.double_quant},
-                        {"blocksize", a.engine.blocksize},
+                        {"precision", precision},
+                        {"double_quant", q && q->double_quant},
+                        {"blocksize", q ? q->blocksize : 0},
                         {"groups", groups},
                         {"total_params", p.total_params},
                         {"total_bytes", p.total_bytes},
@@ -58,9 +66,10 @@ void run_inspect(const InspectArgs& a) {
     std::cout << j.dump(2) << "\n";
     return;
   }
-  std::printf("%s at %s%s\n", a.model.empty() ? a.preset.c_str() : a.model.c_str(), a.engine.precision.c_str(),
-              q && a.engine.double_quant && q->scheme != quant::Scheme::Int8 && q->scheme != quant::Scheme::LLMInt8
-                  ? " (double quant)" : "");
+  bool four_bit = q && (q->scheme == quant::Scheme::NF4 || q->scheme == quant::Scheme::FP4);
+  std::printf("%s at %s%s\n", a.model.empty() ? a.preset.c_str() : a.model.c_str(), precision.c_str(),
+              four_bit ? fmt::format(", blocksize {}{}", q->blocksize, q->double_quant ? ", double quant" : "").c_str()
+                       : "");
   std::printf("%-24s %16s %18s %10s\n", "group", "params", "bytes", "GiB");
   for (auto& g : p.groups)
     std::printf("%-24s %16lld %18zu %10.3f\n", g.name.c_str(), (long long)g.params, g.bytes, double(g.bytes) / gib);

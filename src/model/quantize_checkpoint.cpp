@@ -93,6 +93,35 @@ void quantize_checkpoint(const fs::path& in, const fs::path& out, const quant::Q
   }
 }
 
+std::optional<quant::QuantOptions> checkpoint_quantization(const fs::path& dir) {
+  std::string path = (dir / "config.json").string();
+  auto j = nlohmann::json::parse(read_file(path), nullptr, false);
+  if (!j.is_object() || !j.contains("quantization_config")) return std::nullopt;
+  const auto& qc = j["quantization_config"];
+  quant::QuantOptions o;
+  try {
+    if (qc.value("load_in_8bit", false)) {
+      o.scheme = quant::Scheme::LLMInt8;
+      o.llm_int8_threshold = qc.value("llm_int8_threshold", 6.0f);
+      return o;
+    }
+    o.scheme = qc.at("bnb_4bit_quant_type").get<std::string>() == "fp4" ? quant::Scheme::FP4 : quant::Scheme::NF4;
+    o.double_quant = qc.value("bnb_4bit_use_double_quant", false);
+  } catch (const nlohmann::json::exception& e) {
+    fail("{}: quantization_config: {}", path, e.what());
+  }
+  Checkpoint ck = Checkpoint::open(dir);
+  std::string name = "model.layers.0.self_attn.o_proj.weight.quant_state.bitsandbytes__" +
+                     std::string(quant::scheme_name(o.scheme));
+  const TensorInfo* t = ck.find(name);
+  if (!t) fail("{}: missing tensor {}", dir.string(), name);
+  auto state = nlohmann::json::parse(t->data, t->data + t->nbytes, nullptr, false);
+  if (!state.is_object() || !state.contains("blocksize") || !state["blocksize"].is_number_integer())
+    fail("{}: {} has no integer blocksize", *t->file, name);
+  o.blocksize = state["blocksize"].get<int>();
+  return o;
+}
+
 MemoryPlan memory_plan(const ModelConfig& c, const std::optional<quant::QuantOptions>& q) {
   MemoryGroup embed{"embeddings"}, attn{"attention"}, mlp{"mlp"}, norms{"norms"}, head{"lm_head"},
       consts{"quantization constants"};

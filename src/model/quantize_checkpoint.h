@@ -18,6 +18,10 @@ namespace bq {
 void quantize_checkpoint(const std::filesystem::path& in, const std::filesystem::path& out,
                          const quant::QuantOptions& opt, size_t shard_bytes = size_t(2) << 30);
 
+// The options a checkpoint was saved quantized with (config.json's bitsandbytes "quantization_config"; the 4-bit
+// blocksize from layer 0's o_proj quant_state), or none for a 16/32-bit checkpoint. Reads no weights.
+std::optional<quant::QuantOptions> checkpoint_quantization(const std::filesystem::path& dir);
+
 struct MemoryGroup {
   std::string name;  // embeddings, attention, mlp, norms, lm_head, quantization constants
   int64_t params = 0;
