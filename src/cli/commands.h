@@ -10,12 +10,13 @@ struct EvalConfig;
 
 namespace bq::cli {
 
-void register_model_commands(CLI::App& app);  // synth, generate, logits, inspect (cmd_model.cpp)
+void register_model_commands(CLI::App& app);  // synth, generate, logits (cmd_model.cpp)
 void register_tokenizer_commands(CLI::App& app);  // tokenize, detokenize (cmd_tokenizer.cpp)
 void register_eval_commands(CLI::App& app);  // eval, data check, rescore, compare, table (cmd_eval.cpp)
 // The options of `eval` (all but the model's), filling `cfg`; the caller adds --model etc. (cmd_eval.cpp)
 void add_eval_options(CLI::App* cmd, eval::EvalConfig& cfg);
 void register_bench_command(CLI::App& app);  // bench (cmd_bench.cpp)
+void register_quant_commands(CLI::App& app);  // quantize, inspect, compare-logits (cmd_quant.cpp)
 // --device, --precision, --double-quant, --blocksize for commands that load a model (cmd_model.cpp)
 void add_engine_options(CLI::App* cmd, EngineOptions& e);
 

@@ -1,8 +1,13 @@
 #include "model/model.h"
 
+#include <cmath>
+#include <map>
+#include <optional>
 #include <random>
 
 #include "core/error.h"
+#include "core/files.h"
+#include "model/quantize_model.h"
 
 namespace bq {
 
@@ -134,19 +139,88 @@ void Model::embed_row(int32_t token, float* out) const {
          size_t(cfg.hidden));
 }
 
+bool is_decoder_linear_weight(const std::string& name) {
+  auto ends_with = [&](std::string_view suffix) {
+    return name.size() >= suffix.size() && name.compare(name.size() - suffix.size(), suffix.size(), suffix) == 0;
+  };
+  return name.rfind("model.layers.", 0) == 0 && ends_with("_proj.weight");
+}
+
+namespace {
+
+// Replaces the decoder linears' views by the quantized matrices stored in bitsandbytes' layout.
+void load_prequantized_linears(Model& m, float llm_int8_threshold) {
+  const Checkpoint& ck = *m.checkpoint;
+  std::map<std::string, quant::TensorRef> refs;
+  auto get = [&](const std::string& name) -> const quant::TensorRef* {
+    const TensorInfo* t = ck.find(name);
+    if (!t) return nullptr;
+    return &(refs[name] = quant::TensorRef{t->dtype, t->shape, t->data, t->nbytes});
+  };
+  auto load = [&](const std::string& prefix, int64_t rows, int64_t cols) {
+    const TensorInfo* t = ck.find(prefix + ".weight");
+    std::string origin = t ? *t->file : prefix;
+    auto q = quant::from_bnb_tensors(prefix, get, origin, llm_int8_threshold);
+    if (q.rows != rows || q.cols != cols)
+      fail("{}: {}.weight is quantized as [{}, {}], expected [{}, {}]", origin, prefix, q.rows, q.cols, rows, cols);
+    return q;
+  };
+  auto set = [](Linear& l, quant::QuantizedMatrix q) {
+    l.q = std::make_shared<const quant::QuantizedMatrix>(std::move(q));
+    l.w = nullptr;
+  };
+  const ModelConfig& c = m.cfg;
+  for (int i = 0; i < c.n_layers; ++i) {
+    Layer& L = m.layers[size_t(i)];
+    std::string p = layer_prefix(i);
+    if (c.fused_qkv) {
+      assign_fused({&L.q, &L.k, &L.v}, load(p + "self_attn.qkv_proj", c.q_dim() + 2 * c.kv_dim(), c.hidden));
+      assign_fused({&L.gate, &L.up}, load(p + "mlp.gate_up_proj", 2 * int64_t(c.intermediate), c.hidden));
+    } else {
+      set(L.q, load(p + "self_attn.q_proj", c.q_dim(), c.hidden));
+      set(L.k, load(p + "self_attn.k_proj", c.kv_dim(), c.hidden));
+      set(L.v, load(p + "self_attn.v_proj", c.kv_dim(), c.hidden));
+      set(L.gate, load(p + "mlp.gate_proj", c.intermediate, c.hidden));
+      set(L.up, load(p + "mlp.up_proj", c.intermediate, c.hidden));
+    }
+    set(L.o, load(p + "self_attn.o_proj", c.hidden, c.q_dim()));
+    set(L.down, load(p + "mlp.down_proj", c.hidden, c.intermediate));
+  }
+}
+
+}  // namespace
+
 Model load_model(const std::filesystem::path& dir) {
   Model m;
   m.cfg = load_model_config(dir);
   m.checkpoint = std::make_shared<Checkpoint>(Checkpoint::open(dir));
+  // transformers writes "quantization_config" into config.json when it saves a bitsandbytes-quantized model.
+  std::optional<float> bnb_threshold;
+  {
+    std::string path = (dir / "config.json").string();
+    auto j = nlohmann::json::parse(read_file(path), nullptr, false);
+    if (j.is_object() && j.contains("quantization_config")) {
+      const auto& qc = j["quantization_config"];
+      if (!qc.is_object() || qc.value("quant_method", "") != "bitsandbytes")
+        fail("{}: quantization_config is not bitsandbytes' (only bitsandbytes checkpoints are supported)", path);
+      if (!qc.value("load_in_4bit", false) && !qc.value("load_in_8bit", false))
+        fail("{}: quantization_config has neither load_in_4bit nor load_in_8bit", path);
+      auto thr = qc.value("llm_int8_threshold", 6.0);
+      if (!std::isfinite(thr) || thr < 0) fail("{}: llm_int8_threshold {} is not a non-negative number", path, thr);
+      bnb_threshold = float(thr);
+    }
+  }
   for (auto& s : tensor_specs(m.cfg)) {
+    if (bnb_threshold && is_decoder_linear_weight(s.name)) continue;  // checked by from_bnb_tensors
     const TensorInfo& t = m.checkpoint->require(s.name, s.shape);
     if (!is_float_type(t.dtype))
       fail("{}: tensor '{}' has dtype {}; expected F32, F16 or BF16", *t.file, s.name, dtype_name(t.dtype));
   }
   bind_weights(m, [&](const std::string& name) {
     const TensorInfo* t = m.checkpoint->find(name);
-    return std::pair<const void*, DType>(t->data, t->dtype);
+    return std::pair<const void*, DType>(t ? t->data : nullptr, t ? t->dtype : m.cfg.dtype);
   });
+  if (bnb_threshold) load_prequantized_linears(m, *bnb_threshold);
   return m;
 }
 

@@ -45,9 +45,12 @@ struct Model {
 };
 
 // Loads config.json and the safetensors weights of a Hugging Face checkpoint folder, validating every tensor the
-// architecture needs (presence, shape, dtype).
+// architecture needs (presence, shape, dtype). A bitsandbytes "quantization_config" (transformers' serialized
+// 4-bit or 8-bit layout) loads the decoder linears pre-quantized; 8-bit ones as LLM.int8 with the config's threshold.
 Model load_model(const std::filesystem::path& dir);
 
+// Whether a tensor name is the weight of a decoder-block linear (the ones bitsandbytes quantizes).
+bool is_decoder_linear_weight(const std::string& name);
 // Names and shapes of every tensor the architecture stores, in the order transformers saves them.
 struct TensorSpec {
   std::string name;

@@ -4,10 +4,64 @@
 
 namespace bq {
 
+namespace {
+
+// A linear loaded from a pre-quantized checkpoint keeps its stored codes; only the 8-bit flavour can change
+// (the stored int8 weights serve both LLM.int8 and weight-only int8).
+void adapt_prequantized(Linear& l, const quant::QuantOptions& opt) {
+  using quant::Scheme;
+  const quant::QuantizedMatrix& q = *l.q;
+  bool q8 = q.scheme == Scheme::Int8 || q.scheme == Scheme::LLMInt8;
+  bool want8 = opt.scheme == Scheme::Int8 || opt.scheme == Scheme::LLMInt8;
+  if (q8 && want8) {
+    if (q.scheme == opt.scheme) return;
+    auto copy = std::make_shared<quant::QuantizedMatrix>(q);
+    copy->scheme = opt.scheme;
+    copy->threshold = opt.scheme == Scheme::LLMInt8 ? opt.llm_int8_threshold : 0.0f;
+    l.q = std::move(copy);
+    return;
+  }
+  if (q.scheme != opt.scheme)
+    fail("the checkpoint is already quantized as {}; --precision asks for {} (use the original checkpoint)",
+         quant::scheme_name(q.scheme), quant::scheme_name(opt.scheme));
+}
+
+// phi3's fused tensor (q, k, v or gate, up stacked by rows, contiguous from parts[0].w): bitsandbytes quantizes
+// the stored tensor as a whole, so it is quantized whole here too and cut into the projections' row ranges.
+void quantize_fused(std::initializer_list<Linear*> parts, const quant::QuantOptions& opt) {
+  const Linear& first = **parts.begin();
+  int64_t rows = 0;
+  for (const Linear* l : parts) rows += l->out;
+  assign_fused(parts, quant::quantize(first.w, first.dtype, rows, first.in, opt));
+}
+
+}  // namespace
+
+void assign_fused(std::initializer_list<Linear*> parts, const quant::QuantizedMatrix& whole) {
+  int64_t row0 = 0;
+  for (Linear* l : parts) {
+    if (l->in != whole.cols) fail("fused tensor has {} columns, the projection {}", whole.cols, l->in);
+    l->q = std::make_shared<const quant::QuantizedMatrix>(quant::slice_rows(whole, row0, l->out));
+    l->w = nullptr;
+    row0 += l->out;
+  }
+  if (row0 != whole.rows) fail("fused tensor has {} rows, its projections {}", whole.rows, row0);
+}
+
 void quantize_model(Model& m, const quant::QuantOptions& opt) {
-  for (Layer& L : m.layers)
+  for (Layer& L : m.layers) {
+    if (L.q.q) {
+      for (Linear* l : {&L.q, &L.k, &L.v, &L.o, &L.gate, &L.up, &L.down}) adapt_prequantized(*l, opt);
+      continue;
+    }
+    if (m.cfg.fused_qkv) {
+      quantize_fused({&L.q, &L.k, &L.v}, opt);
+      quantize_fused({&L.gate, &L.up}, opt);
+    }
     for (Linear* l : {&L.q, &L.k, &L.v, &L.o, &L.gate, &L.up, &L.down})
-      l->q = std::make_shared<const quant::QuantizedMatrix>(quant::quantize(l->w, l->dtype, l->out, l->in, opt));
+      if (!l->q)
+        l->q = std::make_shared<const quant::QuantizedMatrix>(quant::quantize(l->w, l->dtype, l->out, l->in, opt));
+  }
 }
 
 std::optional<quant::QuantOptions> precision_to_quant(const std::string& precision, bool double_quant, int blocksize) {

@@ -1,5 +1,6 @@
 #include "quant/quant.h"
 
+#include <atomic>
 #include <algorithm>
 #include <bit>
 #include <cmath>
@@ -76,6 +77,21 @@ float max_abs(const float* v, int64_t n) {
   float m = 0;
   for (int64_t i = 0; i < n; ++i) m = std::max(m, std::fabs(v[i]));
   return m;
+}
+
+// Index of the first inf/NaN in v, or -1. (max_abs ignores NaN and an inf maximum scales every code to 0 or NaN,
+// so such weights would quantize to garbage silently.)
+int64_t first_non_finite(const float* v, int64_t n) {
+  for (int64_t i = 0; i < n; ++i)
+    if (!std::isfinite(v[i])) return i;
+  return -1;
+}
+
+// Records the smallest offending element index found by any thread (no exceptions inside OpenMP regions).
+void note_non_finite(std::atomic<int64_t>& first, int64_t index) {
+  int64_t cur = first.load();
+  while ((cur < 0 || index < cur) && !first.compare_exchange_weak(cur, index)) {
+  }
 }
 
 template <typename T>
@@ -194,6 +210,12 @@ QuantizedMatrix quantize(const void* w, DType dtype, int64_t rows, int64_t cols,
   if (dtype != DType::BF16 && dtype != DType::F16 && dtype != DType::F32)
     fail("quantize: weight dtype {} is not BF16, F16 or F32", dtype_name(dtype));
   if (rows <= 0 || cols <= 0) fail("quantize: empty weight [{}, {}]", rows, cols);
+  std::atomic<int64_t> bad{-1};
+  auto check_finite = [&] {
+    if (bad >= 0)
+      fail("quantize: weight [{}, {}] has a non-finite value (inf or NaN) at row {}, column {}", rows, cols,
+           bad / cols, bad % cols);
+  };
   QuantizedMatrix q;
   q.scheme = opt.scheme;
   q.rows = rows;
@@ -208,12 +230,14 @@ QuantizedMatrix quantize(const void* w, DType dtype, int64_t rows, int64_t cols,
 #pragma omp for schedule(static)
       for (int64_t r = 0; r < rows; ++r) {
         load_f32(w, dtype, r * cols, cols, row.data());
+        if (int64_t i = first_non_finite(row.data(), cols); i >= 0) note_non_finite(bad, r * cols + i);
         float s = max_abs(row.data(), cols);
         q.scb[size_t(r)] = s;
         int8_t* dst = q.cb.data() + r * cols;
         for (int64_t c = 0; c < cols; ++c) dst[c] = quantize_int8(row[size_t(c)], s);
       }
     }
+    check_finite();
     return q;
   }
 
@@ -231,6 +255,7 @@ QuantizedMatrix quantize(const void* w, DType dtype, int64_t rows, int64_t cols,
     for (int64_t b = 0; b < nblocks; ++b) {
       int64_t start = b * opt.blocksize, count = std::min<int64_t>(opt.blocksize, numel - start);
       load_f32(w, dtype, start, count, block.data());
+      if (int64_t i = first_non_finite(block.data(), count); i >= 0) note_non_finite(bad, start + i);
       float amax = max_abs(block.data(), count);
       absmax[size_t(b)] = amax;
       float inv = 1.0f / amax;  // bitsandbytes scales by the fp32 reciprocal
@@ -241,6 +266,7 @@ QuantizedMatrix quantize(const void* w, DType dtype, int64_t rows, int64_t cols,
       }
     }
   }
+  check_finite();
   if (!opt.double_quant) {
     q.absmax = std::move(absmax);
     return q;
@@ -262,6 +288,41 @@ QuantizedMatrix quantize(const void* w, DType dtype, int64_t rows, int64_t cols,
       q.absmax_q[size_t(i)] = dynamic_map_index((absmax[size_t(i)] - q.offset) * inv);
   }
   return q;
+}
+
+size_t quantized_bytes(int64_t rows, int64_t cols, const QuantOptions& opt) {
+  const int64_t numel = rows * cols;
+  if (!is_4bit(opt.scheme)) return size_t(numel) + size_t(rows) * 4;  // cb + scb
+  const int64_t nblocks = (numel + opt.blocksize - 1) / opt.blocksize;
+  size_t packed = size_t((numel + 1) / 2);
+  if (!opt.double_quant) return packed + size_t(nblocks) * 4;
+  return packed + size_t(nblocks) + size_t((nblocks + kNestedBlocksize - 1) / kNestedBlocksize) * 4;
+}
+
+QuantizedMatrix slice_rows(const QuantizedMatrix& q, int64_t row0, int64_t rows) {
+  if (row0 < 0 || rows <= 0 || row0 + rows > q.rows)
+    fail("slice_rows: rows [{}, {}) outside a [{}, {}] matrix", row0, row0 + rows, q.rows, q.cols);
+  QuantizedMatrix s;
+  s.scheme = q.scheme;
+  s.rows = rows;
+  s.cols = q.cols;
+  s.blocksize = q.blocksize;
+  s.threshold = q.threshold;
+  if (!is_4bit(q.scheme)) {
+    s.cb.assign(q.cb.begin() + row0 * q.cols, q.cb.begin() + (row0 + rows) * q.cols);
+    s.scb.assign(q.scb.begin() + row0, q.scb.begin() + row0 + rows);
+    return s;
+  }
+  const int64_t start = row0 * q.cols, end = (row0 + rows) * q.cols;
+  if (start % q.blocksize || (end % q.blocksize && end != q.numel()))
+    fail("slice_rows: rows [{}, {}) of a [{}, {}] matrix do not start and end on {}-element block boundaries", row0,
+         row0 + rows, q.rows, q.cols, q.blocksize);
+  s.packed.assign(q.packed.begin() + start / 2, q.packed.begin() + (end + 1) / 2);
+  // The double-quantized maxima are resolved to the exact fp32 values every kernel multiplies by.
+  s.double_quant = false;
+  for (int64_t b = start / q.blocksize; b < (end + q.blocksize - 1) / q.blocksize; ++b)
+    s.absmax.push_back(q.block_absmax(b));
+  return s;
 }
 
 void dequantize(const QuantizedMatrix& q, float* out) {

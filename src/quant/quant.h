@@ -46,9 +46,17 @@ struct QuantizedMatrix {
 
 constexpr int kNestedBlocksize = 256;  // blocksize of the double quantization (fixed in bitsandbytes)
 
-// Quantizes a row-major [rows, cols] weight of dtype BF16, F16 or F32. Maxima come from those values (as
+// Quantizes a row-major [rows, cols] weight of dtype BF16, F16 or F32; inf/NaN weights are an error. Maxima come from those values (as
 // bitsandbytes quantizes the 16-bit tensor). One matrix at a time, no global state.
 QuantizedMatrix quantize(const void* w, DType dtype, int64_t rows, int64_t cols, const QuantOptions& opt);
+
+// Bytes quantize(rows x cols, opt).bytes() will hold, from the shape alone (memory reports of 70B models).
+size_t quantized_bytes(int64_t rows, int64_t cols, const QuantOptions& opt);
+
+// Rows [row0, row0 + rows) as a matrix of their own (phi3's fused qkv_proj / gate_up_proj, quantized as stored and
+// used as separate projections). 4-bit: the range must start and end on block boundaries, and double-quantized
+// maxima are resolved to their exact fp32 values (absmax, double_quant = false), so products are unchanged.
+QuantizedMatrix slice_rows(const QuantizedMatrix& q, int64_t row0, int64_t rows);
 
 // Plain reference dequantization into rows*cols floats: code[idx] * absmax[block] (4-bit), CB * SCB / 127 (8-bit).
 void dequantize(const QuantizedMatrix& q, float* out);
