@@ -125,22 +125,27 @@ void matmul(const float* x, int64_t n, const void* w, DType wt, int64_t rows, in
       for (int64_t i = 0; i < n; ++i) y[i * rows + r] = dot_row(w, wt, r, cols, x + i * cols);
     return;
   }
-  if (wt == DType::F32) {
-    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, int(n), int(rows), int(cols), 1.0f, x, int(cols),
-                static_cast<const float*>(w), int(cols), 0.0f, y, int(rows));
-    return;
-  }
-  // Prefill: widen a block of weight rows to fp32 (never the whole matrix) and let BLAS do the blocked product.
-  const int64_t block = std::max<int64_t>(64, std::min<int64_t>(rows, (8 << 20) / (cols * 4)));
-  std::vector<float> wf(size_t(std::min(block, rows) * cols));
+  // Prefill: each OpenMP thread widens a block of weight rows to fp32 (never the whole matrix) and multiplies it with
+  // single-threaded BLAS. One threading runtime only: OpenBLAS's own spinning threads next to OpenMP's made decode
+  // steps several times slower on a 2-core machine.
+  static const bool blas_single_threaded = (openblas_set_num_threads(1), true);
+  (void)blas_single_threaded;
+  const int64_t block = 64;
   const size_t esz = dtype_size(wt);
-  for (int64_t r0 = 0; r0 < rows; r0 += block) {
-    int64_t nr = std::min(block, rows - r0);
-    auto src = static_cast<const uint8_t*>(w) + size_t(r0 * cols) * esz;
-#pragma omp parallel for schedule(static)
-    for (int64_t r = 0; r < nr; ++r) to_f32(wt, src + size_t(r * cols) * esz, wf.data() + r * cols, size_t(cols));
-    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, int(n), int(nr), int(cols), 1.0f, x, int(cols), wf.data(),
-                int(cols), 0.0f, y + r0, int(rows));
+#pragma omp parallel
+  {
+    std::vector<float> wf(wt == DType::F32 ? 0 : size_t(block * cols));
+#pragma omp for schedule(dynamic)
+    for (int64_t r0 = 0; r0 < rows; r0 += block) {
+      const int64_t nr = std::min(block, rows - r0);
+      const float* wblock = static_cast<const float*>(w) + r0 * cols;
+      if (wt != DType::F32) {
+        to_f32(wt, static_cast<const uint8_t*>(w) + size_t(r0 * cols) * esz, wf.data(), size_t(nr * cols));
+        wblock = wf.data();
+      }
+      cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, int(n), int(nr), int(cols), 1.0f, x, int(cols), wblock,
+                  int(cols), 0.0f, y + r0, int(rows));
+    }
   }
 }
 

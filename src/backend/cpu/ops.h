@@ -8,7 +8,7 @@
 namespace bq::cpu {
 
 // y[n, rows] = x[n, cols] · Wᵀ, W row-major [rows, cols] of type `wt` (F32/F16/BF16), fp32 accumulation.
-// n == 1 runs as a multithreaded matrix-vector product; larger n converts blocks of W to fp32 and uses BLAS.
+// n < 4 runs as a multithreaded matrix-vector product; larger n widens blocks of W to fp32 for BLAS.
 void matmul(const float* x, int64_t n, const void* w, DType wt, int64_t rows, int64_t cols, float* y);
 
 // out[i] = x[i] / rms(x) * weight[i], per row of length d (weight already fp32).
