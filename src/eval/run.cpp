@@ -419,7 +419,14 @@ nlohmann::json run_eval(TextGenerator& gen, const EvalConfig& cfg) {
         }
       }
       auto t0 = std::chrono::steady_clock::now();
-      auto results = gen.generate(prompts, opts);
+      std::vector<GenerationResult> results;
+      try {
+        results = gen.generate(prompts, opts);
+      } catch (const Error& err) {  // e.g. a prompt longer than the model's context: say which examples
+        std::string ids;
+        for (size_t k = b; k < e; k++) ids += (ids.empty() ? "" : ", ") + pending[k]->id;
+        fail("task {}, example {}: {}", task.name, ids, err.what());
+      }
       double wall_ms = std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count();
       if (results.size() != prompts.size()) fail("generator returned {} results for {} prompts", results.size(), prompts.size());
       for (size_t k = b; k < e; k++) {

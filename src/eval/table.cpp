@@ -61,7 +61,9 @@ std::string format_results_table(const std::vector<fs::path>& run_dirs, bool csv
     if (std::find(precisions.begin(), precisions.end(), precision) == precisions.end()) precisions.push_back(precision);
     auto [mem, source] = memory_gb(r.value("memory", nlohmann::json::object()));
     if (std::find(mem_sources.begin(), mem_sources.end(), source) == mem_sources.end()) mem_sources.push_back(source);
-    for (auto& [name, t] : r["tasks"].items()) {
+    for (auto& item : r["tasks"].items()) {
+      const std::string& name = item.key();
+      const auto& t = item.value();
       auto row = std::find_if(rows.begin(), rows.end(), [&](const Row& x) { return x.task == name && x.model == model; });
       if (row == rows.end()) {
         rows.push_back({name, t.value("primary_metric", ""), model, false, {}});

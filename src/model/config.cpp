@@ -209,7 +209,7 @@ ModelConfig qwen(ModelConfig c, bool tie) {
 ModelConfig preset_config(const std::string& name) {
   if (name == "tiny") {  // the embedded default: small enough to synthesize and run in a second
     auto c = make("llama", 64, 172, 2, 4, 2, 512, 500000.0);
-    c.bos_id = 507; c.eos_ids = {508, 511}; c.max_positions = 2048;
+    c.bos_id = 507; c.eos_ids = {508, 511}; c.max_positions = 8192;  // room for 5-shot prompts
     return c;
   }
   if (name == "small-100m") {  // ~100M parameters, for CPU decode benchmarks
