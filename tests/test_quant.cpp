@@ -389,14 +389,20 @@ TEST(Quant, FromBnbTensorsReportsProblems) {
 }
 
 TEST(Quant, QuantizationConfig) {
-  auto c = bnb_quantization_config({Scheme::NF4, 64, true}, "float16");
+  QuantOptions nf4{Scheme::NF4, 64, true};
+  nf4.compute = DType::F16;
+  auto c = bnb_quantization_config(nf4);
   EXPECT_EQ(c, nlohmann::json::parse(R"({"quant_method": "bitsandbytes", "load_in_4bit": true,
     "load_in_8bit": false, "bnb_4bit_quant_type": "nf4", "bnb_4bit_use_double_quant": true,
     "bnb_4bit_compute_dtype": "float16", "bnb_4bit_quant_storage": "uint8", "llm_int8_threshold": 6.0,
     "llm_int8_skip_modules": null, "llm_int8_has_fp16_weight": false, "llm_int8_enable_fp32_cpu_offload": false})"));
-  auto c8 = bnb_quantization_config({Scheme::LLMInt8}, "float16");
+  auto c8 = bnb_quantization_config({Scheme::LLMInt8});
   EXPECT_EQ(c8.at("load_in_8bit"), true);
   EXPECT_EQ(c8.at("load_in_4bit"), false);
   EXPECT_EQ(c8.at("llm_int8_threshold"), 6.0);
-  EXPECT_EQ(bnb_quantization_config({Scheme::FP4, 64, false}, "bfloat16").at("bnb_4bit_quant_type"), "fp4");
+  QuantOptions fp4{Scheme::FP4, 64, false};
+  fp4.compute = DType::BF16;
+  EXPECT_EQ(bnb_quantization_config(fp4).at("bnb_4bit_quant_type"), "fp4");
+  EXPECT_EQ(bnb_quantization_config(fp4).at("bnb_4bit_compute_dtype"), "bfloat16");
+  EXPECT_EQ(c8.at("bnb_4bit_compute_dtype"), "float32");  // transformers' default for 8-bit configs
 }

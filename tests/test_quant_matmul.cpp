@@ -204,3 +204,39 @@ TEST(QuantMatmul, AvxAndPortableAgree) {
     }
   }
 }
+
+// bitsandbytes' compute dtype: the product sees the activations rounded to it and returns a result rounded to it.
+// Checked against a double-precision product of the rounded activations: each output is a value of the dtype
+// within half an ulp (plus fp32 accumulation error) of that product.
+TEST(QuantMatmul, ComputeDtypeRoundsActivationsAndResult) {
+  std::mt19937 rng(77);
+  const int64_t rows = 24, cols = 96, n = 3;
+  auto w = random_bf16(rows * cols, rng);
+  for (Scheme s : {Scheme::NF4, Scheme::Int8, Scheme::LLMInt8})
+    for (DType t : {DType::F16, DType::BF16}) {
+      SCOPED_TRACE(testing::Message() << scheme_name(s) << (t == DType::F16 ? " f16" : " bf16"));
+      QuantOptions o{s, 64, true};
+      o.llm_int8_threshold = 0;  // plain W8A8: the int8 path has its own (exact) reference test
+      o.compute = t;
+      auto q = quantize(w.data(), DType::BF16, rows, cols, o);
+      EXPECT_EQ(q.compute, t);
+      auto x = random_x(n * cols, rng);
+      auto round = [t](float v) { return t == DType::F16 ? f16_to_f32(f32_to_f16(v)) : bf16_to_f32(f32_to_bf16(v)); };
+      std::vector<float> xr(x.size());
+      for (size_t i = 0; i < x.size(); ++i) xr[i] = round(x[i]);
+      std::vector<float> exact(size_t(n * rows)), y(size_t(n * rows));
+      QuantizedMatrix f32 = q;
+      f32.compute = DType::F32;
+      matmul(f32, xr.data(), n, exact.data());  // fp32 compute on the already rounded activations
+      matmul(q, x.data(), n, y.data());
+      const double half_ulp = t == DType::F16 ? 0x1p-11 : 0x1p-8;
+      for (size_t i = 0; i < y.size(); ++i) {
+        EXPECT_EQ(y[i], round(y[i])) << "output " << i << " is not a value of the compute dtype";
+        EXPECT_LE(std::fabs(double(y[i]) - exact[i]), half_ulp * std::fabs(exact[i]) + 1e-6) << "output " << i;
+      }
+      // and it differs from fp32 compute on the unrounded activations, or the option would do nothing
+      std::vector<float> y32(y.size());
+      matmul(f32, x.data(), n, y32.data());
+      EXPECT_NE(y, y32);
+    }
+}

@@ -28,7 +28,8 @@ namespace bq::cli {
 namespace {
 
 struct BenchArgs {
-  std::string model, synthetic, precision = "bf16", double_quant = "on", device = "cuda";
+  std::string model, synthetic, device = "cuda";
+  PrecisionOptions precision;
   int batch = 1, prompt_len = 512, gen_len = 128, reps = 3;
   uint64_t seed = 1;
   bool json = false;
@@ -58,7 +59,7 @@ double seconds_since(std::chrono::steady_clock::time_point t0) {
 void run_bench(const BenchArgs& a) {
   if (a.batch < 1 || a.prompt_len < 1 || a.gen_len < 2 || a.reps < 1) fail("bench: batch, prompt-len, reps >= 1, gen-len >= 2");
   if (cuda::device_count() == 0) fail("--device cuda: no CUDA device is available");
-  auto qopt = precision_to_quant(a.precision, a.double_quant == "on");
+  auto qopt = precision_to_quant(a.precision);
   const double copy_gbs = cuda::measure_copy_gbs();
   const double gemm_tflops = cuda::measure_gemm_tflops();
   cuda::reset_peak_memory();
@@ -132,8 +133,8 @@ void run_bench(const BenchArgs& a) {
       {"device", cuda::device_name()},
       {"date", date},
       {"model", a.synthetic.empty() ? a.model : "synthetic:" + a.synthetic},
-      {"precision", a.precision},
-      {"double_quant", qopt && (qopt->scheme == quant::Scheme::NF4 || qopt->scheme == quant::Scheme::FP4) ? a.double_quant == "on" : false},
+      {"precision", a.precision.precision},
+      {"double_quant", qopt && (qopt->scheme == quant::Scheme::NF4 || qopt->scheme == quant::Scheme::FP4) ? a.precision.double_quant : false},
       {"batch", B}, {"prompt_len", P}, {"gen_len", G}, {"reps", a.reps},
       {"copy_gbs", copy_gbs}, {"cublas_bf16_tflops", gemm_tflops},
       {"prefill_tokens_per_s", prefill_tps.to_json()}, {"ttft_ms", ttft_ms.to_json()},
@@ -152,7 +153,7 @@ void run_bench(const BenchArgs& a) {
   auto pm = [](const Stat& s, int prec = 1) { return fmt::format("{:.{}f} ± {:.{}f}", s.mean(), prec, s.sd(), prec); };
   const double gib = double(1ull << 30);
   fmt::print("{} | {} | {} batch {} prompt {} gen {} ({} reps)\n", j["device"].get<std::string>(), j["model"].get<std::string>(),
-             a.precision, B, P, G, a.reps);
+             a.precision.precision, B, P, G, a.reps);
   fmt::print("  prefill   {} tok/s, TTFT {} ms, {} TFLOP/s ({:.0f}% of cuBLAS {:.0f})\n", pm(prefill_tps, 0), pm(ttft_ms, 2),
              pm(prefill_tflops), 100 * prefill_tflops.mean() / gemm_tflops, gemm_tflops);
   fmt::print("  decode    {} tok/s, {} ms/step, {} GB/s ({:.0f}% of copy {:.0f})\n", pm(decode_tps), pm(ms_per_step, 3),
@@ -178,7 +179,7 @@ double measure_host_copy_gbs() {
 
 void run_cpu_bench(const BenchArgs& a) {
   if (a.batch < 1 || a.prompt_len < 1 || a.gen_len < 2 || a.reps < 1) fail("bench: batch, prompt-len, reps >= 1, gen-len >= 2");
-  auto qopt = precision_to_quant(a.precision, a.double_quant == "on");
+  auto qopt = precision_to_quant(a.precision);
   const double copy_gbs = measure_host_copy_gbs();
   Model m = a.synthetic.empty() ? load_model(a.model) : synthesize_model(preset_config(a.synthetic), a.seed);
   if (qopt) quantize_model(m, *qopt);
@@ -228,7 +229,7 @@ void run_cpu_bench(const BenchArgs& a) {
   }
   nlohmann::json j = {{"device", "cpu"}, {"threads", omp_get_max_threads()},
                       {"model", a.synthetic.empty() ? a.model : "synthetic:" + a.synthetic},
-                      {"precision", a.precision}, {"batch", B}, {"prompt_len", P}, {"gen_len", G}, {"reps", a.reps},
+                      {"precision", a.precision.precision}, {"batch", B}, {"prompt_len", P}, {"gen_len", G}, {"reps", a.reps},
                       {"host_copy_gbs", copy_gbs}, {"prefill_tokens_per_s", prefill_tps.to_json()},
                       {"decode_tokens_per_s", decode_tps.to_json()}, {"decode_ms_per_step", ms_per_step.to_json()},
                       {"decode_gbs", decode_gbs.to_json()}, {"decode_bytes_per_step", decode_bytes / steps},
@@ -239,7 +240,7 @@ void run_cpu_bench(const BenchArgs& a) {
     return;
   }
   fmt::print("cpu ({} threads) | {} | {} batch {} prompt {} gen {} ({} reps)\n", omp_get_max_threads(),
-             j["model"].get<std::string>(), a.precision, B, P, G, a.reps);
+             j["model"].get<std::string>(), a.precision.precision, B, P, G, a.reps);
   fmt::print("  prefill {:.1f} ± {:.1f} tok/s; decode {:.2f} ± {:.2f} tok/s, {:.1f} GB/s ({:.0f}% of copy {:.1f})\n",
              prefill_tps.mean(), prefill_tps.sd(), decode_tps.mean(), decode_tps.sd(), decode_gbs.mean(),
              100 * decode_gbs.mean() / copy_gbs, copy_gbs);
@@ -254,10 +255,7 @@ void register_bench_command(CLI::App& app) {
   src->add_option("--model", a->model, "Hugging Face checkpoint folder");
   src->add_option("--synthetic", a->synthetic, "preset of random weights generated on the GPU (e.g. llama-3.1-8b)");
   src->require_option(1);
-  cmd->add_option("--precision", a->precision, "bf16 | int8 | llm-int8 | nf4 | fp4")->check(
-      CLI::IsMember({"bf16", "int8", "llm-int8", "nf4", "fp4"}));
-  cmd->add_option("--double-quant", a->double_quant, "4-bit: quantize the block maxima too (on | off)")
-      ->check(CLI::IsMember({"on", "off"}));
+  add_precision_options(cmd, a->precision);
   cmd->add_option("--device", a->device, "cuda | cpu")->check(CLI::IsMember({"cpu", "cuda"}));
   cmd->add_option("--batch", a->batch, "sequences decoded together");
   cmd->add_option("--prompt-len", a->prompt_len, "prompt tokens per sequence");
@@ -266,6 +264,8 @@ void register_bench_command(CLI::App& app) {
   cmd->add_option("--seed", a->seed, "random weights and prompts");
   cmd->add_flag("--json", a->json, "print one JSON object");
   cmd->callback([a] {
+    if (a->precision.precision == "fp16" || a->precision.precision == "fp32")
+      fail("bench: 16-bit weights are measured as bf16 (--precision bf16)");
     if (a->device == "cpu") return run_cpu_bench(*a);
 #ifdef BIOMEDQ_HAVE_CUDA
     run_bench(*a);

@@ -151,7 +151,9 @@ void register_eval_commands(CLI::App& app) {
     ev->cfg.model_info.update({{"device", ev->engine.device},
                                {"precision", ev->engine.precision},
                                {"double_quant", ev->engine.double_quant},
-                               {"blocksize", ev->engine.blocksize}});
+                               {"blocksize", ev->engine.blocksize},
+                               {"compute_dtype", ev->engine.compute_dtype},
+                               {"quantize_lm_head", ev->engine.quantize_lm_head}});
     eval::run_eval(*engine, ev->cfg);
     std::printf("%s\n", (ev->cfg.out_dir / "results.json").string().c_str());
   });

@@ -112,7 +112,7 @@ void run_logits(const LogitsArgs& a) {
   auto ids = parse_ids(a.ids);
   for (int32_t id : ids)
     if (id >= m.cfg.vocab) fail("--ids: {} is outside the vocabulary of {}", id, m.cfg.vocab);
-  if (auto q = precision_to_quant(a.engine.precision, a.engine.double_quant, a.engine.blocksize)) quantize_model(m, *q);
+  if (auto q = precision_to_quant(a.engine)) quantize_model(m, *q);
   auto fwd_ptr = make_forward(m, a.engine.device);
   ForwardBackend& fwd = *fwd_ptr;
   ForwardBatch b;
@@ -130,8 +130,7 @@ void run_logits(const LogitsArgs& a) {
 
 }  // namespace
 
-void add_engine_options(CLI::App* cmd, EngineOptions& e) {
-  cmd->add_option("--device", e.device, "cpu | cuda")->check(CLI::IsMember({"cpu", "cuda"}));
+void add_precision_options(CLI::App* cmd, PrecisionOptions& e) {
   cmd->add_option("--precision", e.precision, "bf16 | fp16 | fp32 (stored weights) | int8 | llm-int8 | nf4 | fp4")
       ->check(CLI::IsMember({"bf16", "fp16", "fp32", "int8", "llm-int8", "nf4", "fp4"}));
   cmd->add_option_function<std::string>(
@@ -139,6 +138,16 @@ void add_engine_options(CLI::App* cmd, EngineOptions& e) {
          "4-bit: quantize the block maxima too (on | off; default on, as in the study)")
       ->check(CLI::IsMember({"on", "off"}));
   cmd->add_option("--blocksize", e.blocksize, "4-bit block size (32..4096, default 64)");
+  cmd->add_option("--compute-dtype", e.compute_dtype,
+                  "quantized linears: activations in and results out rounded to fp16 | bf16 | fp32 "
+                  "(bitsandbytes' compute dtype; default fp16, as in the study; CPU backend)")
+      ->check(CLI::IsMember({"fp16", "bf16", "fp32"}));
+  cmd->add_flag("--quantize-lm-head", e.quantize_lm_head, "quantize lm_head too (bitsandbytes keeps it 16-bit)");
+}
+
+void add_engine_options(CLI::App* cmd, EngineOptions& e) {
+  cmd->add_option("--device", e.device, "cpu | cuda")->check(CLI::IsMember({"cpu", "cuda"}));
+  add_precision_options(cmd, e);
 }
 
 void register_model_commands(CLI::App& app) {

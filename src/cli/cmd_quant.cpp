@@ -22,7 +22,7 @@ struct QuantizeArgs {
 };
 
 void run_quantize(const QuantizeArgs& a) {
-  auto q = precision_to_quant(a.engine.precision, a.engine.double_quant, a.engine.blocksize);
+  auto q = precision_to_quant(a.engine);
   if (!q) fail("quantize: --precision must be nf4, fp4, int8 or llm-int8");
   quantize_checkpoint(a.model, a.out, *q, a.shard_mb << 20);
   std::printf("wrote %s (%s)\n", a.out.c_str(), a.engine.precision.c_str());
@@ -38,7 +38,7 @@ struct InspectArgs {
 void run_inspect(const InspectArgs& a) {
   if (a.model.empty() == a.preset.empty()) fail("inspect: give exactly one of --model and --preset");
   ModelConfig c = a.model.empty() ? preset_config(a.preset) : load_model_config(a.model);
-  auto q = precision_to_quant(a.engine.precision, a.engine.double_quant, a.engine.blocksize);
+  auto q = precision_to_quant(a.engine);
   std::string precision = a.engine.precision;
   // A pre-quantized checkpoint loads as stored whatever --precision says (int8 and llm-int8 hold the same bytes).
   if (auto stored = a.model.empty() ? std::nullopt : checkpoint_quantization(a.model)) {

@@ -18,7 +18,7 @@ Engine::Engine(const std::filesystem::path& model_dir, const EngineOptions& opt)
 
 Engine::Engine(std::string name, Model model, Tokenizer tok, const EngineOptions& opt)
     : name_(std::move(name)), model_(std::make_unique<Model>(std::move(model))), tok_(std::move(tok)), opt_(opt) {
-  if (auto q = precision_to_quant(opt.precision, opt.double_quant, opt.blocksize)) quantize_model(*model_, *q);
+  if (auto q = precision_to_quant(opt)) quantize_model(*model_, *q);
   fwd_ = make_forward(*model_, opt.device);
   if (tok_.vocab_size() > model_->cfg.vocab)
     fail("{}: tokenizer has {} ids but the model's vocabulary is {}", name_, tok_.vocab_size(),

@@ -6,15 +6,13 @@
 #include "generate/generate.h"
 #include "generate/text_generator.h"
 #include "model/forward.h"
+#include "model/quantize_model.h"
 #include "tokenizer/tokenizer.h"
 
 namespace bq {
 
-struct EngineOptions {
+struct EngineOptions : PrecisionOptions {
   std::string device = "cpu";  // cpu | cuda
-  std::string precision = "bf16";  // bf16 | fp16 | fp32 | int8 | llm-int8 | nf4 | fp4
-  bool double_quant = true;
-  int blocksize = 64;
 };
 
 class Engine : public TextGenerator {

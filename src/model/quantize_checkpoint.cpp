@@ -20,6 +20,7 @@ void quantize_checkpoint(const fs::path& in, const fs::path& out, const quant::Q
   auto config = nlohmann::json::parse(read_file(in / "config.json"), nullptr, false);
   if (!config.is_object()) fail("{}: not a JSON object", (in / "config.json").string());
   if (config.contains("quantization_config")) fail("{}: the checkpoint is already quantized", (in / "config.json").string());
+  if (opt.quantize_lm_head) fail("quantize: lm_head is kept 16-bit in saved checkpoints (as bitsandbytes saves them); --quantize-lm-head applies when a model is loaded");
   fs::create_directories(out);
 
   // Shards are written under provisional names, renamed once their count is known.
@@ -84,7 +85,7 @@ void quantize_checkpoint(const fs::path& in, const fs::path& out, const quant::Q
     nlohmann::json index = {{"metadata", {{"total_size", total}}}, {"weight_map", weight_map}};
     write_file_atomic(out / "model.safetensors.index.json", index.dump(2));
   }
-  config["quantization_config"] = quant::bnb_quantization_config(opt, "float16");
+  config["quantization_config"] = quant::bnb_quantization_config(opt);
   write_file_atomic(out / "config.json", config.dump(2));
   for (const auto& e : fs::directory_iterator(in)) {
     std::string f = e.path().filename().string();
@@ -107,6 +108,8 @@ std::optional<quant::QuantOptions> checkpoint_quantization(const fs::path& dir) 
     }
     o.scheme = qc.at("bnb_4bit_quant_type").get<std::string>() == "fp4" ? quant::Scheme::FP4 : quant::Scheme::NF4;
     o.double_quant = qc.value("bnb_4bit_use_double_quant", false);
+    std::string compute = qc.value("bnb_4bit_compute_dtype", "float32");
+    o.compute = compute == "float16" ? DType::F16 : compute == "bfloat16" ? DType::BF16 : DType::F32;
   } catch (const nlohmann::json::exception& e) {
     fail("{}: quantization_config: {}", path, e.what());
   }
@@ -161,6 +164,10 @@ MemoryPlan memory_plan(const ModelConfig& c, const std::optional<quant::QuantOpt
     linear(mlp, I, H, c.fused_qkv);
     linear(mlp, I, H, c.fused_qkv);
     linear(mlp, H, I, false);
+  }
+  if (q && q->quantize_lm_head) {  // the engine quantizes lm_head (tied or not) into its own matrix
+    head = MemoryGroup{"lm_head"};
+    linear(head, c.vocab, H, false);
   }
   norms.params = (2 * int64_t(c.n_layers) + 1) * H;
   norms.bytes = size_t(norms.params) * 4;

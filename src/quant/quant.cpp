@@ -220,6 +220,7 @@ QuantizedMatrix quantize(const void* w, DType dtype, int64_t rows, int64_t cols,
   q.scheme = opt.scheme;
   q.rows = rows;
   q.cols = cols;
+  q.compute = opt.compute;
   if (!is_4bit(opt.scheme)) {
     q.threshold = opt.scheme == Scheme::LLMInt8 ? opt.llm_int8_threshold : 0.0f;
     q.cb.resize(size_t(rows * cols));
@@ -308,6 +309,7 @@ QuantizedMatrix slice_rows(const QuantizedMatrix& q, int64_t row0, int64_t rows)
   s.cols = q.cols;
   s.blocksize = q.blocksize;
   s.threshold = q.threshold;
+  s.compute = q.compute;
   if (!is_4bit(q.scheme)) {
     s.cb.assign(q.cb.begin() + row0 * q.cols, q.cb.begin() + (row0 + rows) * q.cols);
     s.scb.assign(q.scb.begin() + row0, q.scb.begin() + row0 + rows);
@@ -459,8 +461,9 @@ QuantizedMatrix from_bnb_tensors(const std::string& prefix,
   return q;
 }
 
-nlohmann::json bnb_quantization_config(const QuantOptions& opt, const std::string& compute_dtype) {
+nlohmann::json bnb_quantization_config(const QuantOptions& opt) {
   bool four = is_4bit(opt.scheme);
+  const char* compute_dtype = opt.compute == DType::F16 ? "float16" : opt.compute == DType::BF16 ? "bfloat16" : "float32";
   // For 8-bit the 4-bit fields keep BitsAndBytesConfig's defaults, as transformers writes them.
   return {{"quant_method", "bitsandbytes"},
           {"load_in_4bit", four},

@@ -22,6 +22,10 @@ struct QuantOptions {
   int blocksize = 64;  // 4-bit schemes only
   bool double_quant = true;
   float llm_int8_threshold = 6.0f;  // LLMInt8 only; 0 = plain W8A8
+  // bitsandbytes' compute dtype: activations enter and results leave each quantized product rounded to it
+  // (F16 in the study). F32 keeps them exact.
+  DType compute = DType::F32;
+  bool quantize_lm_head = false;  // bitsandbytes keeps lm_head 16-bit; this quantizes it too
 };
 
 // A quantized [rows=out, cols=in] weight matrix in bitsandbytes' layout (so it serializes byte-exactly).
@@ -31,6 +35,7 @@ struct QuantizedMatrix {
   int blocksize = 64;
   bool double_quant = false;
   float threshold = 0;                // LLMInt8 outlier threshold
+  DType compute = DType::F32;         // F16 / BF16: matmul rounds its input and output to it
   std::vector<uint8_t> packed;        // 4-bit: (numel+1)/2 bytes, even element in the HIGH nibble
   std::vector<float> absmax;          // 4-bit without double quant (fp32 per block)
   std::vector<uint8_t> absmax_q;      // 4-bit with double quant: uint8 code per block
@@ -74,9 +79,10 @@ int8_t quantize_int8(float v, float scale);
 // y[n, rows] = x[n, cols] · Wᵀ (no bias), fp32 in and out, reading the quantized weights directly (decode n = 1
 // is a matrix-vector product; larger n dequantizes a few rows at a time into a small per-thread buffer).
 // OpenMP over output rows; AVX2/FMA kernels when the CPU has them, else portable loops.
-// Compute dtype: bitsandbytes with fp16 compute dequantizes to fp16 and multiplies in fp16 with fp32
-// accumulation. Here weights are dequantized exactly to fp32 and all products are fp32: the result is closer to
-// the exact product of the quantized weights than bitsandbytes' own, and does not depend on the compute dtype.
+// Compute dtype: bitsandbytes with fp16 compute casts the activations to fp16, dequantizes to fp16 and multiplies
+// with fp32 accumulation into an fp16 result. Here, with w.compute F16 or BF16, the activations and the result are
+// rounded to it as there, but the weights are dequantized exactly to fp32: the product is at least as close to the
+// exact product of the quantized weights as bitsandbytes' own.
 // LLMInt8 follows the spec's decomposition: outlier feature columns (any |x| >= threshold in the batch) in
 // floating point, the rest as int8 x int8 -> int32 with per-token SCA and per-row SCB.
 void matmul(const QuantizedMatrix& w, const float* x, int64_t n, float* y);
@@ -110,7 +116,8 @@ QuantizedMatrix from_bnb_tensors(const std::string& prefix,
                                  const std::string& origin_for_errors, float llm_int8_threshold = 6.0f);
 
 // config.json's "quantization_config" for these options (compute_dtype e.g. "float16").
-nlohmann::json bnb_quantization_config(const QuantOptions& opt, const std::string& compute_dtype);
+// The compute dtype written is opt.compute's ("float16", "bfloat16" or "float32").
+nlohmann::json bnb_quantization_config(const QuantOptions& opt);
 
 std::string_view scheme_name(Scheme s);  // "nf4", "fp4", "int8", "llm_int8"
 

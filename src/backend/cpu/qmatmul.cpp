@@ -377,8 +377,9 @@ void matmul_llm_int8(const QuantizedMatrix& w, const float* x, int64_t n, float*
 void set_force_portable(bool on) { g_force_portable = on; }
 bool using_avx2() { return !g_force_portable && cpu_has_avx2(); }
 
-void matmul(const QuantizedMatrix& w, const float* x, int64_t n, float* y) {
-  if (n <= 0 || w.rows <= 0) return;
+namespace {
+
+void matmul_f32(const QuantizedMatrix& w, const float* x, int64_t n, float* y) {
   const bool avx2 = using_avx2();
   if (w.scheme == Scheme::LLMInt8) return matmul_llm_int8(w, x, n, y, avx2);
   std::array<float, 16> code{};
@@ -413,6 +414,25 @@ void matmul(const QuantizedMatrix& w, const float* x, int64_t n, float* y) {
       }
     }
   }
+}
+
+// Rounds n floats in place to a 16-bit compute dtype (nearest even) and back; F32 leaves them.
+void round_to(DType t, float* v, int64_t n) {
+  if (t == DType::F16)
+    for (int64_t i = 0; i < n; ++i) v[i] = f16_to_f32(f32_to_f16(v[i]));
+  else if (t == DType::BF16)
+    for (int64_t i = 0; i < n; ++i) v[i] = bf16_to_f32(f32_to_bf16(v[i]));
+}
+
+}  // namespace
+
+void matmul(const QuantizedMatrix& w, const float* x, int64_t n, float* y) {
+  if (n <= 0 || w.rows <= 0) return;
+  if (w.compute == DType::F32) return matmul_f32(w, x, n, y);
+  std::vector<float> xc(x, x + n * w.cols);
+  round_to(w.compute, xc.data(), n * w.cols);
+  matmul_f32(w, xc.data(), n, y);
+  round_to(w.compute, y, n * w.rows);
 }
 
 }  // namespace bq::quant

@@ -450,9 +450,7 @@ CudaForward::CudaForward(const Model& m) : p_(std::make_unique<Impl>()) {
     I.layers.push_back(std::move(d));
   }
   I.final_norm = upload(m.final_norm.data(), m.final_norm.size(), "final norm");
-  Linear head = m.lm_head;
-  head.q = nullptr;  // lm_head stays 16-bit, as with bitsandbytes
-  I.lm_head = I.upload_linear(head, "lm_head");
+  I.lm_head = I.upload_linear(m.lm_head, "lm_head");  // quantized only with --quantize-lm-head
 }
 
 std::unique_ptr<CudaForward> CudaForward::synthetic(const ModelConfig& c, const std::optional<quant::QuantOptions>& qo,
@@ -478,7 +476,8 @@ std::unique_ptr<CudaForward> CudaForward::synthetic(const ModelConfig& c, const 
     I.layers.push_back(std::move(d));
   }
   I.final_norm = I.ones(size_t(H), "final norm");
-  I.lm_head = I.synth_linear(c.vocab, H, std::nullopt, s += 16, "lm_head");
+  const auto head_q = qo && qo->quantize_lm_head ? qo : std::optional<quant::QuantOptions>{};
+  I.lm_head = I.synth_linear(c.vocab, H, head_q, s += 16, "lm_head");
   BQ_CUDA(cudaStreamSynchronize(I.st));
   return f;
 }
