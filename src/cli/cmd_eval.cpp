@@ -1,4 +1,5 @@
 // `eval`, `data check`, `rescore`, `compare`.
+#include <algorithm>
 #include <cstdio>
 
 #include "cli/commands.h"
@@ -7,6 +8,7 @@
 #include "eval/run.h"
 #include "eval/table.h"
 #include "model/config.h"
+#include "model/quantize_checkpoint.h"
 
 namespace bq::cli {
 
@@ -21,6 +23,20 @@ std::unique_ptr<Engine> make_synthetic_engine(const std::string& preset, uint64_
   auto eos = tok.eos_ids();
   c.eos_ids.assign(eos.begin(), eos.end());
   return std::make_unique<Engine>("synthetic-" + preset, synthesize_model(c, seed), std::move(tok), opt);
+}
+
+// sha256 over the names and sha256s of a checkpoint folder's weight, config and tokenizer files (sorted by name):
+// two runs with the same hash evaluated the same model, whatever its path.
+std::string checkpoint_sha256(const std::filesystem::path& dir) {
+  std::vector<std::string> names;
+  for (const auto& e : std::filesystem::directory_iterator(dir)) {
+    std::string f = e.path().filename().string();
+    if (e.is_regular_file() && (f.ends_with(".safetensors") || f.ends_with(".json"))) names.push_back(f);
+  }
+  std::sort(names.begin(), names.end());
+  std::string listing;
+  for (auto& f : names) listing += f + '\0' + eval::sha256_file(dir / f) + '\n';
+  return eval::sha256_hex(listing);
 }
 
 }  // namespace
@@ -146,8 +162,13 @@ void register_eval_commands(CLI::App& app) {
       ev->cfg.model_info = {{"synthetic", ev->synthetic}, {"seed", ev->synthetic_seed}};
     } else {
       engine = std::make_unique<Engine>(ev->model, ev->engine);
-      ev->cfg.model_info = {{"path", std::filesystem::absolute(ev->model).string()}};
+      ev->cfg.model_info = {{"path", std::filesystem::absolute(ev->model).string()},
+                            {"content_sha256", checkpoint_sha256(ev->model)}};
     }
+    const Model& m = engine->model();
+    ev->cfg.model_info.update({{"arch", m.cfg.arch},
+                               {"params", memory_plan(m.cfg, std::nullopt).total_params},
+                               {"chat_template_sha256", eval::sha256_hex(engine->tokenizer().chat_template())}});
     ev->cfg.model_info.update({{"device", ev->engine.device},
                                {"precision", ev->engine.precision},
                                {"double_quant", ev->engine.double_quant},

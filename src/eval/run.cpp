@@ -219,8 +219,30 @@ std::vector<TaskConfig> resolve_tasks(const nlohmann::json& id) {
   return out;
 }
 
+// Where a run ran: biomedq's version, the host and its CPU, and the backend's device. Kept as first recorded by
+// rescore (like the memory figures), and not part of a run's identity: a run may resume on another machine.
+nlohmann::json describe_environment(const nlohmann::json& memory) {
+  char host[256] = {};
+  if (::gethostname(host, sizeof host - 1) != 0) host[0] = 0;
+  std::string cpu;
+  if (FILE* f = std::fopen("/proc/cpuinfo", "r")) {
+    char line[512];
+    while (cpu.empty() && std::fgets(line, sizeof line, f))
+      if (std::string s = line; s.starts_with("model name"))
+        if (auto colon = s.find(':'); colon != std::string::npos) cpu = s.substr(s.find_first_not_of(' ', colon + 1));
+    std::fclose(f);
+    if (!cpu.empty() && cpu.back() == '\n') cpu.pop_back();
+  }
+  std::string device = memory.value("device", "cpu");
+  return {{"biomedq_version", BIOMEDQ_VERSION},
+          {"hostname", host},
+          {"cpu", cpu},
+          {"device", device},
+          {"device_name", device == "cpu" ? cpu : memory.value("device_name", device)}};
+}
+
 nlohmann::json score_run(const fs::path& run_dir, const nlohmann::json& id, size_t limit, int resamples,
-                         const nlohmann::json& memory) {
+                         const nlohmann::json& memory, const nlohmann::json& environment) {
   auto samples = read_samples(run_dir / "samples.jsonl", false);
   nlohmann::ordered_json tasks = nlohmann::ordered_json::object();
   for (auto& task : resolve_tasks(id)) tasks[task.name] = score_task(prepare_task(task, id, limit), id, samples, resamples);
@@ -228,6 +250,7 @@ nlohmann::json score_run(const fs::path& run_dir, const nlohmann::json& id, size
                                     {"config", id},
                                     {"limit", limit},
                                     {"bootstrap", {{"resamples", resamples}, {"interval", "percentile 95%"}}},
+                                    {"environment", environment},
                                     {"memory", memory},
                                     {"tasks", tasks}};
   write_file_atomic(run_dir / "results.json", results.dump(2) + "\n");
@@ -476,23 +499,25 @@ nlohmann::json run_eval(TextGenerator& gen, const EvalConfig& cfg) {
       progress.step(e - b);
     }
   }
-  return score_run(cfg.out_dir, id, cfg.limit, cfg.bootstrap_resamples, gen.memory_report());
+  nlohmann::json memory = gen.memory_report();
+  return score_run(cfg.out_dir, id, cfg.limit, cfg.bootstrap_resamples, memory, describe_environment(memory));
 }
 
 nlohmann::json rescore_run(const fs::path& run_dir, int bootstrap_resamples) {
   fs::path config_file = run_dir / "config.json";
   auto id = nlohmann::json::parse(read_file(config_file), nullptr, false);
   if (id.is_discarded()) fail("{}: not valid JSON", config_file.string());
-  nlohmann::json memory = nlohmann::json::object();
+  nlohmann::json memory = nlohmann::json::object(), environment = nlohmann::json::object();
   size_t limit = 0;
   if (fs::exists(run_dir / "results.json")) {
     auto old = nlohmann::json::parse(read_file(run_dir / "results.json"), nullptr, false);
     if (!old.is_discarded()) {
       memory = old.value("memory", memory);
+      environment = old.value("environment", environment);
       limit = old.value("limit", size_t(0));
     }
   }
-  return score_run(run_dir, id, limit, bootstrap_resamples, memory);
+  return score_run(run_dir, id, limit, bootstrap_resamples, memory, environment);
 }
 
 nlohmann::json compare_runs(const fs::path& run_a, const fs::path& run_b, uint64_t seed, int resamples) {

@@ -5,6 +5,9 @@
 #include <algorithm>
 
 #include "backend/backend.h"
+#ifdef BIOMEDQ_HAVE_CUDA
+#include "backend/cuda/allocator.h"
+#endif
 #include "core/error.h"
 #include "model/quantize_model.h"
 #include "tokenizer/chat_template.h"
@@ -92,6 +95,16 @@ nlohmann::json Engine::memory_report() const {
     getrusage(RUSAGE_SELF, &usage);
     report["host_peak_rss_bytes"] = size_t(usage.ru_maxrss) * 1024;  // ru_maxrss is in KiB on Linux
   }
+#ifdef BIOMEDQ_HAVE_CUDA
+  if (opt_.device == "cuda") {  // the tracked allocator's peak, and the device's own (CUDA context included)
+    cuda::sample_device_memory();
+    cuda::MemoryStats s = cuda::memory_stats();
+    report.update({{"allocator_peak_bytes", s.peak},
+                   {"device_peak_bytes", s.device_used_peak},
+                   {"device_total_bytes", s.device_total},
+                   {"device_name", cuda::device_name()}});
+  }
+#endif
   return report;
 }
 
