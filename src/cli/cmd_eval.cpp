@@ -3,6 +3,7 @@
 
 #include "cli/commands.h"
 #include "core/error.h"
+#include "core/files.h"
 #include "eval/data_check.h"
 #include "eval/run.h"
 #include "eval/table.h"
@@ -21,6 +22,27 @@ std::unique_ptr<Engine> make_synthetic_engine(const std::string& preset, uint64_
   auto eos = tok.eos_ids();
   c.eos_ids.assign(eos.begin(), eos.end());
   return std::make_unique<Engine>("synthetic-" + preset, synthesize_model(c, seed), std::move(tok), opt);
+}
+
+// This process's arguments, shell-quoted where needed, so a run records the command that reproduces it.
+std::string invocation() {
+  std::string raw = read_file("/proc/self/cmdline"), line;
+  size_t start = 0;
+  while (start < raw.size()) {
+    size_t end = raw.find('\0', start);
+    if (end == std::string::npos) end = raw.size();
+    std::string arg = raw.substr(start, end - start);
+    bool plain = !arg.empty() && arg.find_first_not_of("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789"
+                                                        "_-+=/.,:@%") == std::string::npos;
+    if (!plain) {
+      std::string quoted = "'";
+      for (char c : arg) quoted += c == '\'' ? std::string("'\\''") : std::string(1, c);
+      arg = quoted + "'";
+    }
+    line += (line.empty() ? "" : " ") + arg;
+    start = end + 1;
+  }
+  return line;
 }
 
 }  // namespace
@@ -152,6 +174,7 @@ void register_eval_commands(CLI::App& app) {
                                {"precision", ev->engine.precision},
                                {"double_quant", ev->engine.double_quant},
                                {"blocksize", ev->engine.blocksize}});
+    ev->cfg.command_line = invocation();
     eval::run_eval(*engine, ev->cfg);
     std::printf("%s\n", (ev->cfg.out_dir / "results.json").string().c_str());
   });
