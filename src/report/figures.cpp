@@ -46,8 +46,11 @@ std::string format_params(double n) {
 }
 
 Figure precision_figure(const std::vector<RunSummary>& runs, const std::vector<size_t>& ref) {
-  bool prefix = several_models(runs, ref);
-  BarChart score{"score (primary metric × 100)", {}}, memory{"peak memory (GB)", {}}, latency{"seconds per sample", {}};
+  // Score and latency get one panel per model (tasks along the axis), memory one panel across models.
+  std::vector<std::string> models;
+  for (size_t i : ref) add_unique(models, runs[i].model);
+  std::map<std::string, BarChart> score, latency;
+  BarChart memory{"peak memory (GB)", {}};
   struct Totals {
     double score = 0, memory = 0, latency = 0;
     int tasks = 0, runs = 0;
@@ -61,11 +64,12 @@ Figure precision_figure(const std::vector<RunSummary>& runs, const std::vector<s
     memory.bars.push_back({r.model, r.precision, r.memory_gb, {}, {}});
     tot.memory += r.memory_gb;
     tot.runs++;
+    score[r.model].y_label = "score (primary metric × 100)";
+    latency[r.model].y_label = "seconds per sample";
     for (auto& t : r.tasks) {
-      std::string category = with_model(r, prefix, t.task);
-      score.bars.push_back({category, r.precision, 100 * t.score, 100 * t.ci_lo, 100 * t.ci_hi});
-      latency.bars.push_back({category, r.precision, t.latency_mean_s, std::max(0.0, t.latency_mean_s - t.latency_sd_s),
-                              t.latency_mean_s + t.latency_sd_s});
+      score[r.model].bars.push_back({t.task, r.precision, 100 * t.score, 100 * t.ci_lo, 100 * t.ci_hi});
+      latency[r.model].bars.push_back({t.task, r.precision, t.latency_mean_s,
+                                       std::max(0.0, t.latency_mean_s - t.latency_sd_s), t.latency_mean_s + t.latency_sd_s});
       tot.score += 100 * t.score;
       tot.latency += t.latency_mean_s;
       tot.tasks++;
@@ -77,8 +81,11 @@ Figure precision_figure(const std::vector<RunSummary>& runs, const std::vector<s
            fmt::format("As the study's Figure 2, for the {} {}-shot runs. Error bars: score, the bootstrap 95% interval; "
                        "latency, ± one standard deviation over samples. Memory: {}.",
                        first.prompting, first.shots, first.memory_source.empty() ? "not recorded" : first.memory_source),
-           {{"Score by task", score}, {"Peak memory by model", memory}, {"Latency by task (mean ± sd)", latency}},
+           {},
            {}};
+  for (auto& m : models) f.panels.push_back({"Score by task: " + m, score[m]});
+  f.panels.push_back({"Peak memory by model", memory});
+  for (auto& m : models) f.panels.push_back({"Latency by task (mean ± sd): " + m, latency[m]});
   for (auto& p : precisions) {
     const Totals& t = by_precision[p];
     f.summary.push_back(fmt::format("{}: mean score {:.1f} over {} task results, mean peak memory {:.3f} GB, mean latency "

@@ -206,6 +206,7 @@ void draw_forest(cairo_t* cr, const ForestChart& chart, const std::vector<std::s
   Box box{kLabels, top + 30, kWidth - kLabels - kLegendWidth, forest_height(chart) - 30 - 60};
   double lo = 0, hi = 0;
   for (auto& r : chart.rows) lo = std::min(lo, r.lo), hi = std::max(hi, r.hi);
+  if (hi - lo < 1e-9) lo = -1, hi = 1;  // every difference zero: keep the zero line in the middle
   auto ticks = nice_ticks(lo, hi, 6);
   Scale x{ticks.front(), ticks.back(), box.x, box.x + box.w};
   cairo_set_line_width(cr, 1);

@@ -161,7 +161,12 @@ struct Tables {
 
 Tables build_tables(const std::vector<RunSummary>& runs) {
   Tables t;
-  for (auto& group : table_groups(runs)) {
+  auto groups = table_groups(runs);
+  size_t reference = reference_runs(runs).front();
+  std::stable_partition(groups.begin(), groups.end(), [&](const std::vector<size_t>& g) {
+    return std::find(g.begin(), g.end(), reference) != g.end();
+  });
+  for (auto& group : groups) {
     std::vector<fs::path> dirs;
     for (size_t i : group) dirs.push_back(runs[i].dir);
     t.titles.push_back(group_title(runs, group));
@@ -200,8 +205,11 @@ std::string render_html(const std::vector<RunSummary>& runs, const Tables& table
             "number; the PNG figures are beside this page.</div>\n";
   html += "<div id=\"report-errors\" class=\"errors\" hidden></div>\n";
   html += "<h2>Table 1: memory, latency and score</h2>\n";
-  for (size_t i = 0; i < tables.titles.size(); i++)
-    html += "<h3>" + html_escape(tables.titles[i]) + "</h3>\n" + markdown_table_to_html(tables.markdown[i]);
+  // The reference configuration's table first and open; the others folded, so the figures stay near the top.
+  for (size_t i = 0; i < tables.titles.size(); i++) {
+    if (i == 0) html += "<h3>" + html_escape(tables.titles[i]) + "</h3>\n" + markdown_table_to_html(tables.markdown[i]);
+    else html += "<details><summary>" + html_escape(tables.titles[i]) + "</summary>\n" + markdown_table_to_html(tables.markdown[i]) + "</details>\n";
+  }
   html += "<h2>Figures</h2>\n";
   json specs = json::object();
   for (auto& f : figures) {

@@ -1,5 +1,7 @@
 #include "report/vega.h"
 
+#include <algorithm>
+
 namespace bq::report {
 
 namespace {
@@ -44,7 +46,10 @@ json line_spec(const LineChart& chart, const std::vector<std::string>& series) {
   json values = json::array();
   for (auto& p : chart.points) values.push_back({{"series", p.series}, {"x", p.x}, {"y", p.y}, {"label", p.label}});
   json x = {{"field", "x"}, {"type", "quantitative"}, {"title", chart.x_label}, {"scale", {{"zero", false}}}};
-  if (chart.log_x) x["scale"]["type"] = "log";
+  if (chart.log_x) {
+    x["scale"]["type"] = "log";
+    x["axis"] = {{"format", "~s"}};  // parameter counts: 100M, 1G
+  }
   json encoding = {{"x", x},
                    {"y", {{"field", "y"}, {"type", "quantitative"}, {"title", chart.y_label}, {"scale", {{"zero", false}}}}},
                    {"color", color_encoding(series, "series")},
@@ -68,10 +73,13 @@ json forest_spec(const ForestChart& chart, const std::vector<std::string>& serie
   json zero = {{"data", {{"values", json::array({{{"zero", 0}}})}}},
                {"mark", {{"type", "rule"}, {"strokeDash", {4, 4}}, {"color", "#666666"}}},
                {"encoding", {{"x", {{"field", "zero"}, {"type", "quantitative"}}}}}};
+  json x_scale = json::object();
+  bool all_zero = std::all_of(chart.rows.begin(), chart.rows.end(), [](auto& r) { return r.lo == 0 && r.hi == 0; });
+  if (all_zero) x_scale["domain"] = {-1, 1};  // as the PNG: the zero line in the middle, not at an edge
   json intervals = {{"mark", {{"type", "rule"}, {"strokeWidth", 2}}},
                     {"encoding",
                      {{"y", y},
-                      {"x", {{"field", "lo"}, {"type", "quantitative"}, {"title", chart.x_label}}},
+                      {"x", {{"field", "lo"}, {"type", "quantitative"}, {"title", chart.x_label}, {"scale", x_scale}}},
                       {"x2", {{"field", "hi"}}},
                       {"color", color_encoding(series, "precision")},
                       {"tooltip", tooltip}}}};
