@@ -16,7 +16,7 @@ namespace bq::report {
 namespace {
 
 constexpr double kWidth = 1000;
-constexpr double kLegendWidth = 170;
+constexpr double kLegendWidth = 240;
 constexpr double kTitleHeight = 40;
 
 struct Rgb {
@@ -56,7 +56,8 @@ std::vector<double> nice_ticks(double lo, double hi, int target = 5) {
   double raw = (hi - lo) / target, mag = std::pow(10, std::floor(std::log10(raw)));
   double step = mag * (raw / mag < 1.5 ? 1 : raw / mag < 3.5 ? 2 : raw / mag < 7.5 ? 5 : 10);
   std::vector<double> ticks;
-  for (double t = std::floor(lo / step) * step; t <= hi + step * 1e-9; t += step) ticks.push_back(std::fabs(t) < step * 1e-9 ? 0 : t);
+  double first = std::floor(lo / step + 1e-9), last = std::ceil(hi / step - 1e-9);
+  for (double k = first; k <= last; k++) ticks.push_back(k * step == 0 ? 0 : k * step);  // no "-0"
   return ticks;
 }
 
