@@ -119,7 +119,6 @@ std::optional<Figure> model_size_figure(const std::vector<RunSummary>& runs, con
 Figure prompt_length_figure(const std::vector<RunSummary>& runs, const std::vector<size_t>& all) {
   bool prefix = several_models(runs, all);
   LineChart memory{"mean prompt tokens per example", "peak memory (GB)", false, {}};
-  std::map<std::string, std::vector<const Point*>> by_series;
   for (size_t i : all) {
     const RunSummary& r = runs[i];
     memory.points.push_back({with_model(r, prefix, r.precision), r.mean_prompt_tokens(), r.memory_gb,
@@ -130,12 +129,14 @@ Figure prompt_length_figure(const std::vector<RunSummary>& runs, const std::vect
            "prompts); one line per precision.",
            {{"Peak memory by prompt length", memory}},
            {}};
+  std::map<std::string, std::vector<const Point*>> by_series;
   for (auto& p : memory.points) by_series[p.series].push_back(&p);
   for (auto& s : series_of(f.panels[0])) {
     auto& pts = by_series[s];
-    auto [lo, hi] = std::minmax_element(pts.begin(), pts.end(), [](auto* a, auto* b) { return a->x < b->x; });
-    f.summary.push_back(fmt::format("{}: {} runs, {:.0f}–{:.0f} prompt tokens, {:.3f}–{:.3f} GB", s, pts.size(), (*lo)->x,
-                                    (*hi)->x, (*lo)->y, (*hi)->y));
+    auto [shortest, longest] = std::minmax_element(pts.begin(), pts.end(), [](auto* a, auto* b) { return a->x < b->x; });
+    f.summary.push_back(fmt::format("{}: {} runs, {:.0f}–{:.0f} prompt tokens, {:.3f} GB at the shortest, {:.3f} GB at "
+                                    "the longest", s, pts.size(), (*shortest)->x, (*longest)->x, (*shortest)->y,
+                                    (*longest)->y));
   }
   return f;
 }

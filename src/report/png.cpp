@@ -174,7 +174,11 @@ void draw_lines(cairo_t* cr, const LineChart& chart, const std::vector<std::stri
   Scale x{xlo - xpad, xhi + xpad, box.x, box.x + box.w};
   draw_value_axis_y(cr, box, y, yticks, chart.y_label);
   set_color(cr, "#333333");
-  for (double t : nice_ticks(xlo - xpad, xhi + xpad, 6)) {
+  std::vector<double> xticks;
+  if (chart.log_x)  // whole decades where the range holds at least two
+    for (double e = std::ceil(xlo - xpad); e <= xhi + xpad; e++) xticks.push_back(e);
+  if (xticks.size() < 2) xticks = nice_ticks(xlo - xpad, xhi + xpad, 6);
+  for (double t : xticks) {
     if (t < xlo - xpad || t > xhi + xpad) continue;
     draw_text(cr, chart.log_x ? short_count(std::pow(10, t)) : tick_label(t), x(t), box.y + box.h + 14, 11, Align::center);
   }
