@@ -34,12 +34,20 @@ json bar_spec(const BarChart& chart, const std::vector<std::string>& series) {
                  {"y", {{"field", "value"}, {"type", "quantitative"}, {"title", chart.y_label}}},
                  {"color", color_encoding(series, "precision")},
                  {"tooltip", tooltip}}}};
+  // Rules sit at the start of their band unless told otherwise; error bars belong in the middle of their bar.
+  json centred_x = x, centred_offset = offset;
+  centred_x["bandPosition"] = 0.5;
+  centred_offset["bandPosition"] = 0.5;
   json errors = {{"transform", json::array({{{"filter", "isValid(datum.lo)"}}})},
                  {"mark", {{"type", "rule"}, {"color", "#333333"}}},
                  {"encoding",
-                  {{"x", x}, {"xOffset", offset}, {"y", {{"field", "lo"}, {"type", "quantitative"}}}, {"y2", {{"field", "hi"}}}}}};
-  return {{"data", {{"values", values}}}, {"width", {{"step", 14 * std::max<size_t>(series.size(), 1) + 10}}},
-          {"height", 220}, {"layer", json::array({bars, errors})}};
+                  {{"x", centred_x},
+                   {"xOffset", centred_offset},
+                   {"y", {{"field", "lo"}, {"type", "quantitative"}}},
+                   {"y2", {{"field", "hi"}}}}}};
+  // With xOffset the width step is one bar's, not one category's.
+  return {{"data", {{"values", values}}}, {"width", {{"step", 16}}}, {"height", 220},
+          {"layer", json::array({bars, errors})}};
 }
 
 json line_spec(const LineChart& chart, const std::vector<std::string>& series) {
