@@ -319,6 +319,14 @@ TEST(Report, PageRendersInHeadlessChromium) {
                     "nothing for a browser to render";
   if (bq::test::run_command("command -v chromium || command -v chromium-browser") != 0)
     GTEST_SKIP() << "chromium not installed (apt-get install chromium): skipping the headless-browser check";
-  int rc = bq::test::run_command((src / "scripts/check-report.sh").string() + " " + (tmp / "report").string(), &out);
-  EXPECT_EQ(rc, 0) << out;
+  std::string check = (src / "scripts/check-report.sh").string() + " ";
+  EXPECT_EQ(bq::test::run_command(check + (tmp / "report").string(), &out), 0) << out;
+
+  // The check itself: a page whose charts fail to render is caught, with the page's own error message.
+  std::string html = bq::read_file(tmp / "report/report.html");
+  size_t call = html.find("return vegaEmbed(");
+  ASSERT_NE(call, std::string::npos);
+  write(tmp / "broken/report.html", html.replace(call, 17, "return vegaEmbedMissing("));
+  EXPECT_EQ(bq::test::run_command(check + (tmp / "broken").string(), &out), 1) << out;
+  EXPECT_NE(out.find("vegaEmbedMissing is not defined"), std::string::npos) << out;
 }
