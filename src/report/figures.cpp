@@ -134,9 +134,9 @@ Figure prompt_length_figure(const std::vector<RunSummary>& runs, const std::vect
   for (auto& s : series_of(f.panels[0])) {
     auto& pts = by_series[s];
     auto [shortest, longest] = std::minmax_element(pts.begin(), pts.end(), [](auto* a, auto* b) { return a->x < b->x; });
-    f.summary.push_back(fmt::format("{}: {} runs, {:.0f}–{:.0f} prompt tokens, {:.3f} GB at the shortest, {:.3f} GB at "
-                                    "the longest", s, pts.size(), (*shortest)->x, (*longest)->x, (*shortest)->y,
-                                    (*longest)->y));
+    f.summary.push_back(fmt::format("{}: {} run{}, {:.0f}–{:.0f} prompt tokens, {:.3f} GB at the shortest, {:.3f} GB "
+                                    "at the longest", s, pts.size(), pts.size() == 1 ? "" : "s", (*shortest)->x,
+                                    (*longest)->x, (*shortest)->y, (*longest)->y));
   }
   return f;
 }
