@@ -2,9 +2,10 @@
 # Installs the Debian packages biomedq needs (as root, or through sudo) and builds it into ./build.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+# libcairo2-dev draws the report's PNG figures; chromium renders report pages in a headless test.
 packages=(build-essential cmake ninja-build pkg-config nlohmann-json3-dev libcli11-dev libfmt-dev libpcre2-dev
   libutf8proc-dev libopenblas-dev libyaml-cpp-dev libgtest-dev libgmock-dev libbenchmark-dev clang
-  libclang-rt-14-dev libomp-14-dev libssl-dev python3-jinja2)
+  libclang-rt-14-dev libomp-14-dev libssl-dev python3-jinja2 libcairo2-dev chromium)
 missing=()
 for p in "${packages[@]}"; do dpkg -s "$p" >/dev/null 2>&1 || missing+=("$p"); done
 # Node.js (with npm) runs the reference tokenizers and template renderer in differential tests; any install will do.
@@ -14,5 +15,7 @@ if ((${#missing[@]})); then
   $sudo apt-get update -qq
   DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends "${missing[@]}"
 fi
+# The report page's chart JavaScript (embedded at configure time); fails soft: pages then lack charts only.
+scripts/fetch-report-assets.sh || echo "setup: report chart assets not fetched; report pages will have no charts" >&2
 cmake -S . -B build -G Ninja -DCMAKE_BUILD_TYPE=Release ${BIOMEDQ_CMAKE_ARGS:-}
 cmake --build build -j "$(nproc)"

@@ -4,11 +4,11 @@
 
 #include "cli/commands.h"
 #include "core/error.h"
+#include "core/files.h"
 #include "eval/data_check.h"
 #include "eval/run.h"
 #include "eval/table.h"
 #include "model/config.h"
-#include "model/quantize_checkpoint.h"
 
 namespace bq::cli {
 
@@ -37,6 +37,27 @@ std::string checkpoint_sha256(const std::filesystem::path& dir) {
   std::string listing;
   for (auto& f : names) listing += f + '\0' + eval::sha256_file(dir / f) + '\n';
   return eval::sha256_hex(listing);
+}
+
+// This process's arguments, shell-quoted where needed, so a run records the command that reproduces it.
+std::string invocation() {
+  std::string raw = read_file("/proc/self/cmdline"), line;
+  size_t start = 0;
+  while (start < raw.size()) {
+    size_t end = raw.find('\0', start);
+    if (end == std::string::npos) end = raw.size();
+    std::string arg = raw.substr(start, end - start);
+    bool plain = !arg.empty() && arg.find_first_not_of("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789"
+                                                        "_-+=/.,:@%") == std::string::npos;
+    if (!plain) {
+      std::string quoted = "'";
+      for (char c : arg) quoted += c == '\'' ? std::string("'\\''") : std::string(1, c);
+      arg = quoted + "'";
+    }
+    line += (line.empty() ? "" : " ") + arg;
+    start = end + 1;
+  }
+  return line;
 }
 
 }  // namespace
@@ -167,7 +188,6 @@ void register_eval_commands(CLI::App& app) {
     }
     const Model& m = engine->model();
     ev->cfg.model_info.update({{"arch", m.cfg.arch},
-                               {"params", memory_plan(m.cfg, std::nullopt).total_params},
                                {"chat_template_sha256", eval::sha256_hex(engine->tokenizer().chat_template())}});
     ev->cfg.model_info.update({{"device", ev->engine.device},
                                {"precision", ev->engine.precision},
@@ -175,6 +195,7 @@ void register_eval_commands(CLI::App& app) {
                                {"blocksize", ev->engine.blocksize},
                                {"compute_dtype", ev->engine.compute_dtype},
                                {"quantize_lm_head", ev->engine.quantize_lm_head}});
+    ev->cfg.command_line = invocation();
     eval::run_eval(*engine, ev->cfg);
     std::printf("%s\n", (ev->cfg.out_dir / "results.json").string().c_str());
   });

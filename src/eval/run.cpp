@@ -242,7 +242,8 @@ nlohmann::json describe_environment(const nlohmann::json& memory) {
 }
 
 nlohmann::json score_run(const fs::path& run_dir, const nlohmann::json& id, size_t limit, int resamples,
-                         const nlohmann::json& memory, const nlohmann::json& environment) {
+                         const nlohmann::json& memory, const nlohmann::json& environment,
+                         const std::string& command_line) {
   auto samples = read_samples(run_dir / "samples.jsonl", false);
   nlohmann::ordered_json tasks = nlohmann::ordered_json::object();
   for (auto& task : resolve_tasks(id)) tasks[task.name] = score_task(prepare_task(task, id, limit), id, samples, resamples);
@@ -253,6 +254,7 @@ nlohmann::json score_run(const fs::path& run_dir, const nlohmann::json& id, size
                                     {"environment", environment},
                                     {"memory", memory},
                                     {"tasks", tasks}};
+  if (!command_line.empty()) results["command"] = command_line;
   write_file_atomic(run_dir / "results.json", results.dump(2) + "\n");
   return results;
 }
@@ -500,7 +502,8 @@ nlohmann::json run_eval(TextGenerator& gen, const EvalConfig& cfg) {
     }
   }
   nlohmann::json memory = gen.memory_report();
-  return score_run(cfg.out_dir, id, cfg.limit, cfg.bootstrap_resamples, memory, describe_environment(memory));
+  return score_run(cfg.out_dir, id, cfg.limit, cfg.bootstrap_resamples, memory, describe_environment(memory),
+                   cfg.command_line);
 }
 
 nlohmann::json rescore_run(const fs::path& run_dir, int bootstrap_resamples) {
@@ -509,15 +512,17 @@ nlohmann::json rescore_run(const fs::path& run_dir, int bootstrap_resamples) {
   if (id.is_discarded()) fail("{}: not valid JSON", config_file.string());
   nlohmann::json memory = nlohmann::json::object(), environment = nlohmann::json::object();
   size_t limit = 0;
+  std::string command_line;
   if (fs::exists(run_dir / "results.json")) {
     auto old = nlohmann::json::parse(read_file(run_dir / "results.json"), nullptr, false);
     if (!old.is_discarded()) {
       memory = old.value("memory", memory);
       environment = old.value("environment", environment);
       limit = old.value("limit", size_t(0));
+      command_line = old.value("command", "");
     }
   }
-  return score_run(run_dir, id, limit, bootstrap_resamples, memory, environment);
+  return score_run(run_dir, id, limit, bootstrap_resamples, memory, environment, command_line);
 }
 
 nlohmann::json compare_runs(const fs::path& run_a, const fs::path& run_b, uint64_t seed, int resamples) {

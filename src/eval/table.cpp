@@ -24,6 +24,15 @@ struct Row {
   std::map<std::string, Cell> by_precision;
 };
 
+std::string csv_field(const std::string& s) {
+  if (s.find_first_of(",\"\n") == std::string::npos) return s;
+  std::string q = "\"";
+  for (char c : s) q += c == '"' ? std::string("\"\"") : std::string(1, c);
+  return q + "\"";
+}
+
+}  // namespace
+
 // The best memory figure a run has: the device's peak, then the allocator's, then the host process's, and the
 // weights alone as a last resort (what a CPU run without peak tracking reports).
 std::pair<double, std::string> memory_gb(const nlohmann::json& memory) {
@@ -37,15 +46,6 @@ int precision_rank(const std::string& p) {
   auto it = std::find(order.begin(), order.end(), p);
   return int(it - order.begin());
 }
-
-std::string csv_field(const std::string& s) {
-  if (s.find_first_of(",\"\n") == std::string::npos) return s;
-  std::string q = "\"";
-  for (char c : s) q += c == '"' ? std::string("\"\"") : std::string(1, c);
-  return q + "\"";
-}
-
-}  // namespace
 
 std::string format_results_table(const std::vector<fs::path>& run_dirs, bool csv) {
   std::vector<Row> rows;

@@ -83,13 +83,23 @@ std::vector<GenerationResult> Engine::generate(const std::vector<std::string>& p
 }
 
 nlohmann::json Engine::memory_report() const {
-  size_t weights = 0;
-  for (auto& L : model_->layers)
-    for (const Linear* l : {&L.q, &L.k, &L.v, &L.o, &L.gate, &L.up, &L.down})
+  // Parameters (matrices and norms) let reports place runs by model size whatever the precision.
+  size_t weights = 0, parameters = model_->final_norm.size();
+  for (auto& L : model_->layers) {
+    for (const Linear* l : {&L.q, &L.k, &L.v, &L.o, &L.gate, &L.up, &L.down}) {
       weights += l->q ? l->q->bytes() : l->weight_bytes();
+      parameters += size_t(l->out * l->in) + l->bias.size();
+    }
+    parameters += L.attn_norm.size() + L.mlp_norm.size();
+  }
   weights += size_t(model_->cfg.vocab) * size_t(model_->cfg.hidden) * dtype_size(model_->embed_dtype);
-  if (!model_->cfg.tie_embeddings) weights += model_->lm_head.weight_bytes();
-  nlohmann::json report = {{"device", opt_.device}, {"precision", opt_.precision}, {"weight_bytes", weights}};
+  parameters += size_t(model_->cfg.vocab) * size_t(model_->cfg.hidden);
+  if (!model_->cfg.tie_embeddings) {
+    weights += model_->lm_head.weight_bytes();
+    parameters += size_t(model_->lm_head.out * model_->lm_head.in);
+  }
+  nlohmann::json report = {{"device", opt_.device}, {"precision", opt_.precision}, {"weight_bytes", weights},
+                           {"parameters", parameters}};
   if (opt_.device == "cpu") {  // on the CPU the model's memory is the process's: its peak resident set so far
     rusage usage{};
     getrusage(RUSAGE_SELF, &usage);
