@@ -21,7 +21,9 @@ int main(int argc, char** argv) {
   bq::cli::register_eval_commands(app);
   bq::cli::register_bench_command(app);
   bq::cli::register_quant_commands(app);
+#ifdef BIOMEDQ_HAVE_REPORT
   bq::cli::register_report_commands(app);
+#endif
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {
