@@ -21,6 +21,7 @@ int main(int argc, char** argv) {
   bq::cli::register_eval_commands(app);
   bq::cli::register_bench_command(app);
   bq::cli::register_quant_commands(app);
+  bq::cli::register_plan_commands(app);
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {

@@ -6,6 +6,10 @@
 
 #include "backend/backend.h"
 #include "core/error.h"
+#include "core/host_memory.h"
+#ifdef BIOMEDQ_HAVE_CUDA
+#include "backend/cuda/allocator.h"
+#endif
 #include "model/quantize_model.h"
 #include "tokenizer/chat_template.h"
 
@@ -91,7 +95,11 @@ nlohmann::json Engine::memory_report() const {
     rusage usage{};
     getrusage(RUSAGE_SELF, &usage);
     report["host_peak_rss_bytes"] = size_t(usage.ru_maxrss) * 1024;  // ru_maxrss is in KiB on Linux
+    report["allocator_peak_bytes"] = host_memory::stats().peak;      // what the engine's own buffers reached
   }
+#ifdef BIOMEDQ_HAVE_CUDA
+  if (opt_.device == "cuda") report["allocator_peak_bytes"] = cuda::memory_stats().peak;
+#endif
   return report;
 }
 
