@@ -32,7 +32,7 @@ void register_plan_commands(CLI::App& app) {
          "4-bit: quantize the block maxima too (on | off; default on)")
       ->check(CLI::IsMember({"on", "off"}));
   cmd->add_option("--blocksize", a->req.blocksize, "4-bit block size (default 64)");
-  cmd->add_option("--context", a->req.context, "positions per sequence, prompt + generated (default 4096)");
+  cmd->add_option("--context", a->req.context, "positions per sequence, prompt + generated (default 4096, or the model's limit)");
   cmd->add_option("--prompt-len", a->req.prompt, "prompt tokens per sequence, prefilled together (default: the context)");
   cmd->add_option("--batch", a->req.batch, "sequences held and decoded together (default 1)");
   cmd->add_option("--devices", a->req.devices, "GPUs the layers are split over evenly: per-device figures (default 1)");

@@ -154,6 +154,12 @@ void plan_cpu(MemoryEstimate& e, const ModelConfig& c, const PlanRequest& r) {
                     "allocator slack (peak RSS is somewhat higher)");
 }
 
+std::string human(double bytes) {
+  if (bytes >= double(1ull << 30)) return fmt::format("{:.2f} GiB", bytes / double(1ull << 30));
+  if (bytes >= double(1ull << 20)) return fmt::format("{:.2f} MiB", bytes / double(1ull << 20));
+  return fmt::format("{:.1f} KiB", bytes / 1024.0);
+}
+
 }  // namespace
 
 std::vector<std::pair<std::string, size_t>> common_cards() {
@@ -184,6 +190,7 @@ size_t parse_memory_size(const std::string& text, const std::string& option) {
 MemoryEstimate plan_memory(PlanRequest r) {
   if (r.device != "cuda" && r.device != "cpu") fail("--device: '{}' is not cuda or cpu", r.device);
   if (r.batch < 1) fail("--batch must be at least 1 (got {})", r.batch);
+  if (r.context == 0) r.context = std::min(4096, r.config.max_positions);
   if (r.context < 1) fail("--context must be at least 1 (got {})", r.context);
   if (r.prompt == 0) r.prompt = r.context;
   if (r.prompt < 1 || r.prompt > r.context)
@@ -247,19 +254,17 @@ nlohmann::ordered_json to_json(const MemoryEstimate& e) {
 
 std::string format_plan(const MemoryEstimate& e) {
   const PlanRequest& r = e.request;
-  const double gib = double(1ull << 30);
   std::string s = fmt::format("{} at {} on {}{}: context {} (prompt {}), batch {}\n", r.model_label, e.precision_label,
                               r.device, r.devices > 1 ? fmt::format(" (per device of {})", r.devices) : "", r.context,
                               r.prompt, r.batch);
   for (auto& it : e.items)
-    s += fmt::format("  {:<24} {:<54} {:>10.3f} GiB{}\n", it.category, it.name, double(it.bytes) / gib,
+    s += fmt::format("  {:<24} {:<54} {:>12}{}\n", it.category, it.name, human(double(it.bytes)),
                      it.in_allocator ? "" : "  (outside the allocator)");
-  s += fmt::format("  {:<79} {:>10.3f} GiB\n", "allocator peak (what bench/eval report as allocator_peak_bytes)",
-                   double(e.allocator_bytes) / gib);
-  s += fmt::format("  {:<79} {:>10.3f} GiB\n", "total", double(e.total_bytes) / gib);
+  s += fmt::format("  {:<79} {:>12}\n", "allocator peak (what bench/eval report as allocator_peak_bytes)",
+                   human(double(e.allocator_bytes)));
+  s += fmt::format("  {:<79} {:>12}\n", "total", human(double(e.total_bytes)));
   s += "fits:";
-  for (auto& c : e.cards)
-    s += fmt::format("  {} {}", c.card, c.fits ? "yes" : fmt::format("no (short {:.1f} GiB)", -c.headroom_bytes / gib));
+  for (auto& c : e.cards) s += fmt::format("  {} {}", c.card, c.fits ? "yes" : "no (short " + human(-c.headroom_bytes) + ")");
   s += "\n";
   for (auto& n : e.notes) s += "note: " + n + "\n";
   return s;

@@ -25,7 +25,8 @@ struct PlanRequest {
   bool double_quant = true;
   int blocksize = 64;
   std::string device = "cuda";         // cuda | cpu
-  int context = 4096;                  // positions per sequence: prompt + generated tokens (KV cache capacity)
+  int context = 0;                     // positions per sequence, prompt + generated (KV cache capacity); 0: 4096
+                                       // or the model's limit if lower
   int prompt = 0;                      // prompt tokens per sequence, prefilled together; 0: the whole context
   int batch = 1;                       // sequences held and decoded together
   int devices = 1;                     // CUDA: layers split evenly over this many GPUs (per-device figures)
