@@ -154,13 +154,13 @@ void plan_cpu(MemoryEstimate& e, const ModelConfig& c, const PlanRequest& r) {
                     "allocator slack (peak RSS is somewhat higher)");
 }
 
-std::string human(double bytes) {
-  if (bytes >= double(1ull << 30)) return fmt::format("{:.2f} GiB", bytes / double(1ull << 30));
-  if (bytes >= double(1ull << 20)) return fmt::format("{:.2f} MiB", bytes / double(1ull << 20));
+}  // namespace
+
+std::string format_bytes(double bytes) {
+  if (std::fabs(bytes) >= double(1ull << 30)) return fmt::format("{:.2f} GiB", bytes / double(1ull << 30));
+  if (std::fabs(bytes) >= double(1ull << 20)) return fmt::format("{:.2f} MiB", bytes / double(1ull << 20));
   return fmt::format("{:.1f} KiB", bytes / 1024.0);
 }
-
-}  // namespace
 
 std::vector<std::pair<std::string, size_t>> common_cards() {
   const size_t gib = size_t(1) << 30;
@@ -258,13 +258,13 @@ std::string format_plan(const MemoryEstimate& e) {
                               r.device, r.devices > 1 ? fmt::format(" (per device of {})", r.devices) : "", r.context,
                               r.prompt, r.batch);
   for (auto& it : e.items)
-    s += fmt::format("  {:<24} {:<54} {:>12}{}\n", it.category, it.name, human(double(it.bytes)),
+    s += fmt::format("  {:<24} {:<54} {:>12}{}\n", it.category, it.name, format_bytes(double(it.bytes)),
                      it.in_allocator ? "" : "  (outside the allocator)");
   s += fmt::format("  {:<79} {:>12}\n", "allocator peak (what bench/eval report as allocator_peak_bytes)",
-                   human(double(e.allocator_bytes)));
-  s += fmt::format("  {:<79} {:>12}\n", "total", human(double(e.total_bytes)));
+                   format_bytes(double(e.allocator_bytes)));
+  s += fmt::format("  {:<79} {:>12}\n", "total", format_bytes(double(e.total_bytes)));
   s += "fits:";
-  for (auto& c : e.cards) s += fmt::format("  {} {}", c.card, c.fits ? "yes" : "no (short " + human(-c.headroom_bytes) + ")");
+  for (auto& c : e.cards) s += fmt::format("  {} {}", c.card, c.fits ? "yes" : "no (short " + format_bytes(-c.headroom_bytes) + ")");
   s += "\n";
   for (auto& n : e.notes) s += "note: " + n + "\n";
   return s;

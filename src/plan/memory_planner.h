@@ -69,6 +69,7 @@ std::vector<std::pair<std::string, size_t>> common_cards();
 // nominal sizes are); anything else is a bq::Error naming `option`.
 size_t parse_memory_size(const std::string& text, const std::string& option);
 
+std::string format_bytes(double bytes);  // "1.23 GiB", "45.60 MiB", "7.0 KiB"
 nlohmann::ordered_json to_json(const MemoryEstimate& e);
 std::string format_plan(const MemoryEstimate& e);
 

@@ -19,17 +19,16 @@ namespace fs = std::filesystem;
 
 namespace {
 
-const double kGiB = double(1ull << 30);
-
 // The precisions a model can be run at, in the order they are listed when unmeasured.
 const std::vector<std::string> kPrecisions = {"bf16", "int8", "llm-int8", "nf4", "fp4"};
 
 int full_precision_rank(const std::string& p) { return p == "bf16" ? 0 : p == "fp16" ? 1 : 2; }
 
 std::string fit_text(const Candidate& c, size_t budget) {
-  double planned = double(c.planned_bytes) / kGiB, b = double(budget) / kGiB;
-  if (c.planned_bytes <= budget) return fmt::format("fits: {:.2f} GiB planned of {:.1f} GiB", planned, b);
-  return fmt::format("does not fit: {:.2f} GiB planned, {:.2f} GiB over {:.1f} GiB", planned, planned - b, b);
+  if (c.planned_bytes <= budget)
+    return fmt::format("fits: {} planned of {}", format_bytes(double(c.planned_bytes)), format_bytes(double(budget)));
+  return fmt::format("does not fit: {} planned, {} over {}", format_bytes(double(c.planned_bytes)),
+                     format_bytes(double(c.planned_bytes) - double(budget)), format_bytes(double(budget)));
 }
 
 // The run folder as recommend uses it.
@@ -181,8 +180,8 @@ Recommendation decide(const std::vector<Candidate>& candidates, size_t budget_by
         best = &d;
     if (best) {
       best->recommended = true;
-      out.per_model.push_back(fmt::format("{}: run {} ({:.2f} GiB planned, score {:.4f})", m, best->candidate.precision,
-                                          double(best->candidate.planned_bytes) / kGiB, best->candidate.score));
+      out.per_model.push_back(fmt::format("{}: run {} ({} planned, score {:.4f})", m, best->candidate.precision,
+                                          format_bytes(double(best->candidate.planned_bytes)), best->candidate.score));
     } else if (!baseline.count(m)) {
       out.per_model.push_back(fmt::format("{}: no full-precision run, so no precision can be shown non-inferior", m));
     } else {
@@ -304,8 +303,8 @@ nlohmann::ordered_json to_json(const Recommendation& r) {
 }
 
 std::string format_recommendation(const Recommendation& r) {
-  std::string s = fmt::format("GPU memory {:.1f} GiB, non-inferiority margin {}\n\nmeasured and fitting, best score first:\n",
-                              double(r.budget_bytes) / kGiB, r.margin);
+  std::string s = fmt::format("GPU memory {}, non-inferiority margin {}\n\nmeasured and fitting, best score first:\n",
+                              format_bytes(double(r.budget_bytes)), r.margin);
   auto line = [](const Decision& d) {
     return fmt::format("  {}{} {}: {}\n", d.recommended ? "* " : "  ", d.candidate.model, d.candidate.precision, d.reason);
   };

@@ -111,7 +111,8 @@ struct CudaForward::Impl {
     for (double v : rope_inv_freq(c)) f.push_back(float(v));
     inv_freq = upload(f.data(), f.size(), "RoPE frequencies");
     auto nf4 = quant::code4(quant::Scheme::NF4), fp4 = quant::code4(quant::Scheme::FP4);
-    static_assert(nf4.size() == kCodeTableFloats && quant::dynamic_map_signed().size() == kDynamicMapFloats);
+    static_assert(std::tuple_size_v<decltype(nf4)> == kCodeTableFloats &&
+                  std::tuple_size_v<std::decay_t<decltype(quant::dynamic_map_signed())>> == kDynamicMapFloats);
     code_nf4 = upload(nf4.data(), nf4.size(), "NF4 code");
     code_fp4 = upload(fp4.data(), fp4.size(), "FP4 code");
     dyn_map = upload(quant::dynamic_map_signed().data(), kDynamicMapFloats, "dynamic map");
