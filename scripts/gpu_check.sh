@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # One device call: build with CUDA, run the whole test suite, compute-sanitizer on the CUDA tests, and the
-# benchmark matrix on the llama-3.1-8b preset. Results (JSON, logs) go to $OUT (or ./gpu-out).
+# benchmark matrix on the llama-3.1-8b preset, and the memory planner checked against the allocator peak. Results (JSON, logs) go to $OUT (or ./gpu-out).
 # Needs the Debian -dev packages in .deps (scripts/gpu_deps.sh DIR). QUICK=1: CUDA tests and four configurations.
 set -uo pipefail
 OUT=${OUT:-gpu-out}
@@ -45,10 +45,43 @@ bench() {  # name, args...
     --json "$@" > "$BENCH/$name.json" 2> "$BENCH/$name.err" || { echo "bench $name failed"; cat "$BENCH/$name.err"; }
   summarize > /dev/null
 }
+# The memory planner against the allocator: `plan --json` and `bench --json` of one configuration, their ratio in
+# $OUT/plan_check.json; more than 5% off fails the script (after the matrix, so that its results still come back).
+PLAN_FAILED=0
+plan_check() {  # name, preset, precision, batch, prompt-len, gen-len
+  local name=$1 preset=$2 precision=$3 batch=$4 prompt=$5 gen=$6
+  build-gpu/biomedq plan --preset "$preset" --precision "$precision" --batch "$batch" --prompt-len "$prompt" \
+    --context $((prompt + gen)) --device cuda --json > "$BENCH/plan-$name.plan" 2> "$BENCH/plan-$name.err" &&
+  build-gpu/biomedq bench --synthetic "$preset" --precision "$precision" --batch "$batch" --prompt-len "$prompt" \
+    --gen-len "$gen" --reps 1 --device cuda --json > "$BENCH/plan-$name.bench" 2>> "$BENCH/plan-$name.err" ||
+    { echo "PLAN CHECK $name: plan or bench failed"; cat "$BENCH/plan-$name.err"; PLAN_FAILED=1; return; }
+  python3 - "$name" "$BENCH/plan-$name.plan" "$BENCH/plan-$name.bench" "$OUT/plan_check.json" <<'PY' || PLAN_FAILED=1
+import json, os, sys
+name, plan, bench, out = sys.argv[1], json.load(open(sys.argv[2])), json.load(open(sys.argv[3])), sys.argv[4]
+ratio = plan["allocator_bytes"] / bench["allocator_peak_bytes"]
+row = {"name": name, "planned_allocator_bytes": plan["allocator_bytes"], "planned_total_bytes": plan["total_bytes"],
+       "allocator_peak_bytes": bench["allocator_peak_bytes"], "device_peak_bytes": bench["device_peak_bytes"],
+       "outside_allocator_bytes": bench["device_peak_bytes"] - bench["allocator_peak_bytes"], "ratio": ratio}
+rows = json.load(open(out)) if os.path.exists(out) else []
+json.dump(rows + [row], open(out, "w"), indent=1)
+G = 2**30
+ok = abs(ratio - 1) <= 0.05
+print(f"plan check {name:16} planned {plan['allocator_bytes']/G:8.3f} GiB, allocator peak {bench['allocator_peak_bytes']/G:8.3f} GiB,"
+      f" ratio {ratio:.4f}, outside the allocator {row['outside_allocator_bytes']/G:.2f} GiB {'ok' if ok else 'OFF BY MORE THAN 5%'}")
+sys.exit(0 if ok else 1)
+PY
+}
+rm -f "$OUT/plan_check.json"
+for b in 1 32; do
+  plan_check bf16-b$b llama-3.1-8b bf16 $b 512 128
+  plan_check nf4-b$b llama-3.1-8b nf4 $b 512 128
+done
+plan_check 70b-nf4-ctx4096 llama-3.3-70b nf4 1 3968 128
+[ "$PLAN_FAILED" = 0 ] || echo "PLAN CHECK FAILED: the planner is more than 5% off the allocator peak (see above)"
 if [ -n "${QUICK:-}" ]; then  # QUICK=1: tests of the CUDA backend only, a few configurations
   bench bf16-b1 --precision bf16 --batch 1; bench nf4-b1 --precision nf4 --batch 1
   bench int8-b1 --precision int8 --batch 1; bench nf4-b32 --precision nf4 --batch 32
-  summarize; exit 0
+  summarize; exit $PLAN_FAILED
 fi
 for b in 1 32; do
   bench bf16-b$b --precision bf16 --batch $b
@@ -59,3 +92,4 @@ for b in 1 32; do
   bench llm-int8-b$b --precision llm-int8 --batch $b
 done
 summarize
+exit $PLAN_FAILED

@@ -13,6 +13,7 @@
 
 #include "cli/commands.h"
 #include "core/error.h"
+#include "core/host_memory.h"
 #include "model/model.h"
 #include "model/quantize_model.h"
 #include "generate/sampler.h"
@@ -197,7 +198,7 @@ void run_cpu_bench(const BenchArgs& a) {
   const double decode_bytes = weight_bytes * steps + kv_bytes;
   Stat prefill_tps, decode_tps, ms_per_step, decode_gbs;
   std::mt19937 rng(unsigned(a.seed));
-  std::vector<float> logits(size_t(B) * size_t(c.vocab));
+  tracked_vector<float> logits(size_t(B) * size_t(c.vocab));
   for (int rep = 0; rep <= a.reps; ++rep) {  // rep 0 warms up
     std::vector<int> seqs;
     ForwardBatch pre;
@@ -234,7 +235,8 @@ void run_cpu_bench(const BenchArgs& a) {
                       {"decode_tokens_per_s", decode_tps.to_json()}, {"decode_ms_per_step", ms_per_step.to_json()},
                       {"decode_gbs", decode_gbs.to_json()}, {"decode_bytes_per_step", decode_bytes / steps},
                       {"decode_fraction_of_copy", decode_gbs.mean() / copy_gbs}, {"weights_bytes", weight_bytes},
-                      {"kv_cache_bytes_at_end", double(B) * (P + G) * kv_row_pos}};
+                      {"kv_cache_bytes_at_end", double(B) * (P + G) * kv_row_pos},
+                      {"allocator_peak_bytes", host_memory::stats().peak}};
   if (a.json) {
     std::cout << j.dump(2) << "\n";
     return;
@@ -244,6 +246,8 @@ void run_cpu_bench(const BenchArgs& a) {
   fmt::print("  prefill {:.1f} ± {:.1f} tok/s; decode {:.2f} ± {:.2f} tok/s, {:.1f} GB/s ({:.0f}% of copy {:.1f})\n",
              prefill_tps.mean(), prefill_tps.sd(), decode_tps.mean(), decode_tps.sd(), decode_gbs.mean(),
              100 * decode_gbs.mean() / copy_gbs, copy_gbs);
+  fmt::print("  memory  tracked host peak {:.3f} GiB (weights, KV cache, scratch)\n",
+             double(host_memory::stats().peak) / double(1ull << 30));
 }
 
 }  // namespace

@@ -9,6 +9,10 @@
 #include "backend/cuda/allocator.h"
 #endif
 #include "core/error.h"
+#include "core/host_memory.h"
+#ifdef BIOMEDQ_HAVE_CUDA
+#include "backend/cuda/allocator.h"
+#endif
 #include "model/quantize_model.h"
 #include "tokenizer/chat_template.h"
 
@@ -94,16 +98,16 @@ nlohmann::json Engine::memory_report() const {
   }
   weights += size_t(model_->cfg.vocab) * size_t(model_->cfg.hidden) * dtype_size(model_->embed_dtype);
   parameters += size_t(model_->cfg.vocab) * size_t(model_->cfg.hidden);
-  if (!model_->cfg.tie_embeddings) {
-    weights += model_->lm_head.weight_bytes();
-    parameters += size_t(model_->lm_head.out * model_->lm_head.in);
-  }
+  if (!model_->cfg.tie_embeddings) parameters += size_t(model_->lm_head.out * model_->lm_head.in);
+  if (model_->lm_head.q) weights += model_->lm_head.q->bytes();  // --quantize-lm-head: its own matrix
+  else if (!model_->cfg.tie_embeddings) weights += model_->lm_head.weight_bytes();
   nlohmann::json report = {{"device", opt_.device}, {"precision", opt_.precision}, {"weight_bytes", weights},
                            {"parameters", parameters}};
   if (opt_.device == "cpu") {  // on the CPU the model's memory is the process's: its peak resident set so far
     rusage usage{};
     getrusage(RUSAGE_SELF, &usage);
     report["host_peak_rss_bytes"] = size_t(usage.ru_maxrss) * 1024;  // ru_maxrss is in KiB on Linux
+    report["allocator_peak_bytes"] = host_memory::stats().peak;      // what the engine's own buffers reached
   }
 #ifdef BIOMEDQ_HAVE_CUDA
   if (opt_.device == "cuda") {  // the tracked allocator's peak, and the device's own (CUDA context included)

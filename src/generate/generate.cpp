@@ -4,6 +4,7 @@
 #include <chrono>
 
 #include "core/error.h"
+#include "core/host_memory.h"
 #include "generate/sampler.h"
 
 namespace bq {
@@ -45,7 +46,7 @@ std::vector<TokenResult> generate_tokens(ForwardBackend& fwd, const std::vector<
     prefill.logit_rows.push_back(int(prefill.tokens.size()) - 1);
   }
   const size_t V = size_t(cfg.vocab);
-  std::vector<float> logits(n * V);
+  tracked_vector<float> logits(n * V);
   auto t0 = std::chrono::steady_clock::now();
   fwd.run(prefill, logits.data());
   double prefill_ms = ms_since(t0);

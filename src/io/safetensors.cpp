@@ -121,6 +121,12 @@ Checkpoint Checkpoint::open(const std::filesystem::path& dir) {
   return ck;
 }
 
+size_t Checkpoint::mapped_bytes() const {
+  size_t n = 0;
+  for (auto& f : files_) n += f->size();
+  return n;
+}
+
 const TensorInfo* Checkpoint::find(const std::string& name) const {
   auto it = tensors_.find(name);
   return it == tensors_.end() ? nullptr : &it->second;

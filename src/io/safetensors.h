@@ -38,6 +38,7 @@ class Checkpoint {
   // The tensor with this name and shape; a clear error naming the file and tensor otherwise.
   const TensorInfo& require(const std::string& name, const std::vector<int64_t>& shape) const;
   const std::map<std::string, TensorInfo>& tensors() const { return tensors_; }
+  size_t mapped_bytes() const;  // sizes of the mapped files, headers included
 
  private:
   std::vector<std::unique_ptr<MappedFile>> files_;

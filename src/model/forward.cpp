@@ -14,7 +14,42 @@ KVCache::KVCache(const ModelConfig& c, int cap) : capacity(cap), kv_dim(c.kv_dim
   v.resize(n);
 }
 
-CpuForward::CpuForward(const Model& m) : m_(m) {
+CpuStepSizes cpu_step_sizes(const ModelConfig& c, int64_t rows, int64_t logit_rows) {
+  const size_t R = size_t(rows), H = size_t(c.hidden), Q = size_t(c.q_dim()), KV = size_t(c.kv_dim()),
+               I = size_t(c.intermediate), half = size_t(c.head_dim / 2);
+  CpuStepSizes s;
+  s.cos = s.sin = R * half;
+  s.x = s.xn = s.proj = R * H;
+  s.q = s.att = R * Q;
+  s.k = s.v = R * KV;
+  s.gate = s.up = R * I;
+  s.last = size_t(logit_rows) * H;
+  return s;
+}
+
+size_t cpu_attention_scratch_floats(const ModelConfig& c, int n_positions) {
+  return size_t(c.n_heads) * size_t(n_positions);
+}
+
+size_t model_host_bytes(const Model& m) {
+  size_t n = m.checkpoint ? m.checkpoint->mapped_bytes() : 0;
+  for (auto& buf : m.owned) n += buf.capacity();
+  auto floats = [](const std::vector<float>& v) { return v.capacity() * sizeof(float); };
+  auto linear = [&](const Linear& l) {
+    size_t b = floats(l.bias);
+    if (l.q)
+      b += l.q->packed.capacity() + floats(l.q->absmax) + l.q->absmax_q.capacity() + floats(l.q->absmax2) +
+           l.q->cb.capacity() + floats(l.q->scb);
+    return b;
+  };
+  for (auto& L : m.layers) {
+    n += floats(L.attn_norm) + floats(L.mlp_norm);
+    for (const Linear* l : {&L.q, &L.k, &L.v, &L.o, &L.gate, &L.up, &L.down}) n += linear(*l);
+  }
+  return n + floats(m.final_norm) + linear(m.lm_head);
+}
+
+CpuForward::CpuForward(const Model& m) : m_(m), weights_(model_host_bytes(m)) {
   for (double f : rope_inv_freq(m.cfg)) inv_freq_.push_back(float(f));
 }
 
@@ -73,7 +108,8 @@ void CpuForward::run(const ForwardBatch& b, float* logits) {
     pos[size_t(r)] = next[size_t(s)]++;
   }
   // RoPE cos/sin per row, angle = position × inv_freq in fp32 as the reference does.
-  std::vector<float> cos(size_t(R * half)), sin(size_t(R * half));
+  const CpuStepSizes sz = cpu_step_sizes(c, R, int64_t(b.logit_rows.size()));
+  tracked_vector<float> cos(sz.cos), sin(sz.sin);
   for (int64_t r = 0; r < R; ++r)
     for (int i = 0; i < half; ++i) {
       float angle = float(pos[size_t(r)]) * inv_freq_[size_t(i)];
@@ -81,8 +117,8 @@ void CpuForward::run(const ForwardBatch& b, float* logits) {
       sin[size_t(r * half + i)] = float(std::sin(double(angle)));
     }
 
-  std::vector<float> x(size_t(R * H)), xn(size_t(R * H)), q(size_t(R * Q)), k(size_t(R * KV)), v(size_t(R * KV));
-  std::vector<float> att(size_t(R * Q)), proj(size_t(R * H)), gate(size_t(R * I)), up(size_t(R * I));
+  tracked_vector<float> x(sz.x), xn(sz.xn), q(sz.q), k(sz.k), v(sz.v), att(sz.att), proj(sz.proj), gate(sz.gate),
+      up(sz.up);
   for (int64_t r = 0; r < R; ++r) m_.embed_row(b.tokens[size_t(r)], x.data() + r * H);
 
   for (int l = 0; l < c.n_layers; ++l) {
@@ -106,7 +142,7 @@ void CpuForward::run(const ForwardBatch& b, float* logits) {
     for (int64_t r = 0; r < R; ++r) {
       KVCache& cache = *caches[size_t(b.seq[size_t(r)])];
       int n_pos = pos[size_t(r)] + 1;
-      std::vector<float> scratch(size_t(c.n_heads) * size_t(n_pos));
+      tracked_vector<float> scratch(cpu_attention_scratch_floats(c, n_pos));
       cpu::attention(q.data() + r * Q, cache.k_at(l, 0), cache.v_at(l, 0), n_pos, c.n_heads, c.n_kv_heads, hd,
                      att.data() + r * Q, scratch.data());
     }
@@ -125,7 +161,7 @@ void CpuForward::run(const ForwardBatch& b, float* logits) {
 
   if (b.logit_rows.empty()) return;
   const int64_t NL = int64_t(b.logit_rows.size());
-  std::vector<float> last(size_t(NL * H));
+  tracked_vector<float> last(sz.last);
   for (int64_t i = 0; i < NL; ++i) {
     int r = b.logit_rows[size_t(i)];
     if (r < 0 || r >= R) fail("forward: logit row {} outside the batch of {}", r, R);

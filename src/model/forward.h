@@ -3,6 +3,7 @@
 #include <memory>
 #include <vector>
 
+#include "core/host_memory.h"
 #include "model/model.h"
 
 namespace bq {
@@ -12,7 +13,7 @@ struct KVCache {
   int capacity = 0;
   int length = 0;  // positions filled
   int kv_dim = 0;
-  std::vector<float> k, v;
+  tracked_vector<float> k, v;
 
   KVCache(const ModelConfig& c, int capacity);
   float* k_at(int layer, int pos) { return k.data() + (size_t(layer) * capacity + pos) * kv_dim; }
@@ -41,6 +42,20 @@ class ForwardBackend {
   virtual const ModelConfig& config() const = 0;
 };
 
+// Elements (fp32) of each activation buffer CpuForward::run holds for a step of `rows` rows, `logit_rows` of them
+// with logits: run() allocates exactly these, and the memory planner adds them up.
+struct CpuStepSizes {
+  size_t cos = 0, sin = 0, x = 0, xn = 0, q = 0, k = 0, v = 0, att = 0, proj = 0, gate = 0, up = 0, last = 0;
+  size_t bytes() const { return (cos + sin + x + xn + q + k + v + att + proj + gate + up + last) * sizeof(float); }
+};
+CpuStepSizes cpu_step_sizes(const ModelConfig& c, int64_t rows, int64_t logit_rows);
+// Per-thread scratch (fp32 elements) of one row's attention over n_positions.
+size_t cpu_attention_scratch_floats(const ModelConfig& c, int n_positions);
+
+// Host bytes a loaded (and possibly quantized) model holds: mapped checkpoint files, owned buffers, fp32 norms and
+// biases, quantized matrices; from the buffers' capacities.
+size_t model_host_bytes(const Model& m);
+
 class CpuForward : public ForwardBackend {
  public:
   explicit CpuForward(const Model& m);
@@ -53,6 +68,7 @@ class CpuForward : public ForwardBackend {
 
  private:
   const Model& m_;
+  host_memory::Hold weights_;  // the model's buffers in the host-memory account while this backend uses them
   std::vector<float> inv_freq_;  // fp32, as the reference computes RoPE angles
   std::vector<std::unique_ptr<KVCache>> caches_;  // by sequence id; null when closed
 };

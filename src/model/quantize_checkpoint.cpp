@@ -126,7 +126,7 @@ std::optional<quant::QuantOptions> checkpoint_quantization(const fs::path& dir) 
 }
 
 MemoryPlan memory_plan(const ModelConfig& c, const std::optional<quant::QuantOptions>& q) {
-  MemoryGroup embed{"embeddings"}, attn{"attention"}, mlp{"mlp"}, norms{"norms"}, head{"lm_head"},
+  MemoryGroup embed{"embeddings"}, attn{"attention"}, mlp{"mlp"}, norms{"norms"}, biases{"biases"}, head{"lm_head"},
       consts{"quantization constants"};
   const size_t wsz = dtype_size(c.dtype);
   const int64_t H = c.hidden, I = c.intermediate, Q = c.q_dim(), KV = c.kv_dim();
@@ -158,8 +158,8 @@ MemoryPlan memory_plan(const ModelConfig& c, const std::optional<quant::QuantOpt
     linear(attn, KV, H, c.fused_qkv);
     linear(attn, H, Q, false);
     if (c.attn_bias) {
-      attn.params += Q + 2 * KV;
-      attn.bytes += size_t(Q + 2 * KV) * 4;
+      biases.params += Q + 2 * KV;
+      biases.bytes += size_t(Q + 2 * KV) * 4;
     }
     linear(mlp, I, H, c.fused_qkv);
     linear(mlp, I, H, c.fused_qkv);
@@ -172,7 +172,7 @@ MemoryPlan memory_plan(const ModelConfig& c, const std::optional<quant::QuantOpt
   norms.params = (2 * int64_t(c.n_layers) + 1) * H;
   norms.bytes = size_t(norms.params) * 4;
   MemoryPlan p;
-  p.groups = {embed, attn, mlp, norms, head, consts};
+  p.groups = {embed, attn, mlp, norms, biases, head, consts};
   for (auto& g : p.groups) {
     p.total_params += g.params;
     p.total_bytes += g.bytes;

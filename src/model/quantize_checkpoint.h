@@ -23,7 +23,7 @@ void quantize_checkpoint(const std::filesystem::path& in, const std::filesystem:
 std::optional<quant::QuantOptions> checkpoint_quantization(const std::filesystem::path& dir);
 
 struct MemoryGroup {
-  std::string name;  // embeddings, attention, mlp, norms, lm_head, quantization constants
+  std::string name;  // embeddings, attention, mlp, norms, biases, lm_head, quantization constants
   int64_t params = 0;
   size_t bytes = 0;
 };
@@ -34,8 +34,8 @@ struct MemoryPlan {
   size_t kv_bytes_per_token_cpu = 0;   // fp32 K and V, every layer
   size_t kv_bytes_per_token_cuda = 0;  // bf16 K and V, every layer
 };
-// Host bytes of the weights as the engine holds them: stored dtype for 16/32-bit tensors, fp32 for norms and
-// biases (converted at load), quant::quantized_bytes for quantized linears (packed codes under attention/mlp, the
+// Bytes of the weights in the format the engine computes with: stored dtype for 16/32-bit tensors, fp32 for norms
+// and biases (converted at load), quant::quantized_bytes for quantized linears (packed codes under attention/mlp, the
 // scales under "quantization constants"). lm_head tied to the embeddings counts 0.
 MemoryPlan memory_plan(const ModelConfig& c, const std::optional<quant::QuantOptions>& q);
 

@@ -1,5 +1,7 @@
 #include "backend/cpu/ops.h"
 
+#include "core/host_memory.h"
+
 #include <cblas.h>
 #include <immintrin.h>
 #include <omp.h>
@@ -117,8 +119,15 @@ float dot_row(const void* w, DType t, int64_t row, int64_t cols, const float* x)
 
 void to_float(const void* src, DType t, float* dst, int64_t n) { to_f32(t, src, dst, size_t(n)); }
 
+constexpr int64_t kMatvecMaxRows = 3;  // up to here each weight row is read once and dotted with every input row
+constexpr int64_t kBlockRows = 64;     // weight rows widened to fp32 at a time by each thread
+
+size_t matmul_thread_scratch_floats(int64_t n, DType wt, int64_t cols) {
+  return n <= kMatvecMaxRows || wt == DType::F32 ? 0 : size_t(kBlockRows * cols);
+}
+
 void matmul(const float* x, int64_t n, const void* w, DType wt, int64_t rows, int64_t cols, float* y) {
-  if (n < 4) {
+  if (n <= kMatvecMaxRows) {
     // Decode: memory-bound, each weight row read once and dotted with every input row.
 #pragma omp parallel for schedule(static)
     for (int64_t r = 0; r < rows; ++r)
@@ -130,11 +139,11 @@ void matmul(const float* x, int64_t n, const void* w, DType wt, int64_t rows, in
   // steps several times slower on a 2-core machine.
   static const bool blas_single_threaded = (openblas_set_num_threads(1), true);
   (void)blas_single_threaded;
-  const int64_t block = 64;
+  const int64_t block = kBlockRows;
   const size_t esz = dtype_size(wt);
 #pragma omp parallel
   {
-    std::vector<float> wf(wt == DType::F32 ? 0 : size_t(block * cols));
+    tracked_vector<float> wf(matmul_thread_scratch_floats(n, wt, cols));
 #pragma omp for schedule(dynamic)
     for (int64_t r0 = 0; r0 < rows; r0 += block) {
       const int64_t nr = std::min(block, rows - r0);

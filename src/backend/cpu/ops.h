@@ -10,6 +10,8 @@ namespace bq::cpu {
 // y[n, rows] = x[n, cols] · Wᵀ, W row-major [rows, cols] of type `wt` (F32/F16/BF16), fp32 accumulation.
 // n < 4 runs as a multithreaded matrix-vector product; larger n widens blocks of W to fp32 for BLAS.
 void matmul(const float* x, int64_t n, const void* w, DType wt, int64_t rows, int64_t cols, float* y);
+// fp32 elements of the block buffer each OpenMP thread of that matmul holds (host-memory account, planner).
+size_t matmul_thread_scratch_floats(int64_t n, DType wt, int64_t cols);
 
 // out[i] = x[i] / rms(x) * weight[i], per row of length d (weight already fp32).
 void rmsnorm(const float* x, const float* weight, float* out, int64_t n, int64_t d, float eps);

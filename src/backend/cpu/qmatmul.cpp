@@ -10,6 +10,7 @@
 #include <cmath>
 #include <vector>
 
+#include "core/host_memory.h"
 #include "quant/quant.h"
 
 namespace bq::quant {
@@ -343,8 +344,8 @@ void matmul_llm_int8(const QuantizedMatrix& w, const float* x, int64_t n, float*
           break;
         }
   // Per token: SCA = max |x| over the elements below the threshold; int8 activations with outlier columns zeroed.
-  std::vector<int8_t> ca(static_cast<size_t>(n * cols));
-  std::vector<float> sca(static_cast<size_t>(n));
+  tracked_vector<int8_t> ca(static_cast<size_t>(n * cols));
+  tracked_vector<float> sca(static_cast<size_t>(n));
 #pragma omp parallel for schedule(static) if (n >= 4)  // waking threads costs more than one token's work
   for (int64_t t = 0; t < n; ++t) {
     const float* xt = x + t * cols;
@@ -374,6 +375,12 @@ void matmul_llm_int8(const QuantizedMatrix& w, const float* x, int64_t n, float*
 
 }  // namespace
 
+size_t matmul_scratch_bytes(Scheme s, int64_t n, int64_t cols, int threads) {
+  if (n <= 0) return 0;
+  if (s == Scheme::LLMInt8) return size_t(n * cols) + size_t(n) * sizeof(float);
+  return n == 1 ? 0 : size_t(threads) * size_t(kTileRows * cols) * sizeof(float);
+}
+
 void set_force_portable(bool on) { g_force_portable = on; }
 bool using_avx2() { return !g_force_portable && cpu_has_avx2(); }
 
@@ -401,7 +408,7 @@ void matmul_f32(const QuantizedMatrix& w, const float* x, int64_t n, float* y) {
   const int64_t ntiles = (rows + kTileRows - 1) / kTileRows;
 #pragma omp parallel
   {
-    std::vector<float> tile(static_cast<size_t>(kTileRows * cols));
+    tracked_vector<float> tile(static_cast<size_t>(kTileRows * cols));
 #pragma omp for schedule(static)
     for (int64_t ti = 0; ti < ntiles; ++ti) {
       const int64_t r0 = ti * kTileRows, nr = std::min(kTileRows, rows - r0);

@@ -14,7 +14,6 @@ namespace {
 constexpr int kThreads = 128;  // = positions per tile
 constexpr int kMaxGroup = 8;   // query heads per KV head
 constexpr int kMaxHd = 256;
-constexpr int kMinSplitLen = 64;
 
 __device__ __forceinline__ float bf16f(uint16_t h) { return __uint_as_float(uint32_t(h) << 16); }
 
@@ -143,16 +142,6 @@ __global__ void combine_kernel(const float* partial, int n_heads, int hd, int sp
 }
 
 }  // namespace
-
-int attention_splits(int n, int n_kv_heads, int max_positions) {
-  int want = (2 * 132 + n * n_kv_heads - 1) / (n * n_kv_heads);  // about two blocks per multiprocessor
-  int most = (max_positions + kMinSplitLen - 1) / kMinSplitLen;
-  return std::max(1, std::min(want, most));
-}
-
-size_t attention_partial_floats(int n, int n_heads, int hd, int splits) {
-  return size_t(n) * size_t(n_heads) * size_t(splits) * size_t(hd + 2);
-}
 
 void attention(const float* q, const RowInfo* rows, int n, int layer, int n_heads, int n_kv_heads, int hd, int splits,
                int max_positions, float* partial, float* out, cudaStream_t st) {

@@ -19,9 +19,8 @@ using namespace cuda;
 
 namespace {
 
-constexpr int kMaxRowsPerPass = 2048;     // prefill rows processed together (bounds activation memory)
 constexpr int kMaxGraphRows = 64;         // decode steps up to this many rows are replayed as CUDA graphs
-constexpr size_t kDequantTileElems = size_t(32) << 20;  // bf16 scratch for dequantized weight tiles: 64 MiB
+static_assert(sizeof(RowInfo) == kRowInfoBytes, "cuda_layout.h sizes the row table");
 
 struct DevLinear {
   DeviceWeight w;
@@ -106,15 +105,17 @@ struct CudaForward::Impl {
     BQ_CUBLAS(cublasCreate(&blas));
     BQ_CUBLAS(cublasSetStream(blas, st));
     // An explicit workspace: cuBLAS may not allocate during graph capture, and this way it is counted.
-    blas_ws = DeviceArray<uint8_t>(size_t(32) << 20, "cuBLAS workspace");
+    blas_ws = DeviceArray<uint8_t>(kCublasWorkspaceBytes, "cuBLAS workspace");
     BQ_CUBLAS(cublasSetWorkspace(blas, blas_ws.get(), blas_ws.bytes()));
     std::vector<float> f;
     for (double v : rope_inv_freq(c)) f.push_back(float(v));
     inv_freq = upload(f.data(), f.size(), "RoPE frequencies");
     auto nf4 = quant::code4(quant::Scheme::NF4), fp4 = quant::code4(quant::Scheme::FP4);
-    code_nf4 = upload(nf4.data(), 16, "NF4 code");
-    code_fp4 = upload(fp4.data(), 16, "FP4 code");
-    dyn_map = upload(quant::dynamic_map_signed().data(), 256, "dynamic map");
+    static_assert(std::tuple_size_v<decltype(nf4)> == kCodeTableFloats &&
+                  std::tuple_size_v<std::decay_t<decltype(quant::dynamic_map_signed())>> == kDynamicMapFloats);
+    code_nf4 = upload(nf4.data(), nf4.size(), "NF4 code");
+    code_fp4 = upload(fp4.data(), fp4.size(), "FP4 code");
+    dyn_map = upload(quant::dynamic_map_signed().data(), kDynamicMapFloats, "dynamic map");
   }
 
   DevLinear upload_linear(const Linear& l, const std::string& name) {
@@ -259,35 +260,37 @@ struct CudaForward::Impl {
     if (bias) add_bias(y, bias, n, int(w.out), st);
   }
 
-  bool ensure_scratch(int n, int splits, int n_logits) {
-    const ModelConfig& c = cfg;
-    const size_t H = size_t(c.hidden), Q = size_t(c.q_dim()), KV = size_t(c.kv_dim()), I = size_t(c.intermediate);
-    const size_t widest = std::max({H, Q, I});
-    bool grew = false;
-    ensure(x, n * H, "activations", grew);
-    ensure(xn, n * H, "activations", grew);
-    ensure(q, n * Q, "activations", grew);
-    ensure(att, n * Q, "activations", grew);
-    ensure(k, n * KV, "activations", grew);
-    ensure(v, n * KV, "activations", grew);
-    ensure(gate, n * I, "activations", grew);
-    ensure(up, n * I, "activations", grew);
-    ensure(xb, n > kMatvecMaxRows ? n * widest : 1, "bf16 activations", grew);
-    ensure(xq, n * widest, "int8 activations", grew);
-    ensure(sca, size_t(n), "int8 scales", grew);
-    ensure(outliers, widest, "outlier list", grew);
-    ensure(n_outliers, 1, "outlier count", grew);
-    ensure(flags, widest, "outlier flags", grew);
-    ensure(tokens, size_t(n), "tokens", grew);
-    ensure(rows, size_t(n), "row table", grew);
-    ensure(partial, attention_partial_floats(n, c.n_heads, c.head_dim, splits), "attention partials", grew);
-    ensure(last, size_t(std::max(n_logits, 1)) * H, "final hidden states", grew);
-    ensure(logits, size_t(std::max(n_logits, 1)) * size_t(c.vocab), "logits", grew);
-    ensure(argmax_out, size_t(std::max(n_logits, 1)), "argmax", grew);
-    bool quantized = false;
+  bool quantized() const {
     for (auto& L : layers)
-      for (auto* l : {&L.q, &L.k, &L.v, &L.o, &L.gate, &L.up, &L.down}) quantized |= l->w.kind != WeightKind::BF16;
-    if (quantized && n > kMatvecMaxRows) ensure(wtile, std::min(kDequantTileElems, std::max(widest * widest, widest * I)), "dequantized weight tile", grew);
+      for (auto* l : {&L.q, &L.k, &L.v, &L.o, &L.gate, &L.up, &L.down})
+        if (l->w.kind != WeightKind::BF16) return true;
+    return false;
+  }
+
+  bool ensure_scratch(int n, int splits, int n_logits) {
+    const CudaScratchElems e = cuda_scratch_elems(cfg, n, splits, n_logits, quantized());
+    bool grew = false;
+    ensure(x, e.x, "activations", grew);
+    ensure(xn, e.xn, "activations", grew);
+    ensure(q, e.q, "activations", grew);
+    ensure(att, e.att, "activations", grew);
+    ensure(k, e.k, "activations", grew);
+    ensure(v, e.v, "activations", grew);
+    ensure(gate, e.gate, "activations", grew);
+    ensure(up, e.up, "activations", grew);
+    ensure(xb, e.xb, "bf16 activations", grew);
+    ensure(xq, e.xq, "int8 activations", grew);
+    ensure(sca, e.sca, "int8 scales", grew);
+    ensure(outliers, e.outliers, "outlier list", grew);
+    ensure(n_outliers, e.n_outliers, "outlier count", grew);
+    ensure(flags, e.flags, "outlier flags", grew);
+    ensure(tokens, e.tokens, "tokens", grew);
+    ensure(rows, e.rows, "row table", grew);
+    ensure(partial, e.partial, "attention partials", grew);
+    ensure(last, e.last, "final hidden states", grew);
+    ensure(logits, e.logits, "logits", grew);
+    ensure(argmax_out, e.argmax, "argmax", grew);
+    ensure(wtile, e.wtile, "dequantized weight tile", grew);
     if (grew) drop_graphs();
     return grew;
   }
@@ -389,13 +392,7 @@ struct CudaForward::Impl {
     }
     for (size_t s = 0; s < seqs.size(); ++s)
       if (seqs[s]) seqs[s]->length = next[s];
-    if (NL > 0) {
-      bool grew = false;
-      ensure(logits, size_t(NL) * size_t(c.vocab), "logits", grew);
-      ensure(xb, size_t(NL) * size_t(c.hidden), "bf16 activations", grew);
-      if (grew) drop_graphs();
-      linear(lm_head, last.get(), NL, logits.get(), false);
-    }
+    if (NL > 0) linear(lm_head, last.get(), NL, logits.get(), false);  // logits and xb sized by ensure_scratch
     last_logit_rows = NL;
     sample_device_memory();
     return logits.get();

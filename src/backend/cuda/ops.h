@@ -7,10 +7,9 @@
 #include <cublas_v2.h>
 #include <cuda_runtime.h>
 
-namespace bq::cuda {
+#include "backend/cuda_layout.h"
 
-// Rows up to which a linear layer runs as matrix-vector kernels that read the weights once; above, as a GEMM.
-constexpr int kMatvecMaxRows = 16;
+namespace bq::cuda {
 
 enum class WeightKind { BF16, Q4, Int8, LLMInt8 };
 
@@ -83,9 +82,8 @@ void rope_store(float* q, const float* k, const float* v, const RowInfo* rows, i
                 int n_kv_heads, int hd, const float* inv_freq, cudaStream_t st);
 
 // Causal attention of each row over positions 0..pos of its cache, GQA. out: [n, n_heads*hd]. The positions are
-// split into chunks processed in parallel then combined; partial needs attention_partial_floats() floats.
-int attention_splits(int n, int n_kv_heads, int max_positions);
-size_t attention_partial_floats(int n, int n_heads, int hd, int splits);
+// split into chunks processed in parallel then combined; partial needs attention_partial_floats() floats
+// (cuda_layout.h).
 void attention(const float* q, const RowInfo* rows, int n, int layer, int n_heads, int n_kv_heads, int hd,
                int splits, int max_positions, float* partial, float* out, cudaStream_t st);
 

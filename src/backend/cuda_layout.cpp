@@ -1,0 +1,58 @@
+#include "backend/cuda_layout.h"
+
+#include <algorithm>
+
+namespace bq::cuda {
+
+int attention_splits(int n, int n_kv_heads, int max_positions) {
+  int want = (kAttentionTargetBlocks + n * n_kv_heads - 1) / (n * n_kv_heads);
+  int most = (max_positions + kAttentionMinSplitLen - 1) / kAttentionMinSplitLen;
+  return std::max(1, std::min(want, most));
+}
+
+size_t attention_partial_floats(int n, int n_heads, int hd, int splits) {
+  return size_t(n) * size_t(n_heads) * size_t(splits) * size_t(hd + 2);
+}
+
+void CudaScratchElems::grow_to(const CudaScratchElems& o) {
+  for (auto [a, b] : {std::pair{&x, o.x}, {&xn, o.xn}, {&q, o.q}, {&att, o.att}, {&k, o.k}, {&v, o.v}, {&gate, o.gate},
+                      {&up, o.up}, {&partial, o.partial}, {&last, o.last}, {&logits, o.logits}, {&sca, o.sca},
+                      {&xb, o.xb}, {&wtile, o.wtile}, {&xq, o.xq}, {&flags, o.flags}, {&outliers, o.outliers},
+                      {&n_outliers, o.n_outliers}, {&tokens, o.tokens}, {&argmax, o.argmax}, {&rows, o.rows}})
+    *a = std::max(*a, b);
+}
+
+size_t CudaScratchElems::bytes() const {
+  return (x + xn + q + att + k + v + gate + up + partial + last + logits + sca) * 4 + (xb + wtile) * 2 + xq + flags +
+         (outliers + n_outliers + tokens + argmax) * sizeof(int) + rows * kRowInfoBytes;
+}
+
+CudaScratchElems cuda_scratch_elems(const ModelConfig& c, int rows, int splits, int logit_rows, bool quantized) {
+  const size_t n = size_t(rows), H = size_t(c.hidden), Q = size_t(c.q_dim()), KV = size_t(c.kv_dim()),
+               I = size_t(c.intermediate);
+  const size_t widest = std::max({H, Q, I}), NL = size_t(std::max(logit_rows, 1));
+  CudaScratchElems s;
+  s.x = s.xn = n * H;
+  s.q = s.att = n * Q;
+  s.k = s.v = n * KV;
+  s.gate = s.up = n * I;
+  // bf16 copies of the activations feed the GEMMs above kMatvecMaxRows rows; lm_head's input is NL rows wide.
+  s.xb = std::max(rows > kMatvecMaxRows ? n * widest : 1, size_t(logit_rows) * H);
+  s.xq = n * widest;
+  s.sca = n;
+  s.outliers = widest;
+  s.n_outliers = 1;
+  s.flags = widest;
+  s.tokens = n;
+  s.rows = n;
+  s.partial = attention_partial_floats(rows, c.n_heads, c.head_dim, splits);
+  s.last = NL * H;
+  s.logits = NL * size_t(c.vocab);
+  s.argmax = NL;
+  if (quantized && rows > kMatvecMaxRows) s.wtile = std::min(kDequantTileElems, std::max(widest * widest, widest * I));
+  return s;
+}
+
+size_t cuda_table_floats(const ModelConfig& c) { return size_t(c.head_dim / 2) + 2 * kCodeTableFloats + kDynamicMapFloats; }
+
+}  // namespace bq::cuda

@@ -1,0 +1,42 @@
+// What CudaForward allocates on the device, in plain C++: the backend sizes its buffers with these functions and
+// the memory planner adds them up without a GPU, so the two cannot drift apart.
+#pragma once
+#include <cstddef>
+#include <cstdint>
+
+#include "model/config.h"
+
+namespace bq::cuda {
+
+constexpr int kMatvecMaxRows = 16;       // rows up to which a linear runs as matrix-vector kernels, above as a GEMM
+constexpr int kMaxRowsPerPass = 2048;    // prefill rows processed together (bounds activation memory)
+constexpr size_t kDequantTileElems = size_t(32) << 20;  // bf16 scratch for dequantized weight tiles: 64 MiB
+constexpr size_t kCublasWorkspaceBytes = size_t(32) << 20;
+constexpr int kAttentionMinSplitLen = 64;  // fewest cache positions one attention block handles
+constexpr int kAttentionTargetBlocks = 2 * 132;  // about two blocks per multiprocessor of an H100/H200
+constexpr size_t kCodeTableFloats = 16;    // NF4 / FP4 code values
+constexpr size_t kDynamicMapFloats = 256;  // bitsandbytes' signed dynamic map (double quant)
+constexpr size_t kRowInfoBytes = 24;       // sizeof(RowInfo): two ints and two pointers
+
+// The causal attention splits a row's cache positions into chunks processed in parallel; partials hold each
+// chunk's output and softmax statistics.
+int attention_splits(int n, int n_kv_heads, int max_positions);
+size_t attention_partial_floats(int n, int n_heads, int hd, int splits);
+
+// Elements of each activation buffer of a pass of `rows` rows with `splits` attention splits and `logit_rows`
+// logit rows; `quantized`: some decoder linear is not bf16 (prefill dequantizes weight tiles).
+struct CudaScratchElems {
+  size_t x = 0, xn = 0, q = 0, att = 0, k = 0, v = 0, gate = 0, up = 0, partial = 0, last = 0, logits = 0, sca = 0;  // fp32
+  size_t xb = 0, wtile = 0;                                            // bf16
+  size_t xq = 0, flags = 0;                                            // int8 / uint8
+  size_t outliers = 0, n_outliers = 0, tokens = 0, argmax = 0;         // int
+  size_t rows = 0;                                                     // RowInfo
+  void grow_to(const CudaScratchElems& o);  // element-wise max: buffers are only ever grown
+  size_t bytes() const;
+};
+CudaScratchElems cuda_scratch_elems(const ModelConfig& c, int rows, int splits, int logit_rows, bool quantized);
+
+// fp32 values of the small tables uploaded once: RoPE inverse frequencies, two 4-bit codes, the dynamic map.
+size_t cuda_table_floats(const ModelConfig& c);
+
+}  // namespace bq::cuda

@@ -1,0 +1,85 @@
+// `plan` (memory a configuration needs, and which cards it fits) and `recommend` (what to run on a GPU budget,
+// from evaluation runs).
+#include <cstdio>
+#include <memory>
+
+#include "cli/commands.h"
+#include "core/error.h"
+#include "model/config.h"
+#include "plan/memory_planner.h"
+#include "plan/recommend.h"
+
+namespace bq::cli {
+
+void register_plan_commands(CLI::App& app) {
+  struct PlanArgs {
+    std::string model, preset;
+    plan::PlanRequest req;
+    bool json = false;
+  };
+  auto a = std::make_shared<PlanArgs>();
+  auto* cmd = app.add_subcommand("plan", "expected memory of a model at a precision, context and batch: weights by "
+                                         "group, KV cache, activations, workspace; which common GPUs it fits");
+  auto* src = cmd->add_option_group("source");
+  src->add_option("--model", a->model, "Hugging Face checkpoint folder (16-bit or pre-quantized)");
+  src->add_option("--preset", a->preset, "model shapes by name (a synthetic model of them), e.g. llama-3.1-8b");
+  src->require_option(1);
+  cmd->add_option("--precision", a->req.precision, "bf16 | fp16 | fp32 | int8 | llm-int8 | nf4 | fp4")
+      ->check(CLI::IsMember({"bf16", "fp16", "fp32", "int8", "llm-int8", "nf4", "fp4"}))
+      ->required();
+  cmd->add_option_function<std::string>(
+         "--double-quant", [a](const std::string& v) { a->req.double_quant = v == "on"; },
+         "4-bit: quantize the block maxima too (on | off; default on)")
+      ->check(CLI::IsMember({"on", "off"}));
+  cmd->add_option("--blocksize", a->req.blocksize, "4-bit block size (default 64)");
+  cmd->add_option("--context", a->req.context, "positions per sequence, prompt + generated (default 4096, or the model's limit)");
+  cmd->add_option("--prompt-len", a->req.prompt, "prompt tokens per sequence, prefilled together (default: the context)");
+  cmd->add_option("--batch", a->req.batch, "sequences held and decoded together (default 1)");
+  cmd->add_option("--devices", a->req.devices, "GPUs the layers are split over evenly: per-device figures (default 1)");
+  cmd->add_option("--device", a->req.device, "cuda | cpu (default cuda)")->check(CLI::IsMember({"cuda", "cpu"}));
+  cmd->add_option("--threads", a->req.threads, "CPU: OpenMP threads (per-thread scratch; default: this process's)");
+  cmd->add_flag("--json", a->json, "print one JSON object");
+  cmd->callback([a] {
+    plan::PlanRequest r = a->req;
+    if (!a->model.empty()) {
+      r.checkpoint = a->model;
+      r.config = load_model_config(a->model);
+      r.model_label = a->model;
+    } else {
+      r.config = preset_config(a->preset);
+      r.model_label = a->preset;
+    }
+    auto e = plan::plan_memory(r);
+    std::string text = a->json ? plan::to_json(e).dump(2) + "\n" : plan::format_plan(e);
+    std::fwrite(text.data(), 1, text.size(), stdout);
+  });
+
+  struct RecommendArgs {
+    plan::RecommendOptions opt;
+    std::string gpu_memory;
+    bool json = false;
+  };
+  auto rc = std::make_shared<RecommendArgs>();
+  auto* rec = app.add_subcommand("recommend", "which model x precision to run on a GPU of this memory, from eval runs: "
+                                              "ranked by score, lowest-memory precision non-inferior to full precision");
+  rec->add_option("--gpu-memory", rc->gpu_memory, "the GPU's memory, e.g. 40GB (GB as the cards' nominal GiB), 24576MiB")
+      ->required();
+  rec->add_option("--runs", rc->opt.runs, "run folders written by eval (one per model and precision)")->required();
+  auto* task = rec->add_option("--task", rc->opt.task, "score one task only");
+  auto* type = rec->add_option("--task-type", rc->opt.task_type, "score the tasks of one kind: ner | re | mlc | qa")
+                   ->check(CLI::IsMember({"ner", "re", "mlc", "qa"}));
+  task->excludes(type);
+  rec->add_option("--margin", rc->opt.margin, "non-inferiority margin on the primary metric (default 0.02)");
+  rec->add_option("--batch", rc->opt.batch, "prompts generated together, as eval --batch (default 1)");
+  rec->add_option("--seed", rc->opt.seed, "paired-bootstrap seed");
+  rec->add_option("--bootstrap", rc->opt.resamples, "paired-bootstrap resamples");
+  rec->add_flag("--json", rc->json, "print one JSON object");
+  rec->callback([rc] {
+    rc->opt.budget_bytes = plan::parse_memory_size(rc->gpu_memory, "--gpu-memory");
+    auto r = plan::recommend(rc->opt);
+    std::string text = rc->json ? plan::to_json(r).dump(2) + "\n" : plan::format_recommendation(r);
+    std::fwrite(text.data(), 1, text.size(), stdout);
+  });
+}
+
+}  // namespace bq::cli

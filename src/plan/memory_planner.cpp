@@ -1,0 +1,273 @@
+#include "plan/memory_planner.h"
+
+#include <omp.h>
+
+#include <algorithm>
+#include <cctype>
+#include <cmath>
+
+#include <fmt/format.h>
+
+#include "backend/cpu/ops.h"
+#include "backend/cuda_layout.h"
+#include "core/error.h"
+#include "io/safetensors.h"
+#include "model/forward.h"
+#include "model/model.h"
+#include "model/quantize_checkpoint.h"
+#include "model/quantize_model.h"
+
+namespace bq::plan {
+
+namespace {
+
+// The CUDA context, loaded kernels and library handles: device memory that no allocation of biomedq's makes. An
+// estimate (it depends on the driver and GPU); scripts/gpu_check.sh records device peak minus allocator peak.
+constexpr size_t kCudaContextBytes = size_t(768) << 20;
+
+const MemoryGroup& group(const MemoryPlan& p, const std::string& name) {
+  for (auto& g : p.groups)
+    if (g.name == name) return g;
+  fail("memory plan has no group '{}'", name);
+}
+
+bool is_4bit(const quant::QuantOptions& q) { return q.scheme == quant::Scheme::NF4 || q.scheme == quant::Scheme::FP4; }
+
+// The format the weights are held in: a pre-quantized checkpoint loads as stored (only the 8-bit flavour may
+// change, as quantize_model allows); otherwise --precision.
+std::optional<quant::QuantOptions> held_quantization(const PlanRequest& r, std::string& label) {
+  auto asked = precision_to_quant(r.precision, r.double_quant, r.blocksize);
+  label = r.precision;
+  if (r.checkpoint.empty()) return asked;
+  auto stored = checkpoint_quantization(r.checkpoint);
+  if (!stored) return asked;
+  label = std::string(quant::scheme_name(stored->scheme)) + " (stored)";
+  if (!asked) return stored;
+  bool stored8 = !is_4bit(*stored), asked8 = !is_4bit(*asked);
+  if (stored8 && asked8) {
+    stored->scheme = asked->scheme;
+    label = r.precision + " (stored 8-bit)";
+    return stored;
+  }
+  if (stored->scheme != asked->scheme)
+    fail("{}: the checkpoint is quantized as {}; --precision asks for {}", r.checkpoint.string(),
+         quant::scheme_name(stored->scheme), r.precision);
+  return stored;
+}
+
+// Bytes of the weights a synthetic model generates (every stored tensor, bf16) or a checkpoint maps.
+size_t stored_weight_bytes(const PlanRequest& r) {
+  if (!r.checkpoint.empty()) return Checkpoint::open(r.checkpoint).mapped_bytes();
+  size_t n = 0;
+  for (auto& s : tensor_specs(r.config)) {
+    size_t e = 1;
+    for (auto d : s.shape) e *= size_t(d);
+    n += e * 2;
+  }
+  return n;
+}
+
+// Largest scratch any linear's kernel holds for `rows` rows (CPU): per-thread fp32 blocks or dequantized tiles.
+size_t cpu_kernel_scratch(const ModelConfig& c, const std::optional<quant::QuantOptions>& q, DType stored, int64_t rows,
+                          int64_t logit_rows, int threads) {
+  size_t most = 0;
+  for (int64_t in : {int64_t(c.hidden), int64_t(c.q_dim()), int64_t(c.intermediate)}) {
+    size_t b = q ? quant::matmul_scratch_bytes(q->scheme, rows, in, threads)
+                 : size_t(threads) * cpu::matmul_thread_scratch_floats(rows, stored, in) * sizeof(float);
+    most = std::max(most, b);
+  }
+  size_t head = size_t(threads) * cpu::matmul_thread_scratch_floats(logit_rows, stored, c.hidden) * sizeof(float);
+  return std::max(most, head);
+}
+
+void add(MemoryEstimate& e, std::string category, std::string name, size_t bytes, bool in_allocator = true) {
+  e.items.push_back({std::move(category), std::move(name), bytes, in_allocator});
+}
+
+void plan_cuda(MemoryEstimate& e, const ModelConfig& c, const PlanRequest& r) {
+  // On the device: decoder linears bf16 or packed, norms and biases fp32, lm_head bf16 even when tied (uploaded
+  // from the embeddings); the embeddings stay in host memory.
+  ModelConfig dev = c;
+  dev.dtype = DType::BF16;
+  dev.tie_embeddings = false;
+  MemoryPlan w = memory_plan(dev, e.quant);
+  for (const char* g : {"attention", "mlp", "norms", "biases", "lm_head"})
+    if (group(w, g).bytes) add(e, "weights", g, group(w, g).bytes);
+  if (e.quant) add(e, "quantization constants", "quantization constants", group(w, "quantization constants").bytes);
+  add(e, "kv cache", fmt::format("bf16 K and V, {} x {} positions", r.batch, r.context),
+      w.kv_bytes_per_token_cuda * size_t(r.context) * size_t(r.batch));
+
+  // Scratch only grows: its size is the largest of every pass of the prefill (kMaxRowsPerPass rows at a time) and
+  // of the decode steps.
+  const bool quantized = e.quant.has_value();
+  cuda::CudaScratchElems s;
+  const int rows = r.batch * r.prompt;
+  for (int r0 = 0; r0 < rows; r0 += cuda::kMaxRowsPerPass) {
+    const int n = std::min(cuda::kMaxRowsPerPass, rows - r0);
+    s.grow_to(cuda::cuda_scratch_elems(c, n, cuda::attention_splits(n, c.n_kv_heads, r.context), r.batch, quantized));
+  }
+  if (r.context > r.prompt)
+    s.grow_to(cuda::cuda_scratch_elems(c, r.batch, cuda::attention_splits(r.batch, c.n_kv_heads, r.context), r.batch,
+                                       quantized));
+  const size_t tile = s.wtile * 2;
+  add(e, "activations", fmt::format("activation buffers ({} rows per pass at most)", std::min(rows, cuda::kMaxRowsPerPass)),
+      s.bytes() - tile);
+  if (tile) add(e, "workspace", "dequantized weight tile (quantized prefill)", tile);
+  add(e, "workspace", "cuBLAS workspace", cuda::kCublasWorkspaceBytes);
+  add(e, "runtime", "RoPE frequencies and code tables", cuda::cuda_table_floats(c) * sizeof(float));
+  add(e, "runtime", "CUDA context, kernels, library handles (estimate)", kCudaContextBytes, false);
+  e.notes.push_back("embeddings stay in host memory (looked up on the CPU)");
+}
+
+void plan_cpu(MemoryEstimate& e, const ModelConfig& c, const PlanRequest& r) {
+  // The engine keeps the stored weights (mapped or generated) and adds fp32 norms and biases, and the quantized
+  // linears when it quantizes; its tracked account counts all of them.
+  MemoryPlan w = memory_plan(c, e.quant);
+  add(e, "weights", r.checkpoint.empty() ? "stored tensors (synthetic, bf16 in memory)" : "stored tensors (checkpoint files, mapped)",
+      stored_weight_bytes(r));
+  add(e, "weights", "norms (fp32 copies)", group(w, "norms").bytes);
+  if (group(w, "biases").bytes) add(e, "weights", "biases (fp32 copies)", group(w, "biases").bytes);
+  if (e.quant) {
+    add(e, "weights", "attention (quantized codes)", group(w, "attention").bytes);
+    add(e, "weights", "mlp (quantized codes)", group(w, "mlp").bytes);
+    add(e, "quantization constants", "quantization constants", group(w, "quantization constants").bytes);
+  }
+  add(e, "kv cache", fmt::format("fp32 K and V, {} x {} positions", r.batch, r.context),
+      w.kv_bytes_per_token_cpu * size_t(r.context) * size_t(r.batch));
+  add(e, "activations", fmt::format("logits ({} rows)", r.batch), size_t(r.batch) * size_t(c.vocab) * sizeof(float));
+
+  // A step holds its activation buffers, plus the largest of a linear kernel's scratch and the attention scratch
+  // of the rows processed at once; the prefill of all prompts is the larger step unless prompts are very short.
+  const int threads = r.threads > 0 ? r.threads : omp_get_max_threads();
+  const DType stored = r.checkpoint.empty() ? DType::BF16 : c.dtype;
+  auto step = [&](int64_t rows, int positions) {
+    size_t kernel = cpu_kernel_scratch(c, e.quant, stored, rows, r.batch, threads);
+    size_t attention = size_t(std::min<int64_t>(threads, rows)) * cpu_attention_scratch_floats(c, positions) * sizeof(float);
+    return std::pair{cpu_step_sizes(c, rows, r.batch).bytes(), std::max(kernel, attention)};
+  };
+  auto prefill = step(int64_t(r.batch) * r.prompt, r.prompt);
+  auto decode = r.context > r.prompt ? step(r.batch, r.context) : std::pair<size_t, size_t>{0, 0};
+  auto peak = prefill.first + prefill.second >= decode.first + decode.second ? prefill : decode;
+  add(e, "activations", "activation buffers of the largest step", peak.first);
+  add(e, "workspace", fmt::format("kernel and attention scratch ({} threads)", threads), peak.second);
+  e.notes.push_back("the tracked account covers the engine's buffers; the process adds its code, libraries and "
+                    "allocator slack (peak RSS is somewhat higher)");
+}
+
+}  // namespace
+
+std::string format_bytes(double bytes) {
+  if (std::fabs(bytes) >= double(1ull << 30)) return fmt::format("{:.2f} GiB", bytes / double(1ull << 30));
+  if (std::fabs(bytes) >= double(1ull << 20)) return fmt::format("{:.2f} MiB", bytes / double(1ull << 20));
+  return fmt::format("{:.1f} KiB", bytes / 1024.0);
+}
+
+std::vector<std::pair<std::string, size_t>> common_cards() {
+  const size_t gib = size_t(1) << 30;
+  return {{"16 GB", 16 * gib}, {"24 GB", 24 * gib}, {"40 GB", 40 * gib}, {"48 GB", 48 * gib},
+          {"80 GB", 80 * gib}, {"141 GB (H200)", size_t(143771) << 20}};
+}
+
+size_t parse_memory_size(const std::string& text, const std::string& option) {
+  size_t used = 0;
+  double v = 0;
+  try {
+    v = std::stod(text, &used);
+  } catch (const std::exception&) {
+    fail("{}: '{}' is not a memory size (e.g. 40GB, 24576MiB)", option, text);
+  }
+  std::string unit = text.substr(used);
+  for (auto& ch : unit) ch = char(std::tolower(static_cast<unsigned char>(ch)));
+  double scale = 0;
+  if (unit.empty() || unit == "g" || unit == "gb" || unit == "gib") scale = double(1ull << 30);
+  else if (unit == "m" || unit == "mb" || unit == "mib") scale = double(1ull << 20);
+  else if (unit == "t" || unit == "tb" || unit == "tib") scale = double(1ull << 40);
+  if (scale == 0 || !std::isfinite(v) || v <= 0)
+    fail("{}: '{}' is not a memory size (a positive number with GB, GiB or MiB)", option, text);
+  return size_t(v * scale);
+}
+
+MemoryEstimate plan_memory(PlanRequest r) {
+  if (r.device != "cuda" && r.device != "cpu") fail("--device: '{}' is not cuda or cpu", r.device);
+  if (r.batch < 1) fail("--batch must be at least 1 (got {})", r.batch);
+  if (r.context == 0) r.context = std::min(4096, r.config.max_positions);
+  if (r.context < 1) fail("--context must be at least 1 (got {})", r.context);
+  if (r.prompt == 0) r.prompt = r.context;
+  if (r.prompt < 1 || r.prompt > r.context)
+    fail("--prompt-len must be between 1 and --context {} (got {})", r.context, r.prompt);
+  if (r.context > r.config.max_positions)
+    fail("--context {} exceeds the model's {} positions", r.context, r.config.max_positions);
+  if (r.devices < 1) fail("--devices must be at least 1 (got {})", r.devices);
+  if (r.devices > 1 && r.device != "cuda") fail("--devices applies to --device cuda only");
+  if (r.devices > r.config.n_layers)
+    fail("--devices {} is more than the model's {} layers", r.devices, r.config.n_layers);
+
+  MemoryEstimate e;
+  e.quant = held_quantization(r, e.precision_label);
+  // An even layer split: the busiest device holds ceil(L / N) layers, and (conservatively) lm_head and the
+  // activation buffers as well, which every device of a pipeline needs.
+  ModelConfig c = r.config;
+  c.n_layers = (r.config.n_layers + r.devices - 1) / r.devices;
+  e.layers_per_device = c.n_layers;
+  if (r.device == "cuda") plan_cuda(e, c, r);
+  else plan_cpu(e, c, r);
+  if (r.devices > 1)
+    e.notes.push_back(fmt::format("per device for {} GPUs, {} of {} layers each (the device that also holds lm_head); "
+                                  "multi-GPU execution is not built yet",
+                                  r.devices, c.n_layers, r.config.n_layers));
+  for (auto& it : e.items) {
+    e.total_bytes += it.bytes;
+    if (it.in_allocator) e.allocator_bytes += it.bytes;
+  }
+  for (auto& [card, bytes] : common_cards())
+    e.cards.push_back({card, bytes, e.total_bytes <= bytes, double(bytes) - double(e.total_bytes)});
+  e.request = std::move(r);
+  return e;
+}
+
+nlohmann::ordered_json to_json(const MemoryEstimate& e) {
+  const PlanRequest& r = e.request;
+  nlohmann::ordered_json items = nlohmann::ordered_json::array(), cards = nlohmann::ordered_json::array();
+  for (auto& it : e.items)
+    items.push_back({{"category", it.category}, {"name", it.name}, {"bytes", it.bytes}, {"in_allocator", it.in_allocator}});
+  for (auto& c : e.cards)
+    cards.push_back({{"card", c.card}, {"bytes", c.bytes}, {"fits", c.fits}, {"headroom_bytes", c.headroom_bytes}});
+  nlohmann::ordered_json by_category = nlohmann::ordered_json::object();
+  for (auto& it : e.items) by_category[it.category] = by_category.value(it.category, size_t(0)) + it.bytes;
+  return {{"model", r.model_label},
+          {"precision", e.precision_label},
+          {"double_quant", e.quant && is_4bit(*e.quant) && e.quant->double_quant},
+          {"blocksize", e.quant && is_4bit(*e.quant) ? e.quant->blocksize : 0},
+          {"device", r.device},
+          {"devices", r.devices},
+          {"layers_per_device", e.layers_per_device},
+          {"context", r.context},
+          {"prompt_len", r.prompt},
+          {"batch", r.batch},
+          {"items", items},
+          {"bytes_by_category", by_category},
+          {"allocator_bytes", e.allocator_bytes},
+          {"total_bytes", e.total_bytes},
+          {"cards", cards},
+          {"notes", e.notes}};
+}
+
+std::string format_plan(const MemoryEstimate& e) {
+  const PlanRequest& r = e.request;
+  std::string s = fmt::format("{} at {} on {}{}: context {} (prompt {}), batch {}\n", r.model_label, e.precision_label,
+                              r.device, r.devices > 1 ? fmt::format(" (per device of {})", r.devices) : "", r.context,
+                              r.prompt, r.batch);
+  for (auto& it : e.items)
+    s += fmt::format("  {:<24} {:<54} {:>12}{}\n", it.category, it.name, format_bytes(double(it.bytes)),
+                     it.in_allocator ? "" : "  (outside the allocator)");
+  s += fmt::format("  {:<79} {:>12}\n", "allocator peak (what bench/eval report as allocator_peak_bytes)",
+                   format_bytes(double(e.allocator_bytes)));
+  s += fmt::format("  {:<79} {:>12}\n", "total", format_bytes(double(e.total_bytes)));
+  s += "fits:";
+  for (auto& c : e.cards) s += fmt::format("  {} {}", c.card, c.fits ? "yes" : "no (short " + format_bytes(-c.headroom_bytes) + ")");
+  s += "\n";
+  for (auto& n : e.notes) s += "note: " + n + "\n";
+  return s;
+}
+
+}  // namespace bq::plan

@@ -1,0 +1,76 @@
+// `biomedq plan`: the memory a model takes at a precision, context and batch on the CUDA or the CPU backend,
+// broken down into what the backend allocates. It adds up the sizes the backends allocate by (cuda_layout.h,
+// cpu_step_sizes, memory_plan, the kernels' scratch sizes), so its allocator total is the peak that `bench` and
+// `eval` report as allocator_peak_bytes for the same workload: B sequences of `prompt` tokens prefilled together,
+// then decoded together up to `context` positions.
+#pragma once
+#include <cstddef>
+#include <filesystem>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include <nlohmann/json.hpp>
+
+#include "model/config.h"
+#include "quant/quant.h"
+
+namespace bq::plan {
+
+struct PlanRequest {
+  ModelConfig config;
+  std::string model_label;             // preset name or checkpoint folder, for outputs
+  std::filesystem::path checkpoint;    // empty: a synthetic model of the preset (bf16 weights generated in memory)
+  std::string precision = "bf16";      // bf16 | fp16 | fp32 | int8 | llm-int8 | nf4 | fp4
+  bool double_quant = true;
+  int blocksize = 64;
+  std::string device = "cuda";         // cuda | cpu
+  int context = 0;                     // positions per sequence, prompt + generated (KV cache capacity); 0: 4096
+                                       // or the model's limit if lower
+  int prompt = 0;                      // prompt tokens per sequence, prefilled together; 0: the whole context
+  int batch = 1;                       // sequences held and decoded together
+  int devices = 1;                     // CUDA: layers split evenly over this many GPUs (per-device figures)
+  int threads = 0;                     // CPU: OpenMP threads (per-thread scratch); 0: this process's
+};
+
+struct PlanItem {
+  std::string category;  // weights | quantization constants | kv cache | activations | workspace | runtime
+  std::string name;
+  size_t bytes = 0;
+  bool in_allocator = true;  // counted by the tracked allocator (false: CUDA context, an estimate)
+};
+
+struct CardFit {
+  std::string card;
+  size_t bytes = 0;
+  bool fits = false;
+  double headroom_bytes = 0;  // negative: short by that much
+};
+
+struct MemoryEstimate {
+  PlanRequest request;
+  std::optional<quant::QuantOptions> quant;  // as the weights are held (a stored checkpoint's own format)
+  std::string precision_label;
+  int layers_per_device = 0;
+  std::vector<PlanItem> items;
+  size_t allocator_bytes = 0;  // expected allocator_peak_bytes (per device)
+  size_t total_bytes = 0;      // allocator + what lies outside it: what a card must hold (per device)
+  std::vector<CardFit> cards;
+  std::vector<std::string> notes;
+};
+
+// Checks the request (bad values are a bq::Error naming the option) and estimates.
+MemoryEstimate plan_memory(PlanRequest r);
+
+// Cards the figures are compared with: nominal capacities of common GPUs (16, 24, 40, 48, 80 GiB; H200's 141 GB).
+std::vector<std::pair<std::string, size_t>> common_cards();
+
+// "40GB", "40GiB", "40G", "24576MiB", "40" (GiB): a GPU's memory as GPU vendors name it (GB as GiB, as the cards'
+// nominal sizes are); anything else is a bq::Error naming `option`.
+size_t parse_memory_size(const std::string& text, const std::string& option);
+
+std::string format_bytes(double bytes);  // "1.23 GiB", "45.60 MiB", "7.0 KiB"
+nlohmann::ordered_json to_json(const MemoryEstimate& e);
+std::string format_plan(const MemoryEstimate& e);
+
+}  // namespace bq::plan

@@ -1,0 +1,73 @@
+// `biomedq recommend`: which model x precision to run on a GPU of a given memory, from evaluation runs. Among the
+// configurations that fit (memory_planner.h), those measured are ranked by score; per model the lowest-memory
+// precision whose paired 95% interval of (quantized - full precision) stays above -margin is recommended.
+// Configurations that fit but were not measured are listed as such, never scored.
+#pragma once
+#include <filesystem>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include <nlohmann/json.hpp>
+
+namespace bq::plan {
+
+// A paired difference (this configuration minus the model's full-precision run) of one task's primary metric.
+struct PairedDifference {
+  std::string task;
+  double diff = 0, lo = 0, hi = 0;
+  size_t paired_examples = 0;
+};
+
+// One model x precision, measured (a run) or not; the input of decide().
+struct Candidate {
+  std::string model, precision;
+  size_t planned_bytes = 0;  // what the card must hold (planner total)
+  bool measured = false;
+  std::string run_dir;
+  double score = 0;          // mean primary metric over the selected tasks
+  double unparsed_rate = 0;  // over the selected tasks' scored examples
+  std::vector<PairedDifference> vs_full;  // empty for the baseline itself or when there is no baseline run
+};
+
+struct Decision {
+  Candidate candidate;
+  bool fits = false;
+  bool full_precision = false;
+  std::string verdict;  // baseline | non-inferior | inferior | no baseline | does not fit | not measured
+  bool recommended = false;
+  std::string reason;   // one line: fit, interval, unparsed rate
+};
+
+struct Recommendation {
+  size_t budget_bytes = 0;
+  double margin = 0;
+  std::vector<Decision> ranked;      // measured and fitting, best score first
+  std::vector<Decision> others;      // measured but not fitting, then fitting but not measured, then neither
+  std::vector<std::string> per_model;  // one line per model: what to run
+};
+
+bool is_full_precision(const std::string& precision);  // bf16, fp16, fp32
+
+// The decision logic on prepared candidates: fits when planned_bytes <= budget; non-inferior when every
+// vs_full lower bound is above -margin.
+Recommendation decide(const std::vector<Candidate>& candidates, size_t budget_bytes, double margin);
+
+struct RecommendOptions {
+  std::vector<std::filesystem::path> runs;
+  size_t budget_bytes = 0;
+  std::string task, task_type;  // at most one: the tasks scored (default: every task of the runs)
+  double margin = 0.02;
+  int batch = 1;                // prompts generated together (eval --batch)
+  uint64_t seed = 1234;
+  int resamples = 1000;
+};
+
+// Reads the runs (results.json, config.json, samples.jsonl), plans each model at each precision for the context
+// the runs needed, pairs every quantized run with its model's full-precision run (eval::compare_runs), decides.
+Recommendation recommend(const RecommendOptions& opt);
+
+nlohmann::ordered_json to_json(const Recommendation& r);
+std::string format_recommendation(const Recommendation& r);
+
+}  // namespace bq::plan
