@@ -37,7 +37,9 @@ ModelConfig small_config() {  // wider than tiny, with grouped KV heads, so that
 // Runs B prompts of P tokens to P + G positions as generation does, returning the tracked peak it reached.
 size_t measured_peak(const ModelConfig& c, const std::string& precision, int B, int P, int G) {
   Model m = synthesize_model(c, 7);
-  if (auto q = precision_to_quant(precision)) quantize_model(m, *q);
+  PrecisionOptions p;
+  p.precision = precision;
+  if (auto q = precision_to_quant(p)) quantize_model(m, *q);
   const size_t before = host_memory::stats().current;
   host_memory::reset_peak();
   {

@@ -24,14 +24,7 @@ void register_plan_commands(CLI::App& app) {
   src->add_option("--model", a->model, "Hugging Face checkpoint folder (16-bit or pre-quantized)");
   src->add_option("--preset", a->preset, "model shapes by name (a synthetic model of them), e.g. llama-3.1-8b");
   src->require_option(1);
-  cmd->add_option("--precision", a->req.precision, "bf16 | fp16 | fp32 | int8 | llm-int8 | nf4 | fp4")
-      ->check(CLI::IsMember({"bf16", "fp16", "fp32", "int8", "llm-int8", "nf4", "fp4"}))
-      ->required();
-  cmd->add_option_function<std::string>(
-         "--double-quant", [a](const std::string& v) { a->req.double_quant = v == "on"; },
-         "4-bit: quantize the block maxima too (on | off; default on)")
-      ->check(CLI::IsMember({"on", "off"}));
-  cmd->add_option("--blocksize", a->req.blocksize, "4-bit block size (default 64)");
+  add_precision_options(cmd, a->req);
   cmd->add_option("--context", a->req.context, "positions per sequence, prompt + generated (default 4096, or the model's limit)");
   cmd->add_option("--prompt-len", a->req.prompt, "prompt tokens per sequence, prefilled together (default: the context)");
   cmd->add_option("--batch", a->req.batch, "sequences held and decoded together (default 1)");

@@ -36,7 +36,7 @@ bool is_4bit(const quant::QuantOptions& q) { return q.scheme == quant::Scheme::N
 // The format the weights are held in: a pre-quantized checkpoint loads as stored (only the 8-bit flavour may
 // change, as quantize_model allows); otherwise --precision.
 std::optional<quant::QuantOptions> held_quantization(const PlanRequest& r, std::string& label) {
-  auto asked = precision_to_quant(r.precision, r.double_quant, r.blocksize);
+  auto asked = precision_to_quant(r);
   label = r.precision;
   if (r.checkpoint.empty()) return asked;
   auto stored = checkpoint_quantization(r.checkpoint);
@@ -72,7 +72,7 @@ size_t cpu_kernel_scratch(const ModelConfig& c, const std::optional<quant::Quant
                           int64_t logit_rows, int threads) {
   size_t most = 0;
   for (int64_t in : {int64_t(c.hidden), int64_t(c.q_dim()), int64_t(c.intermediate)}) {
-    size_t b = q ? quant::matmul_scratch_bytes(q->scheme, rows, in, threads)
+    size_t b = q ? quant::matmul_scratch_bytes(q->scheme, q->compute, rows, in, threads)
                  : size_t(threads) * cpu::matmul_thread_scratch_floats(rows, stored, in) * sizeof(float);
     most = std::max(most, b);
   }

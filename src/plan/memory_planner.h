@@ -13,17 +13,16 @@
 #include <nlohmann/json.hpp>
 
 #include "model/config.h"
+#include "model/quantize_model.h"
 #include "quant/quant.h"
 
 namespace bq::plan {
 
-struct PlanRequest {
+// The precision options as every command that loads a model takes them, plus the workload.
+struct PlanRequest : PrecisionOptions {
   ModelConfig config;
   std::string model_label;             // preset name or checkpoint folder, for outputs
   std::filesystem::path checkpoint;    // empty: a synthetic model of the preset (bf16 weights generated in memory)
-  std::string precision = "bf16";      // bf16 | fp16 | fp32 | int8 | llm-int8 | nf4 | fp4
-  bool double_quant = true;
-  int blocksize = 64;
   std::string device = "cuda";         // cuda | cpu
   int context = 0;                     // positions per sequence, prompt + generated (KV cache capacity); 0: 4096
                                        // or the model's limit if lower

@@ -87,8 +87,9 @@ int8_t quantize_int8(float v, float scale);
 // floating point, the rest as int8 x int8 -> int32 with per-token SCA and per-row SCB.
 void matmul(const QuantizedMatrix& w, const float* x, int64_t n, float* y);
 // Bytes of the row-sized scratch that matmul holds at once for n rows of width cols with `threads` OpenMP threads
-// (per-thread dequantized tiles; LLM.int8's int8 activations and scales), as the host-memory account sees it.
-size_t matmul_scratch_bytes(Scheme s, int64_t n, int64_t cols, int threads);
+// (the activations rounded to a 16-bit compute dtype; per-thread dequantized tiles; LLM.int8's int8 activations
+// and scales), as the host-memory account sees it.
+size_t matmul_scratch_bytes(Scheme s, DType compute, int64_t n, int64_t cols, int threads);
 
 // Forces the portable kernels even on AVX2 machines (tests compare both paths). Not for concurrent use.
 void set_force_portable(bool on);

@@ -375,10 +375,11 @@ void matmul_llm_int8(const QuantizedMatrix& w, const float* x, int64_t n, float*
 
 }  // namespace
 
-size_t matmul_scratch_bytes(Scheme s, int64_t n, int64_t cols, int threads) {
+size_t matmul_scratch_bytes(Scheme s, DType compute, int64_t n, int64_t cols, int threads) {
   if (n <= 0) return 0;
-  if (s == Scheme::LLMInt8) return size_t(n * cols) + size_t(n) * sizeof(float);
-  return n == 1 ? 0 : size_t(threads) * size_t(kTileRows * cols) * sizeof(float);
+  const size_t rounded_x = compute == DType::F32 ? 0 : size_t(n * cols) * sizeof(float);
+  if (s == Scheme::LLMInt8) return rounded_x + size_t(n * cols) + size_t(n) * sizeof(float);
+  return rounded_x + (n == 1 ? 0 : size_t(threads) * size_t(kTileRows * cols) * sizeof(float));
 }
 
 void set_force_portable(bool on) { g_force_portable = on; }
@@ -436,7 +437,7 @@ void round_to(DType t, float* v, int64_t n) {
 void matmul(const QuantizedMatrix& w, const float* x, int64_t n, float* y) {
   if (n <= 0 || w.rows <= 0) return;
   if (w.compute == DType::F32) return matmul_f32(w, x, n, y);
-  std::vector<float> xc(x, x + n * w.cols);
+  tracked_vector<float> xc(x, x + n * w.cols);
   round_to(w.compute, xc.data(), n * w.cols);
   matmul_f32(w, xc.data(), n, y);
   round_to(w.compute, y, n * w.rows);
