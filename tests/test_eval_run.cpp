@@ -24,22 +24,7 @@ void write(const fs::path& p, const std::string& text) {
   std::ofstream(p, std::ios::binary) << text;
 }
 
-const char* kTinyQa = R"(name: tiny
-type: qa
-parser: label
-primary_metric: accuracy
-data_folder: Tiny
-format: tsv
-splits: {train: train.tsv, test: test.tsv}
-id_field: id
-label_field: label
-labels: ["yes", "no", "maybe"]
-input_template: "{text}"
-prompts:
-  instruction: "Answer yes, no or maybe.\n{examples}Q: {input}\nA:"
-  cot: "Think, then write Answer: yes/no/maybe.\n{examples}Q: {input}\n"
-  example: "Q: {input}\nA: {answer}\n"
-)";
+const char* const kTinyQa = bq::test::kTinyQaTaskYaml;
 
 const char* kTinyNer = R"(name: tinyner
 type: ner

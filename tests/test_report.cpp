@@ -32,22 +32,7 @@ constexpr int kQuestions = 6;
 // One yes/no/maybe task of kQuestions test questions "Is itemN fine?" (gold kLabels[N % 3]) and 3 train ones.
 fs::path make_fixture(const std::string& name) {
   fs::path root = bq::test::temp_dir(name);
-  write(root / "tasks/tiny.yaml", R"(name: tiny
-type: qa
-parser: label
-primary_metric: accuracy
-data_folder: Tiny
-format: tsv
-splits: {train: train.tsv, test: test.tsv}
-id_field: id
-label_field: label
-labels: ["yes", "no", "maybe"]
-input_template: "{text}"
-prompts:
-  instruction: "Answer yes, no or maybe.\n{examples}Q: {input}\nA:"
-  cot: "Think, then write Answer: yes/no/maybe.\n{examples}Q: {input}\n"
-  example: "Q: {input}\nA: {answer}\n"
-)");
+  write(root / "tasks/tiny.yaml", bq::test::kTinyQaTaskYaml);
   std::string test = "id\ttext\tlabel\n", train = "id\ttext\tlabel\n";
   for (int i = 0; i < kQuestions; i++) test += fmt::format("q{}\tIs item{} fine?\t{}\n", i, i, kLabels[i % 3]);
   for (int i = 0; i < 3; i++) train += fmt::format("t{}\tIs train{} fine?\t{}\n", i, i, kLabels[i]);

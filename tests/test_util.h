@@ -42,6 +42,25 @@ inline int run_command(const std::string& cmd, std::string* output = nullptr) {
   return WIFEXITED(st) ? WEXITSTATUS(st) : -1;
 }
 
+// A yes/no/maybe QA task file (task "tiny", data folder Tiny with train.tsv and test.tsv: id, text, label), for
+// evaluation tests that need a task small enough to reason about by hand.
+inline const char* const kTinyQaTaskYaml = R"(name: tiny
+type: qa
+parser: label
+primary_metric: accuracy
+data_folder: Tiny
+format: tsv
+splits: {train: train.tsv, test: test.tsv}
+id_field: id
+label_field: label
+labels: ["yes", "no", "maybe"]
+input_template: "{text}"
+prompts:
+  instruction: "Answer yes, no or maybe.\n{examples}Q: {input}\nA:"
+  cot: "Think, then write Answer: yes/no/maybe.\n{examples}Q: {input}\n"
+  example: "Q: {input}\nA: {answer}\n"
+)";
+
 }  // namespace bq::test
 
 // Skips with a message saying exactly what is missing.
