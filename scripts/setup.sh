@@ -17,5 +17,11 @@ if ((${#missing[@]})); then
 fi
 # The report page's chart JavaScript (embedded at configure time); fails soft: pages then lack charts only.
 scripts/fetch-report-assets.sh || echo "setup: report chart assets not fetched; report pages will have no charts" >&2
-cmake -S . -B build -G Ninja -DCMAKE_BUILD_TYPE=Release ${BIOMEDQ_CMAKE_ARGS:-}
+# The CUDA backend is built wherever the CUDA toolkit is installed (it then also compiles in CI, where its GPU tests
+# skip); BIOMEDQ_CMAKE_ARGS=-DBIOMEDQ_CUDA=OFF leaves it out.
+cuda_args=()
+nvcc=$(command -v nvcc || true)
+[ -n "$nvcc" ] || [ ! -x /usr/local/cuda/bin/nvcc ] || nvcc=/usr/local/cuda/bin/nvcc
+[ -z "$nvcc" ] || cuda_args=(-DBIOMEDQ_CUDA=ON -DCMAKE_CUDA_COMPILER="$nvcc")
+cmake -S . -B build -G Ninja -DCMAKE_BUILD_TYPE=Release "${cuda_args[@]}" ${BIOMEDQ_CMAKE_ARGS:-}
 cmake --build build -j "$(nproc)"

@@ -424,12 +424,24 @@ void matmul_f32(const QuantizedMatrix& w, const float* x, int64_t n, float* y) {
   }
 }
 
+// F16C's conversions (every AVX2 CPU has them) round to nearest even, as f32_to_f16 does: 8 values at a time.
+__attribute__((target("avx2,f16c"))) int64_t round_to_f16_f16c(float* v, int64_t n) {
+  int64_t i = 0;
+  for (; i + 8 <= n; i += 8) {
+    __m128i h = _mm256_cvtps_ph(_mm256_loadu_ps(v + i), _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
+    _mm256_storeu_ps(v + i, _mm256_cvtph_ps(h));
+  }
+  return i;
+}
+
 // Rounds n floats in place to a 16-bit compute dtype (nearest even) and back; F32 leaves them.
 void round_to(DType t, float* v, int64_t n) {
-  if (t == DType::F16)
-    for (int64_t i = 0; i < n; ++i) v[i] = f16_to_f32(f32_to_f16(v[i]));
-  else if (t == DType::BF16)
+  if (t == DType::F16) {
+    int64_t i = using_avx2() && __builtin_cpu_supports("f16c") ? round_to_f16_f16c(v, n) : 0;
+    for (; i < n; ++i) v[i] = f16_to_f32(f32_to_f16(v[i]));
+  } else if (t == DType::BF16) {
     for (int64_t i = 0; i < n; ++i) v[i] = bf16_to_f32(f32_to_bf16(v[i]));
+  }
 }
 
 }  // namespace
