@@ -119,3 +119,31 @@ TEST(EvalEndToEnd, SyntheticModelOnTheShippedExamplesByDefault) {
   EXPECT_NE(out.find("--model DIR or --synthetic PRESET"), std::string::npos) << out;
   EXPECT_NE(bq::test::run_command(cmd + "3 --synthetic tiny --model /nonexistent", &out), 0);
 }
+
+// Every task under every prompting strategy at 0, 1 and 5 shots: one example each, on the tiny model. What is
+// checked is that each combination runs through to a scored result with the prompt it was asked for.
+TEST(EvalEndToEnd, EveryTaskUnderEveryStrategyAndShotCount) {
+  fs::path tmp = bq::test::temp_dir("eval-strategies"), src = bq::test::source_dir();
+  for (std::string prompting : {"instruction", "cot", "sc"})
+    for (int shots : {0, 1, 5}) {
+      SCOPED_TRACE(prompting + " " + std::to_string(shots) + "-shot");
+      fs::path run = tmp / fmt::format("{}-{}", prompting, shots);
+      run_ok(fmt::format("eval --synthetic tiny --tasks all --limit 1 --prompting {} --shots {} --sc-samples 2 "
+                         "--data-dir {} --tasks-dir {} --out {} --no-progress --bootstrap 20",
+                         prompting, shots, (src / "examples/data").string(), (src / "tasks").string(), run.string()));
+      json r = json::parse(bq::read_file(run / "results.json"));
+      EXPECT_EQ(r["config"]["prompting"], prompting);
+      ASSERT_EQ(r["tasks"].size(), 8u);
+      for (auto& item : r["tasks"].items()) {
+        EXPECT_EQ(item.value()["examples_scored"], 1) << item.key();
+        EXPECT_EQ(item.value()["shots"]["k"], shots) << item.key();
+      }
+      for (auto& line : lines_of(run / "samples.jsonl")) {
+        json s = json::parse(line);
+        EXPECT_EQ(s["raw"].size(), prompting == "sc" ? 2u : 1u) << s["task"];
+        if (prompting != "instruction") {
+          EXPECT_NE(s["prompt"].get<std::string>().find("Answer"), std::string::npos) << s["task"];
+        }
+      }
+    }
+}
