@@ -2,6 +2,7 @@
 // n = 1 (decode) reads each weight row once and dots it with x; n > 1 (prefill) dequantizes kTileRows rows at a
 // time into a per-thread buffer and multiplies that tile with every token, so the dequantization is amortized.
 // LLM.int8 quantizes the activations once per call and runs int8 x int8 -> int32 dots.
+#include <cpuid.h>
 #include <immintrin.h>
 
 #include <algorithm>
@@ -23,6 +24,12 @@ constexpr int64_t kTileRows = 16;  // 16 rows x 4096 fp32 = 256 KiB: stays in L2
 
 bool cpu_has_avx2() {
   static const bool has = __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma");
+  return has;
+}
+
+bool cpu_has_f16c() {  // CPUID leaf 1, ECX bit 29 (not every compiler's __builtin_cpu_supports knows "f16c")
+  unsigned a = 0, b = 0, c = 0, d = 0;
+  static const bool has = __get_cpuid(1, &a, &b, &c, &d) && (c & (1u << 29));
   return has;
 }
 
@@ -437,7 +444,7 @@ __attribute__((target("avx2,f16c"))) int64_t round_to_f16_f16c(float* v, int64_t
 // Rounds n floats in place to a 16-bit compute dtype (nearest even) and back; F32 leaves them.
 void round_to(DType t, float* v, int64_t n) {
   if (t == DType::F16) {
-    int64_t i = using_avx2() && __builtin_cpu_supports("f16c") ? round_to_f16_f16c(v, n) : 0;
+    int64_t i = using_avx2() && cpu_has_f16c() ? round_to_f16_f16c(v, n) : 0;
     for (; i < n; ++i) v[i] = f16_to_f32(f32_to_f16(v[i]));
   } else if (t == DType::BF16) {
     for (int64_t i = 0; i < n; ++i) v[i] = bf16_to_f32(f32_to_bf16(v[i]));
