@@ -64,19 +64,20 @@ fs::path make_fixture(const std::string& name) {
 struct FakeGenerator : bq::TextGenerator {
   std::map<std::string, std::vector<std::string>> script;  // needle -> answers for the 1st, 2nd, ... request
   std::map<std::string, int> seen;
-  int calls = 0, prompts = 0, fail_after = -1;
+  int calls = 0, prompts = 0, fail_after = -1;  // fail_after: prompts finished before a simulated crash
   std::vector<bq::SamplingOptions> last_opts;
 
   std::string format_prompt(const std::vector<bq::ChatTurn>& turns, bool chat) const override {
     return chat ? "<|user|>" + turns[0].content + "<|assistant|>" : turns[0].content;
   }
   std::vector<bq::GenerationResult> generate(const std::vector<std::string>& ps,
-                                             const std::vector<bq::SamplingOptions>& opts) override {
-    if (fail_after >= 0 && calls >= fail_after) throw std::runtime_error("simulated crash");
+                                             const std::vector<bq::SamplingOptions>& opts,
+                                             const bq::BatchControl& control) override {
     calls++;
     last_opts = opts;
     std::vector<bq::GenerationResult> out;
     for (auto& p : ps) {
+      if (fail_after >= 0 && prompts >= fail_after) throw std::runtime_error("simulated crash");
       prompts++;
       std::string best;
       size_t best_pos = 0;
@@ -93,6 +94,7 @@ struct FakeGenerator : bq::TextGenerator {
       r.decode_ms = 30;
       r.finish_reason = "eos";
       out.push_back(r);
+      if (control.on_finish) control.on_finish(out.size() - 1, r);
     }
     return out;
   }
@@ -224,14 +226,15 @@ TEST(EvalRun, SelfConsistencyVotesOverSeededSamples) {
   json res = run_eval(gen, cfg);
   EXPECT_EQ(gen.prompts, 12);
   EXPECT_DOUBLE_EQ(res["tasks"]["tiny"]["metrics"]["accuracy"]["value"].get<double>(), 1.0);
-  ASSERT_EQ(gen.last_opts.size(), 3u);
+  ASSERT_EQ(gen.last_opts.size(), 12u);  // every sample of every example, three per example, consecutive
   EXPECT_FLOAT_EQ(gen.last_opts[0].temperature, 0.7f);
   EXPECT_NE(gen.last_opts[0].seed, gen.last_opts[1].seed);
+  EXPECT_NE(gen.last_opts[0].seed, gen.last_opts[3].seed);
   auto records = read_samples(cfg.out_dir / "samples.jsonl", false);
   ASSERT_EQ(records.size(), 4u);
   EXPECT_EQ(records[0]["raw"].size(), 3u);
   EXPECT_EQ(records[0]["votes"].size(), 3u);
-  EXPECT_NEAR(records[0]["latency_ms"].get<double>(), 120.0, 1e-9);  // three generations
+  EXPECT_NEAR(records[0]["latency_ms"].get<double>(), 40.0, 1e-9);  // three generations side by side
 }
 
 TEST(EvalRun, NerWithSeededShotsFromTrain) {

@@ -137,6 +137,47 @@ TEST(Generate, BatchedGreedyEqualsSingle) {
   EXPECT_EQ(stopped[0].finish_reason, "eos");
 }
 
+// Continuous batching: with two places for five requests of different lengths, prompts are admitted into the
+// places others free, in the middle of their decoding; every continuation still equals the request alone, each
+// request is reported once as it ends, and no cache is left open.
+TEST(Generate, ContinuousBatchingAdmitsAsOthersFinish) {
+  ModelConfig c = small_config("llama");
+  Model m = synthesize_model(c, 17, 0.3f);
+  CpuForward fwd(m);
+  std::vector<TokenRequest> reqs;
+  const int lengths[] = {3, 9, 1, 6, 4};
+  for (int i = 0; i < 5; ++i) {
+    SamplingOptions o;
+    o.max_new_tokens = lengths[i];
+    std::vector<int32_t> prompt;
+    for (int t = 0; t <= i; ++t) prompt.push_back(int32_t(10 * i + t + 1));
+    reqs.push_back({prompt, o});
+  }
+  std::vector<size_t> order;
+  auto results = generate_tokens(fwd, reqs, {}, nullptr, 2, [&](size_t i, const TokenResult& r) {
+    EXPECT_EQ(int(r.tokens.size()), lengths[i]) << i;
+    order.push_back(i);
+  });
+  for (size_t i = 0; i < reqs.size(); ++i) {
+    auto alone = generate_tokens(fwd, {reqs[i]}, {});
+    EXPECT_EQ(results[i].tokens, alone[0].tokens) << i;
+    EXPECT_EQ(results[i].finish_reason, "length");
+  }
+  // Request 0 (3 tokens) ends at step 3 while 1 (9 tokens) goes on to step 9; request 2 takes 0's place at step 4
+  // and ends there (1 token); 3 takes it at step 5 and ends at step 10, after 1; 4 comes last.
+  EXPECT_EQ(order, (std::vector<size_t>{0, 2, 1, 3, 4}));
+  EXPECT_EQ(fwd.kv_cache_bytes(), 0u);
+  // A prompt that cannot fit is refused before any work, naming the request.
+  reqs[3].opt.max_new_tokens = c.max_positions;
+  try {
+    generate_tokens(fwd, reqs, {}, nullptr, 2);
+    ADD_FAILURE() << "no error";
+  } catch (const PromptTooLong& e) {
+    EXPECT_EQ(e.request, 3u);
+  }
+  EXPECT_EQ(fwd.kv_cache_bytes(), 0u);
+}
+
 TEST(Generate, SeededSamplingIsReproducibleAndVaries) {
   ModelConfig c = small_config("llama");
   Model m = synthesize_model(c, 21, 0.05f);  // flat logits: sampling has real choices

@@ -48,7 +48,8 @@ struct ScriptedModel : bq::TextGenerator {
 
   std::string format_prompt(const std::vector<bq::ChatTurn>& turns, bool) const override { return turns[0].content; }
   std::vector<bq::GenerationResult> generate(const std::vector<std::string>& prompts,
-                                             const std::vector<bq::SamplingOptions>&) override {
+                                             const std::vector<bq::SamplingOptions>&,
+                                             const bq::BatchControl& control) override {
     std::vector<bq::GenerationResult> out;
     for (auto& p : prompts) {
       int item = std::stoi(p.substr(p.rfind("item") + 4));
@@ -61,6 +62,7 @@ struct ScriptedModel : bq::TextGenerator {
       r.decode_ms = 10;
       r.finish_reason = "eos";
       out.push_back(r);
+      if (control.on_finish) control.on_finish(out.size() - 1, r);
     }
     return out;
   }

@@ -16,6 +16,7 @@
 #include "eval/metrics.h"
 #include "eval/parse.h"
 #include "eval/prompts.h"
+#include "generate/generate.h"
 
 namespace bq::eval {
 
@@ -423,83 +424,93 @@ nlohmann::json run_eval(TextGenerator& gen, const EvalConfig& cfg) {
     for (size_t i : p.selected)
       if (!done.contains(task.name + '\x1f' + p.data.examples[i].id)) pending.push_back(&p.data.examples[i]);
     Progress progress(cfg.progress, task.name, p.selected.size(), p.selected.size() - pending.size());
-    for (size_t b = 0; b < pending.size(); b += size_t(cfg.batch)) {
-      size_t e = std::min(pending.size(), b + size_t(cfg.batch));
-      std::vector<std::string> raw_prompts, prompts;
-      std::vector<SamplingOptions> opts;
-      for (size_t k = b; k < e; k++) {
-        const Example& ex = *pending[k];
-        raw_prompts.push_back(build_prompt(p, id, ex));
-        std::string formatted = gen.format_prompt({{"user", raw_prompts.back()}}, cfg.chat);
-        for (int s = 0; s < n_samples; s++) {
-          SamplingOptions o;
-          o.max_new_tokens = cot ? task.max_new_tokens_cot : task.max_new_tokens;
-          if (cfg.prompting == "sc") {
-            o.temperature = cfg.temperature;
-            o.top_p = cfg.top_p;
-            o.seed = derive_seed(cfg.seed, task.name + '\x1f' + ex.id) + uint64_t(s);
-          }
-          prompts.push_back(formatted);
-          opts.push_back(o);
+    // Every pending example at once, n_samples consecutive prompts each; the generator keeps `batch` examples in
+    // flight (continuous batching) and each record is written as soon as its example's last sample ends, so an
+    // interruption loses only the examples in flight.
+    std::vector<std::string> prompts;
+    std::vector<SamplingOptions> opts;
+    for (const Example* ex : pending) {
+      std::string formatted = gen.format_prompt({{"user", build_prompt(p, id, *ex)}}, cfg.chat);
+      for (int s = 0; s < n_samples; s++) {
+        SamplingOptions o;
+        o.max_new_tokens = cot ? task.max_new_tokens_cot : task.max_new_tokens;
+        if (cfg.prompting == "sc") {
+          o.temperature = cfg.temperature;
+          o.top_p = cfg.top_p;
+          o.seed = derive_seed(cfg.seed, task.name + '\x1f' + ex->id) + uint64_t(s);
         }
+        prompts.push_back(formatted);
+        opts.push_back(o);
       }
-      auto t0 = std::chrono::steady_clock::now();
-      std::vector<GenerationResult> results;
-      try {
-        results = gen.generate(prompts, opts);
-      } catch (const Error& err) {  // e.g. a prompt longer than the model's context: say which examples
-        std::string ids;
-        for (size_t k = b; k < e; k++) ids += (ids.empty() ? "" : ", ") + pending[k]->id;
-        fail("task {}, example {}: {}", task.name, ids, err.what());
-      }
-      double wall_ms = std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count();
-      if (results.size() != prompts.size()) fail("generator returned {} results for {} prompts", results.size(), prompts.size());
-      for (size_t k = b; k < e; k++) {
-        const Example& ex = *pending[k];
-        nlohmann::json raw = nlohmann::json::array(), finish = nlohmann::json::array();
-        std::vector<ParsedAnswer> answers;
-        double prefill = 0, decode = 0;
-        int ptok = 0, gtok = 0;
-        for (int s = 0; s < n_samples; s++) {
-          const GenerationResult& r = results[(k - b) * size_t(n_samples) + size_t(s)];
-          raw.push_back(r.text);
-          finish.push_back(r.finish_reason);
-          answers.push_back(parse_answer(task, ex, r.text, cot));
-          prefill += r.prefill_ms;
-          decode += r.decode_ms;
-          ptok += r.prompt_tokens;
-          gtok += r.generated_tokens;
-        }
-        // The engine's own per-sample timing; a share of the batch's wall time when it reports none.
-        double latency = prefill + decode > 0 ? prefill + decode : wall_ms / double(e - b);
-        ParsedAnswer answer = majority_vote(answers);
-        Scored sc = score_answer(task, ex, answer);
-        const std::string& formatted = prompts[(k - b) * size_t(n_samples)];
-        nlohmann::json rec = {{"task", task.name},
-                              {"split", p.split.split},
-                              {"id", ex.id},
-                              {"prompt", formatted},
-                              {"prompt_sha256", sha256_hex(formatted)},
-                              {"raw", raw},
-                              {"finish_reason", finish},
-                              {"answer", answer.to_json()},
-                              {"gold", gold_json(task, ex)},
-                              {"correct", is_correct(task, sc)},
-                              {"prompt_tokens", ptok},
-                              {"generated_tokens", gtok},
-                              {"latency_ms", latency},
-                              {"prefill_ms", prefill},
-                              {"decode_ms", decode}};
-        if (n_samples > 1) {
-          auto votes = nlohmann::json::array();
-          for (auto& a : answers) votes.push_back(a.to_json());
-          rec["votes"] = votes;
-        }
-        if (task.type == TaskType::ner) rec.update({{"tp", sc.tp}, {"fp", sc.fp}, {"fn", sc.fn}});
-        writer.append(rec);
-      }
-      progress.step(e - b);
     }
+    std::vector<GenerationResult> results(prompts.size());
+    std::vector<int> samples_left(pending.size(), n_samples);
+    auto last_finish = std::chrono::steady_clock::now();
+    auto write_record = [&](size_t k, double wall_ms) {
+      const Example& ex = *pending[k];
+      nlohmann::json raw = nlohmann::json::array(), finish = nlohmann::json::array();
+      std::vector<ParsedAnswer> answers;
+      double prefill = 0, decode = 0;
+      int ptok = 0, gtok = 0;
+      for (int s = 0; s < n_samples; s++) {
+        const GenerationResult& r = results[k * size_t(n_samples) + size_t(s)];
+        raw.push_back(r.text);
+        finish.push_back(r.finish_reason);
+        answers.push_back(parse_answer(task, ex, r.text, cot));
+        // The samples of one example decode together: its latency is its slowest sample's.
+        prefill = std::max(prefill, r.prefill_ms);
+        decode = std::max(decode, r.decode_ms);
+        ptok += r.prompt_tokens;
+        gtok += r.generated_tokens;
+      }
+      // The engine's own timing; the wall time since the previous example ended when it reports none.
+      double latency = prefill + decode > 0 ? prefill + decode : wall_ms;
+      ParsedAnswer answer = majority_vote(answers);
+      Scored sc = score_answer(task, ex, answer);
+      const std::string& formatted = prompts[k * size_t(n_samples)];
+      nlohmann::json rec = {{"task", task.name},
+                            {"split", p.split.split},
+                            {"id", ex.id},
+                            {"prompt", formatted},
+                            {"prompt_sha256", sha256_hex(formatted)},
+                            {"raw", raw},
+                            {"finish_reason", finish},
+                            {"answer", answer.to_json()},
+                            {"gold", gold_json(task, ex)},
+                            {"correct", is_correct(task, sc)},
+                            {"prompt_tokens", ptok},
+                            {"generated_tokens", gtok},
+                            {"latency_ms", latency},
+                            {"prefill_ms", prefill},
+                            {"decode_ms", decode}};
+      if (n_samples > 1) {
+        auto votes = nlohmann::json::array();
+        for (auto& a : answers) votes.push_back(a.to_json());
+        rec["votes"] = votes;
+      }
+      if (task.type == TaskType::ner) rec.update({{"tp", sc.tp}, {"fp", sc.fp}, {"fn", sc.fn}});
+      writer.append(rec);
+      progress.step(1);
+    };
+    BatchControl control;
+    control.max_in_flight = cfg.batch * n_samples;
+    control.on_finish = [&](size_t i, const GenerationResult& r) {
+      if (i >= results.size()) fail("generator reported prompt {} of {}", i, results.size());
+      results[i] = r;
+      size_t k = i / size_t(n_samples);
+      if (--samples_left[k] > 0) return;
+      auto now = std::chrono::steady_clock::now();
+      write_record(k, std::chrono::duration<double, std::milli>(now - last_finish).count());
+      last_finish = now;
+    };
+    if (prompts.empty()) continue;  // this task's examples are all done
+    try {
+      gen.generate(prompts, opts, control);
+    } catch (const PromptTooLong& err) {  // name the example, not the generator's prompt index
+      fail("task {}, example {}: {}", task.name, pending[err.request / size_t(n_samples)]->id, err.what());
+    }
+    for (size_t k = 0; k < pending.size(); k++)
+      if (samples_left[k] > 0) fail("task {}: the generator never finished example {}", task.name, pending[k]->id);
   }
   nlohmann::json memory = gen.memory_report();
   return score_run(cfg.out_dir, id, cfg.limit, cfg.bootstrap_resamples, memory, describe_environment(memory),

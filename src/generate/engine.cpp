@@ -57,7 +57,7 @@ std::vector<int32_t> Engine::encode_prompt(const std::string& prompt) const {
 }
 
 std::vector<GenerationResult> Engine::generate(const std::vector<std::string>& prompts,
-                                               const std::vector<SamplingOptions>& opts) {
+                                               const std::vector<SamplingOptions>& opts, const BatchControl& control) {
   if (opts.size() != prompts.size()) fail("generate: {} prompts but {} option sets", prompts.size(), opts.size());
   std::vector<TokenRequest> reqs;
   for (size_t i = 0; i < prompts.size(); ++i) reqs.push_back({encode_prompt(prompts[i]), opts[i]});
@@ -69,20 +69,21 @@ std::vector<GenerationResult> Engine::generate(const std::vector<std::string>& p
       if (!s.empty() && text.find(s) != std::string::npos) return true;
     return false;
   };
-  auto toks = generate_tokens(*fwd_, reqs, eos_, stop);
   std::vector<GenerationResult> out(prompts.size());
-  for (size_t i = 0; i < prompts.size(); ++i) {
+  auto finished = [&](size_t i, const TokenResult& t) {
     GenerationResult& r = out[i];
-    r.text = tok_.decode(toks[i].tokens, /*skip_special=*/true);
-    if (toks[i].finish_reason == "stop")
+    r.text = tok_.decode(t.tokens, /*skip_special=*/true);
+    if (t.finish_reason == "stop")
       for (auto& s : opts[i].stop)
         if (auto at = r.text.find(s); !s.empty() && at != std::string::npos) r.text.resize(at);
     r.prompt_tokens = int(reqs[i].prompt.size());
-    r.generated_tokens = int(toks[i].tokens.size());
-    r.finish_reason = toks[i].finish_reason;
-    r.prefill_ms = toks[i].prefill_ms;
-    r.decode_ms = toks[i].decode_ms;
-  }
+    r.generated_tokens = int(t.tokens.size());
+    r.finish_reason = t.finish_reason;
+    r.prefill_ms = t.prefill_ms;
+    r.decode_ms = t.decode_ms;
+    if (control.on_finish) control.on_finish(i, r);
+  };
+  generate_tokens(*fwd_, reqs, eos_, stop, control.max_in_flight, finished);
   return out;
 }
 

@@ -23,7 +23,8 @@ class Engine : public TextGenerator {
 
   std::string format_prompt(const std::vector<ChatTurn>& turns, bool use_chat_template) const override;
   std::vector<GenerationResult> generate(const std::vector<std::string>& prompts,
-                                         const std::vector<SamplingOptions>& opts) override;
+                                         const std::vector<SamplingOptions>& opts,
+                                         const BatchControl& control = {}) override;
   std::string model_name() const override { return name_; }
   nlohmann::json memory_report() const override;
 

@@ -16,88 +16,91 @@ double ms_since(std::chrono::steady_clock::time_point t0) {
 }  // namespace
 
 std::vector<TokenResult> generate_tokens(ForwardBackend& fwd, const std::vector<TokenRequest>& reqs,
-                                         const std::vector<int32_t>& eos_ids, const StopCheck& stop) {
+                                         const std::vector<int32_t>& eos_ids, const StopCheck& stop,
+                                         int max_in_flight, const FinishCallback& on_finish) {
   const ModelConfig& cfg = fwd.config();
   const size_t n = reqs.size();
   std::vector<TokenResult> out(n);
   if (n == 0) return out;
-  std::vector<int> seq_ids;
-  struct CloseAll {  // sequences are closed however this function ends
+  for (size_t i = 0; i < n; ++i) {
+    if (reqs[i].prompt.empty()) fail("generate: prompt {} is empty", i);
+    int cap = int(reqs[i].prompt.size()) + std::max(0, reqs[i].opt.max_new_tokens);
+    if (cap > cfg.max_positions)
+      throw PromptTooLong(i, fmt::format("generate: prompt {} needs {} positions, the model allows {}", i, cap,
+                                         cfg.max_positions));
+  }
+  const size_t width = max_in_flight > 0 ? std::min(n, size_t(max_in_flight)) : n;
+  std::vector<int> seq_of(n, -1);  // open sequence of each request, -1 before admission and after its end
+  struct CloseOpen {  // sequences still open are closed however this function ends
     ForwardBackend& f;
     std::vector<int>& ids;
-    ~CloseAll() {
-      for (int id : ids) f.close_sequence(id);
+    ~CloseOpen() {
+      for (int id : ids)
+        if (id >= 0) f.close_sequence(id);
     }
-  } close_all{fwd, seq_ids};
+  } close_open{fwd, seq_of};
   std::vector<Sampler> samplers;
-  ForwardBatch prefill;
-  for (size_t i = 0; i < n; ++i) {
-    const auto& r = reqs[i];
-    if (r.prompt.empty()) fail("generate: prompt {} is empty", i);
-    int cap = int(r.prompt.size()) + std::max(0, r.opt.max_new_tokens);
-    if (cap > cfg.max_positions)
-      fail("generate: prompt {} needs {} positions, the model allows {}", i, cap, cfg.max_positions);
-    seq_ids.push_back(fwd.open_sequence(cap));
-    samplers.emplace_back(r.opt);
-    for (int32_t t : r.prompt) {
-      prefill.tokens.push_back(t);
-      prefill.seq.push_back(seq_ids.back());
-    }
-    prefill.logit_rows.push_back(int(prefill.tokens.size()) - 1);
-  }
-  const size_t V = size_t(cfg.vocab);
-  tracked_vector<float> logits(n * V);
-  auto t0 = std::chrono::steady_clock::now();
-  fwd.run(prefill, logits.data());
-  double prefill_ms = ms_since(t0);
-
-  std::vector<int> live;  // sequences still generating
+  for (auto& r : reqs) samplers.emplace_back(r.opt);
+  std::vector<std::chrono::steady_clock::time_point> prefilled_at(n);
   std::vector<int32_t> next(n);
+
+  // Decides request i's next step from its logits; false when it has ended (then reported and its cache freed).
   auto take = [&](size_t i, const float* lg) {
-    // Decides token i's next step; returns whether the sequence goes on.
     TokenResult& res = out[i];
-    if (int(res.tokens.size()) >= reqs[i].opt.max_new_tokens) {
-      res.finish_reason = "length";
+    auto end = [&](const char* reason) {
+      res.finish_reason = reason;
+      res.decode_ms = ms_since(prefilled_at[i]);
+      fwd.close_sequence(seq_of[i]);
+      seq_of[i] = -1;
+      if (on_finish) on_finish(i, res);
       return false;
-    }
-    int32_t tok = samplers[i].next(std::span<const float>(lg, V));
-    if (std::find(eos_ids.begin(), eos_ids.end(), tok) != eos_ids.end()) {
-      res.finish_reason = "eos";
-      return false;
-    }
+    };
+    if (int(res.tokens.size()) >= reqs[i].opt.max_new_tokens) return end("length");
+    int32_t tok = samplers[i].next(std::span<const float>(lg, size_t(cfg.vocab)));
+    if (std::find(eos_ids.begin(), eos_ids.end(), tok) != eos_ids.end()) return end("eos");
     res.tokens.push_back(tok);
-    if (stop && stop(i, res.tokens)) {
-      res.finish_reason = "stop";
-      return false;
-    }
-    if (int(res.tokens.size()) >= reqs[i].opt.max_new_tokens) {
-      res.finish_reason = "length";
-      return false;
-    }
+    if (stop && stop(i, res.tokens)) return end("stop");
+    if (int(res.tokens.size()) >= reqs[i].opt.max_new_tokens) return end("length");
     next[i] = tok;
     return true;
   };
-  for (size_t i = 0; i < n; ++i)
-    if (take(i, logits.data() + i * V)) live.push_back(int(i));
 
-  t0 = std::chrono::steady_clock::now();
-  while (!live.empty()) {
+  const size_t V = size_t(cfg.vocab);
+  tracked_vector<float> logits(width * V);
+  std::vector<size_t> live;  // requests decoding, in admission order
+  size_t admitted = 0;
+  while (admitted < n || !live.empty()) {
+    // One step: a token for every live sequence, then the whole prompts of the requests admitted into free places.
     ForwardBatch step;
-    for (size_t j = 0; j < live.size(); ++j) {
-      step.tokens.push_back(next[size_t(live[j])]);
-      step.seq.push_back(seq_ids[size_t(live[j])]);
-      step.logit_rows.push_back(int(j));
+    std::vector<size_t> row_request;  // request of each logit row
+    for (size_t i : live) {
+      step.tokens.push_back(next[i]);
+      step.seq.push_back(seq_of[i]);
+      step.logit_rows.push_back(int(step.tokens.size()) - 1);
+      row_request.push_back(i);
     }
+    std::vector<size_t> fresh;
+    for (; admitted < n && live.size() + fresh.size() < width; ++admitted) {
+      const auto& r = reqs[admitted];
+      seq_of[admitted] = fwd.open_sequence(int(r.prompt.size()) + std::max(0, r.opt.max_new_tokens));
+      for (int32_t t : r.prompt) {
+        step.tokens.push_back(t);
+        step.seq.push_back(seq_of[admitted]);
+      }
+      step.logit_rows.push_back(int(step.tokens.size()) - 1);
+      row_request.push_back(admitted);
+      fresh.push_back(admitted);
+    }
+    auto t0 = std::chrono::steady_clock::now();
     fwd.run(step, logits.data());
-    std::vector<int> still;
-    for (size_t j = 0; j < live.size(); ++j)
-      if (take(size_t(live[j]), logits.data() + j * V)) still.push_back(live[j]);
+    for (size_t i : fresh) {
+      out[i].prefill_ms = ms_since(t0);
+      prefilled_at[i] = std::chrono::steady_clock::now();
+    }
+    std::vector<size_t> still;
+    for (size_t j = 0; j < row_request.size(); ++j)
+      if (take(row_request[j], logits.data() + j * V)) still.push_back(row_request[j]);
     live.swap(still);
-  }
-  double decode_ms = ms_since(t0);
-  for (auto& r : out) {
-    r.prefill_ms = prefill_ms;
-    r.decode_ms = decode_ms;
   }
   return out;
 }

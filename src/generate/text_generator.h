@@ -3,6 +3,7 @@
 #include <nlohmann/json.hpp>
 
 #include <cstdint>
+#include <functional>
 #include <string>
 #include <vector>
 
@@ -25,6 +26,13 @@ struct GenerationResult {
   double prefill_ms = 0, decode_ms = 0;
 };
 
+// How many prompts are decoded together: at most max_in_flight sequences (0: every prompt at once), a new prompt
+// admitted as soon as another finishes (continuous batching); on_finish(i, result) is called as prompt i finishes.
+struct BatchControl {
+  int max_in_flight = 0;
+  std::function<void(size_t, const GenerationResult&)> on_finish;
+};
+
 struct ChatTurn {
   std::string role, content;
 };
@@ -35,8 +43,10 @@ class TextGenerator {
   // Renders a chat with the model's own template (or plain concatenation when chat is off).
   virtual std::string format_prompt(const std::vector<ChatTurn>& turns, bool use_chat_template) const = 0;
   // Generates for several prompts (batched where the engine can). One SamplingOptions per prompt (seeds differ for SC).
+  // Results come back in prompt order, and through control.on_finish as each prompt ends.
   virtual std::vector<GenerationResult> generate(const std::vector<std::string>& prompts,
-                                                 const std::vector<SamplingOptions>& opts) = 0;
+                                                 const std::vector<SamplingOptions>& opts,
+                                                 const BatchControl& control = {}) = 0;
   virtual std::string model_name() const = 0;
   virtual nlohmann::json memory_report() const = 0;  // peak bytes etc., whatever the backend measures
 };
