@@ -135,7 +135,7 @@ void run_bench(const BenchArgs& a) {
       {"date", date},
       {"model", a.synthetic.empty() ? a.model : "synthetic:" + a.synthetic},
       {"precision", a.precision.precision},
-      {"double_quant", qopt && (qopt->scheme == quant::Scheme::NF4 || qopt->scheme == quant::Scheme::FP4) ? a.precision.double_quant : false},
+      {"double_quant", qopt && quant::is_4bit(qopt->scheme) && a.precision.double_quant},
       {"batch", B}, {"prompt_len", P}, {"gen_len", G}, {"reps", a.reps},
       {"copy_gbs", copy_gbs}, {"cublas_bf16_tflops", gemm_tflops},
       {"prefill_tokens_per_s", prefill_tps.to_json()}, {"ttft_ms", ttft_ms.to_json()},

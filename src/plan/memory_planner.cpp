@@ -31,7 +31,6 @@ const MemoryGroup& group(const MemoryPlan& p, const std::string& name) {
   fail("memory plan has no group '{}'", name);
 }
 
-bool is_4bit(const quant::QuantOptions& q) { return q.scheme == quant::Scheme::NF4 || q.scheme == quant::Scheme::FP4; }
 
 // The format the weights are held in: a pre-quantized checkpoint loads as stored (only the 8-bit flavour may
 // change, as quantize_model allows); otherwise --precision.
@@ -43,7 +42,7 @@ std::optional<quant::QuantOptions> held_quantization(const PlanRequest& r, std::
   if (!stored) return asked;
   label = std::string(quant::scheme_name(stored->scheme)) + " (stored)";
   if (!asked) return stored;
-  bool stored8 = !is_4bit(*stored), asked8 = !is_4bit(*asked);
+  bool stored8 = !quant::is_4bit(stored->scheme), asked8 = !quant::is_4bit(asked->scheme);
   if (stored8 && asked8) {
     stored->scheme = asked->scheme;
     label = r.precision + " (stored 8-bit)";
@@ -236,8 +235,8 @@ nlohmann::ordered_json to_json(const MemoryEstimate& e) {
   for (auto& it : e.items) by_category[it.category] = by_category.value(it.category, size_t(0)) + it.bytes;
   return {{"model", r.model_label},
           {"precision", e.precision_label},
-          {"double_quant", e.quant && is_4bit(*e.quant) && e.quant->double_quant},
-          {"blocksize", e.quant && is_4bit(*e.quant) ? e.quant->blocksize : 0},
+          {"double_quant", e.quant && quant::is_4bit(e.quant->scheme) && e.quant->double_quant},
+          {"blocksize", e.quant && quant::is_4bit(e.quant->scheme) ? e.quant->blocksize : 0},
           {"device", r.device},
           {"devices", r.devices},
           {"layers_per_device", e.layers_per_device},

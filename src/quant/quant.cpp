@@ -66,8 +66,6 @@ constexpr float kFP4Thresholds[7] = {0.00260417f, 0.0859375f, 0.20833333f, 0.291
                                      0.4166667f, 0.583333f, 0.8333333f};
 constexpr uint8_t kFP4ByRank[8] = {0, 1, 6, 7, 4, 5, 2, 3};
 
-bool is_4bit(Scheme s) { return s == Scheme::NF4 || s == Scheme::FP4; }
-
 // One row or block of the input weight as float (16-bit values convert exactly).
 void load_f32(const void* w, DType dtype, int64_t start, int64_t count, float* out) {
   to_f32(dtype, static_cast<const uint8_t*>(w) + start * int64_t(dtype_size(dtype)), out, size_t(count));
@@ -123,6 +121,8 @@ std::string quant_state_json(const QuantizedMatrix& q, DType orig_dtype) {
 }
 
 }  // namespace
+
+bool is_4bit(Scheme s) { return s == Scheme::NF4 || s == Scheme::FP4; }
 
 std::string_view scheme_name(Scheme s) {
   switch (s) {
