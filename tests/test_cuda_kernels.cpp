@@ -142,7 +142,7 @@ TEST_P(CudaMatvec, MatchesCpu) {
   DeviceArray<int> outl(size_t(widest), "test"), nout(1, "test");
   DeviceArray<uint8_t> flags(size_t(widest), "test");
   Int8Scratch s8{xq.get(), sca.get(), outl.get(), nout.get(), flags.get()};
-  for (int n : {1, 3, 16}) {
+  for (int n : {1, 3, 16, 32}) {
     auto x = randn(size_t(n) * size_t(pc.cols), rng);
     if (pc.kind == "llm-int8")  // a few outlier feature columns, as LLM.int8 is built for
       for (int c = 5; c < pc.cols; c += 37) x[size_t(c)] = 9.0f;
@@ -195,6 +195,105 @@ INSTANTIATE_TEST_SUITE_P(
         if (!std::isalnum(static_cast<unsigned char>(ch))) ch = '_';
       return s;
     });
+
+struct TcCase {
+  std::string kind;
+  Compute compute;
+  int64_t rows, cols;
+};
+
+float round_compute(float v, Compute c) { return c == Compute::F16 ? f16_to_f32(f32_to_f16(v)) : bf16_to_f32(f32_to_bf16(v)); }
+
+class CudaMatvecTc : public ::testing::TestWithParam<TcCase> {};
+
+// The tensor-core kernels against a double-precision product of the same inputs: activations rounded to the compute
+// dtype, the weights dequantized exactly (CPU), quantized results rounded to the compute dtype. Tolerances: bf16 and
+// int8 weights are exact in the compute dtype, so only fp32 summation order and a rounding of the result that may
+// land on the other side (one ulp, 2^-11 relative in fp16, 2^-8 in bf16) differ; 4-bit weights are dequantized into
+// the compute dtype as bitsandbytes does (code and block scale rounded, then their product), up to 1.5 ulp per weight.
+TEST_P(CudaMatvecTc, MatchesReference) {
+  REQUIRE_GPU();
+  const auto& pc = GetParam();
+  std::mt19937 rng(std::random_device{}());
+  auto t = make_weight(pc.kind, pc.rows, pc.cols, rng);
+  t->w.compute = pc.compute;
+  ASSERT_TRUE(matvec_tc_supported(t->w, 1));
+  std::vector<float> wf(size_t(pc.rows * pc.cols));
+  if (pc.kind == "bf16") for (size_t i = 0; i < wf.size(); ++i) wf[i] = bf16_to_f32(t->bf16[i]);
+  else quant::dequantize(t->q, wf.data());
+  const bool quantized = pc.kind != "bf16";
+  const bool fp16 = pc.compute == Compute::F16;
+  const double tol = !quantized ? 1e-5 : pc.kind == "int8" ? (fp16 ? 1e-3 : 8e-3) : (fp16 ? 3e-3 : 2.5e-2);
+  DeviceArray<uint16_t> xh(size_t(kMatvecMaxRows * pc.cols), "test");
+  for (int n : {1, 3, 8, 9, 16, 17, 32}) {
+    auto x = randn(size_t(n) * size_t(pc.cols), rng);
+    auto bias = randn(size_t(pc.rows), rng);
+    std::vector<float> ref(size_t(n) * size_t(pc.rows));
+    for (int i = 0; i < n; ++i)
+      for (int64_t r = 0; r < pc.rows; ++r) {
+        double s = 0;
+        for (int64_t c = 0; c < pc.cols; ++c)
+          s += double(round_compute(x[size_t(i * pc.cols + c)], pc.compute)) * wf[size_t(r * pc.cols + c)];
+        ref[size_t(i * pc.rows + r)] = quantized ? round_compute(float(s), pc.compute) : float(s);
+      }
+    auto init = randn(ref.size(), rng);
+    auto dx = to_device(x);
+    auto db = to_device(bias);
+    for (bool acc : {false, true}) {
+      auto dy = to_device(init);
+      MatvecTarget target{&t->w, dy.get(), db.get()};
+      matvec_tc(&target, 1, dx.get(), n, acc, xh.get(), nullptr);
+      auto got = to_host(dy, ref.size());
+      std::vector<float> want(ref.size());
+      for (size_t i = 0; i < ref.size(); ++i) want[i] = ref[i] + bias[i % size_t(pc.rows)] + (acc ? init[i] : 0.0f);
+      EXPECT_LT(rel_err(got, want), tol) << pc.kind << " n=" << n << " accumulate=" << acc;
+    }
+  }
+}
+
+INSTANTIATE_TEST_SUITE_P(
+    Shapes, CudaMatvecTc,
+    ::testing::Values(TcCase{"bf16", Compute::BF16, 37, 128}, TcCase{"bf16", Compute::BF16, 130, 1152},
+                      TcCase{"nf4", Compute::F16, 37, 128}, TcCase{"nf4", Compute::F16, 70, 4096},
+                      TcCase{"nf4", Compute::BF16, 33, 384}, TcCase{"nf4-nodq", Compute::F16, 45, 256},
+                      TcCase{"fp4", Compute::F16, 19, 640}, TcCase{"int8", Compute::F16, 37, 128},
+                      TcCase{"int8", Compute::F16, 130, 1536}, TcCase{"int8", Compute::BF16, 41, 256}),
+    [](const auto& info) {
+      std::string s = info.param.kind + (info.param.compute == Compute::F16 ? "_f16_" : "_bf16_") +
+                      std::to_string(info.param.rows) + "x" + std::to_string(info.param.cols);
+      for (auto& ch : s)
+        if (!std::isalnum(static_cast<unsigned char>(ch))) ch = '_';
+      return s;
+    });
+
+// One launch over three weights with the same input (q, k, v) writes what three separate launches write.
+TEST(CudaMatvecTcGroup, EqualsSeparateLaunches) {
+  REQUIRE_GPU();
+  std::mt19937 rng(std::random_device{}());
+  const int64_t cols = 512;
+  const int n = 5;
+  std::vector<std::unique_ptr<TestWeight>> ws;
+  for (int64_t rows : {64, 21, 21}) {
+    ws.push_back(make_weight("nf4", rows, cols, rng));
+    ws.back()->w.compute = Compute::F16;
+  }
+  auto dx = to_device(randn(size_t(n * cols), rng));
+  DeviceArray<uint16_t> xh(size_t(n * cols), "test");
+  std::vector<DeviceArray<float>> sep, grp;
+  std::vector<MatvecTarget> targets;
+  for (auto& w : ws) {
+    sep.push_back(DeviceArray<float>(size_t(n * w->w.out), "test"));
+    grp.push_back(DeviceArray<float>(size_t(n * w->w.out), "test"));
+    MatvecTarget one{&w->w, sep.back().get(), nullptr};
+    matvec_tc(&one, 1, dx.get(), n, false, xh.get(), nullptr);
+    targets.push_back({&w->w, grp.back().get(), nullptr});
+  }
+  matvec_tc(targets.data(), 3, dx.get(), n, false, xh.get(), nullptr);
+  for (size_t i = 0; i < ws.size(); ++i) {
+    const size_t m = size_t(n * ws[i]->w.out);
+    EXPECT_EQ(to_host(sep[i], m), to_host(grp[i], m)) << "weight " << i;
+  }
+}
 
 // The cuBLAS product (bf16 operands, fp32 accumulation) against a double-precision product of the same bf16 values,
 // also writing a column tile of a wider output (ldy > m) and accumulating.

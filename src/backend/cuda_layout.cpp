@@ -36,8 +36,9 @@ CudaScratchElems cuda_scratch_elems(const ModelConfig& c, int rows, int splits, 
   s.q = s.att = n * Q;
   s.k = s.v = n * KV;
   s.gate = s.up = n * I;
-  // bf16 copies of the activations feed the GEMMs above kMatvecMaxRows rows; lm_head's input is NL rows wide.
-  s.xb = std::max(rows > kMatvecMaxRows ? n * widest : 1, size_t(logit_rows) * H);
+  // 16-bit copies of the activations feed the tensor cores (matrix-vector kernels and GEMMs); lm_head's input is NL
+  // rows wide.
+  s.xb = std::max(n * widest, size_t(logit_rows) * H);
   s.xq = n * widest;
   s.sca = n;
   s.outliers = widest;

@@ -6,6 +6,7 @@
 #include "backend/cuda/cuda_forward.h"
 
 #include <algorithm>
+#include <initializer_list>
 #include <map>
 
 #include "backend/cuda/allocator.h"
@@ -56,6 +57,8 @@ DeviceArray<uint8_t> upload_bytes(const std::vector<T>& v, const std::string& wh
   if (!v.empty()) BQ_CUDA(cudaMemcpy(d.get(), v.data(), d.bytes(), cudaMemcpyHostToDevice));
   return d;
 }
+
+Compute to_compute(DType d) { return d == DType::F16 ? Compute::F16 : d == DType::BF16 ? Compute::BF16 : Compute::F32; }
 
 template <typename T>
 void ensure(DeviceArray<T>& a, size_t n, const char* what, bool& grew) {
@@ -138,9 +141,11 @@ struct CudaForward::Impl {
         d.bufs.push_back(upload_bytes(b, name));
       }
       w.bf16 = reinterpret_cast<const uint16_t*>(d.bufs.back().get());
+      w.compute = Compute::BF16;  // bf16 operands, fp32 accumulation: as cuBLAS (and transformers) multiply them
       return d;
     }
     const quant::QuantizedMatrix& qm = *l.q;
+    w.compute = to_compute(qm.compute);
     if (qm.scheme == quant::Scheme::NF4 || qm.scheme == quant::Scheme::FP4) {
       w.kind = WeightKind::Q4;
       w.blocksize = qm.blocksize;
@@ -180,6 +185,7 @@ struct CudaForward::Impl {
       d.bufs.push_back(DeviceArray<uint8_t>(bytes, name + " " + what));
       return d.bufs.back().get();
     };
+    w.compute = qo ? to_compute(qo->compute) : Compute::BF16;
     if (!qo) {
       w.kind = WeightKind::BF16;
       auto p = reinterpret_cast<uint16_t*>(buf(n * 2, "bf16"));
@@ -232,6 +238,10 @@ struct CudaForward::Impl {
     const DeviceWeight& w = L.w;
     const float* bias = L.bias.get();
     Int8Scratch s8{xq.get(), sca.get(), outliers.get(), n_outliers.get(), flags.get()};
+    if (matvec_tc_supported(w, n)) {
+      MatvecTarget t{&w, y, bias};
+      return matvec_tc(&t, 1, xin, n, accumulate, xb.get(), st);
+    }
     if (w.kind == WeightKind::LLMInt8) {
       // bitsandbytes' decomposition over the whole batch, then the int8 product a few rows at a time.
       llm_int8_prepare(xin, n, int(w.in), w.threshold, s8, st);
@@ -258,6 +268,21 @@ struct CudaForward::Impl {
       }
     }
     if (bias) add_bias(y, bias, n, int(w.out), st);
+  }
+
+  // Linears with the same input (q, k, v; gate, up): one tensor-core launch when they can share it.
+  void linears(std::initializer_list<std::pair<const DevLinear*, float*>> ls, const float* xin, int n) {
+    MatvecTarget t[3];
+    int count = 0;
+    bool shared = ls.size() <= 3;
+    for (auto& [L, y] : ls) {
+      const DeviceWeight& w0 = ls.begin()->first->w;
+      shared = shared && matvec_tc_supported(L->w, n) && L->w.kind == w0.kind && L->w.in == w0.in &&
+               L->w.compute == w0.compute && L->w.code == w0.code;
+      if (count < 3) t[count++] = MatvecTarget{&L->w, y, L->bias.get()};
+    }
+    if (shared) return matvec_tc(t, count, xin, n, false, xb.get(), st);
+    for (auto& [L, y] : ls) linear(*L, xin, n, y, false);
   }
 
   bool quantized() const {
@@ -309,16 +334,13 @@ struct CudaForward::Impl {
     for (int l = 0; l < c.n_layers; ++l) {
       DevLayer& L = layers[size_t(l)];
       rmsnorm(x.get(), L.attn_norm.get(), xn.get(), n, H, c.rms_eps, st);
-      linear(L.q, xn.get(), n, q.get(), false);
-      linear(L.k, xn.get(), n, k.get(), false);
-      linear(L.v, xn.get(), n, v.get(), false);
+      linears({{&L.q, q.get()}, {&L.k, k.get()}, {&L.v, v.get()}}, xn.get(), n);
       rope_store(q.get(), k.get(), v.get(), rows.get(), n, l, c.n_heads, c.n_kv_heads, c.head_dim, inv_freq.get(), st);
       attention(q.get(), rows.get(), n, l, c.n_heads, c.n_kv_heads, c.head_dim, splits, max_positions, partial.get(),
                 att.get(), st);
       linear(L.o, att.get(), n, x.get(), true);
       rmsnorm(x.get(), L.mlp_norm.get(), xn.get(), n, H, c.rms_eps, st);
-      linear(L.gate, xn.get(), n, gate.get(), false);
-      linear(L.up, xn.get(), n, up.get(), false);
+      linears({{&L.gate, gate.get()}, {&L.up, up.get()}}, xn.get(), n);
       silu_mul(gate.get(), up.get(), int64_t(n) * I, st);
       linear(L.down, gate.get(), n, x.get(), true);
     }

@@ -27,6 +27,7 @@ namespace {
 constexpr int kWarps = 4;  // warps per block of the matrix-vector kernels
 constexpr int kUnroll = 4;  // 16-byte chunks per row a lane loads before using them
 constexpr int kRowsPerWarp = 2;  // output rows per warp: each x load feeds two weight rows
+constexpr int kLaunchRows = 16;  // tokens per launch (register accumulators per token)
 
 __device__ __forceinline__ float bf16f(uint16_t h) { return __uint_as_float(uint32_t(h) << 16); }
 
@@ -256,7 +257,7 @@ void launch_vec(const DeviceWeight& w, const float* x, int n, const float* bias,
   dim3 grid(unsigned((w.out + rows_per_block - 1) / rows_per_block));
   if (n == 1) matvec_kernel<K, 1><<<grid, kWarps * 32, 0, st>>>(w, x, n, bias, y, acc, s8);
   else if (n <= 4) matvec_kernel<K, 4><<<grid, kWarps * 32, 0, st>>>(w, x, n, bias, y, acc, s8);
-  else matvec_kernel<K, kMatvecMaxRows><<<grid, kWarps * 32, 0, st>>>(w, x, n, bias, y, acc, s8);
+  else matvec_kernel<K, kLaunchRows><<<grid, kWarps * 32, 0, st>>>(w, x, n, bias, y, acc, s8);
   BQ_LAUNCHED();
 }
 
@@ -364,13 +365,9 @@ __global__ void dequant_kernel(DeviceWeight w, int64_t row0, int64_t nrows, uint
   }
 }
 
-}  // namespace
-
-void matvec(const DeviceWeight& w, const float* x, int n, const float* bias, float* y, bool accumulate,
-            const Int8Scratch* s8, cudaStream_t st) {
-  if (n < 1 || n > kMatvecMaxRows) fail("matvec: {} rows (1..{})", n, kMatvecMaxRows);
-  Int8Scratch s = s8 ? *s8 : Int8Scratch{};
-  if (w.kind == WeightKind::LLMInt8 && !s8) fail("matvec: LLM.int8 needs its activation scratch");
+// Up to kLaunchRows tokens in one launch.
+void matvec_rows(const DeviceWeight& w, const float* x, int n, const float* bias, float* y, bool accumulate,
+                 const Int8Scratch& s, cudaStream_t st) {
   const int E = w.kind == WeightKind::BF16 ? 8 : w.kind == WeightKind::Q4 ? 32 : 16;
   const void* base = w.kind == WeightKind::BF16 ? static_cast<const void*>(w.bf16)
                      : w.kind == WeightKind::Q4 ? static_cast<const void*>(w.packed)
@@ -392,6 +389,20 @@ void matvec(const DeviceWeight& w, const float* x, int n, const float* bias, flo
     case WeightKind::Q4: return launch_vec<WeightKind::Q4>(wk, x, n, bias, y, accumulate, s, st);
     case WeightKind::Int8: return launch_vec<WeightKind::Int8>(wk, x, n, bias, y, accumulate, s, st);
     case WeightKind::LLMInt8: return launch_vec<WeightKind::LLMInt8>(wk, x, n, bias, y, accumulate, s, st);
+  }
+}
+
+}  // namespace
+
+void matvec(const DeviceWeight& w, const float* x, int n, const float* bias, float* y, bool accumulate,
+            const Int8Scratch* s8, cudaStream_t st) {
+  if (n < 1 || n > kMatvecMaxRows) fail("matvec: {} rows (1..{})", n, kMatvecMaxRows);
+  if (w.kind == WeightKind::LLMInt8 && !s8) fail("matvec: LLM.int8 needs its activation scratch");
+  for (int r0 = 0; r0 < n; r0 += kLaunchRows) {
+    Int8Scratch s = s8 ? *s8 : Int8Scratch{};
+    if (s8) s.xq += int64_t(r0) * w.in, s.sca += r0;
+    matvec_rows(w, x + int64_t(r0) * w.in, std::min(kLaunchRows, n - r0), bias, y + int64_t(r0) * w.out, accumulate,
+                s, st);
   }
 }
 

@@ -12,6 +12,9 @@
 namespace bq::cuda {
 
 enum class WeightKind { BF16, Q4, Int8, LLMInt8 };
+// Dtype the activations and dequantized weights of a product are rounded to (bitsandbytes' compute dtype).
+// F32: the CUDA-core kernels, exact fp32 products of the stored weights; F16 / BF16: the tensor-core kernels.
+enum class Compute { F32, F16, BF16 };
 
 // A [out, in] weight on the device, in one of the formats (views; the owner is the caller).
 struct DeviceWeight {
@@ -32,6 +35,7 @@ struct DeviceWeight {
   const int8_t* cb = nullptr;
   const float* scb = nullptr;
   float threshold = 0;              // LLMInt8 outlier threshold (0: plain W8A8)
+  Compute compute = Compute::F32;
   size_t bytes() const;             // bytes a pass over the weight reads
 };
 
@@ -44,9 +48,23 @@ struct Int8Scratch {
   uint8_t* flags = nullptr;   // [cols]
 };
 
-// y[n, out] (=|+=) x[n, in] · Wᵀ (+ bias), n <= kMatvecMaxRows, each weight byte read once.
+// y[n, out] (=|+=) x[n, in] · Wᵀ (+ bias), n <= kMatvecMaxRows, each weight byte read once, on the CUDA cores in
+// fp32 (any shape, every format; the compute dtype is ignored).
 void matvec(const DeviceWeight& w, const float* x, int n, const float* bias, float* y, bool accumulate,
             const Int8Scratch* s8, cudaStream_t st);
+
+// The same product on the tensor cores (matvec_tc.cu): x and the dequantized weights rounded to w.compute (F16 or
+// BF16), fp32 accumulation, quantized products rounded to w.compute as bitsandbytes returns them. For k a multiple
+// of 128, bf16 / 4-bit / int8 weights; up to three weights with the same input in one launch.
+struct MatvecTarget {
+  const DeviceWeight* w;
+  float* y;
+  const float* bias;
+};
+bool matvec_tc_supported(const DeviceWeight& w, int n);
+// xh: scratch of n * in 16-bit values (x in the compute dtype).
+void matvec_tc(const MatvecTarget* targets, int count, const float* x, int n, bool accumulate, uint16_t* xh,
+               cudaStream_t st);
 
 // LLM.int8 activation decomposition of x[n, cols] into s (outlier columns over the whole batch, per-token SCA,
 // int8 codes), as bitsandbytes does before its int8 product.
