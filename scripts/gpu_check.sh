@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # One device call: build with CUDA, run the whole test suite, compute-sanitizer on the CUDA tests, and the
 # benchmark matrix on the llama-3.1-8b preset, and the memory planner checked against the allocator peak. Results (JSON, logs) go to $OUT (or ./gpu-out).
-# Needs the Debian -dev packages in .deps (scripts/gpu_deps.sh DIR). QUICK=1: CUDA tests, plan checks, int8.
+# Needs the Debian -dev packages in .deps (scripts/gpu_deps.sh DIR). QUICK=1: CUDA tests only, no sanitizer, plan
+# checks, int8 (MATRIX=full: and the whole matrix). NCU=1: a profile of the decode kernels at the end.
 set -uo pipefail
 OUT=${OUT:-gpu-out}
 mkdir -p "$OUT"
@@ -78,13 +79,15 @@ sys.exit(0 if ok else 1)
 PY
 }
 rm -f "$OUT/plan_check.json"
-for b in 1 32; do
-  plan_check bf16-b$b llama-3.1-8b bf16 $b 512 128
-  plan_check nf4-b$b llama-3.1-8b nf4 $b 512 128
-done
-plan_check 70b-nf4-ctx4096 llama-3.3-70b nf4 1 3968 128
+if [ "${PLAN_CHECKS:-1}" = 1 ]; then  # PLAN_CHECKS=0 leaves them out
+  for b in 1 32; do
+    plan_check bf16-b$b llama-3.1-8b bf16 $b 512 128
+    plan_check nf4-b$b llama-3.1-8b nf4 $b 512 128
+  done
+  plan_check 70b-nf4-ctx4096 llama-3.3-70b nf4 1 3968 128
+fi
 [ "$PLAN_FAILED" = 0 ] || echo "PLAN CHECK FAILED: the planner is more than 5% off the allocator peak (see above)"
-if [ -n "${QUICK:-}" ]; then  # QUICK=1: CUDA tests, the plan checks' runs (bf16, nf4 x batch 1, 32; 70B) and int8
+if [ -n "${QUICK:-}" ] && [ "${MATRIX:-}" != full ]; then  # QUICK=1: CUDA tests, the plan checks' runs and int8
   bench int8-b1 --precision int8 --batch 1
   summarize; exit $PLAN_FAILED
 fi
@@ -97,4 +100,12 @@ for b in 1 32; do
   bench llm-int8-b$b --precision llm-int8 --batch $b
 done
 summarize
+if [ -n "${NCU:-}" ]; then  # hardware counters of the decode products (bf16, nf4) over a few decode steps
+  for p in bf16 nf4; do
+    timeout 120 ncu --clock-control none -k regex:matvec --launch-skip 200 --launch-count 8 --section SpeedOfLight \
+      --section LaunchStats --section Occupancy build-gpu/biomedq bench --synthetic llama-3.1-8b --device cuda \
+      --precision $p --prompt-len 16 --gen-len 8 --reps 1 > "$OUT/ncu-decode-$p.txt" 2>&1
+    echo "ncu $p exit $?"
+  done
+fi
 exit $PLAN_FAILED

@@ -112,9 +112,11 @@ TEST_P(CudaQuantParity, MatchesCpu) {
   Model m = load_model(test::source_dir() / "tests/fixtures/parity" / fixture);
   quant::QuantOptions opt;
   const std::string& p = GetParam();
-  opt.scheme = p == "fp4" ? quant::Scheme::FP4 : p == "int8" ? quant::Scheme::Int8
+  opt.scheme = p == "fp4" ? quant::Scheme::FP4 : p.rfind("int8", 0) == 0 ? quant::Scheme::Int8
                : p == "llm-int8" ? quant::Scheme::LLMInt8 : quant::Scheme::NF4;
   opt.double_quant = p != "nf4-nodq";
+  // "/f16": bitsandbytes' fp16 compute dtype (the tensor-core kernels where the shapes allow, on both backends).
+  if (p.size() > 4 && p.substr(p.size() - 4) == "/f16") opt.compute = DType::F16;
   quantize_model(m, opt);
   // LLM.int8 rounds activations to int8 codes of step max|x| / 127: upstream bf16 roundings that move a value across
   // a rounding boundary change it by a whole step, so the logits wander further than with weight-only formats
@@ -122,7 +124,8 @@ TEST_P(CudaQuantParity, MatchesCpu) {
   check_against_cpu(m, fixture_ids(fixture), 4, p == "llm-int8" ? 6e-2 : 1.5e-2);
 }
 
-INSTANTIATE_TEST_SUITE_P(Precisions, CudaQuantParity, ::testing::Values("nf4", "nf4-nodq", "fp4", "int8", "llm-int8"),
+INSTANTIATE_TEST_SUITE_P(Precisions, CudaQuantParity, ::testing::Values("nf4", "nf4-nodq", "fp4", "int8", "llm-int8", "nf4/f16",
+                                                                  "int8/f16"),
                          [](const auto& info) {
                            std::string s = info.param;
                            for (auto& ch : s)
@@ -151,6 +154,13 @@ TEST(CudaForwardTest, RealWidthBf16AndNf4) {
   opt.scheme = quant::Scheme::NF4;
   quantize_model(m, opt);
   check_against_cpu(m, ids, 3);
+  for (auto scheme : {quant::Scheme::NF4, quant::Scheme::Int8}) {  // the tensor-core kernels, fp16 compute
+    Model mq = synthesize_model(real_width(), 5, 0.02f);
+    opt.scheme = scheme;
+    opt.compute = DType::F16;
+    quantize_model(mq, opt);
+    check_against_cpu(mq, ids, 3);
+  }
 }
 
 // Sequences of different lengths in one step, a closed slot reused, with and without graphs: same logits as the

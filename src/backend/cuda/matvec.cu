@@ -365,6 +365,44 @@ __global__ void dequant_kernel(DeviceWeight w, int64_t row0, int64_t nrows, uint
   }
 }
 
+// The same for rows of whole 16-byte chunks (k a multiple of 32 for 4-bit, of 16 for int8; power-of-two 4-bit
+// blocks of at least 32): one thread per chunk, 16-byte loads and stores, one block scale per chunk.
+// K: Q4 or Int8 (int8 codes of either 8-bit scheme).
+template <WeightKind K>
+__global__ void dequant_vec_kernel(DeviceWeight w, int64_t row0, int64_t nrows, uint16_t* out) {
+  __shared__ float code[16];
+  if (K == WeightKind::Q4 && threadIdx.x < 16) code[threadIdx.x] = w.code[threadIdx.x];
+  __syncthreads();
+  constexpr int E = K == WeightKind::Q4 ? 32 : 16;  // elements per chunk
+  const int64_t per_row = w.in / E, total = nrows * per_row;
+  for (int64_t i = int64_t(blockIdx.x) * blockDim.x + threadIdx.x; i < total; i += int64_t(gridDim.x) * blockDim.x) {
+    const int64_t r = i / per_row, c = i - r * per_row, row = row0 + r;
+    const uint8_t* src = K == WeightKind::Q4 ? w.packed : reinterpret_cast<const uint8_t*>(w.cb);
+    const uint4 v = load_stream(src + (row * w.in + c * E) * (K == WeightKind::Q4 ? 1 : 2) / 2);
+    const uint32_t words[4] = {v.x, v.y, v.z, v.w};
+    uint32_t o[E / 2];
+    if constexpr (K == WeightKind::Q4) {
+      const float scale = q4_absmax(w, (row * w.in + c * E) >> w.block_shift, w.dyn_map);
+#pragma unroll
+      for (int b = 0; b < 16; ++b) {
+        const uint32_t byte = (words[b / 4] >> (8 * (b % 4))) & 0xffu;
+        o[b] = uint32_t(to_bf16_bits(code[byte >> 4] * scale)) | uint32_t(to_bf16_bits(code[byte & 15] * scale)) << 16;
+      }
+    } else {
+      const float scale = w.scb[row] / 127.0f;
+#pragma unroll
+      for (int b = 0; b < 8; ++b) {
+        const uint32_t u = words[b / 2];
+        o[b] = uint32_t(to_bf16_bits(int8_to_float(u, 2 * (b % 2)) * scale)) |
+               uint32_t(to_bf16_bits(int8_to_float(u, 2 * (b % 2) + 1) * scale)) << 16;
+      }
+    }
+    uint4* dst = reinterpret_cast<uint4*>(out + r * w.in + c * E);
+#pragma unroll
+    for (int q = 0; q < E / 8; ++q) dst[q] = make_uint4(o[4 * q], o[4 * q + 1], o[4 * q + 2], o[4 * q + 3]);
+  }
+}
+
 // Up to kLaunchRows tokens in one launch.
 void matvec_rows(const DeviceWeight& w, const float* x, int n, const float* bias, float* y, bool accumulate,
                  const Int8Scratch& s, cudaStream_t st) {
@@ -419,6 +457,22 @@ void llm_int8_prepare(const float* x, int n, int cols, float threshold, const In
 }
 
 void dequantize_rows(const DeviceWeight& w, int64_t row0, int64_t nrows, uint16_t* out, cudaStream_t st) {
+  if (w.kind != WeightKind::BF16 && aligned16(out)) {
+    DeviceWeight wk = w;
+    wk.block_shift = 0;
+    while ((1 << wk.block_shift) < w.blocksize) ++wk.block_shift;
+    const bool q4 = w.kind == WeightKind::Q4;
+    const bool ok = q4 ? w.in % 32 == 0 && aligned16(w.packed) && w.blocksize % 32 == 0 && (1 << wk.block_shift) == w.blocksize
+                       : w.in % 16 == 0 && aligned16(w.cb);
+    if (ok) {
+      const int64_t chunks = nrows * (w.in / (q4 ? 32 : 16));
+      const unsigned blocks = unsigned(std::min<int64_t>((chunks + 255) / 256, 132 * 16));
+      if (q4) dequant_vec_kernel<WeightKind::Q4><<<blocks, 256, 0, st>>>(wk, row0, nrows, out);
+      else dequant_vec_kernel<WeightKind::Int8><<<blocks, 256, 0, st>>>(wk, row0, nrows, out);
+      BQ_LAUNCHED();
+      return;
+    }
+  }
   unsigned blocks = unsigned(std::min<int64_t>(nrows, 132 * 16));
   dequant_kernel<<<blocks, 256, 0, st>>>(w, row0, nrows, out);
   BQ_LAUNCHED();
