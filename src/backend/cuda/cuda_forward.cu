@@ -106,6 +106,7 @@ struct CudaForward::Impl {
     if (device_count() == 0) fail("--device cuda: no CUDA device is available");
     BQ_CUDA(cudaStreamCreateWithFlags(&st, cudaStreamNonBlocking));
     BQ_CUBLAS(cublasCreate(&blas));
+    prepare_matvec_tc();
     BQ_CUBLAS(cublasSetStream(blas, st));
     // An explicit workspace: cuBLAS may not allocate during graph capture, and this way it is counted.
     blas_ws = DeviceArray<uint8_t>(kCublasWorkspaceBytes, "cuBLAS workspace");
@@ -141,7 +142,6 @@ struct CudaForward::Impl {
         d.bufs.push_back(upload_bytes(b, name));
       }
       w.bf16 = reinterpret_cast<const uint16_t*>(d.bufs.back().get());
-      w.compute = Compute::BF16;  // bf16 operands, fp32 accumulation: as cuBLAS (and transformers) multiply them
       return d;
     }
     const quant::QuantizedMatrix& qm = *l.q;
@@ -185,7 +185,7 @@ struct CudaForward::Impl {
       d.bufs.push_back(DeviceArray<uint8_t>(bytes, name + " " + what));
       return d.bufs.back().get();
     };
-    w.compute = qo ? to_compute(qo->compute) : Compute::BF16;
+    if (qo) w.compute = to_compute(qo->compute);
     if (!qo) {
       w.kind = WeightKind::BF16;
       auto p = reinterpret_cast<uint16_t*>(buf(n * 2, "bf16"));
@@ -245,6 +245,10 @@ struct CudaForward::Impl {
     if (w.kind == WeightKind::LLMInt8) {
       // bitsandbytes' decomposition over the whole batch, then the int8 product a few rows at a time.
       llm_int8_prepare(xin, n, int(w.in), w.threshold, s8, st);
+      // Prefill: the int32 products through cuBLAS into the (then idle) dequantization tile.
+      if (n > kMatvecMaxRows && llm_int8_gemm(blas, w, xin, n, s8, reinterpret_cast<int32_t*>(wtile.get()),
+                                              wtile.size() / 2, bias, y, accumulate, st))
+        return;
       for (int r0 = 0; r0 < n; r0 += kMatvecMaxRows) {
         Int8Scratch part = s8;
         part.xq += int64_t(r0) * w.in;
@@ -254,7 +258,8 @@ struct CudaForward::Impl {
       }
       return;
     }
-    if (n <= kMatvecMaxRows) return matvec(w, xin, n, bias, y, accumulate, nullptr, st);
+    if (n <= (w.kind == WeightKind::BF16 ? kBf16MatvecMaxRows : kMatvecMaxRows))
+      return matvec(w, xin, n, bias, y, accumulate, nullptr, st);
     to_bf16(xin, int64_t(n) * w.in, xb.get(), st);
     if (w.kind == WeightKind::BF16) {
       gemm_bf16(blas, xb.get(), w.bf16, n, int(w.out), int(w.in), y, int(w.out), accumulate);

@@ -430,6 +430,26 @@ void matvec_rows(const DeviceWeight& w, const float* x, int n, const float* bias
   }
 }
 
+// LLM.int8 epilogue of a GEMM: int32 products of rows [r0, r0 + m) rescaled by SCA · SCB / 127², plus the outlier
+// columns in fp32 (as the matrix-vector kernel computes them, here one thread per output).
+__global__ void llm_int8_epilogue_kernel(DeviceWeight w, Int8Scratch s, const float* __restrict__ x,
+                                         const int32_t* __restrict__ acc, int n, int64_t r0, int64_t m,
+                                         const float* __restrict__ bias, float* __restrict__ y, bool accumulate) {
+  const int64_t i = int64_t(blockIdx.x) * blockDim.x + threadIdx.x;
+  if (i >= int64_t(n) * m) return;
+  const int t = int(i / m);
+  const int64_t r = r0 + (i - int64_t(t) * m);
+  const int n_out = *s.n_outliers;
+  const float wscale = w.scb[r] / 127.0f;
+  float extra = 0;
+  for (int k = 0; k < n_out; ++k) {
+    const int c = s.outliers[k];
+    extra += x[int64_t(t) * w.in + c] * (float(w.cb[r * w.in + c]) * wscale);
+  }
+  const float v = float(acc[i]) * (s.sca[t] * w.scb[r] / (127.0f * 127.0f)) + extra;
+  store_out(y, bias, int64_t(t) * w.out + r, r, v, accumulate);
+}
+
 }  // namespace
 
 void matvec(const DeviceWeight& w, const float* x, int n, const float* bias, float* y, bool accumulate,
@@ -476,6 +496,27 @@ void dequantize_rows(const DeviceWeight& w, int64_t row0, int64_t nrows, uint16_
   unsigned blocks = unsigned(std::min<int64_t>(nrows, 132 * 16));
   dequant_kernel<<<blocks, 256, 0, st>>>(w, row0, nrows, out);
   BQ_LAUNCHED();
+}
+
+bool llm_int8_gemm(cublasHandle_t h, const DeviceWeight& w, const float* x, int n, const Int8Scratch& s,
+                   int32_t* acc, size_t acc_elems, const float* bias, float* y, bool accumulate, cudaStream_t st) {
+  if (w.in % 4 != 0 || w.out % 4 != 0) return false;  // cuBLAS' int8 products want leading dimensions of 4
+  const int64_t chunk = std::min<int64_t>(w.out, int64_t(acc_elems) / n / 4 * 4);
+  if (chunk < 4) return false;
+  const int32_t one = 1, zero = 0;
+  for (int64_t r0 = 0; r0 < w.out; r0 += chunk) {
+    const int64_t m = std::min(chunk, w.out - r0);
+    // Row-major acc[n, m] = xq[n, k] · W[r0.., k]ᵀ, exact in int32 (outlier columns of xq are zero).
+    cublasStatus_t status = cublasGemmEx(h, CUBLAS_OP_T, CUBLAS_OP_N, int(m), n, int(w.in), &one, w.cb + r0 * w.in,
+                                         CUDA_R_8I, int(w.in), s.xq, CUDA_R_8I, int(w.in), &zero, acc, CUDA_R_32I,
+                                         int(m), CUBLAS_COMPUTE_32I, CUBLAS_GEMM_DEFAULT);
+    if (status == CUBLAS_STATUS_NOT_SUPPORTED && r0 == 0) return false;
+    BQ_CUBLAS(status);
+    const int64_t total = int64_t(n) * m;
+    llm_int8_epilogue_kernel<<<unsigned((total + 255) / 256), 256, 0, st>>>(w, s, x, acc, n, r0, m, bias, y, accumulate);
+    BQ_LAUNCHED();
+  }
+  return true;
 }
 
 void gemm_bf16(cublasHandle_t h, const uint16_t* x, const uint16_t* w, int n, int m, int k, float* y, int ldy,

@@ -13,7 +13,8 @@ namespace bq::cuda {
 
 enum class WeightKind { BF16, Q4, Int8, LLMInt8 };
 // Dtype the activations and dequantized weights of a product are rounded to (bitsandbytes' compute dtype).
-// F32: the CUDA-core kernels, exact fp32 products of the stored weights; F16 / BF16: the tensor-core kernels.
+// F32: the CUDA-core kernels, exact fp32 products of the stored weights (and bf16 weights, always); F16 / BF16:
+// the tensor-core kernels.
 enum class Compute { F32, F16, BF16 };
 
 // A [out, in] weight on the device, in one of the formats (views; the owner is the caller).
@@ -54,13 +55,15 @@ void matvec(const DeviceWeight& w, const float* x, int n, const float* bias, flo
             const Int8Scratch* s8, cudaStream_t st);
 
 // The same product on the tensor cores (matvec_tc.cu): x and the dequantized weights rounded to w.compute (F16 or
-// BF16), fp32 accumulation, quantized products rounded to w.compute as bitsandbytes returns them. For k a multiple
-// of 128, bf16 / 4-bit / int8 weights; up to three weights with the same input in one launch.
+// BF16), fp32 accumulation, the result rounded to w.compute as bitsandbytes returns it. 4-bit and int8 weights
+// with k a multiple of 128; up to three weights with the same input in one launch.
 struct MatvecTarget {
   const DeviceWeight* w;
   float* y;
   const float* bias;
 };
+// Sets the kernels' shared-memory limits once (outside any graph capture).
+void prepare_matvec_tc();
 bool matvec_tc_supported(const DeviceWeight& w, int n);
 // xh: scratch of n * in 16-bit values (x in the compute dtype).
 void matvec_tc(const MatvecTarget* targets, int count, const float* x, int n, bool accumulate, uint16_t* xh,
@@ -69,6 +72,12 @@ void matvec_tc(const MatvecTarget* targets, int count, const float* x, int n, bo
 // LLM.int8 activation decomposition of x[n, cols] into s (outlier columns over the whole batch, per-token SCA,
 // int8 codes), as bitsandbytes does before its int8 product.
 void llm_int8_prepare(const float* x, int n, int cols, float threshold, const Int8Scratch& s, cudaStream_t st);
+
+// LLM.int8 for many rows after llm_int8_prepare: the int8 product as a cuBLAS int8 GEMM (exact int32), a chunk of
+// output rows at a time into acc (acc_elems int32), then the rescaling and the outlier columns. False (nothing
+// done) where cuBLAS has no int8 product for the shape.
+bool llm_int8_gemm(cublasHandle_t h, const DeviceWeight& w, const float* x, int n, const Int8Scratch& s,
+                   int32_t* acc, size_t acc_elems, const float* bias, float* y, bool accumulate, cudaStream_t st);
 
 // Dequantizes weight rows [row0, row0 + nrows) to bf16 (row-major) into out.
 void dequantize_rows(const DeviceWeight& w, int64_t row0, int64_t nrows, uint16_t* out, cudaStream_t st);
