@@ -106,7 +106,6 @@ struct CudaForward::Impl {
     if (device_count() == 0) fail("--device cuda: no CUDA device is available");
     BQ_CUDA(cudaStreamCreateWithFlags(&st, cudaStreamNonBlocking));
     BQ_CUBLAS(cublasCreate(&blas));
-    prepare_matvec_tc();
     BQ_CUBLAS(cublasSetStream(blas, st));
     // An explicit workspace: cuBLAS may not allocate during graph capture, and this way it is counted.
     blas_ws = DeviceArray<uint8_t>(kCublasWorkspaceBytes, "cuBLAS workspace");

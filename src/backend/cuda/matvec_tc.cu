@@ -84,6 +84,19 @@ __device__ __forceinline__ void mma(float (&c)[4], uint32_t a0, uint32_t a1, uin
         : "r"(a0), "r"(a1), "r"(a2), "r"(a3), "r"(b0), "r"(b1));
 }
 
+__device__ __forceinline__ uint4 load_stream(const void* p) {
+  uint4 v;
+  asm volatile("ld.global.nc.L1::no_allocate.v4.u32 {%0,%1,%2,%3}, [%4];"
+               : "=r"(v.x), "=r"(v.y), "=r"(v.z), "=r"(v.w)
+               : "l"(p));
+  return v;
+}
+
+__device__ __forceinline__ float q4_absmax(const DeviceWeight& w, int64_t b) {
+  if (!w.absmax_q) return __ldg(w.absmax + b);
+  return __fadd_rn(__fmul_rn(__ldg(w.dyn_map + w.absmax_q[b]), __ldg(w.absmax2 + b / 256)), w.offset);
+}
+
 // Byte k of a word biased by 0x80 per byte, as a signed value in fp32 (exact; see matvec.cu).
 __device__ __forceinline__ float biased_byte(uint32_t u, int k) {
   return __uint_as_float(__byte_perm(u, 0x4B000000u, 0x7540u | unsigned(k))) - 8388736.0f;
@@ -116,172 +129,90 @@ __device__ __forceinline__ uint32_t weight_pair(const uint32_t* words, int p, ui
   }
 }
 
-__device__ __forceinline__ void cp_async16(void* smem, const void* gmem) {
-  asm volatile("cp.async.cg.shared.global [%0], [%1], 16;" ::"r"(uint32_t(__cvta_generic_to_shared(smem))), "l"(gmem));
-}
-__device__ __forceinline__ void cp_async4(void* smem, const void* gmem) {
-  asm volatile("cp.async.ca.shared.global [%0], [%1], 4;" ::"r"(uint32_t(__cvta_generic_to_shared(smem))), "l"(gmem));
-}
-__device__ __forceinline__ void cp_async_commit() { asm volatile("cp.async.commit_group;"); }
-template <int N>
-__device__ __forceinline__ void cp_async_wait() {
-  asm volatile("cp.async.wait_group %0;" ::"n"(N));
-}
-
-// Rounds of loads in flight per thread: 64 KiB of weights per block.
-template <WeightKind K>
-__host__ __device__ constexpr int stages() {
-  return K == WeightKind::Q4 ? 8 : 4;
-}
-constexpr int kThreads = kWarps * 32;
-constexpr int kScaleWords = 4;          // per thread and stage (4-bit): block-scale word and nested scale, rows a, b
-constexpr int kXSharedBytes = 28 << 10;  // activations staged in shared memory up to this size (one token of 14336)
-
-template <WeightKind K>
-__host__ __device__ constexpr size_t ring_bytes() {
-  return size_t(stages<K>()) * kThreads * (2 * lane_bytes<K>() + (K == WeightKind::Q4 ? kScaleWords * 4 : 0));
-}
-
-// The weights (and 4-bit block scales) of each thread's next rounds stream into a per-thread ring in shared memory
-// with cp.async, so that loads stay in flight while the tensor cores work and across row tiles; a thread reads back
-// only what it copied itself, so the ring needs no barrier.
 template <WeightKind K, bool BF, int NTILES>
-__global__ void __launch_bounds__(kThreads, 1) matvec_tc_kernel(Group G, const uint32_t* __restrict__ xh, int n,
-                                                                bool accumulate, bool x_shared) {
-  constexpr int LB = lane_bytes<K>(), V = LB / 16, S = stages<K>();
-  constexpr bool Q4 = K == WeightKind::Q4;
-  extern __shared__ uint4 dyn[];
-  uint4* ring_w = dyn;                                                     // [S][2 rows][V][threads]
-  uint32_t* ring_s = reinterpret_cast<uint32_t*>(dyn + S * 2 * V * kThreads);  // [S][kScaleWords][threads]
-  uint32_t* xs = ring_s + (Q4 ? S * kScaleWords * kThreads : 0);           // [n][in / 2] when x_shared
-  __shared__ uint32_t lut[Q4 ? kLutEntries * 32 : 1];
-  __shared__ float dyn_map[Q4 ? 256 : 1];
+__global__ void __launch_bounds__(kWarps * 32) matvec_tc_kernel(Group G, const uint32_t* __restrict__ xh, int n,
+                                                                bool accumulate) {
+  constexpr int LB = lane_bytes<K>(), V = LB / 16, U = 64 / LB;  // U rounds of loads in flight per warp
+  __shared__ uint32_t lut[K == WeightKind::Q4 ? kLutEntries * 32 : 1];
   __shared__ float red[kWarps / 2][32][NTILES * 4];
-  const int tid = threadIdx.x, warp = tid / 32, lane = tid % 32, g = lane / 4, t = lane % 4;
-  const int64_t in = G.w[0].in;
-  const int rounds = int(in / kRoundElems);
-  const int64_t x_words = in / 2;  // 16-bit pairs per token
-  if (x_shared) {
-    for (int64_t i = tid; i < int64_t(n) * x_words / 4; i += kThreads) cp_async16(xs + 4 * i, xh + 4 * i);
-    cp_async_commit();
-  }
-  if constexpr (Q4) {
+  const int warp = threadIdx.x / 32, lane = threadIdx.x % 32, g = lane / 4, t = lane % 4;
+  if constexpr (K == WeightKind::Q4) {
     const float* code = G.w[0].code;
-    for (int i = tid; i < kLutEntries * 32; i += kThreads) {
+    for (int i = threadIdx.x; i < kLutEntries * 32; i += blockDim.x) {
       const int e = i / 32;
       lut[i] = pack2<BF>(__ldg(code + (e >> 4)), __ldg(code + (e & 15)));
     }
-    if (G.w[0].dyn_map)
-      for (int i = tid; i < 256; i += kThreads) dyn_map[i] = __ldg(G.w[0].dyn_map + i);
+    __syncthreads();
   }
-  if (x_shared) cp_async_wait<0>();
-  __syncthreads();
-
+  const int64_t in = G.w[0].in;
+  const int rounds = int(in / kRoundElems);
+  const int64_t x_words = in / 2;  // 16-bit pairs per token
   const int total = G.tiles_before[G.count];
-  const int my_rounds = rounds > warp ? (rounds - warp + kWarps - 1) / kWarps : 0;
-  auto weight_of = [&](int tile) {
+  for (int tile = blockIdx.x; tile < total; tile += gridDim.x) {
     int wi = 0;
     while (tile >= G.tiles_before[wi + 1]) ++wi;
-    return wi;
-  };
-  // Producer: the (tile, round) sequence of this warp, one cp.async group per round (empty past the end).
-  int p_tile = blockIdx.x, p_j = 0, p_slot = 0;
-  auto issue = [&]() {
-    if (my_rounds > 0 && p_tile < total) {
-      const int wi = weight_of(p_tile);
-      const DeviceWeight& w = G.w[wi];
-      const int64_t row0 = int64_t(p_tile - G.tiles_before[wi]) * kTileRows;
-      const int64_t ra = min(row0 + g, w.out - 1), rb = min(row0 + g + 8, w.out - 1);
-      const uint8_t* base = Q4 ? w.packed : reinterpret_cast<const uint8_t*>(w.cb);
-      const int64_t row_bytes = in * LB / 32, off = int64_t(warp + kWarps * p_j) * 4 * LB + t * LB;
-#pragma unroll
-      for (int v = 0; v < V; ++v) {
-        cp_async16(&ring_w[((p_slot * 2 + 0) * V + v) * kThreads + tid], base + ra * row_bytes + off + v * 16);
-        cp_async16(&ring_w[((p_slot * 2 + 1) * V + v) * kThreads + tid], base + rb * row_bytes + off + v * 16);
-      }
-      if constexpr (Q4) {
-        const int64_t col = int64_t(warp + kWarps * p_j) * kRoundElems + t * 32;
-        const int64_t rows[2] = {ra, rb};
-#pragma unroll
-        for (int h = 0; h < 2; ++h) {
-          const int64_t b = (rows[h] * in + col) >> w.block_shift;
-          uint32_t* dst = ring_s + (p_slot * kScaleWords + 2 * h) * kThreads + tid;
-          if (w.absmax_q) {
-            cp_async4(dst, w.absmax_q + (b & ~int64_t(3)));
-            cp_async4(dst + kThreads, w.absmax2 + b / 256);
-          } else {
-            cp_async4(dst, w.absmax + b);
-          }
-        }
-      }
-      if (++p_j == my_rounds) p_j = 0, p_tile += gridDim.x;
-    }
-    cp_async_commit();
-    p_slot = p_slot + 1 == S ? 0 : p_slot + 1;
-  };
-  for (int s = 0; s < S - 1; ++s) issue();
-
-  int c_slot = 0;
-  for (int tile = blockIdx.x; tile < total; tile += gridDim.x) {
-    const int wi = weight_of(tile);
     const DeviceWeight& w = G.w[wi];
     const int64_t row0 = int64_t(tile - G.tiles_before[wi]) * kTileRows;
+    // Rows past the end load the last row and are not stored.
     const int64_t ra = min(row0 + g, w.out - 1), rb = min(row0 + g + 8, w.out - 1);
+    const uint8_t* base = K == WeightKind::Q4 ? w.packed : reinterpret_cast<const uint8_t*>(w.cb);
+    const int64_t row_bytes = in * LB / 32;
+    const uint8_t* pa = base + ra * row_bytes + t * LB;
+    const uint8_t* pb = base + rb * row_bytes + t * LB;
     float c[NTILES][4];
 #pragma unroll
     for (int j = 0; j < NTILES; ++j) c[j][0] = c[j][1] = c[j][2] = c[j][3] = 0;
 
-    for (int j = 0; j < my_rounds; ++j) {
-      issue();
-      const int r = warp + kWarps * j;
-      uint32_t xw[NTILES][16];
+    for (int r0 = warp; r0 < rounds; r0 += kWarps * U) {
+      uint4 wa[U][V], wb[U][V];
+      float sa[U], sb[U];
 #pragma unroll
-      for (int jt = 0; jt < NTILES; ++jt) {
-        const int token = jt * 8 + g;
-        const int64_t at = int64_t(token) * x_words + (int64_t(r) * kRoundElems + t * 32) / 2;
+      for (int u = 0; u < U; ++u) {
+        const int r = r0 + u * kWarps;
+        if (r < rounds)
 #pragma unroll
-        for (int q = 0; q < 4; ++q) {
-          uint4 v = make_uint4(0, 0, 0, 0);
-          if (token < n) v = x_shared ? reinterpret_cast<const uint4*>(xs + at)[q] : __ldg(reinterpret_cast<const uint4*>(xh + at) + q);
-          xw[jt][4 * q] = v.x, xw[jt][4 * q + 1] = v.y, xw[jt][4 * q + 2] = v.z, xw[jt][4 * q + 3] = v.w;
+          for (int v = 0; v < V; ++v) {
+            wa[u][v] = load_stream(pa + int64_t(r) * 4 * LB + v * 16);
+            wb[u][v] = load_stream(pb + int64_t(r) * 4 * LB + v * 16);
+          }
+      }
+      if constexpr (K == WeightKind::Q4) {
+#pragma unroll
+        for (int u = 0; u < U; ++u) {
+          const int64_t col = int64_t(r0 + u * kWarps) * kRoundElems + t * 32;
+          const bool ok = r0 + u * kWarps < rounds;
+          sa[u] = ok ? q4_absmax(w, (ra * in + col) >> w.block_shift) : 0.0f;
+          sb[u] = ok ? q4_absmax(w, (rb * in + col) >> w.block_shift) : 0.0f;
         }
       }
-      cp_async_wait<S - 1>();  // this round's group has landed
-      uint4 wa[V], wb[V];
 #pragma unroll
-      for (int v = 0; v < V; ++v) {
-        wa[v] = ring_w[((c_slot * 2 + 0) * V + v) * kThreads + tid];
-        wb[v] = ring_w[((c_slot * 2 + 1) * V + v) * kThreads + tid];
-      }
-      uint32_t s2a = 0, s2b = 0;
-      if constexpr (Q4) {
-        const int64_t col = int64_t(r) * kRoundElems + t * 32;
-        const int64_t rows[2] = {ra, rb};
-        float sc[2];
+      for (int u = 0; u < U; ++u) {
+        const int r = r0 + u * kWarps;
+        if (r >= rounds) break;
+        uint32_t xw[NTILES][16];
 #pragma unroll
-        for (int h = 0; h < 2; ++h) {
-          const uint32_t* src = ring_s + (c_slot * kScaleWords + 2 * h) * kThreads + tid;
-          if (w.absmax_q) {
-            const int64_t b = (rows[h] * in + col) >> w.block_shift;
-            const uint32_t code = (src[0] >> (8 * (b & 3))) & 0xffu;
-            sc[h] = __fadd_rn(__fmul_rn(dyn_map[code], __uint_as_float(src[kThreads])), w.offset);
-          } else {
-            sc[h] = __uint_as_float(src[0]);
+        for (int j = 0; j < NTILES; ++j) {
+          const int token = j * 8 + g;
+          const uint4* xp = reinterpret_cast<const uint4*>(xh + int64_t(token) * x_words + (int64_t(r) * kRoundElems + t * 32) / 2);
+#pragma unroll
+          for (int q = 0; q < 4; ++q) {
+            uint4 v = token < n ? __ldg(xp + q) : make_uint4(0, 0, 0, 0);
+            xw[j][4 * q] = v.x, xw[j][4 * q + 1] = v.y, xw[j][4 * q + 2] = v.z, xw[j][4 * q + 3] = v.w;
           }
         }
-        s2a = pack2<BF>(sc[0], sc[0]), s2b = pack2<BF>(sc[1], sc[1]);
-      }
-      c_slot = c_slot + 1 == S ? 0 : c_slot + 1;
-      const uint32_t* wda = reinterpret_cast<const uint32_t*>(wa);
-      const uint32_t* wdb = reinterpret_cast<const uint32_t*>(wb);
+        const uint32_t* wda = reinterpret_cast<const uint32_t*>(wa[u]);
+        const uint32_t* wdb = reinterpret_cast<const uint32_t*>(wb[u]);
+        uint32_t s2a = 0, s2b = 0;
+        if constexpr (K == WeightKind::Q4) s2a = pack2<BF>(sa[u], sa[u]), s2b = pack2<BF>(sb[u], sb[u]);
 #pragma unroll
-      for (int i = 0; i < 8; ++i) {
-        const uint32_t a0 = weight_pair<K, BF>(wda, 2 * i, s2a, lut, lane);
-        const uint32_t a1 = weight_pair<K, BF>(wdb, 2 * i, s2b, lut, lane);
-        const uint32_t a2 = weight_pair<K, BF>(wda, 2 * i + 1, s2a, lut, lane);
-        const uint32_t a3 = weight_pair<K, BF>(wdb, 2 * i + 1, s2b, lut, lane);
+        for (int i = 0; i < 8; ++i) {
+          const uint32_t a0 = weight_pair<K, BF>(wda, 2 * i, s2a, lut, lane);
+          const uint32_t a1 = weight_pair<K, BF>(wdb, 2 * i, s2b, lut, lane);
+          const uint32_t a2 = weight_pair<K, BF>(wda, 2 * i + 1, s2a, lut, lane);
+          const uint32_t a3 = weight_pair<K, BF>(wdb, 2 * i + 1, s2b, lut, lane);
 #pragma unroll
-        for (int jt = 0; jt < NTILES; ++jt) mma<BF>(c[jt], a0, a1, a2, a3, xw[jt][2 * i], xw[jt][2 * i + 1]);
+          for (int j = 0; j < NTILES; ++j) mma<BF>(c[j], a0, a1, a2, a3, xw[j][2 * i], xw[j][2 * i + 1]);
+        }
       }
     }
     // Warps 4..7 into 0..3, then 2..3 into 0..1, then 1 into 0.
@@ -318,7 +249,6 @@ __global__ void __launch_bounds__(kThreads, 1) matvec_tc_kernel(Group G, const u
         }
     }
   }
-  cp_async_wait<0>();
 }
 
 template <bool BF>
@@ -340,27 +270,16 @@ int sm_count() {
   return n;
 }
 
-template <WeightKind K>
-constexpr size_t max_dynamic_smem() {
-  return ring_bytes<K>() + kXSharedBytes;
-}
-
-template <WeightKind K, bool BF, int NTILES>
-void allow_smem() {
-  BQ_CUDA(cudaFuncSetAttribute(matvec_tc_kernel<K, BF, NTILES>, cudaFuncAttributeMaxDynamicSharedMemorySize,
-                               int(max_dynamic_smem<K>())));
-}
-
 template <WeightKind K, bool BF, int NTILES>
 void launch(const Group& G, const uint32_t* xh, int n, bool accumulate, cudaStream_t st) {
-  const size_t x_bytes = size_t(n) * size_t(G.w[0].in) * 2;
-  const bool x_shared = x_bytes <= size_t(kXSharedBytes);
-  const size_t smem = ring_bytes<K>() + (x_shared ? x_bytes : 0);
-  int per_sm = 0;
-  BQ_CUDA(cudaOccupancyMaxActiveBlocksPerMultiprocessor(&per_sm, matvec_tc_kernel<K, BF, NTILES>, kThreads, smem));
+  static int per_sm = [] {
+    int b = 0;
+    BQ_CUDA(cudaOccupancyMaxActiveBlocksPerMultiprocessor(&b, matvec_tc_kernel<K, BF, NTILES>, kWarps * 32, 0));
+    return std::max(b, 1);
+  }();
   const int total = G.tiles_before[G.count];
-  const int grid = std::min(total, sm_count() * std::max(per_sm, 1));
-  matvec_tc_kernel<K, BF, NTILES><<<unsigned(grid), kThreads, smem, st>>>(G, xh, n, accumulate, x_shared);
+  const int grid = std::min(total, sm_count() * per_sm);
+  matvec_tc_kernel<K, BF, NTILES><<<unsigned(grid), kWarps * 32, 0, st>>>(G, xh, n, accumulate);
   BQ_LAUNCHED();
 }
 
@@ -375,25 +294,12 @@ bool aligned16(const void* p) { return (reinterpret_cast<uintptr_t>(p) & 15) == 
 
 }  // namespace
 
-void prepare_matvec_tc() {
-  static bool done = [] {
-    allow_smem<WeightKind::Q4, false, 1>(), allow_smem<WeightKind::Q4, false, 2>(), allow_smem<WeightKind::Q4, false, 4>();
-    allow_smem<WeightKind::Q4, true, 1>(), allow_smem<WeightKind::Q4, true, 2>(), allow_smem<WeightKind::Q4, true, 4>();
-    allow_smem<WeightKind::Int8, false, 1>(), allow_smem<WeightKind::Int8, false, 2>(), allow_smem<WeightKind::Int8, false, 4>();
-    allow_smem<WeightKind::Int8, true, 1>(), allow_smem<WeightKind::Int8, true, 2>(), allow_smem<WeightKind::Int8, true, 4>();
-    return true;
-  }();
-  (void)done;
-}
-
 bool matvec_tc_supported(const DeviceWeight& w, int n) {
   if (n < 1 || n > kMatvecMaxRows || w.compute == Compute::F32 || w.in % kRoundElems != 0) return false;
   switch (w.kind) {
     case WeightKind::Int8: return aligned16(w.cb) && aligned16(w.scb);
     case WeightKind::Q4:
-      // Block scales are copied as aligned 4-byte words.
-      return aligned16(w.packed) && w.blocksize % 32 == 0 && (w.blocksize & (w.blocksize - 1)) == 0 &&
-             (w.absmax_q ? aligned16(w.absmax_q) && aligned16(w.absmax2) : aligned16(w.absmax));
+      return aligned16(w.packed) && w.blocksize % 32 == 0 && (w.blocksize & (w.blocksize - 1)) == 0;
     default: return false;  // bf16: the CUDA-core kernel and cuBLAS; LLM.int8: its own decomposition
   }
 }
@@ -402,7 +308,6 @@ void matvec_tc(const MatvecTarget* targets, int count, const float* x, int n, bo
                cudaStream_t st) {
   if (count < 1 || count > kMaxGroup) fail("matvec_tc: {} weights in one launch (1..{})", count, kMaxGroup);
   if (!xh || !aligned16(xh)) fail("matvec_tc: needs an aligned 16-bit activation scratch");
-  prepare_matvec_tc();
   const DeviceWeight& w0 = *targets[0].w;
   Group G{};
   G.count = count;

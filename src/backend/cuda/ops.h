@@ -62,8 +62,6 @@ struct MatvecTarget {
   float* y;
   const float* bias;
 };
-// Sets the kernels' shared-memory limits once (outside any graph capture).
-void prepare_matvec_tc();
 bool matvec_tc_supported(const DeviceWeight& w, int n);
 // xh: scratch of n * in 16-bit values (x in the compute dtype).
 void matvec_tc(const MatvecTarget* targets, int count, const float* x, int n, bool accumulate, uint16_t* xh,
