@@ -140,7 +140,7 @@ void add_precision_options(CLI::App* cmd, PrecisionOptions& e) {
   cmd->add_option("--blocksize", e.blocksize, "4-bit block size (32..4096, default 64)");
   cmd->add_option("--compute-dtype", e.compute_dtype,
                   "quantized linears: activations in and results out rounded to fp16 | bf16 | fp32 "
-                  "(bitsandbytes' compute dtype; default fp16, as in the study; CPU backend)")
+                  "(bitsandbytes' compute dtype; default fp16, as in the study; on CUDA fp16/bf16 use the tensor cores)")
       ->check(CLI::IsMember({"fp16", "bf16", "fp32"}));
   cmd->add_flag("--quantize-lm-head", e.quantize_lm_head, "quantize lm_head too (bitsandbytes keeps it 16-bit)");
 }
