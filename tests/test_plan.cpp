@@ -128,6 +128,56 @@ TEST(Plan, CudaFiguresFollowPrecisionAndSplit) {
   EXPECT_THROW(plan::plan_memory(r), Error);
 }
 
+// A split chosen from each GPU's memory: layers in order, all of them, lm_head on the last, every share within its
+// GPU; a bigger GPU takes more layers; a model no split fits is an error with the figures; one GPU equals the plan
+// without a split.
+TEST(Plan, SplitFollowsEachGpusMemory) {
+  plan::PlanRequest r;
+  r.config = preset_config("llama-3.3-70b");
+  r.model_label = "llama-3.3-70b";
+  r.precision = "bf16";
+  r.context = 4096;
+  r.prompt = 512;
+  const size_t gib = size_t(1) << 30;
+  for (std::vector<size_t> mem : {std::vector<size_t>{80 * gib, 80 * gib}, {80 * gib, 40 * gib, 40 * gib},
+                                  {40 * gib, 40 * gib, 40 * gib, 40 * gib}}) {
+    r.device_memory = mem;
+    auto e = plan::plan_memory(r);
+    ASSERT_EQ(e.split.size(), mem.size());
+    int next = 0;
+    size_t most = 0;
+    for (size_t i = 0; i < mem.size(); ++i) {
+      EXPECT_EQ(e.split[i].first_layer, next);
+      next += e.split[i].layers;
+      EXPECT_EQ(e.split[i].lm_head, i + 1 == mem.size());
+      EXPECT_LE(e.split[i].total_bytes, e.split[i].capacity) << "GPU " << i;
+      EXPECT_GT(e.split[i].total_bytes, 0u);
+      most = std::max(most, e.split[i].total_bytes);
+    }
+    EXPECT_EQ(next, r.config.n_layers);
+    EXPECT_EQ(e.total_bytes, most);  // items and totals: the fullest GPU
+  }
+  r.device_memory = {80 * gib, 40 * gib, 40 * gib};
+  auto uneven = plan::plan_memory(r);
+  EXPECT_GT(uneven.split[0].layers, uneven.split[1].layers);
+  r.device_memory = {40 * gib, 40 * gib};  // 141 GB of bf16 weights
+  try {
+    plan::plan_memory(r);
+    FAIL() << "70B bf16 fitted two 40 GB cards";
+  } catch (const Error& err) {
+    EXPECT_NE(std::string(err.what()).find("does not fit these GPUs"), std::string::npos) << err.what();
+  }
+  r.config = preset_config("llama-3.1-8b");
+  r.device_memory = {80 * gib};
+  auto one = plan::plan_memory(r);
+  r.device_memory.clear();
+  auto plain = plan::plan_memory(r);
+  ASSERT_EQ(one.split.size(), 1u);
+  EXPECT_EQ(one.split[0].layers, 32);
+  EXPECT_EQ(one.total_bytes, plain.total_bytes);
+  EXPECT_EQ(one.allocator_bytes, plain.allocator_bytes);
+}
+
 TEST(Plan, MemorySizes) {
   EXPECT_EQ(plan::parse_memory_size("40GB", "--gpu-memory"), size_t(40) << 30);
   EXPECT_EQ(plan::parse_memory_size("24576MiB", "--gpu-memory"), size_t(24) << 30);
@@ -296,7 +346,12 @@ TEST(Plan, CliTextJsonAndErrors) {
   size_t sum = 0;
   for (auto& it : j["items"]) sum += it["bytes"].get<size_t>();
   EXPECT_EQ(sum, j["total_bytes"].get<size_t>());
-  for (const char* bad : {"--context -1", "--batch 0", "--context 100 --prompt-len 200", "--device cpu --devices 2"}) {
+  j = json::parse(run_ok("plan --preset llama-3.3-70b --precision int8 --context 4096 --device-memory 48GB,40GB --json"));
+  ASSERT_EQ(j["split"].size(), 2u);
+  EXPECT_EQ(j["split"][0]["layers"].get<int>() + j["split"][1]["layers"].get<int>(), 80);
+  EXPECT_TRUE(j["split"][1]["lm_head"].get<bool>());
+  for (const char* bad : {"--context -1", "--batch 0", "--context 100 --prompt-len 200", "--device cpu --devices 2",
+                          "--device-memory 40GB,lots", "--device-memory 0.5GB,0.5GB"}) {
     EXPECT_EQ(test::run_command(test::biomedq_binary().string() + " plan --preset tiny --precision nf4 " + bad, &out), 1)
         << bad;
     EXPECT_NE(out.find("biomedq: error:"), std::string::npos) << out;

@@ -14,6 +14,7 @@ namespace bq::cli {
 void register_plan_commands(CLI::App& app) {
   struct PlanArgs {
     std::string model, preset;
+    std::vector<std::string> device_memory;
     plan::PlanRequest req;
     bool json = false;
   };
@@ -29,11 +30,15 @@ void register_plan_commands(CLI::App& app) {
   cmd->add_option("--prompt-len", a->req.prompt, "prompt tokens per sequence, prefilled together (default: the context)");
   cmd->add_option("--batch", a->req.batch, "sequences held and decoded together (default 1)");
   cmd->add_option("--devices", a->req.devices, "GPUs the layers are split over evenly: per-device figures (default 1)");
+  cmd->add_option("--device-memory", a->device_memory,
+                  "each GPU's memory, comma-separated (e.g. 40GB,24GB): the layers are split to fit them")
+      ->delimiter(',');
   cmd->add_option("--device", a->req.device, "cuda | cpu (default cuda)")->check(CLI::IsMember({"cuda", "cpu"}));
   cmd->add_option("--threads", a->req.threads, "CPU: OpenMP threads (per-thread scratch; default: this process's)");
   cmd->add_flag("--json", a->json, "print one JSON object");
   cmd->callback([a] {
     plan::PlanRequest r = a->req;
+    for (auto& m : a->device_memory) r.device_memory.push_back(plan::parse_memory_size(m, "--device-memory"));
     if (!a->model.empty()) {
       r.checkpoint = a->model;
       r.config = load_model_config(a->model);

@@ -83,7 +83,7 @@ void add(MemoryEstimate& e, std::string category, std::string name, size_t bytes
   e.items.push_back({std::move(category), std::move(name), bytes, in_allocator});
 }
 
-void plan_cuda(MemoryEstimate& e, const ModelConfig& c, const PlanRequest& r) {
+void plan_cuda(MemoryEstimate& e, const ModelConfig& c, const PlanRequest& r, bool lm_head = true) {
   // On the device: decoder linears bf16 or packed, norms and biases fp32, lm_head bf16 even when tied (uploaded
   // from the embeddings); the embeddings stay in host memory.
   ModelConfig dev = c;
@@ -91,7 +91,7 @@ void plan_cuda(MemoryEstimate& e, const ModelConfig& c, const PlanRequest& r) {
   dev.tie_embeddings = false;
   MemoryPlan w = memory_plan(dev, e.quant);
   for (const char* g : {"attention", "mlp", "norms", "biases", "lm_head"})
-    if (group(w, g).bytes) add(e, "weights", g, group(w, g).bytes);
+    if (group(w, g).bytes && (lm_head || std::string(g) != "lm_head")) add(e, "weights", g, group(w, g).bytes);
   if (e.quant) add(e, "quantization constants", "quantization constants", group(w, "quantization constants").bytes);
   add(e, "kv cache", fmt::format("bf16 K and V, {} x {} positions", r.batch, r.context),
       w.kv_bytes_per_token_cuda * size_t(r.context) * size_t(r.batch));
@@ -153,6 +153,64 @@ void plan_cpu(MemoryEstimate& e, const ModelConfig& c, const PlanRequest& r) {
                     "allocator slack (peak RSS is somewhat higher)");
 }
 
+// Layers per GPU in order, lm_head on the last: each GPU can hold `room` layers beyond its fixed costs (what one
+// layer adds is the difference of two estimates); the L layers are dealt out in proportion to the rooms (largest
+// remainders), never beyond one.
+template <typename Estimate>
+std::vector<DeviceShare> split_layers(const PlanRequest& r, Estimate estimate) {
+  const int n = int(r.device_memory.size()), L = r.config.n_layers;
+  const size_t one = estimate(1, false).total_bytes, two = estimate(2, false).total_bytes;
+  const size_t per_layer = two - one, fixed = one - per_layer;
+  const size_t head = estimate(1, true).total_bytes - one;
+  std::vector<long long> room(static_cast<size_t>(n));
+  long long rooms = 0;
+  for (int i = 0; i < n; ++i) {
+    const size_t need = fixed + (i == n - 1 ? head : 0);
+    const size_t cap = r.device_memory[size_t(i)];
+    room[size_t(i)] = cap > need ? (long long)((cap - need) / per_layer) : 0;
+    rooms += room[size_t(i)];
+  }
+  if (rooms < L) {
+    size_t have = 0;
+    for (size_t c : r.device_memory) have += c;
+    fail("--device-memory: the model does not fit these GPUs: {} layers of {} each, lm_head {} and {} per GPU of "
+         "fixed costs need {} in all, the GPUs hold {} (room for {} of the {} layers)",
+         L, format_bytes(double(per_layer)), format_bytes(double(head)), format_bytes(double(fixed)),
+         format_bytes(double(L) * double(per_layer) + double(head) + double(n) * double(fixed)),
+         format_bytes(double(have)), rooms, L);
+  }
+  std::vector<int> layers(static_cast<size_t>(n));
+  std::vector<std::pair<double, int>> rest;
+  int dealt = 0;
+  for (int i = 0; i < n; ++i) {
+    const double share = double(L) * double(room[size_t(i)]) / double(rooms);
+    layers[size_t(i)] = int(share);
+    dealt += layers[size_t(i)];
+    rest.push_back({share - double(layers[size_t(i)]), i});
+  }
+  std::sort(rest.begin(), rest.end(), [](auto& a, auto& b) { return a.first > b.first || (a.first == b.first && a.second < b.second); });
+  for (size_t k = 0; dealt < L; k = (k + 1) % rest.size()) {
+    const int i = rest[k].second;
+    if (layers[size_t(i)] < room[size_t(i)]) ++layers[size_t(i)], ++dealt;
+  }
+  std::vector<DeviceShare> out;
+  int first = 0;
+  for (int i = 0; i < n; ++i) {
+    DeviceShare d;
+    d.first_layer = first;
+    d.layers = layers[size_t(i)];
+    d.lm_head = i == n - 1;
+    d.capacity = r.device_memory[size_t(i)];
+    auto est = estimate(std::max(d.layers, 1), d.lm_head);
+    if (d.layers == 0) est.total_bytes -= per_layer, est.allocator_bytes -= per_layer;
+    d.total_bytes = est.total_bytes;
+    d.allocator_bytes = est.allocator_bytes;
+    first += d.layers;
+    out.push_back(d);
+  }
+  return out;
+}
+
 }  // namespace
 
 std::string format_bytes(double bytes) {
@@ -201,23 +259,56 @@ MemoryEstimate plan_memory(PlanRequest r) {
   if (r.devices > r.config.n_layers)
     fail("--devices {} is more than the model's {} layers", r.devices, r.config.n_layers);
 
+  if (!r.device_memory.empty()) {
+    if (r.device != "cuda") fail("--device-memory applies to --device cuda only");
+    if (r.devices > 1 && size_t(r.devices) != r.device_memory.size())
+      fail("--devices {} and --device-memory with {} sizes disagree", r.devices, r.device_memory.size());
+    r.devices = int(r.device_memory.size());
+    if (r.devices > r.config.n_layers)
+      fail("--device-memory names {} GPUs, more than the model's {} layers", r.devices, r.config.n_layers);
+  }
+
   MemoryEstimate e;
   e.quant = held_quantization(r, e.precision_label);
-  // An even layer split: the busiest device holds ceil(L / N) layers, and (conservatively) lm_head and the
-  // activation buffers as well, which every device of a pipeline needs.
-  ModelConfig c = r.config;
-  c.n_layers = (r.config.n_layers + r.devices - 1) / r.devices;
-  e.layers_per_device = c.n_layers;
-  if (r.device == "cuda") plan_cuda(e, c, r);
-  else plan_cpu(e, c, r);
-  if (r.devices > 1)
-    e.notes.push_back(fmt::format("per device for {} GPUs, {} of {} layers each (the device that also holds lm_head); "
-                                  "multi-GPU execution is not built yet",
-                                  r.devices, c.n_layers, r.config.n_layers));
-  for (auto& it : e.items) {
-    e.total_bytes += it.bytes;
-    if (it.in_allocator) e.allocator_bytes += it.bytes;
+  // The figures of one device holding `layers` layers (and lm_head or not): items and totals.
+  auto estimate = [&](int layers, bool lm_head) {
+    MemoryEstimate d;
+    d.quant = e.quant;
+    ModelConfig c = r.config;
+    c.n_layers = layers;
+    if (r.device == "cuda") plan_cuda(d, c, r, lm_head);
+    else plan_cpu(d, c, r);
+    for (auto& it : d.items) {
+      d.total_bytes += it.bytes;
+      if (it.in_allocator) d.allocator_bytes += it.bytes;
+    }
+    return d;
+  };
+  MemoryEstimate fullest;
+  if (!r.device_memory.empty()) {
+    e.split = split_layers(r, estimate);
+    size_t most = 0;
+    for (auto& d : e.split)
+      if (d.total_bytes >= most)
+        most = d.total_bytes, fullest = estimate(std::max(d.layers, 1), d.lm_head), e.layers_per_device = d.layers;
+    e.notes.push_back(fmt::format("split over {} GPUs in proportion to their memory; items and totals are the fullest "
+                                  "GPU's; layers stay in order, activations pass from GPU to GPU; multi-GPU execution "
+                                  "is not built yet",
+                                  r.devices));
+  } else {
+    // An even layer split: the busiest device holds ceil(L / N) layers, and (conservatively) lm_head and the
+    // activation buffers as well, which every device of a pipeline needs.
+    e.layers_per_device = (r.config.n_layers + r.devices - 1) / r.devices;
+    fullest = estimate(e.layers_per_device, true);
+    if (r.devices > 1)
+      e.notes.push_back(fmt::format("per device for {} GPUs, {} of {} layers each (the device that also holds "
+                                    "lm_head); multi-GPU execution is not built yet",
+                                    r.devices, e.layers_per_device, r.config.n_layers));
   }
+  e.items = std::move(fullest.items);
+  e.allocator_bytes = fullest.allocator_bytes;
+  e.total_bytes = fullest.total_bytes;
+  e.notes.insert(e.notes.begin(), fullest.notes.begin(), fullest.notes.end());
   for (auto& [card, bytes] : common_cards())
     e.cards.push_back({card, bytes, e.total_bytes <= bytes, double(bytes) - double(e.total_bytes)});
   e.request = std::move(r);
@@ -231,6 +322,11 @@ nlohmann::ordered_json to_json(const MemoryEstimate& e) {
     items.push_back({{"category", it.category}, {"name", it.name}, {"bytes", it.bytes}, {"in_allocator", it.in_allocator}});
   for (auto& c : e.cards)
     cards.push_back({{"card", c.card}, {"bytes", c.bytes}, {"fits", c.fits}, {"headroom_bytes", c.headroom_bytes}});
+  nlohmann::ordered_json split = nlohmann::ordered_json::array();
+  for (auto& d : e.split)
+    split.push_back({{"first_layer", d.first_layer}, {"layers", d.layers}, {"lm_head", d.lm_head},
+                     {"allocator_bytes", d.allocator_bytes}, {"total_bytes", d.total_bytes}, {"capacity", d.capacity},
+                     {"fits", d.total_bytes <= d.capacity}});
   nlohmann::ordered_json by_category = nlohmann::ordered_json::object();
   for (auto& it : e.items) by_category[it.category] = by_category.value(it.category, size_t(0)) + it.bytes;
   return {{"model", r.model_label},
@@ -248,6 +344,7 @@ nlohmann::ordered_json to_json(const MemoryEstimate& e) {
           {"allocator_bytes", e.allocator_bytes},
           {"total_bytes", e.total_bytes},
           {"cards", cards},
+          {"split", split},
           {"notes", e.notes}};
 }
 
@@ -265,6 +362,12 @@ std::string format_plan(const MemoryEstimate& e) {
   s += "fits:";
   for (auto& c : e.cards) s += fmt::format("  {} {}", c.card, c.fits ? "yes" : "no (short " + format_bytes(-c.headroom_bytes) + ")");
   s += "\n";
+  for (size_t i = 0; i < e.split.size(); ++i) {
+    const DeviceShare& d = e.split[i];
+    s += fmt::format("GPU {}: layers {}..{}{}, {} of {} ({} free)\n", i, d.first_layer, d.first_layer + d.layers - 1,
+                     d.lm_head ? " and lm_head" : "", format_bytes(double(d.total_bytes)), format_bytes(double(d.capacity)),
+                     format_bytes(double(d.capacity) - double(d.total_bytes)));
+  }
   for (auto& n : e.notes) s += "note: " + n + "\n";
   return s;
 }

@@ -29,6 +29,7 @@ struct PlanRequest : PrecisionOptions {
   int prompt = 0;                      // prompt tokens per sequence, prefilled together; 0: the whole context
   int batch = 1;                       // sequences held and decoded together
   int devices = 1;                     // CUDA: layers split evenly over this many GPUs (per-device figures)
+  std::vector<size_t> device_memory;   // CUDA: each GPU's memory; when given, the split is chosen to fit them
   int threads = 0;                     // CPU: OpenMP threads (per-thread scratch); 0: this process's
 };
 
@@ -46,6 +47,13 @@ struct CardFit {
   double headroom_bytes = 0;  // negative: short by that much
 };
 
+// One GPU's part of a split: a contiguous range of layers (and lm_head on the last), its figures and its memory.
+struct DeviceShare {
+  int first_layer = 0, layers = 0;
+  bool lm_head = false;
+  size_t allocator_bytes = 0, total_bytes = 0, capacity = 0;
+};
+
 struct MemoryEstimate {
   PlanRequest request;
   std::optional<quant::QuantOptions> quant;  // as the weights are held (a stored checkpoint's own format)
@@ -55,10 +63,14 @@ struct MemoryEstimate {
   size_t allocator_bytes = 0;  // expected allocator_peak_bytes (per device)
   size_t total_bytes = 0;      // allocator + what lies outside it: what a card must hold (per device)
   std::vector<CardFit> cards;
+  std::vector<DeviceShare> split;  // with device_memory: every GPU's share (items and totals: the fullest one)
   std::vector<std::string> notes;
 };
 
-// Checks the request (bad values are a bq::Error naming the option) and estimates.
+// Checks the request (bad values are a bq::Error naming the option) and estimates. With device_memory, the layers
+// are split in order over the GPUs in proportion to what each can hold after its fixed costs (CUDA context,
+// activation buffers, workspace; lm_head on the last), so that every GPU's spare room is used in about the same
+// proportion; a model that no split fits is a bq::Error saying how much is needed and how much the GPUs hold.
 MemoryEstimate plan_memory(PlanRequest r);
 
 // Cards the figures are compared with: nominal capacities of common GPUs (16, 24, 40, 48, 80 GiB; H200's 141 GB).
