@@ -5,6 +5,7 @@
 #include <algorithm>
 
 #include "backend/cuda/check.h"
+#include "backend/cuda/kernel_util.cuh"
 #include "backend/cuda/ops.h"
 #include "core/error.h"
 
@@ -36,14 +37,6 @@ __device__ __forceinline__ uint16_t to_bf16_bits(float v) {
   return *reinterpret_cast<uint16_t*>(&b);
 }
 
-// Weights are streamed once: keep them out of L1 so that x stays there.
-__device__ __forceinline__ uint4 load_stream(const void* p) {
-  uint4 v;
-  asm volatile("ld.global.nc.L1::no_allocate.v4.u32 {%0,%1,%2,%3}, [%4];"
-               : "=r"(v.x), "=r"(v.y), "=r"(v.z), "=r"(v.w)
-               : "l"(p));
-  return v;
-}
 
 __device__ __forceinline__ float warp_sum(float v) {
   for (int o = 16; o > 0; o >>= 1) v += __shfl_xor_sync(0xffffffffu, v, o);
@@ -260,8 +253,6 @@ void launch_vec(const DeviceWeight& w, const float* x, int n, const float* bias,
   else matvec_kernel<K, kLaunchRows><<<grid, kWarps * 32, 0, st>>>(w, x, n, bias, y, acc, s8);
   BQ_LAUNCHED();
 }
-
-bool aligned16(const void* p) { return (reinterpret_cast<uintptr_t>(p) & 15) == 0; }
 
 // ---------------------------------------------------------------- LLM.int8 activation decomposition
 

@@ -21,6 +21,7 @@
 #include <algorithm>
 
 #include "backend/cuda/check.h"
+#include "backend/cuda/kernel_util.cuh"
 #include "backend/cuda/ops.h"
 #include "core/error.h"
 
@@ -84,13 +85,6 @@ __device__ __forceinline__ void mma(float (&c)[4], uint32_t a0, uint32_t a1, uin
         : "r"(a0), "r"(a1), "r"(a2), "r"(a3), "r"(b0), "r"(b1));
 }
 
-__device__ __forceinline__ uint4 load_stream(const void* p) {
-  uint4 v;
-  asm volatile("ld.global.nc.L1::no_allocate.v4.u32 {%0,%1,%2,%3}, [%4];"
-               : "=r"(v.x), "=r"(v.y), "=r"(v.z), "=r"(v.w)
-               : "l"(p));
-  return v;
-}
 
 __device__ __forceinline__ float q4_absmax(const DeviceWeight& w, int64_t b) {
   if (!w.absmax_q) return __ldg(w.absmax + b);
@@ -289,8 +283,6 @@ void launch_tiles(const Group& G, const uint32_t* xh, int n, bool accumulate, cu
   if (n <= 16) return launch<K, BF, 2>(G, xh, n, accumulate, st);
   return launch<K, BF, 4>(G, xh, n, accumulate, st);
 }
-
-bool aligned16(const void* p) { return (reinterpret_cast<uintptr_t>(p) & 15) == 0; }
 
 }  // namespace
 
