@@ -122,6 +122,18 @@ std::vector<float> cpu_product(const TestWeight& t, const std::vector<float>& x,
   return y;
 }
 
+// The LLM.int8 activation decomposition's buffers for rows × cols.
+struct Int8Buffers {
+  DeviceArray<int8_t> xq;
+  DeviceArray<float> sca;
+  DeviceArray<int> outliers, n_outliers;
+  DeviceArray<uint8_t> flags;
+  Int8Buffers(int64_t rows, int64_t cols)
+      : xq(size_t(rows * cols), "test"), sca(size_t(rows), "test"), outliers(size_t(cols), "test"),
+        n_outliers(1, "test"), flags(size_t(cols), "test") {}
+  Int8Scratch scratch() { return {xq.get(), sca.get(), outliers.get(), n_outliers.get(), flags.get()}; }
+};
+
 struct MatvecCase {
   std::string kind;
   int64_t rows, cols;
@@ -137,11 +149,8 @@ TEST_P(CudaMatvec, MatchesCpu) {
   std::mt19937 rng(std::random_device{}());
   auto t = make_weight(pc.kind, pc.rows, pc.cols, rng);
   const int widest = int(pc.cols);
-  DeviceArray<int8_t> xq(size_t(kMatvecMaxRows) * widest, "test");
-  DeviceArray<float> sca(kMatvecMaxRows, "test");
-  DeviceArray<int> outl(size_t(widest), "test"), nout(1, "test");
-  DeviceArray<uint8_t> flags(size_t(widest), "test");
-  Int8Scratch s8{xq.get(), sca.get(), outl.get(), nout.get(), flags.get()};
+  Int8Buffers buffers(kMatvecMaxRows, widest);
+  const Int8Scratch s8 = buffers.scratch();
   for (int n : {1, 3, 16, 32}) {
     auto x = randn(size_t(n) * size_t(pc.cols), rng);
     if (pc.kind == "llm-int8")  // a few outlier feature columns, as LLM.int8 is built for
@@ -306,11 +315,8 @@ TEST(CudaLlmInt8, GemmMatchesCpu) {
   for (int c = 3; c < cols; c += 41) x[size_t(7 * cols + c)] = 8.0f;  // outlier feature columns
   auto ref = cpu_product(*t, x, n);
   auto bias = randn(size_t(rows), rng);
-  DeviceArray<int8_t> xq(size_t(n * cols), "test");
-  DeviceArray<float> sca(size_t(n), "test");
-  DeviceArray<int> outl(size_t(cols), "test"), nout(1, "test");
-  DeviceArray<uint8_t> flags(size_t(cols), "test");
-  Int8Scratch s8{xq.get(), sca.get(), outl.get(), nout.get(), flags.get()};
+  Int8Buffers buffers(n, cols);
+  const Int8Scratch s8 = buffers.scratch();
   auto dx = to_device(x);
   auto db = to_device(bias);
   for (size_t acc_elems : {size_t(n * rows), size_t(n * 40)}) {

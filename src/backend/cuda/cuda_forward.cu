@@ -279,8 +279,8 @@ struct CudaForward::Impl {
     MatvecTarget t[3];
     int count = 0;
     bool shared = ls.size() <= 3;
+    const DeviceWeight& w0 = ls.begin()->first->w;
     for (auto& [L, y] : ls) {
-      const DeviceWeight& w0 = ls.begin()->first->w;
       shared = shared && matvec_tc_supported(L->w, n) && L->w.kind == w0.kind && L->w.in == w0.in &&
                L->w.compute == w0.compute && L->w.code == w0.code;
       if (count < 3) t[count++] = MatvecTarget{&L->w, y, L->bias.get()};

@@ -47,18 +47,6 @@ __device__ __forceinline__ int warp_sum_i(int v) {
   return v;
 }
 
-// Byte k of word u as a signed int8 in fp32, exactly, without the quarter-rate I2F conversion: the biased byte is
-// placed in the mantissa of 2^23 and the bias subtracted.
-__device__ __forceinline__ float int8_to_float(uint32_t u, int k) {
-  return __uint_as_float(__byte_perm(u ^ 0x80808080u, 0x4B000000u, 0x7540u | unsigned(k))) - 8388736.0f;
-}
-
-// fp32 absmax of 4-bit block b; no fused multiply-add, as bitsandbytes (and the CPU path) compute it.
-__device__ __forceinline__ float q4_absmax(const DeviceWeight& w, int64_t b, const float* dyn_map) {
-  if (!w.absmax_q) return w.absmax[b];
-  return __fadd_rn(__fmul_rn(dyn_map[w.absmax_q[b]], w.absmax2[b / 256]), w.offset);
-}
-
 // One weight element, any layout (the ragged-shape path and dequantization).
 __device__ __forceinline__ float weight_at(const DeviceWeight& w, int64_t r, int64_t c) {
   const int64_t e = r * w.in + c;
@@ -369,11 +357,12 @@ __global__ void dequant_vec_kernel(DeviceWeight w, int64_t row0, int64_t nrows, 
   for (int64_t i = int64_t(blockIdx.x) * blockDim.x + threadIdx.x; i < total; i += int64_t(gridDim.x) * blockDim.x) {
     const int64_t r = i / per_row, c = i - r * per_row, row = row0 + r;
     const uint8_t* src = K == WeightKind::Q4 ? w.packed : reinterpret_cast<const uint8_t*>(w.cb);
-    const uint4 v = load_stream(src + (row * w.in + c * E) * (K == WeightKind::Q4 ? 1 : 2) / 2);
+    const int64_t e = row * w.in + c * E;  // first element of the chunk
+    const uint4 v = load_stream(src + (K == WeightKind::Q4 ? e / 2 : e));
     const uint32_t words[4] = {v.x, v.y, v.z, v.w};
     uint32_t o[E / 2];
     if constexpr (K == WeightKind::Q4) {
-      const float scale = q4_absmax(w, (row * w.in + c * E) >> w.block_shift, w.dyn_map);
+      const float scale = q4_absmax(w, e >> w.block_shift, w.dyn_map);
 #pragma unroll
       for (int b = 0; b < 16; ++b) {
         const uint32_t byte = (words[b / 4] >> (8 * (b % 4))) & 0xffu;
@@ -401,9 +390,7 @@ void matvec_rows(const DeviceWeight& w, const float* x, int n, const float* bias
   const void* base = w.kind == WeightKind::BF16 ? static_cast<const void*>(w.bf16)
                      : w.kind == WeightKind::Q4 ? static_cast<const void*>(w.packed)
                                                 : static_cast<const void*>(w.cb);
-  DeviceWeight wk = w;
-  wk.block_shift = 0;
-  while ((1 << wk.block_shift) < w.blocksize) ++wk.block_shift;
+  const DeviceWeight wk = with_block_shift(w);
   const bool pow2 = (1 << wk.block_shift) == w.blocksize;
   bool vec = w.in % E == 0 && aligned16(base) && aligned16(x) &&
              (w.kind != WeightKind::Q4 || (w.blocksize % 32 == 0 && pow2));
@@ -469,9 +456,7 @@ void llm_int8_prepare(const float* x, int n, int cols, float threshold, const In
 
 void dequantize_rows(const DeviceWeight& w, int64_t row0, int64_t nrows, uint16_t* out, cudaStream_t st) {
   if (w.kind != WeightKind::BF16 && aligned16(out)) {
-    DeviceWeight wk = w;
-    wk.block_shift = 0;
-    while ((1 << wk.block_shift) < w.blocksize) ++wk.block_shift;
+    const DeviceWeight wk = with_block_shift(w);
     const bool q4 = w.kind == WeightKind::Q4;
     const bool ok = q4 ? w.in % 32 == 0 && aligned16(w.packed) && w.blocksize % 32 == 0 && (1 << wk.block_shift) == w.blocksize
                        : w.in % 16 == 0 && aligned16(w.cb);

@@ -85,17 +85,6 @@ __device__ __forceinline__ void mma(float (&c)[4], uint32_t a0, uint32_t a1, uin
         : "r"(a0), "r"(a1), "r"(a2), "r"(a3), "r"(b0), "r"(b1));
 }
 
-
-__device__ __forceinline__ float q4_absmax(const DeviceWeight& w, int64_t b) {
-  if (!w.absmax_q) return __ldg(w.absmax + b);
-  return __fadd_rn(__fmul_rn(__ldg(w.dyn_map + w.absmax_q[b]), __ldg(w.absmax2 + b / 256)), w.offset);
-}
-
-// Byte k of a word biased by 0x80 per byte, as a signed value in fp32 (exact; see matvec.cu).
-__device__ __forceinline__ float biased_byte(uint32_t u, int k) {
-  return __uint_as_float(__byte_perm(u, 0x4B000000u, 0x7540u | unsigned(k))) - 8388736.0f;
-}
-
 // Bytes per lane per round and row: 32 elements.
 template <WeightKind K>
 __host__ __device__ constexpr int lane_bytes() {
@@ -110,12 +99,12 @@ __device__ __forceinline__ uint32_t weight_pair(const uint32_t* words, int p, ui
     const uint32_t byte = (words[p / 4] >> (8 * (p % 4))) & 0xffu;  // high nibble: element 2p
     return mul2<BF>(lut[byte * 32 + uint32_t(lane)], scale2);
   } else {
-    const uint32_t u = words[p / 2] ^ 0x80808080u;
     const int k = 2 * (p % 2);
     if constexpr (BF) {
-      return pack2<true>(biased_byte(u, k), biased_byte(u, k + 1));
+      return pack2<true>(int8_to_float(words[p / 2], k), int8_to_float(words[p / 2], k + 1));
     } else {
       // 0x64 above a biased byte u is the fp16 value 1024 + u: minus 1152 gives the signed byte, exactly.
+      const uint32_t u = words[p / 2] ^ 0x80808080u;
       uint32_t h = __byte_perm(u, 0x64646464u, unsigned(k) | (4u << 4) | (unsigned(k + 1) << 8) | (5u << 12));
       __half2 r = __hsub2(*reinterpret_cast<__half2*>(&h), __half2half2(__ushort_as_half(0x6480)));
       return *reinterpret_cast<uint32_t*>(&r);
@@ -175,8 +164,8 @@ __global__ void __launch_bounds__(kWarps * 32) matvec_tc_kernel(Group G, const u
         for (int u = 0; u < U; ++u) {
           const int64_t col = int64_t(r0 + u * kWarps) * kRoundElems + t * 32;
           const bool ok = r0 + u * kWarps < rounds;
-          sa[u] = ok ? q4_absmax(w, (ra * in + col) >> w.block_shift) : 0.0f;
-          sb[u] = ok ? q4_absmax(w, (rb * in + col) >> w.block_shift) : 0.0f;
+          sa[u] = ok ? q4_absmax(w, (ra * in + col) >> w.block_shift, w.dyn_map) : 0.0f;
+          sb[u] = ok ? q4_absmax(w, (rb * in + col) >> w.block_shift, w.dyn_map) : 0.0f;
         }
       }
 #pragma unroll
@@ -308,9 +297,7 @@ void matvec_tc(const MatvecTarget* targets, int count, const float* x, int n, bo
     if (!matvec_tc_supported(w, n) || w.kind != w0.kind || w.in != w0.in || w.compute != w0.compute ||
         (w.kind == WeightKind::Q4 && (w.code != w0.code || w.dyn_map != w0.dyn_map)))
       fail("matvec_tc: weight {} of the group cannot share the launch", i);
-    G.w[i] = w;
-    G.w[i].block_shift = 0;
-    while ((1 << G.w[i].block_shift) < w.blocksize) ++G.w[i].block_shift;
+    G.w[i] = with_block_shift(w);
     G.y[i] = targets[i].y;
     G.bias[i] = targets[i].bias;
     G.tiles_before[i + 1] = G.tiles_before[i] + int((w.out + kTileRows - 1) / kTileRows);
