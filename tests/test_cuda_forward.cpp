@@ -14,6 +14,7 @@
 
 #include "backend/cuda/allocator.h"
 #include "backend/cuda/cuda_forward.h"
+#include "backend/cuda/ops.h"
 #include "core/files.h"
 #include "model/forward.h"
 #include "model/quantize_model.h"
@@ -161,6 +162,35 @@ TEST(CudaForwardTest, RealWidthBf16AndNf4) {
     quantize_model(mq, opt);
     check_against_cpu(mq, ids, 3);
   }
+}
+
+// Programmatic dependent launch only moves kernel starts earlier: decode steps give the same bits with it and
+// without it (a missing wait in some kernel would show here as a race).
+TEST(CudaForwardTest, ProgrammaticLaunchChangesNothing) {
+  REQUIRE_GPU();
+  quant::QuantOptions opt;
+  opt.scheme = quant::Scheme::NF4;
+  opt.compute = DType::F16;
+  std::vector<std::vector<float>> runs;
+  for (bool pdl : {true, false, true}) {
+    cuda::set_programmatic_launch(pdl);
+    auto f = CudaForward::synthetic(real_width(), opt, 7);
+    const int s = f->open_sequence(64);
+    std::vector<float> all;
+    for (int step = 0; step < 6; ++step) {
+      ForwardBatch b;
+      const int n = step == 0 ? 20 : 1;
+      for (int i = 0; i < n; ++i) b.tokens.push_back(int32_t((step * 31 + i * 7) % 512)), b.seq.push_back(s);
+      b.logit_rows = {n - 1};
+      std::vector<float> l(size_t(real_width().vocab));
+      f->run(b, l.data());
+      all.insert(all.end(), l.begin(), l.end());
+    }
+    runs.push_back(all);
+  }
+  cuda::set_programmatic_launch(true);
+  EXPECT_EQ(runs[0], runs[1]);
+  EXPECT_EQ(runs[0], runs[2]);
 }
 
 // Sequences of different lengths in one step, a closed slot reused, with and without graphs: same logits as the

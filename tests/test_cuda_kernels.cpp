@@ -2,6 +2,7 @@
 #ifdef BIOMEDQ_HAVE_CUDA
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <cmath>
 #include <random>
 
@@ -215,6 +216,21 @@ float round_compute(float v, Compute c) { return c == Compute::F16 ? f16_to_f32(
 
 class CudaMatvecTc : public ::testing::TestWithParam<TcCase> {};
 
+// The tensor-core products' scratch, counters zeroed as the forward pass allocates them.
+struct TcBuffers {
+  DeviceArray<uint16_t> xh;
+  DeviceArray<float> partial{kTcPartialFloats, "test"};
+  DeviceArray<int> counters{4096, "test"};
+  explicit TcBuffers(size_t xh_elems) : xh(xh_elems, "test") {
+    BQ_CUDA(cudaMemset(counters.get(), 0, counters.bytes()));
+  }
+  TcScratch scratch() { return TcScratch{xh.get(), partial.get(), partial.size(), counters.get(), counters.size()}; }
+  bool counters_zero() {
+    auto c = to_host(counters, counters.size());
+    return std::all_of(c.begin(), c.end(), [](int v) { return v == 0; });
+  }
+};
+
 // The tensor-core kernels against a double-precision product of the same inputs: activations rounded to the compute
 // dtype, the weights dequantized exactly (CPU), results rounded to the compute dtype. Tolerances: int8 weights are
 // exact in the compute dtype, so only fp32 summation order and a rounding of the result that may land on the other
@@ -231,7 +247,7 @@ TEST_P(CudaMatvecTc, MatchesReference) {
   quant::dequantize(t->q, wf.data());
   const bool fp16 = pc.compute == Compute::F16;
   const double tol = pc.kind == "int8" ? (fp16 ? 1e-3 : 8e-3) : (fp16 ? 3e-3 : 2.5e-2);
-  DeviceArray<uint16_t> xh(size_t(kMatvecMaxRows * pc.cols), "test");
+  TcBuffers tcb(size_t(kMatvecMaxRows * pc.cols));
   for (int n : {1, 3, 8, 9, 16, 17, 32}) {
     auto x = randn(size_t(n) * size_t(pc.cols), rng);
     auto bias = randn(size_t(pc.rows), rng);
@@ -246,16 +262,19 @@ TEST_P(CudaMatvecTc, MatchesReference) {
     auto init = randn(ref.size(), rng);
     auto dx = to_device(x);
     auto db = to_device(bias);
-    for (bool acc : {false, true}) {
-      auto dy = to_device(init);
-      MatvecTarget target{&t->w, dy.get(), db.get()};
-      matvec_tc(&target, 1, dx.get(), n, acc, xh.get(), nullptr);
-      auto got = to_host(dy, ref.size());
-      std::vector<float> want(ref.size());
-      for (size_t i = 0; i < ref.size(); ++i) want[i] = ref[i] + bias[i % size_t(pc.rows)] + (acc ? init[i] : 0.0f);
-      EXPECT_LT(rel_err(got, want), tol) << pc.kind << " n=" << n << " accumulate=" << acc;
-    }
+    // Grids of 1 and 3 blocks: tiles shared by several warps (partial tiles summed by the last to arrive).
+    for (int max_blocks : {0, 1, 3})
+      for (bool acc : {false, true}) {
+        auto dy = to_device(init);
+        MatvecTarget target{&t->w, dy.get(), db.get()};
+        matvec_tc(&target, 1, dx.get(), n, acc, tcb.scratch(), nullptr, max_blocks);
+        auto got = to_host(dy, ref.size());
+        std::vector<float> want(ref.size());
+        for (size_t i = 0; i < ref.size(); ++i) want[i] = ref[i] + bias[i % size_t(pc.rows)] + (acc ? init[i] : 0.0f);
+        EXPECT_LT(rel_err(got, want), tol) << pc.kind << " n=" << n << " accumulate=" << acc << " max_blocks=" << max_blocks;
+      }
   }
+  EXPECT_TRUE(tcb.counters_zero()) << "the kernel leaves its tile counters at zero";
 }
 
 INSTANTIATE_TEST_SUITE_P(
@@ -286,21 +305,44 @@ TEST(CudaMatvecTcGroup, EqualsSeparateLaunches) {
     ws.back()->w.dyn_map = ws[0]->w.dyn_map;
   }
   auto dx = to_device(randn(size_t(n * cols), rng));
-  DeviceArray<uint16_t> xh(size_t(n * cols), "test");
+  TcBuffers tcb(size_t(n * cols));
   std::vector<DeviceArray<float>> sep, grp;
   std::vector<MatvecTarget> targets;
   for (auto& w : ws) {
     sep.push_back(DeviceArray<float>(size_t(n * w->w.out), "test"));
     grp.push_back(DeviceArray<float>(size_t(n * w->w.out), "test"));
     MatvecTarget one{&w->w, sep.back().get(), nullptr};
-    matvec_tc(&one, 1, dx.get(), n, false, xh.get(), nullptr);
+    matvec_tc(&one, 1, dx.get(), n, false, tcb.scratch(), nullptr);
     targets.push_back({&w->w, grp.back().get(), nullptr});
   }
-  matvec_tc(targets.data(), 3, dx.get(), n, false, xh.get(), nullptr);
+  matvec_tc(targets.data(), 3, dx.get(), n, false, tcb.scratch(), nullptr);
   for (size_t i = 0; i < ws.size(); ++i) {
     const size_t m = size_t(n * ws[i]->w.out);
     EXPECT_EQ(to_host(sep[i], m), to_host(grp[i], m)) << "weight " << i;
   }
+}
+
+// Tiles shared by several warps are summed in warp order, not arrival order: the same launch twice gives the same
+// bits. Also the input taken as already converted (x == nullptr) gives what converting it gives.
+TEST(CudaMatvecTcSplit, DeterministicAndPreconverted) {
+  REQUIRE_GPU();
+  std::mt19937 rng(std::random_device{}());
+  const int64_t rows = 300, cols = 4096;
+  const int n = 4;
+  auto t = make_weight("nf4", rows, cols, rng);
+  t->w.compute = Compute::F16;
+  auto dx = to_device(randn(size_t(n * cols), rng));
+  TcBuffers tcb(size_t(n * cols));
+  DeviceArray<float> a(size_t(n * rows), "test"), b(size_t(n * rows), "test");
+  MatvecTarget ta{&t->w, a.get(), nullptr}, tb{&t->w, b.get(), nullptr};
+  for (int max_blocks : {2, 5}) {
+    matvec_tc(&ta, 1, dx.get(), n, false, tcb.scratch(), nullptr, max_blocks);
+    for (int rep = 0; rep < 3; ++rep) {
+      matvec_tc(&tb, 1, rep == 0 ? dx.get() : nullptr, n, false, tcb.scratch(), nullptr, max_blocks);
+      EXPECT_EQ(to_host(a, a.size()), to_host(b, b.size())) << "max_blocks=" << max_blocks << " rep " << rep;
+    }
+  }
+  EXPECT_TRUE(tcb.counters_zero());
 }
 
 // LLM.int8 prefill through cuBLAS' int8 product (exact int32) and the rescaling epilogue: the CPU's numbers, also when
@@ -387,11 +429,36 @@ TEST(CudaOps, RmsnormSiluArgmax) {
     EXPECT_EQ(got[size_t(r)], int(std::max_element(x.begin() + r * d, x.begin() + (r + 1) * d) - (x.begin() + r * d)));
 }
 
-// Attention over a bf16 cache (split along the positions) against the CPU kernel on the same bf16 values.
-TEST(CudaOps, AttentionMatchesCpu) {
+uint16_t host_16bit(float v, Compute c) { return c == Compute::F16 ? f32_to_f16(v) : f32_to_bf16(v); }
+
+// The 16-bit copies that RMSNorm and SwiGLU write for the tensor-core products are their fp32 results rounded.
+TEST(CudaOps, SixteenBitCopiesAreTheRoundedResults) {
   REQUIRE_GPU();
   std::mt19937 rng(std::random_device{}());
-  const int n_heads = 8, n_kv = 2, hd = 64, kv_dim = n_kv * hd, cap = 700, layers = 2, layer = 1;
+  const int n = 3, d = 4096;
+  auto x = randn(size_t(n * d), rng), w = randn(size_t(d), rng), u = randn(size_t(n * d), rng);
+  for (Compute c : {Compute::F16, Compute::BF16}) {
+    auto dx = to_device(x), dw = to_device(w), du = to_device(u);
+    DeviceArray<float> out(x.size(), "test");
+    DeviceArray<uint16_t> out16(x.size(), "test");
+    rmsnorm(dx.get(), dw.get(), out.get(), n, d, 1e-5f, nullptr, out16.get(), c);
+    auto f = to_host(out, x.size());
+    auto h = to_host(out16, x.size());
+    size_t bad = 0;
+    for (size_t i = 0; i < f.size(); ++i) bad += h[i] != host_16bit(f[i], c);
+    EXPECT_EQ(bad, 0u) << "rmsnorm";
+    silu_mul(dx.get(), du.get(), int64_t(n) * d, nullptr, out16.get(), c);
+    f = to_host(dx, x.size());
+    h = to_host(out16, x.size());
+    bad = 0;
+    for (size_t i = 0; i < f.size(); ++i) bad += h[i] != host_16bit(f[i], c);
+    EXPECT_EQ(bad, 0u) << "silu_mul";
+  }
+}
+
+void attention_case(int hd) {
+  std::mt19937 rng(std::random_device{}());
+  const int n_heads = 8, n_kv = 2, kv_dim = n_kv * hd, cap = 700, layers = 2, layer = 1;
   std::vector<int> positions = {0, 5, 699, 300};
   std::vector<uint16_t> kc(size_t(layers * cap * kv_dim)), vc(kc.size());
   for (auto& h : kc) h = f32_to_bf16(std::normal_distribution<float>(0, 1)(rng));
@@ -406,8 +473,15 @@ TEST(CudaOps, AttentionMatchesCpu) {
   for (int splits : {1, 3, attention_splits(n, n_kv, cap)}) {
     DeviceArray<float> partial(attention_partial_floats(n, n_heads, hd, splits), "test");
     auto dout = to_device(randn(q.size(), rng));
-    attention(dq.get(), drows.get(), n, layer, n_heads, n_kv, hd, splits, cap, partial.get(), dout.get(), nullptr);
+    DeviceArray<uint16_t> out16(q.size(), "test");
+    const Compute c16 = splits == 3 ? Compute::BF16 : Compute::F16;
+    attention(dq.get(), drows.get(), n, layer, n_heads, n_kv, hd, splits, cap, partial.get(), dout.get(), nullptr,
+              out16.get(), c16);
     auto got = to_host(dout, q.size());
+    auto got16 = to_host(out16, q.size());
+    size_t bad = 0;
+    for (size_t i = 0; i < got.size(); ++i) bad += got16[i] != host_16bit(got[i], c16);
+    EXPECT_EQ(bad, 0u) << "the 16-bit copy is the rounded output";
     std::vector<float> ref(q.size());
     for (int r = 0; r < n; ++r) {
       int np = positions[size_t(r)] + 1;
@@ -419,8 +493,16 @@ TEST(CudaOps, AttentionMatchesCpu) {
       cpu::attention(q.data() + r * n_heads * hd, kf.data(), vf.data(), np, n_heads, n_kv, hd,
                      ref.data() + r * n_heads * hd, scratch.data());
     }
-    EXPECT_LT(rel_err(got, ref), 1e-5) << splits << " splits";  // __expf: about 2 ulp per probability
+    EXPECT_LT(rel_err(got, ref), 1e-5) << splits << " splits, head_dim " << hd;  // __expf: about 2 ulp per probability
   }
+}
+
+
+// Attention over a bf16 cache (split along the positions) against the CPU kernel on the same bf16 values: the
+// lane-split kernel (head_dim 64, 96, 128) and the general one (16).
+TEST(CudaOps, AttentionMatchesCpu) {
+  REQUIRE_GPU();
+  for (int hd : {64, 96, 128, 16}) attention_case(hd);
 }
 
 TEST(CudaAllocator, OutOfMemoryIsAClearError) {

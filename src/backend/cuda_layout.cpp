@@ -18,13 +18,14 @@ void CudaScratchElems::grow_to(const CudaScratchElems& o) {
   for (auto [a, b] : {std::pair{&x, o.x}, {&xn, o.xn}, {&q, o.q}, {&att, o.att}, {&k, o.k}, {&v, o.v}, {&gate, o.gate},
                       {&up, o.up}, {&partial, o.partial}, {&last, o.last}, {&logits, o.logits}, {&sca, o.sca},
                       {&xb, o.xb}, {&wtile, o.wtile}, {&xq, o.xq}, {&flags, o.flags}, {&outliers, o.outliers},
-                      {&n_outliers, o.n_outliers}, {&tokens, o.tokens}, {&argmax, o.argmax}, {&rows, o.rows}})
+                      {&n_outliers, o.n_outliers}, {&tokens, o.tokens}, {&argmax, o.argmax}, {&rows, o.rows},
+                      {&tc_partial, o.tc_partial}, {&tc_counters, o.tc_counters}})
     *a = std::max(*a, b);
 }
 
 size_t CudaScratchElems::bytes() const {
-  return (x + xn + q + att + k + v + gate + up + partial + last + logits + sca) * 4 + (xb + wtile) * 2 + xq + flags +
-         (outliers + n_outliers + tokens + argmax) * sizeof(int) + rows * kRowInfoBytes;
+  return (x + xn + q + att + k + v + gate + up + partial + last + logits + sca + tc_partial) * 4 + (xb + wtile) * 2 +
+         xq + flags + (outliers + n_outliers + tokens + argmax + tc_counters) * sizeof(int) + rows * kRowInfoBytes;
 }
 
 CudaScratchElems cuda_scratch_elems(const ModelConfig& c, int rows, int splits, int logit_rows, bool quantized) {
@@ -50,6 +51,13 @@ CudaScratchElems cuda_scratch_elems(const ModelConfig& c, int rows, int splits, 
   s.last = NL * H;
   s.logits = NL * size_t(c.vocab);
   s.argmax = NL;
+  if (quantized && rows <= kMatvecMaxRows) {
+    // k-split partials, and one arrival counter per row tile of the widest launch (q, k, v together; gate, up
+    // together; a quantized lm_head).
+    const size_t widest_launch = std::max({Q + 2 * KV, 2 * I, H, size_t(c.vocab)});
+    s.tc_partial = kTcPartialFloats;
+    s.tc_counters = widest_launch / kTcTileRows + 3;
+  }
   if (quantized && rows > kMatvecMaxRows) s.wtile = std::min(kDequantTileElems, std::max(widest * widest, widest * I));
   return s;
 }

@@ -20,6 +20,11 @@ constexpr int kAttentionTargetBlocks = 2 * 132;  // about two blocks per multipr
 constexpr size_t kCodeTableFloats = 16;    // NF4 / FP4 code values
 constexpr size_t kDynamicMapFloats = 256;  // bitsandbytes' signed dynamic map (double quant)
 constexpr size_t kRowInfoBytes = 24;       // sizeof(RowInfo): two ints and two pointers
+// Tensor-core decode products (matvec_tc.cu): 16-row tiles, at most this many blocks of 8 warps, each warp
+// leaving at most two partial tiles of 32 lanes x 4 accumulators x (up to) 4 token tiles.
+constexpr int kTcTileRows = 16;
+constexpr int kTcMaxBlocks = 2 * 132;
+constexpr size_t kTcPartialFloats = size_t(kTcMaxBlocks) * 8 * 2 * 32 * 4 * 4;
 
 // The causal attention splits a row's cache positions into chunks processed in parallel; partials hold each
 // chunk's output and softmax statistics.
@@ -29,10 +34,11 @@ size_t attention_partial_floats(int n, int n_heads, int hd, int splits);
 // Elements of each activation buffer of a pass of `rows` rows with `splits` attention splits and `logit_rows`
 // logit rows; `quantized`: some decoder linear is not bf16 (prefill dequantizes weight tiles).
 struct CudaScratchElems {
-  size_t x = 0, xn = 0, q = 0, att = 0, k = 0, v = 0, gate = 0, up = 0, partial = 0, last = 0, logits = 0, sca = 0;  // fp32
+  size_t x = 0, xn = 0, q = 0, att = 0, k = 0, v = 0, gate = 0, up = 0, partial = 0, last = 0, logits = 0, sca = 0,
+         tc_partial = 0;                                               // fp32
   size_t xb = 0, wtile = 0;                                            // bf16
   size_t xq = 0, flags = 0;                                            // int8 / uint8
-  size_t outliers = 0, n_outliers = 0, tokens = 0, argmax = 0;         // int
+  size_t outliers = 0, n_outliers = 0, tokens = 0, argmax = 0, tc_counters = 0;  // int
   size_t rows = 0;                                                     // RowInfo
   void grow_to(const CudaScratchElems& o);  // element-wise max: buffers are only ever grown
   size_t bytes() const;

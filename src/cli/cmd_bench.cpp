@@ -22,6 +22,7 @@
 #include "backend/cuda/allocator.h"
 #include "backend/cuda/ceilings.h"
 #include "backend/cuda/cuda_forward.h"
+#include "backend/cuda/ops.h"
 #endif
 
 namespace bq::cli {
@@ -34,6 +35,7 @@ struct BenchArgs {
   int batch = 1, prompt_len = 512, gen_len = 128, reps = 3;
   uint64_t seed = 1;
   bool json = false;
+  bool no_pdl = false;
 };
 
 struct Stat {
@@ -58,6 +60,7 @@ double seconds_since(std::chrono::steady_clock::time_point t0) {
 
 #ifdef BIOMEDQ_HAVE_CUDA
 void run_bench(const BenchArgs& a) {
+  cuda::set_programmatic_launch(!a.no_pdl);
   if (a.batch < 1 || a.prompt_len < 1 || a.gen_len < 2 || a.reps < 1) fail("bench: batch, prompt-len, reps >= 1, gen-len >= 2");
   if (cuda::device_count() == 0) fail("--device cuda: no CUDA device is available");
   auto qopt = precision_to_quant(a.precision);
@@ -132,6 +135,7 @@ void run_bench(const BenchArgs& a) {
   std::strftime(date, sizeof date, "%Y-%m-%d", std::gmtime(&now));
   nlohmann::json j = {
       {"device", cuda::device_name()},
+      {"programmatic_launch", !a.no_pdl},
       {"date", date},
       {"model", a.synthetic.empty() ? a.model : "synthetic:" + a.synthetic},
       {"precision", a.precision.precision},
@@ -267,6 +271,7 @@ void register_bench_command(CLI::App& app) {
   cmd->add_option("--reps", a->reps, "timed repetitions after one warm-up");
   cmd->add_option("--seed", a->seed, "random weights and prompts");
   cmd->add_flag("--json", a->json, "print one JSON object");
+  cmd->add_flag("--no-pdl", a->no_pdl, "CUDA: launch the kernels of a pass without programmatic dependent launch");
   cmd->callback([a] {
     if (a->precision.precision == "fp16" || a->precision.precision == "fp32")
       fail("bench: 16-bit weights are measured as bf16 (--precision bf16)");

@@ -83,11 +83,11 @@ struct CudaForward::Impl {
   std::vector<std::unique_ptr<Seq>> seqs;
 
   // Scratch, grown on demand (growing invalidates captured graphs).
-  DeviceArray<float> x, xn, q, k, v, att, gate, up, partial, last, logits;
+  DeviceArray<float> x, xn, q, k, v, att, gate, up, partial, last, logits, tc_partial;
   DeviceArray<uint16_t> xb, wtile;
   DeviceArray<int8_t> xq;
   DeviceArray<float> sca;
-  DeviceArray<int> outliers, n_outliers, tokens, argmax_out;
+  DeviceArray<int> outliers, n_outliers, tokens, argmax_out, tc_counters;
   DeviceArray<uint8_t> flags;
   DeviceArray<RowInfo> rows;
   int last_logit_rows = 0;
@@ -232,14 +232,28 @@ struct CudaForward::Impl {
     return upload(v.data(), n, what);
   }
 
-  // y (=|+=) x · Wᵀ + bias for n rows.
-  void linear(const DevLinear& L, const float* xin, int n, float* y, bool accumulate) {
+  TcScratch tc_scratch() {
+    return TcScratch{xb.get(), tc_partial.get(), tc_partial.size(), tc_counters.get(), tc_counters.size()};
+  }
+
+  // The compute dtype in which the kernel before a product writes the product's input into xb, or F32 when the
+  // product (all of `ls`, which share one input) does not run on the tensor cores from xb.
+  Compute tc_input(std::initializer_list<const DevLinear*> ls, int n) const {
+    const Compute c = (*ls.begin())->w.compute;
+    for (const DevLinear* L : ls)
+      if (!matvec_tc_supported(L->w, n) || L->w.compute != c) return Compute::F32;
+    return c;
+  }
+  static uint16_t* out16_if(Compute c, uint16_t* p) { return c == Compute::F32 ? nullptr : p; }
+
+  // y (=|+=) x · Wᵀ + bias for n rows. have16: xb already holds x in the weight's compute dtype.
+  void linear(const DevLinear& L, const float* xin, int n, float* y, bool accumulate, bool have16 = false) {
     const DeviceWeight& w = L.w;
     const float* bias = L.bias.get();
     Int8Scratch s8{xq.get(), sca.get(), outliers.get(), n_outliers.get(), flags.get()};
     if (matvec_tc_supported(w, n)) {
       MatvecTarget t{&w, y, bias};
-      return matvec_tc(&t, 1, xin, n, accumulate, xb.get(), st);
+      return matvec_tc(&t, 1, have16 ? nullptr : xin, n, accumulate, tc_scratch(), st);
     }
     if (w.kind == WeightKind::LLMInt8) {
       // bitsandbytes' decomposition over the whole batch, then the int8 product a few rows at a time.
@@ -275,7 +289,7 @@ struct CudaForward::Impl {
   }
 
   // Linears with the same input (q, k, v; gate, up): one tensor-core launch when they can share it.
-  void linears(std::initializer_list<std::pair<const DevLinear*, float*>> ls, const float* xin, int n) {
+  void linears(std::initializer_list<std::pair<const DevLinear*, float*>> ls, const float* xin, int n, bool have16) {
     MatvecTarget t[3];
     int count = 0;
     bool shared = ls.size() <= 3;
@@ -285,8 +299,12 @@ struct CudaForward::Impl {
                L->w.compute == w0.compute && L->w.code == w0.code;
       if (count < 3) t[count++] = MatvecTarget{&L->w, y, L->bias.get()};
     }
-    if (shared) return matvec_tc(t, count, xin, n, false, xb.get(), st);
-    for (auto& [L, y] : ls) linear(*L, xin, n, y, false);
+    if (shared) return matvec_tc(t, count, have16 ? nullptr : xin, n, false, tc_scratch(), st);
+    // The CUDA-core kernel for the shapes the tensor-core one does not take (bf16 weights, fp32 compute).
+    const bool all_vec = ls.size() <= 3 && n <= (w0.kind == WeightKind::BF16 ? kBf16MatvecMaxRows : kMatvecMaxRows) &&
+                         std::none_of(ls.begin(), ls.end(), [&](auto& p) { return matvec_tc_supported(p.first->w, n); });
+    if (all_vec && matvec_grouped(t, count, xin, n, st)) return;
+    for (auto& [L, y] : ls) linear(*L, xin, n, y, false, have16);
   }
 
   bool quantized() const {
@@ -320,6 +338,11 @@ struct CudaForward::Impl {
     ensure(logits, e.logits, "logits", grew);
     ensure(argmax_out, e.argmax, "argmax", grew);
     ensure(wtile, e.wtile, "dequantized weight tile", grew);
+    ensure(tc_partial, e.tc_partial, "tensor-core partial sums", grew);
+    const size_t counters_before = tc_counters.size();
+    ensure(tc_counters, e.tc_counters, "tensor-core tile counters", grew);
+    if (tc_counters.size() != counters_before)  // the kernels leave them at zero; they start there
+      BQ_CUDA(cudaMemsetAsync(tc_counters.get(), 0, tc_counters.bytes(), st));
     if (grew) drop_graphs();
     return grew;
   }
@@ -337,16 +360,19 @@ struct CudaForward::Impl {
     if (!host) synthetic_embed(tokens.get(), n, H, seed, 1.0f, x.get(), st);
     for (int l = 0; l < c.n_layers; ++l) {
       DevLayer& L = layers[size_t(l)];
-      rmsnorm(x.get(), L.attn_norm.get(), xn.get(), n, H, c.rms_eps, st);
-      linears({{&L.q, q.get()}, {&L.k, k.get()}, {&L.v, v.get()}}, xn.get(), n);
+      // Each product's input is also written in its 16-bit compute dtype where it runs on the tensor cores.
+      const Compute cq = tc_input({&L.q, &L.k, &L.v}, n), co = tc_input({&L.o}, n),
+                    cg = tc_input({&L.gate, &L.up}, n), cd = tc_input({&L.down}, n);
+      rmsnorm(x.get(), L.attn_norm.get(), xn.get(), n, H, c.rms_eps, st, out16_if(cq, xb.get()), cq);
+      linears({{&L.q, q.get()}, {&L.k, k.get()}, {&L.v, v.get()}}, xn.get(), n, cq != Compute::F32);
       rope_store(q.get(), k.get(), v.get(), rows.get(), n, l, c.n_heads, c.n_kv_heads, c.head_dim, inv_freq.get(), st);
       attention(q.get(), rows.get(), n, l, c.n_heads, c.n_kv_heads, c.head_dim, splits, max_positions, partial.get(),
-                att.get(), st);
-      linear(L.o, att.get(), n, x.get(), true);
-      rmsnorm(x.get(), L.mlp_norm.get(), xn.get(), n, H, c.rms_eps, st);
-      linears({{&L.gate, gate.get()}, {&L.up, up.get()}}, xn.get(), n);
-      silu_mul(gate.get(), up.get(), int64_t(n) * I, st);
-      linear(L.down, gate.get(), n, x.get(), true);
+                att.get(), st, out16_if(co, xb.get()), co);
+      linear(L.o, att.get(), n, x.get(), true, co != Compute::F32);
+      rmsnorm(x.get(), L.mlp_norm.get(), xn.get(), n, H, c.rms_eps, st, out16_if(cg, xb.get()), cg);
+      linears({{&L.gate, gate.get()}, {&L.up, up.get()}}, xn.get(), n, cg != Compute::F32);
+      silu_mul(gate.get(), up.get(), int64_t(n) * I, st, out16_if(cd, xb.get()), cd);
+      linear(L.down, gate.get(), n, x.get(), true, cd != Compute::F32);
     }
     (void)Q;
     (void)KV;

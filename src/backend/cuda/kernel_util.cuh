@@ -1,7 +1,12 @@
-// Small device helpers shared by the kernel files.
+// Small device helpers shared by the kernel files, and the launch that chains the kernels of a pass.
 #pragma once
-#include <cstdint>
+#include <cuda_bf16.h>
+#include <cuda_fp16.h>
 
+#include <cstdint>
+#include <utility>
+
+#include "backend/cuda/check.h"
 #include "backend/cuda/ops.h"
 
 namespace bq::cuda {
@@ -26,6 +31,42 @@ __device__ __forceinline__ float int8_to_float(uint32_t u, int k) {
 __device__ __forceinline__ float q4_absmax(const DeviceWeight& w, int64_t b, const float* dyn_map) {
   if (!w.absmax_q) return w.absmax[b];
   return __fadd_rn(__fmul_rn(dyn_map[w.absmax_q[b]], w.absmax2[b / 256]), w.offset);
+}
+
+// v rounded to a 16-bit compute dtype (fp16 or bf16), as a bit pattern.
+__device__ __forceinline__ uint16_t to_16bit(float v, Compute c) {
+  if (c == Compute::F16) return __half_as_ushort(__float2half_rn(v));
+  return __bfloat16_as_ushort(__float2bfloat16_rn(v));
+}
+
+// Programmatic dependent launch (sm_90): a kernel started with pdl_launch may begin while the previous kernel of
+// the stream is still running. It first signals that its own successor may start, does only work that reads
+// nothing an earlier kernel writes (lookup tables, the first weight loads), and then waits for its predecessor to
+// finish. Every kernel started with pdl_launch calls grid_wait() on all paths before it touches activations;
+// that makes the wait transitive along the stream.
+__device__ __forceinline__ void grid_wait() {
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
+  asm volatile("griddepcontrol.wait;" ::: "memory");
+#endif
+}
+__device__ __forceinline__ void grid_allow_successor() {
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
+  asm volatile("griddepcontrol.launch_dependents;" ::: "memory");
+#endif
+}
+
+template <typename... Params, typename... Args>
+void pdl_launch(void (*kernel)(Params...), dim3 grid, dim3 block, cudaStream_t st, Args&&... args) {
+  cudaLaunchConfig_t cfg = {};
+  cfg.gridDim = grid;
+  cfg.blockDim = block;
+  cfg.stream = st;
+  cudaLaunchAttribute attr = {};
+  attr.id = cudaLaunchAttributeProgrammaticStreamSerialization;
+  attr.val.programmaticStreamSerializationAllowed = 1;
+  cfg.attrs = &attr;
+  cfg.numAttrs = programmatic_launch() ? 1 : 0;
+  BQ_CUDA(cudaLaunchKernelEx(&cfg, kernel, std::forward<Args>(args)...));
 }
 
 inline bool aligned16(const void* p) { return (reinterpret_cast<uintptr_t>(p) & 15) == 0; }

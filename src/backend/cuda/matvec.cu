@@ -79,11 +79,25 @@ __device__ __forceinline__ float llm_int8_outliers(const DeviceWeight& w, const 
   return warp_sum(extra);
 }
 
+// Up to three weights with the same input in one launch (q, k, v; gate, up): consecutive ranges of blocks.
+constexpr int kMaxVecGroup = 3;
+struct VecGroup {
+  DeviceWeight w[kMaxVecGroup];
+  float* y[kMaxVecGroup];
+  const float* bias[kMaxVecGroup];
+  int blocks_before[kMaxVecGroup + 1];
+  int count;
+};
+
 // Vectorized matrix-vector kernel: each lane takes 16-byte chunks of kRowsPerWarp rows; NT = token count bound.
 template <WeightKind K, int NT>
-__global__ void __launch_bounds__(kWarps * 32) matvec_kernel(DeviceWeight w, const float* __restrict__ x, int n,
-                                                             const float* __restrict__ bias, float* __restrict__ y,
+__global__ void __launch_bounds__(kWarps * 32) matvec_kernel(VecGroup G, const float* __restrict__ x, int n,
                                                              bool accumulate, Int8Scratch s8) {
+  int wi = 0;
+  while (wi + 1 < G.count && int(blockIdx.x) >= G.blocks_before[wi + 1]) ++wi;
+  const DeviceWeight& w = G.w[wi];
+  float* __restrict__ y = G.y[wi];
+  const float* __restrict__ bias = G.bias[wi];
   // Codebook replicated once per bank: lane L reads column L, so lookups never conflict.
   __shared__ float code_lut[16 * 32];
   __shared__ float dyn_map[256];
@@ -93,9 +107,10 @@ __global__ void __launch_bounds__(kWarps * 32) matvec_kernel(DeviceWeight w, con
       for (int i = threadIdx.x; i < 256; i += blockDim.x) dyn_map[i] = w.dyn_map[i];
     __syncthreads();
   }
+  grid_wait();
   const int warp = threadIdx.x / 32, lane = threadIdx.x % 32;
-  const int64_t r0 = (int64_t(blockIdx.x) * kWarps + warp) * kRowsPerWarp;
-  if (r0 >= w.out) return;
+  const int64_t r0 = (int64_t(int(blockIdx.x) - G.blocks_before[wi]) * kWarps + warp) * kRowsPerWarp;
+  if (r0 >= w.out) return grid_allow_successor();
   constexpr int E = K == WeightKind::BF16 ? 8 : K == WeightKind::Q4 ? 32 : 16;  // elements per 16 bytes
   constexpr size_t chunk_bytes = 16;
   const int64_t chunks = w.in / E;
@@ -187,6 +202,7 @@ __global__ void __launch_bounds__(kWarps * 32) matvec_kernel(DeviceWeight w, con
       }
     }
   }
+  grid_allow_successor();  // the weights are read: the next kernel may start its prologue
 #pragma unroll
   for (int rr = 0; rr < kRowsPerWarp; ++rr) {
     if (rr >= nrows) break;
@@ -211,6 +227,8 @@ __global__ void __launch_bounds__(kWarps * 32) matvec_kernel(DeviceWeight w, con
 // Any shape: one warp per output row, one element per lane step.
 __global__ void matvec_scalar_kernel(DeviceWeight w, const float* __restrict__ x, int n, const float* __restrict__ bias,
                                      float* __restrict__ y, bool accumulate, Int8Scratch s8) {
+  grid_allow_successor();
+  grid_wait();
   const int warp = threadIdx.x / 32, lane = threadIdx.x % 32;
   const int64_t r = int64_t(blockIdx.x) * kWarps + warp;
   if (r >= w.out) return;
@@ -231,15 +249,48 @@ __global__ void matvec_scalar_kernel(DeviceWeight w, const float* __restrict__ x
   }
 }
 
-template <WeightKind K>
-void launch_vec(const DeviceWeight& w, const float* x, int n, const float* bias, float* y, bool acc,
-                const Int8Scratch& s8, cudaStream_t st) {
+VecGroup vec_group(const MatvecTarget* t, int count) {
+  VecGroup G{};
+  G.count = count;
   const int64_t rows_per_block = int64_t(kWarps) * kRowsPerWarp;
-  dim3 grid(unsigned((w.out + rows_per_block - 1) / rows_per_block));
-  if (n == 1) matvec_kernel<K, 1><<<grid, kWarps * 32, 0, st>>>(w, x, n, bias, y, acc, s8);
-  else if (n <= 4) matvec_kernel<K, 4><<<grid, kWarps * 32, 0, st>>>(w, x, n, bias, y, acc, s8);
-  else matvec_kernel<K, kLaunchRows><<<grid, kWarps * 32, 0, st>>>(w, x, n, bias, y, acc, s8);
-  BQ_LAUNCHED();
+  for (int i = 0; i < count; ++i) {
+    G.w[i] = with_block_shift(*t[i].w);
+    G.y[i] = t[i].y;
+    G.bias[i] = t[i].bias;
+    G.blocks_before[i + 1] = G.blocks_before[i] + int((t[i].w->out + rows_per_block - 1) / rows_per_block);
+  }
+  return G;
+}
+
+template <WeightKind K>
+void launch_vec(const VecGroup& G, const float* x, int n, bool acc, const Int8Scratch& s8, cudaStream_t st) {
+  const dim3 grid(unsigned(G.blocks_before[G.count])), block(kWarps * 32);
+  if (n == 1) pdl_launch(matvec_kernel<K, 1>, grid, block, st, G, x, n, acc, s8);
+  else if (n <= 4) pdl_launch(matvec_kernel<K, 4>, grid, block, st, G, x, n, acc, s8);
+  else pdl_launch(matvec_kernel<K, kLaunchRows>, grid, block, st, G, x, n, acc, s8);
+}
+
+// Whether the vectorized kernel takes w: whole 16-byte chunks per row, aligned, power-of-two 4-bit blocks.
+bool vec_capable(const DeviceWeight& w, const float* x, const Int8Scratch& s) {
+  const int E = w.kind == WeightKind::BF16 ? 8 : w.kind == WeightKind::Q4 ? 32 : 16;
+  const void* base = w.kind == WeightKind::BF16 ? static_cast<const void*>(w.bf16)
+                     : w.kind == WeightKind::Q4 ? static_cast<const void*>(w.packed)
+                                                : static_cast<const void*>(w.cb);
+  const DeviceWeight wk = with_block_shift(w);
+  const bool pow2 = (1 << wk.block_shift) == w.blocksize;
+  bool vec = w.in % E == 0 && aligned16(base) && aligned16(x) &&
+             (w.kind != WeightKind::Q4 || (w.blocksize % 32 == 0 && pow2));
+  if (w.kind == WeightKind::LLMInt8) vec = vec && aligned16(s.xq);
+  return vec;
+}
+
+void launch_vec_kind(const VecGroup& G, const float* x, int n, bool acc, const Int8Scratch& s, cudaStream_t st) {
+  switch (G.w[0].kind) {
+    case WeightKind::BF16: return launch_vec<WeightKind::BF16>(G, x, n, acc, s, st);
+    case WeightKind::Q4: return launch_vec<WeightKind::Q4>(G, x, n, acc, s, st);
+    case WeightKind::Int8: return launch_vec<WeightKind::Int8>(G, x, n, acc, s, st);
+    case WeightKind::LLMInt8: return launch_vec<WeightKind::LLMInt8>(G, x, n, acc, s, st);
+  }
 }
 
 // ---------------------------------------------------------------- LLM.int8 activation decomposition
@@ -386,26 +437,12 @@ __global__ void dequant_vec_kernel(DeviceWeight w, int64_t row0, int64_t nrows, 
 // Up to kLaunchRows tokens in one launch.
 void matvec_rows(const DeviceWeight& w, const float* x, int n, const float* bias, float* y, bool accumulate,
                  const Int8Scratch& s, cudaStream_t st) {
-  const int E = w.kind == WeightKind::BF16 ? 8 : w.kind == WeightKind::Q4 ? 32 : 16;
-  const void* base = w.kind == WeightKind::BF16 ? static_cast<const void*>(w.bf16)
-                     : w.kind == WeightKind::Q4 ? static_cast<const void*>(w.packed)
-                                                : static_cast<const void*>(w.cb);
-  const DeviceWeight wk = with_block_shift(w);
-  const bool pow2 = (1 << wk.block_shift) == w.blocksize;
-  bool vec = w.in % E == 0 && aligned16(base) && aligned16(x) &&
-             (w.kind != WeightKind::Q4 || (w.blocksize % 32 == 0 && pow2));
-  if (w.kind == WeightKind::LLMInt8) vec = vec && aligned16(s.xq);
-  if (!vec) {
-    matvec_scalar_kernel<<<unsigned((w.out + kWarps - 1) / kWarps), kWarps * 32, 0, st>>>(w, x, n, bias, y, accumulate, s);
-    BQ_LAUNCHED();
-    return;
+  if (!vec_capable(w, x, s)) {
+    return pdl_launch(matvec_scalar_kernel, dim3(unsigned((w.out + kWarps - 1) / kWarps)), dim3(kWarps * 32), st, w, x,
+                      n, bias, y, accumulate, s);
   }
-  switch (w.kind) {
-    case WeightKind::BF16: return launch_vec<WeightKind::BF16>(wk, x, n, bias, y, accumulate, s, st);
-    case WeightKind::Q4: return launch_vec<WeightKind::Q4>(wk, x, n, bias, y, accumulate, s, st);
-    case WeightKind::Int8: return launch_vec<WeightKind::Int8>(wk, x, n, bias, y, accumulate, s, st);
-    case WeightKind::LLMInt8: return launch_vec<WeightKind::LLMInt8>(wk, x, n, bias, y, accumulate, s, st);
-  }
+  const MatvecTarget t{&w, y, bias};
+  launch_vec_kind(vec_group(&t, 1), x, n, accumulate, s, st);
 }
 
 // LLM.int8 epilogue of a GEMM: int32 products of rows [r0, r0 + m) rescaled by SCA · SCB / 127², plus the outlier
@@ -413,10 +450,13 @@ void matvec_rows(const DeviceWeight& w, const float* x, int n, const float* bias
 __global__ void llm_int8_epilogue_kernel(DeviceWeight w, Int8Scratch s, const float* __restrict__ x,
                                          const int32_t* __restrict__ acc, int n, int64_t r0, int64_t m,
                                          const float* __restrict__ bias, float* __restrict__ y, bool accumulate) {
+  // Consecutive threads take consecutive tokens of one row: the row's outlier weights are one broadcast load
+  // each, the tokens' activations are L2 hits.
   const int64_t i = int64_t(blockIdx.x) * blockDim.x + threadIdx.x;
   if (i >= int64_t(n) * m) return;
-  const int t = int(i / m);
-  const int64_t r = r0 + (i - int64_t(t) * m);
+  const int64_t rr = i / n;
+  const int t = int(i - rr * n);
+  const int64_t r = r0 + rr;
   const int n_out = *s.n_outliers;
   const float wscale = w.scb[r] / 127.0f;
   float extra = 0;
@@ -424,7 +464,7 @@ __global__ void llm_int8_epilogue_kernel(DeviceWeight w, Int8Scratch s, const fl
     const int c = s.outliers[k];
     extra += x[int64_t(t) * w.in + c] * (float(w.cb[r * w.in + c]) * wscale);
   }
-  const float v = float(acc[i]) * (s.sca[t] * w.scb[r] / (127.0f * 127.0f)) + extra;
+  const float v = float(acc[int64_t(t) * m + rr]) * (s.sca[t] * w.scb[r] / (127.0f * 127.0f)) + extra;
   store_out(y, bias, int64_t(t) * w.out + r, r, v, accumulate);
 }
 
@@ -440,6 +480,19 @@ void matvec(const DeviceWeight& w, const float* x, int n, const float* bias, flo
     matvec_rows(w, x + int64_t(r0) * w.in, std::min(kLaunchRows, n - r0), bias, y + int64_t(r0) * w.out, accumulate,
                 s, st);
   }
+}
+
+bool matvec_grouped(const MatvecTarget* targets, int count, const float* x, int n, cudaStream_t st) {
+  if (count < 1 || count > kMaxVecGroup || n < 1 || n > kLaunchRows) return false;
+  const DeviceWeight& w0 = *targets[0].w;
+  for (int i = 0; i < count; ++i) {
+    const DeviceWeight& w = *targets[i].w;
+    if (w.kind == WeightKind::LLMInt8 || w.kind != w0.kind || w.in != w0.in || !vec_capable(w, x, Int8Scratch{}) ||
+        (w.kind == WeightKind::Q4 && (w.code != w0.code || w.dyn_map != w0.dyn_map)))
+      return false;
+  }
+  launch_vec_kind(vec_group(targets, count), x, n, false, Int8Scratch{}, st);
+  return true;
 }
 
 void llm_int8_prepare(const float* x, int n, int cols, float threshold, const Int8Scratch& s, cudaStream_t st) {

@@ -8,13 +8,15 @@
 // copy per lane so that lookups never conflict) and one packed multiply by its block scale, and the products and
 // sums run as mma.sync. Up to 8 tokens cost the same as one (an m16n8k16 tile has 8 columns); 32 use four tiles.
 //
-// Work split: a block owns 16 output rows (one m16 tile) at a time. A row's k range is cut into rounds of 128
-// elements; lane (g, t) of a warp takes, for rows g and g + 8, the 32 consecutive elements t·32.. of a round, and
-// the 8 warps of a block take rounds in turn, so each weight byte is read once. An mma sums over 16 k indices that
-// come from the four lanes' spans: any assignment of real columns to k indices gives the same sum as long as A
-// (weights) and B (activations) agree, and both are read from lane t's span. The 8 warps' partial tiles are added
-// in a fixed order (deterministic results). Blocks are persistent over row tiles (the lookup table is built once),
-// and one launch covers up to three weights with the same input (q, k, v or gate, up).
+// Work split (stream-k): the row tiles of the launch (16 rows each) times the rounds of a row (128 k elements) form
+// one flat list of work, cut into equal contiguous ranges, one per warp. Lane (g, t) of a warp takes, for rows g
+// and g + 8 of the tile, the 32 consecutive elements t·32.. of a round; an mma sums over 16 k indices that come
+// from the four lanes' spans: any assignment of real columns to k indices gives the same sum as long as A
+// (weights) and B (activations) agree, and both are read from lane t's span. Each warp keeps U rounds of weight
+// loads in flight in registers across tile boundaries and never waits for other warps. A tile that lies in one
+// warp's range is stored by that warp; a tile shared by several warps is summed by the last of them to arrive,
+// from the partial tiles in warp order (deterministic results). The lookup table is built once per block, and one
+// launch covers up to three weights with the same input (q, k, v or gate, up).
 #include <cuda_bf16.h>
 #include <cuda_fp16.h>
 
@@ -30,7 +32,7 @@ namespace bq::cuda {
 namespace {
 
 constexpr int kWarps = 8;
-constexpr int kTileRows = 16;
+constexpr int kTileRows = kTcTileRows;
 constexpr int kRoundElems = 128;   // k elements of one round: 4 lanes × 32
 constexpr int kLutEntries = 256;   // byte -> two 16-bit values
 constexpr int kMaxGroup = 3;
@@ -93,11 +95,11 @@ __host__ __device__ constexpr int lane_bytes() {
 
 // Pair p (elements 2p, 2p + 1 of the lane's 32) as two 16-bit values, weights of one row.
 template <WeightKind K, bool BF>
-__device__ __forceinline__ uint32_t weight_pair(const uint32_t* words, int p, uint32_t scale2, const uint32_t* lut,
-                                                int lane) {
+// lut_lane: this lane's column of the lookup table (entry e at lut_lane[e * 32]).
+__device__ __forceinline__ uint32_t weight_pair(const uint32_t* words, int p, uint32_t scale2, const uint32_t* lut_lane) {
   if constexpr (K == WeightKind::Q4) {
-    const uint32_t byte = (words[p / 4] >> (8 * (p % 4))) & 0xffu;  // high nibble: element 2p
-    return mul2<BF>(lut[byte * 32 + uint32_t(lane)], scale2);
+    const uint32_t byte = __byte_perm(words[p / 4], 0, 0x4440u | unsigned(p % 4));  // high nibble: element 2p
+    return mul2<BF>(lut_lane[byte * 32], scale2);
   } else {
     const int k = 2 * (p % 2);
     if constexpr (BF) {
@@ -112,130 +114,258 @@ __device__ __forceinline__ uint32_t weight_pair(const uint32_t* words, int p, ui
   }
 }
 
+// A tile's weight and rows: rows past the end of the weight load its last row and are not stored.
+struct TileRef {
+  int wi;           // weight of the group
+  int64_t row0;     // first row of the tile in that weight
+  int64_t ra, rb;   // rows of lane group g: g and g + 8
+};
+
+__device__ __forceinline__ TileRef tile_ref(const Group& G, int tile, int g) {
+  int wi = 0;
+  while (wi + 1 < G.count && tile >= G.tiles_before[wi + 1]) ++wi;
+  const int64_t row0 = int64_t(tile - G.tiles_before[wi]) * kTileRows, last = G.w[wi].out - 1;
+  return TileRef{wi, row0, min(row0 + g, last), min(row0 + g + 8, last)};
+}
+
+// One round of one lane in flight: its weight bytes of rows ra and rb and, for 4-bit weights, what their block
+// scales are computed from.
+template <WeightKind K>
+struct Stage {
+  static constexpr int V = lane_bytes<K>() / 16;
+  uint4 a[V], b[V];
+  uint32_t qa, qb;  // double quant: dynamic-map indices
+  float fa, fb;     // double quant: nested absmax; otherwise the absmax
+};
+
+// Where a warp's next weight loads come from. Pointers are set up when the cursor enters a tile and stepped by
+// one round after that, so that a round costs a few adds rather than the address arithmetic from scratch.
+template <WeightKind K>
+struct LoadCursor {
+  static constexpr int LB = lane_bytes<K>();
+  const uint8_t* pa;
+  const uint8_t* pb;          // this lane's bytes of rows ra, rb in the current round
+  int64_t ea, eb;             // 4-bit: element index of their first element (the block scale's index)
+  const uint8_t* absmax_q;
+  const float* absmax;        // absmax2 with double quant, else the absmax
+  int shift;
+  int tile, round;
+
+  __device__ __forceinline__ void seek(const Group& G, int tile_, int round_, int g, int t) {
+    tile = tile_, round = round_;
+    const TileRef r = tile_ref(G, tile, g);
+    const DeviceWeight& w = G.w[r.wi];
+    const uint8_t* base = K == WeightKind::Q4 ? w.packed : reinterpret_cast<const uint8_t*>(w.cb);
+    const int64_t row_bytes = w.in * LB / 32, off = int64_t(round) * 4 * LB + t * LB;
+    pa = base + r.ra * row_bytes + off;
+    pb = base + r.rb * row_bytes + off;
+    if constexpr (K == WeightKind::Q4) {
+      const int64_t col = int64_t(round) * kRoundElems + t * 32;  // a lane's 32 elements lie in one block
+      ea = r.ra * w.in + col, eb = r.rb * w.in + col;
+      absmax_q = w.absmax_q;
+      absmax = w.absmax_q ? w.absmax2 : w.absmax;
+      shift = w.block_shift;
+    }
+  }
+  __device__ __forceinline__ void load(Stage<K>& s) const {
+#pragma unroll
+    for (int v = 0; v < Stage<K>::V; ++v) {
+      s.a[v] = load_stream(pa + v * 16);
+      s.b[v] = load_stream(pb + v * 16);
+    }
+    if constexpr (K == WeightKind::Q4) {
+      const int64_t ba = ea >> shift, bb = eb >> shift;
+      if (absmax_q) {
+        s.qa = __ldg(absmax_q + ba), s.qb = __ldg(absmax_q + bb);
+        s.fa = __ldg(absmax + (ba >> 8)), s.fb = __ldg(absmax + (bb >> 8));
+      } else {
+        s.fa = __ldg(absmax + ba), s.fb = __ldg(absmax + bb);
+      }
+    }
+  }
+  __device__ __forceinline__ void advance(const Group& G, int tiles, int R, int g, int t) {
+    if (++round == R) {
+      if (tile + 1 < tiles) seek(G, tile + 1, 0, g, t);
+      return;
+    }
+    pa += 4 * LB, pb += 4 * LB;
+    if constexpr (K == WeightKind::Q4) ea += kRoundElems, eb += kRoundElems;
+  }
+};
+
+// c += this round's weights · activations. x_lane: the lane's activations at round 0; dq, offset: the block-scale
+// recipe of the tile's weight.
 template <WeightKind K, bool BF, int NTILES>
-__global__ void __launch_bounds__(kWarps * 32) matvec_tc_kernel(Group G, const uint32_t* __restrict__ xh, int n,
-                                                                bool accumulate) {
-  constexpr int LB = lane_bytes<K>(), V = LB / 16, U = 64 / LB;  // U rounds of loads in flight per warp
+__device__ __forceinline__ void compute_stage(float (&c)[NTILES][4], const Stage<K>& s, bool dq, float offset,
+                                              const uint32_t* __restrict__ x_lane, int64_t x_words, int round, int n,
+                                              const uint32_t* lut_lane, const float* dyn, int g) {
+  uint32_t xw[NTILES][16];
+#pragma unroll
+  for (int j = 0; j < NTILES; ++j) {
+    const uint4* xp = reinterpret_cast<const uint4*>(x_lane + j * 8 * x_words + round * (kRoundElems / 2));
+#pragma unroll
+    for (int q = 0; q < 4; ++q) {
+      uint4 v = j * 8 + g < n ? __ldg(xp + q) : make_uint4(0, 0, 0, 0);
+      xw[j][4 * q] = v.x, xw[j][4 * q + 1] = v.y, xw[j][4 * q + 2] = v.z, xw[j][4 * q + 3] = v.w;
+    }
+  }
+  const uint32_t* wda = reinterpret_cast<const uint32_t*>(s.a);
+  const uint32_t* wdb = reinterpret_cast<const uint32_t*>(s.b);
+  uint32_t s2a = 0, s2b = 0;
+  if constexpr (K == WeightKind::Q4) {
+    // The block scale as q4_absmax computes it (no fused multiply-add).
+    const float sa = dq ? __fadd_rn(__fmul_rn(dyn[s.qa], s.fa), offset) : s.fa;
+    const float sb = dq ? __fadd_rn(__fmul_rn(dyn[s.qb], s.fb), offset) : s.fb;
+    s2a = pack2<BF>(sa, sa), s2b = pack2<BF>(sb, sb);
+  }
+#pragma unroll
+  for (int i = 0; i < 8; ++i) {
+    const uint32_t a0 = weight_pair<K, BF>(wda, 2 * i, s2a, lut_lane);
+    const uint32_t a1 = weight_pair<K, BF>(wdb, 2 * i, s2b, lut_lane);
+    const uint32_t a2 = weight_pair<K, BF>(wda, 2 * i + 1, s2a, lut_lane);
+    const uint32_t a3 = weight_pair<K, BF>(wdb, 2 * i + 1, s2b, lut_lane);
+#pragma unroll
+    for (int j = 0; j < NTILES; ++j) mma<BF>(c[j], a0, a1, a2, a3, xw[j][2 * i], xw[j][2 * i + 1]);
+  }
+}
+
+// The finished sums of a tile: int8 row scale, rounding to the compute dtype, bias, store or accumulate.
+template <WeightKind K, bool BF, int NTILES>
+__device__ __forceinline__ void store_tile(const float (&c)[NTILES][4], const Group& G, const TileRef& r, int n,
+                                           bool accumulate, int g, int t) {
+  const DeviceWeight& w = G.w[r.wi];
+  float* y = G.y[r.wi];
+  const float* bias = G.bias[r.wi];
+#pragma unroll
+  for (int j = 0; j < NTILES; ++j)
+#pragma unroll
+    for (int k = 0; k < 4; ++k) {
+      const int64_t row = r.row0 + g + (k >= 2 ? 8 : 0);
+      const int token = j * 8 + 2 * t + (k & 1);
+      if (row >= w.out || token >= n) continue;
+      float v = c[j][k];
+      if constexpr (K == WeightKind::Int8) v *= w.scb[row] / 127.0f;
+      v = round_to<BF>(v);  // bitsandbytes' product leaves in the compute dtype
+      if (bias) v += bias[row];
+      const int64_t idx = int64_t(token) * w.out + row;
+      y[idx] = accumulate ? y[idx] + v : v;
+    }
+}
+
+// Partial tile of warp gw for tile `tile` (R rounds per tile, L per warp): slot 2·gw when the warp's range starts
+// in the tile, 2·gw + 1 when it ends there (a warp has at most those two partial tiles).
+__device__ __forceinline__ int partial_slot(int gw, int tile, int R, int L) {
+  return 2 * gw + (int64_t(gw) * L >= int64_t(tile) * R ? 0 : 1);
+}
+
+template <WeightKind K, bool BF, int NTILES>
+__global__ void __launch_bounds__(kWarps * 32, NTILES == 4 ? 1 : 2)
+    matvec_tc_kernel(Group G, const uint32_t* __restrict__ xh, int n, bool accumulate, int L, float4* partial,
+                     int* counters) {
+  constexpr int U = 64 / lane_bytes<K>();  // rounds of weight loads in flight per warp
   __shared__ uint32_t lut[K == WeightKind::Q4 ? kLutEntries * 32 : 1];
-  __shared__ float red[kWarps / 2][32][NTILES * 4];
+  __shared__ float dyn[K == WeightKind::Q4 ? 256 : 1];
   const int warp = threadIdx.x / 32, lane = threadIdx.x % 32, g = lane / 4, t = lane % 4;
   if constexpr (K == WeightKind::Q4) {
+    // Entry e = i / 32 of slot i = threadIdx.x + 256 k pairs code[e >> 4] = code[k / 2] (the high nibble) with
+    // code[e & 15] = code[warp + 8 (k % 2)]: two loads per thread, the rest uniform.
     const float* code = G.w[0].code;
-    for (int i = threadIdx.x; i < kLutEntries * 32; i += blockDim.x) {
-      const int e = i / 32;
-      lut[i] = pack2<BF>(__ldg(code + (e >> 4)), __ldg(code + (e & 15)));
-    }
+    const float lo[2] = {__ldg(code + warp), __ldg(code + warp + 8)};
+#pragma unroll
+    for (int k = 0; k < kLutEntries * 32 / (kWarps * 32); ++k)
+      lut[threadIdx.x + k * kWarps * 32] = pack2<BF>(__ldg(code + k / 2), lo[k % 2]);
+    for (int i = threadIdx.x; i < 256; i += blockDim.x) dyn[i] = __ldg(G.w[0].dyn_map + i);
     __syncthreads();
   }
-  const int64_t in = G.w[0].in;
-  const int rounds = int(in / kRoundElems);
-  const int64_t x_words = in / 2;  // 16-bit pairs per token
-  const int total = G.tiles_before[G.count];
-  for (int tile = blockIdx.x; tile < total; tile += gridDim.x) {
-    int wi = 0;
-    while (tile >= G.tiles_before[wi + 1]) ++wi;
-    const DeviceWeight& w = G.w[wi];
-    const int64_t row0 = int64_t(tile - G.tiles_before[wi]) * kTileRows;
-    // Rows past the end load the last row and are not stored.
-    const int64_t ra = min(row0 + g, w.out - 1), rb = min(row0 + g + 8, w.out - 1);
-    const uint8_t* base = K == WeightKind::Q4 ? w.packed : reinterpret_cast<const uint8_t*>(w.cb);
-    const int64_t row_bytes = in * LB / 32;
-    const uint8_t* pa = base + ra * row_bytes + t * LB;
-    const uint8_t* pb = base + rb * row_bytes + t * LB;
-    float c[NTILES][4];
-#pragma unroll
-    for (int j = 0; j < NTILES; ++j) c[j][0] = c[j][1] = c[j][2] = c[j][3] = 0;
+  const int R = int(G.w[0].in / kRoundElems), tiles = G.tiles_before[G.count];
+  const int64_t total = int64_t(tiles) * R;
+  const int gw = blockIdx.x * kWarps + warp;
+  const int begin = int(min(int64_t(gw) * L, total)), end = int(min(int64_t(begin) + L, total));
 
-    for (int r0 = warp; r0 < rounds; r0 += kWarps * U) {
-      uint4 wa[U][V], wb[U][V];
-      float sa[U], sb[U];
+  // The first U rounds' weights are loaded before waiting for the previous kernel: they do not depend on it.
+  Stage<K> stage[U];
+  LoadCursor<K> lc;
+  lc.seek(G, min(begin / R, tiles - 1), begin % R, g, t);
 #pragma unroll
-      for (int u = 0; u < U; ++u) {
-        const int r = r0 + u * kWarps;
-        if (r < rounds)
-#pragma unroll
-          for (int v = 0; v < V; ++v) {
-            wa[u][v] = load_stream(pa + int64_t(r) * 4 * LB + v * 16);
-            wb[u][v] = load_stream(pb + int64_t(r) * 4 * LB + v * 16);
-          }
-      }
-      if constexpr (K == WeightKind::Q4) {
-#pragma unroll
-        for (int u = 0; u < U; ++u) {
-          const int64_t col = int64_t(r0 + u * kWarps) * kRoundElems + t * 32;
-          const bool ok = r0 + u * kWarps < rounds;
-          sa[u] = ok ? q4_absmax(w, (ra * in + col) >> w.block_shift, w.dyn_map) : 0.0f;
-          sb[u] = ok ? q4_absmax(w, (rb * in + col) >> w.block_shift, w.dyn_map) : 0.0f;
-        }
-      }
-#pragma unroll
-      for (int u = 0; u < U; ++u) {
-        const int r = r0 + u * kWarps;
-        if (r >= rounds) break;
-        uint32_t xw[NTILES][16];
-#pragma unroll
-        for (int j = 0; j < NTILES; ++j) {
-          const int token = j * 8 + g;
-          const uint4* xp = reinterpret_cast<const uint4*>(xh + int64_t(token) * x_words + (int64_t(r) * kRoundElems + t * 32) / 2);
-#pragma unroll
-          for (int q = 0; q < 4; ++q) {
-            uint4 v = token < n ? __ldg(xp + q) : make_uint4(0, 0, 0, 0);
-            xw[j][4 * q] = v.x, xw[j][4 * q + 1] = v.y, xw[j][4 * q + 2] = v.z, xw[j][4 * q + 3] = v.w;
-          }
-        }
-        const uint32_t* wda = reinterpret_cast<const uint32_t*>(wa[u]);
-        const uint32_t* wdb = reinterpret_cast<const uint32_t*>(wb[u]);
-        uint32_t s2a = 0, s2b = 0;
-        if constexpr (K == WeightKind::Q4) s2a = pack2<BF>(sa[u], sa[u]), s2b = pack2<BF>(sb[u], sb[u]);
-#pragma unroll
-        for (int i = 0; i < 8; ++i) {
-          const uint32_t a0 = weight_pair<K, BF>(wda, 2 * i, s2a, lut, lane);
-          const uint32_t a1 = weight_pair<K, BF>(wdb, 2 * i, s2b, lut, lane);
-          const uint32_t a2 = weight_pair<K, BF>(wda, 2 * i + 1, s2a, lut, lane);
-          const uint32_t a3 = weight_pair<K, BF>(wdb, 2 * i + 1, s2b, lut, lane);
-#pragma unroll
-          for (int j = 0; j < NTILES; ++j) mma<BF>(c[j], a0, a1, a2, a3, xw[j][2 * i], xw[j][2 * i + 1]);
-        }
-      }
+  for (int u = 0; u < U; ++u)
+    if (begin + u < end) {
+      lc.load(stage[u]);
+      lc.advance(G, tiles, R, g, t);
     }
-    // Warps 4..7 into 0..3, then 2..3 into 0..1, then 1 into 0.
-    for (int half = kWarps / 2; half >= 1; half /= 2) {
-      if (warp >= half && warp < 2 * half)
+  grid_wait();
+  if (begin >= end) return grid_allow_successor();
+
+  const int64_t x_words = G.w[0].in / 2;  // 16-bit pairs per token
+  const uint32_t* x_lane = xh + int64_t(g) * x_words + t * 16;
+  const uint32_t* lut_lane = lut + lane;
+  int ct = begin / R, cr = begin - ct * R;  // compute cursor
+  TileRef cref = tile_ref(G, ct, g);
+  bool dq = G.w[cref.wi].absmax_q != nullptr;
+  float offset = G.w[cref.wi].offset;
+  float c[NTILES][4];
 #pragma unroll
-        for (int j = 0; j < NTILES; ++j)
+  for (int j = 0; j < NTILES; ++j) c[j][0] = c[j][1] = c[j][2] = c[j][3] = 0;
+
+  for (int f = begin; f < end; f += U) {
 #pragma unroll
-          for (int k = 0; k < 4; ++k) red[warp - half][lane][j * 4 + k] = c[j][k];
-      __syncthreads();
-      if (warp < half)
+    for (int u = 0; u < U; ++u) {
+      if (f + u >= end) break;
+      compute_stage<K, BF, NTILES>(c, stage[u], dq, offset, x_lane, x_words, cr, n, lut_lane, dyn, g);
+      if (f + u + U < end) {
+        lc.load(stage[u]);
+        lc.advance(G, tiles, R, g, t);
+      } else if (f + u + U == end) {
+        grid_allow_successor();  // all weight loads issued: the next kernel may start its prologue
+      }
+      const bool tile_done = ++cr == R;
+      if (!tile_done && f + u + 1 < end) continue;
+      // Flush tile ct: alone, or as one of the warps first..last that share it.
+      const int first = int(int64_t(ct) * R / L), last = int((int64_t(ct + 1) * R - 1) / L);
+      if (first == last) {
+        store_tile<K, BF, NTILES>(c, G, cref, n, accumulate, g, t);
+      } else {
+        float4* mine = partial + int64_t(partial_slot(gw, ct, R, L)) * NTILES * 32 + lane;
 #pragma unroll
-        for (int j = 0; j < NTILES; ++j)
+        for (int j = 0; j < NTILES; ++j) mine[j * 32] = make_float4(c[j][0], c[j][1], c[j][2], c[j][3]);
+        __threadfence();
+        __syncwarp();
+        int arrived = 0;
+        if (lane == 0) arrived = atomicAdd(counters + ct, 1);
+        arrived = __shfl_sync(0xffffffffu, arrived, 0);
+        if (arrived == last - first) {  // the last of them: sum the partials in warp order
+          __threadfence();
+          float sum[NTILES][4];
 #pragma unroll
-          for (int k = 0; k < 4; ++k) c[j][k] += red[warp][lane][j * 4 + k];
-      __syncthreads();
-    }
-    if (warp == 0) {
-      float* y = G.y[wi];
-      const float* bias = G.bias[wi];
+          for (int j = 0; j < NTILES; ++j) sum[j][0] = sum[j][1] = sum[j][2] = sum[j][3] = 0;
+          for (int w2 = first; w2 <= last; ++w2) {
+            const float4* p = partial + int64_t(partial_slot(w2, ct, R, L)) * NTILES * 32 + lane;
 #pragma unroll
-      for (int j = 0; j < NTILES; ++j)
-#pragma unroll
-        for (int k = 0; k < 4; ++k) {
-          const int64_t row = row0 + g + (k >= 2 ? 8 : 0);
-          const int token = j * 8 + 2 * t + (k & 1);
-          if (row >= w.out || token >= n) continue;
-          float v = c[j][k];
-          if constexpr (K == WeightKind::Int8) v *= w.scb[row] / 127.0f;
-          v = round_to<BF>(v);  // bitsandbytes' product leaves in the compute dtype
-          if (bias) v += bias[row];
-          const int64_t idx = int64_t(token) * w.out + row;
-          y[idx] = accumulate ? y[idx] + v : v;
+            for (int j = 0; j < NTILES; ++j) {
+              const float4 v = __ldcg(p + j * 32);
+              sum[j][0] += v.x, sum[j][1] += v.y, sum[j][2] += v.z, sum[j][3] += v.w;
+            }
+          }
+          if (lane == 0) counters[ct] = 0;  // ready for the next launch
+          store_tile<K, BF, NTILES>(sum, G, cref, n, accumulate, g, t);
         }
+      }
+#pragma unroll
+      for (int j = 0; j < NTILES; ++j) c[j][0] = c[j][1] = c[j][2] = c[j][3] = 0;
+      if (tile_done) {
+        cr = 0;
+        if (++ct < tiles) {
+          cref = tile_ref(G, ct, g);
+          dq = G.w[cref.wi].absmax_q != nullptr, offset = G.w[cref.wi].offset;
+        }
+      }
     }
   }
 }
 
 template <bool BF>
 __global__ void to_compute_kernel(const float* __restrict__ x, int64_t n, uint16_t* __restrict__ out) {
+  grid_allow_successor();
+  grid_wait();
   int64_t i = (int64_t(blockIdx.x) * blockDim.x + threadIdx.x) * 2;
   if (i + 1 < n) {
     const float2 v = *reinterpret_cast<const float2*>(x + i);
@@ -253,24 +383,34 @@ int sm_count() {
   return n;
 }
 
+// Fewest rounds one warp takes: shorter ranges cost more in partial tiles than they gain in parallelism.
+constexpr int kMinRoundsPerWarp = 4;
+
 template <WeightKind K, bool BF, int NTILES>
-void launch(const Group& G, const uint32_t* xh, int n, bool accumulate, cudaStream_t st) {
+void launch_tc(const Group& G, const uint32_t* xh, int n, bool accumulate, const TcScratch& s, int max_blocks,
+               cudaStream_t st) {
   static int per_sm = [] {
     int b = 0;
     BQ_CUDA(cudaOccupancyMaxActiveBlocksPerMultiprocessor(&b, matvec_tc_kernel<K, BF, NTILES>, kWarps * 32, 0));
     return std::max(b, 1);
   }();
-  const int total = G.tiles_before[G.count];
-  const int grid = std::min(total, sm_count() * per_sm);
-  matvec_tc_kernel<K, BF, NTILES><<<unsigned(grid), kWarps * 32, 0, st>>>(G, xh, n, accumulate);
-  BQ_LAUNCHED();
+  const int64_t total = int64_t(G.tiles_before[G.count]) * (G.w[0].in / kRoundElems);
+  int blocks = std::min(sm_count() * per_sm, kTcMaxBlocks);
+  if (max_blocks > 0) blocks = std::min(blocks, max_blocks);
+  const int64_t L = std::max<int64_t>(kMinRoundsPerWarp, (total + int64_t(blocks) * kWarps - 1) / (int64_t(blocks) * kWarps));
+  blocks = int(std::min<int64_t>(blocks, (total + L * kWarps - 1) / (L * kWarps)));
+  if (size_t(blocks) * kWarps * 2 * NTILES * 32 * 4 > s.partial_floats || size_t(G.tiles_before[G.count]) > s.counter_count)
+    fail("matvec_tc: the k-split scratch is too small for {} row tiles", G.tiles_before[G.count]);
+  pdl_launch(matvec_tc_kernel<K, BF, NTILES>, dim3(unsigned(blocks)), dim3(kWarps * 32), st, G, xh, n, accumulate,
+             int(L), reinterpret_cast<float4*>(s.partial), s.counters);
 }
 
 template <WeightKind K, bool BF>
-void launch_tiles(const Group& G, const uint32_t* xh, int n, bool accumulate, cudaStream_t st) {
-  if (n <= 8) return launch<K, BF, 1>(G, xh, n, accumulate, st);
-  if (n <= 16) return launch<K, BF, 2>(G, xh, n, accumulate, st);
-  return launch<K, BF, 4>(G, xh, n, accumulate, st);
+void launch_tiles(const Group& G, const uint32_t* xh, int n, bool accumulate, const TcScratch& s, int max_blocks,
+                  cudaStream_t st) {
+  if (n <= 8) return launch_tc<K, BF, 1>(G, xh, n, accumulate, s, max_blocks, st);
+  if (n <= 16) return launch_tc<K, BF, 2>(G, xh, n, accumulate, s, max_blocks, st);
+  return launch_tc<K, BF, 4>(G, xh, n, accumulate, s, max_blocks, st);
 }
 
 }  // namespace
@@ -285,10 +425,11 @@ bool matvec_tc_supported(const DeviceWeight& w, int n) {
   }
 }
 
-void matvec_tc(const MatvecTarget* targets, int count, const float* x, int n, bool accumulate, uint16_t* xh,
-               cudaStream_t st) {
+void matvec_tc(const MatvecTarget* targets, int count, const float* x, int n, bool accumulate, const TcScratch& s,
+               cudaStream_t st, int max_blocks) {
   if (count < 1 || count > kMaxGroup) fail("matvec_tc: {} weights in one launch (1..{})", count, kMaxGroup);
-  if (!xh || !aligned16(xh)) fail("matvec_tc: needs an aligned 16-bit activation scratch");
+  if (!s.xh || !aligned16(s.xh) || !aligned16(s.partial) || !s.counters)
+    fail("matvec_tc: needs an aligned 16-bit activation scratch and the k-split scratch");
   const DeviceWeight& w0 = *targets[0].w;
   Group G{};
   G.count = count;
@@ -304,16 +445,17 @@ void matvec_tc(const MatvecTarget* targets, int count, const float* x, int n, bo
   }
   const int64_t elems = int64_t(n) * w0.in;
   const bool bf = w0.compute == Compute::BF16;
-  const unsigned blocks = unsigned((elems / 2 + 255) / 256);
-  if (bf) to_compute_kernel<true><<<blocks, 256, 0, st>>>(x, elems, xh);
-  else to_compute_kernel<false><<<blocks, 256, 0, st>>>(x, elems, xh);
-  BQ_LAUNCHED();
-  const uint32_t* xw = reinterpret_cast<const uint32_t*>(xh);
+  if (x) {
+    const dim3 blocks(unsigned((elems / 2 + 255) / 256)), threads(256);
+    if (bf) pdl_launch(to_compute_kernel<true>, blocks, threads, st, x, elems, s.xh);
+    else pdl_launch(to_compute_kernel<false>, blocks, threads, st, x, elems, s.xh);
+  }
+  const uint32_t* xw = reinterpret_cast<const uint32_t*>(s.xh);
   if (w0.kind == WeightKind::Q4)
-    return bf ? launch_tiles<WeightKind::Q4, true>(G, xw, n, accumulate, st)
-              : launch_tiles<WeightKind::Q4, false>(G, xw, n, accumulate, st);
-  return bf ? launch_tiles<WeightKind::Int8, true>(G, xw, n, accumulate, st)
-            : launch_tiles<WeightKind::Int8, false>(G, xw, n, accumulate, st);
+    return bf ? launch_tiles<WeightKind::Q4, true>(G, xw, n, accumulate, s, max_blocks, st)
+              : launch_tiles<WeightKind::Q4, false>(G, xw, n, accumulate, s, max_blocks, st);
+  return bf ? launch_tiles<WeightKind::Int8, true>(G, xw, n, accumulate, s, max_blocks, st)
+            : launch_tiles<WeightKind::Int8, false>(G, xw, n, accumulate, s, max_blocks, st);
 }
 
 }  // namespace bq::cuda

@@ -12,6 +12,11 @@
 namespace bq::cuda {
 
 enum class WeightKind { BF16, Q4, Int8, LLMInt8 };
+
+// Kernels of a pass start with programmatic dependent launch (kernel_util.cuh) unless this is switched off
+// (bench --no-pdl: the comparison; on the H200 decode steps are 4-10% faster with it).
+void set_programmatic_launch(bool on);
+bool programmatic_launch();
 // Dtype the activations and dequantized weights of a product are rounded to (bitsandbytes' compute dtype).
 // F32: the CUDA-core kernels, exact fp32 products of the stored weights (and bf16 weights, always); F16 / BF16:
 // the tensor-core kernels.
@@ -54,18 +59,34 @@ struct Int8Scratch {
 void matvec(const DeviceWeight& w, const float* x, int n, const float* bias, float* y, bool accumulate,
             const Int8Scratch* s8, cudaStream_t st);
 
-// The same product on the tensor cores (matvec_tc.cu): x and the dequantized weights rounded to w.compute (F16 or
-// BF16), fp32 accumulation, the result rounded to w.compute as bitsandbytes returns it. 4-bit and int8 weights
-// with k a multiple of 128; up to three weights with the same input in one launch.
+// y_i = x · W_iᵀ (+ bias_i) for up to three weights with the same input, one launch of the CUDA-core kernel. False
+// (nothing done) where they cannot share it (LLM.int8, different kinds or widths, shapes of the scalar path) or
+// n > 16.
 struct MatvecTarget {
   const DeviceWeight* w;
   float* y;
   const float* bias;
 };
+bool matvec_grouped(const MatvecTarget* targets, int count, const float* x, int n, cudaStream_t st);
+
+// The same product on the tensor cores (matvec_tc.cu): x and the dequantized weights rounded to w.compute (F16 or
+// BF16), fp32 accumulation, the result rounded to w.compute as bitsandbytes returns it. 4-bit and int8 weights
+// with k a multiple of 128; up to three weights with the same input in one launch.
 bool matvec_tc_supported(const DeviceWeight& w, int n);
-// xh: scratch of n * in 16-bit values (x in the compute dtype).
-void matvec_tc(const MatvecTarget* targets, int count, const float* x, int n, bool accumulate, uint16_t* xh,
-               cudaStream_t st);
+// Scratch of the tensor-core products: xh holds x in the compute dtype (n * in values); partial and counters
+// hold the k-split partial sums and the per-tile arrival counts (sizes in cuda_layout.h; counters start at zero
+// and are left at zero).
+struct TcScratch {
+  uint16_t* xh = nullptr;
+  float* partial = nullptr;
+  size_t partial_floats = 0;
+  int* counters = nullptr;
+  size_t counter_count = 0;
+};
+// x == nullptr: s.xh already holds the input in the weights' compute dtype (written by the kernel before).
+// max_blocks > 0 caps the grid (tests: more k splits per tile).
+void matvec_tc(const MatvecTarget* targets, int count, const float* x, int n, bool accumulate, const TcScratch& s,
+               cudaStream_t st, int max_blocks = 0);
 
 // LLM.int8 activation decomposition of x[n, cols] into s (outlier columns over the whole batch, per-token SCA,
 // int8 codes), as bitsandbytes does before its int8 product.
@@ -87,10 +108,14 @@ void gemm_bf16(cublasHandle_t h, const uint16_t* x, const uint16_t* w, int n, in
 
 void to_bf16(const float* x, int64_t n, uint16_t* out, cudaStream_t st);
 void add_bias(float* y, const float* bias, int n, int m, cudaStream_t st);  // y[i, :] += bias
+// Kernels whose output feeds a tensor-core product also write it rounded to the product's 16-bit compute dtype
+// into out16 (when not null), which saves a conversion pass.
 // out[i] = weight * x[i] / rms(x[i]) for rows of width d.
-void rmsnorm(const float* x, const float* weight, float* out, int n, int d, float eps, cudaStream_t st);
+void rmsnorm(const float* x, const float* weight, float* out, int n, int d, float eps, cudaStream_t st,
+             uint16_t* out16 = nullptr, Compute c16 = Compute::F16);
 // gate = silu(gate) * up over n values.
-void silu_mul(float* gate, const float* up, int64_t n, cudaStream_t st);
+void silu_mul(float* gate, const float* up, int64_t n, cudaStream_t st, uint16_t* out16 = nullptr,
+              Compute c16 = Compute::F16);
 
 // Where each row of a step reads and writes its sequence's cache: layer l, position p of K is
 // k + (l * capacity + p) * kv_dim.
@@ -110,7 +135,8 @@ void rope_store(float* q, const float* k, const float* v, const RowInfo* rows, i
 // split into chunks processed in parallel then combined; partial needs attention_partial_floats() floats
 // (cuda_layout.h).
 void attention(const float* q, const RowInfo* rows, int n, int layer, int n_heads, int n_kv_heads, int hd,
-               int splits, int max_positions, float* partial, float* out, cudaStream_t st);
+               int splits, int max_positions, float* partial, float* out, cudaStream_t st, uint16_t* out16 = nullptr,
+               Compute c16 = Compute::F16);
 
 // Index of the largest value of each of n rows of width v (first on ties).
 void argmax_rows(const float* x, int n, int v, int* out, cudaStream_t st);
