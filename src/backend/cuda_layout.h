@@ -4,6 +4,7 @@
 #include <cstddef>
 #include <cstdint>
 
+#include "backend/cuda_split.h"
 #include "model/config.h"
 
 namespace bq::cuda {
@@ -20,11 +21,11 @@ constexpr int kAttentionTargetBlocks = 2 * 132;  // about two blocks per multipr
 constexpr size_t kCodeTableFloats = 16;    // NF4 / FP4 code values
 constexpr size_t kDynamicMapFloats = 256;  // bitsandbytes' signed dynamic map (double quant)
 constexpr size_t kRowInfoBytes = 24;       // sizeof(RowInfo): two ints and two pointers
-// Tensor-core decode products (matvec_tc.cu): 16-row tiles, at most this many blocks of 8 warps, each warp
-// leaving at most two partial tiles of 32 lanes x 4 accumulators x (up to) 4 token tiles.
+// Tensor-core decode products (matvec_tc.cu, cuda_split.h): 16-row tiles, at most this many blocks of 8 warps,
+// each warp leaving at most two partial tiles of 32 lanes x 4 accumulators x (up to) 4 token tiles.
 constexpr int kTcTileRows = 16;
 constexpr int kTcMaxBlocks = 2 * 132;
-constexpr size_t kTcPartialFloats = size_t(kTcMaxBlocks) * 8 * 2 * 32 * 4 * 4;
+constexpr size_t kTcPartialFloats = size_t(kTcMaxBlocks) * kTcWarpsPerBlock * 2 * 32 * 4 * 4;
 
 // The causal attention splits a row's cache positions into chunks processed in parallel; partials hold each
 // chunk's output and softmax statistics.

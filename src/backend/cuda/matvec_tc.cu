@@ -25,13 +25,14 @@
 #include "backend/cuda/check.h"
 #include "backend/cuda/kernel_util.cuh"
 #include "backend/cuda/ops.h"
+#include "backend/cuda_split.h"
 #include "core/error.h"
 
 namespace bq::cuda {
 
 namespace {
 
-constexpr int kWarps = 8;
+constexpr int kWarps = kTcWarpsPerBlock;
 constexpr int kTileRows = kTcTileRows;
 constexpr int kRoundElems = 128;   // k elements of one round: 4 lanes × 32
 constexpr int kLutEntries = 256;   // byte -> two 16-bit values
@@ -252,12 +253,6 @@ __device__ __forceinline__ void store_tile(const float (&c)[NTILES][4], const Gr
     }
 }
 
-// Partial tile of warp gw for tile `tile` (R rounds per tile, L per warp): slot 2·gw when the warp's range starts
-// in the tile, 2·gw + 1 when it ends there (a warp has at most those two partial tiles).
-__device__ __forceinline__ int partial_slot(int gw, int tile, int R, int L) {
-  return 2 * gw + (int64_t(gw) * L >= int64_t(tile) * R ? 0 : 1);
-}
-
 template <WeightKind K, bool BF, int NTILES>
 __global__ void __launch_bounds__(kWarps * 32, NTILES == 4 ? 1 : 2)
     matvec_tc_kernel(Group G, const uint32_t* __restrict__ xh, int n, bool accumulate, int L, float4* partial,
@@ -320,11 +315,11 @@ __global__ void __launch_bounds__(kWarps * 32, NTILES == 4 ? 1 : 2)
       const bool tile_done = ++cr == R;
       if (!tile_done && f + u + 1 < end) continue;
       // Flush tile ct: alone, or as one of the warps first..last that share it.
-      const int first = int(int64_t(ct) * R / L), last = int((int64_t(ct + 1) * R - 1) / L);
+      const int first = tc_first_warp(ct, R, L), last = tc_last_warp(ct, R, L);
       if (first == last) {
         store_tile<K, BF, NTILES>(c, G, cref, n, accumulate, g, t);
       } else {
-        float4* mine = partial + int64_t(partial_slot(gw, ct, R, L)) * NTILES * 32 + lane;
+        float4* mine = partial + int64_t(tc_partial_slot(gw, ct, R, L)) * NTILES * 32 + lane;
 #pragma unroll
         for (int j = 0; j < NTILES; ++j) mine[j * 32] = make_float4(c[j][0], c[j][1], c[j][2], c[j][3]);
         __threadfence();
@@ -338,7 +333,7 @@ __global__ void __launch_bounds__(kWarps * 32, NTILES == 4 ? 1 : 2)
 #pragma unroll
           for (int j = 0; j < NTILES; ++j) sum[j][0] = sum[j][1] = sum[j][2] = sum[j][3] = 0;
           for (int w2 = first; w2 <= last; ++w2) {
-            const float4* p = partial + int64_t(partial_slot(w2, ct, R, L)) * NTILES * 32 + lane;
+            const float4* p = partial + int64_t(tc_partial_slot(w2, ct, R, L)) * NTILES * 32 + lane;
 #pragma unroll
             for (int j = 0; j < NTILES; ++j) {
               const float4 v = __ldcg(p + j * 32);
@@ -383,9 +378,6 @@ int sm_count() {
   return n;
 }
 
-// Fewest rounds one warp takes: shorter ranges cost more in partial tiles than they gain in parallelism.
-constexpr int kMinRoundsPerWarp = 4;
-
 template <WeightKind K, bool BF, int NTILES>
 void launch_tc(const Group& G, const uint32_t* xh, int n, bool accumulate, const TcScratch& s, int max_blocks,
                cudaStream_t st) {
@@ -395,14 +387,14 @@ void launch_tc(const Group& G, const uint32_t* xh, int n, bool accumulate, const
     return std::max(b, 1);
   }();
   const int64_t total = int64_t(G.tiles_before[G.count]) * (G.w[0].in / kRoundElems);
-  int blocks = std::min(sm_count() * per_sm, kTcMaxBlocks);
-  if (max_blocks > 0) blocks = std::min(blocks, max_blocks);
-  const int64_t L = std::max<int64_t>(kMinRoundsPerWarp, (total + int64_t(blocks) * kWarps - 1) / (int64_t(blocks) * kWarps));
-  blocks = int(std::min<int64_t>(blocks, (total + L * kWarps - 1) / (L * kWarps)));
-  if (size_t(blocks) * kWarps * 2 * NTILES * 32 * 4 > s.partial_floats || size_t(G.tiles_before[G.count]) > s.counter_count)
+  int most = std::min(sm_count() * per_sm, kTcMaxBlocks);
+  if (max_blocks > 0) most = std::min(most, max_blocks);
+  const TcSplit split = tc_split(total, most);
+  if (size_t(split.blocks) * kWarps * 2 * NTILES * 32 * 4 > s.partial_floats ||
+      size_t(G.tiles_before[G.count]) > s.counter_count)
     fail("matvec_tc: the k-split scratch is too small for {} row tiles", G.tiles_before[G.count]);
-  pdl_launch(matvec_tc_kernel<K, BF, NTILES>, dim3(unsigned(blocks)), dim3(kWarps * 32), st, G, xh, n, accumulate,
-             int(L), reinterpret_cast<float4*>(s.partial), s.counters);
+  pdl_launch(matvec_tc_kernel<K, BF, NTILES>, dim3(unsigned(split.blocks)), dim3(kWarps * 32), st, G, xh, n,
+             accumulate, split.rounds_per_warp, reinterpret_cast<float4*>(s.partial), s.counters);
 }
 
 template <WeightKind K, bool BF>
