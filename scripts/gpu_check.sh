@@ -113,17 +113,18 @@ if [ -n "${PROFILE:-}" ]; then  # GPU time per kernel of one decode step (ncu), 
   done
 fi
 if [ -n "${STALLS:-}" ]; then  # why the decode kernels stall: warp states and SASS hot spots of one layer's launches
-  timeout 240 ncu --clock-control none -k regex:"attention_kernel|matvec_tc_kernel" --launch-skip 300 --launch-count 5 \
+  timeout 240 ncu --clock-control none -k regex:"attention|matvec_tc_kernel" --launch-skip 300 --launch-count 5 \
     --section SpeedOfLight --section Occupancy --section LaunchStats --section WarpStateStats --section SchedulerStats \
     --section MemoryWorkloadAnalysis --section SourceCounters --print-details all build-gpu/biomedq bench \
     --synthetic llama-3.1-8b --device cuda --precision nf4 --prompt-len 500 --gen-len 16 --reps 1 > "$OUT/stalls.txt" 2>&1
   echo "ncu stalls exit $?"
   if command -v cuobjdump > /dev/null; then  # instruction mix of the batch-1 4-bit kernel
-    cuobjdump -sass -fun regex:matvec_tc_kernel build-gpu/libbiomedq_lib.a 2> /dev/null | python3 -c '
+    cuobjdump -sass build-gpu/libbiomedq_lib.a 2> /dev/null | python3 -c '
 import re, sys, collections
 text = sys.stdin.read()
 for f in re.split(r"\n\s+Function : ", text)[1:]:
     name = f.split("\n")[0]
+    if "matvec_tc_kernel" not in name: continue
     ops = re.findall(r"/\*[0-9a-f]{4}\*/\s+(?:@!?U?P\w+\s+)?([A-Z][A-Z0-9_]*)", f)
     print(name[:100], len(ops), collections.Counter(ops).most_common(25))
 ' > "$OUT/sass-mix.txt"
