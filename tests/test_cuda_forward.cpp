@@ -168,29 +168,34 @@ TEST(CudaForwardTest, RealWidthBf16AndNf4) {
 // without it (a missing wait in some kernel would show here as a race).
 TEST(CudaForwardTest, ProgrammaticLaunchChangesNothing) {
   REQUIRE_GPU();
-  quant::QuantOptions opt;
-  opt.scheme = quant::Scheme::NF4;
-  opt.compute = DType::F16;
-  std::vector<std::vector<float>> runs;
-  for (bool pdl : {true, false, true}) {
-    cuda::set_programmatic_launch(pdl);
-    auto f = CudaForward::synthetic(real_width(), opt, 7);
-    const int s = f->open_sequence(64);
-    std::vector<float> all;
-    for (int step = 0; step < 6; ++step) {
-      ForwardBatch b;
-      const int n = step == 0 ? 20 : 1;
-      for (int i = 0; i < n; ++i) b.tokens.push_back(int32_t((step * 31 + i * 7) % 512)), b.seq.push_back(s);
-      b.logit_rows = {n - 1};
-      std::vector<float> l(size_t(real_width().vocab));
-      f->run(b, l.data());
-      all.insert(all.end(), l.begin(), l.end());
+  quant::QuantOptions nf4;
+  nf4.scheme = quant::Scheme::NF4;
+  nf4.compute = DType::F16;
+  // nf4 with fp16 compute: the tensor-core products; bf16: the CUDA-core products, grouped.
+  for (const std::optional<quant::QuantOptions>& opt : {std::optional<quant::QuantOptions>(nf4),
+                                                        std::optional<quant::QuantOptions>()}) {
+    SCOPED_TRACE(opt ? "nf4" : "bf16");
+    std::vector<std::vector<float>> runs;
+    for (bool pdl : {true, false, true}) {
+      cuda::set_programmatic_launch(pdl);
+      auto f = CudaForward::synthetic(real_width(), opt, 7);
+      const int s = f->open_sequence(64);
+      std::vector<float> all;
+      for (int step = 0; step < 6; ++step) {
+        ForwardBatch b;
+        const int n = step == 0 ? 20 : 1;
+        for (int i = 0; i < n; ++i) b.tokens.push_back(int32_t((step * 31 + i * 7) % 512)), b.seq.push_back(s);
+        b.logit_rows = {n - 1};
+        std::vector<float> l(size_t(real_width().vocab));
+        f->run(b, l.data());
+        all.insert(all.end(), l.begin(), l.end());
+      }
+      runs.push_back(all);
     }
-    runs.push_back(all);
+    cuda::set_programmatic_launch(true);
+    EXPECT_EQ(runs[0], runs[1]);
+    EXPECT_EQ(runs[0], runs[2]);
   }
-  cuda::set_programmatic_launch(true);
-  EXPECT_EQ(runs[0], runs[1]);
-  EXPECT_EQ(runs[0], runs[2]);
 }
 
 // Sequences of different lengths in one step, a closed slot reused, with and without graphs: same logits as the
