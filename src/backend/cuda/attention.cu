@@ -22,8 +22,6 @@ constexpr int kMaxGroup = 8;   // query heads per KV head
 constexpr int kMaxHd = 256;
 constexpr int kValueStageBytes = 16 << 10;  // values of 64 positions of a 128-wide head
 
-__device__ __forceinline__ float bf16f(uint16_t h) { return __uint_as_float(uint32_t(h) << 16); }
-
 __global__ void __launch_bounds__(kThreads) attention_kernel(const float* __restrict__ q, const RowInfo* rows, int layer,
                                                              int n_heads, int n_kv, int hd, int splits, int split_len,
                                                              float* __restrict__ partial) {

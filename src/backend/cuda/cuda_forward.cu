@@ -292,18 +292,14 @@ struct CudaForward::Impl {
   void linears(std::initializer_list<std::pair<const DevLinear*, float*>> ls, const float* xin, int n, bool have16) {
     MatvecTarget t[3];
     int count = 0;
-    bool shared = ls.size() <= 3;
-    const DeviceWeight& w0 = ls.begin()->first->w;
-    for (auto& [L, y] : ls) {
-      shared = shared && matvec_tc_supported(L->w, n) && L->w.kind == w0.kind && L->w.in == w0.in &&
-               L->w.compute == w0.compute && L->w.code == w0.code;
+    for (auto& [L, y] : ls)
       if (count < 3) t[count++] = MatvecTarget{&L->w, y, L->bias.get()};
-    }
-    if (shared) return matvec_tc(t, count, have16 ? nullptr : xin, n, false, tc_scratch(), st);
+    const bool whole = count == int(ls.size());
+    if (whole && matvec_tc_can_share(t, count, n))
+      return matvec_tc(t, count, have16 ? nullptr : xin, n, false, tc_scratch(), st);
     // The CUDA-core kernel for the shapes the tensor-core one does not take (bf16 weights, fp32 compute).
-    const bool all_vec = ls.size() <= 3 && n <= (w0.kind == WeightKind::BF16 ? kBf16MatvecMaxRows : kMatvecMaxRows) &&
-                         std::none_of(ls.begin(), ls.end(), [&](auto& p) { return matvec_tc_supported(p.first->w, n); });
-    if (all_vec && matvec_grouped(t, count, xin, n, st)) return;
+    const bool none_tc = std::none_of(t, t + count, [&](const MatvecTarget& m) { return matvec_tc_supported(*m.w, n); });
+    if (whole && none_tc && matvec_grouped(t, count, xin, n, st)) return;
     for (auto& [L, y] : ls) linear(*L, xin, n, y, false, have16);
   }
 

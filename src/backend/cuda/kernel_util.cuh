@@ -33,10 +33,12 @@ __device__ __forceinline__ float q4_absmax(const DeviceWeight& w, int64_t b, con
   return __fadd_rn(__fmul_rn(dyn_map[w.absmax_q[b]], w.absmax2[b / 256]), w.offset);
 }
 
+__device__ __forceinline__ float bf16f(uint16_t h) { return __uint_as_float(uint32_t(h) << 16); }
+__device__ __forceinline__ uint16_t to_bf16_bits(float v) { return __bfloat16_as_ushort(__float2bfloat16_rn(v)); }
+
 // v rounded to a 16-bit compute dtype (fp16 or bf16), as a bit pattern.
 __device__ __forceinline__ uint16_t to_16bit(float v, Compute c) {
-  if (c == Compute::F16) return __half_as_ushort(__float2half_rn(v));
-  return __bfloat16_as_ushort(__float2bfloat16_rn(v));
+  return c == Compute::F16 ? __half_as_ushort(__float2half_rn(v)) : to_bf16_bits(v);
 }
 
 // Programmatic dependent launch (sm_90): a kernel started with pdl_launch may begin while the previous kernel of
@@ -70,6 +72,11 @@ void pdl_launch(void (*kernel)(Params...), dim3 grid, dim3 block, cudaStream_t s
 }
 
 inline bool aligned16(const void* p) { return (reinterpret_cast<uintptr_t>(p) & 15) == 0; }
+
+// 4-bit blocks the vectorized kernels take: a 16-byte chunk (32 elements) lies in one block, whose index is a shift.
+inline bool q4_blocks_vectorizable(const DeviceWeight& w) {
+  return w.blocksize % 32 == 0 && (w.blocksize & (w.blocksize - 1)) == 0;
+}
 
 // w with block_shift = log2(blocksize) rounded up (the kernels' block index is a shift; callers check that the
 // block size is a power of two where they rely on it).

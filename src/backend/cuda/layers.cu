@@ -15,11 +15,6 @@ namespace {
 
 bool g_programmatic_launch = true;  // decode 4-10% faster on the H200 (docs/benchmarks/NOTES.md)
 
-__device__ __forceinline__ uint16_t to_bf16_bits(float v) {
-  __nv_bfloat16 b = __float2bfloat16_rn(v);
-  return *reinterpret_cast<uint16_t*>(&b);
-}
-
 __device__ __forceinline__ float block_sum(float v, float* red) {
   for (int o = 16; o > 0; o >>= 1) v += __shfl_xor_sync(0xffffffffu, v, o);
   if (threadIdx.x % 32 == 0) red[threadIdx.x / 32] = v;

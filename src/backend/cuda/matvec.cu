@@ -30,14 +30,6 @@ constexpr int kUnroll = 4;  // 16-byte chunks per row a lane loads before using 
 constexpr int kRowsPerWarp = 2;  // output rows per warp: each x load feeds two weight rows
 constexpr int kLaunchRows = 16;  // tokens per launch (register accumulators per token)
 
-__device__ __forceinline__ float bf16f(uint16_t h) { return __uint_as_float(uint32_t(h) << 16); }
-
-__device__ __forceinline__ uint16_t to_bf16_bits(float v) {
-  __nv_bfloat16 b = __float2bfloat16_rn(v);
-  return *reinterpret_cast<uint16_t*>(&b);
-}
-
-
 __device__ __forceinline__ float warp_sum(float v) {
   for (int o = 16; o > 0; o >>= 1) v += __shfl_xor_sync(0xffffffffu, v, o);
   return v;
@@ -276,10 +268,7 @@ bool vec_capable(const DeviceWeight& w, const float* x, const Int8Scratch& s) {
   const void* base = w.kind == WeightKind::BF16 ? static_cast<const void*>(w.bf16)
                      : w.kind == WeightKind::Q4 ? static_cast<const void*>(w.packed)
                                                 : static_cast<const void*>(w.cb);
-  const DeviceWeight wk = with_block_shift(w);
-  const bool pow2 = (1 << wk.block_shift) == w.blocksize;
-  bool vec = w.in % E == 0 && aligned16(base) && aligned16(x) &&
-             (w.kind != WeightKind::Q4 || (w.blocksize % 32 == 0 && pow2));
+  bool vec = w.in % E == 0 && aligned16(base) && aligned16(x) && (w.kind != WeightKind::Q4 || q4_blocks_vectorizable(w));
   if (w.kind == WeightKind::LLMInt8) vec = vec && aligned16(s.xq);
   return vec;
 }
@@ -511,7 +500,7 @@ void dequantize_rows(const DeviceWeight& w, int64_t row0, int64_t nrows, uint16_
   if (w.kind != WeightKind::BF16 && aligned16(out)) {
     const DeviceWeight wk = with_block_shift(w);
     const bool q4 = w.kind == WeightKind::Q4;
-    const bool ok = q4 ? w.in % 32 == 0 && aligned16(w.packed) && w.blocksize % 32 == 0 && (1 << wk.block_shift) == w.blocksize
+    const bool ok = q4 ? w.in % 32 == 0 && aligned16(w.packed) && q4_blocks_vectorizable(w)
                        : w.in % 16 == 0 && aligned16(w.cb);
     if (ok) {
       const int64_t chunks = nrows * (w.in / (q4 ? 32 : 16));

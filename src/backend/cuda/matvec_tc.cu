@@ -412,9 +412,21 @@ bool matvec_tc_supported(const DeviceWeight& w, int n) {
   switch (w.kind) {
     case WeightKind::Int8: return aligned16(w.cb) && aligned16(w.scb);
     case WeightKind::Q4:
-      return aligned16(w.packed) && w.blocksize % 32 == 0 && (w.blocksize & (w.blocksize - 1)) == 0;
+      return aligned16(w.packed) && q4_blocks_vectorizable(w);
     default: return false;  // bf16: the CUDA-core kernel and cuBLAS; LLM.int8: its own decomposition
   }
+}
+
+bool matvec_tc_can_share(const MatvecTarget* targets, int count, int n) {
+  if (count < 1 || count > kMaxGroup) return false;
+  const DeviceWeight& w0 = *targets[0].w;
+  for (int i = 0; i < count; ++i) {
+    const DeviceWeight& w = *targets[i].w;
+    if (!matvec_tc_supported(w, n) || w.kind != w0.kind || w.in != w0.in || w.compute != w0.compute ||
+        (w.kind == WeightKind::Q4 && (w.code != w0.code || w.dyn_map != w0.dyn_map)))
+      return false;
+  }
+  return true;
 }
 
 void matvec_tc(const MatvecTarget* targets, int count, const float* x, int n, bool accumulate, const TcScratch& s,
@@ -422,14 +434,12 @@ void matvec_tc(const MatvecTarget* targets, int count, const float* x, int n, bo
   if (count < 1 || count > kMaxGroup) fail("matvec_tc: {} weights in one launch (1..{})", count, kMaxGroup);
   if (!s.xh || !aligned16(s.xh) || !aligned16(s.partial) || !s.counters)
     fail("matvec_tc: needs an aligned 16-bit activation scratch and the k-split scratch");
+  if (!matvec_tc_can_share(targets, count, n)) fail("matvec_tc: the {} weights cannot share one launch", count);
   const DeviceWeight& w0 = *targets[0].w;
   Group G{};
   G.count = count;
   for (int i = 0; i < count; ++i) {
     const DeviceWeight& w = *targets[i].w;
-    if (!matvec_tc_supported(w, n) || w.kind != w0.kind || w.in != w0.in || w.compute != w0.compute ||
-        (w.kind == WeightKind::Q4 && (w.code != w0.code || w.dyn_map != w0.dyn_map)))
-      fail("matvec_tc: weight {} of the group cannot share the launch", i);
     G.w[i] = with_block_shift(w);
     G.y[i] = targets[i].y;
     G.bias[i] = targets[i].bias;

@@ -73,6 +73,9 @@ bool matvec_grouped(const MatvecTarget* targets, int count, const float* x, int 
 // BF16), fp32 accumulation, the result rounded to w.compute as bitsandbytes returns it. 4-bit and int8 weights
 // with k a multiple of 128; up to three weights with the same input in one launch.
 bool matvec_tc_supported(const DeviceWeight& w, int n);
+// Whether these weights (same input) can share one matvec_tc launch: all supported, same kind, width, compute
+// dtype and code tables, at most three.
+bool matvec_tc_can_share(const MatvecTarget* targets, int count, int n);
 // Scratch of the tensor-core products: xh holds x in the compute dtype (n * in values); partial and counters
 // hold the k-split partial sums and the per-tile arrival counts (sizes in cuda_layout.h; counters start at zero
 // and are left at zero).
