@@ -345,8 +345,9 @@ TEST(CudaMatvecTcSplit, DeterministicAndPreconverted) {
   EXPECT_TRUE(tcb.counters_zero());
 }
 
-// LLM.int8 prefill through cuBLAS' int8 product (exact int32) and the rescaling epilogue: the CPU's numbers, also when
-// the output rows do not fit the accumulator scratch at once.
+// LLM.int8 prefill through cuBLAS' int8 product (exact int32), the rescaling epilogue and the gathered outlier GEMM:
+// the CPU's numbers, also when the output rows do not fit the accumulator scratch at once (chunks), and when not even
+// the gathered outlier columns fit it (the epilogue's own outlier loop).
 TEST(CudaLlmInt8, GemmMatchesCpu) {
   REQUIRE_GPU();
   std::mt19937 rng(std::random_device{}());
@@ -361,7 +362,7 @@ TEST(CudaLlmInt8, GemmMatchesCpu) {
   const Int8Scratch s8 = buffers.scratch();
   auto dx = to_device(x);
   auto db = to_device(bias);
-  for (size_t acc_elems : {size_t(n * rows), size_t(n * 40)}) {
+  for (size_t acc_elems : {size_t(n * (rows + 20)), size_t(n * 40), size_t(n * 8)}) {  // one chunk, chunks, no room
     DeviceArray<int32_t> acc(acc_elems, "test");
     auto dy = to_device(std::vector<float>(ref.size(), 0.0f));
     llm_int8_prepare(dx.get(), n, int(cols), t->w.threshold, s8, nullptr);

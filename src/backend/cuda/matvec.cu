@@ -434,11 +434,13 @@ void matvec_rows(const DeviceWeight& w, const float* x, int n, const float* bias
   launch_vec_kind(vec_group(&t, 1), x, n, accumulate, s, st);
 }
 
-// LLM.int8 epilogue of a GEMM: int32 products of rows [r0, r0 + m) rescaled by SCA · SCB / 127², plus the outlier
-// columns in fp32 (as the matrix-vector kernel computes them, here one thread per output).
+// LLM.int8 epilogue of a GEMM: int32 products of rows [r0, r0 + m) rescaled by SCA · SCB / 127², plus, unless a
+// gathered GEMM adds them afterwards (outliers_after), the outlier columns in fp32 as the matrix-vector kernel
+// computes them (one thread per output).
 __global__ void llm_int8_epilogue_kernel(DeviceWeight w, Int8Scratch s, const float* __restrict__ x,
                                          const int32_t* __restrict__ acc, int n, int64_t r0, int64_t m,
-                                         const float* __restrict__ bias, float* __restrict__ y, bool accumulate) {
+                                         const float* __restrict__ bias, float* __restrict__ y, bool accumulate,
+                                         bool outliers_after) {
   // Consecutive threads take consecutive tokens of one row: the row's outlier weights are one broadcast load
   // each, the tokens' activations are L2 hits.
   const int64_t i = int64_t(blockIdx.x) * blockDim.x + threadIdx.x;
@@ -446,7 +448,7 @@ __global__ void llm_int8_epilogue_kernel(DeviceWeight w, Int8Scratch s, const fl
   const int64_t rr = i / n;
   const int t = int(i - rr * n);
   const int64_t r = r0 + rr;
-  const int n_out = *s.n_outliers;
+  const int n_out = outliers_after ? 0 : *s.n_outliers;
   const float wscale = w.scb[r] / 127.0f;
   float extra = 0;
   for (int k = 0; k < n_out; ++k) {
@@ -455,6 +457,25 @@ __global__ void llm_int8_epilogue_kernel(DeviceWeight w, Int8Scratch s, const fl
   }
   const float v = float(acc[int64_t(t) * m + rr]) * (s.sca[t] * w.scb[r] / (127.0f * 127.0f)) + extra;
   store_out(y, bias, int64_t(t) * w.out + r, r, v, accumulate);
+}
+
+// xo[t, k] = x[t, outliers[k]]: the activations of the outlier columns, for the gathered GEMM.
+__global__ void gather_outlier_x_kernel(const float* __restrict__ x, int n, int64_t cols, const int* __restrict__ list,
+                                        int n_out, float* __restrict__ xo) {
+  const int64_t i = int64_t(blockIdx.x) * blockDim.x + threadIdx.x;
+  if (i >= int64_t(n) * n_out) return;
+  const int64_t t = i / n_out;
+  xo[i] = x[t * cols + list[i - t * n_out]];
+}
+
+// wo[rr, k] = CB[r0 + rr, outliers[k]] · SCB / 127: the dequantized int8 weights of the outlier columns (as the CPU
+// computes them).
+__global__ void gather_outlier_w_kernel(DeviceWeight w, int64_t r0, int64_t m, const int* __restrict__ list, int n_out,
+                                        float* __restrict__ wo) {
+  const int64_t i = int64_t(blockIdx.x) * blockDim.x + threadIdx.x;
+  if (i >= m * n_out) return;
+  const int64_t rr = i / n_out, r = r0 + rr;
+  wo[i] = float(w.cb[r * w.in + list[i - rr * n_out]]) * (w.scb[r] / 127.0f);
 }
 
 }  // namespace
@@ -519,20 +540,51 @@ void dequantize_rows(const DeviceWeight& w, int64_t row0, int64_t nrows, uint16_
 bool llm_int8_gemm(cublasHandle_t h, const DeviceWeight& w, const float* x, int n, const Int8Scratch& s,
                    int32_t* acc, size_t acc_elems, const float* bias, float* y, bool accumulate, cudaStream_t st) {
   if (w.in % 4 != 0 || w.out % 4 != 0) return false;  // cuBLAS' int8 products want leading dimensions of 4
-  const int64_t chunk = std::min<int64_t>(w.out, int64_t(acc_elems) / n / 4 * 4);
+  // The outlier columns as one fp32 GEMM over the gathered columns (bitsandbytes' 16-bit product of the outlier
+  // part) rather than a loop per output: that needs their count on the host, which a graph capture cannot read.
+  cudaStreamCaptureStatus capture = cudaStreamCaptureStatusNone;
+  BQ_CUDA(cudaStreamIsCapturing(st, &capture));
+  int n_out = -1;  // -1: the epilogue adds the outlier columns itself
+  if (capture == cudaStreamCaptureStatusNone) {
+    BQ_CUDA(cudaMemcpyAsync(&n_out, s.n_outliers, sizeof(int), cudaMemcpyDeviceToHost, st));
+    BQ_CUDA(cudaStreamSynchronize(st));
+  }
+  // acc holds, with the gathered GEMM: xo [n, n_out] fp32, then per chunk of m rows the int32 products [n, m] and
+  // wo [m, n_out] fp32.
+  const int64_t xo_elems = n_out > 0 ? int64_t(n) * n_out : 0;
+  int64_t chunk = n_out >= 0 ? (int64_t(acc_elems) - xo_elems) / (n + std::max(n_out, 0)) / 4 * 4 : 0;
+  if (chunk < 4) n_out = -1, chunk = int64_t(acc_elems) / n / 4 * 4;  // too many outliers: the per-output loop
+  chunk = std::min<int64_t>(chunk, w.out);
   if (chunk < 4) return false;
+  float* xo = reinterpret_cast<float*>(acc);
+  int32_t* acc_chunk = acc + (n_out > 0 ? xo_elems : 0);
+  float* wo = reinterpret_cast<float*>(acc_chunk + int64_t(n) * chunk);
+  if (n_out > 0) {
+    gather_outlier_x_kernel<<<unsigned((xo_elems + 255) / 256), 256, 0, st>>>(x, n, w.in, s.outliers, n_out, xo);
+    BQ_LAUNCHED();
+  }
   const int32_t one = 1, zero = 0;
+  const float onef = 1.0f;
   for (int64_t r0 = 0; r0 < w.out; r0 += chunk) {
     const int64_t m = std::min(chunk, w.out - r0);
     // Row-major acc[n, m] = xq[n, k] · W[r0.., k]ᵀ, exact in int32 (outlier columns of xq are zero).
     cublasStatus_t status = cublasGemmEx(h, CUBLAS_OP_T, CUBLAS_OP_N, int(m), n, int(w.in), &one, w.cb + r0 * w.in,
-                                         CUDA_R_8I, int(w.in), s.xq, CUDA_R_8I, int(w.in), &zero, acc, CUDA_R_32I,
-                                         int(m), CUBLAS_COMPUTE_32I, CUBLAS_GEMM_DEFAULT);
+                                         CUDA_R_8I, int(w.in), s.xq, CUDA_R_8I, int(w.in), &zero, acc_chunk,
+                                         CUDA_R_32I, int(m), CUBLAS_COMPUTE_32I, CUBLAS_GEMM_DEFAULT);
     if (status == CUBLAS_STATUS_NOT_SUPPORTED && r0 == 0) return false;
     BQ_CUBLAS(status);
     const int64_t total = int64_t(n) * m;
-    llm_int8_epilogue_kernel<<<unsigned((total + 255) / 256), 256, 0, st>>>(w, s, x, acc, n, r0, m, bias, y, accumulate);
+    llm_int8_epilogue_kernel<<<unsigned((total + 255) / 256), 256, 0, st>>>(w, s, x, acc_chunk, n, r0, m, bias, y,
+                                                                            accumulate, n_out >= 0);
     BQ_LAUNCHED();
+    if (n_out > 0) {
+      // y[:, r0..] += xo · woᵀ, plain fp32 (column-major: yᵀ = wo(n_out×m)ᵀ · xoᵀ).
+      gather_outlier_w_kernel<<<unsigned((m * n_out + 255) / 256), 256, 0, st>>>(w, r0, m, s.outliers, n_out, wo);
+      BQ_LAUNCHED();
+      BQ_CUBLAS(cublasGemmEx(h, CUBLAS_OP_T, CUBLAS_OP_N, int(m), n, n_out, &onef, wo, CUDA_R_32F, n_out, xo,
+                             CUDA_R_32F, n_out, &onef, y + r0, CUDA_R_32F, int(w.out), CUBLAS_COMPUTE_32F,
+                             CUBLAS_GEMM_DEFAULT));
+    }
   }
   return true;
 }

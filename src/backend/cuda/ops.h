@@ -96,8 +96,10 @@ void matvec_tc(const MatvecTarget* targets, int count, const float* x, int n, bo
 void llm_int8_prepare(const float* x, int n, int cols, float threshold, const Int8Scratch& s, cudaStream_t st);
 
 // LLM.int8 for many rows after llm_int8_prepare: the int8 product as a cuBLAS int8 GEMM (exact int32), a chunk of
-// output rows at a time into acc (acc_elems int32), then the rescaling and the outlier columns. False (nothing
-// done) where cuBLAS has no int8 product for the shape.
+// output rows at a time into acc (acc_elems int32), then the rescaling, and the outlier columns as an fp32 GEMM of
+// the gathered columns (also in acc). Where those do not fit acc, or `st` is being captured (the outlier count is
+// read on the host), the epilogue adds the outlier columns one by one. False (nothing done) where cuBLAS has no
+// int8 product for the shape.
 bool llm_int8_gemm(cublasHandle_t h, const DeviceWeight& w, const float* x, int n, const Int8Scratch& s,
                    int32_t* acc, size_t acc_elems, const float* bias, float* y, bool accumulate, cudaStream_t st);
 
