@@ -58,10 +58,11 @@ __device__ __forceinline__ void grid_allow_successor() {
 }
 
 template <typename... Params, typename... Args>
-void pdl_launch(void (*kernel)(Params...), dim3 grid, dim3 block, cudaStream_t st, Args&&... args) {
+void pdl_launch_smem(void (*kernel)(Params...), dim3 grid, dim3 block, size_t smem, cudaStream_t st, Args&&... args) {
   cudaLaunchConfig_t cfg = {};
   cfg.gridDim = grid;
   cfg.blockDim = block;
+  cfg.dynamicSmemBytes = smem;
   cfg.stream = st;
   cudaLaunchAttribute attr = {};
   attr.id = cudaLaunchAttributeProgrammaticStreamSerialization;
@@ -69,6 +70,10 @@ void pdl_launch(void (*kernel)(Params...), dim3 grid, dim3 block, cudaStream_t s
   cfg.attrs = &attr;
   cfg.numAttrs = programmatic_launch() ? 1 : 0;
   BQ_CUDA(cudaLaunchKernelEx(&cfg, kernel, std::forward<Args>(args)...));
+}
+template <typename... Params, typename... Args>
+void pdl_launch(void (*kernel)(Params...), dim3 grid, dim3 block, cudaStream_t st, Args&&... args) {
+  pdl_launch_smem(kernel, grid, block, 0, st, std::forward<Args>(args)...);
 }
 
 inline bool aligned16(const void* p) { return (reinterpret_cast<uintptr_t>(p) & 15) == 0; }

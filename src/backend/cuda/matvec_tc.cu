@@ -36,6 +36,10 @@ constexpr int kWarps = kTcWarpsPerBlock;
 constexpr int kTileRows = kTcTileRows;
 constexpr int kRoundElems = 128;   // k elements of one round: 4 lanes × 32
 constexpr int kLutEntries = 256;   // byte -> two 16-bit values
+// Entry e of lane l at byte e * 256 + l * 4 of shared memory: one byte permute turns a weight byte and the lane's
+// offset into the address (half of each 256-byte row is unused; the lookup costs no address arithmetic).
+constexpr int kLutRowBytes = 256;
+constexpr int kLutBytes = kLutEntries * kLutRowBytes;
 constexpr int kMaxGroup = 3;
 
 struct Group {
@@ -94,13 +98,15 @@ __host__ __device__ constexpr int lane_bytes() {
   return K == WeightKind::Q4 ? 16 : 32;
 }
 
-// Pair p (elements 2p, 2p + 1 of the lane's 32) as two 16-bit values, weights of one row.
+// Pair p (elements 2p, 2p + 1 of the lane's 32) as two 16-bit values, weights of one row. lane4: the lane's byte
+// offset in a row of the lookup table (lane · 4).
 template <WeightKind K, bool BF>
-// lut_lane: this lane's column of the lookup table (entry e at lut_lane[e * 32]).
-__device__ __forceinline__ uint32_t weight_pair(const uint32_t* words, int p, uint32_t scale2, const uint32_t* lut_lane) {
+__device__ __forceinline__ uint32_t weight_pair(const uint32_t* words, int p, uint32_t scale2, const char* lut,
+                                                uint32_t lane4) {
   if constexpr (K == WeightKind::Q4) {
-    const uint32_t byte = __byte_perm(words[p / 4], 0, 0x4440u | unsigned(p % 4));  // high nibble: element 2p
-    return mul2<BF>(lut_lane[byte * 32], scale2);
+    // Address byte 0: lane4, byte 1: weight byte p % 4 (high nibble: element 2p), bytes 2 and 3: zero.
+    const uint32_t at = __byte_perm(words[p / 4], lane4, 0x5504u | (unsigned(p % 4) << 4));
+    return mul2<BF>(*reinterpret_cast<const uint32_t*>(lut + at), scale2);
   } else {
     const int k = 2 * (p % 2);
     if constexpr (BF) {
@@ -146,7 +152,7 @@ struct LoadCursor {
   static constexpr int LB = lane_bytes<K>();
   const uint8_t* pa;
   const uint8_t* pb;          // this lane's bytes of rows ra, rb in the current round
-  int64_t ea, eb;             // 4-bit: element index of their first element (the block scale's index)
+  uint32_t ea, eb;            // 4-bit: element index of their first element (the block scale's index)
   const uint8_t* absmax_q;
   const float* absmax;        // absmax2 with double quant, else the absmax
   int shift;
@@ -162,7 +168,7 @@ struct LoadCursor {
     pb = base + r.rb * row_bytes + off;
     if constexpr (K == WeightKind::Q4) {
       const int64_t col = int64_t(round) * kRoundElems + t * 32;  // a lane's 32 elements lie in one block
-      ea = r.ra * w.in + col, eb = r.rb * w.in + col;
+      ea = uint32_t(r.ra * w.in + col), eb = uint32_t(r.rb * w.in + col);  // < 2^32: matvec_tc_supported
       absmax_q = w.absmax_q;
       absmax = w.absmax_q ? w.absmax2 : w.absmax;
       shift = w.block_shift;
@@ -175,7 +181,7 @@ struct LoadCursor {
       s.b[v] = load_stream(pb + v * 16);
     }
     if constexpr (K == WeightKind::Q4) {
-      const int64_t ba = ea >> shift, bb = eb >> shift;
+      const uint32_t ba = ea >> shift, bb = eb >> shift;
       if (absmax_q) {
         s.qa = __ldg(absmax_q + ba), s.qb = __ldg(absmax_q + bb);
         s.fa = __ldg(absmax + (ba >> 8)), s.fb = __ldg(absmax + (bb >> 8));
@@ -194,13 +200,11 @@ struct LoadCursor {
   }
 };
 
-// c += this round's weights · activations. x_lane: the lane's activations at round 0; dq, offset: the block-scale
-// recipe of the tile's weight.
-template <WeightKind K, bool BF, int NTILES>
-__device__ __forceinline__ void compute_stage(float (&c)[NTILES][4], const Stage<K>& s, bool dq, float offset,
-                                              const uint32_t* __restrict__ x_lane, int64_t x_words, int round, int n,
-                                              const uint32_t* lut_lane, const float* dyn, int g) {
-  uint32_t xw[NTILES][16];
+// The lane's activations (16-bit pairs) of one round, token tile j in xw[j]; zero for tokens past n. x_lane: the
+// lane's activations at round 0.
+template <int NTILES>
+__device__ __forceinline__ void load_x(uint32_t (&xw)[NTILES][16], const uint32_t* __restrict__ x_lane,
+                                       int64_t x_words, int round, int n, int g) {
 #pragma unroll
   for (int j = 0; j < NTILES; ++j) {
     const uint4* xp = reinterpret_cast<const uint4*>(x_lane + j * 8 * x_words + round * (kRoundElems / 2));
@@ -210,6 +214,13 @@ __device__ __forceinline__ void compute_stage(float (&c)[NTILES][4], const Stage
       xw[j][4 * q] = v.x, xw[j][4 * q + 1] = v.y, xw[j][4 * q + 2] = v.z, xw[j][4 * q + 3] = v.w;
     }
   }
+}
+
+// c += this round's weights · activations xw. dq, offset: the block-scale recipe of the tile's weight.
+template <WeightKind K, bool BF, int NTILES>
+__device__ __forceinline__ void compute_stage(float (&c)[NTILES][4], const Stage<K>& s, bool dq, float offset,
+                                              const uint32_t (&xw)[NTILES][16], const char* lut, uint32_t lane4,
+                                              const float* dyn) {
   const uint32_t* wda = reinterpret_cast<const uint32_t*>(s.a);
   const uint32_t* wdb = reinterpret_cast<const uint32_t*>(s.b);
   uint32_t s2a = 0, s2b = 0;
@@ -221,10 +232,10 @@ __device__ __forceinline__ void compute_stage(float (&c)[NTILES][4], const Stage
   }
 #pragma unroll
   for (int i = 0; i < 8; ++i) {
-    const uint32_t a0 = weight_pair<K, BF>(wda, 2 * i, s2a, lut_lane);
-    const uint32_t a1 = weight_pair<K, BF>(wdb, 2 * i, s2b, lut_lane);
-    const uint32_t a2 = weight_pair<K, BF>(wda, 2 * i + 1, s2a, lut_lane);
-    const uint32_t a3 = weight_pair<K, BF>(wdb, 2 * i + 1, s2b, lut_lane);
+    const uint32_t a0 = weight_pair<K, BF>(wda, 2 * i, s2a, lut, lane4);
+    const uint32_t a1 = weight_pair<K, BF>(wdb, 2 * i, s2b, lut, lane4);
+    const uint32_t a2 = weight_pair<K, BF>(wda, 2 * i + 1, s2a, lut, lane4);
+    const uint32_t a3 = weight_pair<K, BF>(wdb, 2 * i + 1, s2b, lut, lane4);
 #pragma unroll
     for (int j = 0; j < NTILES; ++j) mma<BF>(c[j], a0, a1, a2, a3, xw[j][2 * i], xw[j][2 * i + 1]);
   }
@@ -257,18 +268,23 @@ template <WeightKind K, bool BF, int NTILES>
 __global__ void __launch_bounds__(kWarps * 32, NTILES == 4 ? 1 : 2)
     matvec_tc_kernel(Group G, const uint32_t* __restrict__ xh, int n, bool accumulate, int L, float4* partial,
                      int* counters) {
-  constexpr int U = 64 / lane_bytes<K>();  // rounds of weight loads in flight per warp
-  __shared__ uint32_t lut[K == WeightKind::Q4 ? kLutEntries * 32 : 1];
+  // Rounds of weight loads in flight per warp: 64 bytes per lane and row (three rounds of 4-bit weights with one
+  // token tile, whose activations take the registers of the fourth).
+  constexpr int U = K == WeightKind::Q4 && NTILES == 1 ? 3 : 64 / lane_bytes<K>();
+  extern __shared__ uint4 lut_smem[];  // 4-bit: the lookup table, kLutBytes (dynamic: above 48 KiB)
   __shared__ float dyn[K == WeightKind::Q4 ? 256 : 1];
   const int warp = threadIdx.x / 32, lane = threadIdx.x % 32, g = lane / 4, t = lane % 4;
+  const char* lut = reinterpret_cast<const char*>(lut_smem);
+  const uint32_t lane4 = uint32_t(lane) * 4;
   if constexpr (K == WeightKind::Q4) {
-    // Entry e = i / 32 of slot i = threadIdx.x + 256 k pairs code[e >> 4] = code[k / 2] (the high nibble) with
-    // code[e & 15] = code[warp + 8 (k % 2)]: two loads per thread, the rest uniform.
+    // Thread (warp, lane) writes entries e = warp + 8k, k = 0..31, of its lane: code[e >> 4] = code[k / 2] (the
+    // high nibble) with code[e & 15] = code[warp + 8 (k % 2)]: two loads per thread, the rest uniform.
     const float* code = G.w[0].code;
     const float lo[2] = {__ldg(code + warp), __ldg(code + warp + 8)};
+    uint32_t* lut_w = reinterpret_cast<uint32_t*>(lut_smem);
 #pragma unroll
-    for (int k = 0; k < kLutEntries * 32 / (kWarps * 32); ++k)
-      lut[threadIdx.x + k * kWarps * 32] = pack2<BF>(__ldg(code + k / 2), lo[k % 2]);
+    for (int k = 0; k < kLutEntries / kWarps; ++k)
+      lut_w[(warp + kWarps * k) * (kLutRowBytes / 4) + lane] = pack2<BF>(__ldg(code + k / 2), lo[k % 2]);
     for (int i = threadIdx.x; i < 256; i += blockDim.x) dyn[i] = __ldg(G.w[0].dyn_map + i);
     __syncthreads();
   }
@@ -292,7 +308,6 @@ __global__ void __launch_bounds__(kWarps * 32, NTILES == 4 ? 1 : 2)
 
   const int64_t x_words = G.w[0].in / 2;  // 16-bit pairs per token
   const uint32_t* x_lane = xh + int64_t(g) * x_words + t * 16;
-  const uint32_t* lut_lane = lut + lane;
   int ct = begin / R, cr = begin - ct * R;  // compute cursor
   TileRef cref = tile_ref(G, ct, g);
   bool dq = G.w[cref.wi].absmax_q != nullptr;
@@ -300,12 +315,25 @@ __global__ void __launch_bounds__(kWarps * 32, NTILES == 4 ? 1 : 2)
   float c[NTILES][4];
 #pragma unroll
   for (int j = 0; j < NTILES; ++j) c[j][0] = c[j][1] = c[j][2] = c[j][3] = 0;
+  // One token tile: the activations are loaded a round ahead (they are L1/L2 hits whose latency a warp otherwise
+  // waits for in every round); more tiles would not leave registers for that.
+  uint32_t xw[NTILES][16];
+  if constexpr (NTILES == 1) load_x<NTILES>(xw, x_lane, x_words, cr, n, g);
 
   for (int f = begin; f < end; f += U) {
 #pragma unroll
     for (int u = 0; u < U; ++u) {
       if (f + u >= end) break;
-      compute_stage<K, BF, NTILES>(c, stage[u], dq, offset, x_lane, x_words, cr, n, lut_lane, dyn, g);
+      if constexpr (NTILES == 1) {
+        uint32_t xnext[NTILES][16];
+        load_x<NTILES>(xnext, x_lane, x_words, cr + 1 == R ? 0 : cr + 1, n, g);
+        compute_stage<K, BF, NTILES>(c, stage[u], dq, offset, xw, lut, lane4, dyn);
+#pragma unroll
+        for (int i = 0; i < 16; ++i) xw[0][i] = xnext[0][i];
+      } else {
+        load_x<NTILES>(xw, x_lane, x_words, cr, n, g);
+        compute_stage<K, BF, NTILES>(c, stage[u], dq, offset, xw, lut, lane4, dyn);
+      }
       if (f + u + U < end) {
         lc.load(stage[u]);
         lc.advance(G, tiles, R, g, t);
@@ -381,9 +409,11 @@ int sm_count() {
 template <WeightKind K, bool BF, int NTILES>
 void launch_tc(const Group& G, const uint32_t* xh, int n, bool accumulate, const TcScratch& s, int max_blocks,
                cudaStream_t st) {
+  constexpr int smem = K == WeightKind::Q4 ? kLutBytes : 0;
   static int per_sm = [] {
+    BQ_CUDA(cudaFuncSetAttribute(matvec_tc_kernel<K, BF, NTILES>, cudaFuncAttributeMaxDynamicSharedMemorySize, smem));
     int b = 0;
-    BQ_CUDA(cudaOccupancyMaxActiveBlocksPerMultiprocessor(&b, matvec_tc_kernel<K, BF, NTILES>, kWarps * 32, 0));
+    BQ_CUDA(cudaOccupancyMaxActiveBlocksPerMultiprocessor(&b, matvec_tc_kernel<K, BF, NTILES>, kWarps * 32, smem));
     return std::max(b, 1);
   }();
   const int64_t total = int64_t(G.tiles_before[G.count]) * (G.w[0].in / kRoundElems);
@@ -393,8 +423,8 @@ void launch_tc(const Group& G, const uint32_t* xh, int n, bool accumulate, const
   if (size_t(split.blocks) * kWarps * 2 * NTILES * 32 * 4 > s.partial_floats ||
       size_t(G.tiles_before[G.count]) > s.counter_count)
     fail("matvec_tc: the k-split scratch is too small for {} row tiles", G.tiles_before[G.count]);
-  pdl_launch(matvec_tc_kernel<K, BF, NTILES>, dim3(unsigned(split.blocks)), dim3(kWarps * 32), st, G, xh, n,
-             accumulate, split.rounds_per_warp, reinterpret_cast<float4*>(s.partial), s.counters);
+  pdl_launch_smem(matvec_tc_kernel<K, BF, NTILES>, dim3(unsigned(split.blocks)), dim3(kWarps * 32), size_t(smem), st,
+                  G, xh, n, accumulate, split.rounds_per_warp, reinterpret_cast<float4*>(s.partial), s.counters);
 }
 
 template <WeightKind K, bool BF>
@@ -409,6 +439,7 @@ void launch_tiles(const Group& G, const uint32_t* xh, int n, bool accumulate, co
 
 bool matvec_tc_supported(const DeviceWeight& w, int n) {
   if (n < 1 || n > kMatvecMaxRows || w.compute == Compute::F32 || w.in % kRoundElems != 0) return false;
+  if (uint64_t(w.out) * uint64_t(w.in) >> 32) return false;  // 32-bit element indices
   switch (w.kind) {
     case WeightKind::Int8: return aligned16(w.cb) && aligned16(w.scb);
     case WeightKind::Q4:
