@@ -40,7 +40,7 @@ void sample_current_locked(MemoryStats& s) {
 
 void sample_all_locked(Tracker& t) {
   for (auto& [device, s] : t.devices) {
-    DeviceGuard on(device);
+    DeviceGuard on(device, std::nothrow);  // a sample is best effort, as cudaMemGetInfo's
     sample_current_locked(s);
   }
 }
@@ -86,7 +86,7 @@ void device_free(void* p) {
   }
   t.devices[it->second.device].current -= it->second.bytes;
   t.current -= it->second.bytes;
-  DeviceGuard on(it->second.device);
+  DeviceGuard on(it->second.device, std::nothrow);
   t.allocations.erase(it);
   cudaFree(p);  // not checked: runs in destructors, and a failed free leaves nothing to recover
 }
@@ -138,6 +138,11 @@ void sample_device_memory() {
 
 DeviceGuard::DeviceGuard(int device) : previous_(current_device()), device_(device) {
   if (device_ != previous_) BQ_CUDA(cudaSetDevice(device_));
+}
+
+DeviceGuard::DeviceGuard(int device, std::nothrow_t) noexcept : device_(device) {
+  if (cudaGetDevice(&previous_) != cudaSuccess) previous_ = device_;  // then nothing to switch or restore
+  if (device_ != previous_) cudaSetDevice(device_);
 }
 
 DeviceGuard::~DeviceGuard() {

@@ -4,6 +4,7 @@
 #pragma once
 #include <cstddef>
 #include <cstdint>
+#include <new>
 #include <string>
 #include <utility>
 #include <vector>
@@ -58,9 +59,11 @@ class DeviceArray {
 };
 
 // Makes `device` current for its scope (cudaSetDevice only where another one is), then restores the previous one.
+// A failure is a bq::Error, except with std::nothrow (destructors: a failure there leaves nothing to recover).
 class DeviceGuard {
  public:
   explicit DeviceGuard(int device);
+  DeviceGuard(int device, std::nothrow_t) noexcept;
   ~DeviceGuard();
   DeviceGuard(const DeviceGuard&) = delete;
   DeviceGuard& operator=(const DeviceGuard&) = delete;

@@ -81,8 +81,6 @@ void ensure(DeviceArray<T>& a, size_t n, const char* what, bool& grew, F& before
   a = DeviceArray<T>(n, what);
 }
 
-}  // namespace
-
 // One stage of the pipeline: its layers and everything their kernels use, on its device. Every method that touches
 // the device expects the caller to have made `device` current (DeviceGuard).
 struct Stage {
@@ -134,7 +132,7 @@ struct Stage {
   }
 
   ~Stage() {
-    DeviceGuard on(device);
+    DeviceGuard on(device, std::nothrow);
     drop_graphs();
     if (blas) cublasDestroy(blas);
     if (ready) cudaEventDestroy(ready);
@@ -434,6 +432,8 @@ struct Stage {
     return n;
   }
 };
+
+}  // namespace
 
 struct CudaForward::Impl {
   ModelConfig cfg;
