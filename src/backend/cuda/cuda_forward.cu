@@ -529,6 +529,13 @@ struct CudaForward::Impl {
         Stage& stage = *stages[si];
         DeviceGuard on(stage.device);
         stage.ensure_scratch(n, splits, si + 1 == S ? NL : 0, settle);
+        std::vector<RowInfo> info(static_cast<size_t>(n));  // this stage's caches
+        for (int i = 0; i < n; ++i) {
+          Seq& s = *seqs[size_t(b.seq[size_t(r0 + i)])];
+          info[size_t(i)] = RowInfo{pos[size_t(r0 + i)], s.capacity, s.k[si].get(), s.v[si].get()};
+        }
+        BQ_CUDA(cudaMemcpyAsync(stage.rows.get(), info.data(), info.size() * sizeof(RowInfo), cudaMemcpyHostToDevice,
+                                stage.st));
         if (si + 1 < S) BQ_CUDA(cudaStreamWaitEvent(stage.st, stages[si + 1]->taken, 0));  // x copied on: free again
         if (si == 0) {
           BQ_CUDA(cudaMemcpyAsync(stage.tokens.get(), b.tokens.data() + r0, size_t(n) * sizeof(int),
@@ -551,13 +558,6 @@ struct CudaForward::Impl {
             BQ_CUDA(cudaMemcpyPeerAsync(stage.x.get(), stage.device, prev.x.get(), prev.device, bytes, stage.st));
           BQ_CUDA(cudaEventRecord(stage.taken, stage.st));
         }
-        std::vector<RowInfo> info(static_cast<size_t>(n));
-        for (int i = 0; i < n; ++i) {
-          Seq& s = *seqs[size_t(b.seq[size_t(r0 + i)])];
-          info[size_t(i)] = RowInfo{pos[size_t(r0 + i)], s.capacity, s.k[si].get(), s.v[si].get()};
-        }
-        BQ_CUDA(cudaMemcpyAsync(stage.rows.get(), info.data(), info.size() * sizeof(RowInfo), cudaMemcpyHostToDevice,
-                                stage.st));
         if (si + 1 < S) {
           stage.run_pass(n, splits, max_cap, {}, 0, graph);
           BQ_CUDA(cudaEventRecord(stage.ready, stage.st));
