@@ -97,7 +97,8 @@ for p in bf16 nf4; do
   build-gpu/biomedq bench --synthetic llama-3.1-8b --device cuda --precision $p --prompt-len 512 --gen-len 32 \
     --reps 1 --devices 0,0 --json > "$BENCH/pipeline-$p.json" 2> "$BENCH/pipeline-$p.err" &&
     python3 -c 'import json, sys; j = json.load(open(sys.argv[1])); print("pipeline", sys.argv[2], j["devices"],
-      [(d["first_layer"], d["end_layer"]) for d in j["per_device"]], round(j["decode_tokens_per_s"]["mean"], 1), "tok/s")' \
+      [(d["first_layer"], d["end_layer"]) for d in j["per_device"]], round(j["decode_tokens_per_s"]["mean"], 1),
+      "tok/s")' \
       "$BENCH/pipeline-$p.json" $p || { echo "pipeline bench $p failed"; tail -5 "$BENCH/pipeline-$p.err"; }
   rm -f "$BENCH/pipeline-$p.json"  # not a row of the matrix
 done
