@@ -50,11 +50,11 @@ void register_all() {
     for (auto [rows, cols] : {std::pair<int64_t, int64_t>{4096, 4096}, {11008, 4096}})
       benchmark::RegisterBenchmark(
           (std::string("decode/") + name + "/" + std::to_string(rows) + "x" + std::to_string(cols)).c_str(),
-          [=](benchmark::State& st) { BM_Matmul(st, s, rows, cols, 1); })
+          [s = s, rows = rows, cols = cols](benchmark::State& st) { BM_Matmul(st, s, rows, cols, 1); })
           ->Unit(benchmark::kMicrosecond)
           ->UseRealTime();
     benchmark::RegisterBenchmark((std::string("prefill64/") + name + "/4096x4096").c_str(),
-                                 [=](benchmark::State& st) { BM_Matmul(st, s, 4096, 4096, 64); })
+                                 [s = s](benchmark::State& st) { BM_Matmul(st, s, 4096, 4096, 64); })
         ->Unit(benchmark::kMillisecond)
         ->UseRealTime();
   }

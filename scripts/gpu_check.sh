@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # One device call: build with CUDA, run the whole test suite, compute-sanitizer on the CUDA tests, and the
-# benchmark matrix on the llama-3.1-8b preset, and the memory planner checked against the allocator peak. Results (JSON, logs) go to $OUT (or ./gpu-out).
+# benchmark matrix on the llama-3.1-8b preset, the memory planner checked against the allocator peak, and bench
+# over a two-stage pipeline on the one GPU (--devices 0,0). Results (JSON, logs) go to $OUT (or ./gpu-out).
 # Needs the Debian -dev packages in .deps (scripts/gpu_deps.sh DIR). QUICK=1: CUDA tests only, no sanitizer, plan
 # checks, int8 (MATRIX=full: and the whole matrix; MATRIX=short: bf16, nf4, int8 at batch 1 and 32). NCU=1: a
 # profile of the decode kernels at the end; PROFILE=1: GPU time per kernel of decode steps (scripts/kernel_times.py).
@@ -21,7 +22,7 @@ ctest --test-dir build-gpu -j8 --output-on-failure ${QUICK:+-R Cuda} > "$OUT/cte
 echo "ctest exit $?"; grep -E "tests passed|FAILED|Failed|\(Failed\)|Skipped" "$OUT/ctest.log" | head -30
 if [ -z "${QUICK:-}" ] || [ -n "${SANITIZER:-}" ]; then  # SANITIZER=1: also with QUICK
   compute-sanitizer --tool memcheck --leak-check no build-gpu/biomedq_tests \
-    --gtest_filter='*CudaMatvec*:CudaOps*:CudaGemm*:CudaLlmInt8*:*CudaParity*mistral*:*CudaQuantParity*:CudaForwardTest.Several*:CudaForwardTest.Programmatic*' \
+    --gtest_filter='*CudaMatvec*:CudaOps*:CudaGemm*:CudaLlmInt8*:*CudaParity*mistral*:*CudaQuantParity*:CudaForwardTest.Several*:CudaForwardTest.Programmatic*:CudaPipeline*' \
     > "$OUT/sanitizer.log" 2>&1
   echo "compute-sanitizer exit $?"; grep -E "ERROR SUMMARY|PASSED|FAILED" "$OUT/sanitizer.log" | tail -5
 fi
@@ -91,6 +92,16 @@ if [ "${PLAN_CHECKS:-1}" = 1 ]; then  # PLAN_CHECKS=0 leaves them out
   plan_check 70b-nf4-ctx4096 llama-3.3-70b nf4 1 3968 128
 fi
 [ "$PLAN_FAILED" = 0 ] || echo "PLAN CHECK FAILED: the planner is more than 5% off the allocator peak (see above)"
+# The layer pipeline through the CLI: two stages on this one GPU (--devices 0,0), split by the planner.
+for p in bf16 nf4; do
+  build-gpu/biomedq bench --synthetic llama-3.1-8b --device cuda --precision $p --prompt-len 512 --gen-len 32 \
+    --reps 1 --devices 0,0 --json > "$BENCH/pipeline-$p.json" 2> "$BENCH/pipeline-$p.err" &&
+    python3 -c 'import json, sys; j = json.load(open(sys.argv[1])); print("pipeline", sys.argv[2], j["devices"],
+      [(d["first_layer"], d["end_layer"]) for d in j["per_device"]], round(j["decode_tokens_per_s"]["mean"], 1),
+      "tok/s")' \
+      "$BENCH/pipeline-$p.json" $p || { echo "pipeline bench $p failed"; tail -5 "$BENCH/pipeline-$p.err"; }
+  rm -f "$BENCH/pipeline-$p.json"  # not a row of the matrix
+done
 if [ "${MATRIX:-}" = short ]; then  # the main rows only, and nf4, bf16 without programmatic dependent launch
   for b in 1 32; do
     bench bf16-b$b --precision bf16 --batch $b

@@ -18,6 +18,12 @@ TEST(Backend, PicksDeviceOrSaysWhy) {
   } catch (const Error& e) {
     EXPECT_NE(std::string(e.what()).find("unknown device 'tpu'"), std::string::npos);
   }
+  try {
+    make_forward(m, "cpu", {{0, 0, 2}});
+    FAIL() << "a CUDA pipeline accepted for the CPU";
+  } catch (const Error& e) {
+    EXPECT_NE(std::string(e.what()).find("--devices applies to --device cuda only"), std::string::npos);
+  }
 #ifdef BIOMEDQ_HAVE_CUDA
   if (cuda::device_count() > 0) {
     EXPECT_NE(make_forward(m, "cuda"), nullptr);

@@ -15,6 +15,7 @@
 #include "backend/cuda/allocator.h"
 #include "backend/cuda/cuda_forward.h"
 #include "backend/cuda/ops.h"
+#include "core/error.h"
 #include "core/files.h"
 #include "model/forward.h"
 #include "model/quantize_model.h"
@@ -254,6 +255,132 @@ TEST(CudaForwardTest, SyntheticOnDeviceRunsAndCountsMemory) {
     EXPECT_GT(cuda::memory_stats().peak, f->weight_bytes());
     EXPECT_EQ(f->kv_cache_bytes(), size_t(2) * 2 * c.n_layers * 64 * c.kv_dim());
   }
+}
+
+// The pipeline tests: a model of four layers (narrow, but wide enough for the tensor-core products) split into
+// stages on device 0, which must give the very bits of one stage.
+ModelConfig pipeline_config() {
+  ModelConfig c = preset_config("small-100m");
+  c.n_layers = 4;
+  c.vocab = 512;
+  return c;
+}
+
+const std::vector<std::vector<CudaStage>>& pipeline_layouts() {
+  static const std::vector<std::vector<CudaStage>> layouts = {
+      {}, {{0, 0, 1}, {0, 1, 4}}, {{0, 0, 1}, {0, 1, 3}, {0, 3, 4}}};
+  return layouts;
+}
+
+// Logits (and greedy tokens) of a fixed sequence of steps: two sequences of different lengths prefilled in one
+// batch (logit rows apart: normed one by one), a prompt of two passes (over kMaxRowsPerPass rows, logit rows in both
+// passes), decode steps of all three (graphs), a step with logit rows out of order, and greedy tokens through
+// run_device.
+std::vector<float> pipeline_steps(CudaForward& f) {
+  const int V = f.config().vocab;
+  std::mt19937 rng(17);
+  std::vector<float> all;
+  auto step = [&](const std::vector<std::pair<int, int>>& seq_counts, std::vector<int> logit_rows) {
+    ForwardBatch b;
+    for (auto [s, count] : seq_counts)
+      for (int i = 0; i < count; ++i) b.tokens.push_back(int32_t(rng() % uint32_t(V))), b.seq.push_back(s);
+    b.logit_rows = std::move(logit_rows);
+    std::vector<float> l(b.logit_rows.size() * size_t(V));
+    f.run(b, l.data());
+    all.insert(all.end(), l.begin(), l.end());
+  };
+  const int a = f.open_sequence(64), b = f.open_sequence(48), c = f.open_sequence(1200);
+  step({{a, 9}, {b, 20}}, {8, 28});
+  step({{c, 1100}}, {1022, 1023, 1024, 1025});
+  for (int i = 0; i < 5; ++i) step({{a, 1}, {b, 1}, {c, 1}}, {0, 1, 2});
+  step({{a, 1}, {b, 2}}, {2, 0});
+  for (int i = 0; i < 3; ++i) {
+    ForwardBatch d{{int32_t(rng() % uint32_t(V)), int32_t(rng() % uint32_t(V))}, {a, c}, {0, 1}};
+    f.run_device(d);
+    for (int32_t t : f.argmax_last()) all.push_back(float(t));
+  }
+  EXPECT_EQ(f.sequence_length(a), 18);
+  EXPECT_EQ(f.sequence_length(c), 1108);
+  return all;
+}
+
+// Stages of one model on one device compute what one stage computes, bit for bit: the hand-off copies the hidden
+// states exactly and every stage runs the same kernels on its layers. bf16 (CUDA-core decode, cuBLAS prefill) and
+// nf4 with fp16 compute (tensor-core decode, dequantized tiles in prefill); host embeddings.
+TEST(CudaPipeline, StagesOnOneDeviceEqualOneStage) {
+  REQUIRE_GPU();
+  for (bool nf4 : {false, true}) {
+    SCOPED_TRACE(nf4 ? "nf4" : "bf16");
+    Model m = synthesize_model(pipeline_config(), 3, 0.02f);
+    if (nf4) {
+      quant::QuantOptions opt;
+      opt.scheme = quant::Scheme::NF4;
+      opt.compute = DType::F16;
+      quantize_model(m, opt);
+    }
+    std::vector<float> reference;
+    for (const auto& layout : pipeline_layouts()) {
+      SCOPED_TRACE(fmt::format("{} stages", std::max<size_t>(layout.size(), 1)));
+      CudaForward f(m, layout);
+      auto got = pipeline_steps(f);
+      if (reference.empty()) reference = got;
+      else EXPECT_TRUE(got == reference) << "logits differ from one stage";
+    }
+  }
+}
+
+// A synthetic model: its first stage hashes the embeddings on the device, and each layer gets the same weights
+// whichever stage holds it. Without graphs as well.
+TEST(CudaPipeline, SyntheticStagesEqualOneStage) {
+  REQUIRE_GPU();
+  for (bool graphs : {true, false}) {
+    std::vector<float> reference;
+    for (const auto& layout : pipeline_layouts()) {
+      auto f = CudaForward::synthetic(pipeline_config(), std::nullopt, 9, layout);
+      f->set_use_graphs(graphs);
+      auto got = pipeline_steps(*f);
+      if (reference.empty()) reference = got;
+      else EXPECT_TRUE(got == reference) << layout.size() << " stages, graphs " << graphs;
+    }
+  }
+}
+
+// Each stage holds its layers' weights and cache: the stages' figures add up to one stage's.
+TEST(CudaPipeline, StageFiguresAddUp) {
+  REQUIRE_GPU();
+  const ModelConfig c = pipeline_config();
+  quant::QuantOptions nf4;
+  nf4.scheme = quant::Scheme::NF4;
+  auto one = CudaForward::synthetic(c, nf4, 1);
+  auto three = CudaForward::synthetic(c, nf4, 1, pipeline_layouts()[2]);
+  for (auto* f : {one.get(), three.get()}) f->open_sequence(100), f->open_sequence(37);
+  const auto stages = three->stages();
+  ASSERT_EQ(stages.size(), 3u);
+  size_t weights = 0, kv = 0;
+  for (size_t i = 0; i < stages.size(); ++i) {
+    EXPECT_EQ(stages[i].device, 0);
+    EXPECT_EQ(stages[i].first_layer, pipeline_layouts()[2][i].first_layer);
+    EXPECT_EQ(stages[i].end_layer, pipeline_layouts()[2][i].end_layer);
+    const size_t layers = size_t(stages[i].end_layer - stages[i].first_layer);
+    EXPECT_EQ(stages[i].kv_cache_bytes, size_t(2) * 2 * layers * (100 + 37) * size_t(c.kv_dim()));
+    weights += stages[i].weight_bytes;
+    kv += stages[i].kv_cache_bytes;
+  }
+  EXPECT_GT(stages[2].weight_bytes, stages[0].weight_bytes);  // one layer each, the last with lm_head
+  EXPECT_EQ(weights, one->weight_bytes());
+  EXPECT_EQ(weights, three->weight_bytes());
+  EXPECT_EQ(kv, one->kv_cache_bytes());
+  EXPECT_EQ(kv, three->kv_cache_bytes());
+  EXPECT_EQ(three->step_weight_bytes(), one->step_weight_bytes());
+  ASSERT_EQ(one->stages().size(), 1u);
+  EXPECT_EQ(one->stages()[0].end_layer, c.n_layers);
+}
+
+TEST(CudaPipeline, BadStagesAreRejected) {
+  REQUIRE_GPU();
+  const ModelConfig c = pipeline_config();
+  EXPECT_THROW(CudaForward::synthetic(c, std::nullopt, 1, {{0, 0, 2}}), Error);  // layers 2..3 missing
+  EXPECT_THROW(CudaForward::synthetic(c, std::nullopt, 1, {{0, 0, 2}, {cuda::device_count(), 2, 4}}), Error);
 }
 
 }  // namespace

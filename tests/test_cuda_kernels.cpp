@@ -523,6 +523,46 @@ TEST(CudaAllocator, OutOfMemoryIsAClearError) {
   EXPECT_GE(memory_stats().peak, memory_stats().current);
 }
 
+// The totals are the sums over the devices allocated on; an allocation counts on the device it was made on, and a
+// free there too, whichever device is current.
+TEST(CudaAllocator, PerDeviceFiguresAddUp) {
+  REQUIRE_GPU();
+  const int last = device_count() - 1;
+  DeviceArray<float> on_last;
+  {
+    DeviceGuard on(last);
+    EXPECT_EQ(current_device(), last);
+    on_last = DeviceArray<float>(1 << 20, "test");
+  }
+  EXPECT_GE(memory_stats(last).current, size_t(4) << 20);
+  sample_device_memory();
+  MemoryStats sum;
+  for (int d : memory_devices()) {
+    const MemoryStats s = memory_stats(d);
+    sum.current += s.current;
+    sum.peak += s.peak;
+    sum.device_used_peak += s.device_used_peak;
+    sum.device_total += s.device_total;
+    EXPECT_GE(s.peak, s.current);
+  }
+  const MemoryStats total = memory_stats();
+  EXPECT_EQ(total.current, sum.current);
+  EXPECT_LE(total.peak, sum.peak);  // the peak of the sum: at most the sum of the peaks
+  EXPECT_GE(total.peak, total.current);
+  EXPECT_EQ(total.device_used_peak, sum.device_used_peak);
+  EXPECT_EQ(total.device_total, sum.device_total);
+  EXPECT_EQ(memory_stats(device_count()).current, 0u);  // no such device: nothing held
+  const size_t before = memory_stats(last).current;
+  on_last = DeviceArray<float>();
+  EXPECT_EQ(memory_stats(last).current, before - (size_t(4) << 20));
+  try {
+    DeviceArray<uint8_t> huge(size_t(1) << 50, "a test buffer");
+    FAIL() << "1 PiB allocation succeeded";
+  } catch (const Error& e) {
+    EXPECT_NE(std::string(e.what()).find(fmt::format("on device {}", current_device())), std::string::npos) << e.what();
+  }
+}
+
 }  // namespace
 }  // namespace bq
 #endif

@@ -1,22 +1,38 @@
 #include "backend/backend.h"
 
 #include "core/error.h"
+#include "plan/memory_planner.h"
 #ifdef BIOMEDQ_HAVE_CUDA
+#include "backend/cuda/allocator.h"
 #include "backend/cuda/cuda_forward.h"
 #endif
 
 namespace bq {
 
-std::unique_ptr<ForwardBackend> make_forward(const Model& m, const std::string& device) {
+std::unique_ptr<ForwardBackend> make_forward(const Model& m, const std::string& device,
+                                             const std::vector<CudaStage>& stages) {
+  if (!stages.empty() && device != "cuda") fail("--devices applies to --device cuda only");
   if (device == "cpu") return std::make_unique<CpuForward>(m);
   if (device == "cuda") {
 #ifdef BIOMEDQ_HAVE_CUDA
-    return std::make_unique<CudaForward>(m);
+    return std::make_unique<CudaForward>(m, stages);
 #else
     fail("--device cuda needs a build with CUDA: cmake -DBIOMEDQ_CUDA=ON");
 #endif
   }
   fail("--device: unknown device '{}' (cpu, cuda)", device);
+}
+
+std::vector<CudaStage> cuda_stages_for(const std::string& devices, const plan::PlanRequest& r) {
+#ifdef BIOMEDQ_HAVE_CUDA
+  const std::vector<int> ids = parse_device_list(devices, cuda::device_count());
+  std::vector<size_t> free;
+  for (int id : ids) free.push_back(cuda::device_free_bytes(id));
+  return plan::plan_stages(r, ids, free);
+#else
+  (void)r;
+  fail("--devices {}: needs a build with CUDA: cmake -DBIOMEDQ_CUDA=ON", devices);
+#endif
 }
 
 }  // namespace bq

@@ -31,7 +31,7 @@ size_t CudaScratchElems::bytes() const {
 CudaScratchElems cuda_scratch_elems(const ModelConfig& c, int rows, int splits, int logit_rows, bool quantized) {
   const size_t n = size_t(rows), H = size_t(c.hidden), Q = size_t(c.q_dim()), KV = size_t(c.kv_dim()),
                I = size_t(c.intermediate);
-  const size_t widest = std::max({H, Q, I}), NL = size_t(std::max(logit_rows, 1));
+  const size_t widest = std::max({H, Q, I}), NL = size_t(logit_rows);
   CudaScratchElems s;
   s.x = s.xn = n * H;
   s.q = s.att = n * Q;
@@ -39,7 +39,7 @@ CudaScratchElems cuda_scratch_elems(const ModelConfig& c, int rows, int splits, 
   s.gate = s.up = n * I;
   // 16-bit copies of the activations feed the tensor cores (matrix-vector kernels and GEMMs); lm_head's input is NL
   // rows wide.
-  s.xb = std::max(n * widest, size_t(logit_rows) * H);
+  s.xb = std::max(n * widest, NL * H);
   s.xq = n * widest;
   s.sca = n;
   s.outliers = widest;
@@ -48,9 +48,11 @@ CudaScratchElems cuda_scratch_elems(const ModelConfig& c, int rows, int splits, 
   s.tokens = n;
   s.rows = n;
   s.partial = attention_partial_floats(rows, c.n_heads, c.head_dim, splits);
-  s.last = NL * H;
-  s.logits = NL * size_t(c.vocab);
-  s.argmax = NL;
+  if (logit_rows > 0) {  // a pipeline stage before the last holds no logit buffers
+    s.last = NL * H;
+    s.logits = NL * size_t(c.vocab);
+    s.argmax = NL;
+  }
   if (quantized && rows <= kMatvecMaxRows) {
     // k-split partials, and one arrival counter per row tile of the widest launch (q, k, v together; gate, up
     // together; a quantized lm_head).

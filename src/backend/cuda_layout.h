@@ -33,7 +33,8 @@ int attention_splits(int n, int n_kv_heads, int max_positions);
 size_t attention_partial_floats(int n, int n_heads, int hd, int splits);
 
 // Elements of each activation buffer of a pass of `rows` rows with `splits` attention splits and `logit_rows`
-// logit rows; `quantized`: some decoder linear is not bf16 (prefill dequantizes weight tiles).
+// logit rows (0: a pipeline stage without lm_head); `quantized`: some decoder linear is not bf16 (prefill
+// dequantizes weight tiles).
 struct CudaScratchElems {
   size_t x = 0, xn = 0, q = 0, att = 0, k = 0, v = 0, gate = 0, up = 0, partial = 0, last = 0, logits = 0, sca = 0,
          tc_partial = 0;                                               // fp32

@@ -19,10 +19,12 @@
 #include "generate/sampler.h"
 #include "model/forward.h"
 #ifdef BIOMEDQ_HAVE_CUDA
+#include "backend/backend.h"
 #include "backend/cuda/allocator.h"
 #include "backend/cuda/ceilings.h"
 #include "backend/cuda/cuda_forward.h"
 #include "backend/cuda/ops.h"
+#include "plan/memory_planner.h"
 #endif
 
 namespace bq::cli {
@@ -30,7 +32,7 @@ namespace bq::cli {
 namespace {
 
 struct BenchArgs {
-  std::string model, synthetic, device = "cuda";
+  std::string model, synthetic, device = "cuda", devices;
   PrecisionOptions precision;
   int batch = 1, prompt_len = 512, gen_len = 128, reps = 3;
   uint64_t seed = 1;
@@ -64,22 +66,42 @@ void run_bench(const BenchArgs& a) {
   if (a.batch < 1 || a.prompt_len < 1 || a.gen_len < 2 || a.reps < 1) fail("bench: batch, prompt-len, reps >= 1, gen-len >= 2");
   if (cuda::device_count() == 0) fail("--device cuda: no CUDA device is available");
   auto qopt = precision_to_quant(a.precision);
-  const double copy_gbs = cuda::measure_copy_gbs();
-  const double gemm_tflops = cuda::measure_gemm_tflops();
+  const int B = a.batch, P = a.prompt_len, G = a.gen_len, steps = G - 1;
+  const ModelConfig shapes = a.synthetic.empty() ? load_model_config(a.model) : preset_config(a.synthetic);
+  if (P + G > shapes.max_positions)
+    fail("bench: prompt-len + gen-len = {} exceeds the model's {} positions", P + G, shapes.max_positions);
+  std::vector<CudaStage> stages;
+  if (!a.devices.empty()) {  // the planner's split of this very workload over the listed devices' free memory
+    plan::PlanRequest r;
+    static_cast<PrecisionOptions&>(r) = a.precision;
+    r.config = shapes;
+    r.model_label = a.synthetic.empty() ? a.model : a.synthetic;
+    if (a.synthetic.empty()) r.checkpoint = a.model;
+    r.context = P + G;
+    r.prompt = P;
+    r.batch = B;
+    stages = cuda_stages_for(a.devices, r);
+  }
+  // The ceilings of the first device (all of them when they are of one kind).
+  const int first_device = stages.empty() ? cuda::current_device() : stages.front().device;
+  double copy_gbs = 0, gemm_tflops = 0;
+  {
+    cuda::DeviceGuard on(first_device);
+    copy_gbs = cuda::measure_copy_gbs();
+    gemm_tflops = cuda::measure_gemm_tflops();
+  }
   cuda::reset_peak_memory();
 
   Model host_model;
   std::unique_ptr<CudaForward> fwd;
   if (!a.synthetic.empty()) {
-    fwd = CudaForward::synthetic(preset_config(a.synthetic), qopt, a.seed);
+    fwd = CudaForward::synthetic(shapes, qopt, a.seed, stages);
   } else {
     host_model = load_model(a.model);
     if (qopt) quantize_model(host_model, *qopt);
-    fwd = std::make_unique<CudaForward>(host_model);
+    fwd = std::make_unique<CudaForward>(host_model, stages);
   }
   const ModelConfig& c = fwd->config();
-  const int B = a.batch, P = a.prompt_len, G = a.gen_len, steps = G - 1;
-  if (P + G > c.max_positions) fail("bench: prompt-len + gen-len = {} exceeds the model's {} positions", P + G, c.max_positions);
 
   // Bytes a decode step must read: weights (+ lm_head) once, and each row's keys and values so far.
   const double kv_row_pos = 2.0 * 2.0 * double(c.kv_dim()) * c.n_layers;  // K and V, bf16, all layers
@@ -96,6 +118,7 @@ void run_bench(const BenchArgs& a) {
   const double prefill_flops = 2.0 * linear_params * B * P + 2.0 * double(c.vocab) * c.hidden * B + attn_flops;
 
   Stat prefill_tps, decode_tps, ms_per_step, ttft_ms, decode_gbs, prefill_tflops;
+  std::vector<CudaForward::StageInfo> stage_info;  // with the sequences still open (their KV cache)
   std::mt19937 rng(unsigned(a.seed));
   for (int rep = 0; rep <= a.reps; ++rep) {  // rep 0 warms up (graphs, cuBLAS heuristics, scratch)
     std::vector<int> seqs;
@@ -120,6 +143,7 @@ void run_bench(const BenchArgs& a) {
       next = fwd->argmax_last();
     }
     const double dec = seconds_since(t0);
+    stage_info = fwd->stages();
     for (int id : seqs) fwd->close_sequence(id);
     if (rep == 0) continue;
     prefill_tps.v.push_back(double(B) * P / ttft);
@@ -129,12 +153,24 @@ void run_bench(const BenchArgs& a) {
     ms_per_step.v.push_back(dec / steps * 1e3);
     decode_gbs.v.push_back(decode_bytes / dec / 1e9);
   }
+  cuda::sample_device_memory();
   auto mem = cuda::memory_stats();
+  nlohmann::json devices = nlohmann::json::array(), per_device = nlohmann::json::array();
+  for (auto& s : stage_info) {  // memory figures per device: stages on one device show the same
+    const cuda::MemoryStats m = cuda::memory_stats(s.device);
+    devices.push_back(s.device);
+    per_device.push_back({{"device", s.device}, {"name", cuda::device_name(s.device)},
+                          {"first_layer", s.first_layer}, {"end_layer", s.end_layer},
+                          {"weights_bytes", s.weight_bytes}, {"kv_cache_bytes", s.kv_cache_bytes},
+                          {"allocator_peak_bytes", m.peak}, {"device_peak_bytes", m.device_used_peak},
+                          {"device_total_bytes", m.device_total}});
+  }
   char date[32];
   std::time_t now = std::time(nullptr);
   std::strftime(date, sizeof date, "%Y-%m-%d", std::gmtime(&now));
   nlohmann::json j = {
-      {"device", cuda::device_name()},
+      {"device", cuda::device_name(first_device)},
+      {"devices", devices},
       {"programmatic_launch", !a.no_pdl},
       {"date", date},
       {"model", a.synthetic.empty() ? a.model : "synthetic:" + a.synthetic},
@@ -150,7 +186,7 @@ void run_bench(const BenchArgs& a) {
       {"prefill_fraction_of_cublas", prefill_tflops.mean() / gemm_tflops},
       {"weights_bytes", fwd->weight_bytes()}, {"step_weight_bytes", fwd->step_weight_bytes()},
       {"allocator_peak_bytes", mem.peak}, {"device_peak_bytes", mem.device_used_peak},
-      {"device_total_bytes", mem.device_total}};
+      {"device_total_bytes", mem.device_total}, {"per_device", per_device}};
   if (a.json) {
     std::cout << j.dump(2) << "\n";
     return;
@@ -165,6 +201,14 @@ void run_bench(const BenchArgs& a) {
              pm(decode_gbs, 0), 100 * decode_gbs.mean() / copy_gbs, copy_gbs);
   fmt::print("  memory    weights {:.2f} GiB, allocator peak {:.2f} GiB, device peak {:.2f} GiB (incl. context)\n",
              double(fwd->weight_bytes()) / gib, double(mem.peak) / gib, double(mem.device_used_peak) / gib);
+  if (stage_info.size() > 1)
+    for (auto& d : per_device)
+      fmt::print("  device {}  layers {}..{}: weights {:.2f} GiB, KV cache {:.2f} GiB; on the device: allocator peak "
+                 "{:.2f} GiB, device peak {:.2f} GiB of {:.2f} GiB\n",
+                 d["device"].get<int>(), d["first_layer"].get<int>(), d["end_layer"].get<int>() - 1,
+                 d["weights_bytes"].get<double>() / gib, d["kv_cache_bytes"].get<double>() / gib,
+                 d["allocator_peak_bytes"].get<double>() / gib, d["device_peak_bytes"].get<double>() / gib,
+                 d["device_total_bytes"].get<double>() / gib);
 }
 #endif
 
@@ -272,10 +316,17 @@ void register_bench_command(CLI::App& app) {
   cmd->add_option("--seed", a->seed, "random weights and prompts");
   cmd->add_flag("--json", a->json, "print one JSON object");
   cmd->add_flag("--no-pdl", a->no_pdl, "CUDA: launch the kernels of a pass without programmatic dependent launch");
+  cmd->add_option("--devices", a->devices,
+                  "CUDA: split the layers into a pipeline over these GPUs, e.g. 0,1,2 or all, each taking layers in "
+                  "proportion to its free memory (default: the current GPU alone); an id may repeat: 0,0 runs two "
+                  "stages on one GPU, to test the pipeline there");
   cmd->callback([a] {
     if (a->precision.precision == "fp16" || a->precision.precision == "fp32")
       fail("bench: 16-bit weights are measured as bf16 (--precision bf16)");
-    if (a->device == "cpu") return run_cpu_bench(*a);
+    if (a->device == "cpu") {
+      if (!a->devices.empty()) fail("--devices applies to --device cuda only");
+      return run_cpu_bench(*a);
+    }
 #ifdef BIOMEDQ_HAVE_CUDA
     run_bench(*a);
 #else

@@ -2,6 +2,7 @@
 #include <algorithm>
 #include <cstdio>
 
+#include "backend/backend.h"
 #include "cli/commands.h"
 #include "core/error.h"
 #include "core/files.h"
@@ -9,6 +10,7 @@
 #include "eval/run.h"
 #include "eval/table.h"
 #include "model/config.h"
+#include "plan/memory_planner.h"
 
 namespace bq::cli {
 
@@ -156,7 +158,7 @@ void register_eval_commands(CLI::App& app) {
   });
 
   struct EvalArgs {
-    std::string model, synthetic;
+    std::string model, synthetic, devices;
     uint64_t synthetic_seed = 0;
     EngineOptions engine;
     eval::EvalConfig cfg;
@@ -173,10 +175,24 @@ void register_eval_commands(CLI::App& app) {
   cmd->add_option("--synthetic-seed", ev->synthetic_seed, "weights seed for --synthetic");
   model_opt->excludes(synth_opt);
   add_engine_options(cmd, ev->engine);
+  cmd->add_option("--devices", ev->devices,
+                  "cuda: split the layers into a pipeline over these GPUs, e.g. 0,1,2 or all, each taking layers in "
+                  "proportion to its free memory (default: the current GPU alone); an id may repeat: 0,0 runs two "
+                  "stages on one GPU, to test the pipeline there");
   add_eval_options(cmd, ev->cfg);
   cmd->callback([ev, model_opt, synth_opt] {
     if (model_opt->count() + synth_opt->count() != 1) fail("eval: give --model DIR or --synthetic PRESET");
     if (ev->cfg.data_dir.empty()) ev->cfg.data_dir = eval::default_data_dir();
+    if (!ev->devices.empty()) {  // planned for --batch sequences of the model's context (at most 4096 positions)
+      if (ev->engine.device != "cuda") fail("--devices applies to --device cuda only");
+      plan::PlanRequest r;
+      static_cast<PrecisionOptions&>(r) = ev->engine;
+      r.config = ev->synthetic.empty() ? load_model_config(ev->model) : preset_config(ev->synthetic);
+      r.model_label = ev->synthetic.empty() ? ev->model : ev->synthetic;
+      if (ev->synthetic.empty()) r.checkpoint = ev->model;
+      r.batch = ev->cfg.batch;
+      ev->engine.cuda_stages = cuda_stages_for(ev->devices, r);
+    }
     std::unique_ptr<Engine> engine;
     if (!ev->synthetic.empty()) {
       engine = make_synthetic_engine(ev->synthetic, ev->synthetic_seed, ev->engine);

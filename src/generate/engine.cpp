@@ -7,12 +7,10 @@
 #include "backend/backend.h"
 #ifdef BIOMEDQ_HAVE_CUDA
 #include "backend/cuda/allocator.h"
+#include "backend/cuda/cuda_forward.h"
 #endif
 #include "core/error.h"
 #include "core/host_memory.h"
-#ifdef BIOMEDQ_HAVE_CUDA
-#include "backend/cuda/allocator.h"
-#endif
 #include "model/quantize_model.h"
 #include "tokenizer/chat_template.h"
 
@@ -26,7 +24,7 @@ Engine::Engine(const std::filesystem::path& model_dir, const EngineOptions& opt)
 Engine::Engine(std::string name, Model model, Tokenizer tok, const EngineOptions& opt)
     : name_(std::move(name)), model_(std::make_unique<Model>(std::move(model))), tok_(std::move(tok)), opt_(opt) {
   if (auto q = precision_to_quant(opt)) quantize_model(*model_, *q);
-  fwd_ = make_forward(*model_, opt.device);
+  fwd_ = make_forward(*model_, opt.device, opt.cuda_stages);
   if (tok_.vocab_size() > model_->cfg.vocab)
     fail("{}: tokenizer has {} ids but the model's vocabulary is {}", name_, tok_.vocab_size(),
          model_->cfg.vocab);
@@ -114,10 +112,23 @@ nlohmann::json Engine::memory_report() const {
   if (opt_.device == "cuda") {  // the tracked allocator's peak, and the device's own (CUDA context included)
     cuda::sample_device_memory();
     cuda::MemoryStats s = cuda::memory_stats();
+    const auto stages = static_cast<const CudaForward&>(*fwd_).stages();
     report.update({{"allocator_peak_bytes", s.peak},
                    {"device_peak_bytes", s.device_used_peak},
                    {"device_total_bytes", s.device_total},
-                   {"device_name", cuda::device_name()}});
+                   {"device_name", cuda::device_name(stages.front().device)}});
+    if (stages.size() > 1) {  // a pipeline: the totals above, and each stage's layers and its device's figures
+      nlohmann::json devices = nlohmann::json::array(), per_device = nlohmann::json::array();
+      for (auto& st : stages) {
+        const cuda::MemoryStats d = cuda::memory_stats(st.device);
+        devices.push_back(st.device);
+        per_device.push_back({{"device", st.device}, {"name", cuda::device_name(st.device)},
+                              {"first_layer", st.first_layer}, {"end_layer", st.end_layer},
+                              {"weights_bytes", st.weight_bytes}, {"allocator_peak_bytes", d.peak},
+                              {"device_peak_bytes", d.device_used_peak}, {"device_total_bytes", d.device_total}});
+      }
+      report.update({{"devices", devices}, {"per_device", per_device}});
+    }
   }
 #endif
   return report;

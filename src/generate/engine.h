@@ -3,6 +3,7 @@
 #include <filesystem>
 #include <memory>
 
+#include "backend/cuda_stages.h"
 #include "generate/generate.h"
 #include "generate/text_generator.h"
 #include "model/forward.h"
@@ -12,7 +13,8 @@
 namespace bq {
 
 struct EngineOptions : PrecisionOptions {
-  std::string device = "cpu";  // cpu | cuda
+  std::string device = "cpu";          // cpu | cuda
+  std::vector<CudaStage> cuda_stages;  // cuda: the layer pipeline (none: all layers on the current device)
 };
 
 class Engine : public TextGenerator {

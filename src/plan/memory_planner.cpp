@@ -99,15 +99,17 @@ void plan_cuda(MemoryEstimate& e, const ModelConfig& c, const PlanRequest& r, bo
   // Scratch only grows: its size is the largest of every pass of the prefill (kMaxRowsPerPass rows at a time) and
   // of the decode steps.
   const bool quantized = e.quant.has_value();
+  const int logit_rows = lm_head ? r.batch : 0;  // a pipeline stage before the last holds no logit buffers
   cuda::CudaScratchElems s;
   const int rows = r.batch * r.prompt;
   for (int r0 = 0; r0 < rows; r0 += cuda::kMaxRowsPerPass) {
     const int n = std::min(cuda::kMaxRowsPerPass, rows - r0);
-    s.grow_to(cuda::cuda_scratch_elems(c, n, cuda::attention_splits(n, c.n_kv_heads, r.context), r.batch, quantized));
+    s.grow_to(
+        cuda::cuda_scratch_elems(c, n, cuda::attention_splits(n, c.n_kv_heads, r.context), logit_rows, quantized));
   }
   if (r.context > r.prompt)
-    s.grow_to(cuda::cuda_scratch_elems(c, r.batch, cuda::attention_splits(r.batch, c.n_kv_heads, r.context), r.batch,
-                                       quantized));
+    s.grow_to(cuda::cuda_scratch_elems(c, r.batch, cuda::attention_splits(r.batch, c.n_kv_heads, r.context),
+                                       logit_rows, quantized));
   const size_t tile = s.wtile * 2;
   add(e, "activations", fmt::format("activation buffers ({} rows per pass at most)", std::min(rows, cuda::kMaxRowsPerPass)),
       s.bytes() - tile);
@@ -292,8 +294,8 @@ MemoryEstimate plan_memory(PlanRequest r) {
       if (d.total_bytes >= most)
         most = d.total_bytes, fullest = estimate(std::max(d.layers, 1), d.lm_head), e.layers_per_device = d.layers;
     e.notes.push_back(fmt::format("split over {} GPUs in proportion to their memory; items and totals are the fullest "
-                                  "GPU's; layers stay in order, activations pass from GPU to GPU; multi-GPU execution "
-                                  "is not built yet",
+                                  "GPU's; layers stay in order, activations pass from GPU to GPU (bench and eval "
+                                  "--devices run such a split)",
                                   r.devices));
   } else {
     // An even layer split: the busiest device holds ceil(L / N) layers, and (conservatively) lm_head and the
@@ -302,7 +304,7 @@ MemoryEstimate plan_memory(PlanRequest r) {
     fullest = estimate(e.layers_per_device, true);
     if (r.devices > 1)
       e.notes.push_back(fmt::format("per device for {} GPUs, {} of {} layers each (the device that also holds "
-                                    "lm_head); multi-GPU execution is not built yet",
+                                    "lm_head)",
                                     r.devices, e.layers_per_device, r.config.n_layers));
   }
   e.items = std::move(fullest.items);
@@ -313,6 +315,36 @@ MemoryEstimate plan_memory(PlanRequest r) {
     e.cards.push_back({card, bytes, e.total_bytes <= bytes, double(bytes) - double(e.total_bytes)});
   e.request = std::move(r);
   return e;
+}
+
+std::vector<CudaStage> plan_stages(PlanRequest r, const std::vector<int>& devices,
+                                   const std::vector<size_t>& free_bytes) {
+  if (devices.empty()) fail("--devices: no device listed");
+  if (free_bytes.size() != devices.size())
+    fail("plan_stages: {} devices but {} memories", devices.size(), free_bytes.size());
+  if (devices.size() == 1) return {CudaStage{devices[0], 0, r.config.n_layers}};
+  if (int(devices.size()) > r.config.n_layers)
+    fail("--devices lists {} devices, more than the model's {} layers", devices.size(), r.config.n_layers);
+  r.device = "cuda";
+  r.devices = 1;
+  r.device_memory.clear();
+  for (size_t i = 0; i < devices.size(); ++i)
+    r.device_memory.push_back(free_bytes[i] / size_t(std::count(devices.begin(), devices.end(), devices[i])));
+  MemoryEstimate e;
+  try {
+    e = plan_memory(r);
+  } catch (const Error& err) {
+    fail("--devices: {}", err.what());
+  }
+  std::vector<CudaStage> stages;
+  for (size_t i = 0; i < e.split.size(); ++i) {
+    const DeviceShare& d = e.split[i];
+    // A device too full for a layer is left out; the last one also holds lm_head, which the planner put there.
+    if (d.layers == 0 && d.lm_head)
+      fail("--devices: device {} (listed last, so holding lm_head) has room for no layer; list it earlier", devices[i]);
+    if (d.layers > 0) stages.push_back(CudaStage{devices[i], d.first_layer, d.first_layer + d.layers});
+  }
+  return stages;
 }
 
 nlohmann::ordered_json to_json(const MemoryEstimate& e) {

@@ -12,6 +12,7 @@
 
 #include <nlohmann/json.hpp>
 
+#include "backend/cuda_stages.h"
 #include "model/config.h"
 #include "model/quantize_model.h"
 #include "quant/quant.h"
@@ -72,6 +73,13 @@ struct MemoryEstimate {
 // activation buffers, workspace; lm_head on the last), so that every GPU's spare room is used in about the same
 // proportion; a model that no split fits is a bq::Error saying how much is needed and how much the GPUs hold.
 MemoryEstimate plan_memory(PlanRequest r);
+
+// The CUDA pipeline over `devices` (ids as listed, repeats allowed), each listing with free_bytes[i] of memory: the
+// split of plan_memory(r) over those memories (a device listed k times gives each listing 1/k of its free bytes),
+// one stage per listing that gets layers. One device: one stage of all layers, no planning. A model that does not
+// fit is a bq::Error naming --devices.
+std::vector<CudaStage> plan_stages(PlanRequest r, const std::vector<int>& devices,
+                                   const std::vector<size_t>& free_bytes);
 
 // Cards the figures are compared with: nominal capacities of common GPUs (16, 24, 40, 48, 80 GiB; H200's 141 GB).
 std::vector<std::pair<std::string, size_t>> common_cards();

@@ -1,5 +1,6 @@
 #include "backend/cuda/allocator.h"
 
+#include <map>
 #include <mutex>
 #include <unordered_map>
 
@@ -10,10 +11,16 @@ namespace bq::cuda {
 
 namespace {
 
+struct Allocation {
+  size_t bytes = 0;
+  int device = 0;
+};
+
 struct Tracker {
   std::mutex mu;
-  std::unordered_map<void*, size_t> sizes;
-  MemoryStats stats;
+  std::unordered_map<void*, Allocation> allocations;
+  std::map<int, MemoryStats> devices;  // every device allocated on
+  size_t current = 0, peak = 0;        // all devices together
 };
 
 Tracker& tracker() {
@@ -23,11 +30,19 @@ Tracker& tracker() {
 
 std::string gib(size_t b) { return fmt::format("{:.2f} GiB", double(b) / double(1ull << 30)); }
 
-void sample_locked(Tracker& t) {
+// cudaMemGetInfo reports the current device: the caller has made `device` current.
+void sample_current_locked(MemoryStats& s) {
   size_t free = 0, total = 0;
   if (cudaMemGetInfo(&free, &total) != cudaSuccess) return;
-  t.stats.device_total = total;
-  t.stats.device_used_peak = std::max(t.stats.device_used_peak, total - free);
+  s.device_total = total;
+  s.device_used_peak = std::max(s.device_used_peak, total - free);
+}
+
+void sample_all_locked(Tracker& t) {
+  for (auto& [device, s] : t.devices) {
+    DeviceGuard on(device, std::nothrow);  // a sample is best effort, as cudaMemGetInfo's
+    sample_current_locked(s);
+  }
 }
 
 }  // namespace
@@ -39,20 +54,24 @@ void fail_cuda(const char* expr, const char* file, int line, const char* what) {
 void* device_alloc(size_t bytes, const std::string& what) {
   Tracker& t = tracker();
   std::lock_guard lock(t.mu);
+  const int device = current_device();
+  MemoryStats& s = t.devices[device];
   void* p = nullptr;
   cudaError_t e = cudaMalloc(&p, bytes);
   if (e == cudaErrorMemoryAllocation) {
     cudaGetLastError();  // clear the sticky-free error state of the runtime
     size_t free = 0, total = 0;
     cudaMemGetInfo(&free, &total);
-    fail("out of GPU memory: {} needs {} but the device has {} free of {} (biomedq holds {})", what, gib(bytes),
-         gib(free), gib(total), gib(t.stats.current));
+    fail("out of GPU memory on device {}: {} needs {} but the device has {} free of {} (biomedq holds {} there)",
+         device, what, gib(bytes), gib(free), gib(total), gib(s.current));
   }
   check(e, "cudaMalloc", __FILE__, __LINE__);
-  t.sizes[p] = bytes;
-  t.stats.current += bytes;
-  t.stats.peak = std::max(t.stats.peak, t.stats.current);
-  sample_locked(t);
+  t.allocations[p] = Allocation{bytes, device};
+  s.current += bytes;
+  s.peak = std::max(s.peak, s.current);
+  t.current += bytes;
+  t.peak = std::max(t.peak, t.current);
+  sample_current_locked(s);
   return p;
 }
 
@@ -60,32 +79,74 @@ void device_free(void* p) {
   if (!p) return;
   Tracker& t = tracker();
   std::lock_guard lock(t.mu);
-  auto it = t.sizes.find(p);
-  if (it != t.sizes.end()) {
-    t.stats.current -= it->second;
-    t.sizes.erase(it);
+  auto it = t.allocations.find(p);
+  if (it == t.allocations.end()) {
+    cudaFree(p);
+    return;
   }
+  t.devices[it->second.device].current -= it->second.bytes;
+  t.current -= it->second.bytes;
+  DeviceGuard on(it->second.device, std::nothrow);
+  t.allocations.erase(it);
   cudaFree(p);  // not checked: runs in destructors, and a failed free leaves nothing to recover
 }
 
 MemoryStats memory_stats() {
   Tracker& t = tracker();
   std::lock_guard lock(t.mu);
-  return t.stats;
+  MemoryStats total;
+  total.current = t.current;
+  total.peak = t.peak;
+  for (auto& [device, s] : t.devices) {
+    total.device_used_peak += s.device_used_peak;
+    total.device_total += s.device_total;
+  }
+  return total;
+}
+
+MemoryStats memory_stats(int device) {
+  Tracker& t = tracker();
+  std::lock_guard lock(t.mu);
+  auto it = t.devices.find(device);
+  return it == t.devices.end() ? MemoryStats{} : it->second;
+}
+
+std::vector<int> memory_devices() {
+  Tracker& t = tracker();
+  std::lock_guard lock(t.mu);
+  std::vector<int> out;
+  for (auto& [device, s] : t.devices) out.push_back(device);
+  return out;
 }
 
 void reset_peak_memory() {
   Tracker& t = tracker();
   std::lock_guard lock(t.mu);
-  t.stats.peak = t.stats.current;
-  t.stats.device_used_peak = 0;
-  sample_locked(t);
+  t.peak = t.current;
+  for (auto& [device, s] : t.devices) {
+    s.peak = s.current;
+    s.device_used_peak = 0;
+  }
+  sample_all_locked(t);
 }
 
 void sample_device_memory() {
   Tracker& t = tracker();
   std::lock_guard lock(t.mu);
-  sample_locked(t);
+  sample_all_locked(t);
+}
+
+DeviceGuard::DeviceGuard(int device) : previous_(current_device()), device_(device) {
+  if (device_ != previous_) BQ_CUDA(cudaSetDevice(device_));
+}
+
+DeviceGuard::DeviceGuard(int device, std::nothrow_t) noexcept : device_(device) {
+  if (cudaGetDevice(&previous_) != cudaSuccess) previous_ = device_;  // then nothing to switch or restore
+  if (device_ != previous_) cudaSetDevice(device_);
+}
+
+DeviceGuard::~DeviceGuard() {
+  if (device_ != previous_) cudaSetDevice(previous_);  // not checked: a destructor, and the device was usable
 }
 
 int device_count() {
@@ -97,12 +158,25 @@ int device_count() {
   return n;
 }
 
-std::string device_name() {
-  cudaDeviceProp p{};
+int current_device() {
   int dev = 0;
   BQ_CUDA(cudaGetDevice(&dev));
-  BQ_CUDA(cudaGetDeviceProperties(&p, dev));
+  return dev;
+}
+
+std::string device_name() { return device_name(current_device()); }
+
+std::string device_name(int device) {
+  cudaDeviceProp p{};
+  BQ_CUDA(cudaGetDeviceProperties(&p, device));
   return p.name;
+}
+
+size_t device_free_bytes(int device) {
+  DeviceGuard on(device);
+  size_t free = 0, total = 0;
+  BQ_CUDA(cudaMemGetInfo(&free, &total));
+  return free;
 }
 
 }  // namespace bq::cuda

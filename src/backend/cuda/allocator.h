@@ -1,10 +1,13 @@
 // One tracked allocator for every device allocation: current and peak bytes held by biomedq, and the device's own
-// peak use (CUDA context, cuBLAS workspaces and other processes included) sampled from cudaMemGetInfo.
+// peak use (CUDA context, cuBLAS workspaces and other processes included) sampled from cudaMemGetInfo; per device
+// and over all devices together.
 #pragma once
 #include <cstddef>
 #include <cstdint>
+#include <new>
 #include <string>
 #include <utility>
+#include <vector>
 
 namespace bq::cuda {
 
@@ -14,13 +17,17 @@ struct MemoryStats {
   size_t device_total = 0;
 };
 
-// Allocates `bytes` on the current device. Out of memory is a bq::Error saying what was asked for (`what`), how
-// much the device had free and how much biomedq already held.
+// Allocates `bytes` on the current device. Out of memory is a bq::Error naming the device and saying what was asked
+// for (`what`), how much the device had free and how much biomedq already held there.
 void* device_alloc(size_t bytes, const std::string& what);
-void device_free(void* p);
+void device_free(void* p);  // on the device it was allocated on, whichever is current
+// Over every device biomedq has allocated on: peak is that of the sum held; the device figures are the sums of
+// the devices' own.
 MemoryStats memory_stats();
-void reset_peak_memory();       // peak := current; device peak := now
-void sample_device_memory();    // folds the device's current use into device_used_peak
+MemoryStats memory_stats(int device);  // one device's (zeros for a device never allocated on)
+std::vector<int> memory_devices();     // the devices allocated on, ascending
+void reset_peak_memory();              // peak := current; device peak := now (every device allocated on)
+void sample_device_memory();           // folds each device's current use into its device_used_peak
 
 // Owns one device array of T.
 template <typename T>
@@ -51,8 +58,25 @@ class DeviceArray {
   size_t n_ = 0;
 };
 
+// Makes `device` current for its scope (cudaSetDevice only where another one is), then restores the previous one.
+// A failure is a bq::Error, except with std::nothrow (destructors: a failure there leaves nothing to recover).
+class DeviceGuard {
+ public:
+  explicit DeviceGuard(int device);
+  DeviceGuard(int device, std::nothrow_t) noexcept;
+  ~DeviceGuard();
+  DeviceGuard(const DeviceGuard&) = delete;
+  DeviceGuard& operator=(const DeviceGuard&) = delete;
+
+ private:
+  int previous_ = 0, device_ = 0;
+};
+
 // Number of CUDA devices, 0 when there is no driver or device (never throws).
 int device_count();
-std::string device_name();
+int current_device();
+std::string device_name();  // of the current device
+std::string device_name(int device);
+size_t device_free_bytes(int device);  // cudaMemGetInfo's free bytes of that device now
 
 }  // namespace bq::cuda

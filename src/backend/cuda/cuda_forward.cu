@@ -3,6 +3,12 @@
 //
 // KV cache in bf16: half the bytes of fp32 for every decode step and for long contexts (the 70B / 4k-token memory
 // budget), and the precision transformers itself keeps for bf16 models; scores and softmax stay fp32.
+//
+// Pipeline: each Stage holds a contiguous range of layers with their share of every sequence's cache, and its own
+// stream, cuBLAS handle, tables, scratch and graphs on its device (two stages on one device share nothing). A pass
+// runs the stages in order; stage s + 1 copies stage s's hidden states on its own stream after waiting for the
+// event `ready` that s records behind its layers, then records `taken`, which s waits for before it writes its
+// hidden states again (the next pass). With one stage none of this happens.
 #include "backend/cuda/cuda_forward.h"
 
 #include <algorithm>
@@ -41,7 +47,7 @@ struct DevLayer {
 
 struct Seq {
   int capacity = 0, length = 0;
-  DeviceArray<uint16_t> k, v;
+  std::vector<DeviceArray<uint16_t>> k, v;  // per stage: [stage's layers][capacity][kv_dim]
 };
 
 template <typename T>
@@ -60,27 +66,35 @@ DeviceArray<uint8_t> upload_bytes(const std::vector<T>& v, const std::string& wh
 
 Compute to_compute(DType d) { return d == DType::F16 ? Compute::F16 : d == DType::BF16 ? Compute::BF16 : Compute::F32; }
 
-template <typename T>
-void ensure(DeviceArray<T>& a, size_t n, const char* what, bool& grew) {
-  if (a.size() >= n) return;
-  a = DeviceArray<T>();
-  a = DeviceArray<T>(n, what);
-  grew = true;
+DeviceArray<float> ones(size_t n, const std::string& what) {
+  std::vector<float> v(n, 1.0f);
+  return upload(v.data(), n, what);
 }
 
-}  // namespace
+// Grows `a` to n elements; before the first growth of a call, before_growing() (growing frees the old buffer).
+template <typename T, typename F>
+void ensure(DeviceArray<T>& a, size_t n, const char* what, bool& grew, F& before_growing) {
+  if (a.size() >= n) return;
+  if (!grew) before_growing();
+  grew = true;
+  a = DeviceArray<T>();
+  a = DeviceArray<T>(n, what);
+}
 
-struct CudaForward::Impl {
-  ModelConfig cfg;
-  const Model* host = nullptr;  // embeddings looked up on the host; null for synthetic models
-  uint64_t seed = 0;
+// One stage of the pipeline: its layers and everything their kernels use, on its device. Every method that touches
+// the device expects the caller to have made `device` current (DeviceGuard).
+struct Stage {
+  const ModelConfig& cfg;
+  int device = 0, first = 0, end = 0;  // layers [first, end)
   std::vector<DevLayer> layers;
-  DeviceArray<float> final_norm, inv_freq, code_nf4, code_fp4, dyn_map;
+  std::optional<uint64_t> embed_seed;  // first stage of a synthetic model: embedding rows hashed on the device
+  DeviceArray<float> final_norm;       // the last stage: final norm and lm_head
   DevLinear lm_head;
+  DeviceArray<float> inv_freq, code_nf4, code_fp4, dyn_map;
   cudaStream_t st = nullptr;
   cublasHandle_t blas = nullptr;
   DeviceArray<uint8_t> blas_ws;
-  std::vector<std::unique_ptr<Seq>> seqs;
+  cudaEvent_t ready = nullptr, taken = nullptr;  // hand-off of x to the next stage, from the previous one
 
   // Scratch, grown on demand (growing invalidates captured graphs).
   DeviceArray<float> x, xn, q, k, v, att, gate, up, partial, last, logits, tc_partial;
@@ -90,28 +104,24 @@ struct CudaForward::Impl {
   DeviceArray<int> outliers, n_outliers, tokens, argmax_out, tc_counters;
   DeviceArray<uint8_t> flags;
   DeviceArray<RowInfo> rows;
-  int last_logit_rows = 0;
 
-  bool use_graphs = true;
-  std::map<std::vector<int>, cudaGraphExec_t> graphs;  // key: rows, splits, logit rows
+  std::map<std::vector<int>, cudaGraphExec_t> graphs;  // this stage's; key: rows, splits, capacity, first logit
 
-  ~Impl() {
-    for (auto& [key, g] : graphs) cudaGraphExecDestroy(g);
-    if (blas) cublasDestroy(blas);
-    if (st) cudaStreamDestroy(st);
-  }
+  Stage(const ModelConfig& c, const CudaStage& s) : cfg(c), device(s.device), first(s.first_layer), end(s.end_layer) {}
 
-  void init(const ModelConfig& c) {
-    cfg = c;
-    if (device_count() == 0) fail("--device cuda: no CUDA device is available");
+  // Stream, handles and tables (outside the constructor, so that the destructor releases a part made).
+  void init() {
+    DeviceGuard on(device);
     BQ_CUDA(cudaStreamCreateWithFlags(&st, cudaStreamNonBlocking));
+    BQ_CUDA(cudaEventCreateWithFlags(&ready, cudaEventDisableTiming));
+    BQ_CUDA(cudaEventCreateWithFlags(&taken, cudaEventDisableTiming));
     BQ_CUBLAS(cublasCreate(&blas));
     BQ_CUBLAS(cublasSetStream(blas, st));
     // An explicit workspace: cuBLAS may not allocate during graph capture, and this way it is counted.
     blas_ws = DeviceArray<uint8_t>(kCublasWorkspaceBytes, "cuBLAS workspace");
     BQ_CUBLAS(cublasSetWorkspace(blas, blas_ws.get(), blas_ws.bytes()));
     std::vector<float> f;
-    for (double v : rope_inv_freq(c)) f.push_back(float(v));
+    for (double v : rope_inv_freq(cfg)) f.push_back(float(v));
     inv_freq = upload(f.data(), f.size(), "RoPE frequencies");
     auto nf4 = quant::code4(quant::Scheme::NF4), fp4 = quant::code4(quant::Scheme::FP4);
     static_assert(std::tuple_size_v<decltype(nf4)> == kCodeTableFloats &&
@@ -119,6 +129,15 @@ struct CudaForward::Impl {
     code_nf4 = upload(nf4.data(), nf4.size(), "NF4 code");
     code_fp4 = upload(fp4.data(), fp4.size(), "FP4 code");
     dyn_map = upload(quant::dynamic_map_signed().data(), kDynamicMapFloats, "dynamic map");
+  }
+
+  ~Stage() {
+    DeviceGuard on(device, std::nothrow);
+    drop_graphs();
+    if (blas) cublasDestroy(blas);
+    if (ready) cudaEventDestroy(ready);
+    if (taken) cudaEventDestroy(taken);
+    if (st) cudaStreamDestroy(st);
   }
 
   DevLinear upload_linear(const Linear& l, const std::string& name) {
@@ -227,11 +246,6 @@ struct CudaForward::Impl {
     return d;
   }
 
-  DeviceArray<float> ones(size_t n, const std::string& what) {
-    std::vector<float> v(n, 1.0f);
-    return upload(v.data(), n, what);
-  }
-
   TcScratch tc_scratch() {
     return TcScratch{xb.get(), tc_partial.get(), tc_partial.size(), tc_counters.get(), tc_counters.size()};
   }
@@ -310,37 +324,38 @@ struct CudaForward::Impl {
     return false;
   }
 
-  bool ensure_scratch(int n, int splits, int n_logits) {
+  // Sizes the scratch for a pass; `before_growing` runs once before the first buffer is reallocated.
+  template <typename F>
+  void ensure_scratch(int n, int splits, int n_logits, F before_growing) {
     const CudaScratchElems e = cuda_scratch_elems(cfg, n, splits, n_logits, quantized());
     bool grew = false;
-    ensure(x, e.x, "activations", grew);
-    ensure(xn, e.xn, "activations", grew);
-    ensure(q, e.q, "activations", grew);
-    ensure(att, e.att, "activations", grew);
-    ensure(k, e.k, "activations", grew);
-    ensure(v, e.v, "activations", grew);
-    ensure(gate, e.gate, "activations", grew);
-    ensure(up, e.up, "activations", grew);
-    ensure(xb, e.xb, "bf16 activations", grew);
-    ensure(xq, e.xq, "int8 activations", grew);
-    ensure(sca, e.sca, "int8 scales", grew);
-    ensure(outliers, e.outliers, "outlier list", grew);
-    ensure(n_outliers, e.n_outliers, "outlier count", grew);
-    ensure(flags, e.flags, "outlier flags", grew);
-    ensure(tokens, e.tokens, "tokens", grew);
-    ensure(rows, e.rows, "row table", grew);
-    ensure(partial, e.partial, "attention partials", grew);
-    ensure(last, e.last, "final hidden states", grew);
-    ensure(logits, e.logits, "logits", grew);
-    ensure(argmax_out, e.argmax, "argmax", grew);
-    ensure(wtile, e.wtile, "dequantized weight tile", grew);
-    ensure(tc_partial, e.tc_partial, "tensor-core partial sums", grew);
+    ensure(x, e.x, "activations", grew, before_growing);
+    ensure(xn, e.xn, "activations", grew, before_growing);
+    ensure(q, e.q, "activations", grew, before_growing);
+    ensure(att, e.att, "activations", grew, before_growing);
+    ensure(k, e.k, "activations", grew, before_growing);
+    ensure(v, e.v, "activations", grew, before_growing);
+    ensure(gate, e.gate, "activations", grew, before_growing);
+    ensure(up, e.up, "activations", grew, before_growing);
+    ensure(xb, e.xb, "bf16 activations", grew, before_growing);
+    ensure(xq, e.xq, "int8 activations", grew, before_growing);
+    ensure(sca, e.sca, "int8 scales", grew, before_growing);
+    ensure(outliers, e.outliers, "outlier list", grew, before_growing);
+    ensure(n_outliers, e.n_outliers, "outlier count", grew, before_growing);
+    ensure(flags, e.flags, "outlier flags", grew, before_growing);
+    ensure(tokens, e.tokens, "tokens", grew, before_growing);
+    ensure(rows, e.rows, "row table", grew, before_growing);
+    ensure(partial, e.partial, "attention partials", grew, before_growing);
+    ensure(last, e.last, "final hidden states", grew, before_growing);
+    ensure(logits, e.logits, "logits", grew, before_growing);
+    ensure(argmax_out, e.argmax, "argmax", grew, before_growing);
+    ensure(wtile, e.wtile, "dequantized weight tile", grew, before_growing);
+    ensure(tc_partial, e.tc_partial, "tensor-core partial sums", grew, before_growing);
     const size_t counters_before = tc_counters.size();
-    ensure(tc_counters, e.tc_counters, "tensor-core tile counters", grew);
+    ensure(tc_counters, e.tc_counters, "tensor-core tile counters", grew, before_growing);
     if (tc_counters.size() != counters_before)  // the kernels leave them at zero; they start there
       BQ_CUDA(cudaMemsetAsync(tc_counters.get(), 0, tc_counters.bytes(), st));
     if (grew) drop_graphs();
-    return grew;
   }
 
   void drop_graphs() {
@@ -348,13 +363,13 @@ struct CudaForward::Impl {
     graphs.clear();
   }
 
-  // The layers for rows [0, n) of a pass whose inputs (x, rows) are on the device, then final norm of the
-  // listed rows into last[first_logit ...].
+  // This stage's layers for rows [0, n) of a pass whose inputs (x, rows; tokens on a synthetic model's first
+  // stage) are on the device, then (the last stage) final norm of the listed rows into last[first_logit ...].
   void layers_pass(int n, int splits, int max_positions, const std::vector<int>& logit_rows, int first_logit) {
     const ModelConfig& c = cfg;
-    const int H = c.hidden, Q = c.q_dim(), KV = c.kv_dim(), I = c.intermediate;
-    if (!host) synthetic_embed(tokens.get(), n, H, seed, 1.0f, x.get(), st);
-    for (int l = 0; l < c.n_layers; ++l) {
+    const int H = c.hidden, I = c.intermediate;
+    if (embed_seed) synthetic_embed(tokens.get(), n, H, *embed_seed, 1.0f, x.get(), st);
+    for (int l = 0; l < int(layers.size()); ++l) {  // l: the stage's own index, as its cache arrays are laid out
       DevLayer& L = layers[size_t(l)];
       // Each product's input is also written in its 16-bit compute dtype where it runs on the tensor cores.
       const Compute cq = tc_input({&L.q, &L.k, &L.v}, n), co = tc_input({&L.o}, n),
@@ -370,84 +385,14 @@ struct CudaForward::Impl {
       silu_mul(gate.get(), up.get(), int64_t(n) * I, st, out16_if(cd, xb.get()), cd);
       linear(L.down, gate.get(), n, x.get(), true, cd != Compute::F32);
     }
-    (void)Q;
-    (void)KV;
     for (size_t i = 0; i < logit_rows.size(); ++i)
       rmsnorm(x.get() + int64_t(logit_rows[i]) * H, final_norm.get(), last.get() + int64_t(first_logit + i) * H, 1, H,
               c.rms_eps, st);
   }
 
-  const float* run(const ForwardBatch& b) {
-    const ModelConfig& c = cfg;
-    const int R = int(b.tokens.size());
-    if (b.seq.size() != b.tokens.size()) fail("forward: tokens and seq differ in length");
-    std::vector<int> pos(static_cast<size_t>(R)), next(seqs.size());
-    for (size_t s = 0; s < seqs.size(); ++s) next[s] = seqs[s] ? seqs[s]->length : 0;
-    for (int r = 0; r < R; ++r) {
-      int s = b.seq[size_t(r)];
-      if (s < 0 || size_t(s) >= seqs.size() || !seqs[size_t(s)]) fail("forward: row {} names no open sequence ({})", r, s);
-      if (next[size_t(s)] >= seqs[size_t(s)]->capacity)
-        fail("forward: sequence {} is full ({} positions)", s, seqs[size_t(s)]->capacity);
-      int32_t t = b.tokens[size_t(r)];
-      if (t < 0 || t >= c.vocab) fail("token id {} outside the vocabulary of {}", t, c.vocab);
-      pos[size_t(r)] = next[size_t(s)]++;
-    }
-    for (int r : b.logit_rows)
-      if (r < 0 || r >= R) fail("forward: logit row {} outside the batch of {}", r, R);
-    const int NL = int(b.logit_rows.size());
-
-    for (int r0 = 0; r0 < R; r0 += kMaxRowsPerPass) {
-      const int n = std::min(kMaxRowsPerPass, R - r0);
-      // Splits from the sequences' capacities (not current lengths), so that decode steps share one graph.
-      int max_cap = 1;
-      std::vector<RowInfo> info(static_cast<size_t>(n));
-      for (int i = 0; i < n; ++i) {
-        Seq& s = *seqs[size_t(b.seq[size_t(r0 + i)])];
-        info[size_t(i)] = RowInfo{pos[size_t(r0 + i)], s.capacity, s.k.get(), s.v.get()};
-        max_cap = std::max(max_cap, s.capacity);
-      }
-      const int splits = attention_splits(n, c.n_kv_heads, max_cap);
-      std::vector<int> lrows;
-      int first_logit = 0;
-      for (int i = 0; i < NL; ++i) {
-        int r = b.logit_rows[size_t(i)];
-        if (r < r0) ++first_logit;
-        if (r >= r0 && r < r0 + n) lrows.push_back(r - r0);
-      }
-      // Logit rows are listed in any order: keep theirs by computing each at its own index.
-      ensure_scratch(n, splits, NL);
-      BQ_CUDA(cudaMemcpyAsync(rows.get(), info.data(), info.size() * sizeof(RowInfo), cudaMemcpyHostToDevice, st));
-      BQ_CUDA(cudaMemcpyAsync(tokens.get(), b.tokens.data() + r0, size_t(n) * sizeof(int), cudaMemcpyHostToDevice, st));
-      if (host) {
-        std::vector<float> e(size_t(n) * size_t(c.hidden));
-        for (int i = 0; i < n; ++i) host->embed_row(b.tokens[size_t(r0 + i)], e.data() + size_t(i) * size_t(c.hidden));
-        BQ_CUDA(cudaMemcpyAsync(x.get(), e.data(), e.size() * sizeof(float), cudaMemcpyHostToDevice, st));
-        BQ_CUDA(cudaStreamSynchronize(st));  // e is pageable and goes out of scope
-      }
-      bool in_order = true;
-      for (int i = 0; i < NL; ++i) in_order &= b.logit_rows[size_t(i)] == (i > 0 ? b.logit_rows[size_t(i - 1)] + 1 : b.logit_rows[0]);
-      if (in_order) {
-        run_pass(n, splits, max_cap, lrows, first_logit);
-      } else {
-        run_pass(n, splits, max_cap, {}, 0);
-        for (int i = 0; i < NL; ++i) {
-          int r = b.logit_rows[size_t(i)];
-          if (r >= r0 && r < r0 + n)
-            rmsnorm(x.get() + int64_t(r - r0) * c.hidden, final_norm.get(), last.get() + int64_t(i) * c.hidden, 1,
-                    c.hidden, c.rms_eps, st);
-        }
-      }
-    }
-    for (size_t s = 0; s < seqs.size(); ++s)
-      if (seqs[s]) seqs[s]->length = next[s];
-    if (NL > 0) linear(lm_head, last.get(), NL, logits.get(), false);  // logits and xb sized by ensure_scratch
-    last_logit_rows = NL;
-    sample_device_memory();
-    return logits.get();
-  }
-
-  void run_pass(int n, int splits, int max_cap, const std::vector<int>& lrows, int first_logit) {
-    if (!use_graphs || n > kMaxGraphRows || int(lrows.size()) != n) {
+  // layers_pass, or with `graph` a CUDA graph of it, captured once per shape and replayed.
+  void run_pass(int n, int splits, int max_cap, const std::vector<int>& lrows, int first_logit, bool graph) {
+    if (!graph) {
       layers_pass(n, splits, max_cap, lrows, first_logit);
       return;
     }
@@ -470,60 +415,242 @@ struct CudaForward::Impl {
     }
     BQ_CUDA(cudaGraphLaunch(it->second, st));
   }
+
+  size_t weight_bytes() const {
+    size_t n = final_norm.bytes() + lm_head.bytes();
+    for (auto& L : layers) {
+      n += L.attn_norm.bytes() + L.mlp_norm.bytes();
+      for (auto* l : {&L.q, &L.k, &L.v, &L.o, &L.gate, &L.up, &L.down}) n += l->bytes();
+    }
+    return n;
+  }
+
+  size_t step_weight_bytes() const {
+    size_t n = lm_head.w.bytes();
+    for (auto& L : layers)
+      for (auto* l : {&L.q, &L.k, &L.v, &L.o, &L.gate, &L.up, &L.down}) n += l->w.bytes();
+    return n;
+  }
+};
+
+}  // namespace
+
+struct CudaForward::Impl {
+  ModelConfig cfg;
+  const Model* host = nullptr;  // embeddings looked up on the host; null for synthetic models
+  std::vector<std::unique_ptr<Stage>> stages;
+  std::vector<std::unique_ptr<Seq>> seqs;
+  int last_logit_rows = 0;
+  bool use_graphs = true;
+
+  void init(const ModelConfig& c, std::vector<CudaStage> layout) {
+    cfg = c;
+    const int devices = device_count();
+    if (devices == 0) fail("--device cuda: no CUDA device is available");
+    if (layout.empty()) layout.push_back(CudaStage{current_device(), 0, c.n_layers});
+    validate_stages(c.n_layers, devices, layout);
+    for (const CudaStage& s : layout) {
+      stages.push_back(std::make_unique<Stage>(cfg, s));
+      stages.back()->init();
+    }
+    enable_peer_access();
+  }
+
+  // Direct copies between neighbouring stages on different GPUs where the hardware allows it (otherwise the copy
+  // goes through the host, slower but the same bytes).
+  void enable_peer_access() {
+    for (size_t i = 1; i < stages.size(); ++i) {
+      const int a = stages[i - 1]->device, b = stages[i]->device;
+      if (a == b) continue;
+      for (auto [from, to] : {std::pair{a, b}, std::pair{b, a}}) {
+        int can = 0;
+        BQ_CUDA(cudaDeviceCanAccessPeer(&can, from, to));
+        if (!can) continue;
+        DeviceGuard on(from);
+        const cudaError_t e = cudaDeviceEnablePeerAccess(to, 0);
+        if (e == cudaErrorPeerAccessAlreadyEnabled) cudaGetLastError();  // by an earlier pipeline of this process
+        else BQ_CUDA(e);
+      }
+    }
+  }
+
+  Stage& last_stage() { return *stages.back(); }
+
+  void synchronize() {
+    for (auto& s : stages) {
+      DeviceGuard on(s->device);
+      BQ_CUDA(cudaStreamSynchronize(s->st));
+    }
+  }
+
+  const float* run(const ForwardBatch& b) {
+    const ModelConfig& c = cfg;
+    const int R = int(b.tokens.size());
+    if (b.seq.size() != b.tokens.size()) fail("forward: tokens and seq differ in length");
+    std::vector<int> pos(static_cast<size_t>(R)), next(seqs.size());
+    for (size_t s = 0; s < seqs.size(); ++s) next[s] = seqs[s] ? seqs[s]->length : 0;
+    for (int r = 0; r < R; ++r) {
+      int s = b.seq[size_t(r)];
+      if (s < 0 || size_t(s) >= seqs.size() || !seqs[size_t(s)]) fail("forward: row {} names no open sequence ({})", r, s);
+      if (next[size_t(s)] >= seqs[size_t(s)]->capacity)
+        fail("forward: sequence {} is full ({} positions)", s, seqs[size_t(s)]->capacity);
+      int32_t t = b.tokens[size_t(r)];
+      if (t < 0 || t >= c.vocab) fail("token id {} outside the vocabulary of {}", t, c.vocab);
+      pos[size_t(r)] = next[size_t(s)]++;
+    }
+    for (int r : b.logit_rows)
+      if (r < 0 || r >= R) fail("forward: logit row {} outside the batch of {}", r, R);
+    const int NL = int(b.logit_rows.size());
+    bool in_order = true;
+    for (int i = 1; i < NL; ++i) in_order &= b.logit_rows[size_t(i)] == b.logit_rows[size_t(i - 1)] + 1;
+    const size_t S = stages.size();
+    // Growing a stage's scratch frees buffers that queued work of another stage may still copy from.
+    auto settle = [&] {
+      if (S > 1) synchronize();
+    };
+
+    for (int r0 = 0; r0 < R; r0 += kMaxRowsPerPass) {
+      const int n = std::min(kMaxRowsPerPass, R - r0);
+      // Splits from the sequences' capacities (not current lengths), so that decode steps share one graph.
+      int max_cap = 1;
+      for (int i = 0; i < n; ++i) max_cap = std::max(max_cap, seqs[size_t(b.seq[size_t(r0 + i)])]->capacity);
+      const int splits = attention_splits(n, c.n_kv_heads, max_cap);
+      // Logit rows are listed in any order: keep theirs by computing each at its own index.
+      std::vector<int> lrows;
+      int first_logit = 0;
+      for (int i = 0; i < NL; ++i) {
+        int r = b.logit_rows[size_t(i)];
+        if (r < r0) ++first_logit;
+        if (r >= r0 && r < r0 + n) lrows.push_back(r - r0);
+      }
+      // Decode steps (every row a logit row) replay graphs, on every stage.
+      const bool graph = use_graphs && n <= kMaxGraphRows && int(lrows.size()) == n && in_order;
+      for (size_t si = 0; si < S; ++si) {
+        Stage& stage = *stages[si];
+        DeviceGuard on(stage.device);
+        stage.ensure_scratch(n, splits, si + 1 == S ? NL : 0, settle);
+        std::vector<RowInfo> info(static_cast<size_t>(n));  // this stage's caches
+        for (int i = 0; i < n; ++i) {
+          Seq& s = *seqs[size_t(b.seq[size_t(r0 + i)])];
+          info[size_t(i)] = RowInfo{pos[size_t(r0 + i)], s.capacity, s.k[si].get(), s.v[si].get()};
+        }
+        BQ_CUDA(cudaMemcpyAsync(stage.rows.get(), info.data(), info.size() * sizeof(RowInfo), cudaMemcpyHostToDevice,
+                                stage.st));
+        if (si + 1 < S) BQ_CUDA(cudaStreamWaitEvent(stage.st, stages[si + 1]->taken, 0));  // x copied on: free again
+        if (si == 0) {
+          BQ_CUDA(cudaMemcpyAsync(stage.tokens.get(), b.tokens.data() + r0, size_t(n) * sizeof(int),
+                                  cudaMemcpyHostToDevice, stage.st));
+          if (host) {
+            std::vector<float> e(size_t(n) * size_t(c.hidden));
+            for (int i = 0; i < n; ++i)
+              host->embed_row(b.tokens[size_t(r0 + i)], e.data() + size_t(i) * size_t(c.hidden));
+            BQ_CUDA(cudaMemcpyAsync(stage.x.get(), e.data(), e.size() * sizeof(float), cudaMemcpyHostToDevice,
+                                    stage.st));
+            BQ_CUDA(cudaStreamSynchronize(stage.st));  // e is pageable and goes out of scope
+          }
+        } else {
+          Stage& prev = *stages[si - 1];
+          const size_t bytes = size_t(n) * size_t(c.hidden) * sizeof(float);
+          BQ_CUDA(cudaStreamWaitEvent(stage.st, prev.ready, 0));
+          if (prev.device == stage.device)
+            BQ_CUDA(cudaMemcpyAsync(stage.x.get(), prev.x.get(), bytes, cudaMemcpyDeviceToDevice, stage.st));
+          else
+            BQ_CUDA(cudaMemcpyPeerAsync(stage.x.get(), stage.device, prev.x.get(), prev.device, bytes, stage.st));
+          BQ_CUDA(cudaEventRecord(stage.taken, stage.st));
+        }
+        if (si + 1 < S) {
+          stage.run_pass(n, splits, max_cap, {}, 0, graph);
+          BQ_CUDA(cudaEventRecord(stage.ready, stage.st));
+        } else if (in_order) {
+          stage.run_pass(n, splits, max_cap, lrows, first_logit, graph);
+        } else {
+          stage.run_pass(n, splits, max_cap, {}, 0, false);
+          for (int i = 0; i < NL; ++i) {
+            int r = b.logit_rows[size_t(i)];
+            if (r >= r0 && r < r0 + n)
+              rmsnorm(stage.x.get() + int64_t(r - r0) * c.hidden, stage.final_norm.get(),
+                      stage.last.get() + int64_t(i) * c.hidden, 1, c.hidden, c.rms_eps, stage.st);
+          }
+        }
+      }
+    }
+    for (size_t s = 0; s < seqs.size(); ++s)
+      if (seqs[s]) seqs[s]->length = next[s];
+    Stage& tail = last_stage();
+    DeviceGuard on(tail.device);
+    if (NL > 0) tail.linear(tail.lm_head, tail.last.get(), NL, tail.logits.get(), false);  // sized by ensure_scratch
+    last_logit_rows = NL;
+    sample_device_memory();
+    return tail.logits.get();
+  }
 };
 
 CudaForward::CudaForward() : p_(std::make_unique<Impl>()) {}
 CudaForward::~CudaForward() = default;
 
-CudaForward::CudaForward(const Model& m) : p_(std::make_unique<Impl>()) {
+CudaForward::CudaForward(const Model& m, std::vector<CudaStage> stages) : p_(std::make_unique<Impl>()) {
   Impl& I = *p_;
-  I.init(m.cfg);
+  I.init(m.cfg, std::move(stages));
   I.host = &m;
-  for (size_t i = 0; i < m.layers.size(); ++i) {
-    const Layer& L = m.layers[i];
-    DevLayer d;
-    std::string p = fmt::format("layer {} ", i);
-    d.attn_norm = upload(L.attn_norm.data(), L.attn_norm.size(), p + "norm");
-    d.mlp_norm = upload(L.mlp_norm.data(), L.mlp_norm.size(), p + "norm");
-    d.q = I.upload_linear(L.q, p + "q_proj");
-    d.k = I.upload_linear(L.k, p + "k_proj");
-    d.v = I.upload_linear(L.v, p + "v_proj");
-    d.o = I.upload_linear(L.o, p + "o_proj");
-    d.gate = I.upload_linear(L.gate, p + "gate_proj");
-    d.up = I.upload_linear(L.up, p + "up_proj");
-    d.down = I.upload_linear(L.down, p + "down_proj");
-    I.layers.push_back(std::move(d));
+  for (auto& stage : I.stages) {
+    Stage& S = *stage;
+    DeviceGuard on(S.device);
+    for (int i = S.first; i < S.end; ++i) {
+      const Layer& L = m.layers[size_t(i)];
+      DevLayer d;
+      std::string p = fmt::format("layer {} ", i);
+      d.attn_norm = upload(L.attn_norm.data(), L.attn_norm.size(), p + "norm");
+      d.mlp_norm = upload(L.mlp_norm.data(), L.mlp_norm.size(), p + "norm");
+      d.q = S.upload_linear(L.q, p + "q_proj");
+      d.k = S.upload_linear(L.k, p + "k_proj");
+      d.v = S.upload_linear(L.v, p + "v_proj");
+      d.o = S.upload_linear(L.o, p + "o_proj");
+      d.gate = S.upload_linear(L.gate, p + "gate_proj");
+      d.up = S.upload_linear(L.up, p + "up_proj");
+      d.down = S.upload_linear(L.down, p + "down_proj");
+      S.layers.push_back(std::move(d));
+    }
   }
-  I.final_norm = upload(m.final_norm.data(), m.final_norm.size(), "final norm");
-  I.lm_head = I.upload_linear(m.lm_head, "lm_head");  // quantized only with --quantize-lm-head
+  Stage& tail = I.last_stage();
+  DeviceGuard on(tail.device);
+  tail.final_norm = upload(m.final_norm.data(), m.final_norm.size(), "final norm");
+  tail.lm_head = tail.upload_linear(m.lm_head, "lm_head");  // quantized only with --quantize-lm-head
 }
 
 std::unique_ptr<CudaForward> CudaForward::synthetic(const ModelConfig& c, const std::optional<quant::QuantOptions>& qo,
-                                                    uint64_t seed) {
+                                                    uint64_t seed, std::vector<CudaStage> stages) {
   std::unique_ptr<CudaForward> f(new CudaForward());
   Impl& I = *f->p_;
-  I.init(c);
-  I.seed = seed;
-  uint64_t s = seed * 1000003;
+  I.init(c, std::move(stages));
+  I.stages.front()->embed_seed = seed;
+  uint64_t s = seed * 1000003;  // each linear's seed follows from the layer's index, whichever stage holds it
   const int64_t H = c.hidden, Q = c.q_dim(), KV = c.kv_dim(), In = c.intermediate;
-  for (int i = 0; i < c.n_layers; ++i) {
-    DevLayer d;
-    std::string p = fmt::format("layer {} ", i);
-    d.attn_norm = I.ones(size_t(H), p + "norm");
-    d.mlp_norm = I.ones(size_t(H), p + "norm");
-    d.q = I.synth_linear(Q, H, qo, s += 16, p + "q_proj");
-    d.k = I.synth_linear(KV, H, qo, s += 16, p + "k_proj");
-    d.v = I.synth_linear(KV, H, qo, s += 16, p + "v_proj");
-    d.o = I.synth_linear(H, Q, qo, s += 16, p + "o_proj");
-    d.gate = I.synth_linear(In, H, qo, s += 16, p + "gate_proj");
-    d.up = I.synth_linear(In, H, qo, s += 16, p + "up_proj");
-    d.down = I.synth_linear(H, In, qo, s += 16, p + "down_proj");
-    I.layers.push_back(std::move(d));
+  for (auto& stage : I.stages) {
+    Stage& S = *stage;
+    DeviceGuard on(S.device);
+    for (int i = S.first; i < S.end; ++i) {
+      DevLayer d;
+      std::string p = fmt::format("layer {} ", i);
+      d.attn_norm = ones(size_t(H), p + "norm");
+      d.mlp_norm = ones(size_t(H), p + "norm");
+      d.q = S.synth_linear(Q, H, qo, s += 16, p + "q_proj");
+      d.k = S.synth_linear(KV, H, qo, s += 16, p + "k_proj");
+      d.v = S.synth_linear(KV, H, qo, s += 16, p + "v_proj");
+      d.o = S.synth_linear(H, Q, qo, s += 16, p + "o_proj");
+      d.gate = S.synth_linear(In, H, qo, s += 16, p + "gate_proj");
+      d.up = S.synth_linear(In, H, qo, s += 16, p + "up_proj");
+      d.down = S.synth_linear(H, In, qo, s += 16, p + "down_proj");
+      S.layers.push_back(std::move(d));
+    }
   }
-  I.final_norm = I.ones(size_t(H), "final norm");
-  const auto head_q = qo && qo->quantize_lm_head ? qo : std::optional<quant::QuantOptions>{};
-  I.lm_head = I.synth_linear(c.vocab, H, head_q, s += 16, "lm_head");
-  BQ_CUDA(cudaStreamSynchronize(I.st));
+  Stage& tail = I.last_stage();
+  {
+    DeviceGuard on(tail.device);
+    tail.final_norm = ones(size_t(H), "final norm");
+    const auto head_q = qo && qo->quantize_lm_head ? qo : std::optional<quant::QuantOptions>{};
+    tail.lm_head = tail.synth_linear(c.vocab, H, head_q, s += 16, "lm_head");
+  }
+  I.synchronize();
   return f;
 }
 
@@ -533,9 +660,12 @@ int CudaForward::open_sequence(int capacity) {
     fail("a sequence of {} positions exceeds the model's limit of {}", capacity, I.cfg.max_positions);
   auto s = std::make_unique<Seq>();
   s->capacity = capacity;
-  const size_t n = size_t(I.cfg.n_layers) * size_t(capacity) * size_t(I.cfg.kv_dim());
-  s->k = DeviceArray<uint16_t>(n, "KV cache (keys)");
-  s->v = DeviceArray<uint16_t>(n, "KV cache (values)");
+  for (auto& stage : I.stages) {
+    DeviceGuard on(stage->device);
+    const size_t n = size_t(stage->end - stage->first) * size_t(capacity) * size_t(I.cfg.kv_dim());
+    s->k.push_back(DeviceArray<uint16_t>(n, "KV cache (keys)"));
+    s->v.push_back(DeviceArray<uint16_t>(n, "KV cache (values)"));
+  }
   for (size_t i = 0; i < I.seqs.size(); ++i)
     if (!I.seqs[i]) {
       I.seqs[i] = std::move(s);
@@ -546,7 +676,7 @@ int CudaForward::open_sequence(int capacity) {
 }
 
 void CudaForward::close_sequence(int id) {
-  BQ_CUDA(cudaStreamSynchronize(p_->st));  // the cache may still be read by queued work
+  p_->synchronize();  // the cache may still be read by queued work
   p_->seqs.at(size_t(id)).reset();
 }
 
@@ -559,7 +689,9 @@ const float* CudaForward::run_device(const ForwardBatch& b) { return p_->run(b);
 void CudaForward::run(const ForwardBatch& b, float* logits) {
   const float* d = p_->run(b);
   const size_t n = b.logit_rows.size() * size_t(p_->cfg.vocab);
-  if (n) BQ_CUDA(cudaMemcpyAsync(logits, d, n * sizeof(float), cudaMemcpyDeviceToHost, p_->st));
+  Stage& tail = p_->last_stage();
+  DeviceGuard on(tail.device);
+  if (n) BQ_CUDA(cudaMemcpyAsync(logits, d, n * sizeof(float), cudaMemcpyDeviceToHost, tail.st));
   synchronize();
 }
 
@@ -567,40 +699,54 @@ std::vector<int32_t> CudaForward::argmax_last() {
   Impl& I = *p_;
   std::vector<int32_t> out(size_t(I.last_logit_rows));
   if (out.empty()) return out;
-  argmax_rows(I.logits.get(), I.last_logit_rows, I.cfg.vocab, I.argmax_out.get(), I.st);
-  BQ_CUDA(cudaMemcpyAsync(out.data(), I.argmax_out.get(), out.size() * sizeof(int32_t), cudaMemcpyDeviceToHost, I.st));
+  Stage& tail = I.last_stage();
+  DeviceGuard on(tail.device);
+  argmax_rows(tail.logits.get(), I.last_logit_rows, I.cfg.vocab, tail.argmax_out.get(), tail.st);
+  BQ_CUDA(cudaMemcpyAsync(out.data(), tail.argmax_out.get(), out.size() * sizeof(int32_t), cudaMemcpyDeviceToHost,
+                          tail.st));
   synchronize();
   return out;
 }
 
-void CudaForward::synchronize() { BQ_CUDA(cudaStreamSynchronize(p_->st)); }
+void CudaForward::synchronize() { p_->synchronize(); }
 
 void CudaForward::set_use_graphs(bool on) {
   p_->use_graphs = on;
-  if (!on) p_->drop_graphs();
+  if (on) return;
+  for (auto& s : p_->stages) {
+    DeviceGuard guard(s->device);
+    s->drop_graphs();
+  }
 }
 
 size_t CudaForward::weight_bytes() const {
-  size_t n = p_->final_norm.bytes() + p_->lm_head.bytes();
-  for (auto& L : p_->layers) {
-    n += L.attn_norm.bytes() + L.mlp_norm.bytes();
-    for (auto* l : {&L.q, &L.k, &L.v, &L.o, &L.gate, &L.up, &L.down}) n += l->bytes();
-  }
+  size_t n = 0;
+  for (auto& s : p_->stages) n += s->weight_bytes();
   return n;
 }
 
 size_t CudaForward::step_weight_bytes() const {
-  size_t n = p_->lm_head.w.bytes();
-  for (auto& L : p_->layers)
-    for (auto* l : {&L.q, &L.k, &L.v, &L.o, &L.gate, &L.up, &L.down}) n += l->w.bytes();
+  size_t n = 0;
+  for (auto& s : p_->stages) n += s->step_weight_bytes();
   return n;
 }
 
 size_t CudaForward::kv_cache_bytes() const {
   size_t n = 0;
-  for (auto& s : p_->seqs)
-    if (s) n += s->k.bytes() + s->v.bytes();
+  for (auto& info : stages()) n += info.kv_cache_bytes;
   return n;
+}
+
+std::vector<CudaForward::StageInfo> CudaForward::stages() const {
+  std::vector<StageInfo> out;
+  for (size_t i = 0; i < p_->stages.size(); ++i) {
+    const Stage& s = *p_->stages[i];
+    StageInfo info{s.device, s.first, s.end, s.weight_bytes(), 0};
+    for (auto& seq : p_->seqs)
+      if (seq) info.kv_cache_bytes += seq->k[i].bytes() + seq->v[i].bytes();
+    out.push_back(info);
+  }
+  return out;
 }
 
 }  // namespace bq
