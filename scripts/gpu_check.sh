@@ -92,16 +92,29 @@ if [ "${PLAN_CHECKS:-1}" = 1 ]; then  # PLAN_CHECKS=0 leaves them out
   plan_check 70b-nf4-ctx4096 llama-3.3-70b nf4 1 3968 128
 fi
 [ "$PLAN_FAILED" = 0 ] || echo "PLAN CHECK FAILED: the planner is more than 5% off the allocator peak (see above)"
-# The layer pipeline through the CLI: two stages on this one GPU (--devices 0,0), split by the planner.
-for p in bf16 nf4; do
-  build-gpu/biomedq bench --synthetic llama-3.1-8b --device cuda --precision $p --prompt-len 512 --gen-len 32 \
-    --reps 1 --devices 0,0 --json > "$BENCH/pipeline-$p.json" 2> "$BENCH/pipeline-$p.err" &&
-    python3 -c 'import json, sys; j = json.load(open(sys.argv[1])); print("pipeline", sys.argv[2], j["devices"],
-      [(d["first_layer"], d["end_layer"]) for d in j["per_device"]], round(j["decode_tokens_per_s"]["mean"], 1),
-      "tok/s")' \
-      "$BENCH/pipeline-$p.json" $p || { echo "pipeline bench $p failed"; tail -5 "$BENCH/pipeline-$p.err"; }
-  rm -f "$BENCH/pipeline-$p.json"  # not a row of the matrix
-done
+# The layer pipeline through the CLI: two stages on this one GPU (--devices 0,0), split by the planner, against
+# one stage; both JSONs in $OUT/pipeline.json (not rows of the matrix).
+if [ "${PIPELINE:-1}" = 1 ]; then
+  for p in bf16 nf4; do
+    for d in 0 0,0; do
+      build-gpu/biomedq bench --synthetic llama-3.1-8b --device cuda --precision $p --prompt-len 512 --gen-len 128 \
+        --reps ${REPS:-3} --devices $d --json > "$BENCH/pipeline-$p-$d.pipe" 2> "$BENCH/pipeline-$p.err" ||
+        { echo "pipeline bench $p --devices $d failed"; tail -5 "$BENCH/pipeline-$p.err"; }
+    done
+  done
+  python3 - "$BENCH" "$OUT/pipeline.json" <<'PY'
+import glob, json, os, sys
+rows = []
+for f in sorted(glob.glob(os.path.join(sys.argv[1], "pipeline-*.pipe"))):
+    try: j = json.load(open(f))
+    except Exception: continue
+    rows.append(j)
+    print("pipeline", j["precision"], "devices", j["devices"], [(d["first_layer"], d["end_layer"]) for d in j["per_device"]],
+          "decode", round(j["decode_tokens_per_s"]["mean"], 1), "tok/s, prefill", round(j["prefill_tokens_per_s"]["mean"]),
+          "tok/s, allocator peak per device GiB", [round(d["allocator_peak_bytes"] / 2**30, 3) for d in j["per_device"]])
+json.dump(rows, open(sys.argv[2], "w"), indent=1)
+PY
+fi
 if [ "${MATRIX:-}" = short ]; then  # the main rows only, and nf4, bf16 without programmatic dependent launch
   for b in 1 32; do
     bench bf16-b$b --precision bf16 --batch $b
