@@ -268,9 +268,7 @@ template <WeightKind K, bool BF, int NTILES>
 __global__ void __launch_bounds__(kWarps * 32, NTILES == 4 ? 1 : 2)
     matvec_tc_kernel(Group G, const uint32_t* __restrict__ xh, int n, bool accumulate, int L, float4* partial,
                      int* counters) {
-  // Rounds of weight loads in flight per warp: 64 bytes per lane and row (three rounds of 4-bit weights with one
-  // token tile, whose activations take the registers of the fourth).
-  constexpr int U = K == WeightKind::Q4 && NTILES == 1 ? 3 : 64 / lane_bytes<K>();
+  constexpr int U = 64 / lane_bytes<K>();  // rounds of weight loads in flight per warp
   extern __shared__ uint4 lut_smem[];  // 4-bit: the lookup table, kLutBytes (dynamic: above 48 KiB)
   __shared__ float dyn[K == WeightKind::Q4 ? 256 : 1];
   const int warp = threadIdx.x / 32, lane = threadIdx.x % 32, g = lane / 4, t = lane % 4;
@@ -315,25 +313,14 @@ __global__ void __launch_bounds__(kWarps * 32, NTILES == 4 ? 1 : 2)
   float c[NTILES][4];
 #pragma unroll
   for (int j = 0; j < NTILES; ++j) c[j][0] = c[j][1] = c[j][2] = c[j][3] = 0;
-  // One token tile: the activations are loaded a round ahead (they are L1/L2 hits whose latency a warp otherwise
-  // waits for in every round); more tiles would not leave registers for that.
-  uint32_t xw[NTILES][16];
-  if constexpr (NTILES == 1) load_x<NTILES>(xw, x_lane, x_words, cr, n, g);
 
   for (int f = begin; f < end; f += U) {
 #pragma unroll
     for (int u = 0; u < U; ++u) {
       if (f + u >= end) break;
-      if constexpr (NTILES == 1) {
-        uint32_t xnext[NTILES][16];
-        load_x<NTILES>(xnext, x_lane, x_words, cr + 1 == R ? 0 : cr + 1, n, g);
-        compute_stage<K, BF, NTILES>(c, stage[u], dq, offset, xw, lut, lane4, dyn);
-#pragma unroll
-        for (int i = 0; i < 16; ++i) xw[0][i] = xnext[0][i];
-      } else {
-        load_x<NTILES>(xw, x_lane, x_words, cr, n, g);
-        compute_stage<K, BF, NTILES>(c, stage[u], dq, offset, xw, lut, lane4, dyn);
-      }
+      uint32_t xw[NTILES][16];
+      load_x<NTILES>(xw, x_lane, x_words, cr, n, g);
+      compute_stage<K, BF, NTILES>(c, stage[u], dq, offset, xw, lut, lane4, dyn);
       if (f + u + U < end) {
         lc.load(stage[u]);
         lc.advance(G, tiles, R, g, t);
