@@ -2,23 +2,16 @@
 // memory planner's split gives for the listed devices.
 #include <gtest/gtest.h>
 
-#include <functional>
-
 #include "backend/cuda_stages.h"
 #include "core/error.h"
 #include "plan/memory_planner.h"
+#include "plan_test_util.h"
+#include "test_util.h"
 
 namespace bq {
 namespace {
 
-std::string error_of(const std::function<void()>& f) {
-  try {
-    f();
-  } catch (const Error& e) {
-    return e.what();
-  }
-  return "";
-}
+using test::error_of;
 
 TEST(CudaStages, ValidStagesPass) {
   EXPECT_NO_THROW(validate_stages(4, 1, {{0, 0, 4}}));
@@ -59,21 +52,11 @@ TEST(CudaStages, ParsesDeviceLists) {
   EXPECT_NE(error_of([] { parse_device_list("0", 0); }).find("--devices '0'"), std::string::npos);
 }
 
-plan::PlanRequest request_70b() {
-  plan::PlanRequest r;
-  r.config = preset_config("llama-3.3-70b");
-  r.model_label = "llama-3.3-70b";
-  r.precision = "bf16";
-  r.context = 4096;
-  r.prompt = 512;
-  return r;
-}
-
 // The stages follow the planner's split: every layer once, in order, the larger memory taking more layers; a
 // device listed twice shares its memory between its listings.
 TEST(CudaStages, PlannedFromFreeMemory) {
   const size_t gib = size_t(1) << 30;
-  auto r = request_70b();
+  auto r = test::request_70b_bf16();
   auto stages = plan::plan_stages(r, {1, 0}, {120 * gib, 60 * gib});
   ASSERT_EQ(stages.size(), 2u);
   EXPECT_EQ(stages[0].device, 1);
@@ -86,17 +69,17 @@ TEST(CudaStages, PlannedFromFreeMemory) {
   EXPECT_EQ(stages[1].first_layer, e.split[1].first_layer);
 
   // One GPU of 200 GiB free listed twice: two stages of 100 GiB each, about half the layers each.
-  auto twice = plan::plan_stages(request_70b(), {0, 0}, {200 * gib, 200 * gib});
+  auto twice = plan::plan_stages(test::request_70b_bf16(), {0, 0}, {200 * gib, 200 * gib});
   ASSERT_EQ(twice.size(), 2u);
   EXPECT_EQ(twice[0].device, 0);
   EXPECT_EQ(twice[1].device, 0);
   EXPECT_NO_THROW(validate_stages(80, 1, twice));
   EXPECT_NEAR(twice[0].end_layer - twice[0].first_layer, 40, 2);
-  EXPECT_NE(error_of([] { plan::plan_stages(request_70b(), {0, 0}, {100 * gib, 100 * gib}); }).find("--devices"),
+  EXPECT_NE(error_of([] { plan::plan_stages(test::request_70b_bf16(), {0, 0}, {100 * gib, 100 * gib}); }).find("--devices"),
             std::string::npos);  // 141 GB of bf16 weights in 50 + 50 GiB
 
   // One device: all layers, whatever its memory (as without --devices).
-  auto one = plan::plan_stages(request_70b(), {3}, {1 * gib});
+  auto one = plan::plan_stages(test::request_70b_bf16(), {3}, {1 * gib});
   ASSERT_EQ(one.size(), 1u);
   EXPECT_EQ(one[0].device, 3);
   EXPECT_EQ(one[0].first_layer, 0);
@@ -115,7 +98,7 @@ TEST(CudaStages, PlannedFromFreeMemory) {
 // A device too full for any layer is left out, unless it is the last (it would have held lm_head).
 TEST(CudaStages, DeviceWithoutRoomIsLeftOut) {
   const size_t gib = size_t(1) << 30;
-  auto r = request_70b();
+  auto r = test::request_70b_bf16();
   r.precision = "nf4";
   auto stages = plan::plan_stages(r, {0, 1, 2}, {1 * gib, 100 * gib, 100 * gib});
   ASSERT_EQ(stages.size(), 2u);

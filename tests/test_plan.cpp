@@ -14,6 +14,7 @@
 #include "model/quantize_model.h"
 #include "plan/memory_planner.h"
 #include "plan/recommend.h"
+#include "plan_test_util.h"
 #include "test_util.h"
 
 namespace bq {
@@ -132,12 +133,7 @@ TEST(Plan, CudaFiguresFollowPrecisionAndSplit) {
 // GPU; a bigger GPU takes more layers; a model no split fits is an error with the figures; one GPU equals the plan
 // without a split.
 TEST(Plan, SplitFollowsEachGpusMemory) {
-  plan::PlanRequest r;
-  r.config = preset_config("llama-3.3-70b");
-  r.model_label = "llama-3.3-70b";
-  r.precision = "bf16";
-  r.context = 4096;
-  r.prompt = 512;
+  plan::PlanRequest r = test::request_70b_bf16();
   const size_t gib = size_t(1) << 30;
   for (std::vector<size_t> mem : {std::vector<size_t>{80 * gib, 80 * gib}, {80 * gib, 40 * gib, 40 * gib},
                                   {40 * gib, 40 * gib, 40 * gib, 40 * gib}}) {

@@ -4,7 +4,6 @@
 #include <gtest/gtest.h>
 
 #include <fstream>
-#include <functional>
 #include <regex>
 #include <set>
 
@@ -17,6 +16,7 @@
 #include "test_util.h"
 
 using namespace bq::report;
+using bq::test::error_of;
 using nlohmann::json;
 
 namespace {
@@ -121,14 +121,6 @@ std::vector<RunSummary> load_all() {
 
 ChartScripts stub_scripts() { return {"/* stub vega */", "/* stub vega-lite */", "/* stub vega-embed */"}; }
 
-std::string error_of(const std::function<void()>& f) {
-  try {
-    f();
-  } catch (const bq::Error& e) {
-    return e.what();
-  }
-  return "";
-}
 
 }  // namespace
 

@@ -4,11 +4,24 @@
 
 #include <cstdlib>
 #include <filesystem>
+#include <functional>
 #include <string>
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include "core/error.h"
+
 namespace bq::test {
+
+// The message of the bq::Error that f throws, or "" when it throws none.
+inline std::string error_of(const std::function<void()>& f) {
+  try {
+    f();
+  } catch (const bq::Error& e) {
+    return e.what();
+  }
+  return "";
+}
 
 inline std::filesystem::path source_dir() { return BIOMEDQ_SOURCE_DIR; }
 inline std::filesystem::path biomedq_binary() { return BIOMEDQ_BINARY; }
