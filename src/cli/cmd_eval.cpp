@@ -8,6 +8,7 @@
 #include "core/files.h"
 #include "eval/data_check.h"
 #include "eval/run.h"
+#include "eval/summary.h"
 #include "eval/table.h"
 #include "model/config.h"
 #include "plan/memory_planner.h"
@@ -108,6 +109,34 @@ void register_eval_commands(CLI::App& app) {
     std::fwrite(text.data(), 1, text.size(), stdout);
   });
 
+  auto* prompts = data->add_subcommand("prompts", "write the prompts eval would send (before the chat template) with "
+                                                  "each example's gold answer, as JSON lines: for inspection or "
+                                                  "fine-tuning");
+  static eval::EvalConfig prompt_cfg;
+  static std::filesystem::path prompts_out;
+  prompts->add_option("--data-dir", prompt_cfg.data_dir, "folder laid out like biomed-nlp-benchmarks")->required();
+  prompts->add_option("--tasks", prompt_cfg.tasks, "comma-separated task names, or all")->delimiter(',');
+  prompts->add_option("--tasks-dir", prompt_cfg.tasks_dir, "folder of task files (*.yaml); default: the installed tasks/");
+  prompts->add_option("--split", prompt_cfg.split, "split to write; test falls back to dev where absent")
+      ->check(CLI::IsMember({"test", "dev", "train"}));
+  prompts->add_option("--limit", prompt_cfg.limit, "only N examples per task (0 = all)");
+  prompts->add_option("--shots", prompt_cfg.shots, "few-shot examples per prompt");
+  prompts->add_option("--prompting", prompt_cfg.prompting, "instruction | cot")
+      ->check(CLI::IsMember({"instruction", "cot"}));
+  prompts->add_option("--prompts", prompt_cfg.prompts, "own | benchmark")->check(CLI::IsMember({"own", "benchmark"}));
+  prompts->add_option("--seed", prompt_cfg.seed, "seed of the few-shot draws");
+  prompts->add_option("--out", prompts_out, "JSON-lines file to write (atomically)")->required();
+  prompts->callback([] {
+    std::string text;
+    size_t n = 0;
+    for (auto& rec : eval::export_prompts(prompt_cfg)) {
+      text += rec.dump() + "\n";
+      n++;
+    }
+    write_file_atomic(prompts_out, text);
+    std::printf("%zu prompts written to %s\n", n, prompts_out.string().c_str());
+  });
+
   auto* rescore = app.add_subcommand("rescore", "recompute RUN_DIR/results.json from samples.jsonl, without a model");
   static std::filesystem::path run_dir;
   static int resamples = 1000;
@@ -183,6 +212,7 @@ void register_eval_commands(CLI::App& app) {
   cmd->callback([ev, model_opt, synth_opt] {
     if (model_opt->count() + synth_opt->count() != 1) fail("eval: give --model DIR or --synthetic PRESET");
     if (ev->cfg.data_dir.empty()) ev->cfg.data_dir = eval::default_data_dir();
+    eval::check_eval(ev->cfg);  // bad settings are found before the model loads
     if (!ev->devices.empty()) {  // planned for --batch sequences of the model's context (at most 4096 positions)
       if (ev->engine.device != "cuda") fail("--devices applies to --device cuda only");
       plan::PlanRequest r;
@@ -212,8 +242,10 @@ void register_eval_commands(CLI::App& app) {
                                {"compute_dtype", ev->engine.compute_dtype},
                                {"quantize_lm_head", ev->engine.quantize_lm_head}});
     ev->cfg.command_line = invocation();
-    eval::run_eval(*engine, ev->cfg);
-    std::printf("%s\n", (ev->cfg.out_dir / "results.json").string().c_str());
+    auto results = eval::run_eval(*engine, ev->cfg);
+    std::string summary = eval::format_run_summary(results);
+    std::fwrite(summary.data(), 1, summary.size(), stdout);
+    std::printf("results: %s\n", (ev->cfg.out_dir / "results.json").string().c_str());
   });
 }
 

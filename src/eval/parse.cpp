@@ -82,9 +82,12 @@ std::optional<nlohmann::json> parse_literal(std::string_view text) {
   }
 }
 
-// The first balanced {...} or [...] starting at or after `from` (quotes respected), or npos.
+// The first balanced {...} or [...] (quotes respected), or npos. Only the first few opening brackets are tried,
+// so that a long run of unclosed ones costs linear time, not quadratic.
 std::pair<size_t, size_t> find_bracketed(std::string_view s, char open, char close) {
-  for (size_t a = s.find(open); a != std::string_view::npos; a = s.find(open, a + 1)) {
+  constexpr int max_starts = 16;
+  int starts = 0;
+  for (size_t a = s.find(open); a != std::string_view::npos && starts++ < max_starts; a = s.find(open, a + 1)) {
     int depth = 0;
     char quote = 0;
     for (size_t i = a; i < s.size(); i++) {
@@ -224,9 +227,13 @@ SentenceIndex index_sentence(const Example& ex) {
   return si;
 }
 
-// Token range covering chars [a, b) of the sentence.
-EntitySpan to_tokens(const SentenceIndex& si, size_t a, size_t b) {
-  return {si.token_of_char[a], si.token_of_char[b - 1] + 1};
+// The tokens [i, j) whose text (without whitespace) is exactly chars [a, b) of the sentence, if both ends of the
+// range fall on token boundaries.
+std::optional<EntitySpan> entity_at(const SentenceIndex& si, size_t a, size_t b) {
+  if (a >= b || b > si.nows.size()) return std::nullopt;
+  int first = si.token_of_char[a], last = si.token_of_char[b - 1];
+  if (si.token_start[size_t(first)] != a || si.token_end[size_t(last)] != b) return std::nullopt;
+  return EntitySpan{first, last + 1};
 }
 
 void finish_entities(ParsedAnswer& p) {
@@ -243,10 +250,8 @@ void add_listed_entity(const SentenceIndex& si, const std::string& name, ParsedA
   if (t.empty()) return;
   bool found = false;
   for (size_t a = si.nows.find(t); a != std::string::npos; a = si.nows.find(t, a + 1)) {
-    size_t b = a + t.size();
-    EntitySpan e = to_tokens(si, a, b);
-    if (si.token_start[e.start] == a && si.token_end[e.end - 1] == b) {
-      p.entities.push_back(e);
+    if (auto e = entity_at(si, a, a + t.size())) {
+      p.entities.push_back(*e);
       found = true;
     }
   }
@@ -262,21 +267,17 @@ ParsedAnswer parse_spans(const Example& ex, std::string_view text) {
   std::vector<SpanText> spans;
   bool tagged = scan_html(text, out, spans);
   if (tagged) {
-    // Same text as the sentence: offsets carry over. Otherwise look for each span's text near where the previous
-    // one ended, then anywhere; what is nowhere in the sentence is a false positive.
-    size_t cursor = 0;
+    // The specification's rule (specs/metrics.md): offsets over the text without whitespace carry over from the
+    // answer to the sentence. A span is an entity only where its text is the sentence's text at those offsets and
+    // both ends fall on token boundaries; anything else (a shifted, altered or partial span) is a false positive.
     for (auto& s : spans) {
-      std::string t = out.substr(s.start, s.end - s.start);
-      size_t at = std::string::npos;
-      if (si.nows.compare(s.start, t.size(), t) == 0 && s.start + t.size() <= si.nows.size()) at = s.start;
-      if (at == std::string::npos) at = si.nows.find(t, cursor);
-      if (at == std::string::npos) at = si.nows.find(t);
-      if (at == std::string::npos) {
+      size_t n = s.end - s.start;
+      if (auto e = entity_at(si, s.start, s.end);
+          e && si.nows.compare(s.start, n, out, s.start, n) == 0) {
+        p.entities.push_back(*e);
+      } else {
         p.unaligned++;
-        continue;
       }
-      p.entities.push_back(to_tokens(si, at, at + t.size()));
-      cursor = at + t.size();
     }
     finish_entities(p);
     return p;

@@ -13,84 +13,16 @@
 
 #include "core/error.h"
 #include "core/files.h"
+#include "core/folder_lock.h"
 #include "eval/metrics.h"
 #include "eval/parse.h"
+#include "eval/prepare.h"
 #include "eval/prompts.h"
 #include "generate/generate.h"
 
 namespace bq::eval {
 
 namespace {
-
-uint64_t mix64(uint64_t x) {  // splitmix64 finaliser
-  x += 0x9E3779B97F4A7C15ull;
-  x = (x ^ (x >> 30)) * 0xBF58476D1CE4E5B9ull;
-  x = (x ^ (x >> 27)) * 0x94D049BB133111EBull;
-  return x ^ (x >> 31);
-}
-
-uint64_t hash_string(std::string_view s) {  // FNV-1a: stable across platforms, unlike std::hash
-  uint64_t h = 0xcbf29ce484222325ull;
-  for (unsigned char c : s) h = (h ^ c) * 0x100000001b3ull;
-  return h;
-}
-
-uint64_t derive_seed(uint64_t seed, std::string_view what) { return mix64(seed ^ hash_string(what)); }
-
-// Everything about one task that both a run and a rescore need.
-struct PreparedTask {
-  TaskConfig task;
-  SplitChoice split;
-  Dataset data;
-  std::vector<size_t> selected;  // indices into data.examples, in file order
-  std::string shot_split;
-  std::vector<Example> shots;
-  nlohmann::json data_files = nlohmann::json::object();  // path -> sha256
-  std::string benchmark_template;
-  fs::path benchmark_file;
-};
-
-PreparedTask prepare_task(const TaskConfig& task, const nlohmann::json& id, size_t limit) {
-  PreparedTask p;
-  p.task = task;
-  fs::path data_dir = id["data_dir"].get<std::string>();
-  bool lenient = id["lenient"];
-  uint64_t seed = id["seed"];
-  int shots = id["shots"];
-  p.split = choose_eval_split(task, data_dir, id["split"]);
-  p.data = load_split(task, data_dir, p.split.split, lenient);
-  p.data_files[p.data.file.string()] = p.data.sha256;
-  size_t n = p.data.examples.size();
-  if (limit == 0 || limit >= n) {
-    for (size_t i = 0; i < n; i++) p.selected.push_back(i);
-  } else if (id["limit_random"]) {
-    p.selected = seeded_sample(n, limit, derive_seed(seed, "limit:" + task.name));
-    std::sort(p.selected.begin(), p.selected.end());
-  } else {
-    for (size_t i = 0; i < limit; i++) p.selected.push_back(i);
-  }
-  if (id["prompts"] == "benchmark") {
-    p.benchmark_file = benchmark_prompt_path(task, data_dir, shots);
-    p.benchmark_template = load_benchmark_prompt(task, data_dir, shots);
-    p.data_files[p.benchmark_file.string()] = sha256_file(p.benchmark_file);
-  } else if (shots > 0) {
-    p.shot_split = choose_shot_split(task, data_dir, p.split.split);
-    if (p.shot_split.empty())
-      fail("{}: task '{}' has no train or dev split apart from the evaluated '{}' to draw {} shots from",
-           (data_dir / task.data_folder).string(), task.name, p.split.split, shots);
-    Dataset pool = load_split(task, data_dir, p.shot_split, lenient);
-    p.data_files[pool.file.string()] = pool.sha256;
-    for (size_t i : seeded_sample(pool.examples.size(), size_t(shots), derive_seed(seed, "shots:" + task.name)))
-      p.shots.push_back(pool.examples[i]);
-    if (int(p.shots.size()) < shots) fail("{}: only {} examples to draw {} shots from", pool.file.string(), pool.examples.size(), shots);
-  }
-  return p;
-}
-
-std::string build_prompt(const PreparedTask& p, const nlohmann::json& id, const Example& ex) {
-  if (id["prompts"] == "benchmark") return build_benchmark_prompt(p.task, p.benchmark_template, id["shots"], ex);
-  return build_own_prompt(p.task, ex, p.shots, id["prompting"] != "instruction");
-}
 
 nlohmann::json gold_json(const TaskConfig& task, const Example& ex) {
   if (task.type != TaskType::ner) return ex.gold;
@@ -119,8 +51,10 @@ Stats describe(const std::vector<double>& v) {
 }
 
 // The logged samples of one task, re-parsed from their raw outputs (so a rescore after a parser fix agrees with
-// a fresh run), in log order; a repeated id counts once.
+// a fresh run), in log order. A repeated record of one example counts once (the first) and is counted in
+// `duplicates`; two records of one example with different prompts mean two runs were mixed, an Error.
 struct TaskSamples {
+  size_t duplicates = 0;
   std::vector<Scored> scored;
   std::vector<double> latency_s;
   double prompt_tokens = 0, generated_tokens = 0;
@@ -132,13 +66,20 @@ TaskSamples rescore_samples(const PreparedTask& p, const nlohmann::json& id, con
   for (auto& ex : p.data.examples) by_id[ex.id] = &ex;
   bool cot = id["prompting"] != "instruction" && id["prompts"] == "own";
   TaskSamples out;
-  std::set<std::string> seen;
+  std::map<std::string, std::string> prompt_of;  // example id -> its first record's prompt hash
   for (auto& r : samples) {
     if (r["task"] != task.name) continue;
     std::string ex_id = r["id"];
     auto it = by_id.find(ex_id);
     if (it == by_id.end()) fail("samples.jsonl: task {} example '{}' is not in {}", task.name, ex_id, p.data.file.string());
-    if (!seen.insert(ex_id).second) continue;
+    std::string prompt_hash = r.value("prompt_sha256", "");
+    if (auto [seen, fresh] = prompt_of.emplace(ex_id, prompt_hash); !fresh) {
+      if (seen->second != prompt_hash)
+        fail("samples.jsonl: task {} example '{}' has two records with different prompts (two runs mixed in one "
+             "folder)", task.name, ex_id);
+      out.duplicates++;
+      continue;
+    }
     std::vector<ParsedAnswer> answers;
     for (auto& raw : r["raw"]) answers.push_back(parse_answer(task, *it->second, raw.get<std::string>(), cot));
     out.scored.push_back(score_answer(task, *it->second, majority_vote(answers)));
@@ -160,6 +101,9 @@ nlohmann::ordered_json score_task(const PreparedTask& p, const nlohmann::json& i
                           int resamples) {
   const TaskConfig& task = p.task;
   TaskSamples ts = rescore_samples(p, id, samples);
+  if (ts.duplicates)
+    std::fprintf(stderr, "warning: samples.jsonl: %zu repeated records of task %s ignored (the first of each kept)\n",
+                 ts.duplicates, task.name.c_str());
   const std::vector<Scored>& scored = ts.scored;
   const std::vector<double>& latency_s = ts.latency_s;
   double prompt_tokens = ts.prompt_tokens, generated_tokens = ts.generated_tokens;
@@ -203,6 +147,7 @@ nlohmann::ordered_json score_task(const PreparedTask& p, const nlohmann::json& i
       {"primary_metric", task.primary_metric},
       {"metrics", metrics},
       {"unparsed", unparsed},
+      {"duplicate_records_ignored", ts.duplicates},
       {"unparsed_rate", scored.empty() ? 0.0 : double(unparsed) / double(scored.size())},
       {"efficiency",
        {{"latency_s", {{"mean", lat.mean}, {"sd", lat.sd}, {"p50", lat.p50}, {"p95", lat.p95}}},
@@ -392,34 +337,86 @@ std::vector<nlohmann::json> read_samples(const fs::path& file, bool repair) {
   return out;
 }
 
+namespace {
+
+// A run folder holds config.json, samples.jsonl, results.json and the lock, nothing else of ours; a folder with
+// other files (or a samples.jsonl without config.json) is someone else's and is never written into.
+void check_run_folder(const fs::path& dir) {
+  if (!fs::exists(dir)) return;
+  if (!fs::is_directory(dir)) fail("{}: --out must be a folder, and this is a file", dir.string());
+  bool has_config = fs::exists(dir / "config.json");
+  for (const auto& e : fs::directory_iterator(dir)) {
+    std::string name = e.path().filename().string();
+    bool ours = name == "config.json" || name == "samples.jsonl" || name == "results.json" ||
+                name == FolderLock::file_name || (name.starts_with("results.json.") && name.ends_with(".tmp"));
+    if (!ours || (name == "samples.jsonl" && !has_config))
+      fail("{}: not a biomedq run folder (it holds {}); give --out a new or empty folder", dir.string(), name);
+  }
+  if (has_config) {
+    auto old = nlohmann::json::parse(read_file(dir / "config.json"), nullptr, false);
+    if (old.is_discarded() || !old.is_object() || !old.contains("tasks") || !old.contains("prompting"))
+      fail("{}: not a biomedq run's configuration; give --out a new or empty folder", (dir / "config.json").string());
+  }
+}
+
+std::vector<PreparedTask> prepare_tasks(const nlohmann::json& id, size_t limit) {
+  std::vector<PreparedTask> out;
+  for (auto& task : resolve_tasks(id)) out.push_back(prepare_task(task, id, limit));
+  return out;
+}
+
+}  // namespace
+
+void check_eval(const EvalConfig& cfg) {
+  if (cfg.out_dir.empty()) fail("no run folder given (--out)");
+  nlohmann::json id = eval_identity(cfg, "");
+  prepare_tasks(id, cfg.limit);
+  check_run_folder(cfg.out_dir);
+}
+
+std::vector<nlohmann::json> export_prompts(const EvalConfig& cfg) {
+  nlohmann::json id = eval_identity(cfg, "");
+  std::vector<nlohmann::json> out;
+  for (auto& p : prepare_tasks(id, cfg.limit))
+    for (auto& rec : prompt_records(p, id)) out.push_back(std::move(rec));
+  return out;
+}
+
 nlohmann::json run_eval(TextGenerator& gen, const EvalConfig& cfg) {
   nlohmann::json id = eval_identity(cfg, gen.model_name());
   if (cfg.out_dir.empty()) fail("no run folder given (--out)");
+  // Everything that can be refused is refused before the folder is touched.
+  std::vector<PreparedTask> prepared = prepare_tasks(id, cfg.limit);
+  check_run_folder(cfg.out_dir);
   fs::create_directories(cfg.out_dir);
-  fs::path config_file = cfg.out_dir / "config.json";
+  FolderLock lock(cfg.out_dir, "biomedq eval" + (cfg.command_line.empty() ? "" : ": " + cfg.command_line));
+  check_run_folder(cfg.out_dir);  // again, now that no one else can change it
+
+  fs::path config_file = cfg.out_dir / "config.json", samples_file = cfg.out_dir / "samples.jsonl";
+  auto finished = read_samples(samples_file, true);
   if (fs::exists(config_file)) {
     auto old = nlohmann::json::parse(read_file(config_file), nullptr, false);
-    if (old.is_discarded()) fail("{}: not valid JSON", config_file.string());
-    if (old != id) {
+    if (old != id && !finished.empty()) {
       std::string diff;
       for (auto& [k, v] : id.items())
         if (!old.contains(k) || old[k] != v) diff += fmt::format("\n  {}: {} -> {}", k, old.value(k, nlohmann::json()).dump(), v.dump());
-      fail("{}: this run folder holds a run with another configuration; use a new --out folder.{}",
-           cfg.out_dir.string(), diff);
+      fail("{}: this run folder holds {} samples of a run with another configuration; use a new --out folder.{}",
+           cfg.out_dir.string(), finished.size(), diff);
     }
+    // A folder whose run never finished a sample holds nothing to lose: it takes the new configuration.
+    if (old != id) write_file_atomic(config_file, id.dump(2) + "\n");
   } else {
     write_file_atomic(config_file, id.dump(2) + "\n");
   }
 
-  fs::path samples_file = cfg.out_dir / "samples.jsonl";
   std::set<std::string> done;
-  for (auto& r : read_samples(samples_file, true)) done.insert(r["task"].get<std::string>() + '\x1f' + r["id"].get<std::string>());
+  for (auto& r : finished) done.insert(r["task"].get<std::string>() + '\x1f' + r["id"].get<std::string>());
   SampleWriter writer(samples_file);
 
   bool cot = cfg.prompting != "instruction" && cfg.prompts == "own";
   int n_samples = cfg.prompting == "sc" ? cfg.sc_samples : 1;
-  for (auto& task : resolve_tasks(id)) {
-    PreparedTask p = prepare_task(task, id, cfg.limit);
+  for (PreparedTask& p : prepared) {
+    const TaskConfig& task = p.task;
     std::vector<const Example*> pending;
     for (size_t i : p.selected)
       if (!done.contains(task.name + '\x1f' + p.data.examples[i].id)) pending.push_back(&p.data.examples[i]);
@@ -519,6 +516,8 @@ nlohmann::json run_eval(TextGenerator& gen, const EvalConfig& cfg) {
 
 nlohmann::json rescore_run(const fs::path& run_dir, int bootstrap_resamples) {
   fs::path config_file = run_dir / "config.json";
+  if (!fs::is_regular_file(config_file)) fail("{}: not a run folder (no config.json)", run_dir.string());
+  FolderLock lock(run_dir, "biomedq rescore");
   auto id = nlohmann::json::parse(read_file(config_file), nullptr, false);
   if (id.is_discarded()) fail("{}: not valid JSON", config_file.string());
   nlohmann::json memory = nlohmann::json::object(), environment = nlohmann::json::object();

@@ -41,8 +41,17 @@ struct EvalConfig {
 // (limit, batch, progress and bootstrap_resamples may change between invocations.)
 nlohmann::json eval_identity(const EvalConfig& cfg, const std::string& model_name);
 
+// Everything about a run that can be checked without the model: options, every task's data, shots and prompt
+// files, and that out_dir is absent, empty or a run folder. Call before loading a model; writes nothing.
+void check_eval(const EvalConfig& cfg);
+
+// The records of `data prompts` (prepare.h, prompt_records) for cfg's tasks, split, shots and prompts.
+std::vector<nlohmann::json> export_prompts(const EvalConfig& cfg);
+
 // Evaluates, resuming from out_dir/samples.jsonl, and writes out_dir/{config.json,results.json}.
-// Returns the results. Errors: bad options, another configuration already in out_dir, data problems.
+// Returns the results. Errors: bad options, data problems, a folder that is not a run's, another configuration
+// with finished samples in out_dir, another process holding out_dir (a run folder is locked while in use).
+// Nothing is written into out_dir before all of that is checked.
 nlohmann::json run_eval(TextGenerator& gen, const EvalConfig& cfg);
 
 // Recomputes results.json from config.json and samples.jsonl (re-parsing the raw outputs), without a model.
