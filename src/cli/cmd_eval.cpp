@@ -70,7 +70,13 @@ void add_eval_options(CLI::App* cmd, eval::EvalConfig& cfg) {
                   "folder laid out like biomed-nlp-benchmarks (one folder per dataset); default: the small example "
                   "set shipped with biomedq (examples/data, a few examples per task)");
   cmd->add_option("--out", cfg.out_dir, "run folder: samples.jsonl, config.json, results.json (resumable)")->required();
-  cmd->add_option("--tasks", cfg.tasks, "comma-separated task names, or all")->delimiter(',');
+  std::string task_names;
+  try {
+    for (auto& t : eval::load_task_configs(eval::default_tasks_dir())) task_names += " " + t.name;
+  } catch (const std::exception&) {  // help must work even where the task files are missing or broken
+    task_names = " (no task folder found next to the binary; see --tasks-dir)";
+  }
+  cmd->add_option("--tasks", cfg.tasks, "comma-separated task names, or all; tasks:" + task_names)->delimiter(',');
   cmd->add_option("--tasks-dir", cfg.tasks_dir, "folder of task files (*.yaml); default: the installed tasks/");
   cmd->add_option("--split", cfg.split, "split to evaluate; test falls back to dev where absent (marked)")
       ->check(CLI::IsMember({"test", "dev", "train"}));

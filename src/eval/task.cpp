@@ -187,32 +187,35 @@ std::vector<TaskConfig> load_task_configs(const fs::path& dir) {
   return tasks;
 }
 
-fs::path default_tasks_dir() {
-  if (const char* e = std::getenv("BIOMEDQ_TASKS_DIR"); e && *e) return e;
+namespace {
+
+// $env, else the first folder that exists among <exe dir>/../rel, <exe dir>/../../rel (a build tree),
+// <exe dir>/../share/biomedq/rel (an installed binary) and ./rel; an Error listing every place looked at.
+fs::path find_shipped_folder(const char* env, const std::string& rel, const std::string& what,
+                             const std::string& option) {
+  if (const char* e = std::getenv(env); e && *e) return e;
+  std::vector<fs::path> tried;
   std::error_code ec;
   fs::path exe = fs::read_symlink("/proc/self/exe", ec);
-  if (!ec) {
-    for (auto rel : {"../tasks", "../../tasks", "../share/biomedq/tasks"}) {
-      fs::path p = exe.parent_path() / rel;
-      if (fs::is_directory(p)) return p.lexically_normal();
-    }
+  if (!ec)
+    for (std::string up : {"../", "../../", "../share/biomedq/"}) tried.push_back((exe.parent_path() / (up + rel)).lexically_normal());
+  tried.push_back(rel);
+  std::string looked;
+  for (auto& p : tried) {
+    if (fs::is_directory(p)) return p;
+    looked += "\n  " + fs::absolute(p).lexically_normal().string();
   }
-  if (fs::is_directory("tasks")) return "tasks";
-  fail("no task folder found: set BIOMEDQ_TASKS_DIR or pass --tasks-dir");
+  fail("no {} found; looked in:{}\nset {} or pass {}", what, looked, env, option);
+}
+
+}  // namespace
+
+fs::path default_tasks_dir() {
+  return find_shipped_folder("BIOMEDQ_TASKS_DIR", "tasks", "task folder", "--tasks-dir");
 }
 
 fs::path default_data_dir() {
-  if (const char* e = std::getenv("BIOMEDQ_EXAMPLES_DIR"); e && *e) return e;
-  std::error_code ec;
-  fs::path exe = fs::read_symlink("/proc/self/exe", ec);
-  if (!ec) {
-    for (auto rel : {"../examples/data", "../../examples/data", "../share/biomedq/examples/data"}) {
-      fs::path p = exe.parent_path() / rel;
-      if (fs::is_directory(p)) return p.lexically_normal();
-    }
-  }
-  if (fs::is_directory("examples/data")) return "examples/data";
-  fail("no example data found: set BIOMEDQ_EXAMPLES_DIR or pass --data-dir");
+  return find_shipped_folder("BIOMEDQ_EXAMPLES_DIR", "examples/data", "example data", "--data-dir");
 }
 
 const TaskConfig& find_task(const std::vector<TaskConfig>& tasks, const std::string& name) {

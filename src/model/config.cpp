@@ -244,7 +244,9 @@ ModelConfig preset_config(const std::string& name) {
     c.bos_id = 1; c.eos_ids = {2}; c.rms_eps = 1e-5f; c.max_positions = 32768;
     return c;
   }
-  fail("unknown preset '{}'", name);
+  std::string known;
+  for (auto& p : preset_names()) known += (known.empty() ? "" : ", ") + p;
+  fail("unknown preset '{}' (presets: {})", name, known);
 }
 
 std::vector<std::string> preset_names() {

@@ -238,7 +238,9 @@ size_t parse_memory_size(const std::string& text, const std::string& option) {
   std::string unit = text.substr(used);
   for (auto& ch : unit) ch = char(std::tolower(static_cast<unsigned char>(ch)));
   double scale = 0;
-  if (unit.empty() || unit == "g" || unit == "gb" || unit == "gib") scale = double(1ull << 30);
+  if (unit.empty())  // "40" could mean GB or bytes: a plan built on a guess is worse than a question
+    fail("{}: '{}' has no unit; write e.g. {}GB or {}MiB", option, text, text, text);
+  if (unit == "g" || unit == "gb" || unit == "gib") scale = double(1ull << 30);
   else if (unit == "m" || unit == "mb" || unit == "mib") scale = double(1ull << 20);
   else if (unit == "t" || unit == "tb" || unit == "tib") scale = double(1ull << 40);
   if (scale == 0 || !std::isfinite(v) || v <= 0)
