@@ -251,7 +251,8 @@ TEST(Recommend, DecisionLogic) {
 
 TEST(Recommend, NoVerdictWithoutEvidence) {
   // The case: 3 examples, every answer unparsed, a degenerate interval [0, 0]: no "non-inferior".
-  std::vector<plan::Candidate> c = {cand("m", "bf16", 16, true, 0.0), cand("m", "nf4", 5, true, 0.0, {{"hoc", 0, 0, 0, 3}})};
+  std::vector<plan::Candidate> c = {cand("m", "bf16", 16, true, 0.0),
+                                    cand("m", "nf4", 5, true, 0.0, {{"hoc", 0, 0, 0, 3}})};
   for (auto& x : c) {
     x.scored_examples = 3;
     x.unparsed_rate = 1.0;
@@ -315,7 +316,8 @@ TEST(Recommend, OnRealRunsOfTheTinyModel) {
   // the interval decides.
   EXPECT_EQ(nf4["verdict"], "not enough evidence") << nf4.dump(2);
   EXPECT_NE(nf4["reason"].get<std::string>().find("3 scored examples"), std::string::npos) << nf4.dump(2);
-  json lowered = json::parse(run_ok("recommend --gpu-memory 16GB --json --bootstrap 50 --min-examples 3 --max-unparsed 1" + runs));
+  json lowered =
+      json::parse(run_ok("recommend --gpu-memory 16GB --json --bootstrap 50 --min-examples 3 --max-unparsed 1" + runs));
   for (auto& d : lowered["ranked"])
     if (d["precision"] == "nf4") {
       double lo = d["vs_full_precision"][0]["ci95"][0].get<double>();

@@ -64,7 +64,8 @@ TEST(RunRecords, ResolvePrecisionFollowsTheStoredFormat) {
   EXPECT_NE(e.find("--precision bf16"), std::string::npos) << e;
   bq::PrecisionOptions blocks = defaults;
   blocks.blocksize_given = true;  // 64 against the stored 128
-  EXPECT_NE(bq::test::error_of([&] { bq::resolve_precision(blocks, nf4, "c"); }).find("--blocksize 64"), std::string::npos);
+  EXPECT_NE(bq::test::error_of([&] { bq::resolve_precision(blocks, nf4, "c"); }).find("--blocksize 64"),
+            std::string::npos);
 
   bq::quant::QuantOptions eight;
   eight.scheme = Scheme::LLMInt8;
@@ -97,15 +98,17 @@ TEST(RunRecords, QuantizedCheckpointIsRecordedAtItsStoredPrecision) {
   EXPECT_EQ(results_of(tmp / "run-q8-int8")["config"]["model_info"]["precision"], "int8");
 
   // A contradicting precision or layout is an error naming the checkpoint, in every command that loads it.
-  for (std::string cmd : {eval_args("--model " + q4.string(), tmp / "run-bad", "--precision bf16"),
-                          eval_args("--model " + q4.string(), tmp / "run-bad", "--blocksize 64"),
-                          "generate --model " + q4.string() + " --prompt hi --max-new-tokens 1 --precision fp4",
-                          "logits --model " + q4.string() + " --ids 1,2 --out " + (tmp / "l.npy").string() + " --precision int8",
-                          "inspect --model " + q4.string() + " --precision bf16",
-                          "plan --model " + q4.string() + " --precision bf16 --device cpu",
-                          "bench --device cpu --model " + q4.string() + " --precision nf4 --double-quant on --reps 1"}) {
+  const std::string q = " --model " + q4.string();
+  for (std::string cmd : {eval_args(q, tmp / "run-bad", "--precision bf16"),
+                          eval_args(q, tmp / "run-bad", "--blocksize 64"),
+                          "generate" + q + " --prompt hi --max-new-tokens 1 --precision fp4",
+                          "logits" + q + " --ids 1,2 --out " + (tmp / "l.npy").string() + " --precision int8",
+                          "inspect" + q + " --precision bf16",
+                          "plan" + q + " --precision bf16 --device cpu",
+                          "bench --device cpu" + q + " --precision nf4 --double-quant on --reps 1"}) {
     std::string out = run_fails(cmd);
-    EXPECT_NE(out.find(q4.string() + ": the checkpoint is stored quantized as nf4"), std::string::npos) << cmd << "\n" << out;
+    EXPECT_NE(out.find(q4.string() + ": the checkpoint is stored quantized as nf4"), std::string::npos)
+        << cmd << "\n" << out;
   }
   EXPECT_FALSE(fs::exists(tmp / "run-bad" / "results.json"));
 
@@ -115,7 +118,7 @@ TEST(RunRecords, QuantizedCheckpointIsRecordedAtItsStoredPrecision) {
   EXPECT_EQ(inspect["blocksize"], 128);
   EXPECT_EQ(inspect["double_quant"], false);
   EXPECT_EQ(json::parse(run_ok("plan --json --device cpu --model " + q8.string()))["precision"], "llm-int8 (stored)");
-  json bench = json::parse(run_ok("bench --device cpu --json --prompt-len 4 --gen-len 2 --reps 1 --model " + q4.string()));
+  json bench = json::parse(run_ok("bench --device cpu --json --prompt-len 4 --gen-len 2 --reps 1" + q));
   EXPECT_EQ(bench["precision"], "nf4");
 }
 
@@ -131,7 +134,8 @@ TEST(RunRecords, OverlappingRunsAreRefusedAlikeByTableAndReport) {
   std::string table = run_fails("table " + a.string() + " " + b.string());
   std::string report = run_fails("report " + a.string() + " " + b.string() + " --out " + (tmp / "rep").string());
   for (const std::string& out : {table, report}) {
-    EXPECT_NE(out.find(a.string() + " and " + b.string() + " both hold synthetic-tiny at bf16"), std::string::npos) << out;
+    EXPECT_NE(out.find(a.string() + " and " + b.string() + " both hold synthetic-tiny at bf16"), std::string::npos)
+        << out;
     EXPECT_NE(out.find("data_dir"), std::string::npos) << out;
   }
   EXPECT_FALSE(fs::exists(tmp / "rep" / "report.html"));  // no page with the two drawn as one
@@ -164,7 +168,8 @@ TEST(RunRecords, TableAndReportSkipAndListUnfinishedRunFolders) {
   bq::write_file_atomic(runs / "notes.txt", "stray");
 
   std::string expanded;
-  for (const char* d : {"done", "empty", "notes.txt", "partial", "refused", "torn"}) expanded += " " + (runs / d).string();
+  for (const char* d : {"done", "empty", "notes.txt", "partial", "refused", "torn"})
+    expanded += " " + (runs / d).string();
   // The parent folder (one level down) and the shell's runs/* alike.
   for (const std::string& args : {runs.string(), expanded}) {
     std::string out = run_ok("table " + args);

@@ -148,17 +148,20 @@ std::string format_results_table(const std::vector<fs::path>& run_dirs, bool csv
     if (r.is_discarded() || !r.contains("tasks") || !r.contains("config")) fail("{}: not a biomedq results file", file.string());
     runs.emplace_back(dir, std::move(r));
   }
+  auto prompting_of = [](const nlohmann::json& config) {
+    return fmt::format("{}, {}-shot", config.value("prompting", "?"), config.value("shots", 0));
+  };
   std::vector<std::pair<fs::path, nlohmann::json>> configs;
   std::set<std::string> prompting_configs;
   for (auto& [dir, r] : runs) {
     configs.emplace_back(dir, r["config"]);
-    prompting_configs.insert(fmt::format("{}, {}-shot", r["config"].value("prompting", "?"), r["config"].value("shots", 0)));
+    prompting_configs.insert(prompting_of(r["config"]));
   }
   check_no_overlap(configs);
   for (auto& [dir, r] : runs) {
     std::string model = r["config"].value("model", "?");
     if (prompting_configs.size() > 1)  // one row per model and prompting configuration
-      model += fmt::format(" ({}, {}-shot)", r["config"].value("prompting", "?"), r["config"].value("shots", 0));
+      model += " (" + prompting_of(r["config"]) + ")";
     std::string precision = r["config"].value("model_info", nlohmann::json::object()).value("precision", "?");
     if (std::find(precisions.begin(), precisions.end(), precision) == precisions.end()) precisions.push_back(precision);
     auto [mem, source] = memory_gb(r.value("memory", nlohmann::json::object()));

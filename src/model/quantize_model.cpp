@@ -46,7 +46,8 @@ void release_stored_weight(const Model& m, const void* w, size_t bytes) {
   const uintptr_t page = uintptr_t(::sysconf(_SC_PAGESIZE));
   const uintptr_t first = (reinterpret_cast<uintptr_t>(begin) + page - 1) / page * page;
   const uintptr_t end = (reinterpret_cast<uintptr_t>(begin) + bytes) / page * page;
-  if (end > first) ::madvise(reinterpret_cast<void*>(first), end - first, MADV_DONTNEED);  // advice: failure is harmless
+  // Advice: should it fail, the pages merely stay resident.
+  if (end > first) ::madvise(reinterpret_cast<void*>(first), end - first, MADV_DONTNEED);
 }
 
 // phi3's fused tensor (q, k, v or gate, up stacked by rows, contiguous from parts[0].w): bitsandbytes quantizes
@@ -155,9 +156,9 @@ PrecisionOptions resolve_precision(const PrecisionOptions& asked, const std::opt
   PrecisionOptions p = asked;
   const bool four = quant::is_4bit(stored->scheme);
   const std::string name = precision_name(stored->scheme);
-  const std::string as_stored =
-      four ? fmt::format("{} (blocksize {}, double quant {})", name, stored->blocksize, stored->double_quant ? "on" : "off")
-           : "8-bit (int8 or llm-int8)";
+  const std::string as_stored = four ? fmt::format("{} (blocksize {}, double quant {})", name, stored->blocksize,
+                                                   stored->double_quant ? "on" : "off")
+                                       : "8-bit (int8 or llm-int8)";
   auto contradicts = [&](const std::string& option) {
     fail("{}: the checkpoint is stored quantized as {}; {} contradicts it (leave it out to run the checkpoint as "
          "stored, or quantize the original checkpoint)", checkpoint, as_stored, option);
