@@ -87,6 +87,17 @@ std::string place_of(const nlohmann::json& config) {
                      config.value("prompting", "?"), config.value("shots", 0));
 }
 
+// The first setting two configurations differ in ("" when none).
+std::string first_difference(const nlohmann::json& a, const nlohmann::json& b) {
+  const nlohmann::json fa = a.flatten(), fb = b.flatten();
+  for (auto& [key, value] : fa.items())
+    if (!fb.contains(key) || fb[key] != value)
+      return fmt::format("{}: {} vs {}", key, value.dump(), fb.contains(key) ? fb[key].dump() : "absent");
+  for (auto& [key, value] : fb.items())
+    if (!fa.contains(key)) return fmt::format("{}: absent vs {}", key, value.dump());
+  return "";
+}
+
 }  // namespace
 
 RunSelection select_finished_runs(const std::vector<fs::path>& paths) {
@@ -124,13 +135,8 @@ void check_no_overlap(const std::vector<std::pair<fs::path, nlohmann::json>>& co
       const auto& [dir_a, ca] = configs[a];
       const auto& [dir_b, cb] = configs[b];
       if (place_of(ca) != place_of(cb)) continue;
-      std::string differ = "nothing: the same run twice";
-      nlohmann::json fa = ca.flatten(), fb = cb.flatten();
-      for (auto& [key, value] : fa.items())
-        if (!fb.contains(key) || fb[key] != value) {
-          differ = fmt::format("{}: {} vs {}", key, value.dump(), fb.contains(key) ? fb[key].dump() : "absent");
-          break;
-        }
+      std::string differ = first_difference(ca, cb);
+      if (differ.empty()) differ = "nothing: the same run twice";
       fail("{} and {} both hold {}: a table or figure would draw them in one place. They differ in {}. Tabulate or "
            "report them separately (or leave one out).", dir_a.string(), dir_b.string(), place_of(ca), differ);
     }
