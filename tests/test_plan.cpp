@@ -191,6 +191,7 @@ plan::Candidate cand(const std::string& model, const std::string& precision, dou
   c.planned_bytes = size_t(gib * double(1ull << 30));
   c.measured = measured;
   c.score = score;
+  c.scored_examples = 100;  // enough evidence unless a test says otherwise
   c.vs_full = std::move(vs);
   return c;
 }
@@ -248,6 +249,44 @@ TEST(Recommend, DecisionLogic) {
   for (auto& d : none.others) EXPECT_FALSE(d.recommended);
 }
 
+TEST(Recommend, NoVerdictWithoutEvidence) {
+  // The case: 3 examples, every answer unparsed, a degenerate interval [0, 0]: no "non-inferior".
+  std::vector<plan::Candidate> c = {cand("m", "bf16", 16, true, 0.0),
+                                    cand("m", "nf4", 5, true, 0.0, {{"hoc", 0, 0, 0, 3}})};
+  for (auto& x : c) {
+    x.scored_examples = 3;
+    x.unparsed_rate = 1.0;
+  }
+  auto r = plan::decide(c, size_t(40) << 30, 0.02);
+  for (const char* p : {"bf16", "nf4"}) {
+    const plan::Decision& d = find(r, "m", p);
+    EXPECT_EQ(d.verdict, "not enough evidence") << p;
+    EXPECT_FALSE(d.recommended) << p;
+    EXPECT_NE(d.reason.find("3 scored examples"), std::string::npos) << d.reason;
+    EXPECT_NE(d.reason.find("100.0% of answers unparsed"), std::string::npos) << d.reason;
+  }
+  EXPECT_NE(find(r, "m", "nf4").lacking.find("3 paired examples on hoc"), std::string::npos);
+  ASSERT_EQ(r.per_model.size(), 1u);
+  EXPECT_NE(r.per_model[0].find("not enough evidence"), std::string::npos) << r.per_model[0];
+  auto j = plan::to_json(r);
+  EXPECT_EQ(j["min_examples"], plan::kMinScoredExamples);
+  EXPECT_EQ(j["ranked"][0]["enough_evidence"], false);
+  EXPECT_TRUE(j["ranked"][0]["not_enough_evidence"].is_string());
+
+  // Enough examples, but a baseline that could not be parsed: the quantized run cannot be judged against it.
+  for (auto& x : c) x.scored_examples = 200;
+  c[1].vs_full[0].paired_examples = 200;
+  c[1].unparsed_rate = 0;
+  auto b = plan::decide(c, size_t(40) << 30, 0.02);
+  EXPECT_EQ(find(b, "m", "nf4").verdict, "not enough evidence");
+  EXPECT_NE(find(b, "m", "nf4").lacking.find("its bf16 baseline: 100.0% of answers unparsed"), std::string::npos)
+      << find(b, "m", "nf4").lacking;
+  // Both clean: judged; the thresholds are options.
+  c[0].unparsed_rate = 0;
+  EXPECT_EQ(find(plan::decide(c, size_t(40) << 30, 0.02), "m", "nf4").verdict, "non-inferior");
+  EXPECT_EQ(find(plan::decide(c, size_t(40) << 30, 0.02, {500, 0.2}), "m", "nf4").verdict, "not enough evidence");
+}
+
 std::string run_ok(const std::string& args) {
   std::string out;
   int rc = test::run_command("OMP_NUM_THREADS=1 " + test::biomedq_binary().string() + " " + args, &out);
@@ -273,8 +312,17 @@ TEST(Recommend, OnRealRunsOfTheTinyModel) {
   ASSERT_TRUE(nf4.is_object());
   ASSERT_EQ(nf4["vs_full_precision"].size(), 1u);
   EXPECT_EQ(nf4["vs_full_precision"][0]["paired_examples"], 3);
-  double lo = nf4["vs_full_precision"][0]["ci95"][0].get<double>();
-  EXPECT_EQ(nf4["verdict"], lo > -0.02 ? "non-inferior" : "inferior");
+  // Three examples are no evidence either way (the paired interval can be [0, 0]); with the threshold lowered
+  // the interval decides.
+  EXPECT_EQ(nf4["verdict"], "not enough evidence") << nf4.dump(2);
+  EXPECT_NE(nf4["reason"].get<std::string>().find("3 scored examples"), std::string::npos) << nf4.dump(2);
+  json lowered =
+      json::parse(run_ok("recommend --gpu-memory 16GB --json --bootstrap 50 --min-examples 3 --max-unparsed 1" + runs));
+  for (auto& d : lowered["ranked"])
+    if (d["precision"] == "nf4") {
+      double lo = d["vs_full_precision"][0]["ci95"][0].get<double>();
+      EXPECT_EQ(d["verdict"], lo > -0.02 ? "non-inferior" : "inferior");
+    }
   // The precisions not run are listed as unmeasured, never scored.
   int unmeasured = 0;
   for (auto& d : r["others"]) {
@@ -301,7 +349,7 @@ TEST(Recommend, OnRealRunsOfTheTinyModel) {
     longest = std::max(longest, line["prompt_tokens"].get<int>());
   json p = json::parse(run_ok("plan --preset tiny --precision nf4 --device cpu --threads 1 --json --prompt-len " +
                               std::to_string(longest) + " --context " + std::to_string(longest + 32)));
-  double measured = res["memory"]["allocator_peak_bytes"].get<double>();
+  double measured = res["memory"]["allocator_peak_bytes"].get<double>();  // what the model held at its peak
   EXPECT_NEAR(p["allocator_bytes"].get<double>() / measured, 1.0, 0.05) << p.dump(2);
 }
 

@@ -15,6 +15,7 @@
 #include "core/error.h"
 #include "core/host_memory.h"
 #include "model/model.h"
+#include "model/quantize_checkpoint.h"
 #include "model/quantize_model.h"
 #include "generate/sampler.h"
 #include "model/forward.h"
@@ -321,6 +322,8 @@ void register_bench_command(CLI::App& app) {
                   "proportion to its free memory (default: the current GPU alone); an id may repeat: 0,0 runs two "
                   "stages on one GPU, to test the pipeline there");
   cmd->callback([a] {
+    if (!a->model.empty())  // a checkpoint saved quantized is measured (and labelled) as stored
+      a->precision = resolve_precision(a->precision, checkpoint_quantization(a->model), a->model);
     if (a->precision.precision == "fp16" || a->precision.precision == "fp32")
       fail("bench: 16-bit weights are measured as bf16 (--precision bf16)");
     if (a->device == "cpu") {

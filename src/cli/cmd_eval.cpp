@@ -11,6 +11,7 @@
 #include "eval/summary.h"
 #include "eval/table.h"
 #include "model/config.h"
+#include "model/quantize_checkpoint.h"
 #include "plan/memory_planner.h"
 
 namespace bq::cli {
@@ -185,10 +186,15 @@ void register_eval_commands(CLI::App& app) {
                                            "Mem (GB, peak), Late (s/sample), Score (primary metric)");
   static std::vector<std::filesystem::path> table_runs;
   static bool table_csv = false;
-  table->add_option("run_dirs", table_runs, "run folders written by eval (one per model and precision)")->required();
+  table->add_option("run_dirs", table_runs,
+                    "run folders written by eval (one per model and precision), or folders of them; folders that "
+                    "are not finished runs are skipped and listed")
+      ->required();
   table->add_flag("--csv", table_csv, "CSV instead of Markdown");
   table->callback([] {
-    std::string text = eval::format_results_table(table_runs, table_csv);
+    auto selection = eval::select_finished_runs(table_runs);
+    for (auto& s : selection.skipped) std::fprintf(stderr, "biomedq: table: skipped %s\n", s.c_str());
+    std::string text = eval::format_results_table(selection.finished, table_csv);
     std::fwrite(text.data(), 1, text.size(), stdout);
   });
 
@@ -217,6 +223,9 @@ void register_eval_commands(CLI::App& app) {
   add_eval_options(cmd, ev->cfg);
   cmd->callback([ev, model_opt, synth_opt] {
     if (model_opt->count() + synth_opt->count() != 1) fail("eval: give --model DIR or --synthetic PRESET");
+    if (!ev->model.empty())  // the stored format decides the precision the run is planned and recorded at
+      static_cast<PrecisionOptions&>(ev->engine) =
+          resolve_precision(ev->engine, checkpoint_quantization(ev->model), ev->model);
     if (ev->cfg.data_dir.empty()) ev->cfg.data_dir = eval::default_data_dir();
     eval::check_eval(ev->cfg);  // bad settings are found before the model loads
     if (!ev->devices.empty()) {  // planned for --batch sequences of the model's context (at most 4096 positions)
@@ -241,12 +250,13 @@ void register_eval_commands(CLI::App& app) {
     const Model& m = engine->model();
     ev->cfg.model_info.update({{"arch", m.cfg.arch},
                                {"chat_template_sha256", eval::sha256_hex(engine->tokenizer().chat_template())}});
-    ev->cfg.model_info.update({{"device", ev->engine.device},
-                               {"precision", ev->engine.precision},
-                               {"double_quant", ev->engine.double_quant},
-                               {"blocksize", ev->engine.blocksize},
-                               {"compute_dtype", ev->engine.compute_dtype},
-                               {"quantize_lm_head", ev->engine.quantize_lm_head}});
+    const EngineOptions& used = engine->options();
+    ev->cfg.model_info.update({{"device", used.device},
+                               {"precision", used.precision},
+                               {"double_quant", used.double_quant},
+                               {"blocksize", used.blocksize},
+                               {"compute_dtype", used.compute_dtype},
+                               {"quantize_lm_head", used.quantize_lm_head}});
     ev->cfg.command_line = invocation();
     auto results = eval::run_eval(*engine, ev->cfg);
     std::string summary = eval::format_run_summary(results);

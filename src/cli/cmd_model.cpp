@@ -10,6 +10,7 @@
 #include "core/npy.h"
 #include "backend/backend.h"
 #include "generate/engine.h"
+#include "model/quantize_checkpoint.h"
 #include "model/quantize_model.h"
 #include "model/forward.h"
 #include "tokenizer/tokenizer.h"
@@ -112,7 +113,8 @@ void run_logits(const LogitsArgs& a) {
   auto ids = parse_ids(a.ids);
   for (int32_t id : ids)
     if (id >= m.cfg.vocab) fail("--ids: {} is outside the vocabulary of {}", id, m.cfg.vocab);
-  if (auto q = precision_to_quant(a.engine)) quantize_model(m, *q);
+  if (auto q = precision_to_quant(resolve_precision(a.engine, checkpoint_quantization(a.model), a.model)))
+    quantize_model(m, *q);
   auto fwd_ptr = make_forward(m, a.engine.device);
   ForwardBackend& fwd = *fwd_ptr;
   ForwardBatch b;
@@ -131,13 +133,21 @@ void run_logits(const LogitsArgs& a) {
 }  // namespace
 
 void add_precision_options(CLI::App* cmd, PrecisionOptions& e) {
-  cmd->add_option("--precision", e.precision, "bf16 | fp16 | fp32 (stored weights) | int8 | llm-int8 | nf4 | fp4")
-      ->check(CLI::IsMember({"bf16", "fp16", "fp32", "int8", "llm-int8", "nf4", "fp4"}));
+  cmd->add_option("--precision", e.precision,
+                  "bf16 | fp16 | fp32 (stored weights) | int8 | llm-int8 | nf4 | fp4 (default: a checkpoint saved "
+                  "quantized runs as stored, any other at bf16)")
+      ->check(CLI::IsMember(precision_names()))
+      ->each([&e](const std::string&) { e.precision_given = true; });
   cmd->add_option_function<std::string>(
-         "--double-quant", [&e](const std::string& v) { e.double_quant = v == "on"; },
-         "4-bit: quantize the block maxima too (on | off; default on, as in the study)")
+         "--double-quant",
+         [&e](const std::string& v) {
+           e.double_quant = v == "on";
+           e.double_quant_given = true;
+         },
+         "4-bit: quantize the block maxima too (on | off; default on, as in the study, or as stored)")
       ->check(CLI::IsMember({"on", "off"}));
-  cmd->add_option("--blocksize", e.blocksize, "4-bit block size (32..4096, default 64)");
+  cmd->add_option("--blocksize", e.blocksize, "4-bit block size (32..4096, default 64, or as stored)")
+      ->each([&e](const std::string&) { e.blocksize_given = true; });
   cmd->add_option("--compute-dtype", e.compute_dtype,
                   "quantized linears: activations in and results out rounded to fp16 | bf16 | fp32 "
                   "(bitsandbytes' compute dtype; default fp16, as in the study; on CUDA fp16/bf16 use the tensor cores)")

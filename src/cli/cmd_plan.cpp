@@ -3,6 +3,8 @@
 #include <cstdio>
 #include <memory>
 
+#include <fmt/format.h>
+
 #include "cli/commands.h"
 #include "core/error.h"
 #include "model/config.h"
@@ -68,6 +70,12 @@ void register_plan_commands(CLI::App& app) {
                    ->check(CLI::IsMember({"ner", "re", "mlc", "qa"}));
   task->excludes(type);
   rec->add_option("--margin", rc->opt.margin, "non-inferiority margin on the primary metric (default 0.02)");
+  rec->add_option("--min-examples", rc->opt.evidence.min_examples,
+                  "fewest scored (and paired) examples per task a verdict needs; below: not enough evidence "
+                  "(default " + std::to_string(plan::kMinScoredExamples) + ")");
+  rec->add_option("--max-unparsed", rc->opt.evidence.max_unparsed_rate,
+                  "highest unparsed-answer rate (0..1) of a run or its baseline a verdict accepts; above: not enough "
+                  "evidence (default " + fmt::format("{}", plan::kMaxUnparsedRate) + ")");
   rec->add_option("--batch", rc->opt.batch, "prompts generated together, as eval --batch (default 1)");
   rec->add_option("--seed", rc->opt.seed, "paired-bootstrap seed");
   rec->add_option("--bootstrap", rc->opt.resamples, "paired-bootstrap resamples");

@@ -38,13 +38,11 @@ struct InspectArgs {
 void run_inspect(const InspectArgs& a) {
   if (a.model.empty() == a.preset.empty()) fail("inspect: give exactly one of --model and --preset");
   ModelConfig c = a.model.empty() ? preset_config(a.preset) : load_model_config(a.model);
-  auto q = precision_to_quant(a.engine);
-  std::string precision = a.engine.precision;
-  // A pre-quantized checkpoint loads as stored whatever --precision says (int8 and llm-int8 hold the same bytes).
-  if (auto stored = a.model.empty() ? std::nullopt : checkpoint_quantization(a.model)) {
-    q = stored;
-    precision = std::string(quant::scheme_name(stored->scheme)) + " (stored)";
-  }
+  // A checkpoint saved quantized is inspected as stored (a contradicting --precision is an error).
+  auto stored = a.model.empty() ? std::nullopt : checkpoint_quantization(a.model);
+  PrecisionOptions used = resolve_precision(a.engine, stored, a.model);
+  auto q = precision_to_quant(used);
+  std::string precision = used.precision + (stored ? " (stored)" : "");
   MemoryPlan p = memory_plan(c, q);
   const double gib = double(1 << 30);
   size_t kv_cpu = p.kv_bytes_per_token_cpu * size_t(a.context * a.batch);

@@ -12,14 +12,36 @@ namespace bq::eval {
 
 namespace fs = std::filesystem;
 
+// The finished runs among the paths given, for `table` and `report`: a folder holding results.json, config.json
+// or samples.jsonl is a run folder; any other folder is a parent, whose subfolders (one level down) are looked at
+// instead. A run folder is finished when its results.json is a biomedq results file that scores every task its
+// configuration lists; anything else given or found is skipped, with the reason. Error: no finished run at all
+// (naming what was skipped and why).
+struct RunSelection {
+  std::vector<fs::path> finished;
+  std::vector<std::string> skipped;  // "PATH: why it is not a finished run" (PATH: the folder or its results.json)
+};
+RunSelection select_finished_runs(const std::vector<fs::path>& paths);
+
+// Runs a table or figure would draw in one place are refused, the same way for `table` and `report`: two runs of
+// the same model at the same precision, prompting and shots (one table cell, one bar or point of a figure), e.g.
+// the same model on other data. The error names both folders and the first setting they differ in.
+// `configs`: each run's folder and its results.json "config".
+void check_no_overlap(const std::vector<std::pair<fs::path, nlohmann::json>>& configs);
+
 // Reads RUN_DIR/results.json of every run. Markdown (with a legend under the table) or CSV (one header line,
-// one line per row; empty cells where a model lacks a precision). Errors: a run without results.json, two runs
-// giving the same task, model and precision.
+// one line per row; empty cells where a model lacks a precision). Runs of one model under several prompting
+// configurations get a row each, the model named with its configuration ("tiny (cot, 0-shot)").
+// Errors: a run without a readable results.json, runs that overlap (check_no_overlap).
 std::string format_results_table(const std::vector<fs::path>& run_dirs, bool csv);
 
-// The peak memory of a run's results.json "memory" block in GB (1e9 bytes) and the key it came from ("" and 0
-// when none is recorded): the device's peak, the allocator's, the host process's, else the weights alone.
+// The memory figure Table 1 shows from a run's results.json "memory" block, in GB (1e9 bytes), and the key it came
+// from ("" and 0 when none is recorded): on CUDA the device's peak (context included); on the CPU what the model
+// holds at its peak (allocator_peak_bytes: weights as used, KV cache, activations), not the process's resident
+// set; else the best there is (the process's peak, the weights alone).
 std::pair<double, std::string> memory_gb(const nlohmann::json& memory);
+// What a memory key of memory_gb measures, in words for legends ("model-held peak: ...").
+std::string memory_source_words(const std::string& key);
 
 // Sort key of precisions from full to fewest bits (fp32, bf16, fp16, int8, llm-int8, nf4, fp4; others last).
 int precision_rank(const std::string& precision);

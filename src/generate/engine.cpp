@@ -11,15 +11,27 @@
 #endif
 #include "core/error.h"
 #include "core/host_memory.h"
+#include "model/quantize_checkpoint.h"
 #include "model/quantize_model.h"
 #include "tokenizer/chat_template.h"
 
 namespace bq {
 
+namespace {
+
+// The options with the precision a checkpoint saved quantized decides (resolve_precision).
+EngineOptions as_stored(const std::filesystem::path& model_dir, const EngineOptions& opt) {
+  EngineOptions out = opt;
+  static_cast<PrecisionOptions&>(out) = resolve_precision(opt, checkpoint_quantization(model_dir), model_dir.string());
+  return out;
+}
+
+}  // namespace
+
 Engine::Engine(const std::filesystem::path& model_dir, const EngineOptions& opt)
     // Braces: the arguments are evaluated left to right, so a folder that is no checkpoint fails on config.json.
     : Engine{std::filesystem::absolute(model_dir).lexically_normal().filename().string(), load_model(model_dir),
-             Tokenizer::load(model_dir), opt} {}
+             Tokenizer::load(model_dir), as_stored(model_dir, opt)} {}
 
 Engine::Engine(std::string name, Model model, Tokenizer tok, const EngineOptions& opt)
     : name_(std::move(name)), model_(std::make_unique<Model>(std::move(model))), tok_(std::move(tok)), opt_(opt) {
@@ -102,11 +114,19 @@ nlohmann::json Engine::memory_report() const {
   else if (!model_->cfg.tie_embeddings) weights += model_->lm_head.weight_bytes();
   nlohmann::json report = {{"device", opt_.device}, {"precision", opt_.precision}, {"weight_bytes", weights},
                            {"parameters", parameters}};
-  if (opt_.device == "cpu") {  // on the CPU the model's memory is the process's: its peak resident set so far
+  if (opt_.device == "cpu") {
+    // What the model holds, apart from what the process does: the host-memory account counts the weights as used
+    // (not a 16-bit checkpoint it quantized from), the KV caches, activations and kernel scratch; the resident set
+    // adds code, libraries, allocator slack and whatever stored pages are still mapped in.
+    const size_t weights_used = model_host_bytes(*model_), peak = host_memory::stats().peak;
+    const size_t kv_peak = static_cast<const CpuForward&>(*fwd_).kv_cache_peak_bytes();
     rusage usage{};
     getrusage(RUSAGE_SELF, &usage);
-    report["host_peak_rss_bytes"] = size_t(usage.ru_maxrss) * 1024;  // ru_maxrss is in KiB on Linux
-    report["allocator_peak_bytes"] = host_memory::stats().peak;      // what the engine's own buffers reached
+    report.update({{"weight_bytes", weights_used},
+                   {"kv_cache_peak_bytes", kv_peak},
+                   {"activations_peak_bytes", peak > weights_used + kv_peak ? peak - weights_used - kv_peak : 0},
+                   {"allocator_peak_bytes", peak},
+                   {"host_peak_rss_bytes", size_t(usage.ru_maxrss) * 1024}});  // ru_maxrss is in KiB on Linux
   }
 #ifdef BIOMEDQ_HAVE_CUDA
   if (opt_.device == "cuda") {  // the tracked allocator's peak, and the device's own (CUDA context included)

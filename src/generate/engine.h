@@ -31,6 +31,8 @@ class Engine : public TextGenerator {
   nlohmann::json memory_report() const override;
 
   const Model& model() const { return *model_; }
+  // The options the model runs with: the precision resolved against a checkpoint saved quantized.
+  const EngineOptions& options() const { return opt_; }
   const Tokenizer& tokenizer() const { return tok_; }
   // Prompt text to ids: BOS is added unless the text already starts with it (chat templates write it themselves).
   std::vector<int32_t> encode_prompt(const std::string& prompt) const;

@@ -1,6 +1,7 @@
 // The whole forward pass of every supported architecture: read this file top to bottom.
 #include "model/forward.h"
 
+#include <algorithm>
 #include <cmath>
 
 #include "backend/cpu/ops.h"
@@ -32,21 +33,23 @@ size_t cpu_attention_scratch_floats(const ModelConfig& c, int n_positions) {
 }
 
 size_t model_host_bytes(const Model& m) {
-  size_t n = m.checkpoint ? m.checkpoint->mapped_bytes() : 0;
-  for (auto& buf : m.owned) n += buf.capacity();
   auto floats = [](const std::vector<float>& v) { return v.capacity() * sizeof(float); };
   auto linear = [&](const Linear& l) {
     size_t b = floats(l.bias);
     if (l.q)
       b += l.q->packed.capacity() + floats(l.q->absmax) + l.q->absmax_q.capacity() + floats(l.q->absmax2) +
            l.q->cb.capacity() + floats(l.q->scb);
+    else
+      b += l.weight_bytes();
     return b;
   };
+  size_t n = size_t(m.cfg.vocab) * size_t(m.cfg.hidden) * dtype_size(m.embed_dtype);
   for (auto& L : m.layers) {
     n += floats(L.attn_norm) + floats(L.mlp_norm);
     for (const Linear* l : {&L.q, &L.k, &L.v, &L.o, &L.gate, &L.up, &L.down}) n += linear(*l);
   }
-  return n + floats(m.final_norm) + linear(m.lm_head);
+  const bool head_shares_embeddings = m.cfg.tie_embeddings && !m.lm_head.q;
+  return n + floats(m.final_norm) + (head_shares_embeddings ? 0 : linear(m.lm_head));
 }
 
 CpuForward::CpuForward(const Model& m) : m_(m), weights_(model_host_bytes(m)) {
@@ -57,13 +60,12 @@ int CpuForward::open_sequence(int capacity) {
   if (capacity <= 0 || capacity > m_.cfg.max_positions)
     fail("a sequence of {} positions exceeds the model's limit of {}", capacity, m_.cfg.max_positions);
   auto cache = std::make_unique<KVCache>(m_.cfg, capacity);
-  for (size_t i = 0; i < caches_.size(); ++i)
-    if (!caches_[i]) {
-      caches_[i] = std::move(cache);
-      return int(i);
-    }
-  caches_.push_back(std::move(cache));
-  return int(caches_.size() - 1);
+  int id = 0;
+  while (id < int(caches_.size()) && caches_[size_t(id)]) ++id;
+  if (id == int(caches_.size())) caches_.emplace_back();
+  caches_[size_t(id)] = std::move(cache);
+  kv_cache_peak_ = std::max(kv_cache_peak_, kv_cache_bytes());
+  return id;
 }
 
 void CpuForward::close_sequence(int id) { caches_.at(size_t(id)).reset(); }

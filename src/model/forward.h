@@ -52,8 +52,10 @@ CpuStepSizes cpu_step_sizes(const ModelConfig& c, int64_t rows, int64_t logit_ro
 // Per-thread scratch (fp32 elements) of one row's attention over n_positions.
 size_t cpu_attention_scratch_floats(const ModelConfig& c, int n_positions);
 
-// Host bytes a loaded (and possibly quantized) model holds: mapped checkpoint files, owned buffers, fp32 norms and
-// biases, quantized matrices; from the buffers' capacities.
+// Host bytes of the weights as a loaded (and possibly quantized) model uses them: embeddings and 16-bit linears where
+// they are stored (mapped or owned), fp32 norms and biases, quantized matrices (from their capacities), lm_head
+// unless it is the embeddings. Stored tensors the model no longer reads (linears it quantized from, the 16-bit
+// norms) are not counted: quantize_model releases the mapped ones.
 size_t model_host_bytes(const Model& m);
 
 class CpuForward : public ForwardBackend {
@@ -65,12 +67,14 @@ class CpuForward : public ForwardBackend {
   void run(const ForwardBatch& b, float* logits) override;
   const ModelConfig& config() const override { return m_.cfg; }
   size_t kv_cache_bytes() const;  // held now by open sequences
+  size_t kv_cache_peak_bytes() const { return kv_cache_peak_; }  // the most held at once so far
 
  private:
   const Model& m_;
   host_memory::Hold weights_;  // the model's buffers in the host-memory account while this backend uses them
   std::vector<float> inv_freq_;  // fp32, as the reference computes RoPE angles
   std::vector<std::unique_ptr<KVCache>> caches_;  // by sequence id; null when closed
+  size_t kv_cache_peak_ = 0;
 };
 
 }  // namespace bq

@@ -1,5 +1,13 @@
 #include "model/quantize_model.h"
 
+#include <sys/mman.h>
+#include <unistd.h>
+
+#include <algorithm>
+
+#include <fmt/format.h>
+#include <fmt/ranges.h>
+
 #include "core/error.h"
 
 namespace bq {
@@ -24,13 +32,33 @@ void adapt_prequantized(Linear& l, const quant::QuantOptions& opt) {
   l.q = std::move(copy);
 }
 
+// Drops the pages of a stored weight the model no longer reads (it was quantized) from the process's resident set,
+// so that a run's memory is the quantized model's, not that plus the 16-bit checkpoint it came from. Only for
+// bytes inside the mapped checkpoint (read-only file pages: the mapping stays valid and would re-read them from
+// the file); owned buffers are left alone, as MADV_DONTNEED would zero them. Whole pages inside the range only.
+void release_stored_weight(const Model& m, const void* w, size_t bytes) {
+  if (!m.checkpoint || !w) return;
+  const auto* begin = static_cast<const uint8_t*>(w);
+  const bool mapped = std::any_of(m.checkpoint->tensors().begin(), m.checkpoint->tensors().end(), [&](const auto& t) {
+    return begin >= t.second.data && begin + bytes <= t.second.data + t.second.nbytes;
+  });
+  if (!mapped) return;
+  const uintptr_t page = uintptr_t(::sysconf(_SC_PAGESIZE));
+  const uintptr_t first = (reinterpret_cast<uintptr_t>(begin) + page - 1) / page * page;
+  const uintptr_t end = (reinterpret_cast<uintptr_t>(begin) + bytes) / page * page;
+  // Advice: should it fail, the pages merely stay resident.
+  if (end > first) ::madvise(reinterpret_cast<void*>(first), end - first, MADV_DONTNEED);
+}
+
 // phi3's fused tensor (q, k, v or gate, up stacked by rows, contiguous from parts[0].w): bitsandbytes quantizes
 // the stored tensor as a whole, so it is quantized whole here too and cut into the projections' row ranges.
-void quantize_fused(std::initializer_list<Linear*> parts, const quant::QuantOptions& opt) {
+void quantize_fused(const Model& m, std::initializer_list<Linear*> parts, const quant::QuantOptions& opt) {
   const Linear& first = **parts.begin();
+  const void* stored = first.w;
   int64_t rows = 0;
   for (const Linear* l : parts) rows += l->out;
-  assign_fused(parts, quant::quantize(first.w, first.dtype, rows, first.in, opt));
+  assign_fused(parts, quant::quantize(stored, first.dtype, rows, first.in, opt));
+  release_stored_weight(m, stored, size_t(rows * first.in) * dtype_size(first.dtype));
 }
 
 }  // namespace
@@ -56,24 +84,60 @@ void quantize_model(Model& m, const quant::QuantOptions& opt) {
       continue;
     }
     if (m.cfg.fused_qkv) {
-      quantize_fused({&L.q, &L.k, &L.v}, opt);
-      quantize_fused({&L.gate, &L.up}, opt);
+      quantize_fused(m, {&L.q, &L.k, &L.v}, opt);
+      quantize_fused(m, {&L.gate, &L.up}, opt);
     }
     for (Linear* l : {&L.q, &L.k, &L.v, &L.o, &L.gate, &L.up, &L.down})
-      if (!l->q)
+      if (!l->q) {
         l->q = std::make_shared<const quant::QuantizedMatrix>(quant::quantize(l->w, l->dtype, l->out, l->in, opt));
+        release_stored_weight(m, l->w, l->weight_bytes());
+      }
   }
 }
 
+namespace {
+
+// The one table of precision names: the 16/32-bit ones use the stored weights (no scheme).
+struct PrecisionEntry {
+  const char* name;
+  std::optional<quant::Scheme> scheme;
+};
+const std::vector<PrecisionEntry>& precision_table() {
+  static const std::vector<PrecisionEntry> table = {{"bf16", std::nullopt},
+                                                    {"fp16", std::nullopt},
+                                                    {"fp32", std::nullopt},
+                                                    {"int8", quant::Scheme::Int8},
+                                                    {"llm-int8", quant::Scheme::LLMInt8},
+                                                    {"nf4", quant::Scheme::NF4},
+                                                    {"fp4", quant::Scheme::FP4}};
+  return table;
+}
+
+}  // namespace
+
+const std::vector<std::string>& precision_names() {
+  static const std::vector<std::string> names = [] {
+    std::vector<std::string> v;
+    for (auto& e : precision_table()) v.push_back(e.name);
+    return v;
+  }();
+  return names;
+}
+
+std::string precision_name(quant::Scheme s) {
+  for (auto& e : precision_table())
+    if (e.scheme == s) return e.name;
+  fail("no precision name for quantization scheme {}", int(s));
+}
+
 std::optional<quant::QuantOptions> precision_to_quant(const PrecisionOptions& p) {
-  const std::string& precision = p.precision;
-  if (precision == "bf16" || precision == "fp16" || precision == "fp32") return std::nullopt;
+  auto entry = std::find_if(precision_table().begin(), precision_table().end(),
+                            [&](const PrecisionEntry& e) { return p.precision == e.name; });
+  if (entry == precision_table().end())
+    fail("--precision: unknown '{}' ({})", p.precision, fmt::join(precision_names(), ", "));
+  if (!entry->scheme) return std::nullopt;
   quant::QuantOptions q;
-  if (precision == "nf4") q.scheme = quant::Scheme::NF4;
-  else if (precision == "fp4") q.scheme = quant::Scheme::FP4;
-  else if (precision == "int8") q.scheme = quant::Scheme::Int8;
-  else if (precision == "llm-int8") q.scheme = quant::Scheme::LLMInt8;
-  else fail("--precision: unknown '{}' (bf16, fp16, fp32, int8, llm-int8, nf4, fp4)", precision);
+  q.scheme = *entry->scheme;
   if (p.blocksize < 32 || p.blocksize > 4096 || (p.blocksize & (p.blocksize - 1)))
     fail("--blocksize: {} is not a power of two in 32..4096", p.blocksize);
   q.double_quant = p.double_quant;
@@ -84,6 +148,36 @@ std::optional<quant::QuantOptions> precision_to_quant(const PrecisionOptions& p)
   else fail("--compute-dtype: unknown '{}' (fp16, bf16, fp32)", p.compute_dtype);
   q.quantize_lm_head = p.quantize_lm_head;
   return q;
+}
+
+PrecisionOptions resolve_precision(const PrecisionOptions& asked, const std::optional<quant::QuantOptions>& stored,
+                                   const std::string& checkpoint) {
+  if (!stored) return asked;
+  PrecisionOptions p = asked;
+  const bool four = quant::is_4bit(stored->scheme);
+  const std::string name = precision_name(stored->scheme);
+  const std::string as_stored = four ? fmt::format("{} (blocksize {}, double quant {})", name, stored->blocksize,
+                                                   stored->double_quant ? "on" : "off")
+                                       : "8-bit (int8 or llm-int8)";
+  auto contradicts = [&](const std::string& option) {
+    fail("{}: the checkpoint is stored quantized as {}; {} contradicts it (leave it out to run the checkpoint as "
+         "stored, or quantize the original checkpoint)", checkpoint, as_stored, option);
+  };
+  if (!asked.precision_given) {
+    p.precision = name;
+  } else if (asked.precision != name) {
+    const bool eight_bit_swap = !four && (asked.precision == "int8" || asked.precision == "llm-int8");
+    if (!eight_bit_swap) contradicts("--precision " + asked.precision);
+  }
+  if (four) {
+    if (asked.double_quant_given && asked.double_quant != stored->double_quant)
+      contradicts(fmt::format("--double-quant {}", asked.double_quant ? "on" : "off"));
+    if (asked.blocksize_given && asked.blocksize != stored->blocksize)
+      contradicts(fmt::format("--blocksize {}", asked.blocksize));
+    p.double_quant = stored->double_quant;
+    p.blocksize = stored->blocksize;
+  }
+  return p;
 }
 
 }  // namespace bq

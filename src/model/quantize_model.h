@@ -3,6 +3,7 @@
 #include <initializer_list>
 #include <optional>
 #include <string>
+#include <vector>
 
 #include "model/model.h"
 #include "quant/quant.h"
@@ -20,14 +21,29 @@ void assign_fused(std::initializer_list<Linear*> parts, const quant::QuantizedMa
 
 // What the precision options of every command that loads a model ask for.
 struct PrecisionOptions {
-  std::string precision = "bf16";  // bf16 | fp16 | fp32 | int8 | llm-int8 | nf4 | fp4
+  std::string precision = "bf16";  // one of precision_names()
   bool double_quant = true;        // 4-bit: quantize the block maxima too (the study's setting)
   int blocksize = 64;              // 4-bit block size
   std::string compute_dtype = "fp16";  // fp16 | bf16 | fp32: bitsandbytes' compute dtype (the study's fp16)
   bool quantize_lm_head = false;
+  // Whether the command line gave them: a checkpoint saved quantized decides those it did not give.
+  bool precision_given = false, double_quant_given = false, blocksize_given = false;
 };
+
+// Every --precision: bf16, fp16, fp32 (the stored weights as they are), then int8, llm-int8, nf4, fp4.
+const std::vector<std::string>& precision_names();
+// The --precision name of a quantization scheme (llm-int8, where bitsandbytes' files say llm_int8).
+std::string precision_name(quant::Scheme s);
 
 // The quantization options asked for; none for the 16/32-bit precisions. Bad values are an Error.
 std::optional<quant::QuantOptions> precision_to_quant(const PrecisionOptions& p);
+
+// The precision a model runs at, and so is recorded at. A checkpoint saved quantized (`stored`, as
+// checkpoint_quantization reads it) runs as stored: its scheme (8-bit as llm-int8, as transformers loads it),
+// double quantization and blocksize. A --precision, --double-quant or --blocksize given that contradicts it is an
+// Error naming `checkpoint`; only int8 and llm-int8 may be swapped (the same stored bytes). Without `stored`,
+// `asked` unchanged.
+PrecisionOptions resolve_precision(const PrecisionOptions& asked, const std::optional<quant::QuantOptions>& stored,
+                                   const std::string& checkpoint);
 
 }  // namespace bq

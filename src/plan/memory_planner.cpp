@@ -11,7 +11,6 @@
 #include "backend/cpu/ops.h"
 #include "backend/cuda_layout.h"
 #include "core/error.h"
-#include "io/safetensors.h"
 #include "model/forward.h"
 #include "model/model.h"
 #include "model/quantize_checkpoint.h"
@@ -32,38 +31,20 @@ const MemoryGroup& group(const MemoryPlan& p, const std::string& name) {
 }
 
 
-// The format the weights are held in: a pre-quantized checkpoint loads as stored (only the 8-bit flavour may
-// change, as quantize_model allows); otherwise --precision.
+// The format the weights are held in: a checkpoint saved quantized loads as stored (resolve_precision);
+// otherwise --precision.
 std::optional<quant::QuantOptions> held_quantization(const PlanRequest& r, std::string& label) {
-  auto asked = precision_to_quant(r);
-  label = r.precision;
-  if (r.checkpoint.empty()) return asked;
-  auto stored = checkpoint_quantization(r.checkpoint);
-  if (!stored) return asked;
-  label = std::string(quant::scheme_name(stored->scheme)) + " (stored)";
-  if (!asked) return stored;
-  bool stored8 = !quant::is_4bit(stored->scheme), asked8 = !quant::is_4bit(asked->scheme);
-  if (stored8 && asked8) {
-    stored->scheme = asked->scheme;
-    label = r.precision + " (stored 8-bit)";
+  auto stored = r.checkpoint.empty() ? std::nullopt : checkpoint_quantization(r.checkpoint);
+  PrecisionOptions used = resolve_precision(r, stored, r.checkpoint.string());
+  label = used.precision + (stored ? " (stored)" : "");
+  auto held = precision_to_quant(used);
+  if (held && stored) {  // the stored layout, with the compute dtype and 8-bit flavour asked for
+    stored->scheme = held->scheme;
+    stored->compute = held->compute;
+    stored->quantize_lm_head = held->quantize_lm_head;
     return stored;
   }
-  if (stored->scheme != asked->scheme)
-    fail("{}: the checkpoint is quantized as {}; --precision asks for {}", r.checkpoint.string(),
-         quant::scheme_name(stored->scheme), r.precision);
-  return stored;
-}
-
-// Bytes of the weights a synthetic model generates (every stored tensor, bf16) or a checkpoint maps.
-size_t stored_weight_bytes(const PlanRequest& r) {
-  if (!r.checkpoint.empty()) return Checkpoint::open(r.checkpoint).mapped_bytes();
-  size_t n = 0;
-  for (auto& s : tensor_specs(r.config)) {
-    size_t e = 1;
-    for (auto d : s.shape) e *= size_t(d);
-    n += e * 2;
-  }
-  return n;
+  return held;
 }
 
 // Largest scratch any linear's kernel holds for `rows` rows (CPU): per-thread fp32 blocks or dequantized tiles.
@@ -121,18 +102,14 @@ void plan_cuda(MemoryEstimate& e, const ModelConfig& c, const PlanRequest& r, bo
 }
 
 void plan_cpu(MemoryEstimate& e, const ModelConfig& c, const PlanRequest& r) {
-  // The engine keeps the stored weights (mapped or generated) and adds fp32 norms and biases, and the quantized
-  // linears when it quantizes; its tracked account counts all of them.
-  MemoryPlan w = memory_plan(c, e.quant);
-  add(e, "weights", r.checkpoint.empty() ? "stored tensors (synthetic, bf16 in memory)" : "stored tensors (checkpoint files, mapped)",
-      stored_weight_bytes(r));
-  add(e, "weights", "norms (fp32 copies)", group(w, "norms").bytes);
-  if (group(w, "biases").bytes) add(e, "weights", "biases (fp32 copies)", group(w, "biases").bytes);
-  if (e.quant) {
-    add(e, "weights", "attention (quantized codes)", group(w, "attention").bytes);
-    add(e, "weights", "mlp (quantized codes)", group(w, "mlp").bytes);
-    add(e, "quantization constants", "quantization constants", group(w, "quantization constants").bytes);
-  }
+  // The weights as the engine uses them (model_host_bytes): 16-bit tensors where they are stored (mapped or
+  // generated), fp32 norms and biases, quantized linears; not the stored linears it quantized from.
+  const DType stored = r.checkpoint.empty() ? DType::BF16 : c.dtype;
+  ModelConfig held = c;
+  held.dtype = stored;
+  MemoryPlan w = memory_plan(held, e.quant);
+  for (auto& g : w.groups)
+    if (g.bytes) add(e, g.name == "quantization constants" ? g.name : "weights", g.name, g.bytes);
   add(e, "kv cache", fmt::format("fp32 K and V, {} x {} positions", r.batch, r.context),
       w.kv_bytes_per_token_cpu * size_t(r.context) * size_t(r.batch));
   add(e, "activations", fmt::format("logits ({} rows)", r.batch), size_t(r.batch) * size_t(c.vocab) * sizeof(float));
@@ -140,7 +117,6 @@ void plan_cpu(MemoryEstimate& e, const ModelConfig& c, const PlanRequest& r) {
   // A step holds its activation buffers, plus the largest of a linear kernel's scratch and the attention scratch
   // of the rows processed at once; the prefill of all prompts is the larger step unless prompts are very short.
   const int threads = r.threads > 0 ? r.threads : omp_get_max_threads();
-  const DType stored = r.checkpoint.empty() ? DType::BF16 : c.dtype;
   auto step = [&](int64_t rows, int positions) {
     size_t kernel = cpu_kernel_scratch(c, e.quant, stored, rows, r.batch, threads);
     size_t attention = size_t(std::min<int64_t>(threads, rows)) * cpu_attention_scratch_floats(c, positions) * sizeof(float);

@@ -42,6 +42,7 @@ struct Run {
   std::vector<std::string> tasks;  // selected tasks the run scored
   int prompt = 0, context = 0, parallel = 1;
   double score = 0, unparsed_rate = 0;
+  size_t scored_examples = 0;  // on the selected task with the fewest
 };
 
 nlohmann::json read_json(const fs::path& file) {
@@ -86,6 +87,8 @@ Run read_run(const fs::path& dir, const RecommendOptions& opt) {
       score_sum += t.at("metrics").at(t.at("primary_metric").get<std::string>()).at("value").get<double>();
       unparsed += t.at("unparsed").get<double>();
       scored += t.at("examples_scored").get<double>();
+      const size_t task_scored = t.at("examples_scored").get<size_t>();
+      r.scored_examples = r.tasks.size() == 1 ? task_scored : std::min(r.scored_examples, task_scored);
       new_tokens[name] = cot ? task.max_new_tokens_cot : task.max_new_tokens;
     }
     if (r.tasks.empty()) return r;
@@ -115,6 +118,7 @@ size_t planned_total(const Run& like, const std::string& precision, bool double_
   q.model_label = like.model;
   q.checkpoint = like.checkpoint;
   q.precision = precision;
+  q.precision_given = true;  // a precision the checkpoint's stored format rules out is an Error, not planned as stored
   q.double_quant = double_quant;
   q.blocksize = blocksize;
   q.device = "cuda";
@@ -128,10 +132,36 @@ size_t planned_total(const Run& like, const std::string& precision, bool double_
 
 bool is_full_precision(const std::string& p) { return p == "bf16" || p == "fp16" || p == "fp32"; }
 
-Recommendation decide(const std::vector<Candidate>& candidates, size_t budget_bytes, double margin) {
+namespace {
+
+// Why a measured candidate's own numbers are no evidence ("" when they are).
+std::string lacking_evidence(const Candidate& c, const EvidenceRule& rule) {
+  std::vector<std::string> why;
+  if (c.scored_examples < rule.min_examples)
+    why.push_back(fmt::format("{} scored example{} on its smallest task (at least {} needed)", c.scored_examples,
+                              c.scored_examples == 1 ? "" : "s", rule.min_examples));
+  for (auto& p : c.vs_full)
+    if (p.paired_examples < rule.min_examples) {
+      why.push_back(fmt::format("{} paired examples on {} (at least {} needed)", p.paired_examples, p.task,
+                                rule.min_examples));
+      break;
+    }
+  if (c.unparsed_rate > rule.max_unparsed_rate)
+    why.push_back(fmt::format("{:.1f}% of answers unparsed (at most {:.1f}% allowed)", 100 * c.unparsed_rate,
+                              100 * rule.max_unparsed_rate));
+  std::string out;
+  for (auto& w : why) out += (out.empty() ? "" : ", ") + w;
+  return out;
+}
+
+}  // namespace
+
+Recommendation decide(const std::vector<Candidate>& candidates, size_t budget_bytes, double margin,
+                      const EvidenceRule& evidence) {
   Recommendation out;
   out.budget_bytes = budget_bytes;
   out.margin = margin;
+  out.evidence = evidence;
   std::vector<std::string> models;
   std::map<std::string, const Candidate*> baseline;
   for (auto& c : candidates) {
@@ -148,9 +178,18 @@ Recommendation decide(const std::vector<Candidate>& candidates, size_t budget_by
     d.full_precision = is_full_precision(c.precision);
     std::string reason = fit_text(c, budget_bytes);
     const Candidate* base = baseline.count(c.model) ? baseline[c.model] : nullptr;
+    if (c.measured) {
+      d.lacking = lacking_evidence(c, evidence);
+      if (base && base != &c)  // a judgment against a baseline is only as good as the baseline's numbers
+        if (std::string b = lacking_evidence(*base, evidence); !b.empty())
+          d.lacking += (d.lacking.empty() ? "" : "; ") + fmt::format("its {} baseline: {}", base->precision, b);
+    }
     if (!c.measured) {
       d.verdict = "not measured";
       reason += "; not measured: evaluate it to judge (no score is guessed)";
+    } else if (!d.lacking.empty()) {
+      d.verdict = "not enough evidence";
+      reason += fmt::format("; score {:.4f}; not enough evidence: {}", c.score, d.lacking);
     } else if (base == &c) {
       d.verdict = "baseline";
       reason += fmt::format("; full-precision baseline, score {:.4f}", c.score);
@@ -174,14 +213,22 @@ Recommendation decide(const std::vector<Candidate>& candidates, size_t budget_by
   }
   for (auto& m : models) {
     Decision* best = nullptr;
-    for (auto& d : all)
-      if (d.candidate.model == m && d.fits && (d.verdict == "baseline" || d.verdict == "non-inferior") &&
+    const Decision* short_of_evidence = nullptr;
+    for (auto& d : all) {
+      if (d.candidate.model != m) continue;
+      if (d.verdict == "not enough evidence" && !short_of_evidence) short_of_evidence = &d;
+      if (d.fits && (d.verdict == "baseline" || d.verdict == "non-inferior") &&
           (!best || d.candidate.planned_bytes < best->candidate.planned_bytes))
         best = &d;
+    }
     if (best) {
       best->recommended = true;
       out.per_model.push_back(fmt::format("{}: run {} ({} planned, score {:.4f})", m, best->candidate.precision,
                                           format_bytes(double(best->candidate.planned_bytes)), best->candidate.score));
+    } else if (short_of_evidence) {
+      out.per_model.push_back(fmt::format("{}: not enough evidence to choose a precision ({}: {}); evaluate more "
+                                          "examples", m, short_of_evidence->candidate.precision,
+                                          short_of_evidence->lacking));
     } else if (!baseline.count(m)) {
       out.per_model.push_back(fmt::format("{}: no full-precision run, so no precision can be shown non-inferior", m));
     } else {
@@ -208,6 +255,8 @@ Recommendation recommend(const RecommendOptions& opt) {
       opt.task_type != "qa")
     fail("--task-type: '{}' is not ner, re, mlc or qa", opt.task_type);
   if (opt.margin < 0) fail("--margin must not be negative (got {})", opt.margin);
+  if (opt.evidence.max_unparsed_rate < 0 || opt.evidence.max_unparsed_rate > 1)
+    fail("--max-unparsed must be a rate in 0..1 (got {})", opt.evidence.max_unparsed_rate);
   if (opt.batch < 1) fail("--batch must be at least 1 (got {})", opt.batch);
   std::vector<Run> runs;
   for (auto& dir : opt.runs) {
@@ -247,6 +296,7 @@ Recommendation recommend(const RecommendOptions& opt) {
       c.run_dir = r->dir.string();
       c.score = r->score;
       c.unparsed_rate = r->unparsed_rate;
+      c.scored_examples = r->scored_examples;
       c.planned_bytes = planned_total(*r, r->precision, r->double_quant, r->blocksize, prompt, context, parallel);
       if (base && r != base) {
         auto cmp = eval::compare_runs(base->dir, r->dir, opt.seed, opt.resamples);
@@ -274,7 +324,7 @@ Recommendation recommend(const RecommendOptions& opt) {
       cands.push_back(std::move(c));
     }
   }
-  return decide(cands, opt.budget_bytes, opt.margin);
+  return decide(cands, opt.budget_bytes, opt.margin, opt.evidence);
 }
 
 nlohmann::ordered_json to_json(const Recommendation& r) {
@@ -288,6 +338,9 @@ nlohmann::ordered_json to_json(const Recommendation& r) {
       j["run"] = c.run_dir;
       j["score"] = c.score;
       j["unparsed_rate"] = c.unparsed_rate;
+      j["scored_examples"] = c.scored_examples;
+      j["enough_evidence"] = d.lacking.empty();
+      if (!d.lacking.empty()) j["not_enough_evidence"] = d.lacking;
       auto diffs = nlohmann::ordered_json::array();
       for (auto& p : c.vs_full)
         diffs.push_back({{"task", p.task}, {"difference", p.diff}, {"ci95", {p.lo, p.hi}}, {"paired_examples", p.paired_examples}});
@@ -298,13 +351,20 @@ nlohmann::ordered_json to_json(const Recommendation& r) {
   nlohmann::ordered_json ranked = nlohmann::ordered_json::array(), others = nlohmann::ordered_json::array();
   for (auto& d : r.ranked) ranked.push_back(row(d));
   for (auto& d : r.others) others.push_back(row(d));
-  return {{"budget_bytes", r.budget_bytes}, {"margin", r.margin}, {"ranked", ranked}, {"others", others},
+  return {{"budget_bytes", r.budget_bytes},
+          {"margin", r.margin},
+          {"min_examples", r.evidence.min_examples},
+          {"max_unparsed_rate", r.evidence.max_unparsed_rate},
+          {"ranked", ranked},
+          {"others", others},
           {"per_model", r.per_model}};
 }
 
 std::string format_recommendation(const Recommendation& r) {
-  std::string s = fmt::format("GPU memory {}, non-inferiority margin {}\n\nmeasured and fitting, best score first:\n",
-                              format_bytes(double(r.budget_bytes)), r.margin);
+  std::string s = fmt::format("GPU memory {}, non-inferiority margin {}; evidence: at least {} scored examples per "
+                              "task, at most {:.1f}% unparsed\n\nmeasured and fitting, best score first:\n",
+                              format_bytes(double(r.budget_bytes)), r.margin, r.evidence.min_examples,
+                              100 * r.evidence.max_unparsed_rate);
   auto line = [](const Decision& d) {
     return fmt::format("  {}{} {}: {}\n", d.recommended ? "* " : "  ", d.candidate.model, d.candidate.precision, d.reason);
   };

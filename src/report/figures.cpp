@@ -80,7 +80,9 @@ Figure precision_figure(const std::vector<RunSummary>& runs, const std::vector<s
            "Score, peak memory and latency by precision",
            fmt::format("As the study's Figure 2, for the {} {}-shot runs. Error bars: score, the bootstrap 95% interval; "
                        "latency, ± one standard deviation over samples. Memory: {}.",
-                       first.prompting, first.shots, first.memory_source.empty() ? "not recorded" : first.memory_source),
+                       first.prompting, first.shots,
+                       eval::memory_source_words(first.memory_source) +
+                           (first.memory_source.empty() ? "" : " (" + first.memory_source + ")")),
            {},
            {}};
   for (auto& m : models) f.panels.push_back({"Score by task: " + m, score[m]});

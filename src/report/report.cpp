@@ -187,8 +187,8 @@ std::string runs_html(const std::vector<RunSummary>& runs) {
   return html;
 }
 
-std::string render_html(const std::vector<RunSummary>& runs, const Tables& tables, const std::vector<Figure>& figures,
-                        const ChartScripts& scripts) {
+std::string render_html(const std::vector<RunSummary>& runs, const std::vector<std::string>& skipped,
+                        const Tables& tables, const std::vector<Figure>& figures, const ChartScripts& scripts) {
   bool charts = scripts.complete();
   std::string html = "<!DOCTYPE html>\n<html lang=\"en\">\n<head>\n<meta charset=\"utf-8\">\n"
                      "<title>biomedq report</title>\n<style>" + std::string(kStyle) + "</style>\n";
@@ -204,6 +204,11 @@ std::string render_html(const std::vector<RunSummary>& runs, const Tables& table
             "chart JavaScript (run scripts/fetch-report-assets.sh, then rebuild). The data tables below hold every "
             "number; the PNG figures are beside this page.</div>\n";
   html += "<div id=\"report-errors\" class=\"errors\" hidden></div>\n";
+  if (!skipped.empty()) {
+    html += "<div id=\"report-skipped\" class=\"notice\">Left out, not finished runs:<ul>\n";
+    for (auto& s : skipped) html += "<li><code>" + html_escape(s) + "</code></li>\n";
+    html += "</ul></div>\n";
+  }
   html += "<h2>Table 1: memory, latency and score</h2>\n";
   // The reference configuration's table first and open; the others folded, so the figures stay near the top.
   for (size_t i = 0; i < tables.titles.size(); i++) {
@@ -232,8 +237,14 @@ std::string render_html(const std::vector<RunSummary>& runs, const Tables& table
   return html + "</body>\n</html>\n";
 }
 
-std::string render_markdown(const std::vector<RunSummary>& runs, const Tables& tables, const std::vector<Figure>& figures) {
+std::string render_markdown(const std::vector<RunSummary>& runs, const std::vector<std::string>& skipped,
+                            const Tables& tables, const std::vector<Figure>& figures) {
   std::string md = fmt::format("# biomedq report\n\n{} runs; the interactive page is [report.html](report.html).\n\n", runs.size());
+  if (!skipped.empty()) {
+    md += "Left out, not finished runs:\n\n";
+    for (auto& s : skipped) md += "- `" + s + "`\n";
+    md += "\n";
+  }
   md += "## Table 1: memory, latency and score\n\n";
   for (size_t i = 0; i < tables.titles.size(); i++) md += "### " + tables.titles[i] + "\n\n" + tables.markdown[i] + "\n";
   md += "## Figures\n\n";
@@ -273,8 +284,14 @@ std::vector<std::vector<size_t>> table_groups(const std::vector<RunSummary>& run
 ReportFiles write_report(const ReportOptions& options) {
   if (options.run_dirs.empty()) fail("report: no run folders given");
   if (options.out_dir.empty()) fail("report: no output folder given (--out)");
+  auto selection = eval::select_finished_runs(options.run_dirs);
   std::vector<RunSummary> runs;
-  for (auto& dir : options.run_dirs) runs.push_back(load_run(dir));
+  std::vector<std::pair<fs::path, json>> configs;
+  for (auto& dir : selection.finished) {
+    runs.push_back(load_run(dir));
+    configs.emplace_back(dir, runs.back().config);
+  }
+  eval::check_no_overlap(configs);  // the rule `table` applies, before any figure is drawn
   auto pairs = pair_runs(runs);
   auto deltas = paired_deltas(runs, pairs, options.seed, options.resamples);
   auto figures = build_figures(runs, pairs, deltas);
@@ -283,14 +300,15 @@ ReportFiles write_report(const ReportOptions& options) {
   fs::create_directories(options.out_dir);
   ReportFiles files;
   files.charts = options.scripts.complete();
+  files.skipped = selection.skipped;
   for (auto& f : figures) {
     files.pngs.push_back(options.out_dir / (f.id + ".png"));
     write_file_atomic(files.pngs.back(), render_png(f));
   }
   files.markdown = options.out_dir / "report.md";
-  write_file_atomic(files.markdown, render_markdown(runs, tables, figures));
+  write_file_atomic(files.markdown, render_markdown(runs, selection.skipped, tables, figures));
   files.html = options.out_dir / "report.html";
-  write_file_atomic(files.html, render_html(runs, tables, figures, options.scripts));
+  write_file_atomic(files.html, render_html(runs, selection.skipped, tables, figures, options.scripts));
   return files;
 }
 

@@ -23,11 +23,12 @@ struct ReportFiles {
   fs::path html, markdown;
   std::vector<fs::path> pngs;
   bool charts = false;      // whether the page renders charts (the scripts were complete)
+  std::vector<std::string> skipped;  // what was given or found but is no finished run, and why (also on the page)
 };
 
-// Writes OUT/report.html, OUT/report.md and OUT/<figure>.png, each atomically. Errors: no runs, a run folder
-// without a readable results.json (named), runs that cannot be tabulated or paired (see format_results_table,
-// compare_runs).
+// Writes OUT/report.html, OUT/report.md and OUT/<figure>.png, each atomically, from the finished runs among
+// run_dirs (eval::select_finished_runs: parents are looked into, unfinished folders skipped and listed). Errors: no
+// finished run, runs that overlap (eval::check_no_overlap) or cannot be paired (compare_runs).
 ReportFiles write_report(const ReportOptions& options);
 
 // The runs grouped by prompting configuration (everything in the config but the model, its precision and the
