@@ -430,6 +430,21 @@ TEST(CudaOps, RmsnormSiluArgmax) {
     EXPECT_EQ(got[size_t(r)], int(std::max_element(x.begin() + r * d, x.begin() + (r + 1) * d) - (x.begin() + r * d)));
 }
 
+// A row holding NaN or inf anywhere gives -1 (issue 14): the host stops instead of emitting a token.
+TEST(CudaOps, ArgmaxFlagsNonFiniteRows) {
+  REQUIRE_GPU();
+  const int n = 4, d = 5000;
+  std::vector<float> x(size_t(n * d), 0.5f);
+  x[size_t(1 * d + 4999)] = std::nanf("");
+  x[size_t(2 * d + 0)] = INFINITY;
+  x[size_t(3 * d + 2500)] = -INFINITY;
+  x[size_t(0 * d + 7)] = 2.0f;
+  auto dx = to_device(x);
+  DeviceArray<int> idx(n, "test");
+  argmax_rows(dx.get(), n, d, idx.get(), nullptr);
+  EXPECT_EQ(to_host(idx, size_t(n)), (std::vector<int>{7, -1, -1, -1}));
+}
+
 uint16_t host_16bit(float v, Compute c) { return c == Compute::F16 ? f32_to_f16(v) : f32_to_bf16(v); }
 
 // The 16-bit copies that RMSNorm and SwiGLU write for the tensor-core products are their fp32 results rounded.

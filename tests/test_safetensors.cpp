@@ -98,7 +98,7 @@ TEST(LoadModel, ClearErrorsForBadCheckpoints) {
   expect_error("truncated");
   // Malformed JSON config.
   write_file_atomic(dir / "config.json", "{\"model_type\": ");
-  expect_error("not valid JSON");
+  expect_error("config.json: invalid JSON");
 }
 
 TEST(LoadModel, MissingTensorIsNamed) {

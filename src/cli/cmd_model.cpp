@@ -42,9 +42,11 @@ struct SynthArgs {
   int hidden = 0, layers = 0, heads = 0, kv_heads = 0, intermediate = 0, vocab = 0;
   uint64_t seed = 0;
   size_t shard_mb = 2048;
+  bool force = false;
 };
 
 void run_synth(const SynthArgs& a) {
+  check_output_folder(a.out, a.force);
   ModelConfig c;
   if (!a.preset.empty()) {
     c = preset_config(a.preset);
@@ -176,6 +178,7 @@ void register_model_commands(CLI::App& app) {
   s->add_option("--seed", synth->seed);
   s->add_option("--shard-mb", synth->shard_mb, "Largest shard size in MiB");
   s->add_option("--out", synth->out, "Output folder")->required();
+  s->add_flag("--force", synth->force, "Write into an output folder that already holds files");
   s->callback([synth] { run_synth(*synth); });
 
   auto gen = std::make_shared<GenerateArgs>();

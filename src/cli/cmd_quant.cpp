@@ -6,6 +6,7 @@
 
 #include "cli/commands.h"
 #include "core/error.h"
+#include "core/files.h"
 #include "core/npy.h"
 #include "model/compare_logits.h"
 #include "model/quantize_checkpoint.h"
@@ -19,11 +20,13 @@ struct QuantizeArgs {
   std::string model, out;
   EngineOptions engine;
   size_t shard_mb = 2048;
+  bool force = false;
 };
 
 void run_quantize(const QuantizeArgs& a) {
   auto q = precision_to_quant(a.engine);
   if (!q) fail("quantize: --precision must be nf4, fp4, int8 or llm-int8");
+  check_output_folder(a.out, a.force);
   quantize_checkpoint(a.model, a.out, *q, a.shard_mb << 20);
   std::printf("wrote %s (%s)\n", a.out.c_str(), a.engine.precision.c_str());
 }
@@ -101,6 +104,7 @@ void register_quant_commands(CLI::App& app) {
   q->add_option("--model", qa->model, "Checkpoint folder (16/32-bit)")->required();
   q->add_option("--out", qa->out, "Output folder")->required();
   q->add_option("--shard-mb", qa->shard_mb, "Largest shard size in MiB");
+  q->add_flag("--force", qa->force, "Write into an output folder that already holds files");
   add_engine_options(q, qa->engine);
   q->callback([qa] { run_quantize(*qa); });
 

@@ -5,20 +5,74 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <cstring>
-#include <fstream>
 #include <random>
 
 #include "core/error.h"
 
 namespace bq {
 
-std::string read_file(const fs::path& path) {
-  std::ifstream in(path, std::ios::binary);
-  if (!in) fail("{}: cannot open: {}", path.string(), std::strerror(errno));
-  std::string s((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
-  if (in.bad()) fail("{}: read error", path.string());
+std::string size_str(uint64_t bytes) {
+  if (bytes < 1024) return fmt::format("{} bytes", bytes);
+  const char* units[] = {"KiB", "MiB", "GiB", "TiB"};
+  double x = double(bytes) / 1024;
+  int u = 0;
+  for (; x >= 1024 && u < 3; ++u) x /= 1024;
+  return fmt::format("{:.1f} {}", x, units[u]);
+}
+
+void check_output_folder(const fs::path& dir, bool force) {
+  std::error_code ec;
+  if (!fs::exists(dir, ec)) return;
+  if (!fs::is_directory(dir, ec)) fail("{}: exists and is not a folder", dir.string());
+  if (!force && !fs::is_empty(dir, ec))
+    fail("{}: the folder exists and is not empty; its files would be overwritten (pass --force to allow it)",
+         dir.string());
+}
+
+// Opens without blocking (a FIFO would wait for a writer) and refuses anything but a regular file.
+static int open_regular(const fs::path& path, struct stat& st) {
+  int fd = ::open(path.c_str(), O_RDONLY | O_NONBLOCK | O_CLOEXEC);
+  if (fd < 0) fail("{}: cannot open: {}", path.string(), std::strerror(errno));
+  if (::fstat(fd, &st) != 0 || !S_ISREG(st.st_mode)) {
+    ::close(fd);
+    if (S_ISDIR(st.st_mode)) fail("{}: is a folder, not a file", path.string());
+    fail("{}: not a regular file (a FIFO, device or socket cannot be read)", path.string());
+  }
+  return fd;
+}
+
+std::string read_file(const fs::path& path, size_t max_bytes) {
+  struct stat st {};
+  int fd = open_regular(path, st);
+  auto too_big = [&] {
+    ::close(fd);
+    fail("{}: larger than the {} allowed for this kind of file", path.string(), size_str(max_bytes));
+  };
+  if (uint64_t(st.st_size) > max_bytes) too_big();
+  // st_size may be 0 (/proc) or grow while we read: read to the end, never past the cap.
+  std::string s(size_t(st.st_size), '\0');
+  size_t n = 0;
+  while (true) {
+    if (n == s.size()) {
+      if (n > max_bytes) too_big();
+      s.resize(std::min(std::max<size_t>(2 * n, 4096), max_bytes + 1));
+    }
+    ssize_t r = ::read(fd, s.data() + n, s.size() - n);
+    if (r < 0 && errno == EINTR) continue;
+    if (r < 0) {
+      int e = errno;
+      ::close(fd);
+      fail("{}: read error: {}", path.string(), std::strerror(e));
+    }
+    if (r == 0) break;
+    n += size_t(r);
+  }
+  ::close(fd);
+  if (n > max_bytes) fail("{}: larger than the {} allowed for this kind of file", path.string(), size_str(max_bytes));
+  s.resize(n);
   return s;
 }
 
@@ -73,13 +127,8 @@ void write_file_atomic(const fs::path& path, std::string_view bytes) {
 }
 
 MappedFile::MappedFile(const fs::path& path) : path_(path) {
-  int fd = ::open(path.c_str(), O_RDONLY);
-  if (fd < 0) fail("{}: cannot open: {}", path.string(), std::strerror(errno));
   struct stat st {};
-  if (::fstat(fd, &st) != 0 || !S_ISREG(st.st_mode)) {
-    ::close(fd);
-    fail("{}: not a regular file", path.string());
-  }
+  int fd = open_regular(path, st);
   size_ = size_t(st.st_size);
   if (size_ > 0) {
     void* p = ::mmap(nullptr, size_, PROT_READ, MAP_PRIVATE, fd, 0);

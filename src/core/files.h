@@ -1,15 +1,27 @@
 // File helpers: whole-file reads, atomic writes (never a half-written result) and read-only memory maps.
 #pragma once
 #include <cstddef>
+#include <cstdint>
 #include <filesystem>
 #include <string>
 #include <string_view>
+
+#include "core/limits.h"
 
 namespace bq {
 
 namespace fs = std::filesystem;
 
-std::string read_file(const fs::path& path);  // throws Error naming the file
+// The whole of a regular file (a FIFO, device or folder is refused without blocking) of at most max_bytes
+// (limits.h has the cap for each kind of file); throws Error naming the file.
+std::string read_file(const fs::path& path, size_t max_bytes = limits::kAnyFileBytes);
+
+// For commands that write a folder (synth, quantize): refuses a folder that already holds files, whose files
+// would be overwritten, unless `force`; refuses a path that exists and is no folder.
+void check_output_folder(const fs::path& dir, bool force);
+
+// "1.5 MiB": sizes in messages.
+std::string size_str(uint64_t bytes);
 
 // Writes to a temporary file in the same folder, fsyncs, then renames over `path`.
 void write_file_atomic(const fs::path& path, std::string_view bytes);

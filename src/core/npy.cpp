@@ -1,7 +1,6 @@
 #include "core/npy.h"
 
 #include <cstring>
-#include <regex>
 
 #include "core/error.h"
 #include "core/files.h"
@@ -29,39 +28,56 @@ void write_npy_f32(const std::filesystem::path& path, const float* data, const s
   write_file_atomic(path, out);
 }
 
-NpyArray read_npy(const std::filesystem::path& path) {
-  std::string s = read_file(path);
-  if (s.size() < 10 || s.compare(0, 6, "\x93NUMPY") != 0) fail("{}: not a .npy file", path.string());
+// The text of `'key': ` up to (not including) the character `end`, in a .npy header dict; "" when absent.
+static std::string header_field(std::string_view header, std::string_view key, char end) {
+  size_t k = header.find(key);
+  if (k == std::string_view::npos) return "";
+  k += key.size();
+  while (k < header.size() && (header[k] == ' ' || header[k] == ':')) ++k;
+  size_t e = header.find(end, k + 1);
+  return e == std::string_view::npos ? "" : std::string(header.substr(k, e + 1 - k));
+}
+
+NpyArray parse_npy(std::string_view s, const std::string& origin) {
+  if (s.size() < 10 || s.compare(0, 6, "\x93NUMPY") != 0) fail("{}: not a .npy file", origin);
   size_t hl, off;
   if (s[6] == 1) {
     hl = uint8_t(s[8]) | size_t(uint8_t(s[9])) << 8;
     off = 10;
   } else {
-    if (s.size() < 12) fail("{}: truncated .npy header", path.string());
+    if (s.size() < 12) fail("{}: truncated .npy header", origin);
     uint32_t h;
     std::memcpy(&h, s.data() + 8, 4);
     hl = h;
     off = 12;
   }
-  if (off + hl > s.size()) fail("{}: truncated .npy header", path.string());
-  std::string header = s.substr(off, hl);
-  std::smatch m;
-  if (!std::regex_search(header, m, std::regex("'descr':\\s*'([<|=]?)(f4|f8)'")))
-    fail("{}: only float32/float64 little-endian arrays are supported", path.string());
-  bool f8 = m[2] == "f8";
-  if (header.find("'fortran_order': True") != std::string::npos) fail("{}: Fortran order is not supported", path.string());
-  if (!std::regex_search(header, m, std::regex("'shape':\\s*\\(([^)]*)\\)"))) fail("{}: no shape in header", path.string());
+  if (hl > s.size() - off) fail("{}: truncated .npy header", origin);
+  std::string_view header = s.substr(off, hl);
+  std::string descr = header_field(header, "'descr'", '\'');
+  bool f8 = descr == "'<f8'" || descr == "'f8'" || descr == "'=f8'";
+  if (!f8 && descr != "'<f4'" && descr != "'f4'" && descr != "'=f4'" && descr != "'|f4'" && descr != "'|f8'")
+    fail("{}: only float32/float64 little-endian arrays are supported", origin);
+  f8 = f8 || descr == "'|f8'";
+  if (header.find("'fortran_order': True") != std::string_view::npos) fail("{}: Fortran order is not supported", origin);
+  std::string dims = header_field(header, "'shape'", ')');
+  if (dims.empty() || dims[0] != '(') fail("{}: no shape in header", origin);
   NpyArray a;
-  std::string dims = m[1];
   size_t n = 1;
-  static const std::regex number("\\d+");
-  for (std::sregex_iterator it(dims.begin(), dims.end(), number), end; it != end; ++it) {
-    a.shape.push_back(std::stoll(it->str()));
-    n *= size_t(a.shape.back());
+  for (size_t k = 1; k < dims.size();) {
+    if (dims[k] < '0' || dims[k] > '9') {
+      ++k;
+      continue;
+    }
+    uint64_t d = 0;
+    for (; k < dims.size() && dims[k] >= '0' && dims[k] <= '9'; ++k)
+      if (__builtin_mul_overflow(d, 10u, &d) || __builtin_add_overflow(d, uint64_t(dims[k] - '0'), &d))
+        fail("{}: shape {} overflows", origin, dims);
+    if (d > uint64_t(INT64_MAX) || __builtin_mul_overflow(n, size_t(d), &n)) fail("{}: shape {} overflows", origin, dims);
+    a.shape.push_back(int64_t(d));
   }
-  size_t esz = f8 ? 8 : 4;
-  if (s.size() - off - hl != n * esz)
-    fail("{}: data holds {} bytes, shape needs {}", path.string(), s.size() - off - hl, n * esz);
+  size_t esz = f8 ? 8 : 4, need;
+  if (__builtin_mul_overflow(n, esz, &need)) fail("{}: shape {} overflows", origin, dims);
+  if (s.size() - off - hl != need) fail("{}: data holds {} bytes, shape needs {}", origin, s.size() - off - hl, need);
   a.data.resize(n);
   const char* p = s.data() + off + hl;
   if (f8) {
@@ -70,10 +86,14 @@ NpyArray read_npy(const std::filesystem::path& path) {
       std::memcpy(&d, p + i * 8, 8);
       a.data[i] = float(d);
     }
-  } else {
+  } else if (n) {
     std::memcpy(a.data.data(), p, n * 4);
   }
   return a;
+}
+
+NpyArray read_npy(const std::filesystem::path& path) {
+  return parse_npy(read_file(path, limits::kNpyBytes), path.string());
 }
 
 }  // namespace bq

@@ -123,7 +123,7 @@ fs::path benchmark_prompt_path(const TaskConfig& task, const fs::path& data_dir,
 
 std::string load_benchmark_prompt(const TaskConfig& task, const fs::path& data_dir, int shots) {
   fs::path p = benchmark_prompt_path(task, data_dir, shots);
-  std::string text = normalize_text_file(read_file(p));
+  std::string text = normalize_text_file(read_file(p, limits::kPromptFileBytes));
   std::string lowered = text;
   for (char& c : lowered) c = char(std::tolower((unsigned char)c));
   if (lowered.find("{input}") == std::string::npos) fail("{}: no {{Input}} placeholder", p.string());

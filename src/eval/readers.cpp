@@ -23,7 +23,12 @@ TsvTable parse_tsv(std::string_view text, const std::string& name, bool lenient)
   size_t pos = 0, line = 1;
   bool have_header = false;
   while (pos < text.size()) {
-    size_t row_line = line;
+    size_t row_line = line, row_start = pos;
+    // A row is bounded: a quote never closed must not turn the rest of a large file into one cell.
+    auto check_row = [&] {
+      if (pos - row_start > limits::kDataRowBytes)
+        fail("{}:{}: row longer than {} (a quote never closed?)", name, row_line, size_str(limits::kDataRowBytes));
+    };
     std::vector<std::string> cells;
     std::string cell;
     bool open_quote = false;
@@ -47,7 +52,10 @@ TsvTable parse_tsv(std::string_view text, const std::string& name, bool lenient)
             open_quote = false;
             break;
           }
-          if (q == '\n') line++;
+          if (q == '\n') {
+            line++;
+            check_row();
+          }
           if (q == '\r' && pos + 1 < text.size() && text[pos + 1] == '\n') {
             pos++;
             continue;
@@ -59,6 +67,7 @@ TsvTable parse_tsv(std::string_view text, const std::string& name, bool lenient)
         continue;
       }
       if (c == '\t') {
+        check_row();
         cells.push_back(std::move(cell));
         cell.clear();
         pos++;
@@ -72,6 +81,7 @@ TsvTable parse_tsv(std::string_view text, const std::string& name, bool lenient)
       cell += c;
       pos++;
     }
+    check_row();
     cells.push_back(std::move(cell));
     std::string problem;
     if (open_quote) problem = fmt::format("{}:{}: quoted field never closed", name, row_line);
@@ -95,7 +105,7 @@ TsvTable parse_tsv(std::string_view text, const std::string& name, bool lenient)
   return table;
 }
 
-TsvTable read_tsv(const fs::path& path, bool lenient) { return parse_tsv(read_file(path), path.string(), lenient); }
+TsvTable read_tsv(const fs::path& path, bool lenient) { return parse_tsv(read_file(path, limits::kDataFileBytes), path.string(), lenient); }
 
 static bool valid_tag(std::string_view tag) {
   if (tag == "O" || tag == "B" || tag == "I") return true;
@@ -125,6 +135,7 @@ std::vector<ConllSentence> parse_conll(std::string_view text, const std::string&
     pos = eol + 1;
     line++;
     if (l.ends_with('\r')) l.remove_suffix(1);
+    if (l.size() > limits::kDataRowBytes) fail("{}:{}: line longer than {}", name, line, size_str(limits::kDataRowBytes));
     if (l.find_first_not_of(" \t") == std::string_view::npos) {
       finish();
       continue;
@@ -156,6 +167,7 @@ struct PyParser {
   std::string_view s;
   const std::string& name;
   size_t i = 0;
+  int depth = 0;  // open brackets: each is a level of recursion
 
   [[noreturn]] void error(const char* what) { fail("{}: Python literal: {} at offset {}", name, what, i); }
 
@@ -218,6 +230,9 @@ struct PyParser {
     if (i >= s.size()) error("unexpected end");
     char c = s[i];
     if (c == '\'' || c == '"') return string_literal();
+    if (c == '[' || c == '(' || c == '{') {
+      if (++depth > limits::kMaxNesting) error("nested too deep");
+    }
     if (c == '[' || c == '(') {
       char close = c == '[' ? ']' : ')';
       i++;
@@ -227,6 +242,7 @@ struct PyParser {
         skip_ws();
         if (i < s.size() && s[i] == close) {
           i++;
+          depth--;
           return arr;
         }
         arr.push_back(value());
@@ -243,6 +259,7 @@ struct PyParser {
         skip_ws();
         if (i < s.size() && s[i] == '}') {
           i++;
+          depth--;
           return obj;
         }
         nlohmann::json key = value();

@@ -12,6 +12,7 @@
 #include "core/files.h"
 #include "eval/metrics.h"
 #include "eval/readers.h"
+#include "tokenizer/text.h"
 
 namespace bq::eval {
 
@@ -88,14 +89,17 @@ E pick(const std::string& file, const char* key, const std::string& value,
 
 }  // namespace
 
-TaskConfig load_task_config(const fs::path& yaml_file) {
+// A relative path without "..": a task file may only name files inside the data folder.
+static void check_inside(const std::string& file, const std::string& key, const std::string& path) {
+  fs::path p(path);
+  bool escapes = p.empty() || p.is_absolute() || p.has_root_name();
+  for (auto& part : p) escapes = escapes || part == "..";
+  if (escapes) fail("{}: '{}' is '{}'; it must be a relative path inside the data folder", file, key, path);
+}
+
+static TaskConfig parse_task_config(const std::string& yaml, const fs::path& yaml_file) {
   std::string file = yaml_file.string();
-  YAML::Node root;
-  try {
-    root = YAML::Load(read_file(yaml_file));
-  } catch (const YAML::Exception& e) {
-    fail("{}: invalid YAML: {}", file, e.what());
-  }
+  YAML::Node root = YAML::Load(yaml);
   if (!root.IsMap()) fail("{}: expected a mapping at the top level", file);
   static const std::set<std::string> known = {
       "name", "description", "type", "parser", "primary_metric", "data_folder", "format", "splits", "id_field",
@@ -171,7 +175,21 @@ TaskConfig load_task_config(const fs::path& yaml_file) {
     if (k != "zeroshot" && k != "oneshot" && k != "fiveshot" && k != "default")
       fail("{}: benchmark_input key '{}' must be default, zeroshot, oneshot or fiveshot", file, k);
   if (t.max_new_tokens <= 0 || t.max_new_tokens_cot <= 0) fail("{}: max_new_tokens must be positive", file);
+  check_inside(file, "data_folder", t.data_folder);
+  for (auto& [split, f] : t.split_files) check_inside(file, "splits." + split, f);
   return t;
+}
+
+TaskConfig parse_task_yaml(const std::string& yaml, const fs::path& source) {
+  try {
+    return parse_task_config(yaml, source);
+  } catch (const YAML::Exception& e) {  // malformed YAML, or a key or value of the wrong kind
+    fail("{}: invalid YAML: {}", source.string(), e.what());
+  }
+}
+
+TaskConfig load_task_config(const fs::path& yaml_file) {
+  return parse_task_yaml(read_file(yaml_file, limits::kTaskYamlBytes), yaml_file);
 }
 
 std::vector<TaskConfig> load_task_configs(const fs::path& dir) {
@@ -262,14 +280,17 @@ static std::string join_options(const std::vector<std::pair<std::string, std::st
   return s;
 }
 
-Dataset load_split(const TaskConfig& task, const fs::path& data_dir, const std::string& split, bool lenient) {
+static Dataset read_split(const TaskConfig& task, const fs::path& data_dir, const std::string& split, bool lenient) {
   Dataset ds;
   ds.task = task.name;
   ds.split = split;
   ds.file = split_path(task, data_dir, split);
-  std::string bytes = read_file(ds.file);
+  std::string bytes = read_file(ds.file, limits::kDataFileBytes);
   ds.sha256 = sha256_hex(bytes);
   std::string name = ds.file.string();
+  if (size_t bad = tok::find_invalid_utf8(bytes); bad != std::string::npos)  // here, not later in the tokenizer
+    fail("{}:{}: invalid UTF-8 (byte offset {})", name, 1 + std::count(bytes.begin(), bytes.begin() + long(bad), '\n'),
+         bad);
 
   if (task.format == "conll") {
     auto sentences = parse_conll(bytes, name, lenient, &ds.skipped);
@@ -349,6 +370,14 @@ Dataset load_split(const TaskConfig& task, const fs::path& data_dir, const std::
     }
     ds.examples.push_back(std::move(ex));
   }
+  return ds;
+}
+
+Dataset load_split(const TaskConfig& task, const fs::path& data_dir, const std::string& split, bool lenient) {
+  Dataset ds = read_split(task, data_dir, split, lenient);
+  // An empty split would score 0.0 as if the model had failed every example.
+  if (ds.examples.empty() && ds.skipped == 0) fail("{}: the split holds no examples (a header and no rows?)", ds.file.string());
+  if (ds.examples.empty()) fail("{}: all {} examples are malformed (skipped)", ds.file.string(), ds.skipped);
   return ds;
 }
 

@@ -44,6 +44,7 @@ struct TaskConfig {
 };
 
 TaskConfig load_task_config(const fs::path& yaml_file);
+TaskConfig parse_task_yaml(const std::string& yaml, const fs::path& source);  // load_task_config's parser
 // Every *.yaml in `dir`, sorted by task name; duplicate names are an error.
 std::vector<TaskConfig> load_task_configs(const fs::path& dir);
 // $BIOMEDQ_TASKS_DIR, else the first of <exe dir>/../tasks, <exe dir>/../../tasks, <exe dir>/../share/biomedq/tasks

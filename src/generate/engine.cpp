@@ -54,6 +54,7 @@ std::string Engine::format_prompt(const std::vector<ChatTurn>& turns, bool use_c
     opt.add_generation_prompt = true;
     opt.bos_token = tok_.bos_token();
     opt.eos_token = tok_.eos_token();
+    opt.origin = tok_.chat_template_origin();
     return apply_chat_template(tok_.chat_template(), msgs, opt);
   }
   std::string s;

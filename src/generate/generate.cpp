@@ -56,7 +56,13 @@ std::vector<TokenResult> generate_tokens(ForwardBackend& fwd, const std::vector<
       return false;
     };
     if (int(res.tokens.size()) >= reqs[i].opt.max_new_tokens) return end("length");
-    int32_t tok = samplers[i].next(std::span<const float>(lg, size_t(cfg.vocab)));
+    int32_t tok;
+    try {
+      tok = samplers[i].next(std::span<const float>(lg, size_t(cfg.vocab)));
+    } catch (const Error& e) {  // where: which request, and how far into it
+      fail("request {} ({}-token prompt), new token {}: {}", i + 1, reqs[i].prompt.size(), res.tokens.size() + 1,
+           e.what());
+    }
     if (std::find(eos_ids.begin(), eos_ids.end(), tok) != eos_ids.end()) return end("eos");
     res.tokens.push_back(tok);
     if (stop && stop(i, res.tokens)) return end("stop");

@@ -5,14 +5,29 @@
 #include <numeric>
 #include <vector>
 
+#include "core/error.h"
+
 namespace bq {
 
+[[noreturn]] static void non_finite(std::span<const float> v, size_t i) {
+  fail("logit {} of {} is {}: the model's output is not finite (NaN or inf in the checkpoint's weights, or a "
+       "config.json value such as rope_theta or rms_norm_eps that makes it so)",
+       i, v.size(), v[i]);
+}
+
 int32_t argmax(std::span<const float> v) {
-  return int32_t(std::max_element(v.begin(), v.end()) - v.begin());  // first maximum on ties, as torch does
+  size_t best = 0;
+  for (size_t i = 0; i < v.size(); ++i) {
+    if (!std::isfinite(v[i])) non_finite(v, i);
+    if (v[i] > v[best]) best = i;  // strictly greater: the first maximum on ties, as torch does
+  }
+  return int32_t(best);
 }
 
 int32_t Sampler::next(std::span<const float> logits) {
   if (opt_.temperature <= 0.0f) return argmax(logits);
+  for (size_t i = 0; i < logits.size(); ++i)  // NaN would also break the sort's ordering
+    if (!std::isfinite(logits[i])) non_finite(logits, i);
   // Candidates sorted by logit; keep top-k, then the smallest prefix whose probability reaches top-p.
   std::vector<int32_t> idx(logits.size());
   std::iota(idx.begin(), idx.end(), 0);

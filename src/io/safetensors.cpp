@@ -6,6 +6,7 @@
 #include <set>
 
 #include "core/error.h"
+#include "core/json.h"
 
 namespace bq {
 
@@ -33,8 +34,19 @@ std::vector<TensorInfo> parse_safetensors(const uint8_t* data, size_t size, cons
   if (header_len > kMaxHeaderBytes) fail("{}: header length {} is implausibly large (corrupt file?)", origin, header_len);
   if (header_len > size - 8) fail("{}: header length {} exceeds the file size {} (truncated?)", origin, header_len, size);
   const char* hbegin = reinterpret_cast<const char*>(data + 8);
-  json header = json::parse(hbegin, hbegin + header_len, nullptr, /*allow_exceptions=*/false);
+  // JSON keeps the last of two equal keys; a tensor named twice must be refused, not silently replaced.
+  std::set<std::string> names;
+  std::string duplicate;
+  auto on_key = [&](int depth, json::parse_event_t event, json& parsed) {
+    if (depth > limits::kMaxNesting) fail("{}: header nested more than {} deep", origin, limits::kMaxNesting);
+    if (event == json::parse_event_t::key && depth == 1 && !names.insert(parsed.get<std::string>()).second &&
+        duplicate.empty())
+      duplicate = parsed.get<std::string>();
+    return true;
+  };
+  json header = json::parse(hbegin, hbegin + header_len, on_key, /*allow_exceptions=*/false);
   if (header.is_discarded()) fail("{}: header is not valid JSON", origin);
+  if (!duplicate.empty()) fail("{}: tensor '{}' appears twice in the header", origin, duplicate);
   if (!header.is_object()) fail("{}: header is not a JSON object", origin);
 
   const uint8_t* body = data + 8 + header_len;
@@ -55,22 +67,24 @@ std::vector<TensorInfo> parse_safetensors(const uint8_t* data, size_t size, cons
     TensorInfo t;
     t.name = name;
     if (!dtype_from_name(dt->get<std::string>(), t.dtype)) bad("unsupported dtype " + dt->get<std::string>());
-    uint64_t numel = 1;
+    uint64_t numel = 1, nbytes;
     for (auto& d : *sh) {
       if (!d.is_number_unsigned()) bad("shape entries must be non-negative integers");
       uint64_t x = d.get<uint64_t>();
-      if (x != 0 && numel > (uint64_t(1) << 62) / x) bad("shape overflows");
-      numel *= x;
+      if (x > uint64_t(INT64_MAX) || __builtin_mul_overflow(numel, x, &numel)) bad("shape overflows");
       t.shape.push_back(int64_t(x));
     }
+    // Overflow-checked: [2^31, 2^31] F32 is 2^64 bytes, which wraps to 0 and would match empty offsets.
+    if (numel > uint64_t(INT64_MAX) || __builtin_mul_overflow(numel, uint64_t(dtype_size(t.dtype)), &nbytes))
+      bad("shape " + shape_str(t.shape) + " of " + std::string(dtype_name(t.dtype)) + " overflows 64 bits of bytes");
     if (!(*off)[0].is_number_unsigned() || !(*off)[1].is_number_unsigned()) bad("offsets must be non-negative integers");
     uint64_t b = (*off)[0].get<uint64_t>(), e = (*off)[1].get<uint64_t>();
     if (b > e || e > body_size)
       bad("data_offsets [" + std::to_string(b) + ", " + std::to_string(e) + "] outside the data section of " +
           std::to_string(body_size) + " bytes (truncated file?)");
-    if (e - b != numel * dtype_size(t.dtype))
+    if (e - b != nbytes)
       bad("holds " + std::to_string(e - b) + " bytes but shape " + shape_str(t.shape) + " of " +
-          std::string(dtype_name(t.dtype)) + " needs " + std::to_string(numel * dtype_size(t.dtype)));
+          std::string(dtype_name(t.dtype)) + " needs " + std::to_string(nbytes));
     t.data = body + b;
     t.nbytes = e - b;
     out.push_back(std::move(t));
@@ -92,8 +106,8 @@ Checkpoint Checkpoint::open(const std::filesystem::path& dir) {
   if (fs::exists(dir / "model.safetensors")) {
     shard_names.push_back("model.safetensors");
   } else if (fs::exists(index_path)) {
-    json index = json::parse(read_file(index_path), nullptr, false);
-    if (index.is_discarded() || !index.is_object() || !index.contains("weight_map") || !index["weight_map"].is_object())
+    json index = parse_json(read_file(index_path, limits::kJsonFileBytes), index_path.string());
+    if (!index.is_object() || !index.contains("weight_map") || !index["weight_map"].is_object())
       fail("{}: not a valid safetensors index (needs a weight_map object)", index_path.string());
     std::set<std::string> seen;
     for (auto& [tensor, file] : index["weight_map"].items()) {

@@ -5,6 +5,7 @@
 
 #include "core/error.h"
 #include "core/files.h"
+#include "core/json.h"
 
 namespace bq {
 
@@ -30,36 +31,60 @@ double get_num(const json& j, const char* key, const std::string& origin, double
   return it->get<double>();
 }
 
+// A number that must be finite and > 0 (rope_theta 0 or -1, rms_norm_eps -1 make every logit NaN).
+double get_positive(const json& j, const char* key, const std::string& origin, double fallback) {
+  double x = get_num(j, key, origin, fallback);
+  if (!std::isfinite(x) || x <= 0) fail("{}: '{}' is {}; it must be a positive number", origin, key, x);
+  return x;
+}
+
+std::string get_str(const json& j, const char* key, const std::string& origin, const std::string& fallback) {
+  auto it = j.find(key);
+  if (it == j.end() || it->is_null()) return fallback;
+  if (!it->is_string()) fail("{}: '{}' must be a string, not {}", origin, key, it->type_name());
+  return it->get<std::string>();
+}
+
+bool get_bool(const json& j, const char* key, const std::string& origin, bool fallback) {
+  auto it = j.find(key);
+  if (it == j.end() || it->is_null()) return fallback;
+  if (!it->is_boolean()) fail("{}: '{}' must be true or false, not {}", origin, key, it->type_name());
+  return it->get<bool>();
+}
+
 void parse_rope(const json& rope, ModelConfig& c, const std::string& origin) {
   if (!rope.is_object()) fail("{}: rope scaling must be an object", origin);
-  std::string type = rope.value("rope_type", rope.value("type", std::string("default")));
-  c.rope_theta = get_num(rope, "rope_theta", origin, c.rope_theta);
+  std::string type = get_str(rope, "rope_type", origin, get_str(rope, "type", origin, "default"));
+  c.rope_theta = get_positive(rope, "rope_theta", origin, c.rope_theta);
   if (type == "default") {
     c.rope_scaling = RopeScaling::None;
   } else if (type == "linear") {
     c.rope_scaling = RopeScaling::Linear;
-    c.rope_factor = get_num(rope, "factor", origin, 1.0);
+    c.rope_factor = get_positive(rope, "factor", origin, 1.0);
   } else if (type == "llama3") {
     c.rope_scaling = RopeScaling::Llama3;
-    c.rope_factor = get_num(rope, "factor", origin, 8.0);
-    c.rope_low_freq_factor = get_num(rope, "low_freq_factor", origin, 1.0);
-    c.rope_high_freq_factor = get_num(rope, "high_freq_factor", origin, 4.0);
+    c.rope_factor = get_positive(rope, "factor", origin, 8.0);
+    c.rope_low_freq_factor = get_positive(rope, "low_freq_factor", origin, 1.0);
+    c.rope_high_freq_factor = get_positive(rope, "high_freq_factor", origin, 4.0);
     c.rope_original_max_positions = get_int(rope, "original_max_position_embeddings", origin, 8192);
+    if (c.rope_high_freq_factor <= c.rope_low_freq_factor)  // the interpolation divides by their difference
+      fail("{}: rope scaling high_freq_factor must be larger than low_freq_factor", origin);
   } else {
     fail("{}: unsupported rope scaling type '{}' (supported: default, linear, llama3)", origin, type);
   }
-  if (c.rope_factor <= 0) fail("{}: rope scaling factor must be positive", origin);
 }
 
 std::vector<int> parse_ids(const json& v, const char* key, const std::string& origin) {
   std::vector<int> ids;
   if (v.is_null()) return ids;
-  if (v.is_number_integer()) return {v.get<int>()};
+  auto id = [&](const json& x) {
+    if (!x.is_number_integer() || x.get<int64_t>() < 0 || x.get<int64_t>() > INT32_MAX)
+      fail("{}: '{}' must hold token ids (integers from 0 to {})", origin, key, INT32_MAX);
+    return x.get<int>();
+  };
+  if (v.is_number()) return {id(v)};
   if (!v.is_array()) fail("{}: '{}' must be an id or a list of ids", origin, key);
-  for (auto& x : v) {
-    if (!x.is_number_integer()) fail("{}: '{}' must hold integers", origin, key);
-    ids.push_back(x.get<int>());
-  }
+  for (auto& x : v) ids.push_back(id(x));
   return ids;
 }
 
@@ -68,7 +93,7 @@ std::vector<int> parse_ids(const json& v, const char* key, const std::string& or
 ModelConfig parse_model_config(const json& j, const std::string& origin) {
   if (!j.is_object()) fail("{}: config must be a JSON object", origin);
   ModelConfig c;
-  c.arch = j.value("model_type", std::string());
+  c.arch = get_str(j, "model_type", origin, "");
   if (c.arch != "llama" && c.arch != "mistral" && c.arch != "qwen2" && c.arch != "phi3")
     fail("{}: unknown model_type '{}' (supported: llama, mistral, qwen2, phi3)", origin, c.arch);
   c.hidden = get_int(j, "hidden_size", origin);
@@ -79,18 +104,21 @@ ModelConfig parse_model_config(const json& j, const std::string& origin) {
   c.head_dim = get_int(j, "head_dim", origin, c.hidden / c.n_heads);
   c.vocab = get_int(j, "vocab_size", origin);
   c.max_positions = get_int(j, "max_position_embeddings", origin, 4096);
-  c.rms_eps = float(get_num(j, "rms_norm_eps", origin, 1e-6));
-  c.rope_theta = get_num(j, "rope_theta", origin, 10000.0);
+  c.rms_eps = float(get_positive(j, "rms_norm_eps", origin, 1e-6));
+  if (c.rms_eps == 0) fail("{}: 'rms_norm_eps' is too small for float32", origin);
+  c.rope_theta = get_positive(j, "rope_theta", origin, 10000.0);
   if (c.n_heads % c.n_kv_heads != 0) fail("{}: num_attention_heads must be a multiple of num_key_value_heads", origin);
   if (c.head_dim % 2 != 0) fail("{}: head_dim must be even", origin);
-  if (c.arch != "phi3" && j.value("partial_rotary_factor", 1.0) != 1.0)
+  if (int64_t(c.n_heads) * c.head_dim > (1 << 30))  // q_dim() is an int
+    fail("{}: num_attention_heads x head_dim is implausibly large", origin);
+  if (c.arch != "phi3" && get_num(j, "partial_rotary_factor", origin, 1.0) != 1.0)
     fail("{}: partial_rotary_factor other than 1 is not supported", origin);
   if (j.contains("rope_parameters") && !j["rope_parameters"].is_null()) parse_rope(j["rope_parameters"], c, origin);
   else if (j.contains("rope_scaling") && !j["rope_scaling"].is_null()) parse_rope(j["rope_scaling"], c, origin);
-  c.attn_bias = c.arch == "qwen2" || j.value("attention_bias", false);
-  c.tie_embeddings = j.value("tie_word_embeddings", false);
+  c.attn_bias = c.arch == "qwen2" || get_bool(j, "attention_bias", origin, false);
+  c.tie_embeddings = get_bool(j, "tie_word_embeddings", origin, false);
   c.fused_qkv = c.arch == "phi3";
-  std::string dt = j.value("dtype", j.value("torch_dtype", std::string("bfloat16")));
+  std::string dt = get_str(j, "dtype", origin, get_str(j, "torch_dtype", origin, "bfloat16"));
   c.dtype = dt == "float32" ? DType::F32 : dt == "float16" ? DType::F16 : DType::BF16;
   if (j.contains("bos_token_id")) {
     auto b = parse_ids(j["bos_token_id"], "bos_token_id", origin);
@@ -102,9 +130,7 @@ ModelConfig parse_model_config(const json& j, const std::string& origin) {
 
 ModelConfig load_model_config(const std::filesystem::path& model_dir) {
   auto path = model_dir / "config.json";
-  json j = json::parse(read_file(path), nullptr, false);
-  if (j.is_discarded()) fail("{}: not valid JSON", path.string());
-  return parse_model_config(j, path.string());
+  return parse_model_config(parse_json(read_file(path, limits::kJsonFileBytes), path.string()), path.string());
 }
 
 json model_config_to_json(const ModelConfig& c, bool v5) {

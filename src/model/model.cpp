@@ -4,9 +4,11 @@
 #include <map>
 #include <optional>
 #include <random>
+#include <set>
 
 #include "core/error.h"
 #include "core/files.h"
+#include "core/json.h"
 #include "model/quantize_model.h"
 
 namespace bq {
@@ -188,33 +190,84 @@ void load_prequantized_linears(Model& m, float llm_int8_threshold) {
   }
 }
 
+// The layer index of a "model.layers.<i>...." tensor name; -1 for other names, INT64_MAX for a malformed index.
+int64_t layer_of(const std::string& name) {
+  static const std::string prefix = "model.layers.";
+  if (name.rfind(prefix, 0) != 0) return -1;
+  size_t k = prefix.size(), e = name.find('.', k);
+  if (e == std::string::npos || e == k || e - k > 9) return INT64_MAX;
+  int64_t i = 0;
+  for (; k < e; ++k) {
+    if (name[k] < '0' || name[k] > '9') return INT64_MAX;
+    i = i * 10 + (name[k] - '0');
+  }
+  return i;
+}
+
+// Checks config.json against the checkpoint before anything is sized by the config: a num_hidden_layers of 2^30
+// must fail here, not while a list of its tensors grows; a config with fewer layers than the checkpoint must not
+// silently ignore the rest.
+void check_config_against_checkpoint(const ModelConfig& c, const Checkpoint& ck, const std::string& config_path) {
+  const TensorInfo* embed = ck.find("model.embed_tokens.weight");
+  if (!embed) fail("{}: the checkpoint lacks model.embed_tokens.weight", config_path);
+  if (embed->shape != std::vector<int64_t>{c.vocab, c.hidden})
+    fail("{}: vocab_size {} and hidden_size {} disagree with {}'s model.embed_tokens.weight of shape {}", config_path,
+         c.vocab, c.hidden, *embed->file, shape_str(embed->shape));
+  int64_t layers_held = 0;
+  for (const auto& [name, t] : ck.tensors()) {
+    int64_t i = layer_of(name);
+    if (i == INT64_MAX) fail("{}: tensor '{}' has a malformed layer index", *t.file, name);
+    if (i >= c.n_layers)
+      fail("{}: tensor '{}' belongs to layer {}, but {} says num_hidden_layers is {} (it would be ignored)", *t.file,
+           name, i, config_path, c.n_layers);
+    layers_held = std::max(layers_held, i + 1);
+  }
+  if (layers_held < c.n_layers)
+    fail("{}: num_hidden_layers is {} but the checkpoint's tensors hold {} layers", config_path, c.n_layers,
+         layers_held);
+}
+
 }  // namespace
 
 Model load_model(const std::filesystem::path& dir) {
   Model m;
   m.cfg = load_model_config(dir);
   m.checkpoint = std::make_shared<Checkpoint>(Checkpoint::open(dir));
+  const std::string config_path = (dir / "config.json").string();
+  check_config_against_checkpoint(m.cfg, *m.checkpoint, config_path);
   // transformers writes "quantization_config" into config.json when it saves a bitsandbytes-quantized model.
   std::optional<float> bnb_threshold;
-  {
-    std::string path = (dir / "config.json").string();
-    auto j = nlohmann::json::parse(read_file(path), nullptr, false);
+  try {
+    auto j = parse_json(read_file(config_path, limits::kJsonFileBytes), config_path);
     if (j.is_object() && j.contains("quantization_config")) {
       const auto& qc = j["quantization_config"];
       if (!qc.is_object() || qc.value("quant_method", "") != "bitsandbytes")
-        fail("{}: quantization_config is not bitsandbytes' (only bitsandbytes checkpoints are supported)", path);
+        fail("{}: quantization_config is not bitsandbytes' (only bitsandbytes checkpoints are supported)", config_path);
       if (!qc.value("load_in_4bit", false) && !qc.value("load_in_8bit", false))
-        fail("{}: quantization_config has neither load_in_4bit nor load_in_8bit", path);
+        fail("{}: quantization_config has neither load_in_4bit nor load_in_8bit", config_path);
       auto thr = qc.value("llm_int8_threshold", 6.0);
-      if (!std::isfinite(thr) || thr < 0) fail("{}: llm_int8_threshold {} is not a non-negative number", path, thr);
+      if (!std::isfinite(thr) || thr < 0)
+        fail("{}: llm_int8_threshold {} is not a non-negative number", config_path, thr);
       bnb_threshold = float(thr);
     }
+  } catch (const nlohmann::json::exception& e) {  // a value of the wrong type
+    fail("{}: quantization_config: {}", config_path, e.what());
   }
+  std::set<std::string> used;
   for (auto& s : tensor_specs(m.cfg)) {
+    used.insert(s.name);
     if (bnb_threshold && is_decoder_linear_weight(s.name)) continue;  // checked by from_bnb_tensors
     const TensorInfo& t = m.checkpoint->require(s.name, s.shape);
     if (!is_float_type(t.dtype))
       fail("{}: tensor '{}' has dtype {}; expected F32, F16 or BF16", *t.file, s.name, dtype_name(t.dtype));
+  }
+  for (const auto& [name, t] : m.checkpoint->tensors()) {
+    // bitsandbytes keeps a quantized linear's state next to it: "<...>_proj.weight.absmax", "<...>_proj.SCB"...
+    size_t proj = name.find("_proj.");
+    bool bnb_state = bnb_threshold && proj != std::string::npos && used.count(name.substr(0, proj) + "_proj.weight");
+    bool rope_buffer = name.ends_with(".rotary_emb.inv_freq");  // older transformers saved it; it is recomputed
+    if (layer_of(name) >= 0 && !used.count(name) && !bnb_state && !rope_buffer)
+      fail("{}: tensor '{}' is not used by the architecture {} describes", *t.file, name, config_path);
   }
   bind_weights(m, [&](const std::string& name) {
     const TensorInfo* t = m.checkpoint->find(name);

@@ -7,6 +7,7 @@
 
 #include "core/error.h"
 #include "core/files.h"
+#include "core/json.h"
 #include "io/safetensors.h"
 #include "model/model.h"
 
@@ -17,7 +18,7 @@ namespace fs = std::filesystem;
 void quantize_checkpoint(const fs::path& in, const fs::path& out, const quant::QuantOptions& opt, size_t shard_bytes) {
   if (fs::exists(out) && fs::equivalent(in, out)) fail("{}: quantize would overwrite its input; pick another --out", out.string());
   Checkpoint ck = Checkpoint::open(in);
-  auto config = nlohmann::json::parse(read_file(in / "config.json"), nullptr, false);
+  auto config = parse_json(read_file(in / "config.json", limits::kJsonFileBytes), (in / "config.json").string());
   if (!config.is_object()) fail("{}: not a JSON object", (in / "config.json").string());
   if (config.contains("quantization_config")) fail("{}: the checkpoint is already quantized", (in / "config.json").string());
   if (opt.quantize_lm_head) fail("quantize: lm_head is kept 16-bit in saved checkpoints (as bitsandbytes saves them); --quantize-lm-head applies when a model is loaded");
@@ -96,7 +97,7 @@ void quantize_checkpoint(const fs::path& in, const fs::path& out, const quant::Q
 
 std::optional<quant::QuantOptions> checkpoint_quantization(const fs::path& dir) {
   std::string path = (dir / "config.json").string();
-  auto j = nlohmann::json::parse(read_file(path), nullptr, false);
+  auto j = parse_json(read_file(path, limits::kJsonFileBytes), path);
   if (!j.is_object() || !j.contains("quantization_config")) return std::nullopt;
   const auto& qc = j["quantization_config"];
   quant::QuantOptions o;
@@ -118,7 +119,7 @@ std::optional<quant::QuantOptions> checkpoint_quantization(const fs::path& dir) 
                      std::string(quant::scheme_name(o.scheme));
   const TensorInfo* t = ck.find(name);
   if (!t) fail("{}: missing tensor {}", dir.string(), name);
-  auto state = nlohmann::json::parse(t->data, t->data + t->nbytes, nullptr, false);
+  auto state = parse_json(std::string_view(reinterpret_cast<const char*>(t->data), t->nbytes), *t->file + ": " + name);
   if (!state.is_object() || !state.contains("blocksize") || !state["blocksize"].is_number_integer())
     fail("{}: {} has no integer blocksize", *t->file, name);
   o.blocksize = state["blocksize"].get<int>();

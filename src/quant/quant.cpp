@@ -7,6 +7,7 @@
 #include <cstring>
 
 #include "core/error.h"
+#include "core/json.h"
 
 namespace bq::quant {
 
@@ -416,14 +417,19 @@ QuantizedMatrix from_bnb_tensors(const std::string& prefix,
 
   const std::string state_name = w + ".quant_state.bitsandbytes__" + std::string(scheme_name(q.scheme));
   if (state->dtype != DType::U8) fail("{}: tensor {} must be U8", origin, state_name);
-  auto js = nlohmann::json::parse(state->data, state->data + state->nbytes, nullptr, false);
-  if (js.is_discarded() || !js.is_object()) fail("{}: tensor {} is not a JSON object", origin, state_name);
+  auto js = parse_json(std::string_view(reinterpret_cast<const char*>(state->data), state->nbytes),
+                       origin + ": " + state_name);
+  if (!js.is_object()) fail("{}: tensor {} is not a JSON object", origin, state_name);
   try {
     if (js.at("quant_type").get<std::string>() != scheme_name(q.scheme))
       fail("{}: {} says quant_type {}", origin, state_name, js.at("quant_type").dump());
+    if (!js.at("blocksize").is_number_integer() || js["blocksize"].get<int64_t>() > (1 << 24))
+      fail("{}: {} has blocksize {}", origin, state_name, js["blocksize"].dump());
     q.blocksize = js.at("blocksize").get<int>();
     auto shape = js.at("shape").get<std::vector<int64_t>>();
-    if (shape.size() != 2 || shape[0] <= 0 || shape[1] <= 0) fail("{}: {} has shape {}", origin, state_name, js.at("shape").dump());
+    // Each side below 2^31: rows x cols and the block counts derived from them must not overflow.
+    if (shape.size() != 2 || shape[0] <= 0 || shape[1] <= 0 || shape[0] > INT32_MAX || shape[1] > INT32_MAX)
+      fail("{}: {} has shape {}", origin, state_name, js.at("shape").dump());
     q.rows = shape[0];
     q.cols = shape[1];
     q.double_quant = js.contains("nested_offset");

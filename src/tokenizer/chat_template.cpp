@@ -21,7 +21,7 @@ std::string apply_chat_template(const std::string& template_source, const std::v
   for (auto& m : messages) msgs.push_back({{"role", m.role}, {"content", m.content}});
   ctx["messages"] = std::move(msgs);
   ctx["add_generation_prompt"] = opt.add_generation_prompt;
-  return JinjaTemplate(template_source, "chat_template").render(ctx, JinjaRenderOptions{opt.now});
+  return JinjaTemplate(template_source, opt.origin).render(ctx, JinjaRenderOptions{opt.now});
 }
 
 }  // namespace bq

@@ -20,6 +20,7 @@ struct ChatTemplateOptions {
   // Ordered so that tool schemas keep their key order in tojson.
   nlohmann::ordered_json extra = nlohmann::ordered_json::object();
   std::optional<std::tm> now;  // what strftime_now() sees; unset: the current local time
+  std::string origin = "chat_template";  // the file the template came from, named in its errors
 };
 
 // Context: messages, add_generation_prompt, bos_token, eos_token, tools/documents (none unless given), plus

@@ -8,9 +8,12 @@
 #include <cstring>
 #include <functional>
 #include <unordered_map>
+#include <unordered_set>
 #include <vector>
 
 #include "core/error.h"
+#include "core/files.h"
+#include "core/limits.h"
 
 namespace bq {
 namespace jinja {
@@ -18,6 +21,15 @@ namespace jinja {
 // ---------------------------------------------------------------------------------------------------------
 // Values. Lists and dicts are shared by reference (a namespace set in a loop is seen after it), dicts keep
 // insertion order like Python's.
+
+// Runtime errors carry no location; the evaluator adds the line of the node being evaluated.
+struct RuntimeError {
+  std::string message;
+};
+template <typename... Args>
+[[noreturn]] void runtime_fail(fmt::format_string<Args...> f, Args&&... args) {
+  throw RuntimeError{fmt::format(f, std::forward<Args>(args)...)};
+}
 
 struct Value;
 struct DictData;
@@ -35,6 +47,7 @@ struct Value {
   std::shared_ptr<List> list;
   std::shared_ptr<DictData> dict;
   std::shared_ptr<Function> fn;
+  int list_nesting = 0;  // for Array: how deep lists and dicts nest inside it (1: no container inside)
 
   static Value undefined(std::string what = "") { Value v; v.s = std::move(what); return v; }
   static Value none() { Value v; v.kind = None; return v; }
@@ -42,9 +55,7 @@ struct Value {
   static Value integer(int64_t x) { Value v; v.kind = Int; v.i = x; return v; }
   static Value number(double x) { Value v; v.kind = Float; v.f = x; return v; }
   static Value str(std::string x) { Value v; v.kind = Str; v.s = std::move(x); return v; }
-  static Value array(List items = {}) {
-    Value v; v.kind = Array; v.list = std::make_shared<List>(std::move(items)); return v;
-  }
+  static Value array(List items = {});
   static Value new_dict(bool is_namespace = false);
   static Value func(Function f) { Value v; v.kind = Func; v.fn = std::make_shared<Function>(std::move(f)); return v; }
 
@@ -53,9 +64,39 @@ struct Value {
   int64_t as_int() const { return kind == Bool ? int64_t(b) : i; }
 };
 
+// Lists and dicts are built only through Value::array and DictData::set/add, which keep the nesting depth and the
+// approximate size within limits.h: a template looping `ns.x = [ns.x]` would otherwise build a chain whose
+// printing or destruction overflows the stack, and `[s, s, s, ...]` of large strings would exhaust memory.
+// Nested containers are shared, not copied, so each counts only what it holds directly; what all containers
+// of one render hold together is counted in container_bytes_built (reset by each render).
+int nesting(const Value& v);
+size_t footprint(const Value& v);
+thread_local size_t container_bytes_built = 0;
+void check_container(int nest, size_t bytes, size_t added) {
+  if (nest > limits::kMaxNesting) runtime_fail("lists and dicts nested more than {} deep", limits::kMaxNesting);
+  if (bytes > limits::kJinjaMaxStringBytes)
+    runtime_fail("a list or dict of more than {} MiB", limits::kJinjaMaxStringBytes >> 20);
+  container_bytes_built += added;
+  if (container_bytes_built > limits::kJinjaMaxBytesBuilt)
+    runtime_fail("the template built more than {} MiB of lists and dicts", limits::kJinjaMaxBytesBuilt >> 20);
+}
+
 struct DictData {
   std::vector<std::pair<std::string, Value>> items;
   bool is_namespace = false;
+  int nest = 1;      // as Value::list_nesting; only grows (an overwritten entry may have been deeper)
+  size_t bytes = 0;  // approximate footprint of the entries
+  void account(const std::string& key, const Value& v, const Value* replaced = nullptr) {
+    nest = std::max(nest, 1 + nesting(v));
+    size_t added = key.size() + footprint(v);
+    bytes += added - (replaced ? key.size() + footprint(*replaced) : 0);
+    check_container(nest, bytes, added);
+  }
+  // Appends without looking for the key (from_json: JSON objects have unique keys once parsed).
+  void add(std::string key, Value v) {
+    account(key, v);
+    items.emplace_back(std::move(key), std::move(v));
+  }
   const Value* get(std::string_view key) const {
     for (auto& [k, v] : items)
       if (k == key) return &v;
@@ -63,10 +104,73 @@ struct DictData {
   }
   void set(const std::string& key, Value v) {
     for (auto& [k, old] : items)
-      if (k == key) { old = std::move(v); return; }
+      if (k == key) {
+        account(key, v, &old);
+        old = std::move(v);
+        return;
+      }
+    account(key, v);
     items.emplace_back(key, std::move(v));
   }
 };
+
+// Strings count their bytes, containers 16 bytes an item plus the strings they hold directly (nested lists and
+// dicts are shared, not copied, so they count once, where they were built).
+size_t footprint(const Value& v) {
+  if (v.kind == Value::Str) return v.s.size();
+  if (v.kind == Value::Array) {
+    size_t n = 16 * v.list->size();
+    for (auto& item : *v.list) n += item.kind == Value::Str ? item.s.size() : 0;
+    return n;
+  }
+  return 16;
+}
+
+void check_string(size_t bytes) {
+  if (bytes > limits::kJinjaMaxStringBytes)
+    runtime_fail("a string of more than {} MiB", limits::kJinjaMaxStringBytes >> 20);
+}
+
+// Whether a namespace is reachable from v. Namespaces are the only containers that change after they are built;
+// keeping them out of each other's attributes rules out cycles and chains that outgrow the nesting count.
+bool holds_namespace(const Value& v) {
+  std::vector<const Value*> todo{&v};
+  std::unordered_set<const void*> seen;  // shared containers are walked once
+  while (!todo.empty()) {
+    const Value* x = todo.back();
+    todo.pop_back();
+    if (x->kind != Value::Array && x->kind != Value::Dict) continue;
+    const void* id = x->kind == Value::Array ? static_cast<const void*>(x->list.get()) : x->dict.get();
+    if (!seen.insert(id).second) continue;
+    if (x->kind == Value::Array) {
+      for (auto& item : *x->list) todo.push_back(&item);
+    } else {
+      if (x->dict->is_namespace) return true;
+      for (auto& kv : x->dict->items) todo.push_back(&kv.second);
+    }
+  }
+  return false;
+}
+
+int nesting(const Value& v) {
+  if (v.kind == Value::Array) return v.list_nesting;
+  if (v.kind == Value::Dict) return v.dict->nest;
+  return 0;
+}
+
+Value Value::array(List items) {
+  Value v;
+  v.kind = Array;
+  v.list_nesting = 1;
+  size_t bytes = 16 * items.size();
+  for (auto& item : items) {
+    v.list_nesting = std::max(v.list_nesting, 1 + nesting(item));
+    bytes += item.kind == Str ? item.s.size() : 0;
+  }
+  check_container(v.list_nesting, bytes, bytes);
+  v.list = std::make_shared<List>(std::move(items));
+  return v;
+}
 
 Value Value::new_dict(bool is_namespace) {
   Value v;
@@ -88,14 +192,6 @@ struct CallArgs {
   }
 };
 
-// Runtime errors carry no location; the evaluator adds the line of the node being evaluated.
-struct RuntimeError {
-  std::string message;
-};
-template <typename... Args>
-[[noreturn]] void runtime_fail(fmt::format_string<Args...> f, Args&&... args) {
-  throw RuntimeError{fmt::format(f, std::forward<Args>(args)...)};
-}
 
 const char* type_name(const Value& v) {
   switch (v.kind) {
@@ -113,7 +209,8 @@ const char* type_name(const Value& v) {
 }
 
 template <typename Json>
-Value from_json(const Json& j) {
+Value from_json(const Json& j, int depth = 0) {
+  if (depth > limits::kMaxNesting) runtime_fail("template variables nested more than {} deep", limits::kMaxNesting);
   switch (j.type()) {
     case nlohmann::json::value_t::null: return Value::none();
     case nlohmann::json::value_t::boolean: return Value::boolean(j.template get<bool>());
@@ -123,12 +220,12 @@ Value from_json(const Json& j) {
     case nlohmann::json::value_t::string: return Value::str(j.template get<std::string>());
     case nlohmann::json::value_t::array: {
       List items;
-      for (auto& e : j) items.push_back(from_json(e));
+      for (auto& e : j) items.push_back(from_json(e, depth + 1));
       return Value::array(std::move(items));
     }
     case nlohmann::json::value_t::object: {
       Value d = Value::new_dict();
-      for (auto it = j.begin(); it != j.end(); ++it) d.dict->items.emplace_back(it.key(), from_json(it.value()));
+      for (auto it = j.begin(); it != j.end(); ++it) d.dict->add(it.key(), from_json(it.value(), depth + 1));
       return d;
     }
     default: return Value::undefined();
@@ -251,7 +348,9 @@ std::string json_quote(const std::string& s) {
 
 void to_json(const Value& v, const JsonStyle& st, int level, std::string& out) {
   auto newline = [&](int lvl) {
-    if (st.indent >= 0) out += "\n" + std::string(size_t(st.indent * lvl), ' ');
+    if (st.indent < 0) return;
+    check_string(out.size() + size_t(st.indent) * size_t(lvl));
+    out += "\n" + std::string(size_t(st.indent) * size_t(lvl), ' ');
   };
   switch (v.kind) {
     case Value::Undefined:
@@ -430,6 +529,7 @@ std::string replace_all(const std::string& s, const std::string& from, const std
     size_t e = from.empty() ? (k <= s.size() ? k : std::string::npos) : s.find(from, k);
     if (e == std::string::npos) break;
     out += s.substr(k, e - k) + to;
+    check_string(out.size());
     if (from.empty()) {
       if (e == s.size()) { k = e + 1; break; }
       out += s[e];
@@ -453,7 +553,7 @@ std::vector<size_t> slice_indices(int64_t n, const Value& start, const Value& st
   };
   int64_t b = clamp(start, st > 0 ? 0 : n - 1), e = clamp(stop, st > 0 ? n : -1);
   std::vector<size_t> out;
-  for (int64_t k = b; st > 0 ? k < e : k > e; k += st) out.push_back(size_t(k));
+  for (__int128 k = b; st > 0 ? k < e : k > e; k += st) out.push_back(size_t(k));  // 128-bit: k + st may overflow
   return out;
 }
 
@@ -602,7 +702,11 @@ class Lexer {
   // Tokens of one {{ }} or {% %} tag, up to its closing delimiter; returns the offset after it.
   size_t lex_expression(size_t p, char closer, bool* dash) {
     int depth = 0;
+    const size_t first_token = tokens_.size();
     while (true) {
+      // A long chain (a ~ a ~ ...) nests as deep as it is long when parsed and evaluated.
+      if (tokens_.size() - first_token > size_t(limits::kJinjaMaxTagTokens))
+        fail_at(p, fmt::format("more than {} tokens in one tag", limits::kJinjaMaxTagTokens));
       while (p < src_.size() && is_space(src_[p])) ++p;
       if (p >= src_.size()) fail_at(p, "unexpected end of template inside a tag");
       char c = src_[p];
@@ -776,7 +880,11 @@ NodePtr make(Node::Kind kind, Location loc) {
 class Parser {
  public:
   Parser(std::vector<Token> tokens, std::string_view src, const std::string& origin)
-      : t_(std::move(tokens)), src_(src), origin_(origin) {}
+      : t_(std::move(tokens)), src_(src), origin_(origin) {
+    line_starts_.push_back(0);
+    for (size_t k = 0; k < src.size(); ++k)
+      if (src[k] == '\n') line_starts_.push_back(k + 1);
+  }
 
   NodePtr parse_template() {
     auto root = make(Node::Block, {1, 1});
@@ -788,7 +896,21 @@ class Parser {
  private:
   const Token& peek(size_t ahead = 0) const { return t_[std::min(k_ + ahead, t_.size() - 1)]; }
   const Token& next() { return t_[k_ < t_.size() - 1 ? k_++ : k_]; }
-  Location here() const { return locate(src_, peek().pos); }
+  // Binary search over line starts: the parser asks for every node, so a linear scan would be quadratic.
+  Location here() const {
+    size_t pos = std::min(peek().pos, src_.size());
+    size_t line = size_t(std::upper_bound(line_starts_.begin(), line_starts_.end(), pos) - line_starts_.begin());
+    return {int(line), int(pos - line_starts_[line - 1]) + 1};
+  }
+
+  // Counts one level of statement or bracket nesting for as long as it lives; the parser recurses per level.
+  struct Nesting {
+    explicit Nesting(Parser& p) : p_(p) {
+      if (++p_.nesting_ > limits::kMaxNesting) p_.fail_here(fmt::format("nested more than {} deep", limits::kMaxNesting));
+    }
+    ~Nesting() { --p_.nesting_; }
+    Parser& p_;
+  };
 
   [[noreturn]] void fail_here(std::string_view what) const {
     Location loc = here();
@@ -849,6 +971,7 @@ class Parser {
   }
 
   NodePtr parse_statement() {
+    Nesting guard(*this);
     Location loc = here();
     std::string tag = expect_name();
     if (tag == "if") return parse_if(loc);
@@ -997,6 +1120,7 @@ class Parser {
   }
 
   NodePtr parse_expression() {
+    Nesting guard(*this);
     auto n = parse_or();
     while (is_name("if")) {
       Location loc = here();
@@ -1045,6 +1169,7 @@ class Parser {
 
   NodePtr parse_not() {
     if (is_name("not")) {
+      Nesting guard(*this);
       auto n = make(Node::Unary, here());
       next();
       n->name = "not";
@@ -1117,6 +1242,7 @@ class Parser {
   NodePtr parse_unary(bool with_filter) {
     NodePtr n;
     if (is_op("-") || is_op("+")) {
+      Nesting guard(*this);
       n = make(Node::Unary, here());
       n->name = next().text;
       n->kids.push_back(parse_unary(false));
@@ -1313,6 +1439,8 @@ class Parser {
   size_t k_ = 0;
   std::string_view src_;
   const std::string& origin_;
+  std::vector<size_t> line_starts_;
+  int nesting_ = 0;
 };
 
 // ---------------------------------------------------------------------------------------------------------
@@ -1326,6 +1454,7 @@ using Frame = std::unordered_map<std::string, Value>;
 class Renderer {
  public:
   Renderer(const std::string& origin, std::tm now) : origin_(origin), now_(now) {
+    container_bytes_built = 0;
     frames_.push_back(std::make_shared<Frame>());
     install_globals(*frames_.back());
   }
@@ -1370,10 +1499,13 @@ class Renderer {
       else if (a.pos.size() >= 2) start = num(a.pos[0]), stop = num(a.pos[1]);
       if (a.pos.size() >= 3) step = num(a.pos[2]);
       if (a.pos.empty() || step == 0) runtime_fail("range: bad arguments");
-      // Jinja's sandbox caps ranges at 100000 items (MAX_RANGE).
-      if ((stop - start) / step > 100000) runtime_fail("range too big (more than 100000 items)");
+      // 128-bit: stop - start and the last step overflow 64 bits for extreme arguments.
+      __int128 span = __int128(stop) - start, count = 0;
+      if (step > 0 && span > 0) count = (span + step - 1) / step;
+      if (step < 0 && span < 0) count = (-span + -__int128(step) - 1) / -__int128(step);
+      if (count > limits::kJinjaMaxRange) runtime_fail("range too big (more than {} items)", limits::kJinjaMaxRange);
       List out;
-      for (int64_t k = start; step > 0 ? k < stop : k > stop; k += step) out.push_back(Value::integer(k));
+      for (__int128 k = 0; k < count; ++k) out.push_back(Value::integer(int64_t(start + k * step)));
       return Value::array(std::move(out));
     });
     auto make_dict = [](bool is_namespace) {
@@ -1404,6 +1536,23 @@ class Renderer {
     return nullptr;
   }
 
+  // Counts one level of evaluation for as long as it lives: eval and exec recurse per level of the template and
+  // per macro call.
+  struct Deeper {
+    explicit Deeper(Renderer& r) : r_(r) {
+      if (++r_.depth_ > limits::kJinjaMaxRenderDepth)
+        runtime_fail("nested more than {} deep while rendering (a macro calling itself without end?)",
+                     limits::kJinjaMaxRenderDepth);
+    }
+    ~Deeper() { --r_.depth_; }
+    Renderer& r_;
+  };
+
+  void emit(const std::string& text) {
+    check_string(out_->size() + text.size());
+    *out_ += text;
+  }
+
   // ---- statements
 
   void exec_body(const Body& body) {
@@ -1412,9 +1561,10 @@ class Renderer {
 
   void exec(const Node& n) {
     where_ = n.loc;
+    Deeper guard(*this);
     switch (n.kind) {
-      case Node::Text: *out_ += n.name; return;
-      case Node::Output: *out_ += to_str(eval(*n.kids[0])); return;
+      case Node::Text: emit(n.name); return;
+      case Node::Output: emit(to_str(eval(*n.kids[0]))); return;
       case Node::If: exec_body(truthy(eval(*n.kids[0])) ? n.body : n.else_body); return;
       case Node::For: exec_for(n); return;
       case Node::Set: {
@@ -1453,6 +1603,7 @@ class Renderer {
       Value obj = eval(*target.kids[0]);
       if (obj.kind != Value::Dict || !obj.dict->is_namespace)
         fail_at(target, fmt::format("cannot assign attribute '{}' on a {}", target.name, type_name(obj)));
+      if (holds_namespace(v)) fail_at(target, fmt::format("namespace attribute '{}' cannot hold a namespace", target.name));
       obj.dict->set(target.name, std::move(v));
     } else {
       List items = iterate(v, target);
@@ -1486,6 +1637,7 @@ class Renderer {
     List items;
     if (n.kids[2]) {
       for (auto& item : all) {
+        count_iteration();
         assign(*n.kids[0], item);
         if (truthy(eval(*n.kids[2]))) items.push_back(item);
       }
@@ -1494,6 +1646,7 @@ class Renderer {
     }
     try {
       for (size_t k = 0; k < items.size(); ++k) {
+        count_iteration();
         Value loop = Value::new_dict();
         auto& d = *loop.dict;
         int64_t len = int64_t(items.size()), idx = int64_t(k);
@@ -1526,6 +1679,11 @@ class Renderer {
     frames_.pop_back();
   }
 
+  void count_iteration() {
+    if (++iterations_ > limits::kJinjaMaxLoopIterations)
+      runtime_fail("more than {} loop iterations", limits::kJinjaMaxLoopIterations);
+  }
+
   // A macro sees the template's globals and its own arguments, not the caller's locals.
   void define_macro(const Node& n) {
     const Node* node = &n;
@@ -1552,6 +1710,7 @@ class Renderer {
   // ---- expressions
 
   Value eval(const Node& n) {
+    Deeper guard(*this);
     switch (n.kind) {
       case Node::Literal: return n.value;
       case Node::Name: {
@@ -1593,7 +1752,9 @@ class Renderer {
         if (n.name == "not") return Value::boolean(!truthy(v));
         if (!v.is_num()) fail_at(n, fmt::format("bad operand type for unary {}: {}", n.name, type_name(v)));
         if (n.name == "+") return v;
-        return v.kind == Value::Float ? Value::number(-v.f) : Value::integer(-v.as_int());
+        if (v.kind == Value::Float) return Value::number(-v.f);
+        if (v.as_int() == INT64_MIN) fail_at(n, "integer overflow in unary -");
+        return Value::integer(-v.as_int());
       }
       case Node::Binary: return binary(n);
       case Node::Cond:
@@ -1732,7 +1893,10 @@ class Renderer {
         const Value* items = a.get(0, "iterable");
         std::string out;
         List list = items ? iterate(*items, at) : List{};
-        for (size_t k = 0; k < list.size(); ++k) out += (k ? s : "") + to_str(list[k]);
+        for (size_t k = 0; k < list.size(); ++k) {
+          out += (k ? s : "") + to_str(list[k]);
+          check_string(out.size());
+        }
         return Value::str(out);
       }
     } else if (obj.kind == Value::Dict) {
@@ -1773,7 +1937,11 @@ class Renderer {
     if (op == "<=") return Value::boolean(compare(l, r) <= 0);
     if (op == ">=") return Value::boolean(compare(l, r) >= 0);
     if (op == "in" || op == "notin") return Value::boolean(contains(r, l, n) == (op == "in"));
-    if (op == "~") return Value::str(to_str(l) + to_str(r));
+    if (op == "~") {
+      std::string a = to_str(l), b = to_str(r);
+      check_string(a.size() + b.size());
+      return Value::str(a + b);
+    }
     return arithmetic(op, l, r, n);
   }
 
@@ -1794,7 +1962,10 @@ class Renderer {
 
   Value arithmetic(const std::string& op, const Value& l, const Value& r, const Node& at) {
     if (op == "+") {
-      if (l.kind == Value::Str && r.kind == Value::Str) return Value::str(l.s + r.s);
+      if (l.kind == Value::Str && r.kind == Value::Str) {
+        check_string(l.s.size() + r.s.size());
+        return Value::str(l.s + r.s);
+      }
       if (l.kind == Value::Array && r.kind == Value::Array) {
         List out = *l.list;
         out.insert(out.end(), r.list->begin(), r.list->end());
@@ -1802,21 +1973,35 @@ class Renderer {
       }
     }
     if (op == "*" && (l.kind == Value::Str || l.kind == Value::Array) && r.kind == Value::Int) {
-      Value out = l.kind == Value::Str ? Value::str("") : Value::array();
-      for (int64_t k = 0; k < r.i; ++k) {
-        if (l.kind == Value::Str) out.s += l.s;
-        else out.list->insert(out.list->end(), l.list->begin(), l.list->end());
+      // The size first: 'ab' * 10**10 must fail at once, '' * 10**15 must not loop.
+      size_t unit = footprint(l), total;
+      if (r.i > 0 && unit > 0 && __builtin_mul_overflow(unit, size_t(r.i), &total)) total = SIZE_MAX;
+      if (r.i > 0 && unit > 0 && l.kind == Value::Str) check_string(total);
+      if (r.i > 0 && unit > 0 && l.kind == Value::Array) check_container(nesting(l), total, 0);
+      if (r.i <= 0 || unit == 0) return l.kind == Value::Str ? Value::str("") : Value::array();
+      if (l.kind == Value::Str) {
+        std::string out;
+        for (int64_t k = 0; k < r.i; ++k) out += l.s;
+        return Value::str(std::move(out));
       }
-      return out;
+      List out;
+      for (int64_t k = 0; k < r.i; ++k) out.insert(out.end(), l.list->begin(), l.list->end());
+      return Value::array(std::move(out));
     }
     std::string type_error = fmt::format("unsupported operand types for {}: {} and {}", op, type_name(l), type_name(r));
     if (!l.is_num() || !r.is_num()) fail_at(at, type_error);
     bool ints = l.kind != Value::Float && r.kind != Value::Float;
     double x = l.as_double(), y = r.as_double();
     int64_t a = l.as_int(), b = r.as_int();
-    if (op == "+") return ints ? Value::integer(a + b) : Value::number(x + y);
-    if (op == "-") return ints ? Value::integer(a - b) : Value::number(x - y);
-    if (op == "*") return ints ? Value::integer(a * b) : Value::number(x * y);
+    int64_t c;
+    auto exact = [&](bool overflowed) {
+      if (overflowed) fail_at(at, fmt::format("integer overflow in {} {} {}", a, op, b));
+      return Value::integer(c);
+    };
+    if (op == "+") return ints ? exact(__builtin_add_overflow(a, b, &c)) : Value::number(x + y);
+    if (op == "-") return ints ? exact(__builtin_sub_overflow(a, b, &c)) : Value::number(x - y);
+    if (op == "*") return ints ? exact(__builtin_mul_overflow(a, b, &c)) : Value::number(x * y);
+    if (ints && (op == "//" || op == "%") && a == INT64_MIN && b == -1) exact(true);
     if ((op == "/" || op == "//" || op == "%") && y == 0) fail_at(at, "division by zero");
     if (op == "/") return Value::number(x / y);
     if (op == "//") {
@@ -1864,7 +2049,8 @@ class Renderer {
     }
     if (name == "tojson") {
       JsonStyle st;
-      if (const Value* ind = a.get(0, "indent"); ind && ind->kind != Value::None) st.indent = int(ind->as_int());
+      if (const Value* ind = a.get(0, "indent"); ind && ind->kind != Value::None)  // Python: negative is 0
+        st.indent = int(std::clamp<int64_t>(ind->as_int(), 0, int64_t(limits::kJinjaMaxStringBytes)));
       st.item_sep = st.indent >= 0 ? "," : ", ";
       st.key_sep = ": ";
       if (const Value* seps = a.get(1, "separators"); seps && seps->kind == Value::Array && seps->list->size() == 2) {
@@ -1890,8 +2076,10 @@ class Renderer {
       const Value* attr = a.get(1, "attribute");
       std::string out;
       List items = iterate(v, at);
-      for (size_t k = 0; k < items.size(); ++k)
+      for (size_t k = 0; k < items.size(); ++k) {
         out += (k && sep ? to_str(*sep) : "") + to_str(attr ? get_item(items[k], *attr, at) : items[k]);
+        check_string(out.size());
+      }
       return Value::str(out);
     }
     if (name == "default" || name == "d") {
@@ -1913,6 +2101,7 @@ class Renderer {
           default: out += c;
         }
       }
+      check_string(out.size());
       return Value::str(out);
     }
     if (name == "int" || name == "float") {
@@ -1930,7 +2119,9 @@ class Renderer {
       } else {
         return fallback;
       }
-      return name == "int" ? Value::integer(int64_t(x)) : Value::number(x);
+      if (name == "float") return Value::number(x);
+      if (!(x > -9.2e18 && x < 9.2e18)) return fallback;  // NaN, inf, beyond int64: not representable
+      return Value::integer(int64_t(x));
     }
     if (name == "list") return Value::array(iterate(v, at));
     if (name == "items") {
@@ -1956,7 +2147,9 @@ class Renderer {
     }
     if (name == "abs") {
       if (!v.is_num()) fail_at(at, "filter 'abs' expects a number");
-      return v.kind == Value::Float ? Value::number(std::fabs(v.f)) : Value::integer(std::llabs(v.as_int()));
+      if (v.kind == Value::Float) return Value::number(std::fabs(v.f));
+      if (v.as_int() == INT64_MIN) fail_at(at, "integer overflow in abs");
+      return Value::integer(std::llabs(v.as_int()));
     }
     if (name == "reverse") {
       if (v.kind == Value::Str) {
@@ -2009,7 +2202,9 @@ class Renderer {
     if (name == "unique" || name == "sort" || name == "dictsort") return sort_filter(name, v, a, at);
     if (name == "indent") {
       const Value* w = a.get(0, "width");
-      std::string pad = w && w->kind == Value::Str ? w->s : std::string(size_t(w ? w->as_int() : 4), ' ');
+      int64_t width = w ? w->as_int() : 4;  // Python: ' ' * negative is ''
+      check_string(size_t(std::max<int64_t>(width, 0)));
+      std::string pad = w && w->kind == Value::Str ? w->s : std::string(size_t(std::max<int64_t>(width, 0)), ' ');
       bool first = flag(1, "first"), blank = flag(2, "blank");
       std::string s = to_str(v), out;
       size_t line_no = 0;
@@ -2017,6 +2212,7 @@ class Renderer {
         size_t e = s.find('\n', k);
         std::string line = s.substr(k, e == std::string::npos ? std::string::npos : e - k);
         bool indent = line_no == 0 ? first : (blank || !line.empty());
+        check_string(out.size() + pad.size() + line.size());
         out += (indent ? pad : "") + line;
         if (e == std::string::npos) break;
         out += '\n';
@@ -2118,6 +2314,8 @@ class Renderer {
 
   std::vector<std::shared_ptr<Frame>> frames_;  // [0]: globals and the context; then loop and macro scopes
   std::string* out_ = nullptr;
+  int depth_ = 0;
+  int64_t iterations_ = 0;
   const std::string& origin_;
   std::tm now_;
   Location where_{1, 1};  // the node being evaluated, for runtime error locations
@@ -2127,6 +2325,9 @@ class Renderer {
 
 JinjaTemplate::JinjaTemplate(std::string_view source, std::string origin_for_errors)
     : origin_(std::move(origin_for_errors)) {
+  if (source.size() > limits::kChatTemplateBytes)
+    fail("{}: a template of {} is larger than the {} allowed", origin_, size_str(source.size()),
+         size_str(limits::kChatTemplateBytes));
   jinja::Lexer lexer(source, origin_);
   jinja::Parser parser(lexer.run(), source, origin_);
   root_ = parser.parse_template();
@@ -2142,7 +2343,11 @@ std::string JinjaTemplate::render(const nlohmann::ordered_json& context, const J
   }
   jinja::Renderer r(origin_, now);
   if (!context.is_object()) fail("{}: the render context must be a JSON object", origin_);
-  for (auto it = context.begin(); it != context.end(); ++it) r.set_context(it.key(), jinja::from_json(it.value()));
+  try {
+    for (auto it = context.begin(); it != context.end(); ++it) r.set_context(it.key(), jinja::from_json(it.value()));
+  } catch (const jinja::RuntimeError& e) {  // a context too deep or too large
+    fail("{}: {}", origin_, e.message);
+  }
   return r.render(*root_);
 }
 

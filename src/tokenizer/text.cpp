@@ -200,7 +200,7 @@ struct MatchScratch {
 
 }  // namespace
 
-Regex::Regex(const std::string& pattern) {
+Regex::Regex(const std::string& pattern, std::string origin) : origin_(std::move(origin)) {
   int error = 0;
   PCRE2_SIZE offset = 0;
   // Oniguruma also reads \uHHHH escapes, which PCRE2 spells \x{HHHH}.
@@ -238,7 +238,8 @@ void Regex::find_all(std::string_view s, std::vector<std::pair<size_t, size_t>>&
     if (rc < 0) {
       PCRE2_UCHAR message[256];
       pcre2_get_error_message(rc, message, sizeof message);
-      fail("regex match failed: {}", reinterpret_cast<const char*>(message));
+      fail("{}: a pre-tokenizer regex failed on a text of {} bytes: {} (a pattern that backtracks without end?)",
+           origin_, s.size(), reinterpret_cast<const char*>(message));
     }
     const PCRE2_SIZE* ov = pcre2_get_ovector_pointer(scratch.data);
     size_t start = ov[0], end = ov[1];

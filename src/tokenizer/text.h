@@ -33,7 +33,8 @@ std::string byte_level_encode(std::string_view bytes);
 // A compiled PCRE2 pattern (UTF, UCP, JIT). Copies share the compiled code; matching is thread-safe.
 class Regex {
  public:
-  explicit Regex(const std::string& pattern);  // throws bq::Error on a bad pattern
+  // Throws bq::Error on a bad pattern; `origin` (the file it came from) is named when matching fails.
+  explicit Regex(const std::string& pattern, std::string origin = "regex");
   // Appends the [start, end) byte ranges of all non-overlapping matches in s (s must be valid UTF-8). After an empty
   // match the search resumes one character later, and an empty match right where the previous match ended is
   // skipped (the find_iter rules of the Rust regex engines).
@@ -41,6 +42,7 @@ class Regex {
 
  private:
   std::shared_ptr<void> code_;
+  std::string origin_;
 };
 
 }  // namespace bq::tok

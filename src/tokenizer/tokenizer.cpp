@@ -7,6 +7,7 @@
 
 #include "core/error.h"
 #include "core/files.h"
+#include "core/json.h"
 #include "tokenizer/bpe.h"
 #include "tokenizer/text.h"
 
@@ -144,6 +145,7 @@ struct Tokenizer::Impl {
   tok::TokenMap added_ids;
 
   std::string chat_template, bos_token, eos_token;
+  std::string chat_template_origin;  // the file the template came from, for its errors
   std::optional<int32_t> bos_id;
   std::vector<int32_t> eos_ids;
   std::vector<int32_t> add_prefix, add_suffix;  // what encode(add_special=true) adds
@@ -192,7 +194,7 @@ struct Loader {
       out.literal = p["String"].get<std::string>();
     } else if (p.is_object() && p.contains("Regex") && p["Regex"].is_string()) {
       try {
-        out.regex.emplace(p["Regex"].get<std::string>());
+        out.regex.emplace(p["Regex"].get<std::string>(), origin);
       } catch (const Error& e) {
         bad(where, e.what());
       }
@@ -363,14 +365,6 @@ struct Loader {
   }
 };
 
-json parse_json(std::string_view text, const std::string& origin) {
-  try {
-    return json::parse(text);
-  } catch (const json::exception& e) {
-    fail("{}: invalid JSON: {}", origin, e.what());
-  }
-}
-
 // bos_token / eos_token in tokenizer_config.json: a string, or an AddedToken object with "content".
 std::string config_token(const json& config, const char* key) {
   if (!config.is_object() || !config.contains(key)) return "";
@@ -453,6 +447,7 @@ std::shared_ptr<Tokenizer::Impl> build(std::string_view tokenizer_json, std::str
       return std::nullopt;
     };
     if (config.contains("chat_template")) {
+      t->chat_template_origin = config_origin;
       const json& ct = config["chat_template"];
       if (ct.is_string()) {
         t->chat_template = ct.get<std::string>();
@@ -809,11 +804,13 @@ std::string Tokenizer::decode(std::span<const int32_t> ids, bool skip_special) c
 
 Tokenizer Tokenizer::load(const std::filesystem::path& model_dir) {
   fs::path tokenizer_path = model_dir / "tokenizer.json", config_path = model_dir / "tokenizer_config.json";
-  std::string config = fs::exists(config_path) ? read_file(config_path) : std::string();
-  auto impl = build(read_file(tokenizer_path), config, tokenizer_path.string(), config_path.string());
+  std::string config = fs::exists(config_path) ? read_file(config_path, limits::kJsonFileBytes) : std::string();
+  auto impl = build(read_file(tokenizer_path, limits::kTokenizerJsonBytes), config, tokenizer_path.string(), config_path.string());
   // Newer checkpoints keep the chat template in its own file instead of tokenizer_config.json.
-  if (fs::path jinja = model_dir / "chat_template.jinja"; impl->chat_template.empty() && fs::exists(jinja))
-    impl->chat_template = read_file(jinja);
+  if (fs::path jinja = model_dir / "chat_template.jinja"; impl->chat_template.empty() && fs::exists(jinja)) {
+    impl->chat_template = read_file(jinja, limits::kChatTemplateBytes);
+    impl->chat_template_origin = jinja.string();
+  }
   return Tokenizer(std::move(impl));
 }
 
@@ -827,6 +824,7 @@ int32_t Tokenizer::vocab_size() const { return int32_t(impl_->id_to_token.size()
 std::optional<int32_t> Tokenizer::bos_id() const { return impl_->bos_id; }
 std::vector<int32_t> Tokenizer::eos_ids() const { return impl_->eos_ids; }
 const std::string& Tokenizer::chat_template() const { return impl_->chat_template; }
+const std::string& Tokenizer::chat_template_origin() const { return impl_->chat_template_origin; }
 const std::string& Tokenizer::bos_token() const { return impl_->bos_token; }
 const std::string& Tokenizer::eos_token() const { return impl_->eos_token; }
 bool Tokenizer::add_bos() const {

@@ -33,6 +33,7 @@ class Tokenizer {
   std::string id_to_token(int32_t id) const;  // "" for an id that names no token
   bool is_special(int32_t id) const;
   const std::string& chat_template() const;  // raw Jinja source ("" if none; the "default" one of a named list)
+  const std::string& chat_template_origin() const;  // the file it came from, for errors in it
   const std::string& bos_token() const;
   const std::string& eos_token() const;
   bool add_bos() const;  // whether encode(add_special=true) prepends BOS

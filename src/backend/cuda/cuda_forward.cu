@@ -705,6 +705,10 @@ std::vector<int32_t> CudaForward::argmax_last() {
   BQ_CUDA(cudaMemcpyAsync(out.data(), tail.argmax_out.get(), out.size() * sizeof(int32_t), cudaMemcpyDeviceToHost,
                           tail.st));
   synchronize();
+  for (size_t r = 0; r < out.size(); ++r)
+    if (out[r] < 0)
+      fail("logit row {} holds NaN or inf: the model's output is not finite (NaN or inf in the checkpoint's "
+           "weights, or a config.json value such as rope_theta or rms_norm_eps that makes it so)", r);
   return out;
 }
 

@@ -123,8 +123,12 @@ __global__ void argmax_kernel(const float* x, int v, int* out) {
   const float* xr = x + int64_t(blockIdx.x) * v;
   float bv = -INFINITY;
   int bi = 0x7fffffff;
-  for (int i = threadIdx.x; i < v; i += blockDim.x)
+  bool non_finite = false;
+  for (int i = threadIdx.x; i < v; i += blockDim.x) {
+    non_finite |= !isfinite(xr[i]);
     if (xr[i] > bv) bv = xr[i], bi = i;  // ascending i per thread: the first maximum is kept
+  }
+  non_finite = __syncthreads_or(non_finite);  // one flag for the row, read by thread 0 below
   auto better = [](float av, int ai, float cv, int ci) { return cv > av || (cv == av && ci < ai); };
   for (int o = 16; o > 0; o >>= 1) {
     float ov = __shfl_xor_sync(0xffffffffu, bv, o);
@@ -136,7 +140,7 @@ __global__ void argmax_kernel(const float* x, int v, int* out) {
   if (threadIdx.x == 0) {
     for (int w = 1; w < int(blockDim.x / 32); ++w)
       if (better(bv, bi, best_v[w], best_i[w])) bv = best_v[w], bi = best_i[w];
-    out[blockIdx.x] = bi == 0x7fffffff ? 0 : bi;
+    out[blockIdx.x] = non_finite ? -1 : bi == 0x7fffffff ? 0 : bi;
   }
 }
 

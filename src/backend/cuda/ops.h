@@ -143,7 +143,7 @@ void attention(const float* q, const RowInfo* rows, int n, int layer, int n_head
                int splits, int max_positions, float* partial, float* out, cudaStream_t st, uint16_t* out16 = nullptr,
                Compute c16 = Compute::F16);
 
-// Index of the largest value of each of n rows of width v (first on ties).
+// Index of the largest value of each of n rows of width v (first on ties); -1 for a row holding NaN or inf.
 void argmax_rows(const float* x, int n, int v, int* out, cudaStream_t st);
 
 // Synthetic weights drawn on the device from a counter-based hash of (seed, index): normal(0, std) approx. bf16,
