@@ -20,7 +20,7 @@ std::string format_run_summary(const nlohmann::json& results) {
   const auto& memory = results.value("memory", nlohmann::json::object());
   std::string figures;
   for (auto& [key, v] : memory.items())
-    if (key.ends_with("_bytes") && v.is_number())
+    if (key.ends_with("_bytes") && key.find("total") == std::string::npos && v.is_number())  // peaks, not capacity
       figures += fmt::format("{}{} {:.3f} GB", figures.empty() ? "" : ", ", key.substr(0, key.size() - 6),
                              v.get<double>() / 1e9);
   if (!figures.empty()) out += "\nmemory: " + figures + "\n";
