@@ -66,11 +66,42 @@ std::string invocation() {
 
 }  // namespace
 
+namespace {
+
+// lm-evaluation-harness's options where biomedq means the same (hidden from --help, named in the docs), and a
+// clear pointer for those it does not take. --num_fewshot, --batch_size and --output_path are spelled on the
+// options themselves; --limit and --seed are the same words in both.
+void add_lm_eval_spellings(CLI::App* cmd, eval::EvalConfig& cfg) {
+  cmd->add_flag("--log_samples", "lm-eval's; samples.jsonl always keeps every sample")->group("");
+  cmd->add_flag("--apply_chat_template", cfg.chat, "lm-eval's; the chat template is applied by default")->group("");
+  static const std::pair<const char*, const char*> counterparts[] = {
+      {"--model_args", "--model DIR (a checkpoint folder) with --precision bf16|int8|llm-int8|nf4|fp4"},
+      {"--include_path", "--tasks-dir DIR (task files are YAML in biomedq's own layout, see tasks/)"},
+      {"--gen_kwargs", "--temperature and --top-p (with --prompting sc); decoding is greedy otherwise"},
+      {"--use_cache", "the run folder itself: re-running the same command resumes it"},
+      {"--system_instruction", "the task files' prompts (tasks/*.yaml)"},
+      {"--fewshot_as_multiturn", "--shots K (few-shot examples go into the one user message, as in the study)"},
+      {"--trust_remote_code", "nothing: biomedq runs no code from a checkpoint"},
+      {"--wandb_args", "nothing: biomedq sends nothing off this machine; use `biomedq report`"},
+      {"--hf_hub_log_args", "nothing: biomedq sends nothing off this machine"},
+      {"--predict_only", "rescore, which recomputes results from samples.jsonl"},
+  };
+  for (auto& [name, instead] : counterparts) {
+    std::string n = name, use = instead;
+    cmd->add_option_function<std::string>(
+           n, [n, use](const std::string&) { fail("{} is lm-eval's option; in biomedq use {}", n, use); })
+        ->group("")
+        ->expected(0, 1);
+  }
+}
+
+}  // namespace
+
 void add_eval_options(CLI::App* cmd, eval::EvalConfig& cfg) {
   cmd->add_option("--data-dir", cfg.data_dir,
                   "folder laid out like biomed-nlp-benchmarks (one folder per dataset); default: the small example "
                   "set shipped with biomedq (examples/data, a few examples per task)");
-  cmd->add_option("--out", cfg.out_dir, "run folder: samples.jsonl, config.json, results.json (resumable)")->required();
+  cmd->add_option("--out,--output_path", cfg.out_dir, "run folder: samples.jsonl, config.json, results.json (resumable)")->required();
   std::string task_names;
   try {
     for (auto& t : eval::load_task_configs(eval::default_tasks_dir())) task_names += " " + t.name;
@@ -83,7 +114,7 @@ void add_eval_options(CLI::App* cmd, eval::EvalConfig& cfg) {
       ->check(CLI::IsMember({"test", "dev", "train"}));
   cmd->add_option("--limit", cfg.limit, "evaluate only N examples per task (0 = all)");
   cmd->add_flag("--limit-random", cfg.limit_random, "with --limit: draw the N examples with the seed, not the first N");
-  cmd->add_option("--shots", cfg.shots, "few-shot examples per prompt (drawn from train, else dev)");
+  cmd->add_option("--shots,--num_fewshot", cfg.shots, "few-shot examples per prompt (drawn from train, else dev)");
   cmd->add_option("--prompting", cfg.prompting, "instruction | cot | sc (self-consistency)")
       ->check(CLI::IsMember({"instruction", "cot", "sc"}));
   cmd->add_option("--sc-samples", cfg.sc_samples, "samples per example for --prompting sc");
@@ -93,10 +124,11 @@ void add_eval_options(CLI::App* cmd, eval::EvalConfig& cfg) {
   cmd->add_option("--prompts", cfg.prompts, "own (biomedq's templates) | benchmark (the data's prompt_*.txt)")
       ->check(CLI::IsMember({"own", "benchmark"}));
   cmd->add_flag("!--no-chat-template", cfg.chat, "send the prompt as plain text, without the model's chat template");
-  cmd->add_option("--batch", cfg.batch, "prompts per generation call (1 = the study's one-at-a-time latency)");
+  cmd->add_option("--batch,--batch_size", cfg.batch, "prompts per generation call (1 = the study's one-at-a-time latency)");
   cmd->add_flag("--lenient", cfg.lenient, "skip and count malformed data rows instead of stopping");
   cmd->add_option("--bootstrap", cfg.bootstrap_resamples, "bootstrap resamples for the 95% intervals");
   cmd->add_flag("!--no-progress", cfg.progress, "no progress output");
+  add_lm_eval_spellings(cmd, cfg);
 }
 
 void register_eval_commands(CLI::App& app) {

@@ -128,7 +128,29 @@ ModelConfig parse_model_config(const json& j, const std::string& origin) {
   return c;
 }
 
+namespace {
+
+// What biomedq loads, said plainly to someone who brought a llama.cpp file or the wrong folder.
+void check_checkpoint_folder(const std::filesystem::path& dir) {
+  constexpr const char* loads = "biomedq loads Hugging Face checkpoint folders (config.json, *.safetensors, "
+                                "tokenizer.json), bitsandbytes-quantized ones included";
+  std::string ext = dir.extension().string();
+  for (char& c : ext) c = char(std::tolower((unsigned char)c));
+  if (ext == ".gguf") fail("{}: a GGUF file (llama.cpp's format), which biomedq does not load; {}", dir.string(), loads);
+  if (!std::filesystem::exists(dir)) fail("{}: no such folder; {}", dir.string(), loads);
+  if (!std::filesystem::is_directory(dir)) fail("{}: a file, not a checkpoint folder; {}", dir.string(), loads);
+  if (!std::filesystem::exists(dir / "config.json")) {
+    std::string gguf;
+    for (const auto& e : std::filesystem::directory_iterator(dir))
+      if (e.path().extension() == ".gguf") gguf = " (it holds " + e.path().filename().string() + ": GGUF is not supported)";
+    fail("{}: no config.json{}; {}", dir.string(), gguf, loads);
+  }
+}
+
+}  // namespace
+
 ModelConfig load_model_config(const std::filesystem::path& model_dir) {
+  check_checkpoint_folder(model_dir);
   auto path = model_dir / "config.json";
   return parse_model_config(parse_json(read_file(path, limits::kJsonFileBytes), path.string()), path.string());
 }
