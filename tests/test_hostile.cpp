@@ -147,7 +147,8 @@ TEST(Hostile, DeepPythonLiteralIsRefused) {
     EXPECT_NE(e.find("q.tsv:7"), std::string::npos) << e;
     EXPECT_NE(e.find("nested too deep"), std::string::npos) << e;
   }
-  std::string e = error_of([&] { eval::parse_python_literal(repeat("{'a': ", 20000) + "1" + repeat("}", 20000), "q"); });
+  std::string dicts = repeat("{'a': ", 20000) + "1" + repeat("}", 20000);
+  std::string e = error_of([&] { eval::parse_python_literal(dicts, "q"); });
   EXPECT_NE(e.find("nested too deep"), std::string::npos) << e;
   EXPECT_EQ(eval::parse_python_literal("[[[1]]]").dump(), "[[[1]]]");
 }
@@ -236,7 +237,8 @@ void poison(const std::filesystem::path& model, const std::string& tensor, uint1
   std::string bytes = read_file(model / "model.safetensors");
   auto ts = parse_safetensors(reinterpret_cast<const uint8_t*>(bytes.data()), bytes.size(), "m");
   for (auto& t : ts)
-    if (t.name == tensor) std::memcpy(bytes.data() + (t.data - reinterpret_cast<const uint8_t*>(bytes.data())), &bf16, 2);
+    if (t.name == tensor)
+      std::memcpy(bytes.data() + (t.data - reinterpret_cast<const uint8_t*>(bytes.data())), &bf16, 2);
   write_file_atomic(model / "model.safetensors", bytes);
 }
 
@@ -343,10 +345,9 @@ TEST(Hostile, NpyHeadersAreParsedWithoutOverflow) {
 struct TinyTask {
   std::filesystem::path root;
   eval::TaskConfig task;
-  explicit TinyTask(const std::string& name, const std::string& test_tsv, const std::string& yaml = test::kTinyQaTaskYaml)
-      : root(test::temp_dir(name)) {
+  TinyTask(const std::string& name, const std::string& test_tsv) : root(test::temp_dir(name)) {
     std::filesystem::create_directories(root / "data" / "Tiny");
-    write_file_atomic(root / "tiny.yaml", yaml);
+    write_file_atomic(root / "tiny.yaml", test::kTinyQaTaskYaml);
     write_file_atomic(root / "data" / "Tiny" / "train.tsv", "id\ttext\tlabel\nt1\tIs it?\tyes\n");
     if (!test_tsv.empty()) write_file_atomic(root / "data" / "Tiny" / "test.tsv", test_tsv);
     task = eval::load_task_config(root / "tiny.yaml");
@@ -365,7 +366,8 @@ TEST(Hostile, DataFileProblemsNameTheFile) {
   std::string huge_row = "id\ttext\tlabel\nq1\t\"" + std::string(limits::kDataRowBytes + 10, 'a') + "\n";
   TinyTask huge("hugerow", huge_row);
   EXPECT_NE(huge.error().find("test.tsv:2: row longer than"), std::string::npos) << huge.error();
-  std::string e = error_of([&] { (void)eval::parse_conll("tok\t" + std::string(limits::kDataRowBytes + 1, 'B'), "n.conll", true, nullptr); });
+  std::string long_line = "tok\t" + std::string(limits::kDataRowBytes + 1, 'B');
+  std::string e = error_of([&] { (void)eval::parse_conll(long_line, "n.conll", true, nullptr); });
   EXPECT_NE(e.find("n.conll:1: line longer than"), std::string::npos) << e;
 }
 

@@ -58,7 +58,8 @@ NpyArray parse_npy(std::string_view s, const std::string& origin) {
   if (!f8 && descr != "'<f4'" && descr != "'f4'" && descr != "'=f4'" && descr != "'|f4'" && descr != "'|f8'")
     fail("{}: only float32/float64 little-endian arrays are supported", origin);
   f8 = f8 || descr == "'|f8'";
-  if (header.find("'fortran_order': True") != std::string_view::npos) fail("{}: Fortran order is not supported", origin);
+  if (header.find("'fortran_order': True") != std::string_view::npos)
+    fail("{}: Fortran order is not supported", origin);
   std::string dims = header_field(header, "'shape'", ')');
   if (dims.empty() || dims[0] != '(') fail("{}: no shape in header", origin);
   NpyArray a;
@@ -72,7 +73,8 @@ NpyArray parse_npy(std::string_view s, const std::string& origin) {
     for (; k < dims.size() && dims[k] >= '0' && dims[k] <= '9'; ++k)
       if (__builtin_mul_overflow(d, 10u, &d) || __builtin_add_overflow(d, uint64_t(dims[k] - '0'), &d))
         fail("{}: shape {} overflows", origin, dims);
-    if (d > uint64_t(INT64_MAX) || __builtin_mul_overflow(n, size_t(d), &n)) fail("{}: shape {} overflows", origin, dims);
+    if (d > uint64_t(INT64_MAX) || __builtin_mul_overflow(n, size_t(d), &n))
+      fail("{}: shape {} overflows", origin, dims);
     a.shape.push_back(int64_t(d));
   }
   size_t esz = f8 ? 8 : 4, need;

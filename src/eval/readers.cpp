@@ -105,7 +105,9 @@ TsvTable parse_tsv(std::string_view text, const std::string& name, bool lenient)
   return table;
 }
 
-TsvTable read_tsv(const fs::path& path, bool lenient) { return parse_tsv(read_file(path, limits::kDataFileBytes), path.string(), lenient); }
+TsvTable read_tsv(const fs::path& path, bool lenient) {
+  return parse_tsv(read_file(path, limits::kDataFileBytes), path.string(), lenient);
+}
 
 static bool valid_tag(std::string_view tag) {
   if (tag == "O" || tag == "B" || tag == "I") return true;
@@ -135,7 +137,8 @@ std::vector<ConllSentence> parse_conll(std::string_view text, const std::string&
     pos = eol + 1;
     line++;
     if (l.ends_with('\r')) l.remove_suffix(1);
-    if (l.size() > limits::kDataRowBytes) fail("{}:{}: line longer than {}", name, line, size_str(limits::kDataRowBytes));
+    if (l.size() > limits::kDataRowBytes)
+      fail("{}:{}: line longer than {}", name, line, size_str(limits::kDataRowBytes));
     if (l.find_first_not_of(" \t") == std::string_view::npos) {
       finish();
       continue;
@@ -190,6 +193,12 @@ struct PyParser {
     return v;
   }
 
+  // A backslash-u or -U escape: surrogates and values past U+10FFFF have no UTF-8 form (JSON output fails on them).
+  void code_point(std::string& out, uint32_t cp) {
+    if ((cp >= 0xD800 && cp <= 0xDFFF) || cp > 0x10FFFF) error("escape is not a Unicode character");
+    tok::append_utf8(out, cp);
+  }
+
   std::string string_literal() {
     std::string out;
     // Adjacent literals concatenate, as in Python: 'a' "b" == 'ab'.
@@ -215,8 +224,8 @@ struct PyParser {
           case '"': out += '"'; break;
           case '\n': break;  // line continuation
           case 'x': tok::append_utf8(out, hex(2)); break;
-          case 'u': tok::append_utf8(out, hex(4)); break;
-          case 'U': tok::append_utf8(out, hex(8)); break;
+          case 'u': code_point(out, hex(4)); break;
+          case 'U': code_point(out, hex(8)); break;
           default: out += '\\'; out += e;  // Python keeps unknown escapes verbatim
         }
       }
@@ -263,7 +272,9 @@ struct PyParser {
           return obj;
         }
         nlohmann::json key = value();
-        std::string k = key.is_string() ? key.get<std::string>() : key.dump();
+        // A non-string key (a tuple, a number) becomes its JSON text; bytes that are not UTF-8 are replaced.
+        std::string k = key.is_string() ? key.get<std::string>()
+                                        : key.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace);
         skip_ws();
         if (i >= s.size() || s[i] != ':') error("expected ':' in dict");
         i++;

@@ -376,7 +376,8 @@ static Dataset read_split(const TaskConfig& task, const fs::path& data_dir, cons
 Dataset load_split(const TaskConfig& task, const fs::path& data_dir, const std::string& split, bool lenient) {
   Dataset ds = read_split(task, data_dir, split, lenient);
   // An empty split would score 0.0 as if the model had failed every example.
-  if (ds.examples.empty() && ds.skipped == 0) fail("{}: the split holds no examples (a header and no rows?)", ds.file.string());
+  if (ds.examples.empty() && ds.skipped == 0)
+    fail("{}: the split holds no examples (a header and no rows?)", ds.file.string());
   if (ds.examples.empty()) fail("{}: all {} examples are malformed (skipped)", ds.file.string(), ds.skipped);
   return ds;
 }

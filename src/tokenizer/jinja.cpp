@@ -906,7 +906,8 @@ class Parser {
   // Counts one level of statement or bracket nesting for as long as it lives; the parser recurses per level.
   struct Nesting {
     explicit Nesting(Parser& p) : p_(p) {
-      if (++p_.nesting_ > limits::kMaxNesting) p_.fail_here(fmt::format("nested more than {} deep", limits::kMaxNesting));
+      if (++p_.nesting_ > limits::kMaxNesting)
+        p_.fail_here(fmt::format("nested more than {} deep", limits::kMaxNesting));
     }
     ~Nesting() { --p_.nesting_; }
     Parser& p_;
@@ -1603,7 +1604,8 @@ class Renderer {
       Value obj = eval(*target.kids[0]);
       if (obj.kind != Value::Dict || !obj.dict->is_namespace)
         fail_at(target, fmt::format("cannot assign attribute '{}' on a {}", target.name, type_name(obj)));
-      if (holds_namespace(v)) fail_at(target, fmt::format("namespace attribute '{}' cannot hold a namespace", target.name));
+      if (holds_namespace(v))
+        fail_at(target, fmt::format("namespace attribute '{}' cannot hold a namespace", target.name));
       obj.dict->set(target.name, std::move(v));
     } else {
       List items = iterate(v, target);

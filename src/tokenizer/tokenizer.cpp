@@ -805,7 +805,8 @@ std::string Tokenizer::decode(std::span<const int32_t> ids, bool skip_special) c
 Tokenizer Tokenizer::load(const std::filesystem::path& model_dir) {
   fs::path tokenizer_path = model_dir / "tokenizer.json", config_path = model_dir / "tokenizer_config.json";
   std::string config = fs::exists(config_path) ? read_file(config_path, limits::kJsonFileBytes) : std::string();
-  auto impl = build(read_file(tokenizer_path, limits::kTokenizerJsonBytes), config, tokenizer_path.string(), config_path.string());
+  auto impl = build(read_file(tokenizer_path, limits::kTokenizerJsonBytes), config, tokenizer_path.string(),
+                    config_path.string());
   // Newer checkpoints keep the chat template in its own file instead of tokenizer_config.json.
   if (fs::path jinja = model_dir / "chat_template.jinja"; impl->chat_template.empty() && fs::exists(jinja)) {
     impl->chat_template = read_file(jinja, limits::kChatTemplateBytes);
