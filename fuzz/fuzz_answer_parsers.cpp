@@ -1,6 +1,6 @@
 // libFuzzer target: arbitrary model output against a sentence, for every answer parser. The first byte picks the
 // parser and CoT; then the sentence's tokens (space-separated) up to a NUL, then the output. No exception may
-// escape, and every credited entity must be a token range of the sentence.
+// escape, every credited entity must be a token range of the sentence, and every metric lies in [0, 1].
 #include <cstddef>
 #include <cstdint>
 #include <cstdlib>
@@ -59,6 +59,9 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   Scored s = score_answer(task, ex, p);
   if (s.tp + s.fn != int(ex.entities.size()) && task.type == TaskType::ner) std::abort();
   (void)is_correct(task, s);
+  MetricSpec spec{task.type, int(task.labels.size()), task.type == TaskType::re ? 2 : -1};
+  for (auto& [name, value] : compute_metrics(spec, {s, s, Scored{}}))
+    if (!(value >= 0.0 && value <= 1.0)) std::abort();
   (void)majority_vote({p, p});
   return 0;
 }

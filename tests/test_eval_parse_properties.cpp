@@ -194,3 +194,32 @@ TEST(EvalParseProperties, ClassificationParsersNeverThrow) {
       }
   }
 }
+
+TEST(EvalParseProperties, MetricsOfRandomAnswersLieInTheUnitInterval) {
+  std::mt19937_64 rng(17);
+  for (TaskType type : {TaskType::ner, TaskType::re, TaskType::mlc, TaskType::qa}) {
+    MetricSpec spec{type, 5, type == TaskType::re ? 4 : -1};
+    for (int trial = 0; trial < 200; trial++) {
+      std::vector<Scored> scored(1 + rng() % 40);
+      for (auto& s : scored) {
+        s.parsed = rng() % 4 != 0;
+        s.tp = int(rng() % 3), s.fp = int(rng() % 3), s.fn = int(rng() % 3);
+        for (int l = 0; l < 5; l++) {
+          if (rng() % 3 == 0) s.gold.push_back(l);
+          if (s.parsed && rng() % 3 == 0) s.pred.push_back(l);
+        }
+        if (type == TaskType::re || type == TaskType::qa) {  // one label each
+          s.gold = {int(rng() % 5)};
+          if (s.pred.size() > 1) s.pred.resize(1);
+        }
+      }
+      for (auto& [name, iv] : bootstrap_metrics(spec, scored, rng(), 50)) {
+        EXPECT_GE(iv.value, 0.0) << name;
+        EXPECT_LE(iv.value, 1.0) << name;
+        EXPECT_LE(iv.lo, iv.hi) << name;
+        EXPECT_GE(iv.lo, 0.0) << name;
+        EXPECT_LE(iv.hi, 1.0) << name;
+      }
+    }
+  }
+}

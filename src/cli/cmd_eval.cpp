@@ -72,7 +72,8 @@ namespace {
 // clear pointer for those it does not take. --num_fewshot, --batch_size and --output_path are spelled on the
 // options themselves; --limit and --seed are the same words in both.
 void add_lm_eval_spellings(CLI::App* cmd, eval::EvalConfig& cfg) {
-  cmd->add_flag("--log_samples", "lm-eval's; samples.jsonl always keeps every sample")->group("");
+  static const std::string log_samples = "lm-eval's; samples.jsonl always keeps every sample";
+  cmd->add_flag("--log_samples", log_samples)->group("");
   cmd->add_flag("--apply_chat_template", cfg.chat, "lm-eval's; the chat template is applied by default")->group("");
   static const std::pair<const char*, const char*> counterparts[] = {
       {"--model_args", "--model DIR (a checkpoint folder) with --precision bf16|int8|llm-int8|nf4|fp4"},
