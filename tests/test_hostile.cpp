@@ -151,6 +151,12 @@ TEST(Hostile, DeepPythonLiteralIsRefused) {
   std::string e = error_of([&] { eval::parse_python_literal(dicts, "q"); });
   EXPECT_NE(e.find("nested too deep"), std::string::npos) << e;
   EXPECT_EQ(eval::parse_python_literal("[[[1]]]").dump(), "[[[1]]]");
+  // Found by fuzzing: escapes without a UTF-8 form, and keys whose JSON text is not UTF-8, broke dump() later.
+  EXPECT_NE(error_of([] { eval::parse_python_literal("'\\udc00'", "q"); }).find("not a Unicode character"),
+            std::string::npos);
+  EXPECT_NE(error_of([] { eval::parse_python_literal("'\\U00110000'", "q"); }).find("not a Unicode character"),
+            std::string::npos);
+  EXPECT_EQ(eval::parse_python_literal("{(1, '\xff'): 2}").begin().key(), "[1,\"\xEF\xBF\xBD\"]");
 }
 
 TEST(Hostile, DeepJsonIsRefused) {
