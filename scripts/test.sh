@@ -9,4 +9,4 @@ bash scripts/fetch-test-assets.sh || echo "test assets: fetch failed; differenti
 bash scripts/fetch-test-assets-jinja.sh || echo "test assets (jinja): fetch failed; template tests will skip"
 # ctest runs one test per core: one OpenMP thread per test keeps the cores from being oversubscribed.
 OMP_NUM_THREADS=1 ctest --test-dir build --output-on-failure -j "$(nproc)"
-bash scripts/fuzz.sh "${BIOMEDQ_FUZZ_SECONDS:-25}"
+bash scripts/fuzz.sh "${BIOMEDQ_FUZZ_SECONDS:-20}"
