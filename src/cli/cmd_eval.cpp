@@ -6,6 +6,7 @@
 #include "cli/commands.h"
 #include "core/error.h"
 #include "core/files.h"
+#include "core/progress.h"
 #include "eval/data_check.h"
 #include "eval/run.h"
 #include "eval/summary.h"
@@ -128,7 +129,9 @@ void add_eval_options(CLI::App* cmd, eval::EvalConfig& cfg) {
   cmd->add_option("--batch,--batch_size", cfg.batch, "prompts per generation call (1 = the study's one-at-a-time latency)");
   cmd->add_flag("--lenient", cfg.lenient, "skip and count malformed data rows instead of stopping");
   cmd->add_option("--bootstrap", cfg.bootstrap_resamples, "bootstrap resamples for the 95% intervals");
-  cmd->add_flag("!--no-progress", cfg.progress, "no progress output");
+  cmd->add_flag("!--no-progress", cfg.progress,
+                "no progress output (on a terminal a redrawn line; otherwise a line every 10 s, or every "
+                "BIOMEDQ_PROGRESS_SECONDS; BIOMEDQ_PROGRESS=0 silences every command)");
   add_lm_eval_spellings(cmd, cfg);
 }
 
@@ -256,6 +259,7 @@ void register_eval_commands(CLI::App& app) {
   add_eval_options(cmd, ev->cfg);
   cmd->callback([ev, model_opt, synth_opt] {
     if (model_opt->count() + synth_opt->count() != 1) fail("eval: give --model DIR or --synthetic PRESET");
+    if (!ev->cfg.progress) set_progress_enabled(false);  // loading and quantizing are quiet too
     if (!ev->model.empty())  // the stored format decides the precision the run is planned and recorded at
       static_cast<PrecisionOptions&>(ev->engine) =
           resolve_precision(ev->engine, checkpoint_quantization(ev->model), ev->model);

@@ -14,6 +14,7 @@
 #include "core/error.h"
 #include "core/files.h"
 #include "core/folder_lock.h"
+#include "core/progress.h"
 #include "eval/metrics.h"
 #include "eval/parse.h"
 #include "eval/prepare.h"
@@ -233,42 +234,6 @@ class SampleWriter {
   int fd_ = -1;
 };
 
-class Progress {
- public:
-  Progress(bool enabled, std::string task, size_t total, size_t done)
-      : enabled_(enabled), tty_(::isatty(2)), task_(std::move(task)), total_(total), start_done_(done), done_(done) {}
-  void step(size_t n) {
-    done_ += n;
-    if (!enabled_) return;
-    double elapsed = seconds_since(start_);
-    bool last = done_ == total_;
-    if (!tty_ && !last && seconds_since(last_print_) < 30) return;
-    last_print_ = std::chrono::steady_clock::now();
-    double rate = (done_ - start_done_) / std::max(elapsed, 1e-9);
-    double eta = rate > 0 ? double(total_ - done_) / rate : 0;
-    int width = 30, filled = total_ ? int(width * done_ / total_) : width;
-    std::string bar = std::string(size_t(filled), '#') + std::string(size_t(width - filled), '.');
-    if (tty_)
-      std::fprintf(stderr, "\r%-14s [%s] %zu/%zu  ETA %s ", task_.c_str(), bar.c_str(), done_, total_, hms(eta).c_str());
-    else
-      std::fprintf(stderr, "%s: %zu/%zu samples, ETA %s\n", task_.c_str(), done_, total_, hms(eta).c_str());
-    if (tty_ && last) std::fprintf(stderr, "\n");
-  }
-
- private:
-  static double seconds_since(std::chrono::steady_clock::time_point t) {
-    return std::chrono::duration<double>(std::chrono::steady_clock::now() - t).count();
-  }
-  static std::string hms(double s) {
-    long t = long(s + 0.5);
-    return fmt::format("{}:{:02}:{:02}", t / 3600, (t / 60) % 60, t % 60);
-  }
-  bool enabled_, tty_;
-  std::string task_;
-  size_t total_, start_done_, done_;
-  std::chrono::steady_clock::time_point start_ = std::chrono::steady_clock::now(), last_print_ = start_;
-};
-
 }  // namespace
 
 nlohmann::json eval_identity(const EvalConfig& cfg, const std::string& model_name) {
@@ -415,12 +380,26 @@ nlohmann::json run_eval(TextGenerator& gen, const EvalConfig& cfg) {
 
   bool cot = cfg.prompting != "instruction" && cfg.prompts == "own";
   int n_samples = cfg.prompting == "sc" ? cfg.sc_samples : 1;
-  for (PreparedTask& p : prepared) {
+  // One meter over the whole run: examples of all tasks, those finished by an earlier invocation included.
+  size_t total = 0, finished_before = 0;
+  for (PreparedTask& p : prepared)
+    for (size_t i : p.selected) {
+      total++;
+      finished_before += done.contains(p.task.name + '\x1f' + p.data.examples[i].id);
+    }
+  ProgressMeter progress("eval", double(total), "examples", cfg.progress);
+  progress.set_done_before(double(finished_before));
+  size_t tokens_generated = 0;
+  for (size_t t = 0; t < prepared.size(); ++t) {
+    PreparedTask& p = prepared[t];
     const TaskConfig& task = p.task;
     std::vector<const Example*> pending;
     for (size_t i : p.selected)
       if (!done.contains(task.name + '\x1f' + p.data.examples[i].id)) pending.push_back(&p.data.examples[i]);
-    Progress progress(cfg.progress, task.name, p.selected.size(), p.selected.size() - pending.size());
+    auto note = [&] {
+      return fmt::format("task {}/{} {}, {} tokens generated", t + 1, prepared.size(), task.name, tokens_generated);
+    };
+    progress.set_note(note());
     // Every pending example at once, n_samples consecutive prompts each; the generator keeps `batch` examples in
     // flight (continuous batching) and each record is written as soon as its example's last sample ends, so an
     // interruption loses only the examples in flight.
@@ -487,10 +466,14 @@ nlohmann::json run_eval(TextGenerator& gen, const EvalConfig& cfg) {
       }
       if (task.type == TaskType::ner) rec.update({{"tp", sc.tp}, {"fp", sc.fp}, {"fn", sc.fn}});
       writer.append(rec);
-      progress.step(1);
+      progress.advance(1);
     };
     BatchControl control;
     control.max_in_flight = cfg.batch * n_samples;
+    control.on_step = [&](size_t new_tokens) {  // the line moves while long answers are being generated
+      tokens_generated += new_tokens;
+      progress.set_note(note());
+    };
     control.on_finish = [&](size_t i, const GenerationResult& r) {
       if (i >= results.size()) fail("generator reported prompt {} of {}", i, results.size());
       results[i] = r;

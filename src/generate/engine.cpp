@@ -94,7 +94,7 @@ std::vector<GenerationResult> Engine::generate(const std::vector<std::string>& p
     r.decode_ms = t.decode_ms;
     if (control.on_finish) control.on_finish(i, r);
   };
-  generate_tokens(*fwd_, reqs, eos_, stop, control.max_in_flight, finished);
+  generate_tokens(*fwd_, reqs, eos_, stop, control.max_in_flight, finished, control.on_step);
   return out;
 }
 

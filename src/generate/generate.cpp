@@ -17,7 +17,8 @@ double ms_since(std::chrono::steady_clock::time_point t0) {
 
 std::vector<TokenResult> generate_tokens(ForwardBackend& fwd, const std::vector<TokenRequest>& reqs,
                                          const std::vector<int32_t>& eos_ids, const StopCheck& stop,
-                                         int max_in_flight, const FinishCallback& on_finish) {
+                                         int max_in_flight, const FinishCallback& on_finish,
+                                         const StepCallback& on_step) {
   const ModelConfig& cfg = fwd.config();
   const size_t n = reqs.size();
   std::vector<TokenResult> out(n);
@@ -104,9 +105,14 @@ std::vector<TokenResult> generate_tokens(ForwardBackend& fwd, const std::vector<
       prefilled_at[i] = std::chrono::steady_clock::now();
     }
     std::vector<size_t> still;
-    for (size_t j = 0; j < row_request.size(); ++j)
+    size_t generated = 0;
+    for (size_t j = 0; j < row_request.size(); ++j) {
+      size_t before = out[row_request[j]].tokens.size();
       if (take(row_request[j], logits.data() + j * V)) still.push_back(row_request[j]);
+      generated += out[row_request[j]].tokens.size() - before;
+    }
     live.swap(still);
+    if (on_step) on_step(generated);
   }
   return out;
 }

@@ -26,6 +26,9 @@ using StopCheck = std::function<bool(size_t request, const std::vector<int32_t>&
 // Called once per request as it ends, with its result (before generate_tokens returns).
 using FinishCallback = std::function<void(size_t request, const TokenResult&)>;
 
+// Called after every forward step with the number of tokens it generated.
+using StepCallback = std::function<void(size_t new_tokens)>;
+
 // A request whose prompt plus max_new_tokens exceeds the model's positions; `request` says which.
 struct PromptTooLong : Error {
   size_t request;
@@ -38,6 +41,7 @@ struct PromptTooLong : Error {
 // checked against the model's positions before any work (PromptTooLong).
 std::vector<TokenResult> generate_tokens(ForwardBackend& fwd, const std::vector<TokenRequest>& reqs,
                                          const std::vector<int32_t>& eos_ids, const StopCheck& stop = nullptr,
-                                         int max_in_flight = 0, const FinishCallback& on_finish = nullptr);
+                                         int max_in_flight = 0, const FinishCallback& on_finish = nullptr,
+                                         const StepCallback& on_step = nullptr);
 
 }  // namespace bq

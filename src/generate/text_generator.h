@@ -27,10 +27,12 @@ struct GenerationResult {
 };
 
 // How many prompts are decoded together: at most max_in_flight sequences (0: every prompt at once), a new prompt
-// admitted as soon as another finishes (continuous batching); on_finish(i, result) is called as prompt i finishes.
+// admitted as soon as another finishes (continuous batching); on_finish(i, result) is called as prompt i finishes,
+// on_step(n) after every forward step with the n tokens it generated (progress while answers are long).
 struct BatchControl {
   int max_in_flight = 0;
   std::function<void(size_t, const GenerationResult&)> on_finish;
+  std::function<void(size_t)> on_step;
 };
 
 struct ChatTurn {

@@ -1,7 +1,9 @@
 #include "model/model.h"
 
 #include <cmath>
+#include <functional>
 #include <map>
+#include <numeric>
 #include <optional>
 #include <random>
 #include <set>
@@ -9,6 +11,7 @@
 #include "core/error.h"
 #include "core/files.h"
 #include "core/json.h"
+#include "core/progress.h"
 #include "model/quantize_model.h"
 
 namespace bq {
@@ -282,9 +285,13 @@ Model synthesize_model(const ModelConfig& c, uint64_t seed, float std) {
   m.cfg = c;
   auto specs = tensor_specs(c);
   std::map<std::string, size_t> index;
+  double total = 0;
+  for (auto& s : specs) total += 2e-9 * double(std::accumulate(s.shape.begin(), s.shape.end(), int64_t(1), std::multiplies<>()));
+  ProgressMeter progress("making random weights", total, "GB");
   for (auto& s : specs) {
     int64_t n = 1;
     for (auto d : s.shape) n *= d;
+    progress.advance(2e-9 * double(n));
     std::vector<uint8_t> buf(size_t(n) * 2);
     auto* p = reinterpret_cast<uint16_t*>(buf.data());
     std::mt19937_64 rng(seed ^ fnv1a(s.name));

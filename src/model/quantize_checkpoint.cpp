@@ -8,8 +8,10 @@
 #include "core/error.h"
 #include "core/files.h"
 #include "core/json.h"
+#include "core/progress.h"
 #include "io/safetensors.h"
 #include "model/model.h"
+#include "model/quantize_model.h"
 
 namespace bq {
 
@@ -48,7 +50,11 @@ void quantize_checkpoint(const fs::path& in, const fs::path& out, const quant::Q
     in_shard += t.nbytes;
     shard.push_back(std::move(t));
   };
+  double to_read = 0;
+  for (const auto& [name, t] : ck.tensors()) to_read += double(t.nbytes) / 1e9;
+  ProgressMeter progress(fmt::format("quantize {} to {}", in.filename().string(), precision_name(opt.scheme)), to_read, "GB");
   for (const auto& [name, t] : ck.tensors()) {
+    progress.advance(double(t.nbytes) / 1e9);
     if (!is_decoder_linear_weight(name)) {
       add({name, t.dtype, t.shape, t.data, t.nbytes});
       continue;

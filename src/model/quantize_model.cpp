@@ -9,6 +9,7 @@
 #include <fmt/ranges.h>
 
 #include "core/error.h"
+#include "core/progress.h"
 
 namespace bq {
 
@@ -75,6 +76,12 @@ void assign_fused(std::initializer_list<Linear*> parts, const quant::QuantizedMa
 }
 
 void quantize_model(Model& m, const quant::QuantOptions& opt) {
+  // Progress in GB of 16/32-bit weights read, one layer at a time.
+  double to_read = 0;
+  for (Layer& L : m.layers)
+    if (!L.q.q)
+      for (Linear* l : {&L.q, &L.k, &L.v, &L.o, &L.gate, &L.up, &L.down}) to_read += double(l->weight_bytes()) / 1e9;
+  ProgressMeter progress("quantizing to " + precision_name(opt.scheme), to_read, "GB");
   if (opt.quantize_lm_head && !m.lm_head.q)
     m.lm_head.q = std::make_shared<const quant::QuantizedMatrix>(
         quant::quantize(m.lm_head.w, m.lm_head.dtype, m.lm_head.out, m.lm_head.in, opt));
@@ -83,6 +90,8 @@ void quantize_model(Model& m, const quant::QuantOptions& opt) {
       for (Linear* l : {&L.q, &L.k, &L.v, &L.o, &L.gate, &L.up, &L.down}) adapt_prequantized(*l, opt);
       continue;
     }
+    double layer_bytes = 0;
+    for (Linear* l : {&L.q, &L.k, &L.v, &L.o, &L.gate, &L.up, &L.down}) layer_bytes += double(l->weight_bytes());
     if (m.cfg.fused_qkv) {
       quantize_fused(m, {&L.q, &L.k, &L.v}, opt);
       quantize_fused(m, {&L.gate, &L.up}, opt);
@@ -92,6 +101,7 @@ void quantize_model(Model& m, const quant::QuantOptions& opt) {
         l->q = std::make_shared<const quant::QuantizedMatrix>(quant::quantize(l->w, l->dtype, l->out, l->in, opt));
         release_stored_weight(m, l->w, l->weight_bytes());
       }
+    progress.advance(layer_bytes / 1e9);
   }
 }
 

@@ -19,6 +19,7 @@
 #include "backend/cuda/check.h"
 #include "backend/cuda/ops.h"
 #include "core/error.h"
+#include "core/progress.h"
 
 namespace bq {
 
@@ -592,10 +593,11 @@ CudaForward::CudaForward(const Model& m, std::vector<CudaStage> stages) : p_(std
   Impl& I = *p_;
   I.init(m.cfg, std::move(stages));
   I.host = &m;
+  ProgressMeter progress("copying weights to the GPU", double(m.layers.size()), "layers");
   for (auto& stage : I.stages) {
     Stage& S = *stage;
     DeviceGuard on(S.device);
-    for (int i = S.first; i < S.end; ++i) {
+    for (int i = S.first; i < S.end; ++i, progress.advance(1)) {
       const Layer& L = m.layers[size_t(i)];
       DevLayer d;
       std::string p = fmt::format("layer {} ", i);
