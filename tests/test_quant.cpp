@@ -10,6 +10,7 @@
 #include <sstream>
 
 #include "core/error.h"
+#include "quant/precision.h"
 #include "quant/quant.h"
 #include "test_util.h"
 
@@ -126,7 +127,7 @@ TEST(Quant, FourBitQuantizeFollowsSpec) {
   };
   uint32_t seed = 100;
   for (const auto& tc : cases) {
-    SCOPED_TRACE(testing::Message() << scheme_name(tc.scheme) << " " << dtype_name(tc.dtype) << " " << tc.rows << "x"
+    SCOPED_TRACE(testing::Message() << precision_name(tc.scheme) << " " << dtype_name(tc.dtype) << " " << tc.rows << "x"
                                     << tc.cols << " bs" << tc.blocksize << " dq" << tc.dq);
     const int64_t numel = tc.rows * tc.cols, bs = tc.blocksize, nblocks = (numel + bs - 1) / bs;
     auto w = random_weights(tc.dtype, numel, seed++);
@@ -260,7 +261,7 @@ TEST(Quant, FourBitTensorsRoundTrip) {
   const std::string p = "model.layers.0.mlp.down_proj";
   for (bool dq : {true, false})
     for (Scheme s : {Scheme::NF4, Scheme::FP4}) {
-      SCOPED_TRACE(testing::Message() << scheme_name(s) << " dq" << dq);
+      SCOPED_TRACE(testing::Message() << precision_name(s) << " dq" << dq);
       const int64_t rows = 41, cols = 67;  // odd numel, ragged blocks
       auto w = random_weights(DType::BF16, rows * cols, 21);
       auto q = quantize(w.raw.data(), DType::BF16, rows, cols, {s, 64, dq});
@@ -280,12 +281,12 @@ TEST(Quant, FourBitTensorsRoundTrip) {
         EXPECT_EQ(m.at(wn + ".nested_absmax").shape, (std::vector<int64_t>{1}));
         EXPECT_EQ(m.at(wn + ".nested_quant_map").shape, (std::vector<int64_t>{256}));
       }
-      const std::string sn = wn + ".quant_state.bitsandbytes__" + std::string(scheme_name(s));
+      const std::string sn = wn + ".quant_state.bitsandbytes__" + std::string(precision_name(s));
       const auto& st = m.at(sn);
       EXPECT_EQ(st.dtype, DType::U8);
       ASSERT_EQ(st.shape, (std::vector<int64_t>{int64_t(st.bytes.size())}));
       std::string js(st.bytes.begin(), st.bytes.end());
-      std::string head = std::string(R"({"quant_type": ")") + std::string(scheme_name(s)) +
+      std::string head = std::string(R"({"quant_type": ")") + std::string(precision_name(s)) +
                          R"(", "blocksize": 64, "dtype": "bfloat16", "shape": [41, 67])";
       EXPECT_EQ(js.substr(0, head.size()), head);
       auto parsed = nlohmann::json::parse(js);

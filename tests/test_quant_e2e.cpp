@@ -14,6 +14,7 @@
 #include "model/forward.h"
 #include "model/quantize_checkpoint.h"
 #include "model/quantize_model.h"
+#include "quant/precision.h"
 #include "test_util.h"
 
 namespace bq {
@@ -59,7 +60,7 @@ TEST(QuantizedBytes, EqualsWhatQuantizeHolds) {
           QuantOptions o = opts(s, dq);
           o.blocksize = bs;
           EXPECT_EQ(quant::quantized_bytes(rows, cols, o), quant::quantize(w.data(), DType::F32, rows, cols, o).bytes())
-              << rows << "x" << cols << " " << quant::scheme_name(s) << " dq " << dq << " bs " << bs;
+              << rows << "x" << cols << " " << quant::precision_name(s) << " dq " << dq << " bs " << bs;
         }
   }
 }
@@ -95,7 +96,7 @@ TEST(Quantize, RejectsNonFiniteWeights) {
       w[3 * 64 + 5] = bad;
       try {
         quant::quantize(w.data(), DType::F32, 8, 64, opts(s));
-        ADD_FAILURE() << "accepted " << bad << " for " << quant::scheme_name(s);
+        ADD_FAILURE() << "accepted " << bad << " for " << quant::precision_name(s);
       } catch (const Error& e) {
         EXPECT_NE(std::string(e.what()).find("non-finite value (inf or NaN) at row 3, column 5"), std::string::npos)
             << e.what();
@@ -128,7 +129,7 @@ TEST(QuantizeCheckpoint, RoundTripsBitwise) {
       bool dq;
     };
     for (Case k : {Case{Scheme::NF4, true}, Case{Scheme::NF4, false}, Case{Scheme::FP4, true}, Case{Scheme::LLMInt8, false}}) {
-      SCOPED_TRACE(arch + " " + std::string(quant::scheme_name(k.s)) + (k.dq ? " dq" : ""));
+      SCOPED_TRACE(arch + " " + std::string(quant::precision_name(k.s)) + (k.dq ? " dq" : ""));
       QuantOptions o = opts(k.s, k.dq);
       auto out = test::temp_dir("rt-out-" + arch);
       quantize_checkpoint(src, out, o, 64 << 10);  // small shards: several files and an index
@@ -187,7 +188,7 @@ TEST(MemoryPlan, EqualsAllocatedBytes) {
         }
         held += m.final_norm.size() * 4 + size_t(c.vocab * c.hidden) * 2 * (c.tie_embeddings ? 1 : 2);
         MemoryPlan p = memory_plan(c, opts(s, dq));
-        EXPECT_EQ(p.total_bytes, held) << arch << " " << quant::scheme_name(s) << " dq " << dq;
+        EXPECT_EQ(p.total_bytes, held) << arch << " " << quant::precision_name(s) << " dq " << dq;
       }
 }
 

@@ -5,6 +5,7 @@
 #include <cmath>
 #include <random>
 
+#include "quant/precision.h"
 #include "quant/quant.h"
 
 using namespace bq;
@@ -67,7 +68,7 @@ TEST(QuantMatmul, WeightOnlyMatchesDequantizedReference) {
           std::vector<float> deq(static_cast<size_t>(sh.rows * sh.cols));
           dequantize(q, deq.data());
           for (int64_t n : {1, 3, 17, 64}) {
-            SCOPED_TRACE(testing::Message() << (portable ? "portable " : "avx2 ") << scheme_name(s) << " " << sh.rows
+            SCOPED_TRACE(testing::Message() << (portable ? "portable " : "avx2 ") << precision_name(s) << " " << sh.rows
                                             << "x" << sh.cols << " bs" << sh.blocksize << " dq" << dq << " n" << n);
             auto x = random_x(n * sh.cols, rng);
             std::vector<float> y(static_cast<size_t>(n * sh.rows), NAN);
@@ -200,7 +201,7 @@ TEST(QuantMatmul, AvxAndPortableAgree) {
         EXPECT_FALSE(using_avx2());
         matmul(q, x.data(), nn, b.data());
       }
-      for (size_t i = 0; i < a.size(); ++i) ASSERT_NEAR(a[i], b[i], 1e-4 * (1 + std::fabs(b[i]))) << scheme_name(s);
+      for (size_t i = 0; i < a.size(); ++i) ASSERT_NEAR(a[i], b[i], 1e-4 * (1 + std::fabs(b[i]))) << precision_name(s);
     }
   }
 }
@@ -214,7 +215,7 @@ TEST(QuantMatmul, ComputeDtypeRoundsActivationsAndResult) {
   auto w = random_bf16(rows * cols, rng);
   for (Scheme s : {Scheme::NF4, Scheme::Int8, Scheme::LLMInt8})
     for (DType t : {DType::F16, DType::BF16}) {
-      SCOPED_TRACE(testing::Message() << scheme_name(s) << (t == DType::F16 ? " f16" : " bf16"));
+      SCOPED_TRACE(testing::Message() << precision_name(s) << (t == DType::F16 ? " f16" : " bf16"));
       QuantOptions o{s, 64, true};
       o.llm_int8_threshold = 0;  // plain W8A8: the int8 path has its own (exact) reference test
       o.compute = t;

@@ -13,6 +13,7 @@
 #include "model/quantize_checkpoint.h"
 #include "model/quantize_model.h"
 #include "model/forward.h"
+#include "quant/precision.h"
 #include "tokenizer/tokenizer.h"
 
 namespace bq::cli {
@@ -64,11 +65,10 @@ void run_synth(const SynthArgs& a) {
     if (c.hidden % c.n_heads || c.n_heads % c.n_kv_heads) fail("synth: heads must divide hidden and kv-heads heads");
   }
   if (a.arch != c.arch) {
-    if (a.arch != "llama" && a.arch != "mistral" && a.arch != "qwen2" && a.arch != "phi3")
-      fail("synth: unknown --arch '{}'", a.arch);
+    const Architecture& arch = find_architecture(a.arch, "synth --arch");
     c.arch = a.arch;
-    c.attn_bias = a.arch == "qwen2";
-    c.fused_qkv = a.arch == "phi3";
+    c.attn_bias = arch.attn_bias;
+    c.fused_qkv = arch.fused_qkv;
   }
   // The synthetic tokenizer decides the special ids; the config agrees with it.
   auto tok_files = make_synthetic_tokenizer(c.vocab);
@@ -138,7 +138,7 @@ void add_precision_options(CLI::App* cmd, PrecisionOptions& e) {
   cmd->add_option("--precision", e.precision,
                   "bf16 | fp16 | fp32 (stored weights) | int8 | llm-int8 | nf4 | fp4 (default: a checkpoint saved "
                   "quantized runs as stored, any other at bf16)")
-      ->check(CLI::IsMember(precision_names()))
+      ->check(CLI::IsMember(quant::precision_names()))
       ->each([&e](const std::string&) { e.precision_given = true; });
   cmd->add_option_function<std::string>(
          "--double-quant",
@@ -165,7 +165,7 @@ void add_engine_options(CLI::App* cmd, EngineOptions& e) {
 void register_model_commands(CLI::App& app) {
   auto synth = std::make_shared<SynthArgs>();
   auto* s = app.add_subcommand("synth", "Write a random-weight Hugging Face checkpoint with a working tokenizer");
-  s->add_option("--arch", synth->arch, "llama | mistral | qwen2 | phi3")->check(CLI::IsMember({"llama", "mistral", "qwen2", "phi3"}));
+  s->add_option("--arch", synth->arch, "architecture (model_type)")->check(CLI::IsMember(architecture_names()));
   std::string presets;
   for (auto& p : preset_names()) presets += (presets.empty() ? "" : ", ") + p;
   s->add_option("--preset", synth->preset, "Real model shapes: " + presets);

@@ -9,6 +9,7 @@
 
 #include "core/error.h"
 #include "core/files.h"
+#include "quant/precision.h"
 
 namespace bq::eval {
 
@@ -47,12 +48,6 @@ std::string memory_source_words(const std::string& key) {
   if (key == "weight_bytes") return "weights alone";
   if (key.empty()) return "none recorded";
   return "peak";
-}
-
-int precision_rank(const std::string& p) {
-  static const std::vector<std::string> order = {"fp32", "bf16", "fp16", "int8", "llm-int8", "nf4", "fp4"};
-  auto it = std::find(order.begin(), order.end(), p);
-  return int(it - order.begin());
 }
 
 namespace {
@@ -187,7 +182,7 @@ std::string format_results_table(const std::vector<fs::path>& run_dirs, bool csv
     }
   }
   std::stable_sort(precisions.begin(), precisions.end(),
-                   [](const std::string& a, const std::string& b) { return precision_rank(a) < precision_rank(b); });
+                   [](const std::string& a, const std::string& b) { return quant::precision_rank(a) < quant::precision_rank(b); });
   // Rows grouped by task in first-seen order, models in first-seen order within a task.
   std::vector<std::string> task_order;
   for (auto& r : rows)

@@ -43,7 +43,4 @@ std::pair<double, std::string> memory_gb(const nlohmann::json& memory);
 // What a memory key of memory_gb measures, in words for legends ("model-held peak: ...").
 std::string memory_source_words(const std::string& key);
 
-// Sort key of precisions from full to fewest bits (fp32, bf16, fp16, int8, llm-int8, nf4, fp4; others last).
-int precision_rank(const std::string& precision);
-
 }  // namespace bq::eval

@@ -3,6 +3,8 @@
 #include <cmath>
 #include <numbers>
 
+#include <fmt/ranges.h>
+
 #include "core/error.h"
 #include "core/files.h"
 #include "core/json.h"
@@ -90,12 +92,33 @@ std::vector<int> parse_ids(const json& v, const char* key, const std::string& or
 
 }  // namespace
 
+const std::vector<Architecture>& architectures() {
+  static const std::vector<Architecture> table = {
+      {"llama", "LlamaForCausalLM", false, false, false},
+      {"mistral", "MistralForCausalLM", false, false, false},
+      {"qwen2", "Qwen2ForCausalLM", true, false, false},
+      {"phi3", "Phi3ForCausalLM", false, true, true},
+  };
+  return table;
+}
+
+std::vector<std::string> architecture_names() {
+  std::vector<std::string> out;
+  for (auto& a : architectures()) out.emplace_back(a.model_type);
+  return out;
+}
+
+const Architecture& find_architecture(std::string_view model_type, const std::string& origin) {
+  for (auto& a : architectures())
+    if (a.model_type == model_type) return a;
+  fail("{}: unknown model_type '{}' (supported: {})", origin, model_type, fmt::join(architecture_names(), ", "));
+}
+
 ModelConfig parse_model_config(const json& j, const std::string& origin) {
   if (!j.is_object()) fail("{}: config must be a JSON object", origin);
   ModelConfig c;
   c.arch = get_str(j, "model_type", origin, "");
-  if (c.arch != "llama" && c.arch != "mistral" && c.arch != "qwen2" && c.arch != "phi3")
-    fail("{}: unknown model_type '{}' (supported: llama, mistral, qwen2, phi3)", origin, c.arch);
+  const Architecture& arch = find_architecture(c.arch, origin);
   c.hidden = get_int(j, "hidden_size", origin);
   c.intermediate = get_int(j, "intermediate_size", origin);
   c.n_layers = get_int(j, "num_hidden_layers", origin);
@@ -111,13 +134,13 @@ ModelConfig parse_model_config(const json& j, const std::string& origin) {
   if (c.head_dim % 2 != 0) fail("{}: head_dim must be even", origin);
   if (int64_t(c.n_heads) * c.head_dim > (1 << 30))  // q_dim() is an int
     fail("{}: num_attention_heads x head_dim is implausibly large", origin);
-  if (c.arch != "phi3" && get_num(j, "partial_rotary_factor", origin, 1.0) != 1.0)
+  if (!arch.partial_rotary && get_num(j, "partial_rotary_factor", origin, 1.0) != 1.0)
     fail("{}: partial_rotary_factor other than 1 is not supported", origin);
   if (j.contains("rope_parameters") && !j["rope_parameters"].is_null()) parse_rope(j["rope_parameters"], c, origin);
   else if (j.contains("rope_scaling") && !j["rope_scaling"].is_null()) parse_rope(j["rope_scaling"], c, origin);
-  c.attn_bias = c.arch == "qwen2" || get_bool(j, "attention_bias", origin, false);
+  c.attn_bias = arch.attn_bias || get_bool(j, "attention_bias", origin, false);
   c.tie_embeddings = get_bool(j, "tie_word_embeddings", origin, false);
-  c.fused_qkv = c.arch == "phi3";
+  c.fused_qkv = arch.fused_qkv;
   std::string dt = get_str(j, "dtype", origin, get_str(j, "torch_dtype", origin, "bfloat16"));
   c.dtype = dt == "float32" ? DType::F32 : dt == "float16" ? DType::F16 : DType::BF16;
   if (j.contains("bos_token_id")) {
@@ -156,9 +179,7 @@ ModelConfig load_model_config(const std::filesystem::path& model_dir) {
 }
 
 json model_config_to_json(const ModelConfig& c, bool v5) {
-  static const std::map<std::string, std::string> arch_class = {
-      {"llama", "LlamaForCausalLM"}, {"mistral", "MistralForCausalLM"}, {"qwen2", "Qwen2ForCausalLM"}, {"phi3", "Phi3ForCausalLM"}};
-  json j = {{"architectures", {arch_class.at(c.arch)}},
+  json j = {{"architectures", {std::string(find_architecture(c.arch, "model config").hf_class)}},
             {"model_type", c.arch},
             {"hidden_size", c.hidden},
             {"intermediate_size", c.intermediate},

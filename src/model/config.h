@@ -4,6 +4,7 @@
 #include <nlohmann/json.hpp>
 #include <optional>
 #include <string>
+#include <string_view>
 #include <vector>
 
 #include "core/dtype.h"
@@ -12,8 +13,21 @@ namespace bq {
 
 enum class RopeScaling { None, Linear, Llama3 };
 
+// The one table of architectures biomedq runs: config.json's model_type, the transformers class that writes it, and
+// the flags that set it apart (every architecture is the Llama forward with these switches).
+struct Architecture {
+  std::string_view model_type, hf_class;
+  bool attn_bias;       // q/k/v biases always (qwen2); others only with "attention_bias": true
+  bool fused_qkv;       // one qkv_proj and one gate_up_proj tensor (phi3)
+  bool partial_rotary;  // accepts partial_rotary_factor in config.json (phi3 writes 1.0)
+};
+const std::vector<Architecture>& architectures();
+std::vector<std::string> architecture_names();
+// The entry for a model_type; an Error naming `origin` and the supported ones otherwise.
+const Architecture& find_architecture(std::string_view model_type, const std::string& origin);
+
 struct ModelConfig {
-  std::string arch;  // model_type: llama | mistral | qwen2 | phi3
+  std::string arch;  // model_type, one of architectures()
   int hidden = 0, intermediate = 0, n_layers = 0, n_heads = 0, n_kv_heads = 0, head_dim = 0, vocab = 0;
   int max_positions = 4096;
   float rms_eps = 1e-5f;

@@ -18,7 +18,6 @@ namespace bq {
 
 namespace {
 
-std::string layer_prefix(int i) { return "model.layers." + std::to_string(i) + "."; }
 
 // A stable hash, so a seed gives the same weights on every platform.
 uint64_t fnv1a(const std::string& s) {
@@ -53,41 +52,21 @@ void bind_weights(Model& m, Get get) {
   m.embed = embed;
   m.embed_dtype = et;
   m.layers.resize(size_t(c.n_layers));
+  const auto tensors = layer_tensors(c);
   for (int i = 0; i < c.n_layers; ++i) {
     Layer& L = m.layers[size_t(i)];
-    std::string p = layer_prefix(i);
-    auto vec = [&](const std::string& name, int64_t n) {
-      auto [d, t] = get(name);
-      return to_vector(d, t, n);
-    };
-    L.attn_norm = vec(p + "input_layernorm.weight", c.hidden);
-    L.mlp_norm = vec(p + "post_attention_layernorm.weight", c.hidden);
-    auto lin = [&](const std::string& name, int64_t out, int64_t in) {
-      auto [d, t] = get(name);
-      return linear_rows(d, t, 0, out, in);
-    };
-    if (c.fused_qkv) {
-      auto [qkv, qt] = get(p + "self_attn.qkv_proj.weight");
-      L.q = linear_rows(qkv, qt, 0, c.q_dim(), c.hidden);
-      L.k = linear_rows(qkv, qt, c.q_dim(), c.kv_dim(), c.hidden);
-      L.v = linear_rows(qkv, qt, c.q_dim() + c.kv_dim(), c.kv_dim(), c.hidden);
-      auto [gu, gt] = get(p + "mlp.gate_up_proj.weight");
-      L.gate = linear_rows(gu, gt, 0, c.intermediate, c.hidden);
-      L.up = linear_rows(gu, gt, c.intermediate, c.intermediate, c.hidden);
-    } else {
-      L.q = lin(p + "self_attn.q_proj.weight", c.q_dim(), c.hidden);
-      L.k = lin(p + "self_attn.k_proj.weight", c.kv_dim(), c.hidden);
-      L.v = lin(p + "self_attn.v_proj.weight", c.kv_dim(), c.hidden);
-      L.gate = lin(p + "mlp.gate_proj.weight", c.intermediate, c.hidden);
-      L.up = lin(p + "mlp.up_proj.weight", c.intermediate, c.hidden);
+    for (const LayerTensor& t : tensors) {
+      auto [d, dt] = get(layer_prefix(i) + t.name);
+      if (t.norm) L.*t.norm = to_vector(d, dt, t.shape[0]);
+      if (t.bias_of) (L.*t.bias_of).bias = to_vector(d, dt, t.shape[0]);
+      int64_t row0 = 0;
+      for (auto [part, rows] : t.linears) {
+        Linear bias_kept = std::move(L.*part);  // a bias may have been bound before its weight
+        L.*part = linear_rows(d, dt, row0, rows, t.shape[1]);
+        (L.*part).bias = std::move(bias_kept.bias);
+        row0 += rows;
+      }
     }
-    if (c.attn_bias) {
-      L.q.bias = vec(p + "self_attn.q_proj.bias", c.q_dim());
-      L.k.bias = vec(p + "self_attn.k_proj.bias", c.kv_dim());
-      L.v.bias = vec(p + "self_attn.v_proj.bias", c.kv_dim());
-    }
-    L.o = lin(p + "self_attn.o_proj.weight", c.hidden, c.q_dim());
-    L.down = lin(p + "mlp.down_proj.weight", c.hidden, c.intermediate);
   }
   {
     auto [d, t] = get("model.norm.weight");
@@ -103,37 +82,52 @@ void bind_weights(Model& m, Get get) {
 
 }  // namespace
 
+std::string layer_prefix(int layer) { return "model.layers." + std::to_string(layer) + "."; }
+
+std::vector<LayerTensor> layer_tensors(const ModelConfig& c) {
+  const int64_t H = c.hidden, I = c.intermediate, Q = c.q_dim(), KV = c.kv_dim();
+  using L = Layer;
+  auto linear = [](std::string name, std::vector<std::pair<Linear Layer::*, int64_t>> parts, int64_t in) {
+    int64_t rows = 0;
+    for (auto& p : parts) rows += p.second;
+    return LayerTensor{std::move(name), {rows, in}, nullptr, nullptr, std::move(parts)};
+  };
+  auto norm = [](std::string name, std::vector<float> Layer::*to, int64_t n) { return LayerTensor{std::move(name), {n}, to, nullptr, {}}; };
+  auto bias = [](std::string name, Linear Layer::*of, int64_t n) { return LayerTensor{std::move(name), {n}, nullptr, of, {}}; };
+  std::vector<LayerTensor> t;
+  t.push_back(norm("input_layernorm.weight", &L::attn_norm, H));
+  if (c.fused_qkv) {
+    t.push_back(linear("self_attn.qkv_proj.weight", {{&L::q, Q}, {&L::k, KV}, {&L::v, KV}}, H));
+  } else {
+    t.push_back(linear("self_attn.q_proj.weight", {{&L::q, Q}}, H));
+    t.push_back(linear("self_attn.k_proj.weight", {{&L::k, KV}}, H));
+    t.push_back(linear("self_attn.v_proj.weight", {{&L::v, KV}}, H));
+  }
+  if (c.attn_bias) {
+    t.push_back(bias("self_attn.q_proj.bias", &L::q, Q));
+    t.push_back(bias("self_attn.k_proj.bias", &L::k, KV));
+    t.push_back(bias("self_attn.v_proj.bias", &L::v, KV));
+  }
+  t.push_back(linear("self_attn.o_proj.weight", {{&L::o, H}}, Q));
+  t.push_back(norm("post_attention_layernorm.weight", &L::mlp_norm, H));
+  if (c.fused_qkv) {
+    t.push_back(linear("mlp.gate_up_proj.weight", {{&L::gate, I}, {&L::up, I}}, H));
+  } else {
+    t.push_back(linear("mlp.gate_proj.weight", {{&L::gate, I}}, H));
+    t.push_back(linear("mlp.up_proj.weight", {{&L::up, I}}, H));
+  }
+  t.push_back(linear("mlp.down_proj.weight", {{&L::down, H}}, I));
+  return t;
+}
+
 std::vector<TensorSpec> tensor_specs(const ModelConfig& c) {
   std::vector<TensorSpec> s;
-  const int64_t H = c.hidden, I = c.intermediate, Q = c.q_dim(), KV = c.kv_dim();
-  s.push_back({"model.embed_tokens.weight", {c.vocab, H}});
-  for (int i = 0; i < c.n_layers; ++i) {
-    std::string p = layer_prefix(i);
-    s.push_back({p + "input_layernorm.weight", {H}});
-    if (c.fused_qkv) {
-      s.push_back({p + "self_attn.qkv_proj.weight", {Q + 2 * KV, H}});
-    } else {
-      s.push_back({p + "self_attn.q_proj.weight", {Q, H}});
-      s.push_back({p + "self_attn.k_proj.weight", {KV, H}});
-      s.push_back({p + "self_attn.v_proj.weight", {KV, H}});
-    }
-    if (c.attn_bias) {
-      s.push_back({p + "self_attn.q_proj.bias", {Q}});
-      s.push_back({p + "self_attn.k_proj.bias", {KV}});
-      s.push_back({p + "self_attn.v_proj.bias", {KV}});
-    }
-    s.push_back({p + "self_attn.o_proj.weight", {H, Q}});
-    s.push_back({p + "post_attention_layernorm.weight", {H}});
-    if (c.fused_qkv) {
-      s.push_back({p + "mlp.gate_up_proj.weight", {2 * I, H}});
-    } else {
-      s.push_back({p + "mlp.gate_proj.weight", {I, H}});
-      s.push_back({p + "mlp.up_proj.weight", {I, H}});
-    }
-    s.push_back({p + "mlp.down_proj.weight", {H, I}});
-  }
-  s.push_back({"model.norm.weight", {H}});
-  if (!c.tie_embeddings) s.push_back({"lm_head.weight", {c.vocab, H}});
+  s.push_back({"model.embed_tokens.weight", {c.vocab, c.hidden}});
+  const auto tensors = layer_tensors(c);
+  for (int i = 0; i < c.n_layers; ++i)
+    for (const LayerTensor& t : tensors) s.push_back({layer_prefix(i) + t.name, t.shape, !t.linears.empty()});
+  s.push_back({"model.norm.weight", {c.hidden}});
+  if (!c.tie_embeddings) s.push_back({"lm_head.weight", {c.vocab, c.hidden}});
   return s;
 }
 
@@ -142,13 +136,6 @@ void Model::embed_row(int32_t token, float* out) const {
   size_t esz = dtype_size(embed_dtype);
   to_f32(embed_dtype, static_cast<const uint8_t*>(embed) + size_t(token) * size_t(cfg.hidden) * esz, out,
          size_t(cfg.hidden));
-}
-
-bool is_decoder_linear_weight(const std::string& name) {
-  auto ends_with = [&](std::string_view suffix) {
-    return name.size() >= suffix.size() && name.compare(name.size() - suffix.size(), suffix.size(), suffix) == 0;
-  };
-  return name.rfind("model.layers.", 0) == 0 && ends_with("_proj.weight");
 }
 
 namespace {
@@ -170,26 +157,16 @@ void load_prequantized_linears(Model& m, float llm_int8_threshold) {
       fail("{}: {}.weight is quantized as [{}, {}], expected [{}, {}]", origin, prefix, q.rows, q.cols, rows, cols);
     return q;
   };
-  auto set = [](Linear& l, quant::QuantizedMatrix q) {
-    l.q = std::make_shared<const quant::QuantizedMatrix>(std::move(q));
-    l.w = nullptr;
-  };
-  const ModelConfig& c = m.cfg;
-  for (int i = 0; i < c.n_layers; ++i) {
+  const auto tensors = layer_tensors(m.cfg);
+  for (int i = 0; i < m.cfg.n_layers; ++i) {
     Layer& L = m.layers[size_t(i)];
-    std::string p = layer_prefix(i);
-    if (c.fused_qkv) {
-      assign_fused({&L.q, &L.k, &L.v}, load(p + "self_attn.qkv_proj", c.q_dim() + 2 * c.kv_dim(), c.hidden));
-      assign_fused({&L.gate, &L.up}, load(p + "mlp.gate_up_proj", 2 * int64_t(c.intermediate), c.hidden));
-    } else {
-      set(L.q, load(p + "self_attn.q_proj", c.q_dim(), c.hidden));
-      set(L.k, load(p + "self_attn.k_proj", c.kv_dim(), c.hidden));
-      set(L.v, load(p + "self_attn.v_proj", c.kv_dim(), c.hidden));
-      set(L.gate, load(p + "mlp.gate_proj", c.intermediate, c.hidden));
-      set(L.up, load(p + "mlp.up_proj", c.intermediate, c.hidden));
+    for (const LayerTensor& t : tensors) {
+      if (t.linears.empty()) continue;
+      std::string prefix = layer_prefix(i) + t.name.substr(0, t.name.size() - std::string(".weight").size());
+      std::vector<Linear*> parts;
+      for (auto [part, rows] : t.linears) parts.push_back(&(L.*part));
+      assign_fused(parts, load(prefix, t.shape[0], t.shape[1]));
     }
-    set(L.o, load(p + "self_attn.o_proj", c.hidden, c.q_dim()));
-    set(L.down, load(p + "mlp.down_proj", c.hidden, c.intermediate));
   }
 }
 
@@ -259,7 +236,7 @@ Model load_model(const std::filesystem::path& dir) {
   std::set<std::string> used;
   for (auto& s : tensor_specs(m.cfg)) {
     used.insert(s.name);
-    if (bnb_threshold && is_decoder_linear_weight(s.name)) continue;  // checked by from_bnb_tensors
+    if (bnb_threshold && s.decoder_linear) continue;  // checked by from_bnb_tensors
     const TensorInfo& t = m.checkpoint->require(s.name, s.shape);
     if (!is_float_type(t.dtype))
       fail("{}: tensor '{}' has dtype {}; expected F32, F16 or BF16", *t.file, s.name, dtype_name(t.dtype));

@@ -49,12 +49,25 @@ struct Model {
 // 4-bit or 8-bit layout) loads the decoder linears pre-quantized; 8-bit ones as LLM.int8 with the config's threshold.
 Model load_model(const std::filesystem::path& dir);
 
-// Whether a tensor name is the weight of a decoder-block linear (the ones bitsandbytes quantizes).
-bool is_decoder_linear_weight(const std::string& name);
+// The one table of a decoder layer's stored tensors (names relative to "model.layers.<i>.", in the order
+// transformers saves them) and where each goes in a Layer. It drives loading, pre-quantized loading, synthesis,
+// saving and quantizing checkpoints. A tensor is a norm weight, a bias, or a linear weight holding one or more
+// projections stacked by rows (phi3's fused qkv_proj and gate_up_proj).
+struct LayerTensor {
+  std::string name;
+  std::vector<int64_t> shape;
+  std::vector<float> Layer::*norm = nullptr;
+  Linear Layer::*bias_of = nullptr;
+  std::vector<std::pair<Linear Layer::*, int64_t>> linears;  // (projection, its rows), top to bottom
+};
+std::vector<LayerTensor> layer_tensors(const ModelConfig& c);
+std::string layer_prefix(int layer);  // "model.layers.<layer>."
+
 // Names and shapes of every tensor the architecture stores, in the order transformers saves them.
 struct TensorSpec {
   std::string name;
   std::vector<int64_t> shape;
+  bool decoder_linear = false;  // a decoder layer's linear weight: what bitsandbytes quantizes
 };
 std::vector<TensorSpec> tensor_specs(const ModelConfig& c);
 

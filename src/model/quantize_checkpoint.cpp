@@ -1,6 +1,7 @@
 #include "model/quantize_checkpoint.h"
 
 #include <list>
+#include <set>
 
 #include <fmt/format.h>
 #include <nlohmann/json.hpp>
@@ -11,7 +12,7 @@
 #include "core/progress.h"
 #include "io/safetensors.h"
 #include "model/model.h"
-#include "model/quantize_model.h"
+#include "quant/precision.h"
 
 namespace bq {
 
@@ -24,6 +25,10 @@ void quantize_checkpoint(const fs::path& in, const fs::path& out, const quant::Q
   if (!config.is_object()) fail("{}: not a JSON object", (in / "config.json").string());
   if (config.contains("quantization_config")) fail("{}: the checkpoint is already quantized", (in / "config.json").string());
   if (opt.quantize_lm_head) fail("quantize: lm_head is kept 16-bit in saved checkpoints (as bitsandbytes saves them); --quantize-lm-head applies when a model is loaded");
+  // The decoder linears, as the architecture's tensor table names them, are what bitsandbytes quantizes.
+  std::set<std::string> linears;
+  for (auto& s : tensor_specs(parse_model_config(config, (in / "config.json").string())))
+    if (s.decoder_linear) linears.insert(s.name);
   fs::create_directories(out);
 
   // Shards are written under provisional names, renamed once their count is known.
@@ -52,10 +57,10 @@ void quantize_checkpoint(const fs::path& in, const fs::path& out, const quant::Q
   };
   double to_read = 0;
   for (const auto& [name, t] : ck.tensors()) to_read += double(t.nbytes) / 1e9;
-  ProgressMeter progress(fmt::format("quantize {} to {}", in.filename().string(), precision_name(opt.scheme)), to_read, "GB");
+  ProgressMeter progress(fmt::format("quantize {} to {}", in.filename().string(), quant::precision_name(opt.scheme)), to_read, "GB");
   for (const auto& [name, t] : ck.tensors()) {
     progress.advance(double(t.nbytes) / 1e9);
-    if (!is_decoder_linear_weight(name)) {
+    if (!linears.contains(name)) {
       add({name, t.dtype, t.shape, t.data, t.nbytes});
       continue;
     }
@@ -122,7 +127,7 @@ std::optional<quant::QuantOptions> checkpoint_quantization(const fs::path& dir) 
   }
   Checkpoint ck = Checkpoint::open(dir);
   std::string name = "model.layers.0.self_attn.o_proj.weight.quant_state.bitsandbytes__" +
-                     std::string(quant::scheme_name(o.scheme));
+                     std::string(quant::precision_name(o.scheme));
   const TensorInfo* t = ck.find(name);
   if (!t) fail("{}: missing tensor {}", dir.string(), name);
   auto state = parse_json(std::string_view(reinterpret_cast<const char*>(t->data), t->nbytes), *t->file + ": " + name);

@@ -10,6 +10,7 @@
 
 #include "core/error.h"
 #include "core/progress.h"
+#include "quant/precision.h"
 
 namespace bq {
 
@@ -24,7 +25,7 @@ void adapt_prequantized(Linear& l, const quant::QuantOptions& opt) {
   bool want8 = opt.scheme == Scheme::Int8 || opt.scheme == Scheme::LLMInt8;
   if (q.scheme != opt.scheme && !(q8 && want8))
     fail("the checkpoint is already quantized as {}; --precision asks for {} (use the original checkpoint)",
-         quant::scheme_name(q.scheme), quant::scheme_name(opt.scheme));
+         quant::precision_name(q.scheme), quant::precision_name(opt.scheme));
   if (q.scheme == opt.scheme && q.compute == opt.compute) return;
   auto copy = std::make_shared<quant::QuantizedMatrix>(q);
   if (q8) copy->threshold = opt.scheme == Scheme::LLMInt8 ? opt.llm_int8_threshold : 0.0f;
@@ -51,10 +52,11 @@ void release_stored_weight(const Model& m, const void* w, size_t bytes) {
   if (end > first) ::madvise(reinterpret_cast<void*>(first), end - first, MADV_DONTNEED);
 }
 
-// phi3's fused tensor (q, k, v or gate, up stacked by rows, contiguous from parts[0].w): bitsandbytes quantizes
-// the stored tensor as a whole, so it is quantized whole here too and cut into the projections' row ranges.
-void quantize_fused(const Model& m, std::initializer_list<Linear*> parts, const quant::QuantOptions& opt) {
-  const Linear& first = **parts.begin();
+// One stored tensor, holding `parts` stacked by rows and contiguous from parts[0].w (phi3's fused qkv_proj and
+// gate_up_proj hold several): bitsandbytes quantizes the stored tensor as a whole, so it is quantized whole here too
+// and cut into the projections' row ranges.
+void quantize_stored(const Model& m, const std::vector<Linear*>& parts, const quant::QuantOptions& opt) {
+  const Linear& first = *parts.front();
   const void* stored = first.w;
   int64_t rows = 0;
   for (const Linear* l : parts) rows += l->out;
@@ -64,7 +66,15 @@ void quantize_fused(const Model& m, std::initializer_list<Linear*> parts, const 
 
 }  // namespace
 
-void assign_fused(std::initializer_list<Linear*> parts, const quant::QuantizedMatrix& whole) {
+void assign_fused(const std::vector<Linear*>& parts, quant::QuantizedMatrix whole) {
+  if (parts.size() == 1) {  // not fused: the matrix as it is (slicing would resolve double-quantized maxima)
+    Linear& l = *parts[0];
+    if (l.in != whole.cols || l.out != whole.rows)
+      fail("quantized tensor is [{}, {}], the projection [{}, {}]", whole.rows, whole.cols, l.out, l.in);
+    l.q = std::make_shared<const quant::QuantizedMatrix>(std::move(whole));
+    l.w = nullptr;
+    return;
+  }
   int64_t row0 = 0;
   for (Linear* l : parts) {
     if (l->in != whole.cols) fail("fused tensor has {} columns, the projection {}", whole.cols, l->in);
@@ -81,7 +91,8 @@ void quantize_model(Model& m, const quant::QuantOptions& opt) {
   for (Layer& L : m.layers)
     if (!L.q.q)
       for (Linear* l : {&L.q, &L.k, &L.v, &L.o, &L.gate, &L.up, &L.down}) to_read += double(l->weight_bytes()) / 1e9;
-  ProgressMeter progress("quantizing to " + precision_name(opt.scheme), to_read, "GB");
+  ProgressMeter progress(fmt::format("quantizing to {}", quant::precision_name(opt.scheme)), to_read, "GB");
+  const auto tensors = layer_tensors(m.cfg);
   if (opt.quantize_lm_head && !m.lm_head.q)
     m.lm_head.q = std::make_shared<const quant::QuantizedMatrix>(
         quant::quantize(m.lm_head.w, m.lm_head.dtype, m.lm_head.out, m.lm_head.in, opt));
@@ -90,61 +101,19 @@ void quantize_model(Model& m, const quant::QuantOptions& opt) {
       for (Linear* l : {&L.q, &L.k, &L.v, &L.o, &L.gate, &L.up, &L.down}) adapt_prequantized(*l, opt);
       continue;
     }
-    double layer_bytes = 0;
-    for (Linear* l : {&L.q, &L.k, &L.v, &L.o, &L.gate, &L.up, &L.down}) layer_bytes += double(l->weight_bytes());
-    if (m.cfg.fused_qkv) {
-      quantize_fused(m, {&L.q, &L.k, &L.v}, opt);
-      quantize_fused(m, {&L.gate, &L.up}, opt);
+    for (const LayerTensor& t : tensors) {
+      if (t.linears.empty()) continue;
+      std::vector<Linear*> parts;
+      for (auto [part, rows] : t.linears) parts.push_back(&(L.*part));
+      quantize_stored(m, parts, opt);
+      progress.advance(double(t.shape[0] * t.shape[1]) * double(dtype_size(parts[0]->dtype)) / 1e9);
     }
-    for (Linear* l : {&L.q, &L.k, &L.v, &L.o, &L.gate, &L.up, &L.down})
-      if (!l->q) {
-        l->q = std::make_shared<const quant::QuantizedMatrix>(quant::quantize(l->w, l->dtype, l->out, l->in, opt));
-        release_stored_weight(m, l->w, l->weight_bytes());
-      }
-    progress.advance(layer_bytes / 1e9);
   }
 }
 
-namespace {
-
-// The one table of precision names: the 16/32-bit ones use the stored weights (no scheme).
-struct PrecisionEntry {
-  const char* name;
-  std::optional<quant::Scheme> scheme;
-};
-const std::vector<PrecisionEntry>& precision_table() {
-  static const std::vector<PrecisionEntry> table = {{"bf16", std::nullopt},
-                                                    {"fp16", std::nullopt},
-                                                    {"fp32", std::nullopt},
-                                                    {"int8", quant::Scheme::Int8},
-                                                    {"llm-int8", quant::Scheme::LLMInt8},
-                                                    {"nf4", quant::Scheme::NF4},
-                                                    {"fp4", quant::Scheme::FP4}};
-  return table;
-}
-
-}  // namespace
-
-const std::vector<std::string>& precision_names() {
-  static const std::vector<std::string> names = [] {
-    std::vector<std::string> v;
-    for (auto& e : precision_table()) v.push_back(e.name);
-    return v;
-  }();
-  return names;
-}
-
-std::string precision_name(quant::Scheme s) {
-  for (auto& e : precision_table())
-    if (e.scheme == s) return e.name;
-  fail("no precision name for quantization scheme {}", int(s));
-}
-
 std::optional<quant::QuantOptions> precision_to_quant(const PrecisionOptions& p) {
-  auto entry = std::find_if(precision_table().begin(), precision_table().end(),
-                            [&](const PrecisionEntry& e) { return p.precision == e.name; });
-  if (entry == precision_table().end())
-    fail("--precision: unknown '{}' ({})", p.precision, fmt::join(precision_names(), ", "));
+  const quant::Precision* entry = quant::find_precision(p.precision);
+  if (!entry) fail("--precision: unknown '{}' ({})", p.precision, fmt::join(quant::precision_names(), ", "));
   if (!entry->scheme) return std::nullopt;
   quant::QuantOptions q;
   q.scheme = *entry->scheme;
@@ -165,7 +134,7 @@ PrecisionOptions resolve_precision(const PrecisionOptions& asked, const std::opt
   if (!stored) return asked;
   PrecisionOptions p = asked;
   const bool four = quant::is_4bit(stored->scheme);
-  const std::string name = precision_name(stored->scheme);
+  const std::string name(quant::precision_name(stored->scheme));
   const std::string as_stored = four ? fmt::format("{} (blocksize {}, double quant {})", name, stored->blocksize,
                                                    stored->double_quant ? "on" : "off")
                                        : "8-bit (int8 or llm-int8)";

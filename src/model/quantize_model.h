@@ -16,12 +16,13 @@ namespace bq {
 // switch and the compute dtype is opt's; another scheme is an error.
 void quantize_model(Model& m, const quant::QuantOptions& opt);
 
-// Gives each of `parts` (stacked by rows in that order) its row range of `whole`, via quant::slice_rows.
-void assign_fused(std::initializer_list<Linear*> parts, const quant::QuantizedMatrix& whole);
+// Gives each of `parts` (stacked by rows in that order) its row range of `whole`, via quant::slice_rows; a single
+// part takes `whole` as it is.
+void assign_fused(const std::vector<Linear*>& parts, quant::QuantizedMatrix whole);
 
 // What the precision options of every command that loads a model ask for.
 struct PrecisionOptions {
-  std::string precision = "bf16";  // one of precision_names()
+  std::string precision = "bf16";  // one of quant::precision_names()
   bool double_quant = true;        // 4-bit: quantize the block maxima too (the study's setting)
   int blocksize = 64;              // 4-bit block size
   std::string compute_dtype = "fp16";  // fp16 | bf16 | fp32: bitsandbytes' compute dtype (the study's fp16)
@@ -29,11 +30,6 @@ struct PrecisionOptions {
   // Whether the command line gave them: a checkpoint saved quantized decides those it did not give.
   bool precision_given = false, double_quant_given = false, blocksize_given = false;
 };
-
-// Every --precision: bf16, fp16, fp32 (the stored weights as they are), then int8, llm-int8, nf4, fp4.
-const std::vector<std::string>& precision_names();
-// The --precision name of a quantization scheme (llm-int8, where bitsandbytes' files say llm_int8).
-std::string precision_name(quant::Scheme s);
 
 // The quantization options asked for; none for the 16/32-bit precisions. Bad values are an Error.
 std::optional<quant::QuantOptions> precision_to_quant(const PrecisionOptions& p);

@@ -12,6 +12,7 @@
 #include "eval/task.h"
 #include "model/config.h"
 #include "plan/memory_planner.h"
+#include "quant/precision.h"
 
 namespace bq::plan {
 
@@ -19,10 +20,11 @@ namespace fs = std::filesystem;
 
 namespace {
 
-// The precisions a model can be run at, in the order they are listed when unmeasured.
-const std::vector<std::string> kPrecisions = {"bf16", "int8", "llm-int8", "nf4", "fp4"};
-
-int full_precision_rank(const std::string& p) { return p == "bf16" ? 0 : p == "fp16" ? 1 : 2; }
+// Which full-precision run is a model's baseline when it has several (bf16 first, as in the study).
+int full_precision_rank(const std::string& p) {
+  const quant::Precision* e = quant::find_precision(p);
+  return e ? e->baseline_preference : 99;
+}
 
 std::string fit_text(const Candidate& c, size_t budget) {
   if (c.planned_bytes <= budget)
@@ -130,8 +132,6 @@ size_t planned_total(const Run& like, const std::string& precision, bool double_
 
 }  // namespace
 
-bool is_full_precision(const std::string& p) { return p == "bf16" || p == "fp16" || p == "fp32"; }
-
 namespace {
 
 // Why a measured candidate's own numbers are no evidence ("" when they are).
@@ -166,7 +166,7 @@ Recommendation decide(const std::vector<Candidate>& candidates, size_t budget_by
   std::map<std::string, const Candidate*> baseline;
   for (auto& c : candidates) {
     if (std::find(models.begin(), models.end(), c.model) == models.end()) models.push_back(c.model);
-    if (!c.measured || !is_full_precision(c.precision)) continue;
+    if (!c.measured || !quant::is_full_precision(c.precision)) continue;
     auto& b = baseline[c.model];
     if (!b || full_precision_rank(c.precision) < full_precision_rank(b->precision)) b = &c;
   }
@@ -175,7 +175,7 @@ Recommendation decide(const std::vector<Candidate>& candidates, size_t budget_by
     Decision d;
     d.candidate = c;
     d.fits = c.planned_bytes <= budget_bytes;
-    d.full_precision = is_full_precision(c.precision);
+    d.full_precision = quant::is_full_precision(c.precision);
     std::string reason = fit_text(c, budget_bytes);
     const Candidate* base = baseline.count(c.model) ? baseline[c.model] : nullptr;
     if (c.measured) {
@@ -285,7 +285,7 @@ Recommendation recommend(const RecommendOptions& opt) {
       }
     const Run* base = nullptr;
     for (auto* r : mine)
-      if (is_full_precision(r->precision) && (!base || full_precision_rank(r->precision) < full_precision_rank(base->precision)))
+      if (quant::is_full_precision(r->precision) && (!base || full_precision_rank(r->precision) < full_precision_rank(base->precision)))
         base = r;
     std::set<std::string> measured;
     for (auto* r : mine) {
@@ -311,8 +311,9 @@ Recommendation recommend(const RecommendOptions& opt) {
       measured.insert(r->precision);
       cands.push_back(std::move(c));
     }
-    for (auto& p : kPrecisions) {
-      if (measured.count(p)) continue;
+    for (auto& entry : quant::precisions()) {
+      const std::string p(entry.name);
+      if (!entry.offered_unmeasured || measured.count(p)) continue;
       Candidate c;
       c.model = m;
       c.precision = p;

@@ -61,7 +61,6 @@ struct Recommendation {
   std::vector<std::string> per_model;  // one line per model: what to run
 };
 
-bool is_full_precision(const std::string& precision);  // bf16, fp16, fp32
 
 // The decision logic on prepared candidates: fits when planned_bytes <= budget; not enough evidence when the run
 // or its model's baseline falls short of `evidence` (then never recommended); else non-inferior when every

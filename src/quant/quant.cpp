@@ -8,6 +8,7 @@
 
 #include "core/error.h"
 #include "core/json.h"
+#include "quant/precision.h"
 
 namespace bq::quant {
 
@@ -114,7 +115,7 @@ std::string torch_dtype_name(DType d) {
 // Python's repr does.
 std::string quant_state_json(const QuantizedMatrix& q, DType orig_dtype) {
   std::string s = fmt::format(R"({{"quant_type": "{}", "blocksize": {}, "dtype": "{}", "shape": [{}, {}])",
-                              scheme_name(q.scheme), q.blocksize, torch_dtype_name(orig_dtype), q.rows, q.cols);
+                              precision_name(q.scheme), q.blocksize, torch_dtype_name(orig_dtype), q.rows, q.cols);
   if (q.double_quant)
     s += fmt::format(R"(, "nested_blocksize": {}, "nested_dtype": "float32", "nested_offset": {})",
                      kNestedBlocksize, nlohmann::json(double(q.offset)).dump());
@@ -125,15 +126,6 @@ std::string quant_state_json(const QuantizedMatrix& q, DType orig_dtype) {
 
 bool is_4bit(Scheme s) { return s == Scheme::NF4 || s == Scheme::FP4; }
 
-std::string_view scheme_name(Scheme s) {
-  switch (s) {
-    case Scheme::NF4: return "nf4";
-    case Scheme::FP4: return "fp4";
-    case Scheme::Int8: return "int8";
-    case Scheme::LLMInt8: return "llm_int8";
-  }
-  return "?";
-}
 
 std::array<float, 16> code4(Scheme s) {
   std::array<float, 16> c{};
@@ -148,7 +140,7 @@ std::array<float, 16> code4(Scheme s) {
       c[i + 8] = i == 0 ? 0.0f : -mag[i] / 12.0f;
     }
   } else {
-    fail("code4: {} is not a 4-bit scheme", scheme_name(s));
+    fail("code4: {} is not a 4-bit scheme", precision_name(s));
   }
   return c;
 }
@@ -368,7 +360,7 @@ std::vector<NamedTensor> to_bnb_tensors(const QuantizedMatrix& q, const std::str
     out.push_back(make_tensor(w + ".nested_quant_map", DType::F32, {256}, std::vector<float>(map.begin(), map.end())));
   }
   std::string js = quant_state_json(q, orig_dtype);
-  out.push_back(make_tensor(w + ".quant_state.bitsandbytes__" + std::string(scheme_name(q.scheme)), DType::U8,
+  out.push_back(make_tensor(w + ".quant_state.bitsandbytes__" + std::string(precision_name(q.scheme)), DType::U8,
                             {int64_t(js.size())}, std::vector<uint8_t>(js.begin(), js.end())));
   return out;
 }
@@ -392,7 +384,7 @@ QuantizedMatrix from_bnb_tensors(const std::string& prefix,
 
   const TensorRef* state = nullptr;
   for (Scheme s : {Scheme::NF4, Scheme::FP4})
-    if ((state = get(w + ".quant_state.bitsandbytes__" + std::string(scheme_name(s))))) {
+    if ((state = get(w + ".quant_state.bitsandbytes__" + std::string(precision_name(s))))) {
       q.scheme = s;
       break;
     }
@@ -415,13 +407,13 @@ QuantizedMatrix from_bnb_tensors(const std::string& prefix,
     return q;
   }
 
-  const std::string state_name = w + ".quant_state.bitsandbytes__" + std::string(scheme_name(q.scheme));
+  const std::string state_name = w + ".quant_state.bitsandbytes__" + std::string(precision_name(q.scheme));
   if (state->dtype != DType::U8) fail("{}: tensor {} must be U8", origin, state_name);
   auto js = parse_json(std::string_view(reinterpret_cast<const char*>(state->data), state->nbytes),
                        origin + ": " + state_name);
   if (!js.is_object()) fail("{}: tensor {} is not a JSON object", origin, state_name);
   try {
-    if (js.at("quant_type").get<std::string>() != scheme_name(q.scheme))
+    if (js.at("quant_type").get<std::string>() != precision_name(q.scheme))
       fail("{}: {} says quant_type {}", origin, state_name, js.at("quant_type").dump());
     if (!js.at("blocksize").is_number_integer() || js["blocksize"].get<int64_t>() > (1 << 24))
       fail("{}: {} has blocksize {}", origin, state_name, js["blocksize"].dump());
@@ -474,7 +466,7 @@ nlohmann::json bnb_quantization_config(const QuantOptions& opt) {
   return {{"quant_method", "bitsandbytes"},
           {"load_in_4bit", four},
           {"load_in_8bit", !four},
-          {"bnb_4bit_quant_type", four ? std::string(scheme_name(opt.scheme)) : "fp4"},
+          {"bnb_4bit_quant_type", four ? std::string(precision_name(opt.scheme)) : "fp4"},
           {"bnb_4bit_use_double_quant", four && opt.double_quant},
           {"bnb_4bit_compute_dtype", four ? compute_dtype : "float32"},
           {"bnb_4bit_quant_storage", "uint8"},

@@ -123,7 +123,6 @@ QuantizedMatrix from_bnb_tensors(const std::string& prefix,
 // The compute dtype written is opt.compute's ("float16", "bfloat16" or "float32").
 nlohmann::json bnb_quantization_config(const QuantOptions& opt);
 
-std::string_view scheme_name(Scheme s);
-bool is_4bit(Scheme s);  // NF4 or FP4  // "nf4", "fp4", "int8", "llm_int8"
+bool is_4bit(Scheme s);  // NF4 or FP4
 
 }  // namespace bq::quant

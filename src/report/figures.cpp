@@ -7,6 +7,7 @@
 #include <set>
 
 #include "eval/table.h"
+#include "quant/precision.h"
 
 namespace bq::report {
 
@@ -24,7 +25,7 @@ std::vector<size_t> display_order(const std::vector<RunSummary>& runs, std::vect
   auto model_rank = [&](size_t i) { return std::find(models.begin(), models.end(), runs[i].model) - models.begin(); };
   std::stable_sort(which.begin(), which.end(), [&](size_t a, size_t b) {
     if (model_rank(a) != model_rank(b)) return model_rank(a) < model_rank(b);
-    return eval::precision_rank(runs[a].precision) < eval::precision_rank(runs[b].precision);
+    return quant::precision_rank(runs[a].precision) < quant::precision_rank(runs[b].precision);
   });
   return which;
 }

@@ -8,6 +8,7 @@
 #include "core/files.h"
 #include "eval/run.h"
 #include "eval/table.h"
+#include "quant/precision.h"
 
 namespace bq::report {
 
@@ -72,10 +73,6 @@ RunSummary load_run(const fs::path& dir) {
   return run;
 }
 
-bool is_full_precision(const std::string& precision) {
-  return precision == "bf16" || precision == "fp16" || precision == "fp32";
-}
-
 nlohmann::json pairing_key(const RunSummary& run) {
   nlohmann::json key = run.config;
   key.erase("tasks");
@@ -87,11 +84,11 @@ nlohmann::json pairing_key(const RunSummary& run) {
 std::vector<RunPair> pair_runs(const std::vector<RunSummary>& runs) {
   std::vector<RunPair> pairs;
   for (size_t q = 0; q < runs.size(); q++) {
-    if (is_full_precision(runs[q].precision)) continue;
+    if (quant::is_full_precision(runs[q].precision)) continue;
     nlohmann::json key = pairing_key(runs[q]);
     std::optional<size_t> best;
     for (size_t b = 0; b < runs.size(); b++) {
-      if (!is_full_precision(runs[b].precision) || pairing_key(runs[b]) != key) continue;
+      if (!quant::is_full_precision(runs[b].precision) || pairing_key(runs[b]) != key) continue;
       // bf16 < fp16 < fp32 in preference: the study's full-precision reference is 16-bit.
       auto preference = [](const std::string& p) { return p == "bf16" ? 0 : p == "fp16" ? 1 : 2; };
       if (!best || preference(runs[b].precision) < preference(runs[*best].precision)) best = b;

@@ -41,7 +41,6 @@ struct RunSummary {
 // Reads RUN_DIR/results.json. Errors (naming the file): missing, not JSON, not a biomedq results file.
 RunSummary load_run(const fs::path& dir);
 
-bool is_full_precision(const std::string& precision);  // bf16, fp16, fp32
 
 // Everything of a run's configuration but its precision (and the precision's knobs) and its task list: two runs
 // with the same key are the same model under the same prompting and can be paired example by example.
