@@ -218,16 +218,19 @@ void register_eval_commands(CLI::App& app) {
   auto* table = app.add_subcommand("table", "print the study's Table 1 from runs: rows task x model, per precision "
                                            "Mem (GB, peak), Late (s/sample), Score (primary metric)");
   static std::vector<std::filesystem::path> table_runs;
-  static bool table_csv = false;
+  static bool table_csv = false, table_latex = false;
   table->add_option("run_dirs", table_runs,
                     "run folders written by eval (one per model and precision), or folders of them; folders that "
                     "are not finished runs are skipped and listed")
       ->required();
   table->add_flag("--csv", table_csv, "CSV instead of Markdown");
+  table->add_flag("--latex", table_latex, "a LaTeX tabular (booktabs) instead of Markdown, the legend as comments");
   table->callback([] {
+    if (table_csv && table_latex) fail("table: --csv and --latex are two output forms; give one of them");
     auto selection = eval::select_finished_runs(table_runs);
     for (auto& s : selection.skipped) std::fprintf(stderr, "biomedq: table: skipped %s\n", s.c_str());
-    std::string text = eval::format_results_table(selection.finished, table_csv);
+    auto format = table_csv ? eval::TableFormat::csv : table_latex ? eval::TableFormat::latex : eval::TableFormat::markdown;
+    std::string text = eval::format_results_table(selection.finished, format);
     std::fwrite(text.data(), 1, text.size(), stdout);
   });
 
