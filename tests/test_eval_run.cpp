@@ -45,13 +45,13 @@ prompts:
 
 const char* kLabels[] = {"yes", "no", "maybe"};
 
-// Test data: 10 questions "itemN" with gold kLabels[N % 3]; 3 train questions for shots.
-fs::path make_fixture(const std::string& name) {
+// Test data: n_test (10) questions "itemN" (id qN) with gold kLabels[N % 3]; 3 train questions for shots.
+fs::path make_fixture(const std::string& name, int n_test = 10) {
   fs::path root = bq::test::temp_dir(name);
   write(root / "tasks/tiny.yaml", kTinyQa);
   write(root / "tasks/tinyner.yaml", kTinyNer);
   std::string test = "id\ttext\tlabel\n", train = "id\ttext\tlabel\n";
-  for (int i = 0; i < 10; i++) test += fmt::format("q{}\tIs item{} fine?\t{}\n", i, i, kLabels[i % 3]);
+  for (int i = 0; i < n_test; i++) test += fmt::format("q{}\tIs item{} fine?\t{}\n", i, i, kLabels[i % 3]);
   for (int i = 0; i < 3; i++) train += fmt::format("t{}\tIs train{} fine?\t{}\n", i, i, kLabels[i]);
   write(root / "data/Tiny/test.tsv", test);
   write(root / "data/Tiny/train.tsv", train);
@@ -209,6 +209,8 @@ TEST(EvalRun, CompareTwoRunsPairedByExample) {
   EXPECT_EQ(c["paired_examples"], 10);
   EXPECT_EQ(c["wrong_to_right"], 6);
   EXPECT_EQ(c["right_to_wrong"], 0);
+  EXPECT_EQ(c["wrong_to_right_ids"], json({"q1", "q2", "q4", "q5", "q7", "q8"}));  // A: only items 0, 3, 6, 9 right
+  EXPECT_EQ(c["right_to_wrong_ids"], json::array());
   EXPECT_NEAR(c["difference"]["accuracy"]["b_minus_a"].get<double>(), 0.6, 1e-12);
   EXPECT_GT(c["difference"]["accuracy"]["ci95"][0].get<double>(), 0.0);
   EXPECT_NEAR(c["mcnemar"]["chi2"].get<double>(), 25.0 / 6, 1e-12);     // (|6 - 0| - 1)^2 / 6
@@ -534,4 +536,83 @@ TEST(EvalTable, LatexHasTheMarkdownRowsAndNumbersInBooktabs) {
   EXPECT_NE(bq::test::run_command(table_cmd + " --csv --latex", &out), 0) << out;
   EXPECT_NE(out.find("--csv and --latex"), std::string::npos) << out;
   EXPECT_EQ(out.find("\\toprule"), std::string::npos) << out;
+}
+
+TEST(EvalCompare, FlipIdsAndFlipsOutAreTheExamplesWhoseCorrectnessDiffers) {
+  const int n = 30;
+  fs::path root = make_fixture("compare-flips", n);
+  // A is right except on items 3, 10, 17, 24; B is right on exactly those and item 0. Their raw texts differ.
+  FakeGenerator a, b;
+  for (int i = 0; i < n; i++) {
+    std::string gold = kLabels[i % 3], wrong = gold == "yes" ? "no" : "yes";
+    a.script[fmt::format("item{} ", i)] = {"A thinks " + (i % 7 != 3 ? gold : wrong)};
+    b.script[fmt::format("item{} ", i)] = {"B thinks " + (i % 7 == 3 || i == 0 ? gold : wrong)};
+  }
+  EvalConfig ca = config(root, "a", "tiny"), cb = config(root, "b", "tiny");
+  run_eval(a, ca);
+  run_eval(b, cb);
+
+  // The flips computed here from the two samples.jsonl files alone.
+  std::map<std::string, json> rec_a, rec_b;
+  for (auto& r : read_samples(ca.out_dir / "samples.jsonl", false)) rec_a[r["id"]] = r;
+  for (auto& r : read_samples(cb.out_dir / "samples.jsonl", false)) rec_b[r["id"]] = r;
+  ASSERT_EQ(rec_a.size(), size_t(n));
+  std::vector<std::string> want_rw, want_wr;  // in id order (std::map), as compare sorts them
+  for (auto& [id, ra] : rec_a) {
+    bool right_a = ra["correct"], right_b = rec_b.at(id)["correct"];
+    if (right_a && !right_b) want_rw.push_back(id);
+    if (!right_a && right_b) want_wr.push_back(id);
+  }
+  ASSERT_EQ(want_rw.size(), 25u);
+  ASSERT_EQ(want_wr, std::vector<std::string>({"q10", "q17", "q24", "q3"}));
+
+  fs::path flips = root / "out/flips.jsonl";
+  fs::create_directories(flips.parent_path());
+  std::string cmd = bq::test::biomedq_binary().string() + " compare " + ca.out_dir.string() + " " +
+                    cb.out_dir.string() + " --bootstrap 50";
+  std::string out;
+  ASSERT_EQ(bq::test::run_command(cmd + " --json --flips-out " + flips.string(), &out), 0) << out;
+  json c = json::parse(out)["tasks"]["tiny"];
+  EXPECT_EQ(c["right_to_wrong_ids"], json(want_rw));
+  EXPECT_EQ(c["wrong_to_right_ids"], json(want_wr));
+  EXPECT_EQ(c["right_to_wrong"], want_rw.size());
+  EXPECT_EQ(c["wrong_to_right"], want_wr.size());
+
+  // One line per flipped example, in id order within each task, with both runs' texts as logged.
+  auto lines = lines_of(bq::read_file(flips));
+  ASSERT_EQ(lines.size(), want_rw.size() + want_wr.size());
+  std::vector<std::string> ids;
+  for (auto& l : lines) {
+    json f = json::parse(l);
+    std::string id = f["id"];
+    ids.push_back(id);
+    const json &ra = rec_a.at(id), &rb = rec_b.at(id);
+    bool rw = std::find(want_rw.begin(), want_rw.end(), id) != want_rw.end();
+    EXPECT_EQ(f["task"], "tiny");
+    EXPECT_EQ(f["direction"], rw ? "right_to_wrong" : "wrong_to_right") << id;
+    EXPECT_EQ(f["gold"], ra["gold"]) << id;
+    for (auto& [side, rec] : {std::pair<std::string, const json*>{"a", &ra}, {"b", &rb}}) {
+      EXPECT_EQ(f[side]["raw"], (*rec)["raw"]) << id << " " << side;
+      EXPECT_EQ(f[side]["prompt"], (*rec)["prompt"]) << id << " " << side;
+      EXPECT_EQ(f[side]["answer"], (*rec)["answer"]) << id << " " << side;
+      EXPECT_EQ(f[side]["correct"], (*rec)["correct"]) << id << " " << side;
+    }
+    EXPECT_TRUE(f["a"]["raw"][0].get<std::string>().starts_with("A thinks ")) << l;
+    EXPECT_TRUE(f["b"]["raw"][0].get<std::string>().starts_with("B thinks ")) << l;
+  }
+  std::vector<std::string> all = want_wr;
+  all.insert(all.end(), want_rw.begin(), want_rw.end());
+  std::sort(all.begin(), all.end());
+  EXPECT_EQ(ids, all);
+
+  // The text form names the first 20 ids of a direction and counts the rest.
+  ASSERT_EQ(bq::test::run_command(cmd, &out), 0) << out;
+  EXPECT_NE(out.find("wrong->right: q10, q17, q24, q3\n"), std::string::npos) << out;
+  EXPECT_NE(out.find("right->wrong: q1, q11, q12,"), std::string::npos) << out;
+  EXPECT_NE(out.find("… and 5 more (--flips-out FILE writes all)"), std::string::npos) << out;
+  EXPECT_EQ(out.find(" " + want_rw.back()), std::string::npos) << out;  // the 25th is not listed
+
+  // A --flips-out into a folder that is not there is refused, naming it.
+  EXPECT_NE(bq::test::run_command(cmd + " --flips-out " + (root / "absent/flips.jsonl").string(), &out), 0) << out;
+  EXPECT_NE(out.find("no folder " + (root / "absent").string()), std::string::npos) << out;
 }
