@@ -2,8 +2,10 @@
 // rescore, refusal of a different configuration; data check on the shared benchmark data.
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <fstream>
 #include <map>
+#include <sstream>
 
 #include "core/error.h"
 #include "core/files.h"
@@ -43,13 +45,13 @@ prompts:
 
 const char* kLabels[] = {"yes", "no", "maybe"};
 
-// Test data: 10 questions "itemN" with gold kLabels[N % 3]; 3 train questions for shots.
-fs::path make_fixture(const std::string& name) {
+// Test data: n_test (10) questions "itemN" (id qN) with gold kLabels[N % 3]; 3 train questions for shots.
+fs::path make_fixture(const std::string& name, int n_test = 10) {
   fs::path root = bq::test::temp_dir(name);
   write(root / "tasks/tiny.yaml", kTinyQa);
   write(root / "tasks/tinyner.yaml", kTinyNer);
   std::string test = "id\ttext\tlabel\n", train = "id\ttext\tlabel\n";
-  for (int i = 0; i < 10; i++) test += fmt::format("q{}\tIs item{} fine?\t{}\n", i, i, kLabels[i % 3]);
+  for (int i = 0; i < n_test; i++) test += fmt::format("q{}\tIs item{} fine?\t{}\n", i, i, kLabels[i % 3]);
   for (int i = 0; i < 3; i++) train += fmt::format("t{}\tIs train{} fine?\t{}\n", i, i, kLabels[i]);
   write(root / "data/Tiny/test.tsv", test);
   write(root / "data/Tiny/train.tsv", train);
@@ -63,6 +65,7 @@ fs::path make_fixture(const std::string& name) {
 // Answers by looking up which known input the prompt ends with (the evaluated example comes last, after shots).
 struct FakeGenerator : bq::TextGenerator {
   std::map<std::string, std::vector<std::string>> script;  // needle -> answers for the 1st, 2nd, ... request
+  std::string name = "fake-model";
   std::map<std::string, int> seen;
   int calls = 0, prompts = 0, fail_after = -1;  // fail_after: prompts finished before a simulated crash
   std::vector<bq::SamplingOptions> last_opts;
@@ -98,7 +101,7 @@ struct FakeGenerator : bq::TextGenerator {
     }
     return out;
   }
-  std::string model_name() const override { return "fake-model"; }
+  std::string model_name() const override { return name; }
   json memory_report() const override { return {{"peak_bytes", 1234}}; }
 };
 
@@ -206,6 +209,8 @@ TEST(EvalRun, CompareTwoRunsPairedByExample) {
   EXPECT_EQ(c["paired_examples"], 10);
   EXPECT_EQ(c["wrong_to_right"], 6);
   EXPECT_EQ(c["right_to_wrong"], 0);
+  EXPECT_EQ(c["wrong_to_right_ids"], json({"q1", "q2", "q4", "q5", "q7", "q8"}));  // A: only items 0, 3, 6, 9 right
+  EXPECT_EQ(c["right_to_wrong_ids"], json::array());
   EXPECT_NEAR(c["difference"]["accuracy"]["b_minus_a"].get<double>(), 0.6, 1e-12);
   EXPECT_GT(c["difference"]["accuracy"]["ci95"][0].get<double>(), 0.0);
   EXPECT_NEAR(c["mcnemar"]["chi2"].get<double>(), 25.0 / 6, 1e-12);     // (|6 - 0| - 1)^2 / 6
@@ -428,7 +433,7 @@ TEST(EvalTable, Table1LayoutFromFakeRuns) {
     script_qa(gen);
     run_eval(gen, *c);
   }
-  std::string md = format_results_table({root / "nf4", root / "bf16"}, false);
+  std::string md = format_results_table({root / "nf4", root / "bf16"}, TableFormat::markdown);
   EXPECT_NE(md.find("| Task | Metric | Model | bf16 Mem | bf16 Late | bf16 Score | nf4 Mem | nf4 Late | nf4 Score |"),
             std::string::npos) << md;
   // Accuracy 4/10 (items 0, 3, 6, 9), 40 ms per sample, 1234 bytes peak.
@@ -437,13 +442,177 @@ TEST(EvalTable, Table1LayoutFromFakeRuns) {
   EXPECT_NE(md.find("| tinyner | f1 | fake-model | 0.00 | 0.040 | 0.0 | – | – | – |"), std::string::npos) << md;
   EXPECT_NE(md.find("peak (peak_bytes)"), std::string::npos) << md;
 
-  std::string csv = format_results_table({root / "bf16", root / "nf4"}, true);
+  std::string csv = format_results_table({root / "bf16", root / "nf4"}, TableFormat::csv);
   EXPECT_EQ(csv,
             "task,split_fallback,metric,model,bf16_mem_gb,bf16_latency_s,bf16_score,nf4_mem_gb,nf4_latency_s,nf4_score\n"
             "tiny,,accuracy,fake-model,0.000,0.0400,0.4000,0.000,0.0400,0.4000\n"
             "tinyner,,f1,fake-model,0.000,0.0400,0.0000,,,\n");
 
   // The same task, model and precision twice is refused; a folder without results.json too.
-  EXPECT_THROW(format_results_table({root / "bf16", root / "bf16"}, false), bq::Error);
-  EXPECT_THROW(format_results_table({root / "data"}, false), bq::Error);
+  EXPECT_THROW(format_results_table({root / "bf16", root / "bf16"}, TableFormat::latex), bq::Error);
+  EXPECT_THROW(format_results_table({root / "data"}, TableFormat::markdown), bq::Error);
+}
+
+namespace {
+
+// A Markdown or LaTeX table row's cells, trimmed ("| a | b |" or "a & b \\").
+std::vector<std::string> cells_of(std::string row, bool latex) {
+  if (latex) row = row.substr(0, row.rfind(" \\\\"));
+  else row = row.substr(2, row.size() - 4);
+  std::vector<std::string> cells;
+  const std::string sep = latex ? " & " : " | ";
+  for (size_t at = 0;;) {
+    size_t next = row.find(sep, at);
+    cells.push_back(row.substr(at, next - at));
+    if (next == std::string::npos) return cells;
+    at = next + sep.size();
+  }
+}
+
+std::vector<std::string> lines_of(const std::string& text) {
+  std::vector<std::string> out;
+  std::istringstream in(text);
+  for (std::string l; std::getline(in, l);) out.push_back(l);
+  return out;
+}
+
+}  // namespace
+
+TEST(EvalTable, LatexEscapesEverySpecialCharacter) {
+  EXPECT_EQ(latex_escape("a&b%c$d#e_f{g}h~i^j\\k"),
+            "a\\&b\\%c\\$d\\#e\\_f\\{g\\}h\\textasciitilde{}i\\textasciicircum{}j\\textbackslash{}k");
+  EXPECT_EQ(latex_escape("llama-3 (cot, 0-shot)"), "llama-3 (cot, 0-shot)");
+}
+
+TEST(EvalTable, LatexHasTheMarkdownRowsAndNumbersInBooktabs) {
+  fs::path root = make_fixture("table-latex");
+  EvalConfig bf16 = config(root, "bf16", "tiny"), nf4 = config(root, "nf4", "tiny");
+  bf16.tasks = {"tiny", "tinyner"};
+  bf16.model_info = {{"precision", "bf16"}};
+  nf4.model_info = {{"precision", "nf4"}};
+  for (EvalConfig* c : {&bf16, &nf4}) {
+    FakeGenerator gen;
+    gen.name = "org/fake_model & co #2";
+    script_qa(gen);
+    run_eval(gen, *c);
+  }
+  std::vector<fs::path> runs = {root / "bf16", root / "nf4"};
+  std::string md = format_results_table(runs, TableFormat::markdown);
+  std::string tex = format_results_table(runs, TableFormat::latex);
+  auto tex_lines = lines_of(tex);
+  auto at = [&](const std::string& line) {
+    return size_t(std::find(tex_lines.begin(), tex_lines.end(), line) - tex_lines.begin());
+  };
+  size_t begin = at("\\begin{tabular}{lllrrrrrr}"), top = at("\\toprule"), mid = at("\\midrule"),
+         bottom = at("\\bottomrule"), end = at("\\end{tabular}");
+  ASSERT_LT(end, tex_lines.size()) << tex;
+  EXPECT_TRUE(begin < top && top < mid && mid < bottom && bottom + 1 == end) << tex;
+  EXPECT_EQ(tex_lines[top + 1], " & & & \\multicolumn{3}{c}{bf16} & \\multicolumn{3}{c}{nf4} \\\\") << tex;
+  EXPECT_EQ(tex_lines[top + 2], "\\cmidrule(lr){4-6} \\cmidrule(lr){7-9}") << tex;
+  EXPECT_EQ(tex_lines[top + 3], "Task & Metric & Model & Mem & Latency & Score & Mem & Latency & Score \\\\") << tex;
+  EXPECT_EQ(mid, top + 4) << tex;
+  for (size_t i = 0; i < begin; i++) EXPECT_TRUE(tex_lines[i].starts_with("% ")) << tex;  // the legend
+  EXPECT_NE(tex.find("Latency: seconds per sample"), std::string::npos) << tex;
+
+  // One LaTeX row per Markdown row, cell for cell: names escaped, the same numbers, "--" for "–".
+  std::vector<std::string> md_rows;
+  for (auto& l : lines_of(md))
+    if (l.starts_with("| ") && !l.starts_with("| Task ")) md_rows.push_back(l);
+  ASSERT_EQ(md_rows.size(), 2u) << md;
+  ASSERT_EQ(bottom - mid - 1, md_rows.size()) << tex;
+  for (size_t r = 0; r < md_rows.size(); r++) {
+    auto want = cells_of(md_rows[r], false), got = cells_of(tex_lines[mid + 1 + r], true);
+    ASSERT_EQ(got.size(), want.size()) << tex_lines[mid + 1 + r];
+    for (size_t k = 0; k < want.size(); k++)
+      EXPECT_EQ(got[k], want[k] == "–" ? "--" : latex_escape(want[k])) << "row " << r << " cell " << k;
+  }
+  EXPECT_NE(tex.find(" & org/fake\\_model \\& co \\#2 & "), std::string::npos) << tex;
+
+  // Through the CLI: the same text; --csv with --latex is refused, naming both.
+  std::string out;
+  std::string table_cmd = bq::test::biomedq_binary().string() + " table " + runs[0].string() + " " + runs[1].string();
+  ASSERT_EQ(bq::test::run_command(table_cmd + " --latex", &out), 0) << out;
+  EXPECT_EQ(out, tex);
+  EXPECT_NE(bq::test::run_command(table_cmd + " --csv --latex", &out), 0) << out;
+  EXPECT_NE(out.find("--csv and --latex"), std::string::npos) << out;
+  EXPECT_EQ(out.find("\\toprule"), std::string::npos) << out;
+}
+
+TEST(EvalCompare, FlipIdsAndFlipsOutAreTheExamplesWhoseCorrectnessDiffers) {
+  const int n = 30;
+  fs::path root = make_fixture("compare-flips", n);
+  // A is right except on items 3, 10, 17, 24; B is right on exactly those and item 0. Their raw texts differ.
+  FakeGenerator a, b;
+  for (int i = 0; i < n; i++) {
+    std::string gold = kLabels[i % 3], wrong = gold == "yes" ? "no" : "yes";
+    a.script[fmt::format("item{} ", i)] = {"A thinks " + (i % 7 != 3 ? gold : wrong)};
+    b.script[fmt::format("item{} ", i)] = {"B thinks " + (i % 7 == 3 || i == 0 ? gold : wrong)};
+  }
+  EvalConfig ca = config(root, "a", "tiny"), cb = config(root, "b", "tiny");
+  run_eval(a, ca);
+  run_eval(b, cb);
+
+  // The flips computed here from the two samples.jsonl files alone.
+  std::map<std::string, json> rec_a, rec_b;
+  for (auto& r : read_samples(ca.out_dir / "samples.jsonl", false)) rec_a[r["id"]] = r;
+  for (auto& r : read_samples(cb.out_dir / "samples.jsonl", false)) rec_b[r["id"]] = r;
+  ASSERT_EQ(rec_a.size(), size_t(n));
+  std::vector<std::string> want_rw, want_wr;  // in id order (std::map), as compare sorts them
+  for (auto& [id, ra] : rec_a) {
+    bool right_a = ra["correct"], right_b = rec_b.at(id)["correct"];
+    if (right_a && !right_b) want_rw.push_back(id);
+    if (!right_a && right_b) want_wr.push_back(id);
+  }
+  ASSERT_EQ(want_rw.size(), 25u);
+  ASSERT_EQ(want_wr, std::vector<std::string>({"q10", "q17", "q24", "q3"}));
+
+  fs::path flips = root / "out/flips.jsonl";
+  fs::create_directories(flips.parent_path());
+  std::string cmd = bq::test::biomedq_binary().string() + " compare " + ca.out_dir.string() + " " +
+                    cb.out_dir.string() + " --bootstrap 50";
+  std::string out;
+  ASSERT_EQ(bq::test::run_command(cmd + " --json --flips-out " + flips.string(), &out), 0) << out;
+  json c = json::parse(out)["tasks"]["tiny"];
+  EXPECT_EQ(c["right_to_wrong_ids"], json(want_rw));
+  EXPECT_EQ(c["wrong_to_right_ids"], json(want_wr));
+  EXPECT_EQ(c["right_to_wrong"], want_rw.size());
+  EXPECT_EQ(c["wrong_to_right"], want_wr.size());
+
+  // One line per flipped example, in id order within each task, with both runs' texts as logged.
+  auto lines = lines_of(bq::read_file(flips));
+  ASSERT_EQ(lines.size(), want_rw.size() + want_wr.size());
+  std::vector<std::string> ids;
+  for (auto& l : lines) {
+    json f = json::parse(l);
+    std::string id = f["id"];
+    ids.push_back(id);
+    const json &ra = rec_a.at(id), &rb = rec_b.at(id);
+    bool rw = std::find(want_rw.begin(), want_rw.end(), id) != want_rw.end();
+    EXPECT_EQ(f["task"], "tiny");
+    EXPECT_EQ(f["direction"], rw ? "right_to_wrong" : "wrong_to_right") << id;
+    EXPECT_EQ(f["gold"], ra["gold"]) << id;
+    for (auto& [side, rec] : {std::pair<std::string, const json*>{"a", &ra}, {"b", &rb}}) {
+      EXPECT_EQ(f[side]["raw"], (*rec)["raw"]) << id << " " << side;
+      EXPECT_EQ(f[side]["prompt"], (*rec)["prompt"]) << id << " " << side;
+      EXPECT_EQ(f[side]["answer"], (*rec)["answer"]) << id << " " << side;
+      EXPECT_EQ(f[side]["correct"], (*rec)["correct"]) << id << " " << side;
+    }
+    EXPECT_TRUE(f["a"]["raw"][0].get<std::string>().starts_with("A thinks ")) << l;
+    EXPECT_TRUE(f["b"]["raw"][0].get<std::string>().starts_with("B thinks ")) << l;
+  }
+  std::vector<std::string> all = want_wr;
+  all.insert(all.end(), want_rw.begin(), want_rw.end());
+  std::sort(all.begin(), all.end());
+  EXPECT_EQ(ids, all);
+
+  // The text form names the first 20 ids of a direction and counts the rest.
+  ASSERT_EQ(bq::test::run_command(cmd, &out), 0) << out;
+  EXPECT_NE(out.find("wrong->right: q10, q17, q24, q3\n"), std::string::npos) << out;
+  EXPECT_NE(out.find("right->wrong: q1, q11, q12,"), std::string::npos) << out;
+  EXPECT_NE(out.find("… and 5 more (--flips-out FILE writes all)"), std::string::npos) << out;
+  EXPECT_EQ(out.find(" " + want_rw.back()), std::string::npos) << out;  // the 25th is not listed
+
+  // A --flips-out into a folder that is not there is refused, naming it.
+  EXPECT_NE(bq::test::run_command(cmd + " --flips-out " + (root / "absent/flips.jsonl").string(), &out), 0) << out;
+  EXPECT_NE(out.find("no folder " + (root / "absent").string()), std::string::npos) << out;
 }

@@ -239,7 +239,7 @@ TEST(Report, WritesPageMarkdownAndPngsAtomically) {
 
   std::string md = bq::read_file(files.markdown);
   std::vector<fs::path> zero_shot(fixture().runs.begin(), fixture().runs.begin() + 4);
-  EXPECT_NE(md.find(bq::eval::format_results_table(zero_shot, false)), std::string::npos) << md;
+  EXPECT_NE(md.find(bq::eval::format_results_table(zero_shot, bq::eval::TableFormat::markdown)), std::string::npos) << md;
   EXPECT_NE(md.find("![Paired differences from full precision](paired.png)"), std::string::npos);
   EXPECT_NE(md.find("- tiny · scripted nf4 vs bf16 (instruction, 0-shot): -33.3"), std::string::npos) << md;
 }

@@ -1,4 +1,6 @@
 // `eval`, `data check`, `rescore`, `compare`.
+#include <fmt/format.h>
+
 #include <algorithm>
 #include <cstdio>
 
@@ -63,6 +65,25 @@ std::string invocation() {
     start = end + 1;
   }
   return line;
+}
+
+// The ids of one direction of flips under compare's counts, wrapped: the first 20 (enough to look up in the
+// runs' samples.jsonl by hand), then how many more; --flips-out has them all.
+void print_flipped_ids(const std::string& direction, const nlohmann::json& ids) {
+  if (ids.empty()) return;
+  constexpr size_t kShown = 20, kWidth = 100;
+  const std::string prefix = "    " + direction + ": ";
+  std::string line = prefix;
+  for (size_t i = 0; i < std::min(ids.size(), kShown); i++) {
+    std::string id = ids[i].get<std::string>() + (i + 1 < ids.size() ? "," : "");
+    if (line.size() > prefix.size() && line.size() + id.size() > kWidth) {
+      std::printf("%s\n", line.c_str());
+      line = std::string(prefix.size(), ' ');
+    }
+    line += (line.size() > prefix.size() ? " " : "") + id;
+  }
+  if (ids.size() > kShown) line += fmt::format(" … and {} more (--flips-out FILE writes all)", ids.size() - kShown);
+  std::printf("%s\n", line.c_str());
 }
 
 }  // namespace
@@ -195,13 +216,29 @@ void register_eval_commands(CLI::App& app) {
   static std::filesystem::path run_a, run_b;
   static uint64_t seed = 1234;
   static bool compare_json = false;
+  static std::filesystem::path flips_out;
   compare->add_option("run_a", run_a, "baseline run folder (e.g. bf16)")->required();
   compare->add_option("run_b", run_b, "run folder compared with it (e.g. 4-bit)")->required();
   compare->add_option("--seed", seed, "bootstrap seed");
   compare->add_option("--bootstrap", resamples, "bootstrap resamples");
   compare->add_flag("--json", compare_json, "print the comparison as JSON");
+  compare->add_option("--flips-out", flips_out,
+                      "write every flipped example as a JSON line (written atomically): task, id, direction, gold, "
+                      "and each run's prompt, raw output, answer and correctness")
+      ->type_name("FILE.jsonl");
   compare->callback([] {
-    auto c = eval::compare_runs(run_a, run_b, seed, resamples);
+    if (!flips_out.empty()) {  // before the comparison's work, not after it
+      auto folder = std::filesystem::absolute(flips_out).parent_path();
+      if (!std::filesystem::is_directory(folder))
+        fail("--flips-out {}: there is no folder {} to write it in", flips_out.string(), folder.string());
+    }
+    std::vector<nlohmann::ordered_json> flips;
+    auto c = eval::compare_runs(run_a, run_b, seed, resamples, flips_out.empty() ? nullptr : &flips);
+    if (!flips_out.empty()) {
+      std::string text;
+      for (auto& f : flips) text += f.dump() + "\n";
+      write_file_atomic(flips_out, text);
+    }
     if (compare_json) {
       std::printf("%s\n", c.dump(2).c_str());
       return;
@@ -215,22 +252,28 @@ void register_eval_commands(CLI::App& app) {
                     metric == t["primary_metric"].get<std::string>() ? "  (primary)" : "");
       std::printf("  right->wrong %d, wrong->right %d, McNemar p = %.4g\n", t["right_to_wrong"].get<int>(),
                   t["wrong_to_right"].get<int>(), t["mcnemar"]["p_value"].get<double>());
+      print_flipped_ids("right->wrong", t["right_to_wrong_ids"]);
+      print_flipped_ids("wrong->right", t["wrong_to_right_ids"]);
     }
+    if (!flips_out.empty()) std::printf("\n%zu flipped examples written to %s\n", flips.size(), flips_out.string().c_str());
   });
 
   auto* table = app.add_subcommand("table", "print the study's Table 1 from runs: rows task x model, per precision "
                                            "Mem (GB, peak), Late (s/sample), Score (primary metric)");
   static std::vector<std::filesystem::path> table_runs;
-  static bool table_csv = false;
+  static bool table_csv = false, table_latex = false;
   table->add_option("run_dirs", table_runs,
                     "run folders written by eval (one per model and precision), or folders of them; folders that "
                     "are not finished runs are skipped and listed")
       ->required();
   table->add_flag("--csv", table_csv, "CSV instead of Markdown");
+  table->add_flag("--latex", table_latex, "a LaTeX tabular (booktabs) instead of Markdown, the legend as comments");
   table->callback([] {
+    if (table_csv && table_latex) fail("table: --csv and --latex are two output forms; give one of them");
     auto selection = eval::select_finished_runs(table_runs);
     for (auto& s : selection.skipped) std::fprintf(stderr, "biomedq: table: skipped %s\n", s.c_str());
-    std::string text = eval::format_results_table(selection.finished, table_csv);
+    auto format = table_csv ? eval::TableFormat::csv : table_latex ? eval::TableFormat::latex : eval::TableFormat::markdown;
+    std::string text = eval::format_results_table(selection.finished, format);
     std::fwrite(text.data(), 1, text.size(), stdout);
   });
 

@@ -57,6 +57,8 @@ Stats describe(const std::vector<double>& v) {
 struct TaskSamples {
   size_t duplicates = 0;
   std::vector<Scored> scored;
+  std::vector<const nlohmann::json*> records;  // the record each scored sample came from
+  std::vector<ParsedAnswer> answers;           // its re-parsed answer (the majority over its raw outputs)
   std::vector<double> latency_s;
   double prompt_tokens = 0, generated_tokens = 0;
 };
@@ -83,7 +85,9 @@ TaskSamples rescore_samples(const PreparedTask& p, const nlohmann::json& id, con
     }
     std::vector<ParsedAnswer> answers;
     for (auto& raw : r["raw"]) answers.push_back(parse_answer(task, *it->second, raw.get<std::string>(), cot));
-    out.scored.push_back(score_answer(task, *it->second, majority_vote(answers)));
+    out.answers.push_back(majority_vote(answers));
+    out.records.push_back(&r);
+    out.scored.push_back(score_answer(task, *it->second, out.answers.back()));
     out.latency_s.push_back(r["latency_ms"].get<double>() / 1000.0);
     out.prompt_tokens += r["prompt_tokens"].get<double>();
     out.generated_tokens += r["generated_tokens"].get<double>();
@@ -518,7 +522,8 @@ nlohmann::json rescore_run(const fs::path& run_dir, int bootstrap_resamples) {
   return score_run(run_dir, id, limit, bootstrap_resamples, memory, environment, command_line);
 }
 
-nlohmann::json compare_runs(const fs::path& run_a, const fs::path& run_b, uint64_t seed, int resamples) {
+nlohmann::json compare_runs(const fs::path& run_a, const fs::path& run_b, uint64_t seed, int resamples,
+                            std::vector<nlohmann::ordered_json>* flips) {
   auto load_id = [](const fs::path& dir) {
     auto j = nlohmann::json::parse(read_file(dir / "config.json"), nullptr, false);
     if (j.is_discarded()) fail("{}: not valid JSON", (dir / "config.json").string());
@@ -532,7 +537,9 @@ nlohmann::json compare_runs(const fs::path& run_a, const fs::path& run_b, uint64
     if (std::find(names_b.begin(), names_b.end(), task.name) == names_b.end()) continue;
     PreparedTask pa = prepare_task(task, id_a, 0), pb = prepare_task(task, id_b, 0);
     if (pa.data.sha256 != pb.data.sha256) fail("task {}: the two runs evaluated different data files", task.name);
-    auto sa = rescore_samples(pa, id_a, samples_a).scored, sb = rescore_samples(pb, id_b, samples_b).scored;
+    TaskSamples ta = rescore_samples(pa, id_a, samples_a), tb = rescore_samples(pb, id_b, samples_b);
+    const std::vector<Scored>& sa = ta.scored;
+    const std::vector<Scored>& sb = tb.scored;
     // Pair by example id: only the examples both runs finished, in id order.
     std::map<std::string, size_t> in_b;
     for (size_t i = 0; i < sb.size(); i++) in_b[sb[i].id] = i;
@@ -541,26 +548,45 @@ nlohmann::json compare_runs(const fs::path& run_a, const fs::path& run_b, uint64
       if (auto it = in_b.find(sa[i].id); it != in_b.end()) pairs.push_back({sa[i].id, {i, it->second}});
     std::sort(pairs.begin(), pairs.end());
     std::vector<Scored> a, b;
-    size_t right_to_wrong = 0, wrong_to_right = 0;
+    auto right_to_wrong = nlohmann::json::array(), wrong_to_right = nlohmann::json::array();
+    // One run's side of a flipped example (a record lacks prompt or gold only when written by hand: null then).
+    auto side = [](const fs::path& dir, const TaskSamples& ts, size_t i, bool correct) {
+      const nlohmann::json& rec = *ts.records[i];
+      return nlohmann::ordered_json{{"run", dir.string()},
+                                    {"prompt", rec.value("prompt", nlohmann::json())},
+                                    {"raw", rec["raw"]},
+                                    {"answer", ts.answers[i].to_json()},
+                                    {"correct", correct}};
+    };
     for (auto& [ex_id, ij] : pairs) {
       a.push_back(sa[ij.first]);
       b.push_back(sb[ij.second]);
       bool ca = is_correct(task, a.back()), cb = is_correct(task, b.back());
-      right_to_wrong += ca && !cb;
-      wrong_to_right += !ca && cb;
+      if (ca == cb) continue;
+      (ca ? right_to_wrong : wrong_to_right).push_back(ex_id);
+      if (flips)
+        flips->push_back({{"task", task.name},
+                          {"id", ex_id},
+                          {"direction", ca ? "right_to_wrong" : "wrong_to_right"},
+                          {"gold", ta.records[ij.first]->value("gold", nlohmann::json())},
+                          {"a", side(run_a, ta, ij.first, ca)},
+                          {"b", side(run_b, tb, ij.second, cb)}});
     }
     nlohmann::ordered_json diff = nlohmann::ordered_json::object();
     for (auto& [name, iv] : paired_bootstrap(metric_spec(task), a, b, derive_seed(seed, "paired:" + task.name), resamples))
       diff[name] = {{"b_minus_a", iv.value}, {"ci95", {iv.lo, iv.hi}}};
     // McNemar's test on the per-example correctness (continuity-corrected chi-square, 1 degree of freedom).
-    double n_disc = double(right_to_wrong + wrong_to_right);
-    double corrected = std::max(0.0, std::fabs(double(right_to_wrong) - double(wrong_to_right)) - 1.0);
+    double n_rw = double(right_to_wrong.size()), n_wr = double(wrong_to_right.size());
+    double n_disc = n_rw + n_wr;
+    double corrected = std::max(0.0, std::fabs(n_rw - n_wr) - 1.0);
     double chi2 = n_disc > 0 ? corrected * corrected / n_disc : 0.0;
     tasks[task.name] = {{"paired_examples", pairs.size()},
                         {"primary_metric", task.primary_metric},
                         {"difference", diff},
-                        {"right_to_wrong", right_to_wrong},
-                        {"wrong_to_right", wrong_to_right},
+                        {"right_to_wrong", right_to_wrong.size()},
+                        {"wrong_to_right", wrong_to_right.size()},
+                        {"right_to_wrong_ids", right_to_wrong},
+                        {"wrong_to_right_ids", wrong_to_right},
                         {"mcnemar", {{"chi2", chi2}, {"p_value", n_disc > 0 ? std::erfc(std::sqrt(chi2 / 2)) : 1.0}}}};
   }
   return {{"run_a", run_a.string()}, {"run_b", run_b.string()}, {"resamples", resamples}, {"tasks", tasks}};

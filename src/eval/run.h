@@ -58,9 +58,15 @@ nlohmann::json run_eval(TextGenerator& gen, const EvalConfig& cfg);
 nlohmann::json rescore_run(const fs::path& run_dir, int bootstrap_resamples = 1000);
 
 // Pairs two runs by task and example id (re-parsing both): per task, (B - A) of every metric with a paired
-// bootstrap 95% interval, answers flipped right->wrong and wrong->right, and McNemar's test on correctness
-// (continuity-corrected chi-square). Tasks in only one run are left out; different data files are an Error.
-nlohmann::json compare_runs(const fs::path& run_a, const fs::path& run_b, uint64_t seed = 1234, int resamples = 1000);
+// bootstrap 95% interval, answers flipped right->wrong and wrong->right (counts, and the example ids in id order),
+// and McNemar's test on correctness (continuity-corrected chi-square). Tasks in only one run are left out;
+// different data files are an Error.
+// `flips`, when given, receives one record per flipped example, in the order of the ids: task, id, direction
+// ("right_to_wrong" or "wrong_to_right"), gold, and for each of "a" and "b" the run folder, prompt, raw outputs,
+// answer and correct. Answer and correctness are re-parsed from the raw outputs as the counts are (the records'
+// own unless the parser changed since the run).
+nlohmann::json compare_runs(const fs::path& run_a, const fs::path& run_b, uint64_t seed = 1234, int resamples = 1000,
+                            std::vector<nlohmann::ordered_json>* flips = nullptr);
 
 // The records of a samples.jsonl. A truncated or garbled last line (an interrupted write) is dropped, and with
 // `repair` also cut from the file so appends continue cleanly; a bad line before the last is an Error.

@@ -33,7 +33,94 @@ std::string csv_field(const std::string& s) {
   return q + "\"";
 }
 
+// `sources`: the memory figures' sources in words, for the legend.
+std::string markdown_table(const std::vector<Row>& rows, const std::vector<std::string>& precisions,
+                           const std::string& sources) {
+  std::string out = "| Task | Metric | Model |";
+  std::string rule = "|---|---|---|";
+  for (auto& p : precisions) {
+    out += fmt::format(" {0} Mem | {0} Late | {0} Score |", p);
+    rule += "---:|---:|---:|";
+  }
+  out += "\n" + rule + "\n";
+  bool any_fallback = false;
+  for (auto& r : rows) {
+    any_fallback = any_fallback || r.dev_fallback;
+    out += fmt::format("| {}{} | {} | {} |", r.task, r.dev_fallback ? " †" : "", r.metric, r.model);
+    for (auto& p : precisions) {
+      auto c = r.by_precision.find(p);
+      if (c == r.by_precision.end()) out += " – | – | – |";
+      else out += fmt::format(" {:.2f} | {:.3f} | {:.1f} |", c->second.mem_gb, c->second.latency_s, 100 * c->second.score);
+    }
+    out += "\n";
+  }
+  out += fmt::format("\nMem: GB, {}. Late: seconds per sample (mean). Score: primary metric × 100.\n", sources);
+  if (any_fallback) out += "†: the data has no test split; scored on dev.\n";
+  return out;
+}
+
+std::string csv_table(const std::vector<Row>& rows, const std::vector<std::string>& precisions) {
+  std::string out = "task,split_fallback,metric,model";
+  for (auto& p : precisions) out += fmt::format(",{0}_mem_gb,{0}_latency_s,{0}_score", csv_field(p));
+  out += "\n";
+  for (auto& r : rows) {
+    out += fmt::format("{},{},{},{}", csv_field(r.task), r.dev_fallback ? "dev" : "", csv_field(r.metric), csv_field(r.model));
+    for (auto& p : precisions) {
+      auto c = r.by_precision.find(p);
+      if (c == r.by_precision.end()) out += ",,,";
+      else out += fmt::format(",{:.3f},{:.4f},{:.4f}", c->second.mem_gb, c->second.latency_s, c->second.score);
+    }
+    out += "\n";
+  }
+  return out;
+}
+
+// The legend goes in comments above the tabular: it pastes into a table float whose caption is the paper's own.
+std::string latex_table(const std::vector<Row>& rows, const std::vector<std::string>& precisions,
+                        const std::string& sources) {
+  bool any_fallback = std::any_of(rows.begin(), rows.end(), [](const Row& r) { return r.dev_fallback; });
+  std::string out = fmt::format("% Mem: GB, {}. Latency: seconds per sample (mean). Score: primary metric x 100.\n",
+                                sources);
+  if (any_fallback) out += "% \\dagger: the data has no test split; scored on dev.\n";
+  out += "\\begin{tabular}{lll";
+  for (size_t i = 0; i < precisions.size(); i++) out += "rrr";
+  out += "}\n\\toprule\n & &";
+  std::string rules;
+  for (size_t i = 0; i < precisions.size(); i++) {
+    out += fmt::format(" & \\multicolumn{{3}}{{c}}{{{}}}", latex_escape(precisions[i]));
+    rules += fmt::format("{}\\cmidrule(lr){{{}-{}}}", rules.empty() ? "" : " ", 4 + 3 * i, 6 + 3 * i);
+  }
+  out += " \\\\\n" + rules + "\nTask & Metric & Model";
+  for (size_t i = 0; i < precisions.size(); i++) out += " & Mem & Latency & Score";
+  out += " \\\\\n\\midrule\n";
+  for (auto& r : rows) {
+    out += fmt::format("{}{} & {} & {}", latex_escape(r.task), r.dev_fallback ? "$^\\dagger$" : "",
+                       latex_escape(r.metric), latex_escape(r.model));
+    for (auto& p : precisions) {
+      auto c = r.by_precision.find(p);
+      if (c == r.by_precision.end()) out += " & -- & -- & --";
+      else out += fmt::format(" & {:.2f} & {:.3f} & {:.1f}", c->second.mem_gb, c->second.latency_s, 100 * c->second.score);
+    }
+    out += " \\\\\n";
+  }
+  return out + "\\bottomrule\n\\end{tabular}\n";
+}
+
 }  // namespace
+
+std::string latex_escape(const std::string& text) {
+  std::string out;
+  for (char c : text) {
+    switch (c) {
+      case '&': case '%': case '$': case '#': case '_': case '{': case '}': out += '\\'; out += c; break;
+      case '~': out += "\\textasciitilde{}"; break;
+      case '^': out += "\\textasciicircum{}"; break;
+      case '\\': out += "\\textbackslash{}"; break;
+      default: out += c;
+    }
+  }
+  return out;
+}
 
 std::pair<double, std::string> memory_gb(const nlohmann::json& memory) {
   for (const char* key : {"device_peak_bytes", "peak_bytes", "allocator_peak_bytes", "host_peak_rss_bytes", "weight_bytes"})
@@ -137,7 +224,7 @@ void check_no_overlap(const std::vector<std::pair<fs::path, nlohmann::json>>& co
     }
 }
 
-std::string format_results_table(const std::vector<fs::path>& run_dirs, bool csv) {
+std::string format_results_table(const std::vector<fs::path>& run_dirs, TableFormat format) {
   std::vector<Row> rows;
   std::vector<std::string> precisions;
   std::vector<std::string> mem_sources;
@@ -191,46 +278,15 @@ std::string format_results_table(const std::vector<fs::path>& run_dirs, bool csv
     return std::find(task_order.begin(), task_order.end(), a.task) < std::find(task_order.begin(), task_order.end(), b.task);
   });
 
-  std::string out;
-  if (csv) {
-    out = "task,split_fallback,metric,model";
-    for (auto& p : precisions) out += fmt::format(",{0}_mem_gb,{0}_latency_s,{0}_score", csv_field(p));
-    out += "\n";
-    for (auto& r : rows) {
-      out += fmt::format("{},{},{},{}", csv_field(r.task), r.dev_fallback ? "dev" : "", csv_field(r.metric), csv_field(r.model));
-      for (auto& p : precisions) {
-        auto c = r.by_precision.find(p);
-        if (c == r.by_precision.end()) out += ",,,";
-        else out += fmt::format(",{:.3f},{:.4f},{:.4f}", c->second.mem_gb, c->second.latency_s, c->second.score);
-      }
-      out += "\n";
-    }
-    return out;
-  }
-  out = "| Task | Metric | Model |";
-  std::string rule = "|---|---|---|";
-  for (auto& p : precisions) {
-    out += fmt::format(" {0} Mem | {0} Late | {0} Score |", p);
-    rule += "---:|---:|---:|";
-  }
-  out += "\n" + rule + "\n";
-  bool any_fallback = false;
-  for (auto& r : rows) {
-    any_fallback = any_fallback || r.dev_fallback;
-    out += fmt::format("| {}{} | {} | {} |", r.task, r.dev_fallback ? " †" : "", r.metric, r.model);
-    for (auto& p : precisions) {
-      auto c = r.by_precision.find(p);
-      if (c == r.by_precision.end()) out += " – | – | – |";
-      else out += fmt::format(" {:.2f} | {:.3f} | {:.1f} |", c->second.mem_gb, c->second.latency_s, 100 * c->second.score);
-    }
-    out += "\n";
-  }
   std::string sources;
   for (auto& s : mem_sources)
     sources += (sources.empty() ? "" : "; ") + memory_source_words(s) + (s.empty() ? "" : " (" + s + ")");
-  out += fmt::format("\nMem: GB, {}. Late: seconds per sample (mean). Score: primary metric × 100.\n", sources);
-  if (any_fallback) out += "†: the data has no test split; scored on dev.\n";
-  return out;
+  switch (format) {
+    case TableFormat::csv: return csv_table(rows, precisions);
+    case TableFormat::latex: return latex_table(rows, precisions, sources);
+    case TableFormat::markdown: break;
+  }
+  return markdown_table(rows, precisions, sources);
 }
 
 }  // namespace bq::eval

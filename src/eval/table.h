@@ -29,11 +29,17 @@ RunSelection select_finished_runs(const std::vector<fs::path>& paths);
 // `configs`: each run's folder and its results.json "config".
 void check_no_overlap(const std::vector<std::pair<fs::path, nlohmann::json>>& configs);
 
-// Reads RUN_DIR/results.json of every run. Markdown (with a legend under the table) or CSV (one header line,
-// one line per row; empty cells where a model lacks a precision). Runs of one model under several prompting
-// configurations get a row each, the model named with its configuration ("tiny (cot, 0-shot)").
+enum class TableFormat { markdown, csv, latex };
+
+// Reads RUN_DIR/results.json of every run. Markdown (with a legend under the table), CSV (one header line,
+// one line per row; empty cells where a model lacks a precision) or a LaTeX booktabs tabular (a column group per
+// precision, the legend as comments above it; the numbers as in Markdown). Runs of one model under several
+// prompting configurations get a row each, the model named with its configuration ("tiny (cot, 0-shot)").
 // Errors: a run without a readable results.json, runs that overlap (check_no_overlap).
-std::string format_results_table(const std::vector<fs::path>& run_dirs, bool csv);
+std::string format_results_table(const std::vector<fs::path>& run_dirs, TableFormat format);
+
+// Text set literally by LaTeX in body text: & % $ # _ { } ~ ^ \ escaped.
+std::string latex_escape(const std::string& text);
 
 // The memory figure Table 1 shows from a run's results.json "memory" block, in GB (1e9 bytes), and the key it came
 // from ("" and 0 when none is recorded): on CUDA the device's peak (context included); on the CPU what the model

@@ -170,7 +170,7 @@ Tables build_tables(const std::vector<RunSummary>& runs) {
     std::vector<fs::path> dirs;
     for (size_t i : group) dirs.push_back(runs[i].dir);
     t.titles.push_back(group_title(runs, group));
-    t.markdown.push_back(eval::format_results_table(dirs, false));
+    t.markdown.push_back(eval::format_results_table(dirs, eval::TableFormat::markdown));
   }
   return t;
 }
