@@ -13,26 +13,34 @@ using namespace bq::eval;
 extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   if (size == 0) return 0;
   static const TaskConfig tasks[] = {
-      [] { TaskConfig t; t.type = TaskType::ner; t.parser = ParserKind::spans; return t; }(),
       [] {
         TaskConfig t;
-        t.type = TaskType::re;
-        t.parser = ParserKind::label;
+        t.type = "ner";
+        apply_task_preset(t);
+        return t;
+      }(),
+      [] {
+        TaskConfig t;
+        t.type = "re";
+        t.extractor = "label";
+        apply_task_preset(t);
         t.labels = {"CPR:3", "CPR:4", "false"};
         t.label_aliases = {{"inhibitor", "CPR:4"}};
         return t;
       }(),
       [] {
         TaskConfig t;
-        t.type = TaskType::mlc;
-        t.parser = ParserKind::multilabel;
+        t.type = "mlc";
+        t.extractor = "multilabel";
+        apply_task_preset(t);
         t.labels = {"Treatment", "Case Report", "cellular energetics"};
         return t;
       }(),
       [] {
         TaskConfig t;
-        t.type = TaskType::qa;
-        t.parser = ParserKind::option_letter;
+        t.type = "qa";
+        t.extractor = "option_letter";
+        apply_task_preset(t);
         t.labels = {"A", "B", "C", "D", "E"};
         return t;
       }(),
@@ -57,9 +65,9 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   for (auto& e : p.entities)
     if (e.start < 0 || e.start >= e.end || e.end > int(ex.tokens.size())) std::abort();
   Scored s = score_answer(task, ex, p);
-  if (s.tp + s.fn != int(ex.entities.size()) && task.type == TaskType::ner) std::abort();
+  if (s.tp + s.fn != int(ex.entities.size()) && task.type == "ner") std::abort();
   (void)is_correct(task, s);
-  MetricSpec spec{task.type, int(task.labels.size()), task.type == TaskType::re ? 2 : -1};
+  MetricSpec spec{task.metrics, int(task.labels.size()), task.type == "re" ? 2 : -1};
   for (auto& [name, value] : compute_metrics(spec, {s, s, Scored{}}))
     if (!(value >= 0.0 && value <= 1.0)) std::abort();
   (void)majority_vote({p, p});

@@ -18,7 +18,7 @@ static Scored one(int gold, int pred) {  // pred -1: unparsed
 TEST(EvalMetrics, RelationExtractionMacroIncludesNegativeMicroExcludesIt) {
   // labels A=0, B=1, negative=2. Per label: A tp1 fp1 fn1 -> 1/2; B tp1 fp1 fn1 -> 1/2; neg tp1 fp0 fn1 -> 2/3.
   std::vector<Scored> ex = {one(0, 0), one(0, 1), one(1, 1), one(2, 0), one(2, 2), one(1, -1)};
-  auto m = compute_metrics({TaskType::re, 3, 2}, ex);
+  auto m = compute_metrics({task_preset("re").metrics, 3, 2}, ex);
   EXPECT_NEAR(m["macro_f1"], (0.5 + 0.5 + 2.0 / 3) / 3, 1e-12);
   EXPECT_NEAR(m["micro_f1_positive"], 0.5, 1e-12);  // TP 2, FP 2, FN 2
   EXPECT_NEAR(m["unparsed_rate"], 1.0 / 6, 1e-12);
@@ -27,11 +27,11 @@ TEST(EvalMetrics, RelationExtractionMacroIncludesNegativeMicroExcludesIt) {
 TEST(EvalMetrics, QaAccuracyAndMacroWithAbsentPrediction) {
   // yes=0 no=1 maybe=2: yes 2/3, no 2/3, maybe (never predicted, once gold) 0.
   std::vector<Scored> ex = {one(0, 0), one(0, 1), one(1, 1), one(2, -1)};
-  auto m = compute_metrics({TaskType::qa, 3, -1}, ex);
+  auto m = compute_metrics({task_preset("qa").metrics, 3, -1}, ex);
   EXPECT_NEAR(m["accuracy"], 0.5, 1e-12);
   EXPECT_NEAR(m["macro_f1"], 4.0 / 9, 1e-12);
   // A label with neither gold nor predicted positives scores 0 and still counts in the average.
-  auto m4 = compute_metrics({TaskType::qa, 4, -1}, ex);
+  auto m4 = compute_metrics({task_preset("qa").metrics, 4, -1}, ex);
   EXPECT_NEAR(m4["macro_f1"], 4.0 / 12, 1e-12);
 }
 
@@ -45,7 +45,7 @@ TEST(EvalMetrics, MultiLabelMacroAndMicro) {
   };
   // a: tp1 -> 1; b: tp1 fn1 -> 2/3; c: fp1 fn1 -> 0. micro: TP2 FP1 FN2 -> 4/7.
   std::vector<Scored> ex = {doc({0, 1}, {0}), doc({1}, {1, 2}), doc({}, {}), doc({2}, {}, false)};
-  auto m = compute_metrics({TaskType::mlc, 3, -1}, ex);
+  auto m = compute_metrics({task_preset("mlc").metrics, 3, -1}, ex);
   EXPECT_NEAR(m["macro_f1"], (1 + 2.0 / 3 + 0) / 3, 1e-12);
   EXPECT_NEAR(m["micro_f1"], 4.0 / 7, 1e-12);
   EXPECT_NEAR(m["unparsed_rate"], 0.25, 1e-12);
@@ -58,11 +58,11 @@ TEST(EvalMetrics, NerStrictMicro) {
     s.tp = tp, s.fp = fp, s.fn = fn;
     return s;
   };
-  auto m = compute_metrics({TaskType::ner, 0, -1}, {sent(1, 1, 1), sent(0, 0, 1), sent(0, 1, 0)});
+  auto m = compute_metrics({task_preset("ner").metrics, 0, -1}, {sent(1, 1, 1), sent(0, 0, 1), sent(0, 1, 0)});
   EXPECT_NEAR(m["precision"], 1.0 / 3, 1e-12);
   EXPECT_NEAR(m["recall"], 1.0 / 3, 1e-12);
   EXPECT_NEAR(m["f1"], 1.0 / 3, 1e-12);  // 2*1 / (2*1 + 2 + 2)
-  auto empty = compute_metrics({TaskType::ner, 0, -1}, {sent(0, 0, 3)});
+  auto empty = compute_metrics({task_preset("ner").metrics, 0, -1}, {sent(0, 0, 3)});
   EXPECT_EQ(empty["precision"], 0.0);
   EXPECT_EQ(empty["f1"], 0.0);
 }
@@ -85,7 +85,7 @@ static std::vector<Scored> coin_flips(size_t n, double p, uint64_t seed) {
 
 TEST(EvalBootstrap, ReproducibleBySeedAndSensibleWidth) {
   auto ex = coin_flips(400, 0.7, 5);
-  MetricSpec spec{TaskType::qa, 2, -1};
+  MetricSpec spec{task_preset("qa").metrics, 2, -1};
   auto a = bootstrap_metrics(spec, ex, 42), b = bootstrap_metrics(spec, ex, 42), c = bootstrap_metrics(spec, ex, 43);
   EXPECT_EQ(a["accuracy"].lo, b["accuracy"].lo);
   EXPECT_EQ(a["accuracy"].hi, b["accuracy"].hi);
@@ -98,7 +98,7 @@ TEST(EvalBootstrap, ReproducibleBySeedAndSensibleWidth) {
 }
 
 TEST(EvalBootstrap, CoverageNearNominal) {
-  MetricSpec spec{TaskType::qa, 2, -1};
+  MetricSpec spec{task_preset("qa").metrics, 2, -1};
   int covered = 0, trials = 100;
   for (int t = 0; t < trials; t++) {
     auto iv = bootstrap_metrics(spec, coin_flips(200, 0.7, 1000 + t), 7 + t, 400)["accuracy"];
@@ -110,13 +110,13 @@ TEST(EvalBootstrap, CoverageNearNominal) {
 
 TEST(EvalBootstrap, PairedDifference) {
   auto a = coin_flips(300, 0.6, 9);
-  auto same = paired_bootstrap({TaskType::qa, 2, -1}, a, a, 1);
+  auto same = paired_bootstrap({task_preset("qa").metrics, 2, -1}, a, a, 1);
   EXPECT_EQ(same["accuracy"].value, 0.0);
   EXPECT_EQ(same["accuracy"].lo, 0.0);
   EXPECT_EQ(same["accuracy"].hi, 0.0);
   auto b = a;
   for (size_t i = 0; i < b.size(); i += 3) b[i] = one(0, 0), b[i].id = a[i].id;  // B fixes some answers
-  MetricSpec spec{TaskType::qa, 2, -1};
+  MetricSpec spec{task_preset("qa").metrics, 2, -1};
   auto d = paired_bootstrap(spec, a, b, 1);
   double direct = compute_metrics(spec, b)["accuracy"] - compute_metrics(spec, a)["accuracy"];
   EXPECT_NEAR(d["accuracy"].value, direct, 1e-12);

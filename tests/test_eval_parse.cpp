@@ -8,11 +8,13 @@ using namespace bq::eval;
 
 namespace {
 
-TaskConfig task(TaskType type, ParserKind parser, std::vector<std::string> labels) {
+// A task of the preset `type` read by `extractor`.
+TaskConfig task(const std::string& type, const std::string& extractor, std::vector<std::string> labels) {
   TaskConfig t;
   t.type = type;
-  t.parser = parser;
+  t.extractor = extractor;
   t.labels = std::move(labels);
+  apply_task_preset(t);
   return t;
 }
 
@@ -95,13 +97,13 @@ TEST(EvalParseNer, RewrittenTextPlainListsEchoAndProse) {
 TEST(EvalParseNer, GoldAnswerTextRoundTrips) {
   Example ex = sentence("Mutations in ataxia - telangiectasia and cancer");
   ex.entities = {{2, 5}, {6, 7}};
-  TaskConfig t = task(TaskType::ner, ParserKind::spans, {});
+  TaskConfig t = task("ner", "spans", {});
   EXPECT_EQ(gold_answer_text(t, ex), "Mutations in <span> ataxia - telangiectasia </span> and <span> cancer </span>");
   EXPECT_EQ(parse_spans(ex, gold_answer_text(t, ex)).entities, ex.entities);
 }
 
 TEST(EvalParseMlc, JsonPythonDictListsAndFailures) {
-  TaskConfig t = task(TaskType::mlc, ParserKind::multilabel, {"Treatment", "Diagnosis", "Case Report"});
+  TaskConfig t = task("mlc", "multilabel", {"Treatment", "Diagnosis", "Case Report"});
   using L = std::vector<std::string>;
   auto p = parse_multilabel(t, "Here is the output:\n```json\n{\"Treatment\": 1, \"Diagnosis\": 0, \"Case Report\": \"1\"}\n```");
   ASSERT_TRUE(p.ok);
@@ -123,7 +125,7 @@ TEST(EvalParseMlc, JsonPythonDictListsAndFailures) {
 }
 
 TEST(EvalParseLabel, FirstValidLabelAsWholeWord) {
-  TaskConfig ddi = task(TaskType::re, ParserKind::label, {"DDI-effect", "DDI-mechanism", "DDI-advise", "DDI-int", "DDI-false"});
+  TaskConfig ddi = task("re", "label", {"DDI-effect", "DDI-mechanism", "DDI-advise", "DDI-int", "DDI-false"});
   ddi.label_aliases = {{"effect", "DDI-effect"}, {"int", "DDI-int"}};
   auto first = [&](const TaskConfig& t, const char* s) {
     auto p = parse_label(t, s);
@@ -133,11 +135,11 @@ TEST(EvalParseLabel, FirstValidLabelAsWholeWord) {
   EXPECT_EQ(first(ddi, "The relation is DDI-advise, not DDI-effect."), "DDI-advise");
   EXPECT_EQ(first(ddi, "Effect."), "DDI-effect");
   EXPECT_EQ(first(ddi, "This is an interaction"), "<unparsed>");  // "int" only as a whole word
-  TaskConfig cpr = task(TaskType::re, ParserKind::label, {"CPR:3", "CPR:4", "false"});
+  TaskConfig cpr = task("re", "label", {"CPR:3", "CPR:4", "false"});
   EXPECT_EQ(first(cpr, "**CPR:4**"), "CPR:4");
   EXPECT_EQ(first(cpr, "false"), "false");
   EXPECT_EQ(first(cpr, "CPR:10"), "<unparsed>");
-  TaskConfig ynm = task(TaskType::qa, ParserKind::label, {"yes", "no", "maybe"});
+  TaskConfig ynm = task("qa", "label", {"yes", "no", "maybe"});
   EXPECT_EQ(first(ynm, "Yes, the abstract supports it."), "yes");
   EXPECT_EQ(first(ynm, "Based on the results, maybe."), "maybe");
   EXPECT_EQ(first(ynm, "Nothing noteworthy yesterday"), "<unparsed>");
@@ -145,7 +147,7 @@ TEST(EvalParseLabel, FirstValidLabelAsWholeWord) {
 }
 
 TEST(EvalParseQa, OptionLetters) {
-  TaskConfig t = task(TaskType::qa, ParserKind::option_letter, {"A", "B", "C", "D", "E"});
+  TaskConfig t = task("qa", "option_letter", {"A", "B", "C", "D", "E"});
   Example ex;
   ex.options = {{"A", "Ampicillin"}, {"B", "Ceftriaxone"}, {"C", "Ciprofloxacin"}, {"D", "Doxycycline"}, {"E", "Nitrofurantoin"}};
   auto letter = [&](const char* s) {
@@ -166,7 +168,7 @@ TEST(EvalParseQa, OptionLetters) {
 }
 
 TEST(EvalParse, ReasoningAndFinalAnswerLine) {
-  TaskConfig t = task(TaskType::qa, ParserKind::label, {"yes", "no", "maybe"});
+  TaskConfig t = task("qa", "label", {"yes", "no", "maybe"});
   Example ex;
   std::string cot = "Reasoning: the trial found no effect, so maybe not yes.\n\n**Final Answer:** no";
   auto p = parse_answer(t, ex, cot, true);

@@ -350,6 +350,81 @@ TEST(EvalTasks, InvalidConfigsAreExplained) {
   EXPECT_NE(error_for("type: qa", "type: [qa").find("t.yaml"), std::string::npos);
 }
 
+TEST(EvalTasks, NamedPartsGiveThePresetsScores) {
+  fs::path root = make_fixture("named-parts");
+  // The same two tasks with reader, parser and metrics named instead of filled in by `type`.
+  auto named = [](std::string yaml, const std::string& type, const std::string& reader, const std::string& metrics) {
+    yaml.replace(yaml.find("type: " + type + "\n"), 7 + type.size(), "");
+    yaml.replace(yaml.find("format: " + reader), 8 + reader.size(), "reader: " + reader + "\nmetrics: " + metrics);
+    return yaml;
+  };
+  write(root / "tasks-named/tiny.yaml", named(kTinyQa, "qa", "tsv", "[accuracy, macro_f1]"));
+  write(root / "tasks-named/tinyner.yaml", named(kTinyNer, "ner", "conll", "[precision, recall, f1]"));
+  const TaskConfig ner = load_task_config(root / "tasks-named/tinyner.yaml");
+  EXPECT_EQ(ner.type, "");
+  EXPECT_EQ(ner.metrics, (std::vector<std::string>{"precision", "recall", "f1", "unparsed_rate"}));
+  json results[2];
+  for (int i = 0; i < 2; i++) {
+    EvalConfig c = config(root, i ? "named" : "preset", "tiny");
+    c.tasks = {"tiny", "tinyner"};
+    if (i) c.tasks_dir = root / "tasks-named";
+    FakeGenerator gen;
+    script_qa(gen);
+    gen.script["Breast cancer risk"] = {"<span>Breast cancer</span> risk"};
+    gen.script["Ataxia and gout"] = {"<span>Ataxia</span> and gout <span>.</span>"};
+    results[i] = run_eval(gen, c);
+  }
+  for (const char* task : {"tiny", "tinyner"}) {
+    const json &preset = results[0]["tasks"][task], &named_parts = results[1]["tasks"][task];
+    EXPECT_EQ(preset["metrics"], named_parts["metrics"]) << task;
+    for (const char* key : {"primary_metric", "examples_scored", "unparsed", "unparsed_rate"})
+      EXPECT_EQ(preset[key], named_parts[key]) << task << " " << key;
+  }
+  EXPECT_NEAR(results[1]["tasks"]["tinyner"]["metrics"]["precision"]["value"].get<double>(), 2.0 / 3, 1e-12);
+  EXPECT_NEAR(results[1]["tasks"]["tiny"]["metrics"]["accuracy"]["value"].get<double>(), 0.4, 1e-12);
+}
+
+TEST(EvalTasks, UnknownPartsAndMisfitsNameTheFileTheKeyAndTheChoices) {
+  fs::path dir = bq::test::temp_dir("badparts");
+  auto error_for = [&](const std::string& from, const std::string& to) {
+    std::string yaml = kTinyQa;
+    yaml.replace(yaml.find(from), from.size(), to);
+    write(dir / "t.yaml", yaml);
+    try {
+      load_task_config(dir / "t.yaml");
+    } catch (const bq::Error& e) {
+      return std::string(e.what());
+    }
+    return std::string("no error");
+  };
+  const std::string file = (dir / "t.yaml").string();
+  EXPECT_EQ(error_for("format: tsv", "format: xml"), file + ": 'reader' is 'xml'; known readers: conll, tsv");
+  EXPECT_EQ(error_for("format: tsv", "reader: tsv\nformat: tsv"),
+            file + ": give 'reader' or its older name 'format', not both");
+  EXPECT_EQ(error_for("parser: label", "parser: regex"),
+            file + ": 'parser' is 'regex'; known answer extractors: spans, multilabel, label, option_letter");
+  EXPECT_EQ(error_for("type: qa", "type: summarization"),
+            file + ": 'type' is 'summarization'; known types: ner, re, mlc, qa");
+  EXPECT_EQ(error_for("parser: label", "parser: label\nmetrics: [accuracy, bleu]"),
+            file + ": 'metrics' names 'bleu'; known metrics: precision, recall, f1, macro_f1, micro_f1, "
+                   "micro_f1_positive, accuracy, unparsed_rate");
+  // A span metric with a label extractor, a one-label metric with a multi-label one, a metric without its key.
+  EXPECT_EQ(error_for("parser: label", "parser: label\nmetrics: [accuracy, f1]"),
+            file + ": metric 'f1' does not fit reader 'tsv' and parser 'label': it scores entity spans, and the "
+                   "task's gold is labels");
+  EXPECT_EQ(error_for("parser: label", "parser: multilabel\nlabel_separator: \";\""),
+            file + ": metric 'accuracy' does not fit parser 'multilabel': it needs one label per answer, and the "
+                   "parser answers several");
+  EXPECT_EQ(error_for("parser: label", "parser: multilabel"), file + ": parser 'multilabel' needs 'label_separator'");
+  EXPECT_EQ(error_for("primary_metric: accuracy", "primary_metric: micro_f1_positive\nmetrics: [micro_f1_positive]"),
+            file + ": metric 'micro_f1_positive' needs 'negative_label'");
+  EXPECT_EQ(error_for("parser: label", "parser: option_letter"), file + ": parser 'option_letter' needs 'options_field'");
+  // Without a type every part is named.
+  EXPECT_EQ(error_for("type: qa\n", ""), file + ": missing required key 'metrics'");
+  EXPECT_EQ(error_for("primary_metric: accuracy", "primary_metric: micro_f1"),
+            file + ": primary_metric 'micro_f1' is not among the task's metrics (accuracy, macro_f1, unparsed_rate)");
+}
+
 TEST(EvalShared, DataCheckCountsOnTheBenchmark) {
   BQ_REQUIRE_SHARED("data/biomed-nlp-benchmarks");
   fs::path data = bq::test::shared_dir() / "data/biomed-nlp-benchmarks";
@@ -391,7 +466,7 @@ TEST(EvalShared, BenchmarkPromptsOnTheRealFiles) {
       // The example's own text is in the prompt: its first token, or the start of the first templated field.
       std::string field = task.input_template.substr(task.input_template.find('{') + 1);
       field = field.substr(0, field.find_first_of("}|"));
-      std::string needle = task.type == TaskType::ner ? ds.examples[0].tokens[0] : ds.examples[0].fields.at(field).substr(0, 30);
+      std::string needle = task.reader == "conll" ? ds.examples[0].tokens[0] : ds.examples[0].fields.at(field).substr(0, 30);
       EXPECT_NE(prompt.find(needle), std::string::npos) << task.name << " " << shots;
     }
   }
@@ -414,8 +489,7 @@ TEST(EvalShared, GoldAnswersParseBackToPerfectScoresOnEveryTestSplit) {
       build_own_prompt(task, ex, {}, false);  // every example renders (Python-literal contexts included)
       scored.push_back(score_answer(task, ex, parse_answer(task, ex, gold_answer_text(task, ex), false)));
     }
-    MetricSpec spec{task.type, int(task.labels.size()), -1};
-    auto m = compute_metrics(spec, scored);
+    auto m = compute_metrics(metric_spec(task), scored);
     EXPECT_EQ(m["unparsed_rate"], 0.0) << task.name;
     EXPECT_EQ(m[task.primary_metric], 1.0) << task.name;
   }

@@ -7,6 +7,8 @@
 
 #include "cli/commands.h"
 #include "core/error.h"
+#include "eval/named_table.h"
+#include "eval/task.h"
 #include "model/config.h"
 #include "plan/memory_planner.h"
 #include "plan/recommend.h"
@@ -66,8 +68,12 @@ void register_plan_commands(CLI::App& app) {
       ->required();
   rec->add_option("--runs", rc->opt.runs, "run folders written by eval (one per model and precision)")->required();
   auto* task = rec->add_option("--task", rc->opt.task, "score one task only");
-  auto* type = rec->add_option("--task-type", rc->opt.task_type, "score the tasks of one kind: ner | re | mlc | qa")
-                   ->check(CLI::IsMember({"ner", "re", "mlc", "qa"}));
+  std::vector<std::string> types;  // the task files' presets
+  for (auto& preset : eval::task_presets()) types.emplace_back(preset.name);
+  auto* type = rec->add_option("--task-type", rc->opt.task_type,
+                               "score the tasks of one type (a task file's type: " +
+                                   eval::known_names(eval::task_presets()) + ")")
+                   ->check(CLI::IsMember(types));
   task->excludes(type);
   rec->add_option("--margin", rc->opt.margin, "non-inferiority margin on the primary metric (default 0.02)");
   rec->add_option("--min-examples", rc->opt.evidence.min_examples,

@@ -2,19 +2,21 @@
 
 #include <fmt/format.h>
 
+#include "eval/readers.h"
+
 namespace bq::eval {
 
 nlohmann::ordered_json data_check(const std::vector<TaskConfig>& tasks, const fs::path& data_dir, bool lenient) {
   nlohmann::ordered_json report = {{"data_dir", data_dir.string()}, {"tasks", nlohmann::ordered_json::array()}};
   for (auto& task : tasks) {
-    nlohmann::ordered_json t = {{"task", task.name}, {"type", task_type_name(task.type)}, {"folder", task.data_folder},
+    nlohmann::ordered_json t = {{"task", task.name}, {"type", task.type}, {"folder", task.data_folder},
                         {"splits", nlohmann::ordered_json::object()}};
     for (const char* split : {"train", "dev", "test"}) {
       if (!has_split(task, data_dir, split)) continue;
       Dataset ds = load_split(task, data_dir, split, lenient);
       nlohmann::ordered_json s = {{"file", ds.file.string()}, {"sha256", ds.sha256}, {"examples", ds.examples.size()}};
       if (auto note = task.split_notes.find(split); note != task.split_notes.end()) s["note"] = note->second;
-      if (task.type == TaskType::ner) {
+      if (data_reader(task.reader).gold == GoldKind::spans) {
         size_t entities = 0, tokens = 0;
         for (auto& ex : ds.examples) {
           entities += ex.entities.size();
@@ -50,7 +52,7 @@ std::string format_data_check(const nlohmann::ordered_json& report) {
     if (t["splits"].empty()) out += "  no split files found\n";
     for (auto& [split, s] : t["splits"].items()) {
       out += fmt::format("  {:<5} {:>6} {}", split, s["examples"].get<size_t>(),
-                         t["type"] == "ner" ? "sentences" : "examples");
+                         s.contains("entities") ? "sentences" : "examples");
       if (s.contains("entities")) out += fmt::format(", {} entities", s["entities"].get<size_t>());
       if (s["skipped"].get<size_t>()) out += fmt::format(", {} malformed skipped", s["skipped"].get<size_t>());
       if (s.contains("note")) out += fmt::format("  [{}]", s["note"].get<std::string>());

@@ -5,75 +5,88 @@
 #include <random>
 
 #include "core/error.h"
+#include "eval/named_table.h"
 
 namespace bq::eval {
-
-std::vector<std::string> metric_names(TaskType type) {
-  switch (type) {
-    case TaskType::ner: return {"precision", "recall", "f1", "unparsed_rate"};
-    case TaskType::mlc: return {"macro_f1", "micro_f1", "unparsed_rate"};
-    case TaskType::re: return {"macro_f1", "micro_f1_positive", "unparsed_rate"};
-    case TaskType::qa: return {"accuracy", "macro_f1", "unparsed_rate"};
-  }
-  return {};
-}
 
 static double ratio(double a, double b) { return b > 0 ? a / b : 0.0; }
 static double f1(double tp, double fp, double fn) { return ratio(2 * tp, 2 * tp + fp + fn); }
 
+// Micro F1 over the labels, leaving out `skip` (-1: none).
+static double micro_f1(const MetricCounts& c, int skip) {
+  double TP = 0, FP = 0, FN = 0;
+  for (int l = 0; l < int(c.tp.size()); l++) {
+    if (l == skip) continue;
+    TP += c.tp[l];
+    FP += c.fp[l];
+    FN += c.fn[l];
+  }
+  return f1(TP, FP, FN);
+}
+
+const std::vector<Metric>& metric_table() {
+  using C = const MetricCounts&;
+  using S = const MetricSpec&;
+  static const std::vector<Metric> table = {
+      {"precision", GoldKind::spans, false, {}, [](C c, S) { return ratio(c.entity_tp, c.entity_tp + c.entity_fp); }},
+      {"recall", GoldKind::spans, false, {}, [](C c, S) { return ratio(c.entity_tp, c.entity_tp + c.entity_fn); }},
+      {"f1", GoldKind::spans, false, {}, [](C c, S) { return f1(c.entity_tp, c.entity_fp, c.entity_fn); }},
+      {"macro_f1", GoldKind::labels, false, {},
+       [](C c, S) {
+         double macro = 0;
+         for (size_t l = 0; l < c.tp.size(); l++) macro += f1(c.tp[l], c.fp[l], c.fn[l]);
+         return c.tp.empty() ? 0.0 : macro / double(c.tp.size());
+       }},
+      {"micro_f1", GoldKind::labels, false, {}, [](C c, S) { return micro_f1(c, -1); }},
+      {"micro_f1_positive", GoldKind::labels, false, {"negative_label"}, [](C c, S s) { return micro_f1(c, s.negative); }},
+      {"accuracy", GoldKind::labels, true, {}, [](C c, S) { return ratio(double(c.correct), double(c.n)); }},
+      {"unparsed_rate", GoldKind::any, false, {}, [](C c, S) { return ratio(double(c.unparsed), double(c.n)); }},
+  };
+  return table;
+}
+
+const Metric& metric(std::string_view name) {
+  if (const Metric* m = find_named(metric_table(), name)) return *m;
+  fail("unknown metric '{}' (known: {})", name, known_names(metric_table()));
+}
+
+MetricSpec metric_spec(const TaskConfig& task) {
+  MetricSpec spec{task.metrics, int(task.labels.size()), -1};
+  if (!task.negative_label.empty())
+    spec.negative = int(std::find(task.labels.begin(), task.labels.end(), task.negative_label) - task.labels.begin());
+  return spec;
+}
+
 std::map<std::string, double> compute_metrics(const MetricSpec& spec, const std::vector<Scored>& examples,
                                               const std::vector<uint32_t>* idx) {
-  size_t n = idx ? idx->size() : examples.size();
+  MetricCounts c;
+  c.n = idx ? idx->size() : examples.size();
   auto at = [&](size_t i) -> const Scored& { return examples[idx ? (*idx)[i] : i]; };
-  std::map<std::string, double> m;
-  size_t unparsed = 0;
-  for (size_t i = 0; i < n; i++) unparsed += !at(i).parsed;
-  m["unparsed_rate"] = ratio(double(unparsed), double(n));
-
-  if (spec.type == TaskType::ner) {
-    double tp = 0, fp = 0, fn = 0;
-    for (size_t i = 0; i < n; i++) {
-      tp += at(i).tp;
-      fp += at(i).fp;
-      fn += at(i).fn;
-    }
-    m["precision"] = ratio(tp, tp + fp);
-    m["recall"] = ratio(tp, tp + fn);
-    m["f1"] = f1(tp, fp, fn);
-    return m;
-  }
-
-  int L = spec.n_labels;
-  std::vector<double> tp(L), fp(L), fn(L);
-  size_t correct = 0;
+  const int L = spec.n_labels;
+  c.tp.assign(size_t(L), 0);
+  c.fp.assign(size_t(L), 0);
+  c.fn.assign(size_t(L), 0);
   std::vector<char> g(L), p(L);
-  for (size_t i = 0; i < n; i++) {
+  for (size_t i = 0; i < c.n; i++) {
     const Scored& s = at(i);
+    c.unparsed += !s.parsed;
+    c.entity_tp += s.tp;
+    c.entity_fp += s.fp;
+    c.entity_fn += s.fn;
     std::fill(g.begin(), g.end(), 0);
     std::fill(p.begin(), p.end(), 0);
     for (int l : s.gold) g[l] = 1;
     for (int l : s.pred) p[l] = 1;
     for (int l = 0; l < L; l++) {
-      tp[l] += g[l] && p[l];
-      fp[l] += !g[l] && p[l];
-      fn[l] += g[l] && !p[l];
+      c.tp[l] += g[l] && p[l];
+      c.fp[l] += !g[l] && p[l];
+      c.fn[l] += g[l] && !p[l];
     }
-    correct += s.pred.size() == 1 && s.gold.size() == 1 && s.pred[0] == s.gold[0];
+    c.correct += s.pred.size() == 1 && s.gold.size() == 1 && s.pred[0] == s.gold[0];
   }
-  double macro = 0;
-  for (int l = 0; l < L; l++) macro += f1(tp[l], fp[l], fn[l]);
-  m["macro_f1"] = L ? macro / L : 0.0;
-  if (spec.type == TaskType::qa) m["accuracy"] = ratio(double(correct), double(n));
-  if (spec.type == TaskType::mlc || spec.type == TaskType::re) {
-    double TP = 0, FP = 0, FN = 0;
-    for (int l = 0; l < L; l++) {
-      if (l == spec.negative) continue;  // -1 for mlc: every label counts
-      TP += tp[l];
-      FP += fp[l];
-      FN += fn[l];
-    }
-    m[spec.type == TaskType::re ? "micro_f1_positive" : "micro_f1"] = f1(TP, FP, FN);
-  }
+  std::map<std::string, double> m;
+  m["unparsed_rate"] = metric("unparsed_rate").value(c, spec);
+  for (auto& name : spec.metrics) m[name] = metric(name).value(c, spec);
   return m;
 }
 

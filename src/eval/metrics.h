@@ -1,8 +1,9 @@
-// Scores per task type (see specs/metrics.md) and bootstrap confidence intervals over examples.
+// Scores (see specs/metrics.md) and bootstrap confidence intervals over examples.
 #pragma once
 #include <cstdint>
 #include <map>
 #include <string>
+#include <string_view>
 #include <vector>
 
 #include "eval/task.h"
@@ -13,26 +14,45 @@ namespace bq::eval {
 struct Scored {
   std::string id;
   bool parsed = false;
-  std::vector<int> gold, pred;  // label indices: mlc label sets; re/qa one gold and at most one prediction
-  int tp = 0, fp = 0, fn = 0;   // ner: strict entity matches in this sentence
+  std::vector<int> gold, pred;  // label gold: label indices (sets; one each with a one-label extractor)
+  int tp = 0, fp = 0, fn = 0;   // span gold: strict entity matches in this sentence
 };
 
-// Names reported per type, all in [0, 1]:
-//   ner: precision, recall, f1 (strict, micro over entities)
-//   mlc: macro_f1 (label-wise, fixed label set), micro_f1
-//   re:  macro_f1 (all labels incl. the negative class), micro_f1_positive (BLUE: positive classes only)
-//   qa:  accuracy, macro_f1
-// and for every type: unparsed_rate.
-std::vector<std::string> metric_names(TaskType type);
-
+// What a task reports: the named metrics (metric_table()), unparsed_rate always among them.
 struct MetricSpec {
-  TaskType type;
+  std::vector<std::string> metrics;
   int n_labels = 0;
-  int negative = -1;  // re: index of the negative label
+  int negative = -1;  // index of the task's negative label (micro_f1_positive leaves it out), -1 when none
+};
+MetricSpec metric_spec(const TaskConfig& task);
+
+// What every metric is computed from, in one pass over the (resampled) examples.
+struct MetricCounts {
+  size_t n = 0, unparsed = 0;
+  size_t correct = 0;                     // one gold label, one predicted, the same
+  double entity_tp = 0, entity_fp = 0, entity_fn = 0;
+  std::vector<double> tp, fp, fn;         // per label
 };
 
-// Metrics over `examples`, or over the multiset examples[idx[i]] when idx is given (a bootstrap resample).
-// F1 follows sklearn with zero_division=0: a label with no gold and no predicted positives scores 0.
+// A metric, named in a task file's `metrics:` list; all lie in [0, 1]. F1 follows sklearn with zero_division=0: a
+// label with no gold and no predicted positives scores 0.
+//   precision, recall, f1: strict entity matches, micro over entities (span gold)
+//   macro_f1: label-wise over the fixed label set; micro_f1: over all labels; micro_f1_positive: over all labels
+//     but the negative one (BLUE's relation extraction score); accuracy: exact match of one label
+//   unparsed_rate: answers nothing could be read from (every task reports it)
+struct Metric {
+  std::string_view name;
+  GoldKind gold;                        // the gold it needs (any: either)
+  bool one_label;                       // needs an extractor that answers one label
+  std::vector<std::string_view> needs;  // task file keys it reads that must be there
+  double (*value)(const MetricCounts& counts, const MetricSpec& spec);
+};
+const std::vector<Metric>& metric_table();
+// The metric named `name`; Error naming the known ones when there is none.
+const Metric& metric(std::string_view name);
+
+// spec's metrics (and unparsed_rate) over `examples`, or over the multiset examples[idx[i]] when idx is given (a
+// bootstrap resample).
 std::map<std::string, double> compute_metrics(const MetricSpec& spec, const std::vector<Scored>& examples,
                                               const std::vector<uint32_t>* idx = nullptr);
 

@@ -5,6 +5,9 @@
 #include <regex>
 #include <set>
 
+#include "core/error.h"
+#include "eval/named_table.h"
+#include "eval/prompts.h"
 #include "eval/readers.h"
 
 namespace bq::eval {
@@ -478,16 +481,29 @@ ParsedAnswer parse_option_letter(const TaskConfig& task, const Example& ex, std:
   return {};
 }
 
+const std::vector<AnswerExtractor>& answer_extractors() {
+  static const std::vector<AnswerExtractor> table = {
+      {"spans", GoldKind::spans, false, {},
+       [](const TaskConfig&, const Example& ex, std::string_view a) { return parse_spans(ex, a); }, write_spans_answer},
+      {"multilabel", GoldKind::labels, false, {"label_separator"},
+       [](const TaskConfig& t, const Example&, std::string_view a) { return parse_multilabel(t, a); },
+       write_multilabel_answer},
+      {"label", GoldKind::labels, true, {},
+       [](const TaskConfig& t, const Example&, std::string_view a) { return parse_label(t, a); }, write_label_answer},
+      {"option_letter", GoldKind::labels, true, {"options_field"}, parse_option_letter, write_label_answer},
+  };
+  return table;
+}
+
+const AnswerExtractor& answer_extractor(std::string_view name) {
+  if (const AnswerExtractor* e = find_named(answer_extractors(), name)) return *e;
+  fail("unknown answer extractor '{}' (known: {})", name, known_names(answer_extractors()));
+}
+
 ParsedAnswer parse_answer(const TaskConfig& task, const Example& ex, std::string_view output, bool cot) {
   auto region = answer_region(output, cot);
   if (!region || region->empty()) return {};
-  switch (task.parser) {
-    case ParserKind::spans: return parse_spans(ex, *region);
-    case ParserKind::multilabel: return parse_multilabel(task, *region);
-    case ParserKind::label: return parse_label(task, *region);
-    case ParserKind::option_letter: return parse_option_letter(task, ex, *region);
-  }
-  return {};
+  return answer_extractor(task.extractor).parse(task, ex, *region);
 }
 
 ParsedAnswer majority_vote(const std::vector<ParsedAnswer>& answers) {
@@ -508,7 +524,7 @@ Scored score_answer(const TaskConfig& task, const Example& ex, const ParsedAnswe
   Scored s;
   s.id = ex.id;
   s.parsed = answer.ok;
-  if (task.type == TaskType::ner) {
+  if (data_reader(task.reader).gold == GoldKind::spans) {
     std::set<EntitySpan> gold(ex.entities.begin(), ex.entities.end());
     if (answer.ok) {
       for (auto& e : answer.entities) (gold.contains(e) ? s.tp : s.fp)++;
@@ -530,7 +546,7 @@ Scored score_answer(const TaskConfig& task, const Example& ex, const ParsedAnswe
 
 bool is_correct(const TaskConfig& task, const Scored& s) {
   if (!s.parsed) return false;
-  if (task.type == TaskType::ner) return s.fp == 0 && s.fn == 0;
+  if (data_reader(task.reader).gold == GoldKind::spans) return s.fp == 0 && s.fn == 0;
   return s.gold == s.pred;
 }
 

@@ -6,6 +6,7 @@
 
 #include "core/error.h"
 #include "core/files.h"
+#include "eval/parse.h"
 #include "eval/readers.h"
 
 namespace bq::eval {
@@ -63,31 +64,31 @@ std::string render_input(const std::string& tpl, const Example& ex, const std::s
 }
 
 std::string gold_answer_text(const TaskConfig& task, const Example& ex) {
-  switch (task.type) {
-    case TaskType::ner: {
-      std::string s;
-      size_t e = 0;
-      for (int t = 0; t < int(ex.tokens.size()); t++) {
-        if (!s.empty()) s += ' ';
-        if (e < ex.entities.size() && ex.entities[e].start == t) s += "<span> ";
-        s += ex.tokens[t];
-        if (e < ex.entities.size() && ex.entities[e].end == t + 1) {
-          s += " </span>";
-          e++;
-        }
-      }
-      return s;
-    }
-    case TaskType::mlc: {
-      nlohmann::ordered_json j = nlohmann::ordered_json::object();
-      for (auto& l : task.labels) j[l] = std::find(ex.gold.begin(), ex.gold.end(), l) != ex.gold.end() ? 1 : 0;
-      return j.dump();
-    }
-    case TaskType::re:
-    case TaskType::qa: return ex.gold.empty() ? "" : ex.gold[0];
-  }
-  return "";
+  return answer_extractor(task.extractor).write_gold(task, ex);
 }
+
+std::string write_spans_answer(const TaskConfig&, const Example& ex) {
+  std::string s;
+  size_t e = 0;
+  for (int t = 0; t < int(ex.tokens.size()); t++) {
+    if (!s.empty()) s += ' ';
+    if (e < ex.entities.size() && ex.entities[e].start == t) s += "<span> ";
+    s += ex.tokens[t];
+    if (e < ex.entities.size() && ex.entities[e].end == t + 1) {
+      s += " </span>";
+      e++;
+    }
+  }
+  return s;
+}
+
+std::string write_multilabel_answer(const TaskConfig& task, const Example& ex) {
+  nlohmann::ordered_json j = nlohmann::ordered_json::object();
+  for (auto& l : task.labels) j[l] = std::find(ex.gold.begin(), ex.gold.end(), l) != ex.gold.end() ? 1 : 0;
+  return j.dump();
+}
+
+std::string write_label_answer(const TaskConfig&, const Example& ex) { return ex.gold.empty() ? "" : ex.gold[0]; }
 
 static std::string replace_all(std::string s, const std::string& from, const std::string& to) {
   for (size_t p = s.find(from); p != std::string::npos; p = s.find(from, p + to.size())) s.replace(p, from.size(), to);

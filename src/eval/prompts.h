@@ -18,9 +18,13 @@ std::vector<size_t> seeded_sample(size_t n, size_t k, uint64_t seed);
 // of JSON examples, is left alone; an unknown {identifier} is an Error naming `where`.
 std::string render_input(const std::string& tpl, const Example& ex, const std::string& where);
 
-// The gold answer written the way the prompts ask for it: ner: the sentence with <span> around entities;
-// mlc: a one-line JSON object label -> 0/1; re/qa: the label.
+// The gold answer written the way the prompts ask for it, by the task's answer extractor (parse.h).
 std::string gold_answer_text(const TaskConfig& task, const Example& ex);
+// The writers the answer extractors use: the sentence with <span> around each entity; a one-line JSON object
+// label -> 0/1 in the task's label order; the one label.
+std::string write_spans_answer(const TaskConfig& task, const Example& ex);
+std::string write_multilabel_answer(const TaskConfig& task, const Example& ex);
+std::string write_label_answer(const TaskConfig& task, const Example& ex);
 
 // biomedq's own prompt: task.instruction_prompt (or cot_prompt) with {input} and {examples} filled in.
 std::string build_own_prompt(const TaskConfig& task, const Example& ex, const std::vector<Example>& shots, bool cot);

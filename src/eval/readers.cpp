@@ -1,7 +1,13 @@
 #include "eval/readers.h"
 
+#include <fmt/format.h>
+
+#include <algorithm>
+#include <set>
+
 #include "core/error.h"
 #include "core/files.h"
+#include "eval/named_table.h"
 #include "tokenizer/text.h"
 
 namespace bq::eval {
@@ -320,6 +326,114 @@ nlohmann::json parse_python_literal(std::string_view text, const std::string& na
   p.skip_ws();
   if (p.i != text.size()) p.error("trailing characters");
   return v;
+}
+
+namespace {
+
+std::string join_options(const std::vector<std::pair<std::string, std::string>>& options) {
+  std::string s;
+  for (auto& [k, v] : options) {
+    if (!s.empty()) s += '\n';
+    s += k + ". " + v;
+  }
+  return s;
+}
+
+void read_conll(const TaskConfig&, std::string_view bytes, bool lenient, Dataset& ds) {
+  std::string name = ds.file.string();
+  auto sentences = parse_conll(bytes, name, lenient, &ds.skipped);
+  for (size_t i = 0; i < sentences.size(); i++) {
+    Example ex;
+    ex.id = fmt::format("{}-{}", ds.split, i);
+    ex.line = sentences[i].line;
+    ex.tokens = std::move(sentences[i].tokens);
+    ex.entities = entities_from_tags(sentences[i].tags);
+    std::string sentence;
+    for (auto& tok : ex.tokens) {
+      if (!sentence.empty()) sentence += ' ';
+      sentence += tok;
+    }
+    ex.fields["sentence"] = sentence;
+    ds.examples.push_back(std::move(ex));
+  }
+  if (ds.skipped) ds.problems.push_back(fmt::format("{}: {} malformed sentences skipped", name, ds.skipped));
+}
+
+void read_tsv(const TaskConfig& task, std::string_view bytes, bool lenient, Dataset& ds) {
+  std::string name = ds.file.string();
+  TsvTable table = parse_tsv(bytes, name, lenient);
+  auto column = [&](const std::string& col) -> size_t {
+    auto it = std::find(table.header.begin(), table.header.end(), col);
+    if (it == table.header.end()) fail("{}: no column '{}' (task file {})", name, col, task.source.string());
+    return size_t(it - table.header.begin());
+  };
+  size_t label_col = column(task.label_field);
+  size_t id_col = task.id_field.empty() ? SIZE_MAX : column(task.id_field);
+  size_t options_col = task.options_field.empty() ? SIZE_MAX : column(task.options_field);
+  std::set<std::string> label_set(task.labels.begin(), task.labels.end());
+  ds.skipped = table.skipped;
+  ds.problems = table.problems;
+  std::set<std::string> ids;
+  for (auto& row : table.rows) {
+    Example ex;
+    ex.line = row.line;
+    for (size_t c = 0; c < table.header.size(); c++) ex.fields[table.header[c]] = row.cells[c];
+    ex.id = id_col == SIZE_MAX ? fmt::format("{}-{}", ds.split, ds.examples.size()) : row.cells[id_col];
+    std::string problem;
+    const std::string& gold = row.cells[label_col];
+    if (!task.label_separator.empty()) {
+      size_t p = 0;
+      while (p <= gold.size() && !gold.empty()) {
+        size_t q = gold.find(task.label_separator, p);
+        if (q == std::string::npos) q = gold.size();
+        std::string l = gold.substr(p, q - p);
+        if (!l.empty()) ex.gold.push_back(l);
+        p = q + task.label_separator.size();
+      }
+    } else {
+      ex.gold.push_back(gold);
+    }
+    for (auto& l : ex.gold)
+      if (!label_set.contains(l)) problem = fmt::format("label '{}' is not in the task's label set", l);
+    if (options_col != SIZE_MAX && problem.empty()) {
+      try {
+        auto opts = parse_python_literal(row.cells[options_col], fmt::format("{}:{}", name, row.line));
+        for (auto& o : opts) ex.options.emplace_back(o.at("key").get<std::string>(), o.at("value").get<std::string>());
+        ex.fields["options"] = join_options(ex.options);
+      } catch (const std::exception& e) {
+        problem = fmt::format("bad options literal: {}", e.what());
+      }
+    }
+    // ChemProt repeats an index when one pair carries two relations: the k-th repeat becomes "<id>#k".
+    if (problem.empty() && !ids.insert(ex.id).second) {
+      int k = 2;
+      while (!ids.insert(fmt::format("{}#{}", ex.id, k)).second) k++;
+      ex.id = fmt::format("{}#{}", ex.id, k);
+    }
+    if (!problem.empty()) {
+      std::string msg = fmt::format("{}:{}: {}", name, row.line, problem);
+      if (!lenient) throw Error(msg);
+      ds.skipped++;
+      ds.problems.push_back(msg);
+      continue;
+    }
+    ds.examples.push_back(std::move(ex));
+  }
+}
+
+}  // namespace
+
+const std::vector<DataReader>& data_readers() {
+  static const std::vector<DataReader> table = {
+      {"conll", GoldKind::spans, {}, read_conll},
+      {"tsv", GoldKind::labels, {"label_field", "labels"}, read_tsv},
+  };
+  return table;
+}
+
+const DataReader& data_reader(std::string_view name) {
+  if (const DataReader* r = find_named(data_readers(), name)) return *r;
+  fail("unknown reader '{}' (known: {})", name, known_names(data_readers()));
 }
 
 }  // namespace bq::eval

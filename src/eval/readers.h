@@ -8,6 +8,8 @@
 #include <string_view>
 #include <vector>
 
+#include "eval/task.h"
+
 namespace bq::eval {
 
 namespace fs = std::filesystem;
@@ -49,5 +51,20 @@ nlohmann::json parse_python_literal(std::string_view text, const std::string& na
 
 // Removes a leading UTF-8 byte-order mark and turns CRLF into LF.
 std::string normalize_text_file(std::string text);
+
+// A data reader, named by `reader:` in a task file (`format:` is its older name): turns a split file into examples.
+struct DataReader {
+  std::string_view name;
+  GoldKind gold;                        // what its examples' gold is
+  std::vector<std::string_view> needs;  // task file keys it reads that must be there
+  // Fills ds.examples, ds.skipped and ds.problems from the bytes of ds.file (ds.split names the split).
+  void (*read)(const TaskConfig& task, std::string_view bytes, bool lenient, Dataset& ds);
+};
+// conll: token/tag columns, one example per sentence, gold entity spans (its "sentence" field: the tokens joined by
+// spaces). tsv: one example per row, its columns as fields, gold labels from label_field (split on label_separator
+// when the task has one), options from options_field.
+const std::vector<DataReader>& data_readers();
+// The reader named `name`; Error naming the known ones when there is none.
+const DataReader& data_reader(std::string_view name);
 
 }  // namespace bq::eval

@@ -19,14 +19,17 @@
 #include "eval/parse.h"
 #include "eval/prepare.h"
 #include "eval/prompts.h"
+#include "eval/readers.h"
 #include "generate/generate.h"
 
 namespace bq::eval {
 
 namespace {
 
+bool has_span_gold(const TaskConfig& task) { return data_reader(task.reader).gold == GoldKind::spans; }
+
 nlohmann::json gold_json(const TaskConfig& task, const Example& ex) {
-  if (task.type != TaskType::ner) return ex.gold;
+  if (!has_span_gold(task)) return ex.gold;
   auto arr = nlohmann::json::array();
   for (auto& e : ex.entities) arr.push_back({e.start, e.end});
   return arr;
@@ -95,13 +98,6 @@ TaskSamples rescore_samples(const PreparedTask& p, const nlohmann::json& id, con
   return out;
 }
 
-MetricSpec metric_spec(const TaskConfig& task) {
-  MetricSpec spec{task.type, int(task.labels.size()), -1};
-  if (task.type == TaskType::re)
-    spec.negative = int(std::find(task.labels.begin(), task.labels.end(), task.negative_label) - task.labels.begin());
-  return spec;
-}
-
 nlohmann::ordered_json score_task(const PreparedTask& p, const nlohmann::json& id, const std::vector<nlohmann::json>& samples,
                           int resamples) {
   const TaskConfig& task = p.task;
@@ -137,7 +133,7 @@ nlohmann::ordered_json score_task(const PreparedTask& p, const nlohmann::json& i
   }
   nlohmann::ordered_json out = {
       {"task", task.name},
-      {"type", task_type_name(task.type)},
+      {"type", task.type},
       {"task_file", task.source.string()},
       {"task_file_sha256", sha256_file(task.source)},
       {"split", p.split.split},
@@ -468,7 +464,7 @@ nlohmann::json run_eval(TextGenerator& gen, const EvalConfig& cfg) {
         for (auto& a : answers) votes.push_back(a.to_json());
         rec["votes"] = votes;
       }
-      if (task.type == TaskType::ner) rec.update({{"tp", sc.tp}, {"fp", sc.fp}, {"fn", sc.fn}});
+      if (has_span_gold(task)) rec.update({{"tp", sc.tp}, {"fp", sc.fp}, {"fn", sc.fn}});
       writer.append(rec);
       progress.advance(1);
     };

@@ -11,19 +11,36 @@
 #include "core/error.h"
 #include "core/files.h"
 #include "eval/metrics.h"
+#include "eval/named_table.h"
+#include "eval/parse.h"
 #include "eval/readers.h"
 #include "tokenizer/text.h"
 
 namespace bq::eval {
 
-const char* task_type_name(TaskType t) {
-  switch (t) {
-    case TaskType::ner: return "ner";
-    case TaskType::re: return "re";
-    case TaskType::mlc: return "mlc";
-    case TaskType::qa: return "qa";
-  }
-  return "?";
+const std::vector<TaskPreset>& task_presets() {
+  static const std::vector<TaskPreset> table = {
+      {"ner", "conll", "spans", {"precision", "recall", "f1"}, "f1", 200},
+      {"re", "tsv", "label", {"macro_f1", "micro_f1_positive"}, "macro_f1", 50},
+      {"mlc", "tsv", "multilabel", {"macro_f1", "micro_f1"}, "macro_f1", 50},
+      {"qa", "tsv", "label", {"accuracy", "macro_f1"}, "accuracy", 50},
+  };
+  return table;
+}
+
+const TaskPreset& task_preset(std::string_view type) {
+  if (const TaskPreset* p = find_named(task_presets(), type)) return *p;
+  fail("unknown task type '{}' (known: {})", type, known_names(task_presets()));
+}
+
+void apply_task_preset(TaskConfig& task) {
+  const TaskPreset& p = task_preset(task.type);
+  if (task.reader.empty()) task.reader = p.reader;
+  if (task.extractor.empty()) task.extractor = p.extractor;
+  if (task.metrics.empty()) task.metrics = p.metrics;
+  if (task.primary_metric.empty()) task.primary_metric = p.primary_metric;
+  if (std::find(task.metrics.begin(), task.metrics.end(), "unparsed_rate") == task.metrics.end())
+    task.metrics.push_back("unparsed_rate");
 }
 
 namespace {
@@ -76,17 +93,6 @@ struct YamlReader {
   }
 };
 
-template <typename E>
-E pick(const std::string& file, const char* key, const std::string& value,
-       std::initializer_list<std::pair<const char*, E>> choices) {
-  std::string names;
-  for (auto& [n, e] : choices) {
-    if (value == n) return e;
-    names += names.empty() ? n : std::string(", ") + n;
-  }
-  fail("{}: '{}' is '{}', expected one of: {}", file, key, value, names);
-}
-
 }  // namespace
 
 // A relative path without "..": a task file may only name files inside the data folder.
@@ -97,14 +103,52 @@ static void check_inside(const std::string& file, const std::string& key, const 
   if (escapes) fail("{}: '{}' is '{}'; it must be a relative path inside the data folder", file, key, path);
 }
 
+// The parts a task file names, each found in its table, and agreeing with one another: the extractor and every
+// metric read the gold the reader gives, a one-label metric needs a one-label extractor, and each part's keys are
+// there.
+static void check_parts(const TaskConfig& t, const YAML::Node& root, const std::string& file) {
+  auto require_keys = [&](const std::string& part, const std::vector<std::string_view>& needs) {
+    for (auto key : needs)
+      if (!root[std::string(key)]) fail("{}: {} needs '{}'", file, part, key);
+  };
+  auto gold_words = [](GoldKind g) { return g == GoldKind::spans ? "entity spans" : "labels"; };
+  const DataReader* reader = find_named(data_readers(), t.reader);
+  if (!reader) fail("{}: 'reader' is '{}'; known readers: {}", file, t.reader, known_names(data_readers()));
+  require_keys(fmt::format("reader '{}'", t.reader), reader->needs);
+  const AnswerExtractor* extractor = find_named(answer_extractors(), t.extractor);
+  if (!extractor)
+    fail("{}: 'parser' is '{}'; known answer extractors: {}", file, t.extractor, known_names(answer_extractors()));
+  if (extractor->gold != reader->gold)
+    fail("{}: parser '{}' does not fit reader '{}': it reads {}, and the reader's gold is {}", file, t.extractor,
+         t.reader, gold_words(extractor->gold), gold_words(reader->gold));
+  require_keys(fmt::format("parser '{}'", t.extractor), extractor->needs);
+  for (auto& name : t.metrics) {
+    const Metric* m = find_named(metric_table(), name);
+    if (!m) fail("{}: 'metrics' names '{}'; known metrics: {}", file, name, known_names(metric_table()));
+    if (m->gold != GoldKind::any && m->gold != reader->gold)
+      fail("{}: metric '{}' does not fit reader '{}' and parser '{}': it scores {}, and the task's gold is {}", file,
+           name, t.reader, t.extractor, gold_words(m->gold), gold_words(reader->gold));
+    if (m->one_label && !extractor->one_label)
+      fail("{}: metric '{}' does not fit parser '{}': it needs one label per answer, and the parser answers several",
+           file, name, t.extractor);
+    require_keys(fmt::format("metric '{}'", name), m->needs);
+  }
+  if (std::find(t.metrics.begin(), t.metrics.end(), t.primary_metric) == t.metrics.end()) {
+    std::string listed;
+    for (auto& m : t.metrics) listed += (listed.empty() ? "" : ", ") + m;
+    fail("{}: primary_metric '{}' is not among the task's metrics ({})", file, t.primary_metric, listed);
+  }
+}
+
 static TaskConfig parse_task_config(const std::string& yaml, const fs::path& yaml_file) {
   std::string file = yaml_file.string();
   YAML::Node root = YAML::Load(yaml);
   if (!root.IsMap()) fail("{}: expected a mapping at the top level", file);
   static const std::set<std::string> known = {
-      "name", "description", "type", "parser", "primary_metric", "data_folder", "format", "splits", "id_field",
-      "label_field", "label_separator", "options_field", "labels", "label_aliases", "negative_label", "entity_name",
-      "input_template", "benchmark_input", "prompts", "split_notes", "max_new_tokens", "max_new_tokens_cot"};
+      "name", "description", "type", "reader", "format", "parser", "metrics", "primary_metric", "data_folder",
+      "splits", "id_field", "label_field", "label_separator", "options_field", "labels", "label_aliases",
+      "negative_label", "entity_name", "input_template", "benchmark_input", "prompts", "split_notes",
+      "max_new_tokens", "max_new_tokens_cot"};
   for (const auto& kv : root)
     if (!known.contains(kv.first.as<std::string>())) fail("{}: unknown key '{}'", file, kv.first.as<std::string>());
 
@@ -113,27 +157,36 @@ static TaskConfig parse_task_config(const std::string& yaml, const fs::path& yam
   t.source = yaml_file;
   t.name = r.str("name");
   t.description = r.str("description", false);
-  t.type = pick<TaskType>(file, "type", r.str("type"),
-                          {{"ner", TaskType::ner}, {"re", TaskType::re}, {"mlc", TaskType::mlc}, {"qa", TaskType::qa}});
-  t.parser = pick<ParserKind>(file, "parser", r.str("parser"),
-                              {{"spans", ParserKind::spans}, {"multilabel", ParserKind::multilabel},
-                               {"label", ParserKind::label}, {"option_letter", ParserKind::option_letter}});
-  t.primary_metric = r.str("primary_metric");
+  // The parts: each named, or filled in by the preset `type`.
+  t.type = r.str("type", false);
+  if (root["reader"] && root["format"]) fail("{}: give 'reader' or its older name 'format', not both", file);
+  t.reader = r.str(root["format"] ? "format" : "reader", t.type.empty());
+  t.extractor = r.str("parser", t.type.empty());
+  t.metrics = r.list("metrics", t.type.empty());
+  t.primary_metric = r.str("primary_metric", t.type.empty());
+  if (!t.type.empty() && !find_named(task_presets(), t.type))
+    fail("{}: 'type' is '{}'; known types: {}", file, t.type, known_names(task_presets()));
+  int default_new_tokens = t.type.empty() ? 50 : task_preset(t.type).max_new_tokens;
+  if (t.type.empty()) {
+    if (std::find(t.metrics.begin(), t.metrics.end(), "unparsed_rate") == t.metrics.end())
+      t.metrics.push_back("unparsed_rate");
+  } else {
+    apply_task_preset(t);
+  }
   t.data_folder = r.str("data_folder");
-  t.format = r.str("format");
   t.split_files = r.map("splits", true);
   t.id_field = r.str("id_field", false);
-  t.label_field = r.str("label_field", t.format == "tsv");
-  t.label_separator = r.str("label_separator", t.type == TaskType::mlc);
+  t.label_field = r.str("label_field", false);
+  t.label_separator = r.str("label_separator", false);
   t.options_field = r.str("options_field", false);
-  t.labels = r.list("labels", t.type != TaskType::ner);
+  t.labels = r.list("labels", false);
   for (auto& [k, v] : r.map("label_aliases", false)) {
     std::string lower = k;
     for (char& c : lower) c = char(std::tolower((unsigned char)c));
     t.label_aliases[lower] = v;
   }
-  t.negative_label = r.str("negative_label", t.type == TaskType::re);
-  t.entity_name = r.str("entity_name", t.type == TaskType::ner);
+  t.negative_label = r.str("negative_label", false);
+  t.entity_name = r.str("entity_name", false);
   t.input_template = r.str("input_template");
   t.benchmark_input = r.map("benchmark_input", false);
   t.split_notes = r.map("split_notes", false);
@@ -143,32 +196,21 @@ static TaskConfig parse_task_config(const std::string& yaml, const fs::path& yam
   t.instruction_prompt = pr.str("instruction");
   t.cot_prompt = pr.str("cot");
   t.example_template = pr.str("example");
-  t.max_new_tokens = r.integer("max_new_tokens", t.type == TaskType::ner ? 200 : 50);
+  t.max_new_tokens = r.integer("max_new_tokens", default_new_tokens);
   t.max_new_tokens_cot = r.integer("max_new_tokens_cot", 512);
 
   // Consistency checks: every mistake here would otherwise surface as wrong scores much later.
-  if (t.format != "tsv" && t.format != "conll") fail("{}: 'format' is '{}', expected tsv or conll", file, t.format);
-  if ((t.type == TaskType::ner) != (t.format == "conll")) fail("{}: ner tasks use format conll, the others tsv", file);
-  bool parser_ok = (t.type == TaskType::ner && t.parser == ParserKind::spans) ||
-                   (t.type == TaskType::mlc && t.parser == ParserKind::multilabel) ||
-                   (t.type == TaskType::re && t.parser == ParserKind::label) ||
-                   (t.type == TaskType::qa && (t.parser == ParserKind::label || t.parser == ParserKind::option_letter));
-  if (!parser_ok) fail("{}: parser '{}' does not fit task type {}", file, r.str("parser"), task_type_name(t.type));
-  if (t.parser == ParserKind::option_letter && t.options_field.empty())
-    fail("{}: parser option_letter needs 'options_field'", file);
+  check_parts(t, root, file);
   if (t.split_files.empty()) fail("{}: 'splits' is empty", file);
   for (auto& [split, f] : t.split_files)
     if (split != "train" && split != "dev" && split != "test") fail("{}: split '{}' must be train, dev or test", file, split);
   std::set<std::string> seen;
   for (auto& l : t.labels)
     if (!seen.insert(l).second) fail("{}: label '{}' listed twice", file, l);
-  if (t.type == TaskType::re && !seen.contains(t.negative_label))
+  if (!t.negative_label.empty() && !seen.contains(t.negative_label))
     fail("{}: negative_label '{}' is not in labels", file, t.negative_label);
   for (auto& [k, v] : t.label_aliases)
     if (!seen.contains(v)) fail("{}: label_aliases maps '{}' to '{}', which is not a label", file, k, v);
-  auto names = metric_names(t.type);
-  if (std::find(names.begin(), names.end(), t.primary_metric) == names.end())
-    fail("{}: primary_metric '{}' is not reported for {} tasks", file, t.primary_metric, task_type_name(t.type));
   for (auto& [key, tpl] : {std::pair{"prompts.instruction", t.instruction_prompt}, {"prompts.cot", t.cot_prompt}})
     if (tpl.find("{input}") == std::string::npos) fail("{}: '{}' lacks the {{input}} placeholder", file, key);
   for (auto& [k, v] : t.benchmark_input)
@@ -271,15 +313,6 @@ fs::path split_path(const TaskConfig& task, const fs::path& data_dir, const std:
   return data_dir / task.data_folder / it->second;
 }
 
-static std::string join_options(const std::vector<std::pair<std::string, std::string>>& options) {
-  std::string s;
-  for (auto& [k, v] : options) {
-    if (!s.empty()) s += '\n';
-    s += k + ". " + v;
-  }
-  return s;
-}
-
 static Dataset read_split(const TaskConfig& task, const fs::path& data_dir, const std::string& split, bool lenient) {
   Dataset ds;
   ds.task = task.name;
@@ -287,89 +320,10 @@ static Dataset read_split(const TaskConfig& task, const fs::path& data_dir, cons
   ds.file = split_path(task, data_dir, split);
   std::string bytes = read_file(ds.file, limits::kDataFileBytes);
   ds.sha256 = sha256_hex(bytes);
-  std::string name = ds.file.string();
   if (size_t bad = tok::find_invalid_utf8(bytes); bad != std::string::npos)  // here, not later in the tokenizer
-    fail("{}:{}: invalid UTF-8 (byte offset {})", name, 1 + std::count(bytes.begin(), bytes.begin() + long(bad), '\n'),
-         bad);
-
-  if (task.format == "conll") {
-    auto sentences = parse_conll(bytes, name, lenient, &ds.skipped);
-    for (size_t i = 0; i < sentences.size(); i++) {
-      Example ex;
-      ex.id = fmt::format("{}-{}", split, i);
-      ex.line = sentences[i].line;
-      ex.tokens = std::move(sentences[i].tokens);
-      ex.entities = entities_from_tags(sentences[i].tags);
-      std::string sentence;
-      for (auto& tok : ex.tokens) {
-        if (!sentence.empty()) sentence += ' ';
-        sentence += tok;
-      }
-      ex.fields["sentence"] = sentence;
-      ds.examples.push_back(std::move(ex));
-    }
-    if (ds.skipped) ds.problems.push_back(fmt::format("{}: {} malformed sentences skipped", name, ds.skipped));
-    return ds;
-  }
-
-  TsvTable table = parse_tsv(bytes, name, lenient);
-  auto column = [&](const std::string& col) -> size_t {
-    auto it = std::find(table.header.begin(), table.header.end(), col);
-    if (it == table.header.end()) fail("{}: no column '{}' (task file {})", name, col, task.source.string());
-    return size_t(it - table.header.begin());
-  };
-  size_t label_col = column(task.label_field);
-  size_t id_col = task.id_field.empty() ? SIZE_MAX : column(task.id_field);
-  size_t options_col = task.options_field.empty() ? SIZE_MAX : column(task.options_field);
-  std::set<std::string> label_set(task.labels.begin(), task.labels.end());
-  ds.skipped = table.skipped;
-  ds.problems = table.problems;
-  std::set<std::string> ids;
-  for (auto& row : table.rows) {
-    Example ex;
-    ex.line = row.line;
-    for (size_t c = 0; c < table.header.size(); c++) ex.fields[table.header[c]] = row.cells[c];
-    ex.id = id_col == SIZE_MAX ? fmt::format("{}-{}", split, ds.examples.size()) : row.cells[id_col];
-    std::string problem;
-    const std::string& gold = row.cells[label_col];
-    if (task.type == TaskType::mlc) {
-      size_t p = 0;
-      while (p <= gold.size() && !gold.empty()) {
-        size_t q = gold.find(task.label_separator, p);
-        if (q == std::string::npos) q = gold.size();
-        std::string l = gold.substr(p, q - p);
-        if (!l.empty()) ex.gold.push_back(l);
-        p = q + task.label_separator.size();
-      }
-    } else {
-      ex.gold.push_back(gold);
-    }
-    for (auto& l : ex.gold)
-      if (!label_set.contains(l)) problem = fmt::format("label '{}' is not in the task's label set", l);
-    if (options_col != SIZE_MAX && problem.empty()) {
-      try {
-        auto opts = parse_python_literal(row.cells[options_col], fmt::format("{}:{}", name, row.line));
-        for (auto& o : opts) ex.options.emplace_back(o.at("key").get<std::string>(), o.at("value").get<std::string>());
-        ex.fields["options"] = join_options(ex.options);
-      } catch (const std::exception& e) {
-        problem = fmt::format("bad options literal: {}", e.what());
-      }
-    }
-    // ChemProt repeats an index when one pair carries two relations: the k-th repeat becomes "<id>#k".
-    if (problem.empty() && !ids.insert(ex.id).second) {
-      int k = 2;
-      while (!ids.insert(fmt::format("{}#{}", ex.id, k)).second) k++;
-      ex.id = fmt::format("{}#{}", ex.id, k);
-    }
-    if (!problem.empty()) {
-      std::string msg = fmt::format("{}:{}: {}", name, row.line, problem);
-      if (!lenient) throw Error(msg);
-      ds.skipped++;
-      ds.problems.push_back(msg);
-      continue;
-    }
-    ds.examples.push_back(std::move(ex));
-  }
+    fail("{}:{}: invalid UTF-8 (byte offset {})", ds.file.string(),
+         1 + std::count(bytes.begin(), bytes.begin() + long(bad), '\n'), bad);
+  data_reader(task.reader).read(task, bytes, lenient, ds);
   return ds;
 }
 

@@ -3,35 +3,38 @@
 #include <filesystem>
 #include <map>
 #include <string>
+#include <string_view>
 #include <vector>
 
 namespace bq::eval {
 
 namespace fs = std::filesystem;
 
-enum class TaskType { ner, re, mlc, qa };
-const char* task_type_name(TaskType t);
+// What an example's gold answer is: entity spans over its tokens, or labels from the task's fixed label set.
+// Readers produce one kind, answer extractors and metrics need one (or, for metrics, any).
+enum class GoldKind { spans, labels, any };
 
-// How a model's answer is read back (see parse.h).
-enum class ParserKind { spans, multilabel, label, option_letter };
-
+// A task file names three parts by name, each from its own table: the reader of the data (`reader:`, readers.h),
+// the answer extractor (`parser:`, parse.h) and the metrics (`metrics:`, metrics.h). `type:` is a preset that
+// fills in the parts a file leaves out.
 struct TaskConfig {
   std::string name;        // "hoc", "bc5cdr-chem", ...
   std::string description;
-  TaskType type = TaskType::qa;
-  ParserKind parser = ParserKind::label;
-  std::string primary_metric;  // one of the metric names the task type reports (metrics.h)
+  std::string type;        // the preset named by `type:` (ner, re, mlc, qa), "" when the file names none
+  std::string reader;      // "conll", "tsv"
+  std::string extractor;   // "spans", "multilabel", "label", "option_letter"
+  std::vector<std::string> metrics;  // reported, unparsed_rate always among them
+  std::string primary_metric;  // one of metrics
   std::string data_folder;     // folder under the data directory
-  std::string format;          // "tsv" or "conll"
   std::map<std::string, std::string> split_files;  // split name -> file name in data_folder
   std::string id_field;         // tsv column with the example id; empty: "<split>-<row number>"
   std::string label_field;      // tsv column with the gold label(s)
-  std::string label_separator;  // mlc: separator of labels in label_field
+  std::string label_separator;  // separator of several gold labels in label_field ("": one label per example)
   std::string options_field;    // qa: column with a Python list of {'key','value'} dicts
   std::vector<std::string> labels;                 // the fixed label set (ner: unused)
   std::map<std::string, std::string> label_aliases;  // answer spelling (lower case) -> label
-  std::string negative_label;   // re: the "no relation" class
-  std::string entity_name;      // ner: "chemical", "disease"
+  std::string negative_label;   // the "no relation" class that micro_f1_positive leaves out
+  std::string entity_name;      // what the spans are ("chemical", "disease"): for readers of the file
   std::string input_template;            // one example's input in biomedq's own prompts, e.g. "{text}"
   std::map<std::string, std::string> benchmark_input;  // "zeroshot"/"oneshot"/"fiveshot" -> input template
   std::string instruction_prompt;  // holds {input} and {examples}
@@ -42,6 +45,19 @@ struct TaskConfig {
   int max_new_tokens_cot = 512;
   fs::path source;  // the YAML file
 };
+
+// A preset (`type:` in a task file): the parts and defaults it fills in.
+struct TaskPreset {
+  std::string_view name, reader, extractor;
+  std::vector<std::string> metrics;
+  std::string_view primary_metric;
+  int max_new_tokens = 50;
+};
+const std::vector<TaskPreset>& task_presets();
+// The preset named `type`; Error naming the known ones when there is none.
+const TaskPreset& task_preset(std::string_view type);
+// Fills what `task` leaves empty (reader, extractor, metrics, primary_metric) from the preset task.type.
+void apply_task_preset(TaskConfig& task);
 
 TaskConfig load_task_config(const fs::path& yaml_file);
 TaskConfig parse_task_yaml(const std::string& yaml, const fs::path& source);  // load_task_config's parser
@@ -67,7 +83,7 @@ struct Example {
   std::map<std::string, std::string> fields;  // tsv columns by header name; ner: "sentence"; qa: "options"
   std::vector<std::string> tokens;            // ner
   std::vector<EntitySpan> entities;           // ner gold
-  std::vector<std::string> gold;              // mlc: the label set; re/qa: one label
+  std::vector<std::string> gold;              // labels gold: the example's labels (one unless label_separator)
   std::vector<std::pair<std::string, std::string>> options;  // qa with options: (letter, text)
 };
 

@@ -8,6 +8,7 @@
 
 #include "core/error.h"
 #include "core/files.h"
+#include "eval/named_table.h"
 #include "eval/run.h"
 #include "eval/task.h"
 #include "model/config.h"
@@ -84,7 +85,7 @@ Run read_run(const fs::path& dir, const RecommendOptions& opt) {
     for (auto& [name, t] : results.at("tasks").items()) {
       const auto& task = eval::find_task(task_configs, name);
       if (!opt.task.empty() && name != opt.task) continue;
-      if (!opt.task_type.empty() && eval::task_type_name(task.type) != opt.task_type) continue;
+      if (!opt.task_type.empty() && task.type != opt.task_type) continue;
       r.tasks.push_back(name);
       score_sum += t.at("metrics").at(t.at("primary_metric").get<std::string>()).at("value").get<double>();
       unparsed += t.at("unparsed").get<double>();
@@ -251,9 +252,8 @@ Recommendation decide(const std::vector<Candidate>& candidates, size_t budget_by
 Recommendation recommend(const RecommendOptions& opt) {
   if (opt.runs.empty()) fail("recommend: give at least one run folder (--runs)");
   if (!opt.task.empty() && !opt.task_type.empty()) fail("recommend: give --task or --task-type, not both");
-  if (!opt.task_type.empty() && opt.task_type != "ner" && opt.task_type != "re" && opt.task_type != "mlc" &&
-      opt.task_type != "qa")
-    fail("--task-type: '{}' is not ner, re, mlc or qa", opt.task_type);
+  if (!opt.task_type.empty() && !eval::find_named(eval::task_presets(), opt.task_type))
+    fail("--task-type: '{}' is not one of {}", opt.task_type, eval::known_names(eval::task_presets()));
   if (opt.margin < 0) fail("--margin must not be negative (got {})", opt.margin);
   if (opt.evidence.max_unparsed_rate < 0 || opt.evidence.max_unparsed_rate > 1)
     fail("--max-unparsed must be a rate in 0..1 (got {})", opt.evidence.max_unparsed_rate);
