@@ -152,7 +152,7 @@ TEST(EvalRun, MetricsResumeAfterCrashAndRescore) {
   auto records = read_samples(samples, false);
   ASSERT_EQ(records.size(), 10u);
   std::set<std::string> ids;
-  for (auto& r : records) ids.insert(r["id"]);
+  for (auto& r : records) ids.insert(r.id);
   EXPECT_EQ(ids.size(), 10u);
 
   json t = res["tasks"]["tiny"];
@@ -237,9 +237,9 @@ TEST(EvalRun, SelfConsistencyVotesOverSeededSamples) {
   EXPECT_NE(gen.last_opts[0].seed, gen.last_opts[3].seed);
   auto records = read_samples(cfg.out_dir / "samples.jsonl", false);
   ASSERT_EQ(records.size(), 4u);
-  EXPECT_EQ(records[0]["raw"].size(), 3u);
-  EXPECT_EQ(records[0]["votes"].size(), 3u);
-  EXPECT_NEAR(records[0]["latency_ms"].get<double>(), 40.0, 1e-9);  // three generations side by side
+  EXPECT_EQ(records[0].raw.size(), 3u);
+  EXPECT_EQ(records[0].votes.value().size(), 3u);
+  EXPECT_NEAR(records[0].latency_ms, 40.0, 1e-9);  // three generations side by side
 }
 
 TEST(EvalRun, NerWithSeededShotsFromTrain) {
@@ -259,14 +259,14 @@ TEST(EvalRun, NerWithSeededShotsFromTrain) {
   EXPECT_EQ(t["shots"]["split"], "train");
   ASSERT_EQ(t["shots"]["ids"].size(), 2u);
   auto records = read_samples(cfg.out_dir / "samples.jsonl", false);
-  std::string prompt = records[0]["prompt"];
+  std::string prompt = records[0].prompt.value();
   for (auto& id : t["shots"]["ids"]) {
     int k = std::stoi(id.get<std::string>().substr(6));  // "train-K"
     const char* shot_text[] = {"Colon cancer", "Mild asthma", "Nothing here"};
     EXPECT_NE(prompt.find(shot_text[k]), std::string::npos) << prompt;
   }
   EXPECT_EQ(prompt.find("<|user|>"), std::string::npos);  // chat template off
-  EXPECT_EQ(records[1]["fn"], 2);
+  EXPECT_EQ(records[1].entity_counts.value()[2], 2);
 }
 
 TEST(EvalRun, DevFallbackAndShotSourceErrors) {
@@ -628,8 +628,8 @@ TEST(EvalCompare, FlipIdsAndFlipsOutAreTheExamplesWhoseCorrectnessDiffers) {
 
   // The flips computed here from the two samples.jsonl files alone.
   std::map<std::string, json> rec_a, rec_b;
-  for (auto& r : read_samples(ca.out_dir / "samples.jsonl", false)) rec_a[r["id"]] = r;
-  for (auto& r : read_samples(cb.out_dir / "samples.jsonl", false)) rec_b[r["id"]] = r;
+  for (auto& r : read_samples(ca.out_dir / "samples.jsonl", false)) rec_a[r.id] = r.to_json();
+  for (auto& r : read_samples(cb.out_dir / "samples.jsonl", false)) rec_b[r.id] = r.to_json();
   ASSERT_EQ(rec_a.size(), size_t(n));
   std::vector<std::string> want_rw, want_wr;  // in id order (std::map), as compare sorts them
   for (auto& [id, ra] : rec_a) {

@@ -346,7 +346,7 @@ TEST(Recommend, OnRealRunsOfTheTinyModel) {
   json res = json::parse(read_file(tmp / "nf4" / "results.json"));
   int longest = 0;
   for (auto& line : eval::read_samples(tmp / "nf4" / "samples.jsonl", false))
-    longest = std::max(longest, line["prompt_tokens"].get<int>());
+    longest = std::max(longest, line.prompt_tokens);
   json p = json::parse(run_ok("plan --preset tiny --precision nf4 --device cpu --threads 1 --json --prompt-len " +
                               std::to_string(longest) + " --context " + std::to_string(longest + 32)));
   double measured = res["memory"]["allocator_peak_bytes"].get<double>();  // what the model held at its peak
@@ -365,7 +365,7 @@ TEST(Plan, CheckpointFoldersMappedOrPrequantized) {
     run_ok("eval --model " + (tmp / m).string() + " --precision nf4 --tasks pubmedqa --limit 1 --no-progress "
            "--bootstrap 10 --tasks-dir " + (src / "tasks").string() + " --data-dir " + (src / "examples/data").string() +
            " --out " + run.string());
-    int prompt = eval::read_samples(run / "samples.jsonl", false).at(0)["prompt_tokens"].get<int>();
+    int prompt = eval::read_samples(run / "samples.jsonl", false).at(0).prompt_tokens;
     json p = json::parse(run_ok("plan --model " + (tmp / m).string() + " --precision nf4 --device cpu --threads 1 --json "
                                 "--prompt-len " + std::to_string(prompt) + " --context " + std::to_string(prompt + 50)));
     if (std::string(m) == "q") {

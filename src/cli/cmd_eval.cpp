@@ -12,6 +12,7 @@
 #include "eval/data_check.h"
 #include "eval/run.h"
 #include "eval/summary.h"
+#include "eval/run_folder.h"
 #include "eval/table.h"
 #include "model/config.h"
 #include "model/quantize_checkpoint.h"

@@ -26,26 +26,26 @@ uint64_t hash_string(std::string_view s) {  // FNV-1a: stable across platforms, 
 
 uint64_t derive_seed(uint64_t seed, std::string_view what) { return mix64(seed ^ hash_string(what)); }
 
-PreparedTask prepare_task(const TaskConfig& task, const nlohmann::json& id, size_t limit) {
+PreparedTask prepare_task(const TaskConfig& task, const RunConfig& cfg, size_t limit) {
   PreparedTask p;
   p.task = task;
-  fs::path data_dir = id["data_dir"].get<std::string>();
-  bool lenient = id["lenient"];
-  uint64_t seed = id["seed"];
-  int shots = id["shots"];
-  p.split = choose_eval_split(task, data_dir, id["split"]);
+  fs::path data_dir = cfg.data_dir;
+  bool lenient = cfg.lenient;
+  uint64_t seed = cfg.seed;
+  int shots = cfg.shots;
+  p.split = choose_eval_split(task, data_dir, cfg.split);
   p.data = load_split(task, data_dir, p.split.split, lenient);
   p.data_files[p.data.file.string()] = p.data.sha256;
   size_t n = p.data.examples.size();
   if (limit == 0 || limit >= n) {
     for (size_t i = 0; i < n; i++) p.selected.push_back(i);
-  } else if (id["limit_random"]) {
+  } else if (cfg.limit_random) {
     p.selected = seeded_sample(n, limit, derive_seed(seed, "limit:" + task.name));
     std::sort(p.selected.begin(), p.selected.end());
   } else {
     for (size_t i = 0; i < limit; i++) p.selected.push_back(i);
   }
-  if (id["prompts"] == "benchmark") {
+  if (cfg.prompts == "benchmark") {
     p.benchmark_file = benchmark_prompt_path(task, data_dir, shots);
     p.benchmark_template = load_benchmark_prompt(task, data_dir, shots);
     p.data_files[p.benchmark_file.string()] = sha256_file(p.benchmark_file);
@@ -63,19 +63,19 @@ PreparedTask prepare_task(const TaskConfig& task, const nlohmann::json& id, size
   return p;
 }
 
-std::string build_prompt(const PreparedTask& p, const nlohmann::json& id, const Example& ex) {
-  if (id["prompts"] == "benchmark") return build_benchmark_prompt(p.task, p.benchmark_template, id["shots"], ex);
-  return build_own_prompt(p.task, ex, p.shots, id["prompting"] != "instruction");
+std::string build_prompt(const PreparedTask& p, const RunConfig& cfg, const Example& ex) {
+  if (cfg.prompts == "benchmark") return build_benchmark_prompt(p.task, p.benchmark_template, cfg.shots, ex);
+  return build_own_prompt(p.task, ex, p.shots, cfg.prompting != "instruction");
 }
 
-std::vector<nlohmann::json> prompt_records(const PreparedTask& p, const nlohmann::json& id) {
+std::vector<nlohmann::json> prompt_records(const PreparedTask& p, const RunConfig& cfg) {
   std::vector<nlohmann::json> out;
   for (size_t i : p.selected) {
     const Example& ex = p.data.examples[i];
     out.push_back({{"task", p.task.name},
                    {"split", p.split.split},
                    {"id", ex.id},
-                   {"prompt", build_prompt(p, id, ex)},
+                   {"prompt", build_prompt(p, cfg, ex)},
                    {"answer", gold_answer_text(p.task, ex)}});
   }
   return out;

@@ -1,6 +1,5 @@
 #include "eval/run.h"
 
-#include <fcntl.h>
 #include <unistd.h>
 
 #include <algorithm>
@@ -60,25 +59,24 @@ Stats describe(const std::vector<double>& v) {
 struct TaskSamples {
   size_t duplicates = 0;
   std::vector<Scored> scored;
-  std::vector<const nlohmann::json*> records;  // the record each scored sample came from
+  std::vector<const SampleRecord*> records;  // the record each scored sample came from
   std::vector<ParsedAnswer> answers;           // its re-parsed answer (the majority over its raw outputs)
   std::vector<double> latency_s;
   double prompt_tokens = 0, generated_tokens = 0;
 };
 
-TaskSamples rescore_samples(const PreparedTask& p, const nlohmann::json& id, const std::vector<nlohmann::json>& samples) {
+TaskSamples rescore_samples(const PreparedTask& p, const RunConfig& cfg, const std::vector<SampleRecord>& samples) {
   const TaskConfig& task = p.task;
   std::map<std::string, const Example*> by_id;
   for (auto& ex : p.data.examples) by_id[ex.id] = &ex;
-  bool cot = id["prompting"] != "instruction" && id["prompts"] == "own";
   TaskSamples out;
   std::map<std::string, std::string> prompt_of;  // example id -> its first record's prompt hash
   for (auto& r : samples) {
-    if (r["task"] != task.name) continue;
-    std::string ex_id = r["id"];
+    if (r.task != task.name) continue;
+    const std::string& ex_id = r.id;
     auto it = by_id.find(ex_id);
     if (it == by_id.end()) fail("samples.jsonl: task {} example '{}' is not in {}", task.name, ex_id, p.data.file.string());
-    std::string prompt_hash = r.value("prompt_sha256", "");
+    const std::string& prompt_hash = r.prompt_sha256;
     if (auto [seen, fresh] = prompt_of.emplace(ex_id, prompt_hash); !fresh) {
       if (seen->second != prompt_hash)
         fail("samples.jsonl: task {} example '{}' has two records with different prompts (two runs mixed in one "
@@ -87,82 +85,74 @@ TaskSamples rescore_samples(const PreparedTask& p, const nlohmann::json& id, con
       continue;
     }
     std::vector<ParsedAnswer> answers;
-    for (auto& raw : r["raw"]) answers.push_back(parse_answer(task, *it->second, raw.get<std::string>(), cot));
+    for (auto& raw : r.raw) answers.push_back(parse_answer(task, *it->second, raw, cfg.cot()));
     out.answers.push_back(majority_vote(answers));
     out.records.push_back(&r);
     out.scored.push_back(score_answer(task, *it->second, out.answers.back()));
-    out.latency_s.push_back(r["latency_ms"].get<double>() / 1000.0);
-    out.prompt_tokens += r["prompt_tokens"].get<double>();
-    out.generated_tokens += r["generated_tokens"].get<double>();
+    out.latency_s.push_back(r.latency_ms / 1000.0);
+    out.prompt_tokens += double(r.prompt_tokens);
+    out.generated_tokens += double(r.generated_tokens);
   }
   return out;
 }
 
-nlohmann::ordered_json score_task(const PreparedTask& p, const nlohmann::json& id, const std::vector<nlohmann::json>& samples,
-                          int resamples) {
+TaskScores score_task(const PreparedTask& p, const RunConfig& cfg, const std::vector<SampleRecord>& samples,
+                      int resamples) {
   const TaskConfig& task = p.task;
-  TaskSamples ts = rescore_samples(p, id, samples);
+  TaskSamples ts = rescore_samples(p, cfg, samples);
   if (ts.duplicates)
     std::fprintf(stderr, "warning: samples.jsonl: %zu repeated records of task %s ignored (the first of each kept)\n",
                  ts.duplicates, task.name.c_str());
-  const std::vector<Scored>& scored = ts.scored;
-  const std::vector<double>& latency_s = ts.latency_s;
-  double prompt_tokens = ts.prompt_tokens, generated_tokens = ts.generated_tokens;
-  MetricSpec spec = metric_spec(task);
-  nlohmann::ordered_json metrics = nlohmann::ordered_json::object();
-  for (auto& [name, iv] : bootstrap_metrics(spec, scored, derive_seed(id["seed"], "bootstrap:" + task.name), resamples))
-    metrics[name] = {{"value", iv.value}, {"ci95", {iv.lo, iv.hi}}};
-  size_t unparsed = 0;
-  for (auto& s : scored) unparsed += !s.parsed;
-  Stats lat = describe(latency_s);
+  TaskScores out;
+  out.metrics = bootstrap_metrics(metric_spec(task), ts.scored, derive_seed(cfg.seed, "bootstrap:" + task.name), resamples);
+  for (auto& s : ts.scored) out.unparsed += !s.parsed;
+  Stats lat = describe(ts.latency_s);
   double total_s = 0;
-  for (double x : latency_s) total_s += x;
+  for (double x : ts.latency_s) total_s += x;
 
-  std::string split_label = p.split.split;
-  if (p.split.fallback) split_label = "dev (no test split in the data; dev used instead)";
+  out.split_label = p.split.split;
+  if (p.split.fallback) out.split_label = "dev (no test split in the data; dev used instead)";
   if (auto note = task.split_notes.find(p.split.split); note != task.split_notes.end())
-    split_label += " [" + note->second + "]";
-  nlohmann::ordered_json shots = {{"k", id["shots"]}};
-  if (id["prompts"] == "benchmark") {
-    shots["source"] = "examples written in " + p.benchmark_file.string();
-  } else if (!p.shots.empty()) {
-    shots["split"] = p.shot_split;
-    auto ids = nlohmann::json::array();
-    for (auto& s : p.shots) ids.push_back(s.id);
-    shots["ids"] = ids;
+    out.split_label += " [" + note->second + "]";
+  out.shots.k = cfg.shots;
+  if (cfg.prompts == "benchmark") {
+    out.shots.source = "examples written in " + p.benchmark_file.string();
+  } else {
+    out.shots.split = p.shot_split;
+    for (auto& s : p.shots) out.shots.ids.push_back(s.id);
   }
-  nlohmann::ordered_json out = {
-      {"task", task.name},
-      {"type", task.type},
-      {"task_file", task.source.string()},
-      {"task_file_sha256", sha256_file(task.source)},
-      {"split", p.split.split},
-      {"split_fallback", p.split.fallback},
-      {"split_label", split_label},
-      {"data_files", p.data_files},
-      {"examples_available", p.data.examples.size()},
-      {"examples_selected", p.selected.size()},
-      {"examples_scored", scored.size()},
-      {"malformed_rows_skipped", p.data.skipped},
-      {"shots", shots},
-      {"primary_metric", task.primary_metric},
-      {"metrics", metrics},
-      {"unparsed", unparsed},
-      {"duplicate_records_ignored", ts.duplicates},
-      {"unparsed_rate", scored.empty() ? 0.0 : double(unparsed) / double(scored.size())},
-      {"efficiency",
-       {{"latency_s", {{"mean", lat.mean}, {"sd", lat.sd}, {"p50", lat.p50}, {"p95", lat.p95}}},
-        {"prompt_tokens", prompt_tokens},
-        {"generated_tokens", generated_tokens},
-        {"tokens_per_s", total_s > 0 ? generated_tokens / total_s : 0.0}}},
-  };
+  out.task = task.name;
+  out.type = task.type;
+  out.task_file = task.source.string();
+  out.task_file_sha256 = sha256_file(task.source);
+  out.split = p.split.split;
+  out.split_fallback = p.split.fallback;
+  out.data_files = p.data_files;
+  out.examples_available = p.data.examples.size();
+  out.examples_selected = p.selected.size();
+  out.examples_scored = ts.scored.size();
+  out.malformed_rows_skipped = p.data.skipped;
+  out.primary_metric = task.primary_metric;
+  out.duplicate_records_ignored = ts.duplicates;
+  out.unparsed_rate = ts.scored.empty() ? 0.0 : double(out.unparsed) / double(ts.scored.size());
+  out.latency_s = {lat.mean, lat.sd, lat.p50, lat.p95};
+  out.prompt_tokens = ts.prompt_tokens;
+  out.generated_tokens = ts.generated_tokens;
+  out.tokens_per_s = total_s > 0 ? ts.generated_tokens / total_s : 0.0;
   return out;
 }
 
-std::vector<TaskConfig> resolve_tasks(const nlohmann::json& id) {
-  auto all = load_task_configs(id["tasks_dir"].get<std::string>());
+std::vector<TaskConfig> resolve_tasks(const RunConfig& cfg) {
+  auto all = load_task_configs(cfg.tasks_dir);
   std::vector<TaskConfig> out;
-  for (auto& name : id["tasks"]) out.push_back(find_task(all, name));
+  for (auto& name : cfg.tasks) out.push_back(find_task(all, name));
+  return out;
+}
+
+// Every task of the run, its data read (and hashed) once for the whole run.
+std::vector<PreparedTask> prepare_tasks(const RunConfig& cfg, size_t limit) {
+  std::vector<PreparedTask> out;
+  for (auto& task : resolve_tasks(cfg)) out.push_back(prepare_task(task, cfg, limit));
   return out;
 }
 
@@ -188,55 +178,21 @@ nlohmann::json describe_environment(const nlohmann::json& memory) {
           {"device_name", device == "cpu" ? cpu : memory.value("device_name", device)}};
 }
 
-nlohmann::json score_run(const fs::path& run_dir, const nlohmann::json& id, size_t limit, int resamples,
-                         const nlohmann::json& memory, const nlohmann::json& environment,
-                         const std::string& command_line) {
-  auto samples = read_samples(run_dir / "samples.jsonl", false);
-  nlohmann::ordered_json tasks = nlohmann::ordered_json::object();
-  for (auto& task : resolve_tasks(id)) tasks[task.name] = score_task(prepare_task(task, id, limit), id, samples, resamples);
-  nlohmann::ordered_json results = {{"format", "biomedq-results-1"},
-                                    {"config", id},
-                                    {"limit", limit},
-                                    {"bootstrap", {{"resamples", resamples}, {"interval", "percentile 95%"}}},
-                                    {"environment", environment},
-                                    {"memory", memory},
-                                    {"tasks", tasks}};
-  if (!command_line.empty()) results["command"] = command_line;
-  write_file_atomic(run_dir / "results.json", results.dump(2) + "\n");
+// The run's results from its samples, written to results.json. `results` brings what is kept as first recorded
+// (memory, environment, command) and the limit; its config and tasks are filled in here.
+RunResults score_run(const fs::path& run_dir, const std::vector<PreparedTask>& prepared, RunResults results,
+                     int resamples) {
+  auto samples = read_samples(run_dir / kSamplesFile, false);
+  results.bootstrap_resamples = resamples;
+  results.tasks.clear();
+  for (auto& p : prepared) results.tasks.push_back(score_task(p, results.config, samples, resamples));
+  write_run_results(run_dir, results);
   return results;
 }
 
-// Appends whole lines to samples.jsonl and makes each durable before the next sample starts.
-class SampleWriter {
- public:
-  explicit SampleWriter(const fs::path& file) : path_(file.string()) {
-    fd_ = ::open(path_.c_str(), O_WRONLY | O_CREAT | O_APPEND, 0644);
-    if (fd_ < 0) fail("{}: cannot open for appending: {}", path_, std::strerror(errno));
-  }
-  ~SampleWriter() { ::close(fd_); }
-  SampleWriter(const SampleWriter&) = delete;
-  SampleWriter& operator=(const SampleWriter&) = delete;
-
-  void append(const nlohmann::json& record) {
-    std::string line = record.dump() + "\n";
-    size_t done = 0;
-    while (done < line.size()) {
-      ssize_t w = ::write(fd_, line.data() + done, line.size() - done);
-      if (w < 0 && errno == EINTR) continue;
-      if (w < 0) fail("{}: write failed: {}", path_, std::strerror(errno));
-      done += size_t(w);
-    }
-    if (::fsync(fd_) != 0) fail("{}: fsync failed: {}", path_, std::strerror(errno));
-  }
-
- private:
-  std::string path_;
-  int fd_ = -1;
-};
-
 }  // namespace
 
-nlohmann::json eval_identity(const EvalConfig& cfg, const std::string& model_name) {
+RunConfig eval_identity(const EvalConfig& cfg, const std::string& model_name) {
   if (cfg.prompting != "instruction" && cfg.prompting != "cot" && cfg.prompting != "sc")
     fail("--prompting is '{}', expected instruction, cot or sc", cfg.prompting);
   if (cfg.prompts != "own" && cfg.prompts != "benchmark") fail("--prompts is '{}', expected own or benchmark", cfg.prompts);
@@ -260,87 +216,35 @@ nlohmann::json eval_identity(const EvalConfig& cfg, const std::string& model_nam
   }
   if (names.empty()) fail("no tasks given");
   bool sc = cfg.prompting == "sc";
-  return {{"model", model_name},
-          {"model_info", cfg.model_info},
-          {"tasks", names},
-          {"tasks_dir", fs::absolute(tasks_dir).lexically_normal().string()},
-          {"data_dir", fs::absolute(cfg.data_dir).lexically_normal().string()},
-          {"split", cfg.split},
-          {"limit_random", cfg.limit_random},
-          {"shots", cfg.shots},
-          {"prompting", cfg.prompting},
-          {"sc_samples", sc ? cfg.sc_samples : 1},
-          {"temperature", sc ? cfg.temperature : 0.0f},
-          {"top_p", sc ? cfg.top_p : 1.0f},
-          {"seed", cfg.seed},
-          {"prompts", cfg.prompts},
-          {"chat_template", cfg.chat},
-          {"lenient", cfg.lenient}};
+  RunConfig id;
+  id.model = model_name;
+  id.model_info = cfg.model_info;
+  id.tasks = names;
+  id.tasks_dir = fs::absolute(tasks_dir).lexically_normal().string();
+  id.data_dir = fs::absolute(cfg.data_dir).lexically_normal().string();
+  id.split = cfg.split;
+  id.limit_random = cfg.limit_random;
+  id.shots = cfg.shots;
+  id.prompting = cfg.prompting;
+  id.sc_samples = sc ? cfg.sc_samples : 1;
+  id.temperature = sc ? cfg.temperature : 0.0f;  // recorded as the float it is sampled with
+  id.top_p = sc ? cfg.top_p : 1.0f;
+  id.seed = cfg.seed;
+  id.prompts = cfg.prompts;
+  id.chat_template = cfg.chat;
+  id.lenient = cfg.lenient;
+  return id;
 }
-
-std::vector<nlohmann::json> read_samples(const fs::path& file, bool repair) {
-  std::vector<nlohmann::json> out;
-  if (!fs::exists(file)) return out;
-  std::string text = read_file(file);
-  size_t pos = 0, line = 0;
-  while (pos < text.size()) {
-    size_t eol = text.find('\n', pos);
-    bool complete = eol != std::string::npos;
-    std::string_view l(text.data() + pos, (complete ? eol : text.size()) - pos);
-    line++;
-    auto j = nlohmann::json::parse(l, nullptr, false);
-    bool ok = complete && !j.is_discarded() && j.is_object() && j.contains("task") && j.contains("id") && j.contains("raw");
-    bool last = !complete || eol + 1 == text.size();
-    if (!ok) {
-      if (!last) fail("{}:{}: not a sample record (the file is damaged before its last line)", file.string(), line);
-      if (repair) fs::resize_file(file, pos);  // drop the half-written record of an interrupted run
-      break;
-    }
-    out.push_back(std::move(j));
-    pos = eol + 1;
-  }
-  return out;
-}
-
-namespace {
-
-// A run folder holds config.json, samples.jsonl, results.json and the lock, nothing else of ours; a folder with
-// other files (or a samples.jsonl without config.json) is someone else's and is never written into.
-void check_run_folder(const fs::path& dir) {
-  if (!fs::exists(dir)) return;
-  if (!fs::is_directory(dir)) fail("{}: --out must be a folder, and this is a file", dir.string());
-  bool has_config = fs::exists(dir / "config.json");
-  for (const auto& e : fs::directory_iterator(dir)) {
-    std::string name = e.path().filename().string();
-    bool ours = name == "config.json" || name == "samples.jsonl" || name == "results.json" ||
-                name == FolderLock::file_name || (name.starts_with("results.json.") && name.ends_with(".tmp"));
-    if (!ours || (name == "samples.jsonl" && !has_config))
-      fail("{}: not a biomedq run folder (it holds {}); give --out a new or empty folder", dir.string(), name);
-  }
-  if (has_config) {
-    auto old = nlohmann::json::parse(read_file(dir / "config.json"), nullptr, false);
-    if (old.is_discarded() || !old.is_object() || !old.contains("tasks") || !old.contains("prompting"))
-      fail("{}: not a biomedq run's configuration; give --out a new or empty folder", (dir / "config.json").string());
-  }
-}
-
-std::vector<PreparedTask> prepare_tasks(const nlohmann::json& id, size_t limit) {
-  std::vector<PreparedTask> out;
-  for (auto& task : resolve_tasks(id)) out.push_back(prepare_task(task, id, limit));
-  return out;
-}
-
-}  // namespace
 
 void check_eval(const EvalConfig& cfg) {
   if (cfg.out_dir.empty()) fail("no run folder given (--out)");
-  nlohmann::json id = eval_identity(cfg, "");
+  RunConfig id = eval_identity(cfg, "");
   prepare_tasks(id, cfg.limit);
   check_run_folder(cfg.out_dir);
 }
 
 std::vector<nlohmann::json> export_prompts(const EvalConfig& cfg) {
-  nlohmann::json id = eval_identity(cfg, "");
+  RunConfig id = eval_identity(cfg, "");
   std::vector<nlohmann::json> out;
   for (auto& p : prepare_tasks(id, cfg.limit))
     for (auto& rec : prompt_records(p, id)) out.push_back(std::move(rec));
@@ -348,7 +252,7 @@ std::vector<nlohmann::json> export_prompts(const EvalConfig& cfg) {
 }
 
 nlohmann::json run_eval(TextGenerator& gen, const EvalConfig& cfg) {
-  nlohmann::json id = eval_identity(cfg, gen.model_name());
+  RunConfig id = eval_identity(cfg, gen.model_name());
   if (cfg.out_dir.empty()) fail("no run folder given (--out)");
   // Everything that can be refused is refused before the folder is touched.
   std::vector<PreparedTask> prepared = prepare_tasks(id, cfg.limit);
@@ -357,26 +261,27 @@ nlohmann::json run_eval(TextGenerator& gen, const EvalConfig& cfg) {
   FolderLock lock(cfg.out_dir, "biomedq eval" + (cfg.command_line.empty() ? "" : ": " + cfg.command_line));
   check_run_folder(cfg.out_dir);  // again, now that no one else can change it
 
-  fs::path config_file = cfg.out_dir / "config.json", samples_file = cfg.out_dir / "samples.jsonl";
-  auto finished = read_samples(samples_file, true);
+  fs::path config_file = cfg.out_dir / kRunConfigFile;
+  auto finished = read_samples(cfg.out_dir / kSamplesFile, true);
+  const nlohmann::json identity = id.to_json();
   if (fs::exists(config_file)) {
     auto old = nlohmann::json::parse(read_file(config_file), nullptr, false);
-    if (old != id && !finished.empty()) {
+    if (old != identity && !finished.empty()) {
       std::string diff;
-      for (auto& [k, v] : id.items())
+      for (auto& [k, v] : identity.items())
         if (!old.contains(k) || old[k] != v) diff += fmt::format("\n  {}: {} -> {}", k, old.value(k, nlohmann::json()).dump(), v.dump());
       fail("{}: this run folder holds {} samples of a run with another configuration; use a new --out folder.{}",
            cfg.out_dir.string(), finished.size(), diff);
     }
     // A folder whose run never finished a sample holds nothing to lose: it takes the new configuration.
-    if (old != id) write_file_atomic(config_file, id.dump(2) + "\n");
+    if (old != identity) write_run_config(cfg.out_dir, id);
   } else {
-    write_file_atomic(config_file, id.dump(2) + "\n");
+    write_run_config(cfg.out_dir, id);
   }
 
   std::set<std::string> done;
-  for (auto& r : finished) done.insert(r["task"].get<std::string>() + '\x1f' + r["id"].get<std::string>());
-  SampleWriter writer(samples_file);
+  for (auto& r : finished) done.insert(r.task + '\x1f' + r.id);
+  SampleWriter writer(cfg.out_dir);
 
   bool cot = cfg.prompting != "instruction" && cfg.prompts == "own";
   int n_samples = cfg.prompting == "sc" ? cfg.sc_samples : 1;
@@ -424,47 +329,36 @@ nlohmann::json run_eval(TextGenerator& gen, const EvalConfig& cfg) {
     auto last_finish = std::chrono::steady_clock::now();
     auto write_record = [&](size_t k, double wall_ms) {
       const Example& ex = *pending[k];
-      nlohmann::json raw = nlohmann::json::array(), finish = nlohmann::json::array();
+      SampleRecord rec;
       std::vector<ParsedAnswer> answers;
-      double prefill = 0, decode = 0;
-      int ptok = 0, gtok = 0;
       for (int s = 0; s < n_samples; s++) {
         const GenerationResult& r = results[k * size_t(n_samples) + size_t(s)];
-        raw.push_back(r.text);
-        finish.push_back(r.finish_reason);
+        rec.raw.push_back(r.text);
+        rec.finish_reason.push_back(r.finish_reason);
         answers.push_back(parse_answer(task, ex, r.text, cot));
         // The samples of one example decode together: its latency is its slowest sample's.
-        prefill = std::max(prefill, r.prefill_ms);
-        decode = std::max(decode, r.decode_ms);
-        ptok += r.prompt_tokens;
-        gtok += r.generated_tokens;
+        rec.prefill_ms = std::max(rec.prefill_ms, r.prefill_ms);
+        rec.decode_ms = std::max(rec.decode_ms, r.decode_ms);
+        rec.prompt_tokens += r.prompt_tokens;
+        rec.generated_tokens += r.generated_tokens;
       }
       // The engine's own timing; the wall time since the previous example ended when it reports none.
-      double latency = prefill + decode > 0 ? prefill + decode : wall_ms;
+      rec.latency_ms = rec.prefill_ms + rec.decode_ms > 0 ? rec.prefill_ms + rec.decode_ms : wall_ms;
       ParsedAnswer answer = majority_vote(answers);
       Scored sc = score_answer(task, ex, answer);
-      const std::string& formatted = prompts[k * size_t(n_samples)];
-      nlohmann::json rec = {{"task", task.name},
-                            {"split", p.split.split},
-                            {"id", ex.id},
-                            {"prompt", formatted},
-                            {"prompt_sha256", sha256_hex(formatted)},
-                            {"raw", raw},
-                            {"finish_reason", finish},
-                            {"answer", answer.to_json()},
-                            {"gold", gold_json(task, ex)},
-                            {"correct", is_correct(task, sc)},
-                            {"prompt_tokens", ptok},
-                            {"generated_tokens", gtok},
-                            {"latency_ms", latency},
-                            {"prefill_ms", prefill},
-                            {"decode_ms", decode}};
+      rec.task = task.name;
+      rec.split = p.split.split;
+      rec.id = ex.id;
+      rec.prompt = prompts[k * size_t(n_samples)];
+      rec.prompt_sha256 = sha256_hex(*rec.prompt);
+      rec.answer = answer.to_json();
+      rec.gold = gold_json(task, ex);
+      rec.correct = is_correct(task, sc);
       if (n_samples > 1) {
-        auto votes = nlohmann::json::array();
-        for (auto& a : answers) votes.push_back(a.to_json());
-        rec["votes"] = votes;
+        rec.votes = nlohmann::json::array();
+        for (auto& a : answers) rec.votes->push_back(a.to_json());
       }
-      if (has_span_gold(task)) rec.update({{"tp", sc.tp}, {"fp", sc.fp}, {"fn", sc.fn}});
+      if (has_span_gold(task)) rec.entity_counts = std::array{sc.tp, sc.fp, sc.fn};
       writer.append(rec);
       progress.advance(1);
     };
@@ -492,45 +386,37 @@ nlohmann::json run_eval(TextGenerator& gen, const EvalConfig& cfg) {
     for (size_t k = 0; k < pending.size(); k++)
       if (samples_left[k] > 0) fail("task {}: the generator never finished example {}", task.name, pending[k]->id);
   }
-  nlohmann::json memory = gen.memory_report();
-  return score_run(cfg.out_dir, id, cfg.limit, cfg.bootstrap_resamples, memory, describe_environment(memory),
-                   cfg.command_line);
+  RunResults results;
+  results.config = id;
+  results.limit = cfg.limit;
+  results.memory = gen.memory_report();
+  results.environment = describe_environment(results.memory);
+  results.command = cfg.command_line;
+  return score_run(cfg.out_dir, prepared, results, cfg.bootstrap_resamples).to_json();
 }
 
 nlohmann::json rescore_run(const fs::path& run_dir, int bootstrap_resamples) {
-  fs::path config_file = run_dir / "config.json";
-  if (!fs::is_regular_file(config_file)) fail("{}: not a run folder (no config.json)", run_dir.string());
+  if (!fs::is_regular_file(run_dir / kRunConfigFile)) fail("{}: not a run folder (no config.json)", run_dir.string());
   FolderLock lock(run_dir, "biomedq rescore");
-  auto id = nlohmann::json::parse(read_file(config_file), nullptr, false);
-  if (id.is_discarded()) fail("{}: not valid JSON", config_file.string());
-  nlohmann::json memory = nlohmann::json::object(), environment = nlohmann::json::object();
-  size_t limit = 0;
-  std::string command_line;
-  if (fs::exists(run_dir / "results.json")) {
-    auto old = nlohmann::json::parse(read_file(run_dir / "results.json"), nullptr, false);
-    if (!old.is_discarded()) {
-      memory = old.value("memory", memory);
-      environment = old.value("environment", environment);
-      limit = old.value("limit", size_t(0));
-      command_line = old.value("command", "");
+  RunResults results;
+  // What the run recorded as it ran (memory, environment, limit, command) is kept; a results file that cannot be
+  // read is rewritten from the samples.
+  if (fs::exists(run_dir / kResultsFile)) try {
+      results = read_run_results(run_dir);
+    } catch (const Error&) {
     }
-  }
-  return score_run(run_dir, id, limit, bootstrap_resamples, memory, environment, command_line);
+  results.config = read_run_config(run_dir);
+  return score_run(run_dir, prepare_tasks(results.config, results.limit), results, bootstrap_resamples).to_json();
 }
 
 nlohmann::json compare_runs(const fs::path& run_a, const fs::path& run_b, uint64_t seed, int resamples,
                             std::vector<nlohmann::ordered_json>* flips) {
-  auto load_id = [](const fs::path& dir) {
-    auto j = nlohmann::json::parse(read_file(dir / "config.json"), nullptr, false);
-    if (j.is_discarded()) fail("{}: not valid JSON", (dir / "config.json").string());
-    return j;
-  };
-  nlohmann::json id_a = load_id(run_a), id_b = load_id(run_b);
-  auto samples_a = read_samples(run_a / "samples.jsonl", false), samples_b = read_samples(run_b / "samples.jsonl", false);
+  RunFolder a_run = read_run_folder(run_a), b_run = read_run_folder(run_b);
+  const RunConfig &id_a = a_run.config, &id_b = b_run.config;
+  const auto &samples_a = a_run.samples, &samples_b = b_run.samples;
   nlohmann::ordered_json tasks = nlohmann::ordered_json::object();
   for (auto& task : resolve_tasks(id_a)) {
-    auto names_b = id_b["tasks"];
-    if (std::find(names_b.begin(), names_b.end(), task.name) == names_b.end()) continue;
+    if (std::find(id_b.tasks.begin(), id_b.tasks.end(), task.name) == id_b.tasks.end()) continue;
     PreparedTask pa = prepare_task(task, id_a, 0), pb = prepare_task(task, id_b, 0);
     if (pa.data.sha256 != pb.data.sha256) fail("task {}: the two runs evaluated different data files", task.name);
     TaskSamples ta = rescore_samples(pa, id_a, samples_a), tb = rescore_samples(pb, id_b, samples_b);
@@ -547,10 +433,10 @@ nlohmann::json compare_runs(const fs::path& run_a, const fs::path& run_b, uint64
     auto right_to_wrong = nlohmann::json::array(), wrong_to_right = nlohmann::json::array();
     // One run's side of a flipped example (a record lacks prompt or gold only when written by hand: null then).
     auto side = [](const fs::path& dir, const TaskSamples& ts, size_t i, bool correct) {
-      const nlohmann::json& rec = *ts.records[i];
+      const SampleRecord& rec = *ts.records[i];
       return nlohmann::ordered_json{{"run", dir.string()},
-                                    {"prompt", rec.value("prompt", nlohmann::json())},
-                                    {"raw", rec["raw"]},
+                                    {"prompt", rec.prompt ? nlohmann::json(*rec.prompt) : nlohmann::json()},
+                                    {"raw", rec.raw},
                                     {"answer", ts.answers[i].to_json()},
                                     {"correct", correct}};
     };
@@ -564,7 +450,7 @@ nlohmann::json compare_runs(const fs::path& run_a, const fs::path& run_b, uint64
         flips->push_back({{"task", task.name},
                           {"id", ex_id},
                           {"direction", ca ? "right_to_wrong" : "wrong_to_right"},
-                          {"gold", ta.records[ij.first]->value("gold", nlohmann::json())},
+                          {"gold", ta.records[ij.first]->gold},
                           {"a", side(run_a, ta, ij.first, ca)},
                           {"b", side(run_b, tb, ij.second, cb)}});
     }

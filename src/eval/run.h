@@ -1,5 +1,5 @@
 // The evaluation loop: prompts every selected example of each task, parses and scores the answers, and keeps a
-// run folder that survives interruption (samples.jsonl appended and fsynced per sample; results.json atomic).
+// run folder (run_folder.h) that survives interruption.
 #pragma once
 #include <nlohmann/json.hpp>
 
@@ -8,6 +8,7 @@
 #include <string>
 #include <vector>
 
+#include "eval/run_folder.h"
 #include "eval/task.h"
 #include "generate/text_generator.h"
 
@@ -37,9 +38,9 @@ struct EvalConfig {
   std::string command_line;     // the invocation, kept in results.json so reports trace numbers to it ("": none)
 };
 
-// The settings that decide a run's samples: resuming into a run folder requires the same identity.
+// The settings that decide a run's samples (its config.json): resuming into a run folder requires the same ones.
 // (limit, batch, progress and bootstrap_resamples may change between invocations.)
-nlohmann::json eval_identity(const EvalConfig& cfg, const std::string& model_name);
+RunConfig eval_identity(const EvalConfig& cfg, const std::string& model_name);
 
 // Everything about a run that can be checked without the model: options, every task's data, shots and prompt
 // files, and that out_dir is absent, empty or a run folder. Call before loading a model; writes nothing.
@@ -67,9 +68,5 @@ nlohmann::json rescore_run(const fs::path& run_dir, int bootstrap_resamples = 10
 // own unless the parser changed since the run).
 nlohmann::json compare_runs(const fs::path& run_a, const fs::path& run_b, uint64_t seed = 1234, int resamples = 1000,
                             std::vector<nlohmann::ordered_json>* flips = nullptr);
-
-// The records of a samples.jsonl. A truncated or garbled last line (an interrupted write) is dropped, and with
-// `repair` also cut from the file so appends continue cleanly; a bad line before the last is an Error.
-std::vector<nlohmann::json> read_samples(const fs::path& file, bool repair);
 
 }  // namespace bq::eval

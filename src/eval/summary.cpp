@@ -2,22 +2,21 @@
 
 #include <fmt/format.h>
 
+#include "eval/run_folder.h"
+
 namespace bq::eval {
 
-std::string format_run_summary(const nlohmann::json& results) {
+std::string format_run_summary(const nlohmann::json& results_json) {
+  const RunResults results = RunResults::from_json(results_json, "results");
   std::string out = "\n| task | split | scored | metric | value | 95% interval | unparsed | latency s (mean ± sd) |\n"
                     "|---|---|---:|---|---:|---|---:|---:|\n";
-  for (auto& [name, t] : results.at("tasks").items()) {
-    std::string metric = t.at("primary_metric");
-    const auto& m = t.at("metrics").at(metric);
-    const auto& lat = t.at("efficiency").at("latency_s");
-    out += fmt::format("| {} | {} | {} | {} | {:.4f} | [{:.4f}, {:.4f}] | {:.1f}% | {:.3f} ± {:.3f} |\n", name,
-                       t.at("split").get<std::string>(), t.at("examples_scored").get<size_t>(), metric,
-                       m.at("value").get<double>(), m.at("ci95")[0].get<double>(), m.at("ci95")[1].get<double>(),
-                       100.0 * t.at("unparsed_rate").get<double>(), lat.at("mean").get<double>(),
-                       lat.at("sd").get<double>());
+  for (const TaskScores& t : results.tasks) {
+    const Interval& m = t.primary();
+    out += fmt::format("| {} | {} | {} | {} | {:.4f} | [{:.4f}, {:.4f}] | {:.1f}% | {:.3f} ± {:.3f} |\n", t.task,
+                       t.split, t.examples_scored, t.primary_metric, m.value, m.lo, m.hi, 100.0 * t.unparsed_rate,
+                       t.latency_s.mean, t.latency_s.sd);
   }
-  const auto& memory = results.value("memory", nlohmann::json::object());
+  const auto& memory = results.memory;
   std::string figures;
   for (auto& [key, v] : memory.items())
     if (key.ends_with("_bytes") && key.find("total") == std::string::npos && v.is_number())  // peaks, not capacity

@@ -8,7 +8,6 @@
 #include <set>
 
 #include "core/error.h"
-#include "core/files.h"
 #include "quant/precision.h"
 
 namespace bq::eval {
@@ -139,34 +138,9 @@ std::string memory_source_words(const std::string& key) {
 
 namespace {
 
-// Why a run folder is not a finished run, naming the folder or its results.json ("" when it is finished).
-std::string unfinished_reason(const fs::path& dir) {
-  fs::path file = dir / "results.json";
-  if (!fs::exists(file)) return dir.string() + ": no results.json (not finished: run eval, or rescore, first)";
-  auto r = nlohmann::json::parse(read_file(file), nullptr, false);
-  if (r.is_discarded()) return file.string() + ": not valid JSON (partly written?)";
-  if (!r.is_object() || !r.contains("config") || !r["config"].is_object() || !r.contains("tasks") ||
-      !r["tasks"].is_object())
-    return file.string() + ": not a biomedq results file (no config or tasks)";
-  const auto& listed = r["config"].value("tasks", nlohmann::json::array());
-  if (!listed.is_array() || listed.empty()) return file.string() + ": its config lists no tasks";
-  for (auto& task : listed)
-    if (!task.is_string() || !r["tasks"].contains(task.get<std::string>()))
-      return fmt::format("{}: no results for task {} of its configuration (a partial run)", file.string(), task.dump());
-  return "";
-}
-
-bool looks_like_run_folder(const fs::path& dir) {
-  for (const char* f : {"results.json", "config.json", "samples.jsonl"})
-    if (fs::exists(dir / f)) return true;
-  return false;
-}
-
 // The settings of a run that decide where tables and figures draw it.
-std::string place_of(const nlohmann::json& config) {
-  return fmt::format("{} at {} ({}, {}-shot)", config.value("model", "?"),
-                     config.value("model_info", nlohmann::json::object()).value("precision", "?"),
-                     config.value("prompting", "?"), config.value("shots", 0));
+std::string place_of(const RunConfig& config) {
+  return fmt::format("{} at {} ({}, {}-shot)", config.model, config.precision(), config.prompting, config.shots);
 }
 
 // The first setting two configurations differ in ("" when none).
@@ -182,42 +156,13 @@ std::string first_difference(const nlohmann::json& a, const nlohmann::json& b) {
 
 }  // namespace
 
-RunSelection select_finished_runs(const std::vector<fs::path>& paths) {
-  RunSelection out;
-  auto consider = [&](const fs::path& dir) {
-    std::string why = unfinished_reason(dir);
-    if (why.empty()) out.finished.push_back(dir);
-    else out.skipped.push_back(why);
-  };
-  for (auto& p : paths) {
-    if (!fs::is_directory(p)) {
-      out.skipped.push_back(p.string() + (fs::exists(p) ? ": not a folder" : ": not found"));
-    } else if (looks_like_run_folder(p)) {
-      consider(p);
-    } else {  // a parent of run folders: one level down
-      std::vector<fs::path> inside;
-      for (auto& e : fs::directory_iterator(p))
-        if (e.is_directory()) inside.push_back(e.path());
-      std::sort(inside.begin(), inside.end());
-      if (inside.empty()) out.skipped.push_back(p.string() + ": neither a run folder nor a folder of run folders");
-      for (auto& d : inside) consider(d);
-    }
-  }
-  if (out.finished.empty()) {
-    std::string why;
-    for (auto& s : out.skipped) why += "\n  " + s;
-    fail("no finished run among the folders given:{}", why.empty() ? " none given" : why);
-  }
-  return out;
-}
-
-void check_no_overlap(const std::vector<std::pair<fs::path, nlohmann::json>>& configs) {
+void check_no_overlap(const std::vector<std::pair<fs::path, RunConfig>>& configs) {
   for (size_t b = 0; b < configs.size(); ++b)
     for (size_t a = 0; a < b; ++a) {
       const auto& [dir_a, ca] = configs[a];
       const auto& [dir_b, cb] = configs[b];
       if (place_of(ca) != place_of(cb)) continue;
-      std::string differ = first_difference(ca, cb);
+      std::string differ = first_difference(ca.to_json(), cb.to_json());
       if (differ.empty()) differ = "nothing: the same run twice";
       fail("{} and {} both hold {}: a table or figure would draw them in one place. They differ in {}. Tabulate or "
            "report them separately (or leave one out).", dir_a.string(), dir_b.string(), place_of(ca), differ);
@@ -228,44 +173,32 @@ std::string format_results_table(const std::vector<fs::path>& run_dirs, TableFor
   std::vector<Row> rows;
   std::vector<std::string> precisions;
   std::vector<std::string> mem_sources;
-  std::vector<std::pair<fs::path, nlohmann::json>> runs;
-  for (auto& dir : run_dirs) {
-    fs::path file = dir / "results.json";
-    if (!fs::exists(file)) fail("{}: no results.json (run eval, or rescore, first)", dir.string());
-    auto r = nlohmann::json::parse(read_file(file), nullptr, false);
-    if (r.is_discarded() || !r.contains("tasks") || !r.contains("config")) fail("{}: not a biomedq results file", file.string());
-    runs.emplace_back(dir, std::move(r));
-  }
-  auto prompting_of = [](const nlohmann::json& config) {
-    return fmt::format("{}, {}-shot", config.value("prompting", "?"), config.value("shots", 0));
-  };
-  std::vector<std::pair<fs::path, nlohmann::json>> configs;
+  std::vector<std::pair<fs::path, RunResults>> runs;
+  for (auto& dir : run_dirs) runs.emplace_back(dir, read_run_results(dir));
+  auto prompting_of = [](const RunConfig& config) { return fmt::format("{}, {}-shot", config.prompting, config.shots); };
+  std::vector<std::pair<fs::path, RunConfig>> configs;
   std::set<std::string> prompting_configs;
   for (auto& [dir, r] : runs) {
-    configs.emplace_back(dir, r["config"]);
-    prompting_configs.insert(prompting_of(r["config"]));
+    configs.emplace_back(dir, r.config);
+    prompting_configs.insert(prompting_of(r.config));
   }
   check_no_overlap(configs);
   for (auto& [dir, r] : runs) {
-    std::string model = r["config"].value("model", "?");
+    std::string model = r.config.model;
     if (prompting_configs.size() > 1)  // one row per model and prompting configuration
-      model += " (" + prompting_of(r["config"]) + ")";
-    std::string precision = r["config"].value("model_info", nlohmann::json::object()).value("precision", "?");
+      model += " (" + prompting_of(r.config) + ")";
+    std::string precision = r.config.precision();
     if (std::find(precisions.begin(), precisions.end(), precision) == precisions.end()) precisions.push_back(precision);
-    auto [mem, source] = memory_gb(r.value("memory", nlohmann::json::object()));
+    auto [mem, source] = memory_gb(r.memory);
     if (std::find(mem_sources.begin(), mem_sources.end(), source) == mem_sources.end()) mem_sources.push_back(source);
-    for (auto& item : r["tasks"].items()) {
-      const std::string& name = item.key();
-      const auto& t = item.value();
-      auto row = std::find_if(rows.begin(), rows.end(), [&](const Row& x) { return x.task == name && x.model == model; });
+    for (const TaskScores& t : r.tasks) {
+      auto row = std::find_if(rows.begin(), rows.end(), [&](const Row& x) { return x.task == t.task && x.model == model; });
       if (row == rows.end()) {
-        rows.push_back({name, t.value("primary_metric", ""), model, false, {}});
+        rows.push_back({t.task, t.primary_metric, model, false, {}});
         row = rows.end() - 1;
       }
-      row->dev_fallback = row->dev_fallback || t.value("split_fallback", false);
-      const auto& metric = t["metrics"][row->metric];
-      row->by_precision[precision] = {mem, t["efficiency"]["latency_s"]["mean"].get<double>(),
-                                      metric["value"].get<double>(), source};
+      row->dev_fallback = row->dev_fallback || t.split_fallback;
+      row->by_precision[precision] = {mem, t.latency_s.mean, t.metrics.at(row->metric).value, source};
     }
   }
   std::stable_sort(precisions.begin(), precisions.end(),

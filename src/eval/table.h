@@ -8,26 +8,17 @@
 #include <utility>
 #include <vector>
 
+#include "eval/run_folder.h"
+
 namespace bq::eval {
 
 namespace fs = std::filesystem;
 
-// The finished runs among the paths given, for `table` and `report`: a folder holding results.json, config.json
-// or samples.jsonl is a run folder; any other folder is a parent, whose subfolders (one level down) are looked at
-// instead. A run folder is finished when its results.json is a biomedq results file that scores every task its
-// configuration lists; anything else given or found is skipped, with the reason. Error: no finished run at all
-// (naming what was skipped and why).
-struct RunSelection {
-  std::vector<fs::path> finished;
-  std::vector<std::string> skipped;  // "PATH: why it is not a finished run" (PATH: the folder or its results.json)
-};
-RunSelection select_finished_runs(const std::vector<fs::path>& paths);
-
 // Runs a table or figure would draw in one place are refused, the same way for `table` and `report`: two runs of
 // the same model at the same precision, prompting and shots (one table cell, one bar or point of a figure), e.g.
 // the same model on other data. The error names both folders and the first setting they differ in.
-// `configs`: each run's folder and its results.json "config".
-void check_no_overlap(const std::vector<std::pair<fs::path, nlohmann::json>>& configs);
+// `configs`: each run's folder and its configuration.
+void check_no_overlap(const std::vector<std::pair<fs::path, RunConfig>>& configs);
 
 enum class TableFormat { markdown, csv, latex };
 

@@ -7,9 +7,9 @@
 #include <fmt/format.h>
 
 #include "core/error.h"
-#include "core/files.h"
 #include "eval/named_table.h"
 #include "eval/run.h"
+#include "eval/run_folder.h"
 #include "eval/task.h"
 #include "model/config.h"
 #include "plan/memory_planner.h"
@@ -48,68 +48,60 @@ struct Run {
   size_t scored_examples = 0;  // on the selected task with the fewest
 };
 
-nlohmann::json read_json(const fs::path& file) {
-  if (!fs::exists(file)) fail("{}: not found (is this a run folder written by biomedq eval?)", file.string());
-  auto j = nlohmann::json::parse(read_file(file), nullptr, false);
-  if (!j.is_object()) fail("{}: not a JSON object", file.string());
-  return j;
-}
-
 Run read_run(const fs::path& dir, const RecommendOptions& opt) {
-  const fs::path results_file = dir / "results.json";
-  auto results = read_json(results_file);
+  if (!fs::exists(dir / eval::kResultsFile))
+    fail("{}: not found (is this a run folder written by biomedq eval?)", (dir / eval::kResultsFile).string());
+  const eval::RunResults results = eval::read_run_results(dir);
+  const eval::RunConfig& id = results.config;
+  const std::string results_file = (dir / eval::kResultsFile).string();
+  const nlohmann::json& info = id.model_info;
   Run r;
   r.dir = dir;
-  try {
-    const auto& id = results.at("config");
-    const auto& info = id.at("model_info");
-    r.model = id.at("model").get<std::string>();
-    r.precision = info.at("precision").get<std::string>();
-    r.double_quant = info.value("double_quant", true);
-    r.blocksize = info.value("blocksize", 64);
-    if (info.contains("synthetic")) {
-      r.config = preset_config(info["synthetic"].get<std::string>());
-    } else {
-      r.checkpoint = info.at("path").get<std::string>();
-      if (!fs::exists(r.checkpoint / "config.json"))
-        fail("{}: the run's model {} is not there any more (its config is needed to plan memory)",
-             results_file.string(), r.checkpoint.string());
-      r.config = load_model_config(r.checkpoint);
-    }
-    auto task_configs = eval::load_task_configs(id.at("tasks_dir").get<std::string>());
-    const bool cot = id.at("prompting") != "instruction" && id.at("prompts") == "own";
-    const int samples_per_prompt = id.value("sc_samples", 1);
-    r.parallel = opt.batch * samples_per_prompt;
-    std::map<std::string, int> new_tokens;
-    double score_sum = 0, unparsed = 0, scored = 0;
-    for (auto& [name, t] : results.at("tasks").items()) {
-      const auto& task = eval::find_task(task_configs, name);
-      if (!opt.task.empty() && name != opt.task) continue;
-      if (!opt.task_type.empty() && task.type != opt.task_type) continue;
-      r.tasks.push_back(name);
-      score_sum += t.at("metrics").at(t.at("primary_metric").get<std::string>()).at("value").get<double>();
-      unparsed += t.at("unparsed").get<double>();
-      scored += t.at("examples_scored").get<double>();
-      const size_t task_scored = t.at("examples_scored").get<size_t>();
-      r.scored_examples = r.tasks.size() == 1 ? task_scored : std::min(r.scored_examples, task_scored);
-      new_tokens[name] = cot ? task.max_new_tokens_cot : task.max_new_tokens;
-    }
-    if (r.tasks.empty()) return r;
-    r.score = score_sum / double(r.tasks.size());
-    r.unparsed_rate = scored > 0 ? unparsed / scored : 0;
-    // The context the run needed: its longest prompt plus the most tokens a task lets it generate (the KV cache
-    // is sized for both when a sequence opens).
-    for (auto& s : eval::read_samples(dir / "samples.jsonl", false)) {
-      auto it = new_tokens.find(s.at("task").get<std::string>());
-      if (it == new_tokens.end()) continue;
-      int prompt = s.at("prompt_tokens").get<int>() / samples_per_prompt;
-      r.prompt = std::max(r.prompt, prompt);
-      r.context = std::max(r.context, prompt + it->second);
-    }
-  } catch (const nlohmann::json::exception& e) {
-    fail("{}: {}", results_file.string(), e.what());
+  r.model = id.model;
+  if (!info.is_object() || !info.contains("precision") || !info["precision"].is_string())
+    fail("{}: the run's model_info records no precision", results_file);
+  r.precision = info["precision"].get<std::string>();
+  r.double_quant = info.value("double_quant", true);
+  r.blocksize = info.value("blocksize", 64);
+  if (info.contains("synthetic")) {
+    r.config = preset_config(info["synthetic"].get<std::string>());
+  } else {
+    if (!info.contains("path") || !info["path"].is_string())
+      fail("{}: the run's model_info records neither a checkpoint path nor a synthetic preset", results_file);
+    r.checkpoint = info["path"].get<std::string>();
+    if (!fs::exists(r.checkpoint / "config.json"))
+      fail("{}: the run's model {} is not there any more (its config is needed to plan memory)", results_file,
+           r.checkpoint.string());
+    r.config = load_model_config(r.checkpoint);
   }
-  if (r.context == 0) fail("{}: no samples of the selected tasks", (dir / "samples.jsonl").string());
+  auto task_configs = eval::load_task_configs(id.tasks_dir);
+  r.parallel = opt.batch * id.sc_samples;
+  std::map<std::string, int> new_tokens;
+  double score_sum = 0, unparsed = 0, scored = 0;
+  for (const eval::TaskScores& t : results.tasks) {
+    const auto& task = eval::find_task(task_configs, t.task);
+    if (!opt.task.empty() && t.task != opt.task) continue;
+    if (!opt.task_type.empty() && task.type != opt.task_type) continue;
+    r.tasks.push_back(t.task);
+    score_sum += t.primary().value;
+    unparsed += double(t.unparsed);
+    scored += double(t.examples_scored);
+    r.scored_examples = r.tasks.size() == 1 ? t.examples_scored : std::min(r.scored_examples, t.examples_scored);
+    new_tokens[t.task] = id.cot() ? task.max_new_tokens_cot : task.max_new_tokens;
+  }
+  if (r.tasks.empty()) return r;
+  r.score = score_sum / double(r.tasks.size());
+  r.unparsed_rate = scored > 0 ? unparsed / scored : 0;
+  // The context the run needed: its longest prompt plus the most tokens a task lets it generate (the KV cache
+  // is sized for both when a sequence opens).
+  for (const eval::SampleRecord& s : eval::read_samples(dir / eval::kSamplesFile, false)) {
+    auto it = new_tokens.find(s.task);
+    if (it == new_tokens.end()) continue;
+    int prompt = s.prompt_tokens / id.sc_samples;
+    r.prompt = std::max(r.prompt, prompt);
+    r.context = std::max(r.context, prompt + it->second);
+  }
+  if (r.context == 0) fail("{}: no samples of the selected tasks", (dir / eval::kSamplesFile).string());
   r.context = std::min(r.context, r.config.max_positions);
   return r;
 }

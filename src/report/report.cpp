@@ -7,6 +7,7 @@
 
 #include "core/error.h"
 #include "core/files.h"
+#include "eval/run_folder.h"
 #include "eval/table.h"
 #include "report/figures.h"
 #include "report/png.h"
@@ -43,7 +44,7 @@ std::string script_json(const json& j) {
 }
 
 json prompting_key(const RunSummary& run) {
-  json key = run.config;
+  json key = run.config.to_json();
   for (const char* k : {"model", "model_info", "tasks"}) key.erase(k);
   return key;
 }
@@ -51,7 +52,7 @@ json prompting_key(const RunSummary& run) {
 std::string group_title(const std::vector<RunSummary>& runs, const std::vector<size_t>& group) {
   const RunSummary& r = runs[group.front()];
   std::string title = fmt::format("{}, {}-shot", r.prompting, r.shots);
-  if (r.config.value("prompts", "own") != "own") title += ", " + r.config.value("prompts", "") + " prompts";
+  if (r.config.prompts != "own") title += ", " + r.config.prompts + " prompts";
   return title;
 }
 
@@ -182,7 +183,7 @@ std::string runs_html(const std::vector<RunSummary>& runs) {
     if (!r.command.empty()) html += fmt::format("<p>Command: <code>{}</code></p>\n", html_escape(r.command));
     else html += "<p>Command: not recorded (a run from before biomedq recorded it).</p>\n";
     html += fmt::format("<details><summary>Configuration (results.json config)</summary><pre>{}</pre></details>\n",
-                        html_escape(r.config.dump(2)));
+                        html_escape(r.config.to_json().dump(2)));
   }
   return html;
 }
@@ -258,7 +259,7 @@ std::string render_markdown(const std::vector<RunSummary>& runs, const std::vect
     md += fmt::format("### {}\n\n- folder: `{}`\n", r.label(), r.dir.string());
     md += r.command.empty() ? "- command: not recorded\n" : fmt::format("- command: `{}`\n", r.command);
     md += fmt::format("\n<details><summary>configuration (results.json config)</summary>\n\n```json\n{}\n```\n\n"
-                      "</details>\n\n", r.config.dump(2));
+                      "</details>\n\n", r.config.to_json().dump(2));
   }
   return md;
 }
@@ -286,7 +287,7 @@ ReportFiles write_report(const ReportOptions& options) {
   if (options.out_dir.empty()) fail("report: no output folder given (--out)");
   auto selection = eval::select_finished_runs(options.run_dirs);
   std::vector<RunSummary> runs;
-  std::vector<std::pair<fs::path, json>> configs;
+  std::vector<std::pair<fs::path, eval::RunConfig>> configs;
   for (auto& dir : selection.finished) {
     runs.push_back(load_run(dir));
     configs.emplace_back(dir, runs.back().config);

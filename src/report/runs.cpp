@@ -5,8 +5,8 @@
 #include <algorithm>
 
 #include "core/error.h"
-#include "core/files.h"
 #include "eval/run.h"
+#include "eval/run_folder.h"
 #include "eval/table.h"
 #include "quant/precision.h"
 
@@ -30,51 +30,37 @@ double RunSummary::mean_prompt_tokens() const {
 std::string RunSummary::label() const { return fmt::format("{} {} {} {}-shot", model, precision, prompting, shots); }
 
 RunSummary load_run(const fs::path& dir) {
-  fs::path file = dir / "results.json";
-  if (!fs::exists(file)) fail("{}: no results.json (run eval, or rescore, first)", dir.string());
-  auto r = nlohmann::json::parse(read_file(file), nullptr, false);
-  if (r.is_discarded()) fail("{}: not valid JSON", file.string());
-  if (!r.is_object() || !r.contains("config") || !r.contains("tasks") || !r["tasks"].is_object())
-    fail("{}: not a biomedq results file (no config or tasks)", file.string());
+  eval::RunResults r = eval::read_run_results(dir);
   RunSummary run;
   run.dir = dir;
-  try {
-    const auto& cfg = r["config"];
-    run.config = cfg;
-    run.model = cfg.at("model").get<std::string>();
-    run.precision = cfg.value("model_info", nlohmann::json::object()).value("precision", "?");
-    run.prompting = cfg.at("prompting").get<std::string>();
-    run.shots = cfg.at("shots").get<int>();
-    auto memory = r.value("memory", nlohmann::json::object());
-    std::tie(run.memory_gb, run.memory_source) = eval::memory_gb(memory);
-    if (memory.contains("parameters") && memory["parameters"].is_number()) run.parameters = memory["parameters"].get<double>();
-    run.command = r.value("command", "");
-    for (auto& [name, t] : r["tasks"].items()) {
-      TaskResult tr;
-      tr.task = name;
-      tr.metric = t.at("primary_metric").get<std::string>();
-      const auto& m = t.at("metrics").at(tr.metric);
-      tr.score = m.at("value").get<double>();
-      tr.ci_lo = m.at("ci95").at(0).get<double>();
-      tr.ci_hi = m.at("ci95").at(1).get<double>();
-      const auto& eff = t.at("efficiency");
-      const auto& lat = eff.at("latency_s");
-      tr.latency_mean_s = lat.at("mean").get<double>();
-      tr.latency_sd_s = lat.at("sd").get<double>();
-      tr.latency_p95_s = lat.at("p95").get<double>();
-      tr.examples = t.at("examples_scored").get<size_t>();
-      tr.prompt_tokens_mean = tr.examples ? eff.at("prompt_tokens").get<double>() / double(tr.examples) : 0.0;
-      tr.dev_fallback = t.value("split_fallback", false);
-      run.tasks.push_back(tr);
-    }
-  } catch (const nlohmann::json::exception& e) {
-    fail("{}: not a biomedq results file: {}", file.string(), e.what());
+  run.config = r.config;
+  run.model = r.config.model;
+  run.precision = r.config.precision();
+  run.prompting = r.config.prompting;
+  run.shots = r.config.shots;
+  std::tie(run.memory_gb, run.memory_source) = eval::memory_gb(r.memory);
+  if (r.memory.contains("parameters") && r.memory["parameters"].is_number()) run.parameters = r.memory["parameters"].get<double>();
+  run.command = r.command;
+  for (const eval::TaskScores& t : r.tasks) {
+    TaskResult tr;
+    tr.task = t.task;
+    tr.metric = t.primary_metric;
+    tr.score = t.primary().value;
+    tr.ci_lo = t.primary().lo;
+    tr.ci_hi = t.primary().hi;
+    tr.latency_mean_s = t.latency_s.mean;
+    tr.latency_sd_s = t.latency_s.sd;
+    tr.latency_p95_s = t.latency_s.p95;
+    tr.examples = t.examples_scored;
+    tr.prompt_tokens_mean = tr.examples ? t.prompt_tokens / double(tr.examples) : 0.0;
+    tr.dev_fallback = t.split_fallback;
+    run.tasks.push_back(tr);
   }
   return run;
 }
 
 nlohmann::json pairing_key(const RunSummary& run) {
-  nlohmann::json key = run.config;
+  nlohmann::json key = run.config.to_json();
   key.erase("tasks");
   if (key.contains("model_info"))
     for (const char* k : {"precision", "double_quant", "blocksize"}) key["model_info"].erase(k);

@@ -9,6 +9,8 @@
 #include <string>
 #include <vector>
 
+#include "eval/run_folder.h"
+
 namespace bq::report {
 
 namespace fs = std::filesystem;
@@ -30,7 +32,7 @@ struct RunSummary {
   std::string memory_source;           // the results.json memory key memory_gb came from ("" when none)
   std::optional<double> parameters;    // model size, when the run recorded it
   std::string command;                 // the eval command line, when the run recorded it
-  nlohmann::json config;               // results.json "config": the settings that decided the samples
+  eval::RunConfig config;              // the settings that decided the samples
   std::vector<TaskResult> tasks;
 
   double mean_score() const;           // over the run's tasks
@@ -38,7 +40,8 @@ struct RunSummary {
   std::string label() const;           // "model precision prompting k-shot"
 };
 
-// Reads RUN_DIR/results.json. Errors (naming the file): missing, not JSON, not a biomedq results file.
+// Reads RUN_DIR/results.json (eval::read_run_results). Errors (naming the file): missing, not JSON, not a biomedq
+// results file.
 RunSummary load_run(const fs::path& dir);
 
 
