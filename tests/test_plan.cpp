@@ -4,6 +4,7 @@
 #include <cmath>
 #include <nlohmann/json.hpp>
 
+#include "analysis/recommend.h"
 #include "core/error.h"
 #include "core/files.h"
 #include "core/host_memory.h"
@@ -13,7 +14,6 @@
 #include "model/model.h"
 #include "model/quantize_model.h"
 #include "plan/memory_planner.h"
-#include "plan/recommend.h"
 #include "plan_test_util.h"
 #include "test_util.h"
 
@@ -183,9 +183,9 @@ TEST(Plan, MemorySizes) {
   EXPECT_THROW(plan::parse_memory_size("-3GB", "--gpu-memory"), Error);
 }
 
-plan::Candidate cand(const std::string& model, const std::string& precision, double gib, bool measured, double score = 0,
-                     std::vector<plan::PairedDifference> vs = {}) {
-  plan::Candidate c;
+analysis::Candidate cand(const std::string& model, const std::string& precision, double gib, bool measured, double score = 0,
+                     std::vector<analysis::PairedDifference> vs = {}) {
+  analysis::Candidate c;
   c.model = model;
   c.precision = precision;
   c.planned_bytes = size_t(gib * double(1ull << 30));
@@ -196,7 +196,7 @@ plan::Candidate cand(const std::string& model, const std::string& precision, dou
   return c;
 }
 
-const plan::Decision& find(const plan::Recommendation& r, const std::string& model, const std::string& precision) {
+const analysis::Decision& find(const analysis::Recommendation& r, const std::string& model, const std::string& precision) {
   for (auto* list : {&r.ranked, &r.others})
     for (auto& d : *list)
       if (d.candidate.model == model && d.candidate.precision == precision) return d;
@@ -205,7 +205,7 @@ const plan::Decision& find(const plan::Recommendation& r, const std::string& mod
 
 TEST(Recommend, DecisionLogic) {
   const double margin = 0.02;
-  std::vector<plan::Candidate> c = {
+  std::vector<analysis::Candidate> c = {
       cand("m8", "bf16", 16, true, 0.70),
       cand("m8", "int8", 9, true, 0.69, {{"hoc", -0.01, -0.015, 0.004, 100}}),   // non-inferior
       cand("m8", "nf4", 5.5, true, 0.60, {{"hoc", -0.10, -0.14, -0.06, 100}}),   // inferior
@@ -214,7 +214,7 @@ TEST(Recommend, DecisionLogic) {
       cand("m70", "nf4", 38, true, 0.79, {{"hoc", 0.0, -0.01, 0.01, 100}, {"pubmedqa", 0.0, -0.03, 0.02, 50}}),
       cand("m3", "nf4", 2, true, 0.50),  // no full-precision run
   };
-  auto r = plan::decide(c, size_t(40) << 30, margin);
+  auto r = analysis::decide(c, size_t(40) << 30, margin);
   EXPECT_EQ(find(r, "m8", "bf16").verdict, "baseline");
   EXPECT_EQ(find(r, "m8", "int8").verdict, "non-inferior");
   EXPECT_TRUE(find(r, "m8", "int8").recommended);  // lowest memory among baseline and non-inferior
@@ -242,24 +242,24 @@ TEST(Recommend, DecisionLogic) {
   EXPECT_NE(r.per_model[2].find("no full-precision run"), std::string::npos) << r.per_model[2];
 
   // A wider margin admits m70 nf4; a budget nothing fits recommends nothing.
-  auto wide = plan::decide(c, size_t(40) << 30, 0.05);
+  auto wide = analysis::decide(c, size_t(40) << 30, 0.05);
   EXPECT_TRUE(find(wide, "m70", "nf4").recommended);
-  auto none = plan::decide(c, size_t(1) << 30, margin);
+  auto none = analysis::decide(c, size_t(1) << 30, margin);
   EXPECT_TRUE(none.ranked.empty());
   for (auto& d : none.others) EXPECT_FALSE(d.recommended);
 }
 
 TEST(Recommend, NoVerdictWithoutEvidence) {
   // The case: 3 examples, every answer unparsed, a degenerate interval [0, 0]: no "non-inferior".
-  std::vector<plan::Candidate> c = {cand("m", "bf16", 16, true, 0.0),
+  std::vector<analysis::Candidate> c = {cand("m", "bf16", 16, true, 0.0),
                                     cand("m", "nf4", 5, true, 0.0, {{"hoc", 0, 0, 0, 3}})};
   for (auto& x : c) {
     x.scored_examples = 3;
     x.unparsed_rate = 1.0;
   }
-  auto r = plan::decide(c, size_t(40) << 30, 0.02);
+  auto r = analysis::decide(c, size_t(40) << 30, 0.02);
   for (const char* p : {"bf16", "nf4"}) {
-    const plan::Decision& d = find(r, "m", p);
+    const analysis::Decision& d = find(r, "m", p);
     EXPECT_EQ(d.verdict, "not enough evidence") << p;
     EXPECT_FALSE(d.recommended) << p;
     EXPECT_NE(d.reason.find("3 scored examples"), std::string::npos) << d.reason;
@@ -268,8 +268,8 @@ TEST(Recommend, NoVerdictWithoutEvidence) {
   EXPECT_NE(find(r, "m", "nf4").lacking.find("3 paired examples on hoc"), std::string::npos);
   ASSERT_EQ(r.per_model.size(), 1u);
   EXPECT_NE(r.per_model[0].find("not enough evidence"), std::string::npos) << r.per_model[0];
-  auto j = plan::to_json(r);
-  EXPECT_EQ(j["min_examples"], plan::kMinScoredExamples);
+  auto j = analysis::to_json(r);
+  EXPECT_EQ(j["min_examples"], analysis::kMinScoredExamples);
   EXPECT_EQ(j["ranked"][0]["enough_evidence"], false);
   EXPECT_TRUE(j["ranked"][0]["not_enough_evidence"].is_string());
 
@@ -277,14 +277,14 @@ TEST(Recommend, NoVerdictWithoutEvidence) {
   for (auto& x : c) x.scored_examples = 200;
   c[1].vs_full[0].paired_examples = 200;
   c[1].unparsed_rate = 0;
-  auto b = plan::decide(c, size_t(40) << 30, 0.02);
+  auto b = analysis::decide(c, size_t(40) << 30, 0.02);
   EXPECT_EQ(find(b, "m", "nf4").verdict, "not enough evidence");
   EXPECT_NE(find(b, "m", "nf4").lacking.find("its bf16 baseline: 100.0% of answers unparsed"), std::string::npos)
       << find(b, "m", "nf4").lacking;
   // Both clean: judged; the thresholds are options.
   c[0].unparsed_rate = 0;
-  EXPECT_EQ(find(plan::decide(c, size_t(40) << 30, 0.02), "m", "nf4").verdict, "non-inferior");
-  EXPECT_EQ(find(plan::decide(c, size_t(40) << 30, 0.02, {500, 0.2}), "m", "nf4").verdict, "not enough evidence");
+  EXPECT_EQ(find(analysis::decide(c, size_t(40) << 30, 0.02), "m", "nf4").verdict, "non-inferior");
+  EXPECT_EQ(find(analysis::decide(c, size_t(40) << 30, 0.02, {500, 0.2}), "m", "nf4").verdict, "not enough evidence");
 }
 
 std::string run_ok(const std::string& args) {

@@ -5,13 +5,13 @@
 
 #include <fmt/format.h>
 
+#include "analysis/recommend.h"
 #include "cli/commands.h"
 #include "core/error.h"
 #include "eval/named_table.h"
 #include "eval/task.h"
 #include "model/config.h"
 #include "plan/memory_planner.h"
-#include "plan/recommend.h"
 
 namespace bq::cli {
 
@@ -57,7 +57,7 @@ void register_plan_commands(CLI::App& app) {
   });
 
   struct RecommendArgs {
-    plan::RecommendOptions opt;
+    analysis::RecommendOptions opt;
     std::string gpu_memory;
     bool json = false;
   };
@@ -78,18 +78,18 @@ void register_plan_commands(CLI::App& app) {
   rec->add_option("--margin", rc->opt.margin, "non-inferiority margin on the primary metric (default 0.02)");
   rec->add_option("--min-examples", rc->opt.evidence.min_examples,
                   "fewest scored (and paired) examples per task a verdict needs; below: not enough evidence "
-                  "(default " + std::to_string(plan::kMinScoredExamples) + ")");
+                  "(default " + std::to_string(analysis::kMinScoredExamples) + ")");
   rec->add_option("--max-unparsed", rc->opt.evidence.max_unparsed_rate,
                   "highest unparsed-answer rate (0..1) of a run or its baseline a verdict accepts; above: not enough "
-                  "evidence (default " + fmt::format("{}", plan::kMaxUnparsedRate) + ")");
+                  "evidence (default " + fmt::format("{}", analysis::kMaxUnparsedRate) + ")");
   rec->add_option("--batch", rc->opt.batch, "prompts generated together, as eval --batch (default 1)");
   rec->add_option("--seed", rc->opt.seed, "paired-bootstrap seed");
   rec->add_option("--bootstrap", rc->opt.resamples, "paired-bootstrap resamples");
   rec->add_flag("--json", rc->json, "print one JSON object");
   rec->callback([rc] {
     rc->opt.budget_bytes = plan::parse_memory_size(rc->gpu_memory, "--gpu-memory");
-    auto r = plan::recommend(rc->opt);
-    std::string text = rc->json ? plan::to_json(r).dump(2) + "\n" : plan::format_recommendation(r);
+    auto r = analysis::recommend(rc->opt);
+    std::string text = rc->json ? analysis::to_json(r).dump(2) + "\n" : analysis::format_recommendation(r);
     std::fwrite(text.data(), 1, text.size(), stdout);
   });
 }

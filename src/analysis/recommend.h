@@ -1,5 +1,5 @@
 // `biomedq recommend`: which model x precision to run on a GPU of a given memory, from evaluation runs. Among the
-// configurations that fit (memory_planner.h), those measured are ranked by score; per model the lowest-memory
+// configurations that fit (plan/memory_planner.h), those measured are ranked by score; per model the lowest-memory
 // precision whose paired 95% interval of (quantized - full precision) stays above -margin is recommended.
 // Configurations that fit but were not measured are listed as such, never scored.
 #pragma once
@@ -10,7 +10,7 @@
 
 #include <nlohmann/json.hpp>
 
-namespace bq::plan {
+namespace bq::analysis {
 
 // A paired difference (this configuration minus the model's full-precision run) of one task's primary metric.
 struct PairedDifference {
@@ -86,4 +86,4 @@ Recommendation recommend(const RecommendOptions& opt);
 nlohmann::ordered_json to_json(const Recommendation& r);
 std::string format_recommendation(const Recommendation& r);
 
-}  // namespace bq::plan
+}  // namespace bq::analysis

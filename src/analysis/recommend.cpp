@@ -1,4 +1,4 @@
-#include "plan/recommend.h"
+#include "analysis/recommend.h"
 
 #include <algorithm>
 #include <map>
@@ -15,7 +15,7 @@
 #include "plan/memory_planner.h"
 #include "quant/precision.h"
 
-namespace bq::plan {
+namespace bq::analysis {
 
 namespace fs = std::filesystem;
 
@@ -29,9 +29,10 @@ int full_precision_rank(const std::string& p) {
 
 std::string fit_text(const Candidate& c, size_t budget) {
   if (c.planned_bytes <= budget)
-    return fmt::format("fits: {} planned of {}", format_bytes(double(c.planned_bytes)), format_bytes(double(budget)));
-  return fmt::format("does not fit: {} planned, {} over {}", format_bytes(double(c.planned_bytes)),
-                     format_bytes(double(c.planned_bytes) - double(budget)), format_bytes(double(budget)));
+    return fmt::format("fits: {} planned of {}", plan::format_bytes(double(c.planned_bytes)),
+                       plan::format_bytes(double(budget)));
+  return fmt::format("does not fit: {} planned, {} over {}", plan::format_bytes(double(c.planned_bytes)),
+                     plan::format_bytes(double(c.planned_bytes) - double(budget)), plan::format_bytes(double(budget)));
 }
 
 // The run folder as recommend uses it.
@@ -108,7 +109,7 @@ Run read_run(const fs::path& dir, const RecommendOptions& opt) {
 
 size_t planned_total(const Run& like, const std::string& precision, bool double_quant, int blocksize, int prompt,
                      int context, int parallel) {
-  PlanRequest q;
+  plan::PlanRequest q;
   q.config = like.config;
   q.model_label = like.model;
   q.checkpoint = like.checkpoint;
@@ -120,7 +121,7 @@ size_t planned_total(const Run& like, const std::string& precision, bool double_
   q.context = context;
   q.prompt = std::min(prompt, context);
   q.batch = parallel;
-  return plan_memory(q).total_bytes;
+  return plan::plan_memory(q).total_bytes;
 }
 
 }  // namespace
@@ -217,7 +218,7 @@ Recommendation decide(const std::vector<Candidate>& candidates, size_t budget_by
     if (best) {
       best->recommended = true;
       out.per_model.push_back(fmt::format("{}: run {} ({} planned, score {:.4f})", m, best->candidate.precision,
-                                          format_bytes(double(best->candidate.planned_bytes)), best->candidate.score));
+                                          plan::format_bytes(double(best->candidate.planned_bytes)), best->candidate.score));
     } else if (short_of_evidence) {
       out.per_model.push_back(fmt::format("{}: not enough evidence to choose a precision ({}: {}); evaluate more "
                                           "examples", m, short_of_evidence->candidate.precision,
@@ -356,7 +357,7 @@ nlohmann::ordered_json to_json(const Recommendation& r) {
 std::string format_recommendation(const Recommendation& r) {
   std::string s = fmt::format("GPU memory {}, non-inferiority margin {}; evidence: at least {} scored examples per "
                               "task, at most {:.1f}% unparsed\n\nmeasured and fitting, best score first:\n",
-                              format_bytes(double(r.budget_bytes)), r.margin, r.evidence.min_examples,
+                              plan::format_bytes(double(r.budget_bytes)), r.margin, r.evidence.min_examples,
                               100 * r.evidence.max_unparsed_rate);
   auto line = [](const Decision& d) {
     return fmt::format("  {}{} {}: {}\n", d.recommended ? "* " : "  ", d.candidate.model, d.candidate.precision, d.reason);
@@ -370,4 +371,4 @@ std::string format_recommendation(const Recommendation& r) {
   return s;
 }
 
-}  // namespace bq::plan
+}  // namespace bq::analysis
