@@ -14,6 +14,7 @@
 #include "model/forward.h"
 #include "model/quantize_checkpoint.h"
 #include "model/quantize_model.h"
+#include "plan/memory_planner.h"
 #include "quant/precision.h"
 #include "test_util.h"
 
@@ -151,8 +152,8 @@ TEST(QuantizeCheckpoint, RoundTripsBitwise) {
       size_t held = 0;  // inspect --model on the quantized folder reports what loading holds
       for (auto& L : pre.layers)
         for (const Linear* l : {&L.q, &L.k, &L.v, &L.o, &L.gate, &L.up, &L.down}) held += l->q->bytes();
-      MemoryPlan plan = memory_plan(pre.cfg, stored);
-      EXPECT_EQ(plan.groups[1].bytes + plan.groups[2].bytes + plan.groups[6].bytes, held);  // attention, mlp, constants
+      plan::WeightMemory weights = plan::weight_memory(pre.cfg, stored);
+      EXPECT_EQ(weights.groups[1].bytes + weights.groups[2].bytes + weights.groups[6].bytes, held);  // attention, mlp, constants
       auto a = run_logits(ref, ids), b = run_logits(pre, ids);
       ASSERT_EQ(a.size(), b.size());
       for (size_t i = 0; i < a.size(); ++i) ASSERT_EQ(a[i], b[i]) << "logit " << i;
@@ -187,7 +188,7 @@ TEST(MemoryPlan, EqualsAllocatedBytes) {
           held += (L.q.bias.size() + L.k.bias.size() + L.v.bias.size() + L.attn_norm.size() + L.mlp_norm.size()) * 4;
         }
         held += m.final_norm.size() * 4 + size_t(c.vocab * c.hidden) * 2 * (c.tie_embeddings ? 1 : 2);
-        MemoryPlan p = memory_plan(c, opts(s, dq));
+        plan::WeightMemory p = plan::weight_memory(c, opts(s, dq));
         EXPECT_EQ(p.total_bytes, held) << arch << " " << quant::precision_name(s) << " dq " << dq;
       }
 }
@@ -206,7 +207,7 @@ TEST(MemoryPlan, QuantizedLmHeadIsHeldAndPlanned) {
   size_t head = m.lm_head.q->bytes();
   // An untied 16-bit lm_head is then only mapped, like the other quantized linears' stored weights.
   size_t head16 = c.tie_embeddings ? 0 : size_t(c.vocab * c.hidden) * 2;
-  EXPECT_EQ(memory_plan(c, o).total_bytes, memory_plan(c, opts(Scheme::NF4, true)).total_bytes - head16 + head);
+  EXPECT_EQ(plan::weight_memory(c, o).total_bytes, plan::weight_memory(c, opts(Scheme::NF4, true)).total_bytes - head16 + head);
   std::vector<float> a(size_t(c.vocab)), b(size_t(c.vocab));
   for (auto [model, out] : {std::pair{&base, &a}, std::pair{&m, &b}}) {
     CpuForward f(*model);
@@ -237,7 +238,7 @@ TEST(MemoryPlan, Llama33_70bNf4DoubleQuant) {
   const int64_t embed = 2 * V * H * 2;             // embeddings + untied lm_head, bf16
   const int64_t norms = (2 * L + 1) * H * 4;       // fp32 at load
   const int64_t expect = packed + codes + nested + embed + norms;
-  MemoryPlan p = memory_plan(preset_config("llama-3.3-70b"), opts(Scheme::NF4, true));
+  plan::WeightMemory p = plan::weight_memory(preset_config("llama-3.3-70b"), opts(Scheme::NF4, true));
   EXPECT_EQ(int64_t(p.total_bytes), expect);
   EXPECT_EQ(p.total_params, params + V * H * 2 + (2 * L + 1) * H);
   double gib = double(p.total_bytes) / double(1 << 30);
@@ -346,7 +347,7 @@ TEST(QuantCli, QuantizeInspectCompareLogits) {
                                   " --precision nf4 --double-quant off", &log), 0) << log;
   ASSERT_EQ(test::run_command(bin + " inspect --preset llama-3.3-70b --precision nf4 --json", &log), 0) << log;
   auto j = nlohmann::json::parse(log);
-  EXPECT_EQ(j["total_bytes"].get<size_t>(), memory_plan(preset_config("llama-3.3-70b"), opts(Scheme::NF4)).total_bytes);
+  EXPECT_EQ(j["total_bytes"].get<size_t>(), plan::weight_memory(preset_config("llama-3.3-70b"), opts(Scheme::NF4)).total_bytes);
   for (auto [dir, name] : {std::pair{src, "a.npy"}, std::pair{out / "q", "b.npy"}})
     ASSERT_EQ(test::run_command(bin + " logits --model " + dir.string() + " --ids 1,2,3,4 --out " + (out / name).string(), &log), 0) << log;
   ASSERT_EQ(test::run_command(bin + " compare-logits " + (out / "a.npy").string() + " " + (out / "b.npy").string() + " --json", &log), 0) << log;

@@ -11,6 +11,7 @@
 #include "model/compare_logits.h"
 #include "model/quantize_checkpoint.h"
 #include "model/quantize_model.h"
+#include "plan/memory_planner.h"
 
 namespace bq::cli {
 
@@ -46,7 +47,7 @@ void run_inspect(const InspectArgs& a) {
   PrecisionOptions used = resolve_precision(a.engine, stored, a.model);
   auto q = precision_to_quant(used);
   std::string precision = used.precision + (stored ? " (stored)" : "");
-  MemoryPlan p = memory_plan(c, q);
+  plan::WeightMemory p = plan::weight_memory(c, q);
   const double gib = double(1 << 30);
   size_t kv_cpu = p.kv_bytes_per_token_cpu * size_t(a.context * a.batch);
   size_t kv_cuda = p.kv_bytes_per_token_cuda * size_t(a.context * a.batch);

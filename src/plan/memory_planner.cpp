@@ -24,7 +24,7 @@ namespace {
 // estimate (it depends on the driver and GPU); scripts/gpu_check.sh records device peak minus allocator peak.
 constexpr size_t kCudaContextBytes = size_t(768) << 20;
 
-const MemoryGroup& group(const MemoryPlan& p, const std::string& name) {
+const MemoryGroup& group(const WeightMemory& p, const std::string& name) {
   for (auto& g : p.groups)
     if (g.name == name) return g;
   fail("memory plan has no group '{}'", name);
@@ -70,7 +70,7 @@ void plan_cuda(MemoryEstimate& e, const ModelConfig& c, const PlanRequest& r, bo
   ModelConfig dev = c;
   dev.dtype = DType::BF16;
   dev.tie_embeddings = false;
-  MemoryPlan w = memory_plan(dev, e.quant);
+  WeightMemory w = weight_memory(dev, e.quant);
   for (const char* g : {"attention", "mlp", "norms", "biases", "lm_head"})
     if (group(w, g).bytes && (lm_head || std::string(g) != "lm_head")) add(e, "weights", g, group(w, g).bytes);
   if (e.quant) add(e, "quantization constants", "quantization constants", group(w, "quantization constants").bytes);
@@ -107,7 +107,7 @@ void plan_cpu(MemoryEstimate& e, const ModelConfig& c, const PlanRequest& r) {
   const DType stored = r.checkpoint.empty() ? DType::BF16 : c.dtype;
   ModelConfig held = c;
   held.dtype = stored;
-  MemoryPlan w = memory_plan(held, e.quant);
+  WeightMemory w = weight_memory(held, e.quant);
   for (auto& g : w.groups)
     if (g.bytes) add(e, g.name == "quantization constants" ? g.name : "weights", g.name, g.bytes);
   add(e, "kv cache", fmt::format("fp32 K and V, {} x {} positions", r.batch, r.context),
@@ -190,6 +190,63 @@ std::vector<DeviceShare> split_layers(const PlanRequest& r, Estimate estimate) {
 }
 
 }  // namespace
+
+WeightMemory weight_memory(const ModelConfig& c, const std::optional<quant::QuantOptions>& q) {
+  MemoryGroup embed{"embeddings"}, attn{"attention"}, mlp{"mlp"}, norms{"norms"}, biases{"biases"}, head{"lm_head"},
+      consts{"quantization constants"};
+  const size_t wsz = dtype_size(c.dtype);
+  const int64_t H = c.hidden, I = c.intermediate, Q = c.q_dim(), KV = c.kv_dim();
+  embed.params = int64_t(c.vocab) * H;
+  embed.bytes = size_t(embed.params) * wsz;
+  if (!c.tie_embeddings) {
+    head.params = int64_t(c.vocab) * H;
+    head.bytes = size_t(head.params) * wsz;
+  }
+  // phi3's fused tensors are quantized whole and sliced: slices hold fp32 maxima (quant::slice_rows).
+  std::optional<quant::QuantOptions> part_opt = q;
+  if (q && c.fused_qkv && (q->scheme == quant::Scheme::NF4 || q->scheme == quant::Scheme::FP4))
+    part_opt->double_quant = false;
+  auto linear = [&](MemoryGroup& g, int64_t out, int64_t in, bool fused_part) {
+    int64_t n = out * in;
+    g.params += n;
+    if (!q) {
+      g.bytes += size_t(n) * wsz;
+      return;
+    }
+    const quant::QuantOptions& o = fused_part ? *part_opt : *q;
+    size_t codes = (o.scheme == quant::Scheme::NF4 || o.scheme == quant::Scheme::FP4) ? size_t((n + 1) / 2) : size_t(n);
+    g.bytes += codes;
+    consts.bytes += quant::quantized_bytes(out, in, o) - codes;
+  };
+  for (int i = 0; i < c.n_layers; ++i) {
+    linear(attn, Q, H, c.fused_qkv);
+    linear(attn, KV, H, c.fused_qkv);
+    linear(attn, KV, H, c.fused_qkv);
+    linear(attn, H, Q, false);
+    if (c.attn_bias) {
+      biases.params += Q + 2 * KV;
+      biases.bytes += size_t(Q + 2 * KV) * 4;
+    }
+    linear(mlp, I, H, c.fused_qkv);
+    linear(mlp, I, H, c.fused_qkv);
+    linear(mlp, H, I, false);
+  }
+  if (q && q->quantize_lm_head) {  // the engine quantizes lm_head (tied or not) into its own matrix
+    head = MemoryGroup{"lm_head"};
+    linear(head, c.vocab, H, false);
+  }
+  norms.params = (2 * int64_t(c.n_layers) + 1) * H;
+  norms.bytes = size_t(norms.params) * 4;
+  WeightMemory p;
+  p.groups = {embed, attn, mlp, norms, biases, head, consts};
+  for (auto& g : p.groups) {
+    p.total_params += g.params;
+    p.total_bytes += g.bytes;
+  }
+  p.kv_bytes_per_token_cpu = size_t(2) * size_t(c.n_layers) * size_t(KV) * 4;
+  p.kv_bytes_per_token_cuda = size_t(2) * size_t(c.n_layers) * size_t(KV) * 2;
+  return p;
+}
 
 std::string format_bytes(double bytes) {
   if (std::fabs(bytes) >= double(1ull << 30)) return fmt::format("{:.2f} GiB", bytes / double(1ull << 30));

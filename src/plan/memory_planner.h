@@ -1,10 +1,11 @@
 // `biomedq plan`: the memory a model takes at a precision, context and batch on the CUDA or the CPU backend,
 // broken down into what the backend allocates. It adds up the sizes the backends allocate by (cuda_layout.h,
-// cpu_step_sizes, memory_plan, the kernels' scratch sizes), so its allocator total is the peak that `bench` and
+// cpu_step_sizes, weight_memory, the kernels' scratch sizes), so its allocator total is the peak that `bench` and
 // `eval` report as allocator_peak_bytes for the same workload: B sequences of `prompt` tokens prefilled together,
 // then decoded together up to `context` positions.
 #pragma once
 #include <cstddef>
+#include <cstdint>
 #include <filesystem>
 #include <optional>
 #include <string>
@@ -18,6 +19,24 @@
 #include "quant/quant.h"
 
 namespace bq::plan {
+
+struct MemoryGroup {
+  std::string name;  // embeddings, attention, mlp, norms, biases, lm_head, quantization constants
+  int64_t params = 0;
+  size_t bytes = 0;
+};
+struct WeightMemory {
+  std::vector<MemoryGroup> groups;
+  int64_t total_params = 0;
+  size_t total_bytes = 0;
+  size_t kv_bytes_per_token_cpu = 0;   // fp32 K and V, every layer
+  size_t kv_bytes_per_token_cuda = 0;  // bf16 K and V, every layer
+};
+// The weights' part of every estimate (and `inspect`): bytes in the format the engine computes with, from shapes with
+// the same size rules the loaders allocate by: stored dtype for 16/32-bit tensors, fp32 for norms and biases
+// (converted at load), quant::quantized_bytes for quantized linears (packed codes under attention/mlp, the scales
+// under "quantization constants"). lm_head tied to the embeddings counts 0.
+WeightMemory weight_memory(const ModelConfig& c, const std::optional<quant::QuantOptions>& q);
 
 // The precision options as every command that loads a model takes them, plus the workload.
 struct PlanRequest : PrecisionOptions {
