@@ -1,4 +1,4 @@
-// Jinja for chat templates: see jinja.h. One file, four parts: values, lexer, parser, evaluator.
+// Jinja for chat templates: see jinja.h. Values are in jinja/; here the lexer, parser and evaluator.
 #include "tokenizer/jinja.h"
 
 #include <utf8proc.h>
@@ -14,548 +14,11 @@
 #include "core/error.h"
 #include "core/files.h"
 #include "core/limits.h"
+#include "tokenizer/jinja/strings.h"
+#include "tokenizer/jinja/value.h"
 
 namespace bq {
 namespace jinja {
-
-// ---------------------------------------------------------------------------------------------------------
-// Values. Lists and dicts are shared by reference (a namespace set in a loop is seen after it), dicts keep
-// insertion order like Python's.
-
-// Runtime errors carry no location; the evaluator adds the line of the node being evaluated.
-struct RuntimeError {
-  std::string message;
-};
-template <typename... Args>
-[[noreturn]] void runtime_fail(fmt::format_string<Args...> f, Args&&... args) {
-  throw RuntimeError{fmt::format(f, std::forward<Args>(args)...)};
-}
-
-struct Value;
-struct DictData;
-struct CallArgs;
-using List = std::vector<Value>;
-using Function = std::function<Value(CallArgs&)>;
-
-struct Value {
-  enum Kind : uint8_t { Undefined, None, Bool, Int, Float, Str, Array, Dict, Func };
-  Kind kind = Undefined;
-  bool b = false;
-  int64_t i = 0;
-  double f = 0;
-  std::string s;  // the string; for Undefined, the name that was missing (for error messages)
-  std::shared_ptr<List> list;
-  std::shared_ptr<DictData> dict;
-  std::shared_ptr<Function> fn;
-  int list_nesting = 0;  // for Array: how deep lists and dicts nest inside it (1: no container inside)
-
-  static Value undefined(std::string what = "") { Value v; v.s = std::move(what); return v; }
-  static Value none() { Value v; v.kind = None; return v; }
-  static Value boolean(bool x) { Value v; v.kind = Bool; v.b = x; return v; }
-  static Value integer(int64_t x) { Value v; v.kind = Int; v.i = x; return v; }
-  static Value number(double x) { Value v; v.kind = Float; v.f = x; return v; }
-  static Value str(std::string x) { Value v; v.kind = Str; v.s = std::move(x); return v; }
-  static Value array(List items = {});
-  static Value new_dict(bool is_namespace = false);
-  static Value func(Function f) { Value v; v.kind = Func; v.fn = std::make_shared<Function>(std::move(f)); return v; }
-
-  bool is_num() const { return kind == Int || kind == Float || kind == Bool; }
-  double as_double() const { return kind == Float ? f : kind == Bool ? double(b) : double(i); }
-  int64_t as_int() const { return kind == Bool ? int64_t(b) : i; }
-};
-
-// Lists and dicts are built only through Value::array and DictData::set/add, which keep the nesting depth and the
-// approximate size within limits.h: a template looping `ns.x = [ns.x]` would otherwise build a chain whose
-// printing or destruction overflows the stack, and `[s, s, s, ...]` of large strings would exhaust memory.
-// Nested containers are shared, not copied, so each counts only what it holds directly; what all containers
-// of one render hold together is counted in container_bytes_built (reset by each render).
-int nesting(const Value& v);
-size_t footprint(const Value& v);
-thread_local size_t container_bytes_built = 0;
-void check_container(int nest, size_t bytes, size_t added) {
-  if (nest > limits::kMaxNesting) runtime_fail("lists and dicts nested more than {} deep", limits::kMaxNesting);
-  if (bytes > limits::kJinjaMaxStringBytes)
-    runtime_fail("a list or dict of more than {} MiB", limits::kJinjaMaxStringBytes >> 20);
-  container_bytes_built += added;
-  if (container_bytes_built > limits::kJinjaMaxBytesBuilt)
-    runtime_fail("the template built more than {} MiB of lists and dicts", limits::kJinjaMaxBytesBuilt >> 20);
-}
-
-struct DictData {
-  std::vector<std::pair<std::string, Value>> items;
-  bool is_namespace = false;
-  int nest = 1;      // as Value::list_nesting; only grows (an overwritten entry may have been deeper)
-  size_t bytes = 0;  // approximate footprint of the entries
-  void account(const std::string& key, const Value& v, const Value* replaced = nullptr) {
-    nest = std::max(nest, 1 + nesting(v));
-    size_t added = key.size() + footprint(v);
-    bytes += added - (replaced ? key.size() + footprint(*replaced) : 0);
-    check_container(nest, bytes, added);
-  }
-  // Appends without looking for the key (from_json: JSON objects have unique keys once parsed).
-  void add(std::string key, Value v) {
-    account(key, v);
-    items.emplace_back(std::move(key), std::move(v));
-  }
-  const Value* get(std::string_view key) const {
-    for (auto& [k, v] : items)
-      if (k == key) return &v;
-    return nullptr;
-  }
-  void set(const std::string& key, Value v) {
-    for (auto& [k, old] : items)
-      if (k == key) {
-        account(key, v, &old);
-        old = std::move(v);
-        return;
-      }
-    account(key, v);
-    items.emplace_back(key, std::move(v));
-  }
-};
-
-// Strings count their bytes, containers 16 bytes an item plus the strings they hold directly (nested lists and
-// dicts are shared, not copied, so they count once, where they were built).
-size_t footprint(const Value& v) {
-  if (v.kind == Value::Str) return v.s.size();
-  if (v.kind == Value::Array) {
-    size_t n = 16 * v.list->size();
-    for (auto& item : *v.list) n += item.kind == Value::Str ? item.s.size() : 0;
-    return n;
-  }
-  return 16;
-}
-
-void check_string(size_t bytes) {
-  if (bytes > limits::kJinjaMaxStringBytes)
-    runtime_fail("a string of more than {} MiB", limits::kJinjaMaxStringBytes >> 20);
-}
-
-// Whether a namespace is reachable from v. Namespaces are the only containers that change after they are built;
-// keeping them out of each other's attributes rules out cycles and chains that outgrow the nesting count.
-bool holds_namespace(const Value& v) {
-  std::vector<const Value*> todo{&v};
-  std::unordered_set<const void*> seen;  // shared containers are walked once
-  while (!todo.empty()) {
-    const Value* x = todo.back();
-    todo.pop_back();
-    if (x->kind != Value::Array && x->kind != Value::Dict) continue;
-    const void* id = x->kind == Value::Array ? static_cast<const void*>(x->list.get()) : x->dict.get();
-    if (!seen.insert(id).second) continue;
-    if (x->kind == Value::Array) {
-      for (auto& item : *x->list) todo.push_back(&item);
-    } else {
-      if (x->dict->is_namespace) return true;
-      for (auto& kv : x->dict->items) todo.push_back(&kv.second);
-    }
-  }
-  return false;
-}
-
-int nesting(const Value& v) {
-  if (v.kind == Value::Array) return v.list_nesting;
-  if (v.kind == Value::Dict) return v.dict->nest;
-  return 0;
-}
-
-Value Value::array(List items) {
-  Value v;
-  v.kind = Array;
-  v.list_nesting = 1;
-  size_t bytes = 16 * items.size();
-  for (auto& item : items) {
-    v.list_nesting = std::max(v.list_nesting, 1 + nesting(item));
-    bytes += item.kind == Str ? item.s.size() : 0;
-  }
-  check_container(v.list_nesting, bytes, bytes);
-  v.list = std::make_shared<List>(std::move(items));
-  return v;
-}
-
-Value Value::new_dict(bool is_namespace) {
-  Value v;
-  v.kind = Dict;
-  v.dict = std::make_shared<DictData>();
-  v.dict->is_namespace = is_namespace;
-  return v;
-}
-
-struct CallArgs {
-  std::vector<Value> pos;
-  std::vector<std::pair<std::string, Value>> kw;
-  // Argument `index` by position, else by keyword `name`; nullptr when absent.
-  const Value* get(size_t index, std::string_view name) const {
-    if (index < pos.size()) return &pos[index];
-    for (auto& [k, v] : kw)
-      if (k == name) return &v;
-    return nullptr;
-  }
-};
-
-
-const char* type_name(const Value& v) {
-  switch (v.kind) {
-    case Value::Undefined: return "undefined";
-    case Value::None: return "none";
-    case Value::Bool: return "bool";
-    case Value::Int: return "int";
-    case Value::Float: return "float";
-    case Value::Str: return "string";
-    case Value::Array: return "list";
-    case Value::Dict: return v.dict->is_namespace ? "namespace" : "dict";
-    case Value::Func: return "function";
-  }
-  return "?";
-}
-
-template <typename Json>
-Value from_json(const Json& j, int depth = 0) {
-  if (depth > limits::kMaxNesting) runtime_fail("template variables nested more than {} deep", limits::kMaxNesting);
-  switch (j.type()) {
-    case nlohmann::json::value_t::null: return Value::none();
-    case nlohmann::json::value_t::boolean: return Value::boolean(j.template get<bool>());
-    case nlohmann::json::value_t::number_integer: return Value::integer(j.template get<int64_t>());
-    case nlohmann::json::value_t::number_unsigned: return Value::integer(int64_t(j.template get<uint64_t>()));
-    case nlohmann::json::value_t::number_float: return Value::number(j.template get<double>());
-    case nlohmann::json::value_t::string: return Value::str(j.template get<std::string>());
-    case nlohmann::json::value_t::array: {
-      List items;
-      for (auto& e : j) items.push_back(from_json(e, depth + 1));
-      return Value::array(std::move(items));
-    }
-    case nlohmann::json::value_t::object: {
-      Value d = Value::new_dict();
-      for (auto it = j.begin(); it != j.end(); ++it) d.dict->add(it.key(), from_json(it.value(), depth + 1));
-      return d;
-    }
-    default: return Value::undefined();
-  }
-}
-
-bool truthy(const Value& v) {
-  switch (v.kind) {
-    case Value::Undefined:
-    case Value::None: return false;
-    case Value::Bool: return v.b;
-    case Value::Int: return v.i != 0;
-    case Value::Float: return v.f != 0;
-    case Value::Str: return !v.s.empty();
-    case Value::Array: return !v.list->empty();
-    case Value::Dict: return !v.dict->items.empty();
-    case Value::Func: return true;
-  }
-  return false;
-}
-
-// Python's repr(float): the shortest digits that round-trip; exponent form outside [1e-4, 1e16).
-std::string float_repr(double x) {
-  if (std::isnan(x)) return "nan";
-  if (std::isinf(x)) return x > 0 ? "inf" : "-inf";
-  char buf[40];
-  for (int prec = 1; prec <= 17; ++prec) {
-    std::snprintf(buf, sizeof buf, "%.*e", prec - 1, x);
-    if (std::strtod(buf, nullptr) == x) break;
-  }
-  std::string e(buf);
-  bool neg = e[0] == '-';
-  if (neg) e.erase(0, 1);
-  size_t epos = e.find('e');
-  int exp = std::atoi(e.c_str() + epos + 1);
-  std::string digits = e.substr(0, 1) + (epos > 2 ? e.substr(2, epos - 2) : "");
-  while (digits.size() > 1 && digits.back() == '0') digits.pop_back();
-  std::string out;
-  if (exp >= -4 && exp < 16) {
-    if (exp < 0) {
-      out = "0." + std::string(size_t(-exp - 1), '0') + digits;
-    } else if (size_t(exp) + 1 >= digits.size()) {
-      out = digits + std::string(size_t(exp) + 1 - digits.size(), '0') + ".0";
-    } else {
-      out = digits.substr(0, size_t(exp) + 1) + "." + digits.substr(size_t(exp) + 1);
-    }
-  } else {
-    out = digits.substr(0, 1) + (digits.size() > 1 ? "." + digits.substr(1) : "") +
-          fmt::format("e{}{:02d}", exp < 0 ? '-' : '+', std::abs(exp));
-  }
-  return neg ? "-" + out : out;
-}
-
-std::string to_str(const Value& v);
-
-std::string repr(const Value& v) {
-  if (v.kind != Value::Str) return to_str(v);
-  char q = (v.s.find('\'') != std::string::npos && v.s.find('"') == std::string::npos) ? '"' : '\'';
-  std::string out(1, q);
-  for (char c : v.s) {
-    if (c == q || c == '\\') out += '\\', out += c;
-    else if (c == '\n') out += "\\n";
-    else if (c == '\t') out += "\\t";
-    else if (c == '\r') out += "\\r";
-    else out += c;
-  }
-  return out + q;
-}
-
-// Python's str(): what {{ value }} prints.
-std::string to_str(const Value& v) {
-  switch (v.kind) {
-    case Value::Undefined: return "";
-    case Value::None: return "None";
-    case Value::Bool: return v.b ? "True" : "False";
-    case Value::Int: return std::to_string(v.i);
-    case Value::Float: return float_repr(v.f);
-    case Value::Str: return v.s;
-    case Value::Array: {
-      std::string out = "[";
-      for (size_t k = 0; k < v.list->size(); ++k) out += (k ? ", " : "") + repr((*v.list)[k]);
-      return out + "]";
-    }
-    case Value::Dict: {
-      std::string out = "{";
-      for (size_t k = 0; k < v.dict->items.size(); ++k)
-        out += (k ? ", " : "") + repr(Value::str(v.dict->items[k].first)) + ": " + repr(v.dict->items[k].second);
-      return out + "}";
-    }
-    case Value::Func: return "<function>";
-  }
-  return "";
-}
-
-// json.dumps(value, ensure_ascii=False, indent=indent, separators=..., sort_keys=...), as transformers' tojson.
-struct JsonStyle {
-  int indent = -1;  // -1: everything on one line
-  std::string item_sep, key_sep;
-  bool sort_keys = false;
-};
-
-std::string json_quote(const std::string& s) {
-  std::string out = "\"";
-  for (unsigned char c : s) {
-    switch (c) {
-      case '"': out += "\\\""; break;
-      case '\\': out += "\\\\"; break;
-      case '\n': out += "\\n"; break;
-      case '\r': out += "\\r"; break;
-      case '\t': out += "\\t"; break;
-      case '\b': out += "\\b"; break;
-      case '\f': out += "\\f"; break;
-      default:
-        if (c < 0x20) out += fmt::format("\\u{:04x}", c);
-        else out += char(c);
-    }
-  }
-  return out + "\"";
-}
-
-void to_json(const Value& v, const JsonStyle& st, int level, std::string& out) {
-  auto newline = [&](int lvl) {
-    if (st.indent < 0) return;
-    check_string(out.size() + size_t(st.indent) * size_t(lvl));
-    out += "\n" + std::string(size_t(st.indent) * size_t(lvl), ' ');
-  };
-  switch (v.kind) {
-    case Value::Undefined:
-    case Value::None: out += "null"; return;
-    case Value::Bool: out += v.b ? "true" : "false"; return;
-    case Value::Int: out += std::to_string(v.i); return;
-    case Value::Float:
-      out += std::isnan(v.f) ? "NaN" : std::isinf(v.f) ? (v.f > 0 ? "Infinity" : "-Infinity") : float_repr(v.f);
-      return;
-    case Value::Str: out += json_quote(v.s); return;
-    case Value::Array: {
-      if (v.list->empty()) { out += "[]"; return; }
-      out += "[";
-      for (size_t k = 0; k < v.list->size(); ++k) {
-        if (k) out += st.item_sep;
-        newline(level + 1);
-        to_json((*v.list)[k], st, level + 1, out);
-      }
-      newline(level);
-      out += "]";
-      return;
-    }
-    case Value::Dict: {
-      if (v.dict->items.empty()) { out += "{}"; return; }
-      std::vector<const std::pair<std::string, Value>*> items;
-      for (auto& kv : v.dict->items) items.push_back(&kv);
-      if (st.sort_keys)
-        std::stable_sort(items.begin(), items.end(), [](auto* a, auto* b) { return a->first < b->first; });
-      out += "{";
-      for (size_t k = 0; k < items.size(); ++k) {
-        if (k) out += st.item_sep;
-        newline(level + 1);
-        out += json_quote(items[k]->first) + st.key_sep;
-        to_json(items[k]->second, st, level + 1, out);
-      }
-      newline(level);
-      out += "}";
-      return;
-    }
-    case Value::Func: runtime_fail("Object of type function is not JSON serializable");
-  }
-}
-
-bool equal(const Value& a, const Value& b) {
-  if (a.is_num() && b.is_num()) {
-    if (a.kind == Value::Float || b.kind == Value::Float) return a.as_double() == b.as_double();
-    return a.as_int() == b.as_int();
-  }
-  if (a.kind != b.kind) return false;
-  switch (a.kind) {
-    case Value::Undefined:
-    case Value::None: return true;
-    case Value::Str: return a.s == b.s;
-    case Value::Array:
-      if (a.list->size() != b.list->size()) return false;
-      for (size_t k = 0; k < a.list->size(); ++k)
-        if (!equal((*a.list)[k], (*b.list)[k])) return false;
-      return true;
-    case Value::Dict:
-      if (a.dict->items.size() != b.dict->items.size()) return false;
-      for (auto& [k, v] : a.dict->items) {
-        const Value* o = b.dict->get(k);
-        if (!o || !equal(v, *o)) return false;
-      }
-      return true;
-    default: return a.fn == b.fn;
-  }
-}
-
-// Three-way comparison for <, >, sort: numbers, strings (code point order = UTF-8 byte order), lists.
-int compare(const Value& a, const Value& b) {
-  if (a.is_num() && b.is_num()) {
-    double x = a.as_double(), y = b.as_double();
-    return x < y ? -1 : x > y ? 1 : 0;
-  }
-  if (a.kind == Value::Str && b.kind == Value::Str) return a.s < b.s ? -1 : a.s > b.s ? 1 : 0;
-  if (a.kind == Value::Array && b.kind == Value::Array) {
-    for (size_t k = 0; k < a.list->size() && k < b.list->size(); ++k)
-      if (int c = compare((*a.list)[k], (*b.list)[k])) return c;
-    return a.list->size() < b.list->size() ? -1 : a.list->size() > b.list->size() ? 1 : 0;
-  }
-  runtime_fail("cannot compare {} with {}", type_name(a), type_name(b));
-}
-
-// ---- UTF-8 helpers: Python strings index and case-map by code point.
-
-std::vector<std::string> utf8_chars(const std::string& s) {
-  std::vector<std::string> out;
-  for (size_t k = 0; k < s.size();) {
-    unsigned char c = s[k];
-    size_t n = c < 0x80 ? 1 : (c >> 5) == 6 ? 2 : (c >> 4) == 14 ? 3 : (c >> 3) == 30 ? 4 : 1;
-    n = std::min(n, s.size() - k);
-    out.push_back(s.substr(k, n));
-    k += n;
-  }
-  return out;
-}
-
-// Maps each code point through `fn(codepoint, index_in_string, previous_codepoint_was_cased)`.
-template <typename Fn>
-std::string map_codepoints(const std::string& s, Fn fn) {
-  std::string out;
-  const auto* p = reinterpret_cast<const utf8proc_uint8_t*>(s.data());
-  utf8proc_ssize_t left = utf8proc_ssize_t(s.size());
-  bool prev_cased = false;
-  for (size_t index = 0; left > 0; ++index) {
-    utf8proc_int32_t cp;
-    utf8proc_ssize_t n = utf8proc_iterate(p, left, &cp);
-    if (n <= 0) { out += char(*p); ++p; --left; prev_cased = false; continue; }
-    utf8proc_int32_t mapped = fn(cp, index, prev_cased);
-    utf8proc_uint8_t buf[4];
-    out.append(reinterpret_cast<char*>(buf), size_t(utf8proc_encode_char(mapped, buf)));
-    prev_cased = utf8proc_tolower(cp) != cp || utf8proc_toupper(cp) != cp;
-    p += n;
-    left -= n;
-  }
-  return out;
-}
-
-std::string lower(const std::string& s) { return map_codepoints(s, [](int32_t c, size_t, bool) { return utf8proc_tolower(c); }); }
-std::string upper(const std::string& s) { return map_codepoints(s, [](int32_t c, size_t, bool) { return utf8proc_toupper(c); }); }
-std::string title(const std::string& s) {
-  return map_codepoints(s, [](int32_t c, size_t, bool prev) { return prev ? utf8proc_tolower(c) : utf8proc_toupper(c); });
-}
-std::string capitalize(const std::string& s) {
-  return map_codepoints(s, [](int32_t c, size_t k, bool) { return k == 0 ? utf8proc_toupper(c) : utf8proc_tolower(c); });
-}
-
-constexpr const char* kWhitespace = " \t\n\r\f\v";
-
-std::string strip(const std::string& s, const Value* chars, bool left, bool right) {
-  std::string set = (chars && chars->kind == Value::Str) ? chars->s : kWhitespace;
-  size_t b = 0, e = s.size();
-  if (left) while (b < e && set.find(s[b]) != std::string::npos) ++b;
-  if (right) while (e > b && set.find(s[e - 1]) != std::string::npos) --e;
-  return s.substr(b, e - b);
-}
-
-// Python str.split(sep=None, maxsplit=-1).
-List split(const std::string& s, const Value* sep, int64_t maxsplit) {
-  List out;
-  if (!sep || sep->kind == Value::None) {
-    size_t k = 0;
-    while (true) {
-      while (k < s.size() && std::strchr(kWhitespace, s[k]) && s[k]) ++k;
-      if (k >= s.size()) break;
-      if (maxsplit >= 0 && int64_t(out.size()) == maxsplit) {
-        out.push_back(Value::str(strip(s.substr(k), nullptr, false, true)));
-        break;
-      }
-      size_t e = k;
-      while (e < s.size() && !std::strchr(kWhitespace, s[e])) ++e;
-      out.push_back(Value::str(s.substr(k, e - k)));
-      k = e;
-    }
-    return out;
-  }
-  if (sep->kind != Value::Str || sep->s.empty()) runtime_fail("split: empty separator");
-  size_t k = 0;
-  while (true) {
-    size_t e = s.find(sep->s, k);
-    if (e == std::string::npos || (maxsplit >= 0 && int64_t(out.size()) == maxsplit)) {
-      out.push_back(Value::str(s.substr(k)));
-      break;
-    }
-    out.push_back(Value::str(s.substr(k, e - k)));
-    k = e + sep->s.size();
-  }
-  return out;
-}
-
-std::string replace_all(const std::string& s, const std::string& from, const std::string& to, int64_t count) {
-  std::string out;
-  size_t k = 0;
-  for (int64_t done = 0; count < 0 || done < count; ++done) {
-    size_t e = from.empty() ? (k <= s.size() ? k : std::string::npos) : s.find(from, k);
-    if (e == std::string::npos) break;
-    out += s.substr(k, e - k) + to;
-    check_string(out.size());
-    if (from.empty()) {
-      if (e == s.size()) { k = e + 1; break; }
-      out += s[e];
-      k = e + 1;
-    } else {
-      k = e + from.size();
-    }
-  }
-  if (k <= s.size()) out += s.substr(k);
-  return out;
-}
-
-// Python's sequence[start:stop:step] on n items: the selected indices.
-std::vector<size_t> slice_indices(int64_t n, const Value& start, const Value& stop, const Value& step) {
-  int64_t st = step.kind == Value::Int ? step.i : 1;
-  if (st == 0) runtime_fail("slice step cannot be zero");
-  auto clamp = [&](const Value& v, int64_t dflt) {
-    if (v.kind != Value::Int) return dflt;
-    int64_t x = v.i < 0 ? v.i + n : v.i;
-    return st > 0 ? std::clamp<int64_t>(x, 0, n) : std::clamp<int64_t>(x, -1, n - 1);
-  };
-  int64_t b = clamp(start, st > 0 ? 0 : n - 1), e = clamp(stop, st > 0 ? n : -1);
-  std::vector<size_t> out;
-  for (__int128 k = b; st > 0 ? k < e : k > e; k += st) out.push_back(size_t(k));  // 128-bit: k + st may overflow
-  return out;
-}
 
 // ---------------------------------------------------------------------------------------------------------
 // Lexer: template text and tags become one token stream. Whitespace control (-), trim_blocks and
@@ -1529,6 +992,17 @@ class Renderer {
     throw RuntimeError{msg};
   }
 
+  // Runs a value operation whose errors belong to `at` rather than to the node evaluated last.
+  template <typename Fn>
+  auto at_node(const Node& at, Fn&& fn) -> decltype(fn()) {
+    try {
+      return fn();
+    } catch (const RuntimeError&) {
+      where_ = at.loc;
+      throw;
+    }
+  }
+
   const Value* lookup(const std::string& name) const {
     for (size_t k = frames_.size(); k-- > 0;) {
       auto it = frames_[k]->find(name);
@@ -1616,21 +1090,7 @@ class Renderer {
   }
 
   List iterate(const Value& v, const Node& at) {
-    switch (v.kind) {
-      case Value::Undefined: return {};
-      case Value::Array: return *v.list;
-      case Value::Dict: {
-        List keys;
-        for (auto& kv : v.dict->items) keys.push_back(Value::str(kv.first));
-        return keys;
-      }
-      case Value::Str: {
-        List chars;
-        for (auto& c : utf8_chars(v.s)) chars.push_back(Value::str(c));
-        return chars;
-      }
-      default: fail_at(at, fmt::format("'{}' object is not iterable", type_name(v)));
-    }
+    return at_node(at, [&] { return jinja::iterate(v); });
   }
 
   void exec_for(const Node& n) {
@@ -1776,34 +1236,12 @@ class Renderer {
     return a;
   }
 
-  // obj.name: a dict key (Jinja tries the attribute, then the item); missing -> undefined.
   Value get_attr(const Value& obj, const std::string& name, const Node& at) {
-    if (obj.kind == Value::Undefined)
-      fail_at(at, fmt::format("'{}' is undefined (reading attribute '{}')", obj.s.empty() ? "value" : obj.s, name));
-    if (obj.kind == Value::Dict) {
-      if (const Value* v = obj.dict->get(name)) return *v;
-    }
-    return Value::undefined(name);
+    return at_node(at, [&] { return jinja::get_attr(obj, name); });
   }
 
   Value get_item(const Value& obj, const Value& key, const Node& at) {
-    if (obj.kind == Value::Undefined)
-      fail_at(at, fmt::format("'{}' is undefined (reading item {})", obj.s.empty() ? "value" : obj.s, repr(key)));
-    if (obj.kind == Value::Dict) {
-      std::string k = key.kind == Value::Str ? key.s : to_str(key);
-      const Value* v = obj.dict->get(k);
-      return v ? *v : Value::undefined(k);
-    }
-    if ((obj.kind == Value::Array || obj.kind == Value::Str) && (key.kind == Value::Int || key.kind == Value::Bool)) {
-      std::vector<std::string> chars;
-      if (obj.kind == Value::Str) chars = utf8_chars(obj.s);
-      int64_t n = int64_t(obj.kind == Value::Array ? obj.list->size() : chars.size());
-      int64_t k = key.as_int() < 0 ? key.as_int() + n : key.as_int();
-      if (k < 0 || k >= n) return Value::undefined(fmt::format("index {}", key.as_int()));
-      return obj.kind == Value::Array ? (*obj.list)[size_t(k)] : Value::str(chars[size_t(k)]);
-    }
-    if (key.kind == Value::Str) return get_attr(obj, key.s, at);
-    return Value::undefined();
+    return at_node(at, [&] { return jinja::get_item(obj, key); });
   }
 
   Value slice(const Node& n) {
@@ -1919,12 +1357,6 @@ class Renderer {
     fail_at(at, fmt::format("unknown method '{}' of a {}", name, type_name(obj)));
   }
 
-  static Value pairs(const Value& dict) {
-    List out;
-    for (auto& [k, v] : dict.dict->items) out.push_back(Value::array({Value::str(k), v}));
-    return Value::array(std::move(out));
-  }
-
   Value binary(const Node& n) {
     const std::string& op = n.name;
     Value l = eval(*n.kids[0]);
@@ -1948,18 +1380,7 @@ class Renderer {
   }
 
   bool contains(const Value& container, const Value& item, const Node& at) {
-    switch (container.kind) {
-      case Value::Str:
-        if (item.kind != Value::Str) fail_at(at, fmt::format("'in <string>' requires a string, not {}", type_name(item)));
-        return container.s.find(item.s) != std::string::npos;
-      case Value::Array:
-        for (auto& v : *container.list)
-          if (equal(v, item)) return true;
-        return false;
-      case Value::Dict: return item.kind == Value::Str && container.dict->get(item.s);
-      case Value::Undefined: return false;
-      default: fail_at(at, fmt::format("argument of type {} is not iterable", type_name(container)));
-    }
+    return at_node(at, [&] { return jinja::contains(container, item); });
   }
 
   Value arithmetic(const std::string& op, const Value& l, const Value& r, const Node& at) {
