@@ -416,4 +416,72 @@ Value pairs(const Value& dict) {
   return Value::array(std::move(out));
 }
 
+Value arithmetic(const std::string& op, const Value& l, const Value& r) {
+  if (op == "+") {
+    if (l.kind == Value::Str && r.kind == Value::Str) {
+      check_string(l.s.size() + r.s.size());
+      return Value::str(l.s + r.s);
+    }
+    if (l.kind == Value::Array && r.kind == Value::Array) {
+      List out = *l.list;
+      out.insert(out.end(), r.list->begin(), r.list->end());
+      return Value::array(std::move(out));
+    }
+  }
+  if (op == "*" && (l.kind == Value::Str || l.kind == Value::Array) && r.kind == Value::Int) {
+    // The size first: 'ab' * 10**10 must fail at once, '' * 10**15 must not loop.
+    size_t unit = footprint(l), total;
+    if (r.i > 0 && unit > 0 && __builtin_mul_overflow(unit, size_t(r.i), &total)) total = SIZE_MAX;
+    if (r.i > 0 && unit > 0 && l.kind == Value::Str) check_string(total);
+    if (r.i > 0 && unit > 0 && l.kind == Value::Array) check_container(nesting(l), total, 0);
+    if (r.i <= 0 || unit == 0) return l.kind == Value::Str ? Value::str("") : Value::array();
+    if (l.kind == Value::Str) {
+      std::string out;
+      for (int64_t k = 0; k < r.i; ++k) out += l.s;
+      return Value::str(std::move(out));
+    }
+    List out;
+    for (int64_t k = 0; k < r.i; ++k) out.insert(out.end(), l.list->begin(), l.list->end());
+    return Value::array(std::move(out));
+  }
+  std::string type_error = fmt::format("unsupported operand types for {}: {} and {}", op, type_name(l), type_name(r));
+  if (!l.is_num() || !r.is_num()) runtime_fail("{}", type_error);
+  bool ints = l.kind != Value::Float && r.kind != Value::Float;
+  double x = l.as_double(), y = r.as_double();
+  int64_t a = l.as_int(), b = r.as_int();
+  int64_t c;
+  auto exact = [&](bool overflowed) {
+    if (overflowed) runtime_fail("integer overflow in {} {} {}", a, op, b);
+    return Value::integer(c);
+  };
+  if (op == "+") return ints ? exact(__builtin_add_overflow(a, b, &c)) : Value::number(x + y);
+  if (op == "-") return ints ? exact(__builtin_sub_overflow(a, b, &c)) : Value::number(x - y);
+  if (op == "*") return ints ? exact(__builtin_mul_overflow(a, b, &c)) : Value::number(x * y);
+  if (ints && (op == "//" || op == "%") && a == INT64_MIN && b == -1) exact(true);
+  if ((op == "/" || op == "//" || op == "%") && y == 0) runtime_fail("division by zero");
+  if (op == "/") return Value::number(x / y);
+  if (op == "//") {
+    if (ints) return Value::integer(a / b - ((a % b != 0) && ((a < 0) != (b < 0))));
+    return Value::number(std::floor(x / y));
+  }
+  if (op == "%") {
+    if (ints) {
+      int64_t m = a % b;
+      return Value::integer(m != 0 && ((m < 0) != (b < 0)) ? m + b : m);
+    }
+    double m = std::fmod(x, y);
+    return Value::number(m != 0 && ((m < 0) != (y < 0)) ? m + y : m);
+  }
+  if (op == "**") {
+    if (ints && b >= 0) {
+      int64_t p = 1;  // by squaring: a huge exponent must not loop for ages (overflow wraps)
+      for (uint64_t base = uint64_t(a), e = uint64_t(b); e; e >>= 1, base *= base)
+        if (e & 1) p = int64_t(uint64_t(p) * base);
+      return Value::integer(p);
+    }
+    return Value::number(std::pow(x, y));
+  }
+  runtime_fail("{}", type_error);
+}
+
 }  // namespace bq::jinja

@@ -126,5 +126,7 @@ Value get_attr(const Value& obj, const std::string& name);  // a dict key (Jinja
 Value get_item(const Value& obj, const Value& key);
 bool contains(const Value& container, const Value& item);  // Python's `item in container`
 Value pairs(const Value& dict);                            // dict.items() as [key, value] lists
+// Python's + - * / // % ** (+ and * of strings and lists too); comparisons and `in` are above.
+Value arithmetic(const std::string& op, const Value& l, const Value& r);
 
 }  // namespace bq::jinja
