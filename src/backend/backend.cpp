@@ -1,5 +1,6 @@
 #include "backend/backend.h"
 
+#include "backend/cpu/cpu_forward.h"
 #include "core/error.h"
 #include "plan/memory_planner.h"
 #ifdef BIOMEDQ_HAVE_CUDA

@@ -11,14 +11,14 @@
 #include <span>
 #include <omp.h>
 
+#include "backend/cpu/cpu_forward.h"
 #include "cli/commands.h"
 #include "core/error.h"
 #include "core/host_memory.h"
+#include "generate/sampler.h"
 #include "model/model.h"
 #include "model/quantize_checkpoint.h"
 #include "model/quantize_model.h"
-#include "generate/sampler.h"
-#include "model/forward.h"
 #ifdef BIOMEDQ_HAVE_CUDA
 #include "backend/backend.h"
 #include "backend/cuda/allocator.h"

@@ -4,9 +4,9 @@
 #include <memory>
 
 #include "backend/cuda_stages.h"
+#include "backend/forward.h"
 #include "generate/generate.h"
 #include "generate/text_generator.h"
-#include "model/forward.h"
 #include "model/quantize_model.h"
 #include "tokenizer/tokenizer.h"
 

@@ -3,9 +3,9 @@
 #include <functional>
 #include <vector>
 
+#include "backend/forward.h"
 #include "core/error.h"
 #include "generate/text_generator.h"
-#include "model/forward.h"
 
 namespace bq {
 

@@ -8,10 +8,10 @@
 
 #include <fmt/format.h>
 
+#include "backend/cpu/cpu_forward.h"
 #include "backend/cpu/ops.h"
 #include "backend/cuda_layout.h"
 #include "core/error.h"
-#include "model/forward.h"
 #include "model/model.h"
 #include "model/quantize_checkpoint.h"
 #include "model/quantize_model.h"

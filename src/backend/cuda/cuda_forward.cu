@@ -1,5 +1,5 @@
 // CudaForward: uploads (or synthesizes) the weights, keeps one bf16 KV cache per open sequence, and runs the
-// forward pass of src/model/forward.cpp step for step with the kernels of ops.h.
+// forward pass of src/backend/cpu/cpu_forward.cpp step for step with the kernels of ops.h.
 //
 // KV cache in bf16: half the bytes of fp32 for every decode step and for long contexts (the 70B / 4k-token memory
 // budget), and the precision transformers itself keeps for bf16 models; scores and softmax stay fp32.

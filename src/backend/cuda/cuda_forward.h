@@ -9,7 +9,8 @@
 #include <vector>
 
 #include "backend/cuda_stages.h"
-#include "model/forward.h"
+#include "backend/forward.h"
+#include "model/model.h"
 #include "quant/quant.h"
 
 namespace bq {

@@ -1,5 +1,5 @@
 // The whole forward pass of every supported architecture: read this file top to bottom.
-#include "model/forward.h"
+#include "backend/cpu/cpu_forward.h"
 
 #include <algorithm>
 #include <cmath>
