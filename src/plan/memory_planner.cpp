@@ -10,6 +10,7 @@
 
 #include "backend/cpu/cpu_forward.h"
 #include "backend/cpu/ops.h"
+#include "backend/cpu/qmatmul.h"
 #include "backend/cuda_layout.h"
 #include "core/error.h"
 #include "model/model.h"

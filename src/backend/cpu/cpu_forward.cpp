@@ -5,6 +5,7 @@
 #include <cmath>
 
 #include "backend/cpu/ops.h"
+#include "backend/cpu/qmatmul.h"
 #include "core/error.h"
 
 namespace bq {
