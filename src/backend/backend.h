@@ -4,7 +4,7 @@
 #include <string>
 #include <vector>
 
-#include "backend/cuda_stages.h"
+#include "backend/cuda/stages.h"
 #include "backend/forward.h"
 #include "model/model.h"
 

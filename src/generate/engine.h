@@ -3,7 +3,7 @@
 #include <filesystem>
 #include <memory>
 
-#include "backend/cuda_stages.h"
+#include "backend/cuda/stages.h"
 #include "backend/forward.h"
 #include "generate/generate.h"
 #include "generate/text_generator.h"

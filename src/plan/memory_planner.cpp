@@ -11,7 +11,7 @@
 #include "backend/cpu/cpu_forward.h"
 #include "backend/cpu/ops.h"
 #include "backend/cpu/qmatmul.h"
-#include "backend/cuda_layout.h"
+#include "backend/cuda/layout.h"
 #include "core/error.h"
 #include "model/model.h"
 #include "model/quantize_checkpoint.h"

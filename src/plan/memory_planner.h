@@ -1,5 +1,5 @@
 // `biomedq plan`: the memory a model takes at a precision, context and batch on the CUDA or the CPU backend,
-// broken down into what the backend allocates. It adds up the sizes the backends allocate by (cuda_layout.h,
+// broken down into what the backend allocates. It adds up the sizes the backends allocate by (cuda/layout.h,
 // cpu_step_sizes, memory_plan, the kernels' scratch sizes), so its allocator total is the peak that `bench` and
 // `eval` report as allocator_peak_bytes for the same workload: B sequences of `prompt` tokens prefilled together,
 // then decoded together up to `context` positions.
@@ -12,7 +12,7 @@
 
 #include <nlohmann/json.hpp>
 
-#include "backend/cuda_stages.h"
+#include "backend/cuda/stages.h"
 #include "model/config.h"
 #include "model/quantize_model.h"
 #include "quant/quant.h"

@@ -28,7 +28,7 @@ using namespace cuda;
 namespace {
 
 constexpr int kMaxGraphRows = 64;         // decode steps up to this many rows are replayed as CUDA graphs
-static_assert(sizeof(RowInfo) == kRowInfoBytes, "cuda_layout.h sizes the row table");
+static_assert(sizeof(RowInfo) == kRowInfoBytes, "layout.h sizes the row table");
 
 struct DevLinear {
   DeviceWeight w;
