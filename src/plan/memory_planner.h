@@ -81,6 +81,10 @@ MemoryEstimate plan_memory(PlanRequest r);
 std::vector<CudaStage> plan_stages(PlanRequest r, const std::vector<int>& devices,
                                    const std::vector<size_t>& free_bytes);
 
+// The CUDA pipeline for --devices TEXT ("0,1", "all", "0,0") and the model and workload of `r`: plan_stages over
+// each listed device's free memory now. A bq::Error in a build without CUDA.
+std::vector<CudaStage> cuda_stages_for(const std::string& devices, const PlanRequest& r);
+
 // Cards the figures are compared with: nominal capacities of common GPUs (16, 24, 40, 48, 80 GiB; H200's 141 GB).
 std::vector<std::pair<std::string, size_t>> common_cards();
 
