@@ -153,7 +153,5 @@ void fill_bytes(uint8_t* p, size_t n, uint64_t seed, uint8_t lo, uint8_t hi, cud
 void fill_uniform(float* p, size_t n, uint64_t seed, float lo, float hi, cudaStream_t st);
 // Embedding rows of a synthetic model, computed from (seed, token, i) instead of stored.
 void synthetic_embed(const int* tokens, int n, int hidden, uint64_t seed, float std, float* out, cudaStream_t st);
-// out[i, :] = table[tokens[i], :] for a bf16 table on the device.
-void embed_bf16(const uint16_t* table, const int* tokens, int n, int hidden, float* out, cudaStream_t st);
 
 }  // namespace bq::cuda
