@@ -1,7 +1,8 @@
 // bitsandbytes-compatible weight quantization: NF4/FP4 blockwise 4-bit (optionally with double quantization of
 // the block maxima), int8 row-wise (weight-only, and LLM.int8 with its outlier decomposition), and the tensors
 // transformers + bitsandbytes save for them. The CPU matmul that reads these formats is backend/cpu/qmatmul.h.
-// The facts followed are in shared/specs/quantization.md (checked against bitsandbytes 0.50).
+// Layouts, codebooks and rounding follow bitsandbytes 0.50 (bitsandbytes/functional.py, csrc/kernels.cu);
+// scripts/check_bnb_bytes.py checks the bytes against an independent reference in torch.
 #pragma once
 #include <array>
 #include <cstdint>
