@@ -2,7 +2,7 @@
 #include <gtest/gtest.h>
 
 #include "generate/generate.h"
-#include "model/forward.h"
+#include "backend/cpu/cpu_forward.h"
 #include "model/model.h"
 #include "test_util.h"
 

@@ -4,12 +4,12 @@
 #include <cmath>
 #include <nlohmann/json.hpp>
 
+#include "backend/cpu/cpu_forward.h"
 #include "core/error.h"
 #include "core/files.h"
 #include "core/host_memory.h"
 #include "eval/run.h"
 #include "generate/generate.h"
-#include "model/forward.h"
 #include "model/model.h"
 #include "model/quantize_model.h"
 #include "plan/memory_planner.h"

@@ -3,10 +3,10 @@
 #include <filesystem>
 #include <memory>
 
-#include "backend/cuda_stages.h"
+#include "backend/cuda/stages.h"
+#include "backend/forward.h"
 #include "generate/generate.h"
 #include "generate/text_generator.h"
-#include "model/forward.h"
 #include "model/quantize_model.h"
 #include "tokenizer/tokenizer.h"
 

@@ -8,11 +8,11 @@
 #include <unordered_map>
 #include <vector>
 
+#include "backend/forward.h"
 #include "core/error.h"
 #include "core/host_memory.h"
 #include "generate/sampler.h"
 #include "generate/text_generator.h"
-#include "model/forward.h"
 
 namespace bq {
 
