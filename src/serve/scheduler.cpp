@@ -84,9 +84,11 @@ void Scheduler::admit(const std::shared_ptr<Job>& job) {
     try {
       id = loop_->submit({job->prompt(), job->choices()[c]});
     } catch (const Error& e) {  // the handler checked the length; this is the last line of defence
+      {
+        std::lock_guard lock(m_);
+        pending_--;
+      }
       job->post(JobEvent::end(int(c), "error", 0, e.what()));
-      std::lock_guard lock(m_);
-      pending_--;
       continue;
     }
     answers_.emplace(id, Answer{job, int(c)});
@@ -95,11 +97,11 @@ void Scheduler::admit(const std::shared_ptr<Job>& job) {
 
 // Ends every live answer with an error and starts a fresh loop: a failed step leaves the old one's state unknown.
 void Scheduler::fail_live(const std::string& error) {
-  for (auto& [id, a] : answers_) a.job->post(JobEvent::end(a.choice, "error", 0, error));
   {
     std::lock_guard lock(m_);
     pending_ -= answers_.size();
   }
+  for (auto& [id, a] : answers_) a.job->post(JobEvent::end(a.choice, "error", 0, error));
   answers_.clear();
   loop_.reset();
   loop_ = make_loop();
@@ -135,11 +137,14 @@ void Scheduler::run() {
     }
     for (size_t id : step.finished) {
       TokenResult r = loop_->take_result(id);
+      {
+        // Its place is free before its client hears of the end, so a request sent after it never finds it taken.
+        std::lock_guard lock(m_);
+        pending_--;
+      }
       auto it = answers_.find(id);
       it->second.job->post(JobEvent::end(it->second.choice, r.finish_reason, r.tokens.size()));
       answers_.erase(it);
-      std::lock_guard lock(m_);
-      pending_--;
     }
   }
   // Shutting down: whoever still waits learns that its answers ended.

@@ -1,6 +1,7 @@
 #include "serve/server.h"
 
 #include <arpa/inet.h>
+#include <sys/socket.h>
 
 #include <chrono>
 #include <cstdio>
@@ -106,6 +107,12 @@ Server::Server(Engine& engine, ServerOptions opt) : engine_(engine), opt_(std::m
   const size_t threads = size_t(opt_.max_batch + opt_.max_queue) + 8;
   http_.new_task_queue = [threads] { return new httplib::ThreadPool(threads); };
   http_.set_payload_max_length(limits::kServeBodyBytes);
+  http_.set_socket_options([this](int sock) {
+    // SO_REUSEADDR only: the library's default adds SO_REUSEPORT, which would let another process share the port.
+    int yes = 1;
+    ::setsockopt(sock, SOL_SOCKET, SO_REUSEADDR, &yes, sizeof yes);
+    listen_socket_ = sock;
+  });
   http_.set_pre_routing_handler([this](const httplib::Request& req, httplib::Response& res) {
     if (opt_.api_key.empty() || !req.path.starts_with("/v1/")) return httplib::Server::HandlerResponse::Unhandled;
     const std::string auth = req.get_header_value("Authorization");
@@ -148,6 +155,8 @@ int Server::bind() {
   if (port == 0) port = http_.bind_to_any_port(opt_.host);
   else if (!http_.bind_to_port(opt_.host, port)) port = -1;
   if (port < 0) fail("serve: cannot listen on {}:{} (in use, or not an address of this machine)", opt_.host, opt_.port);
+  // The library listens with a backlog of 5, which drops connections when many clients arrive at once.
+  ::listen(listen_socket_, SOMAXCONN);
   return port;
 }
 
@@ -190,9 +199,10 @@ void Server::handle_completion(const httplib::Request& req, httplib::Response& r
   const size_t room = prompt.size() < size_t(context_) ? size_t(context_) - prompt.size() : 0;
   if (room == 0 || size_t(r.max_tokens) > room) {
     log(fmt::format("{} {}: 400 (context length: {} prompt tokens)", req.method, req.path, prompt.size()));
+    const std::string asked = r.max_tokens > 0 ? fmt::format(" and {} more were asked for", r.max_tokens) : "";
     return send_error(res, 400,
-                      fmt::format("this model's context is {} tokens; the prompt has {} and {} more were asked for",
-                                  context_, prompt.size(), r.max_tokens),
+                      fmt::format("this model's context is {} tokens; the prompt has {}{}", context_, prompt.size(),
+                                  asked),
                       "invalid_request_error", chat ? "messages" : "prompt", "context_length_exceeded");
   }
   const int max_tokens = r.max_tokens > 0 ? r.max_tokens : int(std::min<size_t>(limits::kServeDefaultMaxTokens, room));
@@ -321,7 +331,9 @@ void Server::handle_completion(const httplib::Request& req, httplib::Response& r
       [this, stream, done_log](bool success) {
         if (!stream->finished) scheduler_->cancel(stream->sub.job);  // the client went away mid-answer
         in_flight_--;
-        done_log(stream->completion_tokens, success && stream->finished ? "200 (stream)" : "stream cut off");
+        size_t generated = 0;
+        for (auto& a : stream->answers) generated += a.tokens().size();
+        done_log(generated, success && stream->finished ? "200 (stream)" : "stream cut off");
       });
 }
 

@@ -48,6 +48,7 @@ class Server {
   int context_;
   std::unique_ptr<Scheduler> scheduler_;
   httplib::Server http_;
+  int listen_socket_ = -1;  // the bound socket (POSIX: socket_t is int)
   std::atomic<bool> draining_{false};
   std::atomic<int> in_flight_{0};  // completion requests not yet fully answered (streams until their last byte)
   std::atomic<uint64_t> next_id_{0};
