@@ -234,8 +234,24 @@ TEST_F(Serve, GreedyAnswersEqualGenerateStreamedOrNot) {
     EXPECT_EQ(join_stream(s->body, &finish), expected_[i]);
     EXPECT_EQ(finish, j["choices"][0]["finish_reason"]);
   }
+  // A stop string ends the answer before it, streamed or not, as generate --stop does.
+  std::string stopped;
+  ASSERT_EQ(bq::test::run_command("(OMP_NUM_THREADS=1 " + bq::test::biomedq_binary().string() + " generate --model " +
+                                      (dir_ / "model").string() + " --chat --prompt '" + kPrompts[0] +
+                                      "' --max-new-tokens 20 --stop it 2>/dev/null)", &stopped), 0);
+  stopped.pop_back();
+  json with_stop = chat_body(kPrompts[0], kMaxTokens);
+  with_stop["stop"] = "it";
+  auto r = post("/v1/chat/completions", with_stop.dump());
+  ASSERT_TRUE(r);
+  EXPECT_EQ(json::parse(r->body)["choices"][0]["message"]["content"], stopped);
+  EXPECT_EQ(json::parse(r->body)["choices"][0]["finish_reason"], "stop");
+  with_stop["stream"] = true;
+  r = post("/v1/chat/completions", with_stop.dump());
+  ASSERT_TRUE(r);
+  EXPECT_EQ(join_stream(r->body), stopped);
   // Text completions take the prompt as it is: `generate` without --chat.
-  auto r = post("/v1/completions", json{{"prompt", "Kidney"}, {"max_tokens", 8}, {"temperature", 0}}.dump());
+  r = post("/v1/completions", json{{"prompt", "Kidney"}, {"max_tokens", 8}, {"temperature", 0}}.dump());
   ASSERT_TRUE(r);
   ASSERT_EQ(r->status, 200) << r->body;
   std::string want;
