@@ -232,7 +232,7 @@ TEST_F(Serve, GreedyAnswersEqualGenerateStreamedOrNot) {
     EXPECT_EQ(s->get_header_value("Content-Type"), "text/event-stream");
     std::string finish;
     EXPECT_EQ(join_stream(s->body, &finish), expected_[i]);
-    EXPECT_EQ(finish, j["choices"][0]["finish_reason"]);
+    EXPECT_EQ(finish, j["choices"][0]["finish_reason"].get<std::string>());
   }
   // A stop string ends the answer before it, streamed or not, as generate --stop does.
   std::string stopped;
