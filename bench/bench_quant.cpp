@@ -6,6 +6,7 @@
 #include <memory>
 #include <random>
 
+#include "backend/cpu/qmatmul.h"
 #include "quant/quant.h"
 
 using namespace bq;

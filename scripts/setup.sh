@@ -5,7 +5,7 @@ cd "$(dirname "$0")/.."
 # libcairo2-dev draws the report's PNG figures; chromium renders report pages in a headless test.
 packages=(build-essential cmake ninja-build pkg-config nlohmann-json3-dev libcli11-dev libfmt-dev libpcre2-dev
   libutf8proc-dev libopenblas-dev libyaml-cpp-dev libgtest-dev libgmock-dev libbenchmark-dev clang
-  libclang-rt-14-dev libomp-14-dev libssl-dev python3-jinja2 libcairo2-dev chromium)
+  libclang-rt-14-dev libomp-14-dev libssl-dev python3-jinja2 libcairo2-dev chromium libcpp-httplib-dev)
 missing=()
 for p in "${packages[@]}"; do dpkg -s "$p" >/dev/null 2>&1 || missing+=("$p"); done
 # Node.js (with npm) runs the reference tokenizers and template renderer in differential tests; any install will do.

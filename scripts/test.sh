@@ -11,4 +11,4 @@ bash scripts/fetch-test-assets-jinja.sh || echo "test assets (jinja): fetch fail
 OMP_NUM_THREADS=1 ctest --test-dir build --output-on-failure -j "$(nproc)"
 # The Debian package, installed with apt-get, runs the demo from / (skips without root or sudo).
 bash scripts/package_check.sh build
-bash scripts/fuzz.sh "${BIOMEDQ_FUZZ_SECONDS:-20}"
+bash scripts/fuzz.sh "${BIOMEDQ_FUZZ_SECONDS:-10}"

@@ -1,6 +1,7 @@
 #include <gtest/gtest.h>
 
 #include "backend/backend.h"
+#include "backend/cpu/cpu_forward.h"
 #include "core/error.h"
 #ifdef BIOMEDQ_HAVE_CUDA
 #include "backend/cuda/allocator.h"

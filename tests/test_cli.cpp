@@ -3,9 +3,9 @@
 
 #include <nlohmann/json.hpp>
 
+#include "backend/cpu/cpu_forward.h"
 #include "core/files.h"
 #include "core/npy.h"
-#include "model/forward.h"
 #include "test_util.h"
 
 namespace bq {

@@ -12,12 +12,12 @@
 #include <cmath>
 #include <random>
 
+#include "backend/cpu/cpu_forward.h"
 #include "backend/cuda/allocator.h"
 #include "backend/cuda/cuda_forward.h"
 #include "backend/cuda/ops.h"
 #include "core/error.h"
 #include "core/files.h"
-#include "model/forward.h"
 #include "model/quantize_model.h"
 #include "test_util.h"
 

@@ -7,6 +7,7 @@
 #include <random>
 
 #include "backend/cpu/ops.h"
+#include "backend/cpu/qmatmul.h"
 #include "backend/cuda/allocator.h"
 #include "backend/cuda/check.h"
 #include "backend/cuda/ops.h"

@@ -1,4 +1,4 @@
-// The work split of the tensor-core decode products (backend/cuda_split.h), checked on the CPU: every round of
+// The work split of the tensor-core decode products (backend/cuda/split.h), checked on the CPU: every round of
 // every tile belongs to exactly one warp, no block is idle, shared tiles' partial slots never collide and fit the
 // scratch the planner counts.
 #include <gtest/gtest.h>
@@ -6,7 +6,7 @@
 #include <map>
 #include <random>
 
-#include "backend/cuda_layout.h"
+#include "backend/cuda/layout.h"
 
 namespace bq {
 namespace {

@@ -2,7 +2,7 @@
 // memory planner's split gives for the listed devices.
 #include <gtest/gtest.h>
 
-#include "backend/cuda_stages.h"
+#include "backend/cuda/stages.h"
 #include "core/error.h"
 #include "plan/memory_planner.h"
 #include "plan_test_util.h"

@@ -3,8 +3,8 @@
 #include <cmath>
 #include <random>
 
+#include "backend/cpu/cpu_forward.h"
 #include "generate/generate.h"
-#include "model/forward.h"
 #include "model_reference.h"
 #include "test_util.h"
 

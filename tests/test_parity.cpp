@@ -6,10 +6,10 @@
 #include <cmath>
 #include <nlohmann/json.hpp>
 
+#include "backend/cpu/cpu_forward.h"
 #include "core/files.h"
 #include "core/npy.h"
 #include "generate/generate.h"
-#include "model/forward.h"
 #include "test_util.h"
 
 namespace bq {

@@ -5,12 +5,12 @@
 #include <nlohmann/json.hpp>
 
 #include "analysis/recommend.h"
+#include "backend/cpu/cpu_forward.h"
 #include "core/error.h"
 #include "core/files.h"
 #include "core/host_memory.h"
 #include "eval/run.h"
 #include "generate/generate.h"
-#include "model/forward.h"
 #include "model/model.h"
 #include "model/quantize_model.h"
 #include "plan/memory_planner.h"

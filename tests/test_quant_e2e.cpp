@@ -7,11 +7,11 @@
 
 #include <nlohmann/json.hpp>
 
+#include "backend/cpu/cpu_forward.h"
 #include "core/error.h"
 #include "core/files.h"
 #include "core/npy.h"
 #include "model/compare_logits.h"
-#include "model/forward.h"
 #include "model/quantize_checkpoint.h"
 #include "model/quantize_model.h"
 #include "plan/memory_planner.h"

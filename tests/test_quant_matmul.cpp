@@ -5,6 +5,7 @@
 #include <cmath>
 #include <random>
 
+#include "backend/cpu/qmatmul.h"
 #include "quant/precision.h"
 #include "quant/quant.h"
 

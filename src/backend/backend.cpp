@@ -1,7 +1,7 @@
 #include "backend/backend.h"
 
+#include "backend/cpu/cpu_forward.h"
 #include "core/error.h"
-#include "plan/memory_planner.h"
 #ifdef BIOMEDQ_HAVE_CUDA
 #include "backend/cuda/allocator.h"
 #include "backend/cuda/cuda_forward.h"
@@ -23,14 +23,13 @@ std::unique_ptr<ForwardBackend> make_forward(const Model& m, const std::string& 
   fail("--device: unknown device '{}' (cpu, cuda)", device);
 }
 
-std::vector<CudaStage> cuda_stages_for(const std::string& devices, const plan::PlanRequest& r) {
+ListedDevices cuda_free_memory(const std::string& devices) {
 #ifdef BIOMEDQ_HAVE_CUDA
-  const std::vector<int> ids = parse_device_list(devices, cuda::device_count());
-  std::vector<size_t> free;
-  for (int id : ids) free.push_back(cuda::device_free_bytes(id));
-  return plan::plan_stages(r, ids, free);
+  ListedDevices listed;
+  listed.ids = parse_device_list(devices, cuda::device_count());
+  for (int id : listed.ids) listed.free_bytes.push_back(cuda::device_free_bytes(id));
+  return listed;
 #else
-  (void)r;
   fail("--devices {}: needs a build with CUDA: cmake -DBIOMEDQ_CUDA=ON", devices);
 #endif
 }

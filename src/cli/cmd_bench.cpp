@@ -11,16 +11,15 @@
 #include <span>
 #include <omp.h>
 
+#include "backend/cpu/cpu_forward.h"
 #include "cli/commands.h"
 #include "core/error.h"
 #include "core/host_memory.h"
+#include "generate/sampler.h"
 #include "model/model.h"
 #include "model/quantize_checkpoint.h"
 #include "model/quantize_model.h"
-#include "generate/sampler.h"
-#include "model/forward.h"
 #ifdef BIOMEDQ_HAVE_CUDA
-#include "backend/backend.h"
 #include "backend/cuda/allocator.h"
 #include "backend/cuda/ceilings.h"
 #include "backend/cuda/cuda_forward.h"
@@ -81,7 +80,7 @@ void run_bench(const BenchArgs& a) {
     r.context = P + G;
     r.prompt = P;
     r.batch = B;
-    stages = cuda_stages_for(a.devices, r);
+    stages = plan::cuda_stages_for(a.devices, r);
   }
   // The ceilings of the first device (all of them when they are of one kind).
   const int first_device = stages.empty() ? cuda::current_device() : stages.front().device;

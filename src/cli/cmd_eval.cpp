@@ -317,7 +317,7 @@ void register_eval_commands(CLI::App& app) {
       r.model_label = ev->synthetic.empty() ? ev->model : ev->synthetic;
       if (ev->synthetic.empty()) r.checkpoint = ev->model;
       r.batch = ev->cfg.batch;
-      ev->engine.cuda_stages = cuda_stages_for(ev->devices, r);
+      ev->engine.cuda_stages = plan::cuda_stages_for(ev->devices, r);
     }
     std::unique_ptr<Engine> engine;
     if (!ev->synthetic.empty()) {

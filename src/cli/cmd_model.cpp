@@ -4,15 +4,15 @@
 #include <iostream>
 #include <sstream>
 
+#include "backend/backend.h"
+#include "backend/forward.h"
 #include "cli/commands.h"
 #include "core/error.h"
 #include "core/files.h"
 #include "core/npy.h"
-#include "backend/backend.h"
 #include "generate/engine.h"
 #include "model/quantize_checkpoint.h"
 #include "model/quantize_model.h"
-#include "model/forward.h"
 #include "quant/precision.h"
 #include "tokenizer/tokenizer.h"
 

@@ -19,6 +19,7 @@ void register_bench_command(CLI::App& app);  // bench (cmd_bench.cpp)
 void register_quant_commands(CLI::App& app);  // quantize, inspect, compare-logits (cmd_quant.cpp)
 void register_plan_commands(CLI::App& app);  // plan, recommend (cmd_plan.cpp)
 void register_report_commands(CLI::App& app);  // report (cmd_report.cpp)
+void register_serve_command(CLI::App& app);  // serve (cmd_serve.cpp)
 // --precision, --double-quant, --blocksize, --compute-dtype, --quantize-lm-head (cmd_model.cpp)
 void add_precision_options(CLI::App* cmd, PrecisionOptions& e);
 // --device and the precision options, for commands that load a model (cmd_model.cpp)

@@ -29,4 +29,13 @@ inline constexpr size_t kJinjaMaxStringBytes = 8u << 20;    // any one string, l
 inline constexpr size_t kJinjaMaxBytesBuilt = 256u << 20;   // all lists and dicts built in one render together
 inline constexpr int64_t kJinjaMaxRange = 100000;           // items of range(), as Jinja's sandbox (MAX_RANGE)
 
+// ---- the OpenAI-compatible server (`serve`): what one request may ask for
+inline constexpr size_t kServeBodyBytes = 4u << 20;   // a request body (413 beyond); long prompts fit many times
+inline constexpr int kServeMaxChoices = 16;            // n: answers per request
+inline constexpr int kServeMaxStopStrings = 4;         // stop: as OpenAI's API
+inline constexpr size_t kServeMaxStopBytes = 256;      // one stop string
+inline constexpr int kServeMaxMessages = 4096;         // messages in one chat
+inline constexpr int kServeDefaultMaxTokens = 512;     // max_tokens when a request gives none (or less room is left)
+inline constexpr int kServeDrainSeconds = 30;          // on SIGTERM: how long in-flight requests may still run
+
 }  // namespace bq::limits

@@ -1,4 +1,5 @@
-// Scores (see specs/metrics.md) and bootstrap confidence intervals over examples.
+// Scores per task type (the metrics of the biomedical benchmark of Chen et al. 2025, over a fixed label set) and
+// bootstrap confidence intervals over examples.
 #pragma once
 #include <cstdint>
 #include <map>

@@ -270,9 +270,10 @@ ParsedAnswer parse_spans(const Example& ex, std::string_view text) {
   std::vector<SpanText> spans;
   bool tagged = scan_html(text, out, spans);
   if (tagged) {
-    // The specification's rule (specs/metrics.md): offsets over the text without whitespace carry over from the
-    // answer to the sentence. A span is an entity only where its text is the sentence's text at those offsets and
-    // both ends fall on token boundaries; anything else (a shifted, altered or partial span) is a false positive.
+    // The benchmark maps spans back to the gold tokens by character offsets over the text without whitespace: they
+    // carry over from the answer to the sentence. A span is an entity only where its text is the sentence's text at
+    // those offsets and both ends fall on token boundaries; anything else (a shifted, altered or partial span) is a
+    // false positive.
     for (auto& s : spans) {
       size_t n = s.end - s.start;
       if (auto e = entity_at(si, s.start, s.end);

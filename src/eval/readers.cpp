@@ -111,10 +111,6 @@ TsvTable parse_tsv(std::string_view text, const std::string& name, bool lenient)
   return table;
 }
 
-TsvTable read_tsv(const fs::path& path, bool lenient) {
-  return parse_tsv(read_file(path, limits::kDataFileBytes), path.string(), lenient);
-}
-
 static bool valid_tag(std::string_view tag) {
   if (tag == "O" || tag == "B" || tag == "I") return true;
   return (tag.starts_with("B-") || tag.starts_with("I-")) && tag.size() > 2;

@@ -32,7 +32,6 @@ struct TsvTable {
 // from the header's, or a quote left open at the end of the file, is malformed: Error naming name:line, or
 // skipped and counted when lenient.
 TsvTable parse_tsv(std::string_view text, const std::string& name, bool lenient);
-TsvTable read_tsv(const fs::path& path, bool lenient);
 
 struct ConllSentence {
   size_t line = 0;  // line of the first token

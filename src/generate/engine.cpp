@@ -5,6 +5,7 @@
 #include <algorithm>
 
 #include "backend/backend.h"
+#include "backend/cpu/cpu_forward.h"
 #ifdef BIOMEDQ_HAVE_CUDA
 #include "backend/cuda/allocator.h"
 #include "backend/cuda/cuda_forward.h"
@@ -75,18 +76,12 @@ std::vector<GenerationResult> Engine::generate(const std::vector<std::string>& p
   // Stop strings: decode what was generated and look for any of them.
   StopCheck stop = [&](size_t i, const std::vector<int32_t>& gen) {
     if (opts[i].stop.empty()) return false;
-    std::string text = tok_.decode(gen, /*skip_special=*/true);
-    for (auto& s : opts[i].stop)
-      if (!s.empty() && text.find(s) != std::string::npos) return true;
-    return false;
+    return find_first_stop(tok_.decode(gen, /*skip_special=*/true), opts[i].stop) != std::string::npos;
   };
   std::vector<GenerationResult> out(prompts.size());
   auto finished = [&](size_t i, const TokenResult& t) {
     GenerationResult& r = out[i];
-    r.text = tok_.decode(t.tokens, /*skip_special=*/true);
-    if (t.finish_reason == "stop")
-      for (auto& s : opts[i].stop)
-        if (auto at = r.text.find(s); !s.empty() && at != std::string::npos) r.text.resize(at);
+    r.text = answer_text(t.tokens, opts[i].stop);
     r.prompt_tokens = int(reqs[i].prompt.size());
     r.generated_tokens = int(t.tokens.size());
     r.finish_reason = t.finish_reason;
@@ -96,6 +91,33 @@ std::vector<GenerationResult> Engine::generate(const std::vector<std::string>& p
   };
   generate_tokens(*fwd_, reqs, eos_, stop, control.max_in_flight, finished, control.on_step);
   return out;
+}
+
+std::unique_ptr<DecodeLoop> Engine::decode_loop(int max_in_flight, StopCheck stop) {
+  return std::make_unique<DecodeLoop>(*fwd_, eos_, max_in_flight, std::move(stop));
+}
+
+std::string Engine::answer_text(std::span<const int32_t> generated, const std::vector<std::string>& stop) const {
+  std::string text = tok_.decode(generated, /*skip_special=*/true);
+  if (size_t at = find_first_stop(text, stop); at != std::string::npos) text.resize(at);
+  return text;
+}
+
+size_t find_first_stop(std::string_view text, const std::vector<std::string>& stop) {
+  size_t first = std::string_view::npos;
+  for (auto& s : stop)
+    if (!s.empty()) first = std::min(first, text.find(s));
+  return first;
+}
+
+std::unique_ptr<Engine> Engine::synthetic(const std::string& preset, uint64_t seed, const EngineOptions& opt) {
+  ModelConfig c = preset_config(preset);
+  auto files = make_synthetic_tokenizer(c.vocab);
+  Tokenizer tok = Tokenizer::from_json(files.tokenizer_json, files.tokenizer_config_json, "synthetic tokenizer");
+  c.bos_id = tok.bos_id();
+  auto eos = tok.eos_ids();
+  c.eos_ids.assign(eos.begin(), eos.end());
+  return std::make_unique<Engine>("synthetic-" + preset, synthesize_model(c, seed), std::move(tok), opt);
 }
 
 nlohmann::json Engine::memory_report() const {

@@ -2,11 +2,13 @@
 #pragma once
 #include <filesystem>
 #include <memory>
+#include <span>
+#include <string_view>
 
-#include "backend/cuda_stages.h"
+#include "backend/cuda/stages.h"
+#include "backend/forward.h"
 #include "generate/generate.h"
 #include "generate/text_generator.h"
-#include "model/forward.h"
 #include "model/quantize_model.h"
 #include "tokenizer/tokenizer.h"
 
@@ -22,6 +24,8 @@ class Engine : public TextGenerator {
   Engine(const std::filesystem::path& model_dir, const EngineOptions& opt = {});
   // An in-memory model (e.g. synthesize_model) with its tokenizer; `name` stands for the model in outputs.
   Engine(std::string name, Model model, Tokenizer tok, const EngineOptions& opt = {});
+  // A random-weight model of a preset's shapes with the synthetic tokenizer, as `synth` writes it, kept in memory.
+  static std::unique_ptr<Engine> synthetic(const std::string& preset, uint64_t seed, const EngineOptions& opt);
 
   std::string format_prompt(const std::vector<ChatTurn>& turns, bool use_chat_template) const override;
   std::vector<GenerationResult> generate(const std::vector<std::string>& prompts,
@@ -36,6 +40,11 @@ class Engine : public TextGenerator {
   const Tokenizer& tokenizer() const { return tok_; }
   // Prompt text to ids: BOS is added unless the text already starts with it (chat templates write it themselves).
   std::vector<int32_t> encode_prompt(const std::string& prompt) const;
+  // A decode loop over this engine's backend and end-of-sequence ids, for callers that feed it requests as they
+  // arrive (the server); it must not outlive the engine, and generate() must not run while it is stepped.
+  std::unique_ptr<DecodeLoop> decode_loop(int max_in_flight, StopCheck stop);
+  // Generated ids as generate() returns their text: decoded without special tokens, cut at the first stop string.
+  std::string answer_text(std::span<const int32_t> generated, const std::vector<std::string>& stop) const;
 
  private:
   std::string name_;
@@ -45,5 +54,8 @@ class Engine : public TextGenerator {
   std::unique_ptr<ForwardBackend> fwd_;
   std::vector<int32_t> eos_;
 };
+
+// Where the earliest of the stop strings starts in text (npos: none occurs; empty strings never match).
+size_t find_first_stop(std::string_view text, const std::vector<std::string>& stop);
 
 }  // namespace bq

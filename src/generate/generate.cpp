@@ -3,116 +3,150 @@
 #include <algorithm>
 #include <chrono>
 
-#include "core/error.h"
-#include "core/host_memory.h"
-#include "generate/sampler.h"
-
 namespace bq {
 
 namespace {
 double ms_since(std::chrono::steady_clock::time_point t0) {
   return std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count();
 }
+
+// A request the model cannot take: an empty prompt, or one that with max_new_tokens exceeds its positions.
+void check_request(const ModelConfig& c, const TokenRequest& r, size_t id) {
+  if (r.prompt.empty()) fail("generate: prompt {} is empty", id);
+  int cap = int(r.prompt.size()) + std::max(0, r.opt.max_new_tokens);
+  if (cap > c.max_positions)
+    throw PromptTooLong(id, fmt::format("generate: prompt {} needs {} positions, the model allows {}", id, cap,
+                                        c.max_positions));
+}
 }  // namespace
+
+DecodeLoop::DecodeLoop(ForwardBackend& fwd, std::vector<int32_t> eos_ids, int max_in_flight, StopCheck stop)
+    : fwd_(fwd), eos_(std::move(eos_ids)), width_(max_in_flight > 0 ? size_t(max_in_flight) : SIZE_MAX),
+      stop_(std::move(stop)) {}
+
+DecodeLoop::~DecodeLoop() {
+  for (auto& [id, s] : live_) fwd_.close_sequence(s.seq);
+}
+
+size_t DecodeLoop::submit(TokenRequest r) {
+  const size_t id = next_id_;
+  check_request(fwd_.config(), r, id);
+  Sampler sampler(r.opt);
+  queue_.emplace(id, Live{std::move(r), std::move(sampler)});
+  next_id_++;
+  return id;
+}
+
+void DecodeLoop::cancel(size_t id) {
+  Step ignored;
+  if (auto q = queue_.find(id); q != queue_.end()) {
+    q->second.res.finish_reason = "cancelled";
+    ended_.emplace(id, std::move(q->second.res));
+    queue_.erase(q);
+    cancelled_.push_back(id);
+  } else if (auto l = live_.find(id); l != live_.end()) {
+    end(id, l->second, "cancelled", ignored);
+    live_.erase(l);
+    cancelled_.push_back(id);
+  }
+}
+
+void DecodeLoop::end(size_t id, Live& s, const char* reason, Step& out) {
+  s.res.finish_reason = reason;
+  s.res.decode_ms = ms_since(s.prefilled_at);
+  fwd_.close_sequence(s.seq);
+  s.seq = -1;
+  ended_.emplace(id, std::move(s.res));
+  out.finished.push_back(id);
+}
+
+// Decides request id's next step from its logits; false when it has ended.
+bool DecodeLoop::advance(size_t id, Live& s, const float* logits, Step& out) {
+  TokenResult& res = s.res;
+  if (int(res.tokens.size()) >= s.req.opt.max_new_tokens) return end(id, s, "length", out), false;
+  int32_t tok;
+  try {
+    tok = s.sampler.next(std::span<const float>(logits, size_t(fwd_.config().vocab)));
+  } catch (const Error& e) {  // where: which request, and how far into it
+    fail("request {} ({}-token prompt), new token {}: {}", id + 1, s.req.prompt.size(), res.tokens.size() + 1,
+         e.what());
+  }
+  if (std::find(eos_.begin(), eos_.end(), tok) != eos_.end()) return end(id, s, "eos", out), false;
+  res.tokens.push_back(tok);
+  out.tokens.emplace_back(id, tok);
+  if (stop_ && stop_(id, res.tokens)) return end(id, s, "stop", out), false;
+  if (int(res.tokens.size()) >= s.req.opt.max_new_tokens) return end(id, s, "length", out), false;
+  s.next = tok;
+  return true;
+}
+
+DecodeLoop::Step DecodeLoop::step() {
+  Step out;
+  out.finished.swap(cancelled_);
+  // A token for every live sequence, then the whole prompts of the requests admitted into free places.
+  ForwardBatch batch;
+  std::vector<size_t> row_request;  // request of each logit row
+  for (auto& [id, s] : live_) {
+    batch.tokens.push_back(s.next);
+    batch.seq.push_back(s.seq);
+    batch.logit_rows.push_back(int(batch.tokens.size()) - 1);
+    row_request.push_back(id);
+  }
+  std::vector<size_t> fresh;
+  while (!queue_.empty() && live_.size() < width_) {
+    auto node = queue_.extract(queue_.begin());
+    Live& s = node.mapped();
+    s.seq = fwd_.open_sequence(int(s.req.prompt.size()) + std::max(0, s.req.opt.max_new_tokens));
+    for (int32_t t : s.req.prompt) {
+      batch.tokens.push_back(t);
+      batch.seq.push_back(s.seq);
+    }
+    batch.logit_rows.push_back(int(batch.tokens.size()) - 1);
+    row_request.push_back(node.key());
+    fresh.push_back(node.key());
+    live_.insert(std::move(node));
+  }
+  if (row_request.empty()) return out;
+  const size_t V = size_t(fwd_.config().vocab);
+  if (logits_.size() < row_request.size() * V) logits_.resize(row_request.size() * V);
+  auto t0 = std::chrono::steady_clock::now();
+  fwd_.run(batch, logits_.data());
+  for (size_t id : fresh) {
+    live_.at(id).res.prefill_ms = ms_since(t0);
+    live_.at(id).prefilled_at = std::chrono::steady_clock::now();
+  }
+  for (size_t j = 0; j < row_request.size(); ++j) {
+    auto it = live_.find(row_request[j]);
+    if (!advance(it->first, it->second, logits_.data() + j * V, out)) live_.erase(it);
+  }
+  return out;
+}
+
+TokenResult DecodeLoop::take_result(size_t id) {
+  auto it = ended_.find(id);
+  if (it == ended_.end()) fail("generate: request {} has not ended (or its result was taken)", id);
+  TokenResult r = std::move(it->second);
+  ended_.erase(it);
+  return r;
+}
 
 std::vector<TokenResult> generate_tokens(ForwardBackend& fwd, const std::vector<TokenRequest>& reqs,
                                          const std::vector<int32_t>& eos_ids, const StopCheck& stop,
                                          int max_in_flight, const FinishCallback& on_finish,
                                          const StepCallback& on_step) {
-  const ModelConfig& cfg = fwd.config();
-  const size_t n = reqs.size();
-  std::vector<TokenResult> out(n);
-  if (n == 0) return out;
-  for (size_t i = 0; i < n; ++i) {
-    if (reqs[i].prompt.empty()) fail("generate: prompt {} is empty", i);
-    int cap = int(reqs[i].prompt.size()) + std::max(0, reqs[i].opt.max_new_tokens);
-    if (cap > cfg.max_positions)
-      throw PromptTooLong(i, fmt::format("generate: prompt {} needs {} positions, the model allows {}", i, cap,
-                                         cfg.max_positions));
-  }
-  const size_t width = max_in_flight > 0 ? std::min(n, size_t(max_in_flight)) : n;
-  std::vector<int> seq_of(n, -1);  // open sequence of each request, -1 before admission and after its end
-  struct CloseOpen {  // sequences still open are closed however this function ends
-    ForwardBackend& f;
-    std::vector<int>& ids;
-    ~CloseOpen() {
-      for (int id : ids)
-        if (id >= 0) f.close_sequence(id);
+  std::vector<TokenResult> out(reqs.size());
+  if (reqs.empty()) return out;
+  for (size_t i = 0; i < reqs.size(); ++i) check_request(fwd.config(), reqs[i], i);  // all before any work
+  DecodeLoop loop(fwd, eos_ids, max_in_flight > 0 ? std::min(max_in_flight, int(reqs.size())) : int(reqs.size()),
+                  stop);
+  for (auto& r : reqs) loop.submit(r);  // ids equal indices
+  while (!loop.idle()) {
+    DecodeLoop::Step s = loop.step();
+    for (size_t id : s.finished) {
+      out[id] = loop.take_result(id);
+      if (on_finish) on_finish(id, out[id]);
     }
-  } close_open{fwd, seq_of};
-  std::vector<Sampler> samplers;
-  for (auto& r : reqs) samplers.emplace_back(r.opt);
-  std::vector<std::chrono::steady_clock::time_point> prefilled_at(n);
-  std::vector<int32_t> next(n);
-
-  // Decides request i's next step from its logits; false when it has ended (then reported and its cache freed).
-  auto take = [&](size_t i, const float* lg) {
-    TokenResult& res = out[i];
-    auto end = [&](const char* reason) {
-      res.finish_reason = reason;
-      res.decode_ms = ms_since(prefilled_at[i]);
-      fwd.close_sequence(seq_of[i]);
-      seq_of[i] = -1;
-      if (on_finish) on_finish(i, res);
-      return false;
-    };
-    if (int(res.tokens.size()) >= reqs[i].opt.max_new_tokens) return end("length");
-    int32_t tok;
-    try {
-      tok = samplers[i].next(std::span<const float>(lg, size_t(cfg.vocab)));
-    } catch (const Error& e) {  // where: which request, and how far into it
-      fail("request {} ({}-token prompt), new token {}: {}", i + 1, reqs[i].prompt.size(), res.tokens.size() + 1,
-           e.what());
-    }
-    if (std::find(eos_ids.begin(), eos_ids.end(), tok) != eos_ids.end()) return end("eos");
-    res.tokens.push_back(tok);
-    if (stop && stop(i, res.tokens)) return end("stop");
-    if (int(res.tokens.size()) >= reqs[i].opt.max_new_tokens) return end("length");
-    next[i] = tok;
-    return true;
-  };
-
-  const size_t V = size_t(cfg.vocab);
-  tracked_vector<float> logits(width * V);
-  std::vector<size_t> live;  // requests decoding, in admission order
-  size_t admitted = 0;
-  while (admitted < n || !live.empty()) {
-    // One step: a token for every live sequence, then the whole prompts of the requests admitted into free places.
-    ForwardBatch step;
-    std::vector<size_t> row_request;  // request of each logit row
-    for (size_t i : live) {
-      step.tokens.push_back(next[i]);
-      step.seq.push_back(seq_of[i]);
-      step.logit_rows.push_back(int(step.tokens.size()) - 1);
-      row_request.push_back(i);
-    }
-    std::vector<size_t> fresh;
-    for (; admitted < n && live.size() + fresh.size() < width; ++admitted) {
-      const auto& r = reqs[admitted];
-      seq_of[admitted] = fwd.open_sequence(int(r.prompt.size()) + std::max(0, r.opt.max_new_tokens));
-      for (int32_t t : r.prompt) {
-        step.tokens.push_back(t);
-        step.seq.push_back(seq_of[admitted]);
-      }
-      step.logit_rows.push_back(int(step.tokens.size()) - 1);
-      row_request.push_back(admitted);
-      fresh.push_back(admitted);
-    }
-    auto t0 = std::chrono::steady_clock::now();
-    fwd.run(step, logits.data());
-    for (size_t i : fresh) {
-      out[i].prefill_ms = ms_since(t0);
-      prefilled_at[i] = std::chrono::steady_clock::now();
-    }
-    std::vector<size_t> still;
-    size_t generated = 0;
-    for (size_t j = 0; j < row_request.size(); ++j) {
-      size_t before = out[row_request[j]].tokens.size();
-      if (take(row_request[j], logits.data() + j * V)) still.push_back(row_request[j]);
-      generated += out[row_request[j]].tokens.size() - before;
-    }
-    live.swap(still);
-    if (on_step) on_step(generated);
+    if (on_step) on_step(s.tokens.size());
   }
   return out;
 }

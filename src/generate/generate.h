@@ -1,11 +1,18 @@
-// Batched generation at the token level: many sequences of independent lengths, each with its own sampling.
+// Generation at the token level: the one decode loop (continuous batching of requests with their own sampling),
+// which evaluation, `generate` and a server drive, and generate_tokens, its batch form.
 #pragma once
+#include <chrono>
 #include <functional>
+#include <map>
+#include <optional>
+#include <unordered_map>
 #include <vector>
 
+#include "backend/forward.h"
 #include "core/error.h"
+#include "core/host_memory.h"
+#include "generate/sampler.h"
 #include "generate/text_generator.h"
-#include "model/forward.h"
 
 namespace bq {
 
@@ -16,7 +23,7 @@ struct TokenRequest {
 
 struct TokenResult {
   std::vector<int32_t> tokens;  // generated only (an EOS that ended it is not included)
-  std::string finish_reason;    // "eos" | "stop" | "length"
+  std::string finish_reason;    // "eos" | "stop" | "length" | "cancelled"
   double prefill_ms = 0, decode_ms = 0;
 };
 
@@ -35,10 +42,58 @@ struct PromptTooLong : Error {
   PromptTooLong(size_t i, const std::string& what) : Error(what), request(i) {}
 };
 
-// Continuous batching: up to max_in_flight sequences (0: all requests) decode together, one step at a time; each
-// step also prefills the prompts admitted into freed places, and a sequence's cache is released as it ends.
-// prefill_ms is the step that prefilled a request, decode_ms the time from then until it ended. Every prompt is
-// checked against the model's positions before any work (PromptTooLong).
+// Requests join a queue and leave as they end; each step() decodes one token for every live sequence and prefills
+// the queued prompts admitted into free places (at most max_in_flight live, 0: no limit), in submission order. A
+// sequence's cache is released as it ends or is cancelled. prefill_ms is the step that prefilled a request,
+// decode_ms the time from then until it ended.
+class DecodeLoop {
+ public:
+  DecodeLoop(ForwardBackend& fwd, std::vector<int32_t> eos_ids, int max_in_flight, StopCheck stop = nullptr);
+  ~DecodeLoop();  // closes every open sequence
+  DecodeLoop(const DecodeLoop&) = delete;
+  DecodeLoop& operator=(const DecodeLoop&) = delete;
+
+  // Queues a request and returns its id (0, 1, 2, ... in submission order). PromptTooLong (request = the id it
+  // would have had) when its prompt plus max_new_tokens exceeds the model's positions; an empty prompt is an Error.
+  size_t submit(TokenRequest r);
+  // Ends a queued or live request now (finish_reason "cancelled"), freeing its cache; unknown or ended ids are ignored.
+  void cancel(size_t id);
+  bool idle() const { return queue_.empty() && live_.empty(); }
+
+  struct Step {
+    std::vector<std::pair<size_t, int32_t>> tokens;  // (request, new token) in row order
+    std::vector<size_t> finished;                    // requests that ended in this step (or were cancelled before it)
+  };
+  // One forward step over the live and newly admitted requests. A step with nothing to do returns empty.
+  Step step();
+  // The result of an ended request, handed over once (an Error for ids that have not ended or were handed over).
+  TokenResult take_result(size_t id);
+
+ private:
+  struct Live {
+    TokenRequest req;
+    Sampler sampler;
+    int seq = -1;
+    int32_t next = 0;
+    std::chrono::steady_clock::time_point prefilled_at;
+    TokenResult res;
+  };
+  bool advance(size_t id, Live& s, const float* logits, Step& out);
+  void end(size_t id, Live& s, const char* reason, Step& out);
+
+  ForwardBackend& fwd_;
+  std::vector<int32_t> eos_;
+  size_t width_;
+  StopCheck stop_;
+  size_t next_id_ = 0;
+  std::map<size_t, Live> queue_, live_;  // ordered by id: admission and rows follow submission order
+  std::unordered_map<size_t, TokenResult> ended_;
+  std::vector<size_t> cancelled_;  // reported as finished by the next step
+  tracked_vector<float> logits_;
+};
+
+// Every request through one DecodeLoop until all have ended; results in request order. Every prompt is checked
+// against the model's positions before any work (PromptTooLong).
 std::vector<TokenResult> generate_tokens(ForwardBackend& fwd, const std::vector<TokenRequest>& reqs,
                                          const std::vector<int32_t>& eos_ids, const StopCheck& stop = nullptr,
                                          int max_in_flight = 0, const FinishCallback& on_finish = nullptr,

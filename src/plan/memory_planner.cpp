@@ -8,10 +8,12 @@
 
 #include <fmt/format.h>
 
+#include "backend/backend.h"
+#include "backend/cpu/cpu_forward.h"
 #include "backend/cpu/ops.h"
-#include "backend/cuda_layout.h"
+#include "backend/cpu/qmatmul.h"
+#include "backend/cuda/layout.h"
 #include "core/error.h"
-#include "model/forward.h"
 #include "model/model.h"
 #include "model/quantize_checkpoint.h"
 #include "model/quantize_model.h"
@@ -380,6 +382,11 @@ std::vector<CudaStage> plan_stages(PlanRequest r, const std::vector<int>& device
     if (d.layers > 0) stages.push_back(CudaStage{devices[i], d.first_layer, d.first_layer + d.layers});
   }
   return stages;
+}
+
+std::vector<CudaStage> cuda_stages_for(const std::string& devices, const PlanRequest& r) {
+  const ListedDevices listed = cuda_free_memory(devices);
+  return plan_stages(r, listed.ids, listed.free_bytes);
 }
 
 nlohmann::ordered_json to_json(const MemoryEstimate& e) {

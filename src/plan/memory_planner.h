@@ -1,5 +1,5 @@
 // `biomedq plan`: the memory a model takes at a precision, context and batch on the CUDA or the CPU backend,
-// broken down into what the backend allocates. It adds up the sizes the backends allocate by (cuda_layout.h,
+// broken down into what the backend allocates. It adds up the sizes the backends allocate by (cuda/layout.h,
 // cpu_step_sizes, weight_memory, the kernels' scratch sizes), so its allocator total is the peak that `bench` and
 // `eval` report as allocator_peak_bytes for the same workload: B sequences of `prompt` tokens prefilled together,
 // then decoded together up to `context` positions.
@@ -13,7 +13,7 @@
 
 #include <nlohmann/json.hpp>
 
-#include "backend/cuda_stages.h"
+#include "backend/cuda/stages.h"
 #include "model/config.h"
 #include "model/quantize_model.h"
 #include "quant/quant.h"
@@ -99,6 +99,10 @@ MemoryEstimate plan_memory(PlanRequest r);
 // fit is a bq::Error naming --devices.
 std::vector<CudaStage> plan_stages(PlanRequest r, const std::vector<int>& devices,
                                    const std::vector<size_t>& free_bytes);
+
+// The CUDA pipeline for --devices TEXT ("0,1", "all", "0,0") and the model and workload of `r`: plan_stages over
+// each listed device's free memory now. A bq::Error in a build without CUDA.
+std::vector<CudaStage> cuda_stages_for(const std::string& devices, const PlanRequest& r);
 
 // Cards the figures are compared with: nominal capacities of common GPUs (16, 24, 40, 48, 80 GiB; H200's 141 GB).
 std::vector<std::pair<std::string, size_t>> common_cards();

@@ -1,7 +1,8 @@
 // bitsandbytes-compatible weight quantization: NF4/FP4 blockwise 4-bit (optionally with double quantization of
-// the block maxima), int8 row-wise (weight-only, and LLM.int8 with its outlier decomposition), the CPU matmul that
-// reads those formats directly, and the tensors transformers + bitsandbytes save for them.
-// The facts followed are in shared/specs/quantization.md (checked against bitsandbytes 0.50).
+// the block maxima), int8 row-wise (weight-only, and LLM.int8 with its outlier decomposition), and the tensors
+// transformers + bitsandbytes save for them. The CPU matmul that reads these formats is backend/cpu/qmatmul.h.
+// Layouts, codebooks and rounding follow bitsandbytes 0.50 (bitsandbytes/functional.py, csrc/kernels.cu);
+// scripts/check_bnb_bytes.py checks the bytes against an independent reference in torch.
 #pragma once
 #include <array>
 #include <cstdint>
@@ -75,25 +76,6 @@ uint8_t quantize4_index(Scheme s, float normalized);
 uint8_t dynamic_map_index(float normalized);
 // round_half_to_even(v * 127 / scale), computed exactly (|v| <= scale); 0 when scale is 0.
 int8_t quantize_int8(float v, float scale);
-
-// y[n, rows] = x[n, cols] · Wᵀ (no bias), fp32 in and out, reading the quantized weights directly (decode n = 1
-// is a matrix-vector product; larger n dequantizes a few rows at a time into a small per-thread buffer).
-// OpenMP over output rows; AVX2/FMA kernels when the CPU has them, else portable loops.
-// Compute dtype: bitsandbytes with fp16 compute casts the activations to fp16, dequantizes to fp16 and multiplies
-// with fp32 accumulation into an fp16 result. Here, with w.compute F16 or BF16, the activations and the result are
-// rounded to it as there, but the weights are dequantized exactly to fp32: the product is at least as close to the
-// exact product of the quantized weights as bitsandbytes' own.
-// LLMInt8 follows the spec's decomposition: outlier feature columns (any |x| >= threshold in the batch) in
-// floating point, the rest as int8 x int8 -> int32 with per-token SCA and per-row SCB.
-void matmul(const QuantizedMatrix& w, const float* x, int64_t n, float* y);
-// Bytes of the row-sized scratch that matmul holds at once for n rows of width cols with `threads` OpenMP threads
-// (the activations rounded to a 16-bit compute dtype; per-thread dequantized tiles; LLM.int8's int8 activations
-// and scales), as the host-memory account sees it.
-size_t matmul_scratch_bytes(Scheme s, DType compute, int64_t n, int64_t cols, int threads);
-
-// Forces the portable kernels even on AVX2 machines (tests compare both paths). Not for concurrent use.
-void set_force_portable(bool on);
-bool using_avx2();  // whether matmul currently takes the AVX2/FMA path
 
 // Serialized (transformers + bitsandbytes) layout: the tensors stored for a linear whose weight is
 // `prefix.weight` (4-bit: weight, absmax, quant_map, [nested_absmax, nested_quant_map], quant_state JSON;

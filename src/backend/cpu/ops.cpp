@@ -117,8 +117,6 @@ float dot_row(const void* w, DType t, int64_t row, int64_t cols, const float* x)
 
 }  // namespace
 
-void to_float(const void* src, DType t, float* dst, int64_t n) { to_f32(t, src, dst, size_t(n)); }
-
 constexpr int64_t kMatvecMaxRows = 3;  // up to here each weight row is read once and dotted with every input row
 constexpr int64_t kBlockRows = 64;     // weight rows widened to fp32 at a time by each thread
 

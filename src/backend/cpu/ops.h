@@ -29,7 +29,4 @@ void silu_mul(const float* gate, const float* up, float* out, int64_t n);
 void attention(const float* q, const float* k, const float* v, int n_pos, int n_heads, int n_kv_heads,
                int head_dim, float* out, float* scratch);
 
-// Converts n values of a 16/32-bit tensor to fp32.
-void to_float(const void* src, DType t, float* dst, int64_t n);
-
 }  // namespace bq::cpu

@@ -2,6 +2,8 @@
 // n = 1 (decode) reads each weight row once and dots it with x; n > 1 (prefill) dequantizes kTileRows rows at a
 // time into a per-thread buffer and multiplies that tile with every token, so the dequantization is amortized.
 // LLM.int8 quantizes the activations once per call and runs int8 x int8 -> int32 dots.
+#include "backend/cpu/qmatmul.h"
+
 #include <cpuid.h>
 #include <immintrin.h>
 
@@ -12,7 +14,6 @@
 #include <vector>
 
 #include "core/host_memory.h"
-#include "quant/quant.h"
 
 namespace bq::quant {
 

@@ -1,5 +1,5 @@
 // CudaForward: uploads (or synthesizes) the weights, keeps one bf16 KV cache per open sequence, and runs the
-// forward pass of src/model/forward.cpp step for step with the kernels of ops.h.
+// forward pass of src/backend/cpu/cpu_forward.cpp step for step with the kernels of ops.h.
 //
 // KV cache in bf16: half the bytes of fp32 for every decode step and for long contexts (the 70B / 4k-token memory
 // budget), and the precision transformers itself keeps for bf16 models; scores and softmax stay fp32.
@@ -28,7 +28,7 @@ using namespace cuda;
 namespace {
 
 constexpr int kMaxGraphRows = 64;         // decode steps up to this many rows are replayed as CUDA graphs
-static_assert(sizeof(RowInfo) == kRowInfoBytes, "cuda_layout.h sizes the row table");
+static_assert(sizeof(RowInfo) == kRowInfoBytes, "layout.h sizes the row table");
 
 struct DevLinear {
   DeviceWeight w;

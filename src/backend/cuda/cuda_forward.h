@@ -1,6 +1,6 @@
 // The forward pass on CUDA devices: the same math as CpuForward, with weights (bf16 or a quantized format) and
 // the KV cache on the device. A model too large for one GPU is split by layers into a pipeline of stages
-// (backend/cuda_stages.h), each with its layers, their KV cache and its own stream and buffers; the hidden states
+// (backend/cuda/stages.h), each with its layers, their KV cache and its own stream and buffers; the hidden states
 // pass from stage to stage, the last also holds the final norm and lm_head. Plain C++ header: usable from code
 // compiled without nvcc.
 #pragma once
@@ -8,8 +8,9 @@
 #include <optional>
 #include <vector>
 
-#include "backend/cuda_stages.h"
-#include "model/forward.h"
+#include "backend/cuda/stages.h"
+#include "backend/forward.h"
+#include "model/model.h"
 #include "quant/quant.h"
 
 namespace bq {

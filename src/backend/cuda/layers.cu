@@ -182,12 +182,6 @@ __global__ void synthetic_embed_kernel(const int* tokens, int hidden, uint64_t s
     out[int64_t(blockIdx.x) * hidden + i] = hash_normal(seed, uint64_t(t * hidden + i)) * std;
 }
 
-__global__ void embed_bf16_kernel(const uint16_t* table, const int* tokens, int hidden, float* out) {
-  const int64_t t = tokens[blockIdx.x];
-  for (int i = threadIdx.x; i < hidden; i += blockDim.x)
-    out[int64_t(blockIdx.x) * hidden + i] = __uint_as_float(uint32_t(table[t * hidden + i]) << 16);
-}
-
 unsigned grid_for(int64_t n) { return unsigned(std::min<int64_t>((n + 255) / 256, 132 * 32)); }
 
 }  // namespace
@@ -243,11 +237,6 @@ void fill_uniform(float* p, size_t n, uint64_t seed, float lo, float hi, cudaStr
 
 void synthetic_embed(const int* tokens, int n, int hidden, uint64_t seed, float std, float* out, cudaStream_t st) {
   pdl_launch(synthetic_embed_kernel, dim3(unsigned(n)), dim3(256), st, tokens, hidden, seed, std, out);
-}
-
-void embed_bf16(const uint16_t* table, const int* tokens, int n, int hidden, float* out, cudaStream_t st) {
-  embed_bf16_kernel<<<n, 256, 0, st>>>(table, tokens, hidden, out);
-  BQ_LAUNCHED();
 }
 
 }  // namespace bq::cuda

@@ -25,7 +25,7 @@
 #include "backend/cuda/check.h"
 #include "backend/cuda/kernel_util.cuh"
 #include "backend/cuda/ops.h"
-#include "backend/cuda_split.h"
+#include "backend/cuda/split.h"
 #include "core/error.h"
 
 namespace bq::cuda {

@@ -7,7 +7,7 @@
 #include <cublas_v2.h>
 #include <cuda_runtime.h>
 
-#include "backend/cuda_layout.h"
+#include "backend/cuda/layout.h"
 
 namespace bq::cuda {
 
@@ -77,7 +77,7 @@ bool matvec_tc_supported(const DeviceWeight& w, int n);
 // dtype and code tables, at most three.
 bool matvec_tc_can_share(const MatvecTarget* targets, int count, int n);
 // Scratch of the tensor-core products: xh holds x in the compute dtype (n * in values); partial and counters
-// hold the k-split partial sums and the per-tile arrival counts (sizes in cuda_layout.h; counters start at zero
+// hold the k-split partial sums and the per-tile arrival counts (sizes in layout.h; counters start at zero
 // and are left at zero).
 struct TcScratch {
   uint16_t* xh = nullptr;
@@ -138,7 +138,7 @@ void rope_store(float* q, const float* k, const float* v, const RowInfo* rows, i
 
 // Causal attention of each row over positions 0..pos of its cache, GQA. out: [n, n_heads*hd]. The positions are
 // split into chunks processed in parallel then combined; partial needs attention_partial_floats() floats
-// (cuda_layout.h).
+// (layout.h).
 void attention(const float* q, const RowInfo* rows, int n, int layer, int n_heads, int n_kv_heads, int hd,
                int splits, int max_positions, float* partial, float* out, cudaStream_t st, uint16_t* out16 = nullptr,
                Compute c16 = Compute::F16);
@@ -153,7 +153,5 @@ void fill_bytes(uint8_t* p, size_t n, uint64_t seed, uint8_t lo, uint8_t hi, cud
 void fill_uniform(float* p, size_t n, uint64_t seed, float lo, float hi, cudaStream_t st);
 // Embedding rows of a synthetic model, computed from (seed, token, i) instead of stored.
 void synthetic_embed(const int* tokens, int n, int hidden, uint64_t seed, float std, float* out, cudaStream_t st);
-// out[i, :] = table[tokens[i], :] for a bf16 table on the device.
-void embed_bf16(const uint16_t* table, const int* tokens, int n, int hidden, float* out, cudaStream_t st);
 
 }  // namespace bq::cuda

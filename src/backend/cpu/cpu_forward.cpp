@@ -1,10 +1,11 @@
 // The whole forward pass of every supported architecture: read this file top to bottom.
-#include "model/forward.h"
+#include "backend/cpu/cpu_forward.h"
 
 #include <algorithm>
 #include <cmath>
 
 #include "backend/cpu/ops.h"
+#include "backend/cpu/qmatmul.h"
 #include "core/error.h"
 
 namespace bq {

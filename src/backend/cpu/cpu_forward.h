@@ -1,8 +1,10 @@
-// The forward pass of the Llama family on the CPU, over a batch of rows from one or more sequences.
+// The forward pass of the Llama family on the CPU, over a batch of rows from one or more sequences; the CUDA one,
+// with the same interface, is backend/cuda/cuda_forward.h.
 #pragma once
 #include <memory>
 #include <vector>
 
+#include "backend/forward.h"
 #include "core/host_memory.h"
 #include "model/model.h"
 
@@ -19,27 +21,6 @@ struct KVCache {
   float* k_at(int layer, int pos) { return k.data() + (size_t(layer) * capacity + pos) * kv_dim; }
   float* v_at(int layer, int pos) { return v.data() + (size_t(layer) * capacity + pos) * kv_dim; }
   size_t bytes() const { return (k.size() + v.size()) * sizeof(float); }
-};
-
-// One step of work: row i feeds tokens[i] to sequence seq[i] at that sequence's next free position. Rows of one
-// sequence must be consecutive and in order. Logits (fp32, [logit_rows.size(), vocab], host memory) are computed
-// for the rows listed in logit_rows only.
-struct ForwardBatch {
-  std::vector<int32_t> tokens;
-  std::vector<int> seq;
-  std::vector<int> logit_rows;
-};
-
-// What every backend offers generation: sequences with their own KV cache, and batched steps over them.
-class ForwardBackend {
- public:
-  virtual ~ForwardBackend() = default;
-  // A new sequence with room for `capacity` positions; returns its id (ids of closed sequences are reused).
-  virtual int open_sequence(int capacity) = 0;
-  virtual void close_sequence(int id) = 0;
-  virtual int sequence_length(int id) const = 0;
-  virtual void run(const ForwardBatch& b, float* logits) = 0;
-  virtual const ModelConfig& config() const = 0;
 };
 
 // Elements (fp32) of each activation buffer CpuForward::run holds for a step of `rows` rows, `logit_rows` of them

@@ -1,4 +1,4 @@
-#include "backend/cuda_stages.h"
+#include "backend/cuda/stages.h"
 
 #include <cctype>
 

@@ -1,4 +1,4 @@
-#include "backend/cuda_layout.h"
+#include "backend/cuda/layout.h"
 
 #include <algorithm>
 

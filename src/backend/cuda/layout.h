@@ -4,7 +4,7 @@
 #include <cstddef>
 #include <cstdint>
 
-#include "backend/cuda_split.h"
+#include "backend/cuda/split.h"
 #include "model/config.h"
 
 namespace bq::cuda {
@@ -21,7 +21,7 @@ constexpr int kAttentionTargetBlocks = 2 * 132;  // about two blocks per multipr
 constexpr size_t kCodeTableFloats = 16;    // NF4 / FP4 code values
 constexpr size_t kDynamicMapFloats = 256;  // bitsandbytes' signed dynamic map (double quant)
 constexpr size_t kRowInfoBytes = 24;       // sizeof(RowInfo): two ints and two pointers
-// Tensor-core decode products (matvec_tc.cu, cuda_split.h): 16-row tiles, at most this many blocks of 8 warps,
+// Tensor-core decode products (matvec_tc.cu, split.h): 16-row tiles, at most this many blocks of 8 warps,
 // each warp leaving at most two partial tiles of 32 lanes x 4 accumulators x (up to) 4 token tiles.
 constexpr int kTcTileRows = 16;
 constexpr int kTcMaxBlocks = 2 * 132;

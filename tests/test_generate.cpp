@@ -1,0 +1,98 @@
+// The decode loop as a server drives it: requests joining while others decode, cancellation, results handed once.
+#include <gtest/gtest.h>
+
+#include "generate/generate.h"
+#include "backend/cpu/cpu_forward.h"
+#include "model/model.h"
+#include "test_util.h"
+
+namespace {
+
+using namespace bq;
+
+ModelConfig loop_config() {
+  ModelConfig c = preset_config("tiny");
+  c.max_positions = 128;
+  return c;
+}
+
+TokenRequest request(std::vector<int32_t> prompt, int max_new, float temperature = 0, uint64_t seed = 0) {
+  SamplingOptions o;
+  o.max_new_tokens = max_new;
+  o.temperature = temperature;
+  o.seed = seed;
+  return {std::move(prompt), o};
+}
+
+// Requests submitted while others are mid-decode get the same tokens as alone (greedy and seeded sampling), and
+// every step reports exactly the tokens that the results end up holding.
+TEST(DecodeLoop, RequestsJoiningMidDecodeMatchTheirSoloRuns) {
+  Model m = synthesize_model(loop_config(), 21, 0.3f);
+  CpuForward fwd(m);
+  std::vector<TokenRequest> reqs = {request({1, 2, 3}, 9), request({7, 8}, 5, 0.8f, 42), request({11}, 7),
+                                    request({20, 21, 22, 23}, 4, 1.0f, 7)};
+  DecodeLoop loop(fwd, {}, 3);
+  std::map<size_t, std::vector<int32_t>> streamed;
+  std::map<size_t, TokenResult> results;
+  auto run_step = [&] {
+    auto s = loop.step();
+    for (auto [id, tok] : s.tokens) streamed[id].push_back(tok);
+    for (size_t id : s.finished) results[id] = loop.take_result(id);
+  };
+  EXPECT_EQ(loop.submit(reqs[0]), 0u);
+  run_step();
+  run_step();
+  EXPECT_EQ(loop.submit(reqs[1]), 1u);  // joins at step 3, while request 0 decodes
+  run_step();
+  EXPECT_EQ(loop.submit(reqs[2]), 2u);
+  EXPECT_EQ(loop.submit(reqs[3]), 3u);  // waits for a free place (3 at most)
+  while (!loop.idle()) run_step();
+  ASSERT_EQ(results.size(), reqs.size());
+  for (size_t i = 0; i < reqs.size(); ++i) {
+    auto alone = generate_tokens(fwd, {reqs[i]}, {});
+    EXPECT_EQ(results[i].tokens, alone[0].tokens) << i;
+    EXPECT_EQ(streamed[i], results[i].tokens) << i;
+    EXPECT_EQ(results[i].finish_reason, "length") << i;
+  }
+  EXPECT_EQ(fwd.kv_cache_bytes(), 0u);
+}
+
+// Cancelling frees the sequence at once, queued or live; the rest go on unchanged; results are handed over once.
+TEST(DecodeLoop, CancelFreesTheSequenceAndReportsIt) {
+  Model m = synthesize_model(loop_config(), 22, 0.3f);
+  CpuForward fwd(m);
+  DecodeLoop loop(fwd, {}, 1);
+  size_t a = loop.submit(request({1, 2}, 20)), b = loop.submit(request({3, 4}, 6)), c = loop.submit(request({5}, 3));
+  loop.step();
+  loop.step();
+  size_t cache_with_a = fwd.kv_cache_bytes();
+  EXPECT_GT(cache_with_a, 0u);
+  loop.cancel(a);  // live: its cache goes now
+  EXPECT_EQ(fwd.kv_cache_bytes(), 0u);
+  loop.cancel(c);  // still queued
+  loop.cancel(c);  // twice: ignored
+  auto s = loop.step();
+  EXPECT_EQ(s.finished, (std::vector<size_t>{a, c}));
+  TokenResult ra = loop.take_result(a);
+  EXPECT_EQ(ra.finish_reason, "cancelled");
+  EXPECT_EQ(ra.tokens.size(), 2u);
+  EXPECT_EQ(loop.take_result(c).finish_reason, "cancelled");
+  EXPECT_NE(bq::test::error_of([&] { loop.take_result(a); }).find("has not ended"), std::string::npos);
+  EXPECT_NE(bq::test::error_of([&] { loop.take_result(b); }).find("has not ended"), std::string::npos);
+  while (!loop.idle())
+    for (size_t id : loop.step().finished) EXPECT_EQ(id, b);
+  EXPECT_EQ(loop.take_result(b).tokens, generate_tokens(fwd, {request({3, 4}, 6)}, {})[0].tokens);
+  EXPECT_EQ(fwd.kv_cache_bytes(), 0u);
+}
+
+TEST(DecodeLoop, RefusesWhatCannotFitBeforeQueueing) {
+  Model m = synthesize_model(loop_config(), 23, 0.3f);
+  CpuForward fwd(m);
+  DecodeLoop loop(fwd, {}, 2);
+  EXPECT_THROW(loop.submit(request({1, 2, 3}, 126)), PromptTooLong);
+  EXPECT_NE(bq::test::error_of([&] { loop.submit(request({}, 3)); }).find("empty"), std::string::npos);
+  EXPECT_TRUE(loop.idle());
+  EXPECT_EQ(loop.submit(request({1}, 2)), 0u);  // refused requests take no id
+}
+
+}  // namespace
