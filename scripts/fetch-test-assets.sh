@@ -62,21 +62,18 @@ if [ ! -f "$assets/tokenizers/llama2/tokenizer.json" ] && [ -f "$assets/tokenize
   rm -rf "$tmp"
 fi
 
-if [ ! -d "$assets/node_modules/@huggingface/tokenizers" ]; then
+# npm_install PACKAGE@VERSION WHAT_SKIPS: into build/test-assets/node_modules, unless it is there already.
+npm_install() {
+  local name=${1%@*}
+  [ -f "$assets/node_modules/$name/package.json" ] && return
   [ -f "$assets/package.json" ] || echo '{"private": true}' >"$assets/package.json"
-  if (cd "$assets" && npm install --silent --no-audit --no-fund @huggingface/tokenizers@0.2.0 >/dev/null 2>&1); then
-    echo "fetch-test-assets: installed @huggingface/tokenizers"
+  if (cd "$assets" && npm install --silent --no-audit --no-fund "$1" >/dev/null 2>&1); then
+    echo "fetch-test-assets: installed $name"
   else
-    echo "fetch-test-assets: could not install @huggingface/tokenizers; differential tests will skip" >&2
+    echo "fetch-test-assets: could not install $name; $2 will skip" >&2
   fi
-fi
+}
+npm_install @huggingface/tokenizers@0.2.0 "the differential tokenizer tests"
 # The official OpenAI client, which the serve tests point at `biomedq serve` (tests/serve_client.mjs).
-if [ ! -f "$assets/node_modules/openai/package.json" ]; then
-  [ -f "$assets/package.json" ] || echo '{"private": true}' >"$assets/package.json"
-  if (cd "$assets" && npm install --silent --no-audit --no-fund openai@4 >/dev/null 2>&1); then
-    echo "fetch-test-assets: installed openai"
-  else
-    echo "fetch-test-assets: could not install openai; the OpenAI client test of serve will skip" >&2
-  fi
-fi
+npm_install openai@4 "the OpenAI client test of serve"
 exit 0

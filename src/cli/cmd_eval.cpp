@@ -22,17 +22,6 @@ namespace bq::cli {
 
 namespace {
 
-// A random-weight model of a preset's shapes with the synthetic tokenizer, as `synth` writes it, kept in memory.
-std::unique_ptr<Engine> make_synthetic_engine(const std::string& preset, uint64_t seed, const EngineOptions& opt) {
-  ModelConfig c = preset_config(preset);
-  auto files = make_synthetic_tokenizer(c.vocab);
-  Tokenizer tok = Tokenizer::from_json(files.tokenizer_json, files.tokenizer_config_json, "synthetic tokenizer");
-  c.bos_id = tok.bos_id();
-  auto eos = tok.eos_ids();
-  c.eos_ids.assign(eos.begin(), eos.end());
-  return std::make_unique<Engine>("synthetic-" + preset, synthesize_model(c, seed), std::move(tok), opt);
-}
-
 // sha256 over the names and sha256s of a checkpoint folder's weight, config and tokenizer files (sorted by name):
 // two runs with the same hash evaluated the same model, whatever its path.
 std::string checkpoint_sha256(const std::filesystem::path& dir) {
@@ -321,7 +310,7 @@ void register_eval_commands(CLI::App& app) {
     }
     std::unique_ptr<Engine> engine;
     if (!ev->synthetic.empty()) {
-      engine = make_synthetic_engine(ev->synthetic, ev->synthetic_seed, ev->engine);
+      engine = Engine::synthetic(ev->synthetic, ev->synthetic_seed, ev->engine);
       ev->cfg.model_info = {{"synthetic", ev->synthetic}, {"seed", ev->synthetic_seed}};
     } else {
       engine = std::make_unique<Engine>(ev->model, ev->engine);
