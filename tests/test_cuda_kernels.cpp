@@ -11,6 +11,7 @@
 #include "backend/cuda/allocator.h"
 #include "backend/cuda/check.h"
 #include "backend/cuda/ops.h"
+#include "backend/cuda/weights.h"
 #include "core/error.h"
 #include "quant/quant.h"
 
@@ -54,66 +55,37 @@ std::vector<float> randn(size_t n, std::mt19937& rng, float std = 1.0f) {
   return v;
 }
 
-// A weight in one format on the device, with the CPU reference's view of it.
+// A weight in one format on the device (through the backend's own upload_linear), with the CPU reference's view
+// of it.
 struct TestWeight {
-  DeviceWeight w;
-  std::vector<DeviceArray<uint8_t>> bufs;
-  DeviceArray<float> code, dyn;
+  CodeTables tables = CodeTables::upload();
+  DevLinear dev;               // the device buffers
+  DeviceWeight w;              // the kernels' view of them (a test may change its compute dtype)
   std::vector<uint16_t> bf16;  // host copy (BF16)
   quant::QuantizedMatrix q;    // host copy (quantized)
-
-  template <typename T>
-  const T* add(const std::vector<T>& v) {
-    DeviceArray<uint8_t> d(std::max<size_t>(1, v.size() * sizeof(T)), "test");
-    if (!v.empty()) BQ_CUDA(cudaMemcpy(d.get(), v.data(), v.size() * sizeof(T), cudaMemcpyHostToDevice));
-    bufs.push_back(std::move(d));
-    return reinterpret_cast<const T*>(bufs.back().get());
-  }
 };
 
 // kind: "bf16", "nf4", "nf4-nodq", "fp4", "int8", "llm-int8"
 std::unique_ptr<TestWeight> make_weight(const std::string& kind, int64_t rows, int64_t cols, std::mt19937& rng) {
   auto t = std::make_unique<TestWeight>();
   auto f = randn(size_t(rows * cols), rng, 0.05f);
-  std::vector<uint16_t> b(f.size());
-  for (size_t i = 0; i < f.size(); ++i) b[i] = f32_to_bf16(f[i]);
-  t->w.out = rows;
-  t->w.in = cols;
-  if (kind == "bf16") {
-    t->bf16 = b;
-    t->w.kind = WeightKind::BF16;
-    t->w.bf16 = t->add(b);
-    return t;
+  t->bf16.resize(f.size());
+  for (size_t i = 0; i < f.size(); ++i) t->bf16[i] = f32_to_bf16(f[i]);
+  Linear l;
+  l.out = rows;
+  l.in = cols;
+  l.dtype = DType::BF16;
+  l.w = t->bf16.data();
+  if (kind != "bf16") {
+    quant::QuantOptions opt;
+    opt.scheme = kind == "fp4" ? quant::Scheme::FP4 : kind == "int8" ? quant::Scheme::Int8
+                 : kind == "llm-int8" ? quant::Scheme::LLMInt8 : quant::Scheme::NF4;
+    opt.double_quant = kind != "nf4-nodq";
+    t->q = quant::quantize(t->bf16.data(), DType::BF16, rows, cols, opt);
+    l.q = std::make_shared<const quant::QuantizedMatrix>(t->q);
   }
-  quant::QuantOptions opt;
-  opt.scheme = kind == "fp4" ? quant::Scheme::FP4 : kind == "int8" ? quant::Scheme::Int8
-               : kind == "llm-int8" ? quant::Scheme::LLMInt8 : quant::Scheme::NF4;
-  opt.double_quant = kind != "nf4-nodq";
-  t->q = quant::quantize(b.data(), DType::BF16, rows, cols, opt);
-  const auto& q = t->q;
-  if (q.scheme == quant::Scheme::NF4 || q.scheme == quant::Scheme::FP4) {
-    auto code = quant::code4(q.scheme);
-    t->code = to_device(std::vector<float>(code.begin(), code.end()));
-    const auto& dm = quant::dynamic_map_signed();
-    t->dyn = to_device(std::vector<float>(dm.begin(), dm.end()));
-    t->w.kind = WeightKind::Q4;
-    t->w.blocksize = q.blocksize;
-    t->w.code = t->code.get();
-    t->w.dyn_map = t->dyn.get();
-    t->w.packed = t->add(q.packed);
-    if (q.double_quant) {
-      t->w.absmax_q = t->add(q.absmax_q);
-      t->w.absmax2 = t->add(q.absmax2);
-      t->w.offset = q.offset;
-    } else {
-      t->w.absmax = t->add(q.absmax);
-    }
-  } else {
-    t->w.kind = q.scheme == quant::Scheme::Int8 ? WeightKind::Int8 : WeightKind::LLMInt8;
-    t->w.threshold = q.threshold;
-    t->w.cb = t->add(q.cb);
-    t->w.scb = t->add(q.scb);
-  }
+  t->dev = upload_linear(l, t->tables, "test " + kind);
+  t->w = t->dev.w;
   return t;
 }
 

@@ -15,6 +15,10 @@
 
 namespace bq {
 
+namespace cuda {
+struct Pipeline;
+}
+
 class CudaForward : public ForwardBackend {
  public:
   // Uploads the model: 16-bit weights as bf16 (F16/F32 checkpoints are converted to bf16), quantized linears
@@ -57,8 +61,7 @@ class CudaForward : public ForwardBackend {
 
  private:
   CudaForward();
-  struct Impl;
-  std::unique_ptr<Impl> p_;
+  std::unique_ptr<cuda::Pipeline> p_;
 };
 
 }  // namespace bq

@@ -1,0 +1,157 @@
+#include "backend/cuda/pipeline.h"
+
+#include <algorithm>
+
+#include "backend/cuda/check.h"
+#include "backend/cuda/layout.h"
+#include "core/error.h"
+
+namespace bq::cuda {
+
+namespace {
+
+constexpr int kMaxGraphRows = 64;  // decode steps up to this many rows are replayed as CUDA graphs
+static_assert(sizeof(RowInfo) == kRowInfoBytes, "layout.h sizes the row table");
+
+}  // namespace
+
+void Pipeline::init(const ModelConfig& c, std::vector<CudaStage> layout) {
+  cfg = c;
+  const int devices = device_count();
+  if (devices == 0) fail("--device cuda: no CUDA device is available");
+  if (layout.empty()) layout.push_back(CudaStage{current_device(), 0, c.n_layers});
+  validate_stages(c.n_layers, devices, layout);
+  for (const CudaStage& s : layout) {
+    stages.push_back(std::make_unique<Stage>(cfg, s));
+    stages.back()->init();
+  }
+  enable_peer_access();
+}
+
+// Direct copies between neighbouring stages on different GPUs where the hardware allows it (otherwise the copy
+// goes through the host, slower but the same bytes).
+void Pipeline::enable_peer_access() {
+  for (size_t i = 1; i < stages.size(); ++i) {
+    const int a = stages[i - 1]->device, b = stages[i]->device;
+    if (a == b) continue;
+    for (auto [from, to] : {std::pair{a, b}, std::pair{b, a}}) {
+      int can = 0;
+      BQ_CUDA(cudaDeviceCanAccessPeer(&can, from, to));
+      if (!can) continue;
+      DeviceGuard on(from);
+      const cudaError_t e = cudaDeviceEnablePeerAccess(to, 0);
+      if (e == cudaErrorPeerAccessAlreadyEnabled) cudaGetLastError();  // by an earlier pipeline of this process
+      else BQ_CUDA(e);
+    }
+  }
+}
+
+void Pipeline::synchronize() {
+  for (auto& s : stages) {
+    DeviceGuard on(s->device);
+    BQ_CUDA(cudaStreamSynchronize(s->st));
+  }
+}
+
+const float* Pipeline::run(const ForwardBatch& b) {
+  const ModelConfig& c = cfg;
+  const int R = int(b.tokens.size());
+  if (b.seq.size() != b.tokens.size()) fail("forward: tokens and seq differ in length");
+  std::vector<int> pos(static_cast<size_t>(R)), next(seqs.size());
+  for (size_t s = 0; s < seqs.size(); ++s) next[s] = seqs[s] ? seqs[s]->length : 0;
+  for (int r = 0; r < R; ++r) {
+    int s = b.seq[size_t(r)];
+    if (s < 0 || size_t(s) >= seqs.size() || !seqs[size_t(s)]) fail("forward: row {} names no open sequence ({})", r, s);
+    if (next[size_t(s)] >= seqs[size_t(s)]->capacity)
+      fail("forward: sequence {} is full ({} positions)", s, seqs[size_t(s)]->capacity);
+    int32_t t = b.tokens[size_t(r)];
+    if (t < 0 || t >= c.vocab) fail("token id {} outside the vocabulary of {}", t, c.vocab);
+    pos[size_t(r)] = next[size_t(s)]++;
+  }
+  for (int r : b.logit_rows)
+    if (r < 0 || r >= R) fail("forward: logit row {} outside the batch of {}", r, R);
+  const int NL = int(b.logit_rows.size());
+  bool in_order = true;
+  for (int i = 1; i < NL; ++i) in_order &= b.logit_rows[size_t(i)] == b.logit_rows[size_t(i - 1)] + 1;
+  const size_t S = stages.size();
+  // Growing a stage's scratch frees buffers that queued work of another stage may still copy from.
+  auto settle = [&] {
+    if (S > 1) synchronize();
+  };
+
+  for (int r0 = 0; r0 < R; r0 += kMaxRowsPerPass) {
+    const int n = std::min(kMaxRowsPerPass, R - r0);
+    // Splits from the sequences' capacities (not current lengths), so that decode steps share one graph.
+    int max_cap = 1;
+    for (int i = 0; i < n; ++i) max_cap = std::max(max_cap, seqs[size_t(b.seq[size_t(r0 + i)])]->capacity);
+    const int splits = attention_splits(n, c.n_kv_heads, max_cap);
+    // Logit rows are listed in any order: keep theirs by computing each at its own index.
+    std::vector<int> lrows;
+    int first_logit = 0;
+    for (int i = 0; i < NL; ++i) {
+      int r = b.logit_rows[size_t(i)];
+      if (r < r0) ++first_logit;
+      if (r >= r0 && r < r0 + n) lrows.push_back(r - r0);
+    }
+    // Decode steps (every row a logit row) replay graphs, on every stage.
+    const bool graph = use_graphs && n <= kMaxGraphRows && int(lrows.size()) == n && in_order;
+    for (size_t si = 0; si < S; ++si) {
+      Stage& stage = *stages[si];
+      DeviceGuard on(stage.device);
+      stage.ensure_scratch(n, splits, si + 1 == S ? NL : 0, settle);
+      std::vector<RowInfo> info(static_cast<size_t>(n));  // this stage's caches
+      for (int i = 0; i < n; ++i) {
+        Sequence& s = *seqs[size_t(b.seq[size_t(r0 + i)])];
+        info[size_t(i)] = RowInfo{pos[size_t(r0 + i)], s.capacity, s.k[si].get(), s.v[si].get()};
+      }
+      BQ_CUDA(cudaMemcpyAsync(stage.rows.get(), info.data(), info.size() * sizeof(RowInfo), cudaMemcpyHostToDevice,
+                              stage.st));
+      if (si + 1 < S) BQ_CUDA(cudaStreamWaitEvent(stage.st, stages[si + 1]->taken, 0));  // x copied on: free again
+      if (si == 0) {
+        BQ_CUDA(cudaMemcpyAsync(stage.tokens.get(), b.tokens.data() + r0, size_t(n) * sizeof(int),
+                                cudaMemcpyHostToDevice, stage.st));
+        if (host) {
+          std::vector<float> e(size_t(n) * size_t(c.hidden));
+          for (int i = 0; i < n; ++i)
+            host->embed_row(b.tokens[size_t(r0 + i)], e.data() + size_t(i) * size_t(c.hidden));
+          BQ_CUDA(cudaMemcpyAsync(stage.x.get(), e.data(), e.size() * sizeof(float), cudaMemcpyHostToDevice,
+                                  stage.st));
+          BQ_CUDA(cudaStreamSynchronize(stage.st));  // e is pageable and goes out of scope
+        }
+      } else {
+        Stage& prev = *stages[si - 1];
+        const size_t bytes = size_t(n) * size_t(c.hidden) * sizeof(float);
+        BQ_CUDA(cudaStreamWaitEvent(stage.st, prev.ready, 0));
+        if (prev.device == stage.device)
+          BQ_CUDA(cudaMemcpyAsync(stage.x.get(), prev.x.get(), bytes, cudaMemcpyDeviceToDevice, stage.st));
+        else
+          BQ_CUDA(cudaMemcpyPeerAsync(stage.x.get(), stage.device, prev.x.get(), prev.device, bytes, stage.st));
+        BQ_CUDA(cudaEventRecord(stage.taken, stage.st));
+      }
+      if (si + 1 < S) {
+        stage.run_pass(n, splits, max_cap, {}, 0, graph);
+        BQ_CUDA(cudaEventRecord(stage.ready, stage.st));
+      } else if (in_order) {
+        stage.run_pass(n, splits, max_cap, lrows, first_logit, graph);
+      } else {
+        stage.run_pass(n, splits, max_cap, {}, 0, false);
+        for (int i = 0; i < NL; ++i) {
+          int r = b.logit_rows[size_t(i)];
+          if (r >= r0 && r < r0 + n)
+            rmsnorm(stage.x.get() + int64_t(r - r0) * c.hidden, stage.final_norm.get(),
+                    stage.last.get() + int64_t(i) * c.hidden, 1, c.hidden, c.rms_eps, stage.st);
+        }
+      }
+    }
+  }
+  for (size_t s = 0; s < seqs.size(); ++s)
+    if (seqs[s]) seqs[s]->length = next[s];
+  Stage& tail = last_stage();
+  DeviceGuard on(tail.device);
+  if (NL > 0) tail.linear(tail.lm_head, tail.last.get(), NL, tail.logits.get(), false);  // sized by ensure_scratch
+  last_logit_rows = NL;
+  sample_device_memory();
+  return tail.logits.get();
+}
+
+}  // namespace bq::cuda

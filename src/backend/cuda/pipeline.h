@@ -1,0 +1,41 @@
+// The stages of a CudaForward in order, the open sequences' KV caches (bf16, each stage holding its layers'
+// share), and a pass over them. KV cache in bf16: half the bytes of fp32 for every decode step and for long
+// contexts, and the precision transformers itself keeps for bf16 models; scores and softmax stay fp32.
+//
+// Hand-off: stage s + 1 copies stage s's hidden states on its own stream after waiting for the event `ready` that
+// s records behind its layers, then records `taken`, which s waits for before it writes its hidden states again
+// (the next pass). With one stage none of this happens.
+#pragma once
+#include <memory>
+#include <vector>
+
+#include "backend/cuda/stage.h"
+#include "backend/forward.h"
+
+namespace bq::cuda {
+
+struct Sequence {
+  int capacity = 0, length = 0;
+  std::vector<DeviceArray<uint16_t>> k, v;  // per stage: [stage's layers][capacity][kv_dim]
+};
+
+struct Pipeline {
+  ModelConfig cfg;
+  const Model* host = nullptr;  // embeddings looked up on the host; null for synthetic models
+  std::vector<std::unique_ptr<Stage>> stages;
+  std::vector<std::unique_ptr<Sequence>> seqs;  // by id; closed ones are null
+  int last_logit_rows = 0;
+  bool use_graphs = true;
+
+  // Creates the stages (none: one stage of all layers on the current device), without weights.
+  void init(const ModelConfig& c, std::vector<CudaStage> layout);
+  Stage& last_stage() { return *stages.back(); }
+  void synchronize();
+  // One pass over the stages; returns the last stage's logits on its device ([logit_rows, vocab] fp32).
+  const float* run(const ForwardBatch& b);
+
+ private:
+  void enable_peer_access();
+};
+
+}  // namespace bq::cuda

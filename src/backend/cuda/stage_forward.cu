@@ -1,0 +1,110 @@
+// A stage's layers: the forward math of backend/cpu/cpu_forward.cpp as a flat list of the kernels of ops.h, and the
+// choice of kernel for each product (tensor-core matvec, CUDA-core matvec, LLM.int8's decomposition, cuBLAS GEMM).
+#include <algorithm>
+
+#include "backend/cuda/layout.h"
+#include "backend/cuda/stage.h"
+
+namespace bq::cuda {
+
+namespace {
+
+uint16_t* out16_if(Compute c, uint16_t* p) { return c == Compute::F32 ? nullptr : p; }
+
+}  // namespace
+
+TcScratch Stage::tc_scratch() {
+  return TcScratch{xb.get(), tc_partial.get(), tc_partial.size(), tc_counters.get(), tc_counters.size()};
+}
+
+// The compute dtype in which the kernel before a product writes the product's input into xb, or F32 when the
+// product (all of `ls`, which share one input) does not run on the tensor cores from xb.
+Compute Stage::tc_input(std::initializer_list<const DevLinear*> ls, int n) const {
+  const Compute c = (*ls.begin())->w.compute;
+  for (const DevLinear* L : ls)
+    if (!matvec_tc_supported(L->w, n) || L->w.compute != c) return Compute::F32;
+  return c;
+}
+
+void Stage::linear(const DevLinear& L, const float* xin, int n, float* y, bool accumulate, bool have16) {
+  const DeviceWeight& w = L.w;
+  const float* bias = L.bias.get();
+  Int8Scratch s8{xq.get(), sca.get(), outliers.get(), n_outliers.get(), flags.get()};
+  if (matvec_tc_supported(w, n)) {
+    MatvecTarget t{&w, y, bias};
+    return matvec_tc(&t, 1, have16 ? nullptr : xin, n, accumulate, tc_scratch(), st);
+  }
+  if (w.kind == WeightKind::LLMInt8) {
+    // bitsandbytes' decomposition over the whole batch, then the int8 product a few rows at a time.
+    llm_int8_prepare(xin, n, int(w.in), w.threshold, s8, st);
+    // Prefill: the int32 products through cuBLAS into the (then idle) dequantization tile.
+    if (n > kMatvecMaxRows && llm_int8_gemm(blas, w, xin, n, s8, reinterpret_cast<int32_t*>(wtile.get()),
+                                            wtile.size() / 2, bias, y, accumulate, st))
+      return;
+    for (int r0 = 0; r0 < n; r0 += kMatvecMaxRows) {
+      Int8Scratch part = s8;
+      part.xq += int64_t(r0) * w.in;
+      part.sca += r0;
+      matvec(w, xin + int64_t(r0) * w.in, std::min(kMatvecMaxRows, n - r0), bias, y + int64_t(r0) * w.out,
+             accumulate, &part, st);
+    }
+    return;
+  }
+  if (n <= (w.kind == WeightKind::BF16 ? kBf16MatvecMaxRows : kMatvecMaxRows))
+    return matvec(w, xin, n, bias, y, accumulate, nullptr, st);
+  to_bf16(xin, int64_t(n) * w.in, xb.get(), st);
+  if (w.kind == WeightKind::BF16) {
+    gemm_bf16(blas, xb.get(), w.bf16, n, int(w.out), int(w.in), y, int(w.out), accumulate);
+  } else {
+    // Dequantize a tile of rows to bf16, multiply on the tensor cores, next tile.
+    const int64_t tile = std::max<int64_t>(1, std::min<int64_t>(w.out, int64_t(kDequantTileElems) / w.in));
+    for (int64_t r0 = 0; r0 < w.out; r0 += tile) {
+      const int64_t nr = std::min(tile, w.out - r0);
+      dequantize_rows(w, r0, nr, wtile.get(), st);
+      gemm_bf16(blas, xb.get(), wtile.get(), n, int(nr), int(w.in), y + r0, int(w.out), accumulate);
+    }
+  }
+  if (bias) add_bias(y, bias, n, int(w.out), st);
+}
+
+void Stage::linears(std::initializer_list<std::pair<const DevLinear*, float*>> ls, const float* xin, int n,
+                    bool have16) {
+  MatvecTarget t[3];
+  int count = 0;
+  for (auto& [L, y] : ls)
+    if (count < 3) t[count++] = MatvecTarget{&L->w, y, L->bias.get()};
+  const bool whole = count == int(ls.size());
+  if (whole && matvec_tc_can_share(t, count, n))
+    return matvec_tc(t, count, have16 ? nullptr : xin, n, false, tc_scratch(), st);
+  // The CUDA-core kernel for the shapes the tensor-core one does not take (bf16 weights, fp32 compute).
+  const bool none_tc = std::none_of(t, t + count, [&](const MatvecTarget& m) { return matvec_tc_supported(*m.w, n); });
+  if (whole && none_tc && matvec_grouped(t, count, xin, n, st)) return;
+  for (auto& [L, y] : ls) linear(*L, xin, n, y, false, have16);
+}
+
+void Stage::layers_pass(int n, int splits, int max_positions, const std::vector<int>& logit_rows, int first_logit) {
+  const ModelConfig& c = cfg;
+  const int H = c.hidden, I = c.intermediate;
+  if (embed_seed) synthetic_embed(tokens.get(), n, H, *embed_seed, 1.0f, x.get(), st);
+  for (int l = 0; l < int(layers.size()); ++l) {  // l: the stage's own index, as its cache arrays are laid out
+    DevLayer& L = layers[size_t(l)];
+    // Each product's input is also written in its 16-bit compute dtype where it runs on the tensor cores.
+    const Compute cq = tc_input({&L.q, &L.k, &L.v}, n), co = tc_input({&L.o}, n),
+                  cg = tc_input({&L.gate, &L.up}, n), cd = tc_input({&L.down}, n);
+    rmsnorm(x.get(), L.attn_norm.get(), xn.get(), n, H, c.rms_eps, st, out16_if(cq, xb.get()), cq);
+    linears({{&L.q, q.get()}, {&L.k, k.get()}, {&L.v, v.get()}}, xn.get(), n, cq != Compute::F32);
+    rope_store(q.get(), k.get(), v.get(), rows.get(), n, l, c.n_heads, c.n_kv_heads, c.head_dim, inv_freq.get(), st);
+    attention(q.get(), rows.get(), n, l, c.n_heads, c.n_kv_heads, c.head_dim, splits, max_positions, partial.get(),
+              att.get(), st, out16_if(co, xb.get()), co);
+    linear(L.o, att.get(), n, x.get(), true, co != Compute::F32);
+    rmsnorm(x.get(), L.mlp_norm.get(), xn.get(), n, H, c.rms_eps, st, out16_if(cg, xb.get()), cg);
+    linears({{&L.gate, gate.get()}, {&L.up, up.get()}}, xn.get(), n, cg != Compute::F32);
+    silu_mul(gate.get(), up.get(), int64_t(n) * I, st, out16_if(cd, xb.get()), cd);
+    linear(L.down, gate.get(), n, x.get(), true, cd != Compute::F32);
+  }
+  for (size_t i = 0; i < logit_rows.size(); ++i)
+    rmsnorm(x.get() + int64_t(logit_rows[i]) * H, final_norm.get(), last.get() + int64_t(first_logit + i) * H, 1, H,
+            c.rms_eps, st);
+}
+
+}  // namespace bq::cuda
