@@ -45,8 +45,8 @@ json.dump(rows, open(os.path.join(sys.argv[1], "matrix.json"), "w"), indent=1)
 print(f"{'precision':10} {'dq':3} {'B':>3} {'pre tok/s':>10} {'TTFT ms':>8} {'pre %cuBLAS':>11} {'dec tok/s':>10} {'ms/step':>8} {'GB/s':>6} {'%copy':>6} {'weights GiB':>11} {'peak GiB':>8} {'dev GiB':>8}")
 for j in rows:
     G = 2**30
-    print(f"{j['precision']:10} {str(j['double_quant'])[0]:3} {j['batch']:>3} {j['prefill_tokens_per_s']['mean']:>10.0f} {j['ttft_ms']['mean']:>8.1f} {100*j['prefill_fraction_of_cublas']:>10.0f}% {j['decode_tokens_per_s']['mean']:>10.1f} {j['decode_ms_per_step']['mean']:>8.3f} {j['decode_gbs']['mean']:>6.0f} {100*j['decode_fraction_of_copy']:>5.0f}% {j['weights_bytes']/G:>11.2f} {j['allocator_peak_bytes']/G:>8.2f} {j['device_peak_bytes']/G:>8.2f}")
-if rows: print("copy GB/s", round(rows[0]['copy_gbs']), "cuBLAS TFLOP/s", round(rows[0]['cublas_bf16_tflops']), rows[0]['device'], rows[0]['date'])
+    print(f"{j['precision']:10} {str(j['double_quant'])[0]:3} {j['batch']:>3} {j['prefill_tokens_per_s']['mean']:>10.0f} {j['ttft_ms']['mean']:>8.1f} {100*j['prefill_fraction_of_gemm']:>10.0f}% {j['decode_tokens_per_s']['mean']:>10.1f} {j['decode_ms_per_step']['mean']:>8.3f} {j['decode_gbs']['mean']:>6.0f} {100*j['decode_fraction_of_copy']:>5.0f}% {j['weights_bytes']/G:>11.2f} {j['allocator_peak_bytes']/G:>8.2f} {j['device_peak_bytes']/G:>8.2f}")
+if rows: print("copy GB/s", round(rows[0]['copy_gbs']), "cuBLAS TFLOP/s", round(rows[0]['gemm_tflops']), rows[0]['device'], rows[0]['date'])
 PY
 }
 bench() {  # name, args...

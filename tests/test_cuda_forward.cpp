@@ -247,13 +247,21 @@ TEST(CudaForwardTest, SyntheticOnDeviceRunsAndCountsMemory) {
     int s = f->open_sequence(64);
     std::vector<int32_t> ids(20, 3);
     ForwardBatch b{ids, std::vector<int>(ids.size(), s), {19}};
-    f->run_device(b);
-    auto first = f->argmax_last();
-    ASSERT_EQ(first.size(), 1u);
-    EXPECT_GE(first[0], 0);
-    EXPECT_LT(first[0], c.vocab);
+    int32_t first = -1;
+    f->run_greedy(b, &first);
+    EXPECT_GE(first, 0);
+    EXPECT_LT(first, c.vocab);
     EXPECT_GT(cuda::memory_stats().peak, f->weight_bytes());
     EXPECT_EQ(f->kv_cache_bytes(), size_t(2) * 2 * c.n_layers * 64 * c.kv_dim());
+    const MemoryFigures m = f->memory();  // what reports read, through the backend interface
+    EXPECT_EQ(m.weight_bytes, f->weight_bytes());
+    EXPECT_EQ(m.kv_cache_bytes, f->kv_cache_bytes());
+    EXPECT_GE(m.kv_cache_peak_bytes, m.kv_cache_bytes);
+    EXPECT_GE(m.allocator_peak_bytes, m.weight_bytes + m.kv_cache_bytes);
+    EXPECT_GE(m.device_peak_bytes, m.allocator_peak_bytes);
+    ASSERT_EQ(m.per_device.size(), 1u);
+    EXPECT_EQ(m.per_device[0].end_layer, c.n_layers);
+    EXPECT_FALSE(m.device_name.empty());
   }
 }
 
@@ -275,7 +283,7 @@ const std::vector<std::vector<CudaStage>>& pipeline_layouts() {
 // Logits (and greedy tokens) of a fixed sequence of steps: two sequences of different lengths prefilled in one
 // batch (logit rows apart: normed one by one), a prompt of two passes (over kMaxRowsPerPass rows, logit rows in both
 // passes), decode steps of all three (graphs), a step with logit rows out of order, and greedy tokens through
-// run_device.
+// run_greedy.
 std::vector<float> pipeline_steps(CudaForward& f) {
   const int V = f.config().vocab;
   std::mt19937 rng(17);
@@ -296,8 +304,9 @@ std::vector<float> pipeline_steps(CudaForward& f) {
   step({{a, 1}, {b, 2}}, {2, 0});
   for (int i = 0; i < 3; ++i) {
     ForwardBatch d{{int32_t(rng() % uint32_t(V)), int32_t(rng() % uint32_t(V))}, {a, c}, {0, 1}};
-    f.run_device(d);
-    for (int32_t t : f.argmax_last()) all.push_back(float(t));
+    int32_t next[2] = {-1, -1};
+    f.run_greedy(d, next);
+    for (int32_t t : next) all.push_back(float(t));
   }
   EXPECT_EQ(f.sequence_length(a), 18);
   EXPECT_EQ(f.sequence_length(c), 1108);

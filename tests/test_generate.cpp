@@ -54,7 +54,7 @@ TEST(DecodeLoop, RequestsJoiningMidDecodeMatchTheirSoloRuns) {
     EXPECT_EQ(streamed[i], results[i].tokens) << i;
     EXPECT_EQ(results[i].finish_reason, "length") << i;
   }
-  EXPECT_EQ(fwd.kv_cache_bytes(), 0u);
+  EXPECT_EQ(fwd.memory().kv_cache_bytes, 0u);
 }
 
 // Cancelling frees the sequence at once, queued or live; the rest go on unchanged; results are handed over once.
@@ -65,10 +65,10 @@ TEST(DecodeLoop, CancelFreesTheSequenceAndReportsIt) {
   size_t a = loop.submit(request({1, 2}, 20)), b = loop.submit(request({3, 4}, 6)), c = loop.submit(request({5}, 3));
   loop.step();
   loop.step();
-  size_t cache_with_a = fwd.kv_cache_bytes();
+  size_t cache_with_a = fwd.memory().kv_cache_bytes;
   EXPECT_GT(cache_with_a, 0u);
   loop.cancel(a);  // live: its cache goes now
-  EXPECT_EQ(fwd.kv_cache_bytes(), 0u);
+  EXPECT_EQ(fwd.memory().kv_cache_bytes, 0u);
   loop.cancel(c);  // still queued
   loop.cancel(c);  // twice: ignored
   auto s = loop.step();
@@ -82,7 +82,7 @@ TEST(DecodeLoop, CancelFreesTheSequenceAndReportsIt) {
   while (!loop.idle())
     for (size_t id : loop.step().finished) EXPECT_EQ(id, b);
   EXPECT_EQ(loop.take_result(b).tokens, generate_tokens(fwd, {request({3, 4}, 6)}, {})[0].tokens);
-  EXPECT_EQ(fwd.kv_cache_bytes(), 0u);
+  EXPECT_EQ(fwd.memory().kv_cache_bytes, 0u);
 }
 
 TEST(DecodeLoop, RefusesWhatCannotFitBeforeQueueing) {
@@ -93,6 +93,66 @@ TEST(DecodeLoop, RefusesWhatCannotFitBeforeQueueing) {
   EXPECT_NE(bq::test::error_of([&] { loop.submit(request({}, 3)); }).find("empty"), std::string::npos);
   EXPECT_TRUE(loop.idle());
   EXPECT_EQ(loop.submit(request({1}, 2)), 0u);  // refused requests take no id
+}
+
+// Wraps a backend, counting which kind of step the loop asks for; `poison_row` makes run_greedy report that row's
+// logits as non-finite.
+class CountingBackend : public ForwardBackend {
+ public:
+  explicit CountingBackend(ForwardBackend& inner) : inner_(inner) {}
+  int open_sequence(int capacity) override { return inner_.open_sequence(capacity); }
+  void close_sequence(int id) override { inner_.close_sequence(id); }
+  int sequence_length(int id) const override { return inner_.sequence_length(id); }
+  void run(const ForwardBatch& b, float* logits) override {
+    ++runs;
+    inner_.run(b, logits);
+  }
+  void run_greedy(const ForwardBatch& b, int32_t* next) override {
+    ++greedy_runs;
+    inner_.run_greedy(b, next);
+    if (poison_row >= 0 && size_t(poison_row) < b.logit_rows.size()) next[poison_row] = -1;
+  }
+  const ModelConfig& config() const override { return inner_.config(); }
+  MemoryFigures memory() const override { return inner_.memory(); }
+  int runs = 0, greedy_runs = 0, poison_row = -1;
+
+ private:
+  ForwardBackend& inner_;
+};
+
+// All-greedy steps ask the backend for token ids only (run_greedy: on a GPU the logits never leave it); a step with
+// a sampled request gets the logits. The tokens are the same either way.
+TEST(DecodeLoop, GreedyStepsAskForIdsOnlyAndAgreeWithLogits) {
+  Model m = synthesize_model(loop_config(), 5, 0.3f);
+  CpuForward cpu(m);
+  CountingBackend fwd(cpu);
+  auto greedy = generate_tokens(fwd, {request({1, 2, 3}, 6), request({9}, 6)}, {});
+  EXPECT_EQ(fwd.runs, 0);
+  EXPECT_EQ(fwd.greedy_runs, 6);  // prefill (first tokens) + 5 decode steps
+  // The same greedy requests beside a sampled one: every step brings logits to the host.
+  fwd.greedy_runs = 0;
+  auto mixed = generate_tokens(fwd, {request({1, 2, 3}, 6), request({9}, 6), request({4, 5}, 6, 0.9f, 3)}, {});
+  EXPECT_EQ(fwd.greedy_runs, 0);
+  EXPECT_EQ(fwd.runs, 6);
+  EXPECT_EQ(mixed[0].tokens, greedy[0].tokens);
+  EXPECT_EQ(mixed[1].tokens, greedy[1].tokens);
+  EXPECT_EQ(greedy[0].tokens.size(), 6u);
+}
+
+// A row the backend reports as non-finite stops the run with an error naming the request and the token.
+TEST(DecodeLoop, NonFiniteGreedyRowNamesTheRequest) {
+  Model m = synthesize_model(loop_config(), 5, 0.3f);
+  CpuForward cpu(m);
+  CountingBackend fwd(cpu);
+  fwd.poison_row = 1;
+  try {
+    generate_tokens(fwd, {request({1, 2, 3}, 4), request({9, 9}, 4)}, {});
+    FAIL() << "expected an error";
+  } catch (const Error& e) {
+    const std::string what = e.what();
+    EXPECT_NE(what.find("request 2 (2-token prompt), new token 1"), std::string::npos) << what;
+    EXPECT_NE(what.find("not finite"), std::string::npos) << what;
+  }
 }
 
 }  // namespace

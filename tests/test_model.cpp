@@ -166,7 +166,7 @@ TEST(Generate, ContinuousBatchingAdmitsAsOthersFinish) {
   // Request 0 (3 tokens) ends at step 3 while 1 (9 tokens) goes on to step 9; request 2 takes 0's place at step 4
   // and ends there (1 token); 3 takes it at step 5 and ends at step 10, after 1; 4 comes last.
   EXPECT_EQ(order, (std::vector<size_t>{0, 2, 1, 3, 4}));
-  EXPECT_EQ(fwd.kv_cache_bytes(), 0u);
+  EXPECT_EQ(fwd.memory().kv_cache_bytes, 0u);
   // A prompt that cannot fit is refused before any work, naming the request.
   reqs[3].opt.max_new_tokens = c.max_positions;
   try {
@@ -175,7 +175,7 @@ TEST(Generate, ContinuousBatchingAdmitsAsOthersFinish) {
   } catch (const PromptTooLong& e) {
     EXPECT_EQ(e.request, 3u);
   }
-  EXPECT_EQ(fwd.kv_cache_bytes(), 0u);
+  EXPECT_EQ(fwd.memory().kv_cache_bytes, 0u);
 }
 
 TEST(Generate, SeededSamplingIsReproducibleAndVaries) {

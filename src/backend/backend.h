@@ -1,12 +1,14 @@
 // Picks the forward backend for --device cpu|cuda.
 #pragma once
 #include <memory>
+#include <optional>
 #include <string>
 #include <vector>
 
 #include "backend/cuda/stages.h"
 #include "backend/forward.h"
 #include "model/model.h"
+#include "quant/quant.h"
 
 namespace bq {
 
@@ -14,6 +16,29 @@ namespace bq {
 // `stages`: the CUDA layer pipeline (none: all layers on the current device). The model must outlive the backend.
 std::unique_ptr<ForwardBackend> make_forward(const Model& m, const std::string& device,
                                              const std::vector<CudaStage>& stages = {});
+
+// Random weights of config `c` (quantized as `quant` says) where `device` keeps its weights: a GPU draws them on
+// the device, so that a 70B shape needs no host memory; the CPU backend's are made in `host`, which must outlive
+// the backend (it stays empty on a GPU).
+std::unique_ptr<ForwardBackend> make_synthetic_forward(const ModelConfig& c,
+                                                       const std::optional<quant::QuantOptions>& quant, uint64_t seed,
+                                                       const std::string& device,
+                                                       const std::vector<CudaStage>& stages, Model& host);
+
+// The two ceilings a benchmark compares against, measured now on the device that runs (the first stage's GPU):
+// copy bandwidth (bytes read plus written, GB/s) and the rate of a large matrix product (TFLOP/s) in the dtype the
+// backend's prefill uses: cuBLAS bf16 on a GPU, OpenBLAS fp32 on the CPU.
+struct Ceilings {
+  double copy_gbs = 0, gemm_tflops = 0;
+  std::string gemm;  // what gemm_tflops measured
+};
+Ceilings measure_ceilings(const std::string& device, const std::vector<CudaStage>& stages);
+
+// Peak memory counts from now on (the tracked allocator's, and on a GPU the device's own).
+void reset_peak_memory(const std::string& device);
+
+// GPU: whether the kernels of a pass are launched with programmatic dependent launch (default on).
+void set_programmatic_launch(bool on);
 
 // The devices of --devices TEXT ("0,1", "all", "0,0": parse_device_list) in the order listed, with the bytes free
 // on each now (the memory planner splits the layers over them). A bq::Error in a build without CUDA.

@@ -1,9 +1,12 @@
 // What every forward backend offers generation (backend/cpu/cpu_forward.h, backend/cuda/cuda_forward.h): sequences
 // with their own KV cache, and batched steps over them.
 #pragma once
+#include <cstddef>
 #include <cstdint>
+#include <string>
 #include <vector>
 
+#include "core/host_memory.h"
 #include "model/config.h"
 
 namespace bq {
@@ -17,6 +20,28 @@ struct ForwardBatch {
   std::vector<int> logit_rows;
 };
 
+// One device's share of a backend's memory (a pipeline over several GPUs has one per stage).
+struct DeviceMemory {
+  int device = 0;
+  std::string name;
+  int first_layer = 0, end_layer = 0;  // the stage's layers [first_layer, end_layer)
+  size_t weight_bytes = 0, kv_cache_bytes = 0;
+  size_t allocator_peak_bytes = 0, device_peak_bytes = 0, device_total_bytes = 0;  // of the whole device
+};
+
+// What a backend holds, for reports and benchmarks. Peaks count from the start of the process (or the last
+// reset_peak_memory of backend.h).
+struct MemoryFigures {
+  std::string device_name;        // "cpu", or the GPU's name
+  size_t weight_bytes = 0;        // everything the weights occupy where the backend reads them
+  size_t step_weight_bytes = 0;   // what one decode step reads of them: the decoder linears and lm_head
+  size_t kv_cache_bytes = 0;      // held now by open sequences
+  size_t kv_cache_peak_bytes = 0;
+  size_t allocator_peak_bytes = 0;  // the tracked allocator (host memory on the CPU, device memory on a GPU)
+  size_t device_peak_bytes = 0, device_total_bytes = 0;  // a GPU's own view, its context included; 0 on the CPU
+  std::vector<DeviceMemory> per_device;  // a GPU pipeline: one entry per stage
+};
+
 class ForwardBackend {
  public:
   virtual ~ForwardBackend() = default;
@@ -25,7 +50,14 @@ class ForwardBackend {
   virtual void close_sequence(int id) = 0;
   virtual int sequence_length(int id) const = 0;
   virtual void run(const ForwardBatch& b, float* logits) = 0;
+  // The greedy next token (the first maximum) of each logit row, computed where the logits are, so that only the
+  // ids reach the host; -1 for a row holding NaN or inf.
+  virtual void run_greedy(const ForwardBatch& b, int32_t* next);
   virtual const ModelConfig& config() const = 0;
+  virtual MemoryFigures memory() const = 0;
+
+ private:
+  tracked_vector<float> greedy_logits_;  // run_greedy's logits where a backend computes them on the host
 };
 
 }  // namespace bq

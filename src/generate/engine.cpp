@@ -5,13 +5,7 @@
 #include <algorithm>
 
 #include "backend/backend.h"
-#include "backend/cpu/cpu_forward.h"
-#ifdef BIOMEDQ_HAVE_CUDA
-#include "backend/cuda/allocator.h"
-#include "backend/cuda/cuda_forward.h"
-#endif
 #include "core/error.h"
-#include "core/host_memory.h"
 #include "model/quantize_checkpoint.h"
 #include "model/quantize_model.h"
 #include "tokenizer/chat_template.h"
@@ -137,43 +131,37 @@ nlohmann::json Engine::memory_report() const {
   else if (!model_->cfg.tie_embeddings) weights += model_->lm_head.weight_bytes();
   nlohmann::json report = {{"device", opt_.device}, {"precision", opt_.precision}, {"weight_bytes", weights},
                            {"parameters", parameters}};
+  const MemoryFigures m = fwd_->memory();
   if (opt_.device == "cpu") {
     // What the model holds, apart from what the process does: the host-memory account counts the weights as used
     // (not a 16-bit checkpoint it quantized from), the KV caches, activations and kernel scratch; the resident set
     // adds code, libraries, allocator slack and whatever stored pages are still mapped in.
-    const size_t weights_used = model_host_bytes(*model_), peak = host_memory::stats().peak;
-    const size_t kv_peak = static_cast<const CpuForward&>(*fwd_).kv_cache_peak_bytes();
+    const size_t held = m.weight_bytes + m.kv_cache_peak_bytes;
     rusage usage{};
     getrusage(RUSAGE_SELF, &usage);
-    report.update({{"weight_bytes", weights_used},
-                   {"kv_cache_peak_bytes", kv_peak},
-                   {"activations_peak_bytes", peak > weights_used + kv_peak ? peak - weights_used - kv_peak : 0},
-                   {"allocator_peak_bytes", peak},
+    report.update({{"weight_bytes", m.weight_bytes},
+                   {"kv_cache_peak_bytes", m.kv_cache_peak_bytes},
+                   {"activations_peak_bytes", m.allocator_peak_bytes > held ? m.allocator_peak_bytes - held : 0},
+                   {"allocator_peak_bytes", m.allocator_peak_bytes},
                    {"host_peak_rss_bytes", size_t(usage.ru_maxrss) * 1024}});  // ru_maxrss is in KiB on Linux
+    return report;
   }
-#ifdef BIOMEDQ_HAVE_CUDA
-  if (opt_.device == "cuda") {  // the tracked allocator's peak, and the device's own (CUDA context included)
-    cuda::sample_device_memory();
-    cuda::MemoryStats s = cuda::memory_stats();
-    const auto stages = static_cast<const CudaForward&>(*fwd_).stages();
-    report.update({{"allocator_peak_bytes", s.peak},
-                   {"device_peak_bytes", s.device_used_peak},
-                   {"device_total_bytes", s.device_total},
-                   {"device_name", cuda::device_name(stages.front().device)}});
-    if (stages.size() > 1) {  // a pipeline: the totals above, and each stage's layers and its device's figures
-      nlohmann::json devices = nlohmann::json::array(), per_device = nlohmann::json::array();
-      for (auto& st : stages) {
-        const cuda::MemoryStats d = cuda::memory_stats(st.device);
-        devices.push_back(st.device);
-        per_device.push_back({{"device", st.device}, {"name", cuda::device_name(st.device)},
-                              {"first_layer", st.first_layer}, {"end_layer", st.end_layer},
-                              {"weights_bytes", st.weight_bytes}, {"allocator_peak_bytes", d.peak},
-                              {"device_peak_bytes", d.device_used_peak}, {"device_total_bytes", d.device_total}});
-      }
-      report.update({{"devices", devices}, {"per_device", per_device}});
+  // A GPU: the tracked allocator's peak, and the device's own (its context included).
+  report.update({{"allocator_peak_bytes", m.allocator_peak_bytes},
+                 {"device_peak_bytes", m.device_peak_bytes},
+                 {"device_total_bytes", m.device_total_bytes},
+                 {"device_name", m.device_name}});
+  if (m.per_device.size() > 1) {  // a pipeline: the totals above, and each stage's layers and its device's figures
+    nlohmann::json devices = nlohmann::json::array(), per_device = nlohmann::json::array();
+    for (const DeviceMemory& d : m.per_device) {
+      devices.push_back(d.device);
+      per_device.push_back({{"device", d.device}, {"name", d.name}, {"first_layer", d.first_layer},
+                            {"end_layer", d.end_layer}, {"weights_bytes", d.weight_bytes},
+                            {"allocator_peak_bytes", d.allocator_peak_bytes},
+                            {"device_peak_bytes", d.device_peak_bytes}, {"device_total_bytes", d.device_total_bytes}});
     }
+    report.update({{"devices", devices}, {"per_device", per_device}});
   }
-#endif
   return report;
 }
 

@@ -32,7 +32,7 @@ size_t DecodeLoop::submit(TokenRequest r) {
   const size_t id = next_id_;
   check_request(fwd_.config(), r, id);
   Sampler sampler(r.opt);
-  queue_.emplace(id, Live{std::move(r), std::move(sampler)});
+  queue_.emplace(id, Live{std::move(r), std::move(sampler), -1, 0, {}, {}});
   next_id_++;
   return id;
 }
@@ -60,17 +60,24 @@ void DecodeLoop::end(size_t id, Live& s, const char* reason, Step& out) {
   out.finished.push_back(id);
 }
 
-// Decides request id's next step from its logits; false when it has ended.
-bool DecodeLoop::advance(size_t id, Live& s, const float* logits, Step& out) {
-  TokenResult& res = s.res;
-  if (int(res.tokens.size()) >= s.req.opt.max_new_tokens) return end(id, s, "length", out), false;
-  int32_t tok;
+// Request id's next token sampled from its logits (bq::Error naming the request on non-finite logits).
+int32_t DecodeLoop::sample(size_t id, Live& s, const float* logits) {
   try {
-    tok = s.sampler.next(std::span<const float>(logits, size_t(fwd_.config().vocab)));
+    return s.sampler.next(std::span<const float>(logits, size_t(fwd_.config().vocab)));
   } catch (const Error& e) {  // where: which request, and how far into it
-    fail("request {} ({}-token prompt), new token {}: {}", id + 1, s.req.prompt.size(), res.tokens.size() + 1,
+    fail("request {} ({}-token prompt), new token {}: {}", id + 1, s.req.prompt.size(), s.res.tokens.size() + 1,
          e.what());
   }
+}
+
+// Takes request id's next token (-1: its logits were not finite); false when the request has ended.
+bool DecodeLoop::advance(size_t id, Live& s, int32_t tok, Step& out) {
+  TokenResult& res = s.res;
+  if (tok < 0)
+    fail("request {} ({}-token prompt), new token {}: a logit is NaN or inf: the model's output is not finite (NaN "
+         "or inf in the checkpoint's weights, or a config.json value such as rope_theta or rms_norm_eps that makes "
+         "it so)",
+         id + 1, s.req.prompt.size(), res.tokens.size() + 1);
   if (std::find(eos_.begin(), eos_.end(), tok) != eos_.end()) return end(id, s, "eos", out), false;
   res.tokens.push_back(tok);
   out.tokens.emplace_back(id, tok);
@@ -107,17 +114,30 @@ DecodeLoop::Step DecodeLoop::step() {
     live_.insert(std::move(node));
   }
   if (row_request.empty()) return out;
+  // Greedy rows only (evaluation, bench): the backend picks the tokens where the logits are, and only the ids come
+  // back; otherwise the logits come to the host for the samplers.
+  const bool greedy = std::all_of(row_request.begin(), row_request.end(),
+                                  [&](size_t id) { return live_.at(id).req.opt.temperature <= 0.0f; });
   const size_t V = size_t(fwd_.config().vocab);
-  if (logits_.size() < row_request.size() * V) logits_.resize(row_request.size() * V);
   auto t0 = std::chrono::steady_clock::now();
-  fwd_.run(batch, logits_.data());
+  if (greedy) {
+    next_.resize(row_request.size());
+    fwd_.run_greedy(batch, next_.data());
+  } else {
+    if (logits_.size() < row_request.size() * V) logits_.resize(row_request.size() * V);
+    fwd_.run(batch, logits_.data());
+  }
   for (size_t id : fresh) {
     live_.at(id).res.prefill_ms = ms_since(t0);
     live_.at(id).prefilled_at = std::chrono::steady_clock::now();
   }
   for (size_t j = 0; j < row_request.size(); ++j) {
     auto it = live_.find(row_request[j]);
-    if (!advance(it->first, it->second, logits_.data() + j * V, out)) live_.erase(it);
+    Live& s = it->second;
+    bool alive = false;
+    if (int(s.res.tokens.size()) >= s.req.opt.max_new_tokens) end(it->first, s, "length", out);  // max_new_tokens 0
+    else alive = advance(it->first, s, greedy ? next_[j] : sample(it->first, s, logits_.data() + j * V), out);
+    if (!alive) live_.erase(it);
   }
   return out;
 }

@@ -77,7 +77,8 @@ class DecodeLoop {
     std::chrono::steady_clock::time_point prefilled_at;
     TokenResult res;
   };
-  bool advance(size_t id, Live& s, const float* logits, Step& out);
+  int32_t sample(size_t id, Live& s, const float* logits);
+  bool advance(size_t id, Live& s, int32_t tok, Step& out);
   void end(size_t id, Live& s, const char* reason, Step& out);
 
   ForwardBackend& fwd_;
@@ -88,7 +89,8 @@ class DecodeLoop {
   std::map<size_t, Live> queue_, live_;  // ordered by id: admission and rows follow submission order
   std::unordered_map<size_t, TokenResult> ended_;
   std::vector<size_t> cancelled_;  // reported as finished by the next step
-  tracked_vector<float> logits_;
+  tracked_vector<float> logits_;  // sampled steps: the logits on the host
+  std::vector<int32_t> next_;     // greedy steps: the backend's picks
 };
 
 // Every request through one DecodeLoop until all have ended; results in request order. Every prompt is checked

@@ -65,7 +65,10 @@ int CpuForward::open_sequence(int capacity) {
   while (id < int(caches_.size()) && caches_[size_t(id)]) ++id;
   if (id == int(caches_.size())) caches_.emplace_back();
   caches_[size_t(id)] = std::move(cache);
-  kv_cache_peak_ = std::max(kv_cache_peak_, kv_cache_bytes());
+  size_t held = 0;
+  for (auto& c : caches_)
+    if (c) held += c->bytes();
+  kv_cache_peak_ = std::max(kv_cache_peak_, held);
   return id;
 }
 
@@ -73,11 +76,19 @@ void CpuForward::close_sequence(int id) { caches_.at(size_t(id)).reset(); }
 
 int CpuForward::sequence_length(int id) const { return caches_.at(size_t(id))->length; }
 
-size_t CpuForward::kv_cache_bytes() const {
-  size_t n = 0;
+MemoryFigures CpuForward::memory() const {
+  MemoryFigures f;
+  f.device_name = "cpu";
+  f.weight_bytes = model_host_bytes(m_);
+  auto read = [](const Linear& l) { return l.q ? l.q->bytes() : l.weight_bytes(); };
+  f.step_weight_bytes = read(m_.lm_head);
+  for (auto& L : m_.layers)
+    for (const Linear* l : {&L.q, &L.k, &L.v, &L.o, &L.gate, &L.up, &L.down}) f.step_weight_bytes += read(*l);
   for (auto& c : caches_)
-    if (c) n += c->bytes();
-  return n;
+    if (c) f.kv_cache_bytes += c->bytes();
+  f.kv_cache_peak_bytes = kv_cache_peak_;
+  f.allocator_peak_bytes = host_memory::stats().peak;
+  return f;
 }
 
 namespace {

@@ -47,8 +47,8 @@ class CpuForward : public ForwardBackend {
   int sequence_length(int id) const override;
   void run(const ForwardBatch& b, float* logits) override;
   const ModelConfig& config() const override { return m_.cfg; }
-  size_t kv_cache_bytes() const;  // held now by open sequences
-  size_t kv_cache_peak_bytes() const { return kv_cache_peak_; }  // the most held at once so far
+  // Weights as model_host_bytes counts them; the allocator peak is the host-memory account's.
+  MemoryFigures memory() const override;
 
  private:
   const Model& m_;

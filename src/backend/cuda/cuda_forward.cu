@@ -2,6 +2,8 @@
 // run (pipeline.h over the stages of stage.h), greedy tokens and sizes out.
 #include "backend/cuda/cuda_forward.h"
 
+#include <algorithm>
+
 #include "backend/cuda/check.h"
 #include "backend/cuda/pipeline.h"
 #include "core/error.h"
@@ -64,13 +66,12 @@ int CudaForward::open_sequence(int capacity) {
     s->k.push_back(DeviceArray<uint16_t>(n, "KV cache (keys)"));
     s->v.push_back(DeviceArray<uint16_t>(n, "KV cache (values)"));
   }
-  for (size_t i = 0; i < I.seqs.size(); ++i)
-    if (!I.seqs[i]) {
-      I.seqs[i] = std::move(s);
-      return int(i);
-    }
-  I.seqs.push_back(std::move(s));
-  return int(I.seqs.size() - 1);
+  size_t id = 0;
+  while (id < I.seqs.size() && I.seqs[id]) ++id;
+  if (id == I.seqs.size()) I.seqs.emplace_back();
+  I.seqs[id] = std::move(s);
+  I.kv_cache_peak = std::max(I.kv_cache_peak, kv_cache_bytes());
+  return int(id);
 }
 
 void CudaForward::close_sequence(int id) {
@@ -93,21 +94,16 @@ void CudaForward::run(const ForwardBatch& b, float* logits) {
   synchronize();
 }
 
-std::vector<int32_t> CudaForward::argmax_last() {
-  Pipeline& I = *p_;
-  std::vector<int32_t> out(size_t(I.last_logit_rows));
-  if (out.empty()) return out;
-  Stage& tail = I.last_stage();
+void CudaForward::run_greedy(const ForwardBatch& b, int32_t* next) {
+  Pipeline& P = *p_;
+  P.run(b);
+  if (P.last_logit_rows == 0) return;
+  Stage& tail = P.last_stage();
   DeviceGuard on(tail.device);
-  argmax_rows(tail.logits.get(), I.last_logit_rows, I.cfg.vocab, tail.argmax_out.get(), tail.st);
-  BQ_CUDA(cudaMemcpyAsync(out.data(), tail.argmax_out.get(), out.size() * sizeof(int32_t), cudaMemcpyDeviceToHost,
-                          tail.st));
+  argmax_rows(tail.logits.get(), P.last_logit_rows, P.cfg.vocab, tail.argmax_out.get(), tail.st);
+  BQ_CUDA(cudaMemcpyAsync(next, tail.argmax_out.get(), size_t(P.last_logit_rows) * sizeof(int32_t),
+                          cudaMemcpyDeviceToHost, tail.st));
   synchronize();
-  for (size_t r = 0; r < out.size(); ++r)
-    if (out[r] < 0)
-      fail("logit row {} holds NaN or inf: the model's output is not finite (NaN or inf in the checkpoint's "
-           "weights, or a config.json value such as rope_theta or rms_norm_eps that makes it so)", r);
-  return out;
 }
 
 void CudaForward::synchronize() { p_->synchronize(); }
@@ -137,6 +133,26 @@ size_t CudaForward::kv_cache_bytes() const {
   size_t n = 0;
   for (auto& info : stages()) n += info.kv_cache_bytes;
   return n;
+}
+
+MemoryFigures CudaForward::memory() const {
+  sample_device_memory();
+  const MemoryStats all = memory_stats();
+  MemoryFigures f;
+  f.weight_bytes = weight_bytes();
+  f.step_weight_bytes = step_weight_bytes();
+  f.kv_cache_bytes = kv_cache_bytes();
+  f.kv_cache_peak_bytes = p_->kv_cache_peak;
+  f.allocator_peak_bytes = all.peak;
+  f.device_peak_bytes = all.device_used_peak;
+  f.device_total_bytes = all.device_total;
+  for (const StageInfo& s : stages()) {
+    const MemoryStats d = memory_stats(s.device);
+    f.per_device.push_back(DeviceMemory{s.device, device_name(s.device), s.first_layer, s.end_layer, s.weight_bytes,
+                                        s.kv_cache_bytes, d.peak, d.device_used_peak, d.device_total});
+  }
+  f.device_name = f.per_device.front().name;
+  return f;
 }
 
 std::vector<CudaForward::StageInfo> CudaForward::stages() const {

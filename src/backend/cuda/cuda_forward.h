@@ -36,13 +36,14 @@ class CudaForward : public ForwardBackend {
   void close_sequence(int id) override;
   int sequence_length(int id) const override;
   void run(const ForwardBatch& b, float* logits) override;  // logits copied to host
+  void run_greedy(const ForwardBatch& b, int32_t* next) override;  // argmax on the device; only ids are copied
   const ModelConfig& config() const override;
+  // The tracked allocator's and each device's own figures (CUDA context included), per stage for a pipeline.
+  MemoryFigures memory() const override;
 
   // Runs a step and leaves the logits on the last stage's device: [logit_rows, vocab] fp32, valid until the next
   // step.
   const float* run_device(const ForwardBatch& b);
-  // Greedy next tokens of the last run_device's logit rows, computed on the device.
-  std::vector<int32_t> argmax_last();
   void synchronize();  // every stage
   // Decode steps (every row a logit row, at most 64 rows) replay a captured CUDA graph per stage; on by default.
   void set_use_graphs(bool on);
