@@ -143,7 +143,7 @@ if [ -n "${STALLS:-}" ]; then  # why the decode kernels stall: warp states and S
     --synthetic llama-3.1-8b --device cuda --precision nf4 --prompt-len 500 --gen-len 16 --reps 1 > "$OUT/stalls.txt" 2>&1
   echo "ncu stalls exit $?"
   if command -v cuobjdump > /dev/null; then  # instruction mix of the batch-1 4-bit kernel
-    cuobjdump -sass build-gpu/libbiomedq_lib.a 2> /dev/null | python3 -c '
+    cuobjdump -sass build-gpu/libbiomedq_inference.a 2> /dev/null | python3 -c '
 import re, sys, collections
 text = sys.stdin.read()
 for f in re.split(r"\n\s+Function : ", text)[1:]:

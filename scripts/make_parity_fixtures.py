@@ -3,7 +3,7 @@
 float32 logits and greedy continuations for them, as test fixtures (tests/fixtures/parity/<variant>/).
 
 Run on a machine with torch + transformers (the GPU machine):  python3 scripts/make_parity_fixtures.py OUT_DIR
-The engine's parity test (tests/test_parity.cpp) loads each checkpoint and compares.
+The engine's parity test (tests/model/test_parity.cpp) loads each checkpoint and compares.
 """
 import json
 import os

@@ -9,7 +9,7 @@ inline plan::PlanRequest request_70b_bf16() {
   plan::PlanRequest r;
   r.config = preset_config("llama-3.3-70b");
   r.model_label = "llama-3.3-70b";
-  r.precision = "bf16";
+  r.precision = &bq::quant::precision_named("bf16");
   r.context = 4096;
   r.prompt = 512;
   return r;

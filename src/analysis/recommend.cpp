@@ -113,7 +113,7 @@ size_t planned_total(const Run& like, const std::string& precision, bool double_
   q.config = like.config;
   q.model_label = like.model;
   q.checkpoint = like.checkpoint;
-  q.precision = precision;
+  q.precision = &quant::precision_named(precision);
   q.precision_given = true;  // a precision the checkpoint's stored format rules out is an Error, not planned as stored
   q.double_quant = double_quant;
   q.blocksize = blocksize;

@@ -24,7 +24,7 @@ namespace {
 }  // namespace
 
 std::unique_ptr<ForwardBackend> make_forward(const Model& m, const std::string& device,
-                                             const std::vector<CudaStage>& stages) {
+                                             const std::vector<PipelineStage>& stages) {
   if (!stages.empty() && device != "cuda") fail("--devices applies to --device cuda only");
   if (device == "cpu") return std::make_unique<CpuForward>(m);
 #ifdef BIOMEDQ_HAVE_CUDA
@@ -36,7 +36,7 @@ std::unique_ptr<ForwardBackend> make_forward(const Model& m, const std::string& 
 std::unique_ptr<ForwardBackend> make_synthetic_forward(const ModelConfig& c,
                                                        const std::optional<quant::QuantOptions>& quant, uint64_t seed,
                                                        const std::string& device,
-                                                       const std::vector<CudaStage>& stages, Model& host) {
+                                                       const std::vector<PipelineStage>& stages, Model& host) {
 #ifdef BIOMEDQ_HAVE_CUDA
   if (device == "cuda") return CudaForward::synthetic(c, quant, seed, stages);
 #endif
@@ -47,7 +47,7 @@ std::unique_ptr<ForwardBackend> make_synthetic_forward(const ModelConfig& c,
   return make_forward(host, device, stages);  // the errors for other devices and builds
 }
 
-Ceilings measure_ceilings(const std::string& device, const std::vector<CudaStage>& stages) {
+Ceilings measure_ceilings(const std::string& device, const std::vector<PipelineStage>& stages) {
   if (device == "cpu") return {cpu::measure_copy_gbs(), cpu::measure_gemm_tflops(), "OpenBLAS fp32"};
 #ifdef BIOMEDQ_HAVE_CUDA
   if (device == "cuda") {

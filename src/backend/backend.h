@@ -5,7 +5,7 @@
 #include <string>
 #include <vector>
 
-#include "backend/cuda/stages.h"
+#include "backend/stages.h"
 #include "backend/forward.h"
 #include "model/model.h"
 #include "quant/quant.h"
@@ -15,7 +15,7 @@ namespace bq {
 // "cpu" or "cuda"; "cuda" in a build without -DBIOMEDQ_CUDA=ON, or with no GPU present, is a bq::Error saying so.
 // `stages`: the CUDA layer pipeline (none: all layers on the current device). The model must outlive the backend.
 std::unique_ptr<ForwardBackend> make_forward(const Model& m, const std::string& device,
-                                             const std::vector<CudaStage>& stages = {});
+                                             const std::vector<PipelineStage>& stages = {});
 
 // Random weights of config `c` (quantized as `quant` says) where `device` keeps its weights: a GPU draws them on
 // the device, so that a 70B shape needs no host memory; the CPU backend's are made in `host`, which must outlive
@@ -23,7 +23,7 @@ std::unique_ptr<ForwardBackend> make_forward(const Model& m, const std::string& 
 std::unique_ptr<ForwardBackend> make_synthetic_forward(const ModelConfig& c,
                                                        const std::optional<quant::QuantOptions>& quant, uint64_t seed,
                                                        const std::string& device,
-                                                       const std::vector<CudaStage>& stages, Model& host);
+                                                       const std::vector<PipelineStage>& stages, Model& host);
 
 // The two ceilings a benchmark compares against, measured now on the device that runs (the first stage's GPU):
 // copy bandwidth (bytes read plus written, GB/s) and the rate of a large matrix product (TFLOP/s) in the dtype the
@@ -32,7 +32,7 @@ struct Ceilings {
   double copy_gbs = 0, gemm_tflops = 0;
   std::string gemm;  // what gemm_tflops measured
 };
-Ceilings measure_ceilings(const std::string& device, const std::vector<CudaStage>& stages);
+Ceilings measure_ceilings(const std::string& device, const std::vector<PipelineStage>& stages);
 
 // Peak memory counts from now on (the tracked allocator's, and on a GPU the device's own).
 void reset_peak_memory(const std::string& device);

@@ -2,7 +2,29 @@
 
 #include <cmath>
 
+#include "core/error.h"
+
 namespace bq {
+
+std::vector<int> row_positions(const ForwardBatch& b, const std::vector<CacheFill>& caches, int vocab) {
+  if (b.seq.size() != b.tokens.size()) fail("forward: tokens and seq differ in length");
+  const size_t R = b.tokens.size();
+  std::vector<int> pos(R), next(caches.size());
+  for (size_t s = 0; s < caches.size(); ++s) next[s] = caches[s].length;
+  for (size_t r = 0; r < R; ++r) {
+    const int s = b.seq[r];
+    if (s < 0 || size_t(s) >= caches.size() || !caches[size_t(s)].open)
+      fail("forward: row {} names no open sequence ({})", r, s);
+    if (next[size_t(s)] >= caches[size_t(s)].capacity)
+      fail("forward: sequence {} is full ({} positions)", s, caches[size_t(s)].capacity);
+    const int32_t t = b.tokens[r];
+    if (t < 0 || t >= vocab) fail("token id {} outside the vocabulary of {}", t, vocab);
+    pos[r] = next[size_t(s)]++;
+  }
+  for (int r : b.logit_rows)
+    if (r < 0 || size_t(r) >= R) fail("forward: logit row {} outside the batch of {}", r, R);
+  return pos;
+}
 
 void ForwardBackend::run_greedy(const ForwardBatch& b, int32_t* next) {
   const size_t V = size_t(config().vocab);

@@ -20,6 +20,26 @@ struct ForwardBatch {
   std::vector<int> logit_rows;
 };
 
+// A sequence's cache as the batch checks see it: positions filled and room; closed sequences are absent.
+struct CacheFill {
+  bool open = false;
+  int length = 0, capacity = 0;
+};
+
+// The position of each row of b: the next free slot of its sequence's cache, a sequence's rows taking consecutive
+// slots. Checks what every forward relies on, each failure a bq::Error naming the row: tokens and seq of one length,
+// every row names an open sequence with room left, every token in the vocabulary, every logit row in the batch.
+std::vector<int> row_positions(const ForwardBatch& b, const std::vector<CacheFill>& caches, int vocab);
+
+// The same over a backend's own caches (anything with `length` and `capacity`, null where closed).
+template <class CachePtr>
+std::vector<int> row_positions(const ForwardBatch& b, const std::vector<CachePtr>& caches, int vocab) {
+  std::vector<CacheFill> fill(caches.size());
+  for (size_t s = 0; s < caches.size(); ++s)
+    if (caches[s]) fill[s] = {true, caches[s]->length, caches[s]->capacity};
+  return row_positions(b, fill, vocab);
+}
+
 // One device's share of a backend's memory (a pipeline over several GPUs has one per stage).
 struct DeviceMemory {
   int device = 0;

@@ -54,7 +54,7 @@ double seconds_since(std::chrono::steady_clock::time_point t0) {
 }
 
 // The planner's split of this very workload over the listed devices' free memory (none: the current device).
-std::vector<CudaStage> stages_for(const BenchArgs& a, const ModelConfig& shapes) {
+std::vector<PipelineStage> stages_for(const BenchArgs& a, const ModelConfig& shapes) {
   if (a.devices.empty()) return {};
   plan::PlanRequest r;
   static_cast<PrecisionOptions&>(r) = a.precision;
@@ -64,7 +64,7 @@ std::vector<CudaStage> stages_for(const BenchArgs& a, const ModelConfig& shapes)
   r.context = a.prompt_len + a.gen_len;
   r.prompt = a.prompt_len;
   r.batch = a.batch;
-  return plan::cuda_stages_for(a.devices, r);
+  return plan::pipeline_stages_for(a.devices, r);
 }
 
 void run_bench(const BenchArgs& a) {
@@ -75,7 +75,7 @@ void run_bench(const BenchArgs& a) {
   const ModelConfig shapes = a.synthetic.empty() ? load_model_config(a.model) : preset_config(a.synthetic);
   if (P + G > shapes.max_positions)
     fail("bench: prompt-len + gen-len = {} exceeds the model's {} positions", P + G, shapes.max_positions);
-  const std::vector<CudaStage> stages = stages_for(a, shapes);
+  const std::vector<PipelineStage> stages = stages_for(a, shapes);
   const Ceilings ceil = measure_ceilings(a.device, stages);
   reset_peak_memory(a.device);
 
@@ -152,7 +152,7 @@ void run_bench(const BenchArgs& a) {
       {"programmatic_launch", a.device == "cuda" && !a.no_pdl},
       {"date", date},
       {"model", a.synthetic.empty() ? a.model : "synthetic:" + a.synthetic},
-      {"precision", a.precision.precision},
+      {"precision", a.precision.precision->name},
       {"double_quant", qopt && quant::is_4bit(qopt->scheme) && a.precision.double_quant},
       {"batch", B}, {"prompt_len", P}, {"gen_len", G}, {"reps", a.reps},
       {"copy_gbs", ceil.copy_gbs}, {"gemm_tflops", ceil.gemm_tflops}, {"gemm", ceil.gemm},
@@ -173,7 +173,7 @@ void run_bench(const BenchArgs& a) {
   auto pm = [](const Stat& s, int prec = 1) { return fmt::format("{:.{}f} ± {:.{}f}", s.mean(), prec, s.sd(), prec); };
   const double gib = double(1ull << 30);
   fmt::print("{} | {} | {} batch {} prompt {} gen {} ({} reps)\n", mem.device_name, j["model"].get<std::string>(),
-             a.precision.precision, B, P, G, a.reps);
+             a.precision.precision->name, B, P, G, a.reps);
   fmt::print("  prefill   {} tok/s, TTFT {} ms, {} TFLOP/s ({:.0f}% of {} {:.2f})\n", pm(prefill_tps, 0),
              pm(ttft_ms, 2), pm(prefill_tflops, 3), 100 * prefill_tflops.mean() / ceil.gemm_tflops, ceil.gemm,
              ceil.gemm_tflops);
@@ -218,7 +218,7 @@ void register_bench_command(CLI::App& app) {
   cmd->callback([a] {
     if (!a->model.empty())  // a checkpoint saved quantized is measured (and labelled) as stored
       a->precision = resolve_precision(a->precision, checkpoint_quantization(a->model), a->model);
-    if (a->precision.precision == "fp16" || a->precision.precision == "fp32")
+    if (!a->precision.precision->scheme && a->precision.precision->name != "bf16")
       fail("bench: 16-bit weights are measured as bf16 (--precision bf16)");
     if (a->device == "cpu" && !a->devices.empty()) fail("--devices applies to --device cuda only");
     run_bench(*a);

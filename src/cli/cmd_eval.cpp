@@ -306,7 +306,7 @@ void register_eval_commands(CLI::App& app) {
       r.model_label = ev->synthetic.empty() ? ev->model : ev->synthetic;
       if (ev->synthetic.empty()) r.checkpoint = ev->model;
       r.batch = ev->cfg.batch;
-      ev->engine.cuda_stages = plan::cuda_stages_for(ev->devices, r);
+      ev->engine.stages = plan::pipeline_stages_for(ev->devices, r);
     }
     std::unique_ptr<Engine> engine;
     if (!ev->synthetic.empty()) {
@@ -322,7 +322,7 @@ void register_eval_commands(CLI::App& app) {
                                {"chat_template_sha256", eval::sha256_hex(engine->tokenizer().chat_template())}});
     const EngineOptions& used = engine->options();
     ev->cfg.model_info.update({{"device", used.device},
-                               {"precision", used.precision},
+                               {"precision", used.precision->name},
                                {"double_quant", used.double_quant},
                                {"blocksize", used.blocksize},
                                {"compute_dtype", used.compute_dtype},

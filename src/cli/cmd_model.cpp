@@ -135,11 +135,15 @@ void run_logits(const LogitsArgs& a) {
 }  // namespace
 
 void add_precision_options(CLI::App* cmd, PrecisionOptions& e) {
-  cmd->add_option("--precision", e.precision,
-                  "bf16 | fp16 | fp32 (stored weights) | int8 | llm-int8 | nf4 | fp4 (default: a checkpoint saved "
-                  "quantized runs as stored, any other at bf16)")
-      ->check(CLI::IsMember(quant::precision_names()))
-      ->each([&e](const std::string&) { e.precision_given = true; });
+  cmd->add_option_function<std::string>(
+         "--precision",
+         [&e](const std::string& v) {
+           e.precision = &quant::precision_named(v);
+           e.precision_given = true;
+         },
+         "bf16 | fp16 | fp32 (stored weights) | int8 | llm-int8 | nf4 | fp4 (default: a checkpoint saved quantized "
+         "runs as stored, any other at bf16)")
+      ->check(CLI::IsMember(quant::precision_names()));
   cmd->add_option_function<std::string>(
          "--double-quant",
          [&e](const std::string& v) {

@@ -29,7 +29,7 @@ void run_quantize(const QuantizeArgs& a) {
   if (!q) fail("quantize: --precision must be nf4, fp4, int8 or llm-int8");
   check_output_folder(a.out, a.force);
   quantize_checkpoint(a.model, a.out, *q, a.shard_mb << 20);
-  std::printf("wrote %s (%s)\n", a.out.c_str(), a.engine.precision.c_str());
+  std::printf("wrote %s (%s)\n", a.out.c_str(), std::string(a.engine.precision->name).c_str());
 }
 
 struct InspectArgs {
@@ -46,7 +46,7 @@ void run_inspect(const InspectArgs& a) {
   auto stored = a.model.empty() ? std::nullopt : checkpoint_quantization(a.model);
   PrecisionOptions used = resolve_precision(a.engine, stored, a.model);
   auto q = precision_to_quant(used);
-  std::string precision = used.precision + (stored ? " (stored)" : "");
+  std::string precision = std::string(used.precision->name) + (stored ? " (stored)" : "");
   plan::WeightMemory p = plan::weight_memory(c, q);
   const double gib = double(1 << 30);
   size_t kv_cpu = p.kv_bytes_per_token_cpu * size_t(a.context * a.batch);
@@ -100,7 +100,7 @@ void run_compare_logits(const std::string& pa, const std::string& pb, bool json)
 
 void register_quant_commands(CLI::App& app) {
   auto qa = std::make_shared<QuantizeArgs>();
-  qa->engine.precision = "nf4";
+  qa->engine.precision = &quant::precision_named("nf4");
   auto* q = app.add_subcommand("quantize", "Write a checkpoint in transformers + bitsandbytes' quantized layout");
   q->add_option("--model", qa->model, "Checkpoint folder (16/32-bit)")->required();
   q->add_option("--out", qa->out, "Output folder")->required();

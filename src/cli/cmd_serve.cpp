@@ -58,7 +58,8 @@ void run_serve(ServeArgs& a) {
   serve::Server server(*engine, a.server);
   const int port = server.bind();
   const auto mem = engine->memory_report();
-  std::printf("model: %s (%s on %s)\n", engine->model_name().c_str(), engine->options().precision.c_str(),
+  const std::string precision(engine->options().precision->name);
+  std::printf("model: %s (%s on %s)\n", engine->model_name().c_str(), precision.c_str(),
               engine->options().device.c_str());
   std::printf("memory: weights %s", human_bytes(mem.value("weight_bytes", 0.0)).c_str());
   if (mem.contains("host_peak_rss_bytes"))

@@ -31,7 +31,7 @@ Engine::Engine(const std::filesystem::path& model_dir, const EngineOptions& opt)
 Engine::Engine(std::string name, Model model, Tokenizer tok, const EngineOptions& opt)
     : name_(std::move(name)), model_(std::make_unique<Model>(std::move(model))), tok_(std::move(tok)), opt_(opt) {
   if (auto q = precision_to_quant(opt)) quantize_model(*model_, *q);
-  fwd_ = make_forward(*model_, opt.device, opt.cuda_stages);
+  fwd_ = make_forward(*model_, opt.device, opt.stages);
   if (tok_.vocab_size() > model_->cfg.vocab)
     fail("{}: tokenizer has {} ids but the model's vocabulary is {}", name_, tok_.vocab_size(),
          model_->cfg.vocab);
@@ -129,7 +129,7 @@ nlohmann::json Engine::memory_report() const {
   if (!model_->cfg.tie_embeddings) parameters += size_t(model_->lm_head.out * model_->lm_head.in);
   if (model_->lm_head.q) weights += model_->lm_head.q->bytes();  // --quantize-lm-head: its own matrix
   else if (!model_->cfg.tie_embeddings) weights += model_->lm_head.weight_bytes();
-  nlohmann::json report = {{"device", opt_.device}, {"precision", opt_.precision}, {"weight_bytes", weights},
+  nlohmann::json report = {{"device", opt_.device}, {"precision", opt_.precision->name}, {"weight_bytes", weights},
                            {"parameters", parameters}};
   const MemoryFigures m = fwd_->memory();
   if (opt_.device == "cpu") {

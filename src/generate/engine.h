@@ -5,7 +5,7 @@
 #include <span>
 #include <string_view>
 
-#include "backend/cuda/stages.h"
+#include "backend/stages.h"
 #include "backend/forward.h"
 #include "generate/generate.h"
 #include "generate/text_generator.h"
@@ -16,7 +16,7 @@ namespace bq {
 
 struct EngineOptions : PrecisionOptions {
   std::string device = "cpu";          // cpu | cuda
-  std::vector<CudaStage> cuda_stages;  // cuda: the layer pipeline (none: all layers on the current device)
+  std::vector<PipelineStage> stages;  // cuda: the layer pipeline (none: all layers on the current device)
 };
 
 class Engine : public TextGenerator {

@@ -112,11 +112,9 @@ void quantize_model(Model& m, const quant::QuantOptions& opt) {
 }
 
 std::optional<quant::QuantOptions> precision_to_quant(const PrecisionOptions& p) {
-  const quant::Precision* entry = quant::find_precision(p.precision);
-  if (!entry) fail("--precision: unknown '{}' ({})", p.precision, fmt::join(quant::precision_names(), ", "));
-  if (!entry->scheme) return std::nullopt;
+  if (!p.precision->scheme) return std::nullopt;
   quant::QuantOptions q;
-  q.scheme = *entry->scheme;
+  q.scheme = *p.precision->scheme;
   if (p.blocksize < 32 || p.blocksize > 4096 || (p.blocksize & (p.blocksize - 1)))
     fail("--blocksize: {} is not a power of two in 32..4096", p.blocksize);
   q.double_quant = p.double_quant;
@@ -134,8 +132,8 @@ PrecisionOptions resolve_precision(const PrecisionOptions& asked, const std::opt
   if (!stored) return asked;
   PrecisionOptions p = asked;
   const bool four = quant::is_4bit(stored->scheme);
-  const std::string name(quant::precision_name(stored->scheme));
-  const std::string as_stored = four ? fmt::format("{} (blocksize {}, double quant {})", name, stored->blocksize,
+  const quant::Precision& name = quant::precision_named(quant::precision_name(stored->scheme));
+  const std::string as_stored = four ? fmt::format("{} (blocksize {}, double quant {})", name.name, stored->blocksize,
                                                    stored->double_quant ? "on" : "off")
                                        : "8-bit (int8 or llm-int8)";
   auto contradicts = [&](const std::string& option) {
@@ -143,10 +141,10 @@ PrecisionOptions resolve_precision(const PrecisionOptions& asked, const std::opt
          "stored, or quantize the original checkpoint)", checkpoint, as_stored, option);
   };
   if (!asked.precision_given) {
-    p.precision = name;
-  } else if (asked.precision != name) {
-    const bool eight_bit_swap = !four && (asked.precision == "int8" || asked.precision == "llm-int8");
-    if (!eight_bit_swap) contradicts("--precision " + asked.precision);
+    p.precision = &name;
+  } else if (asked.precision != &name) {
+    const bool eight_bit_swap = !four && asked.precision->scheme && !quant::is_4bit(*asked.precision->scheme);
+    if (!eight_bit_swap) contradicts(fmt::format("--precision {}", asked.precision->name));
   }
   if (four) {
     if (asked.double_quant_given && asked.double_quant != stored->double_quant)

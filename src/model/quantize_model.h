@@ -6,6 +6,7 @@
 #include <vector>
 
 #include "model/model.h"
+#include "quant/precision.h"
 #include "quant/quant.h"
 
 namespace bq {
@@ -22,7 +23,7 @@ void assign_fused(const std::vector<Linear*>& parts, quant::QuantizedMatrix whol
 
 // What the precision options of every command that loads a model ask for.
 struct PrecisionOptions {
-  std::string precision = "bf16";  // one of quant::precision_names()
+  const quant::Precision* precision = &quant::precision_named("bf16");  // never null
   bool double_quant = true;        // 4-bit: quantize the block maxima too (the study's setting)
   int blocksize = 64;              // 4-bit block size
   std::string compute_dtype = "fp16";  // fp16 | bf16 | fp32: bitsandbytes' compute dtype (the study's fp16)

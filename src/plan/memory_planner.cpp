@@ -38,7 +38,7 @@ const MemoryGroup& group(const WeightMemory& p, const std::string& name) {
 std::optional<quant::QuantOptions> held_quantization(const PlanRequest& r, std::string& label) {
   auto stored = r.checkpoint.empty() ? std::nullopt : checkpoint_quantization(r.checkpoint);
   PrecisionOptions used = resolve_precision(r, stored, r.checkpoint.string());
-  label = used.precision + (stored ? " (stored)" : "");
+  label = std::string(used.precision->name) + (stored ? " (stored)" : "");
   auto held = precision_to_quant(used);
   if (held && stored) {  // the stored layout, with the compute dtype and 8-bit flavour asked for
     stored->scheme = held->scheme;
@@ -354,12 +354,12 @@ MemoryEstimate plan_memory(PlanRequest r) {
   return e;
 }
 
-std::vector<CudaStage> plan_stages(PlanRequest r, const std::vector<int>& devices,
+std::vector<PipelineStage> plan_stages(PlanRequest r, const std::vector<int>& devices,
                                    const std::vector<size_t>& free_bytes) {
   if (devices.empty()) fail("--devices: no device listed");
   if (free_bytes.size() != devices.size())
     fail("plan_stages: {} devices but {} memories", devices.size(), free_bytes.size());
-  if (devices.size() == 1) return {CudaStage{devices[0], 0, r.config.n_layers}};
+  if (devices.size() == 1) return {PipelineStage{devices[0], 0, r.config.n_layers}};
   if (int(devices.size()) > r.config.n_layers)
     fail("--devices lists {} devices, more than the model's {} layers", devices.size(), r.config.n_layers);
   r.device = "cuda";
@@ -373,18 +373,18 @@ std::vector<CudaStage> plan_stages(PlanRequest r, const std::vector<int>& device
   } catch (const Error& err) {
     fail("--devices: {}", err.what());
   }
-  std::vector<CudaStage> stages;
+  std::vector<PipelineStage> stages;
   for (size_t i = 0; i < e.split.size(); ++i) {
     const DeviceShare& d = e.split[i];
     // A device too full for a layer is left out; the last one also holds lm_head, which the planner put there.
     if (d.layers == 0 && d.lm_head)
       fail("--devices: device {} (listed last, so holding lm_head) has room for no layer; list it earlier", devices[i]);
-    if (d.layers > 0) stages.push_back(CudaStage{devices[i], d.first_layer, d.first_layer + d.layers});
+    if (d.layers > 0) stages.push_back(PipelineStage{devices[i], d.first_layer, d.first_layer + d.layers});
   }
   return stages;
 }
 
-std::vector<CudaStage> cuda_stages_for(const std::string& devices, const PlanRequest& r) {
+std::vector<PipelineStage> pipeline_stages_for(const std::string& devices, const PlanRequest& r) {
   const ListedDevices listed = cuda_free_memory(devices);
   return plan_stages(r, listed.ids, listed.free_bytes);
 }

@@ -13,7 +13,7 @@
 
 #include <nlohmann/json.hpp>
 
-#include "backend/cuda/stages.h"
+#include "backend/stages.h"
 #include "model/config.h"
 #include "model/quantize_model.h"
 #include "quant/quant.h"
@@ -97,12 +97,12 @@ MemoryEstimate plan_memory(PlanRequest r);
 // split of plan_memory(r) over those memories (a device listed k times gives each listing 1/k of its free bytes),
 // one stage per listing that gets layers. One device: one stage of all layers, no planning. A model that does not
 // fit is a bq::Error naming --devices.
-std::vector<CudaStage> plan_stages(PlanRequest r, const std::vector<int>& devices,
+std::vector<PipelineStage> plan_stages(PlanRequest r, const std::vector<int>& devices,
                                    const std::vector<size_t>& free_bytes);
 
 // The CUDA pipeline for --devices TEXT ("0,1", "all", "0,0") and the model and workload of `r`: plan_stages over
 // each listed device's free memory now. A bq::Error in a build without CUDA.
-std::vector<CudaStage> cuda_stages_for(const std::string& devices, const PlanRequest& r);
+std::vector<PipelineStage> pipeline_stages_for(const std::string& devices, const PlanRequest& r);
 
 // Cards the figures are compared with: nominal capacities of common GPUs (16, 24, 40, 48, 80 GiB; H200's 141 GB).
 std::vector<std::pair<std::string, size_t>> common_cards();

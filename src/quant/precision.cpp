@@ -21,6 +21,13 @@ const Precision* find_precision(std::string_view name) {
   return nullptr;
 }
 
+const Precision& precision_named(std::string_view name) {
+  if (const Precision* p = find_precision(name)) return *p;
+  std::string known;
+  for (auto& p : precisions()) known += (known.empty() ? "" : ", ") + std::string(p.name);
+  fail("--precision: unknown '{}' ({})", name, known);
+}
+
 std::vector<std::string> precision_names() {
   std::vector<std::string> out;
   for (auto& p : precisions()) out.emplace_back(p.name);

@@ -22,6 +22,9 @@ struct Precision {
 const std::vector<Precision>& precisions();
 // Null for an unknown name.
 const Precision* find_precision(std::string_view name);
+// The entry of a --precision name; an unknown name is a bq::Error listing the known ones. The command line parses
+// precisions once, here; past it a precision is a table entry, never a string.
+const Precision& precision_named(std::string_view name);
 std::vector<std::string> precision_names();
 // Place in precisions() (unknown names after all known ones), for sorting columns and figures.
 int precision_rank(std::string_view name);

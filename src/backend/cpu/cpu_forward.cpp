@@ -107,20 +107,8 @@ void CpuForward::run(const ForwardBatch& b, float* logits) {
   const ModelConfig& c = m_.cfg;
   const int64_t R = int64_t(b.tokens.size()), H = c.hidden, Q = c.q_dim(), KV = c.kv_dim(), I = c.intermediate;
   const int hd = c.head_dim, half = hd / 2;
-  if (b.seq.size() != b.tokens.size()) fail("forward: tokens and seq differ in length");
-
-  // Each row's position: the next free slot of its sequence's cache.
+  const std::vector<int> pos = row_positions(b, caches_, c.vocab);
   auto& caches = caches_;
-  std::vector<int> pos(static_cast<size_t>(R));
-  std::vector<int> next(caches.size());
-  for (size_t s = 0; s < caches.size(); ++s) next[s] = caches[s] ? caches[s]->length : 0;
-  for (int64_t r = 0; r < R; ++r) {
-    int s = b.seq[size_t(r)];
-    if (s < 0 || size_t(s) >= caches.size() || !caches[size_t(s)]) fail("forward: row {} names no open sequence ({})", r, s);
-    if (next[size_t(s)] >= caches[size_t(s)]->capacity)
-      fail("forward: sequence {} is full ({} positions)", s, caches[size_t(s)]->capacity);
-    pos[size_t(r)] = next[size_t(s)]++;
-  }
   // RoPE cos/sin per row, angle = position × inv_freq in fp32 as the reference does.
   const CpuStepSizes sz = cpu_step_sizes(c, R, int64_t(b.logit_rows.size()));
   tracked_vector<float> cos(sz.cos), sin(sz.sin);
@@ -170,15 +158,13 @@ void CpuForward::run(const ForwardBatch& b, float* logits) {
     linear(L.down, gate.data(), R, proj.data());
     for (size_t i = 0; i < x.size(); ++i) x[i] += proj[i];
   }
-  for (size_t s = 0; s < caches.size(); ++s)
-    if (caches[s]) caches[s]->length = next[s];
+  for (int64_t r = 0; r < R; ++r) caches[size_t(b.seq[size_t(r)])]->length = pos[size_t(r)] + 1;
 
   if (b.logit_rows.empty()) return;
   const int64_t NL = int64_t(b.logit_rows.size());
   tracked_vector<float> last(sz.last);
   for (int64_t i = 0; i < NL; ++i) {
     int r = b.logit_rows[size_t(i)];
-    if (r < 0 || r >= R) fail("forward: logit row {} outside the batch of {}", r, R);
     cpu::rmsnorm(x.data() + int64_t(r) * H, m_.final_norm.data(), last.data() + i * H, 1, H, c.rms_eps);
   }
   linear(m_.lm_head, last.data(), NL, logits);

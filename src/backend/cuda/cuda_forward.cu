@@ -16,7 +16,7 @@ using namespace cuda;
 CudaForward::CudaForward() : p_(std::make_unique<Pipeline>()) {}
 CudaForward::~CudaForward() = default;
 
-CudaForward::CudaForward(const Model& m, std::vector<CudaStage> stages) : p_(std::make_unique<Pipeline>()) {
+CudaForward::CudaForward(const Model& m, std::vector<PipelineStage> stages) : p_(std::make_unique<Pipeline>()) {
   Pipeline& P = *p_;
   P.init(m.cfg, std::move(stages));
   P.host = &m;
@@ -34,7 +34,7 @@ CudaForward::CudaForward(const Model& m, std::vector<CudaStage> stages) : p_(std
 }
 
 std::unique_ptr<CudaForward> CudaForward::synthetic(const ModelConfig& c, const std::optional<quant::QuantOptions>& qo,
-                                                    uint64_t seed, std::vector<CudaStage> stages) {
+                                                    uint64_t seed, std::vector<PipelineStage> stages) {
   std::unique_ptr<CudaForward> f(new CudaForward());
   Pipeline& P = *f->p_;
   P.init(c, std::move(stages));

@@ -1,6 +1,6 @@
 // The forward pass on CUDA devices: the same math as CpuForward, with weights (bf16 or a quantized format) and
 // the KV cache on the device. A model too large for one GPU is split by layers into a pipeline of stages
-// (backend/cuda/stages.h), each with its layers, their KV cache and its own stream and buffers; the hidden states
+// (backend/stages.h), each with its layers, their KV cache and its own stream and buffers; the hidden states
 // pass from stage to stage, the last also holds the final norm and lm_head. Plain C++ header: usable from code
 // compiled without nvcc.
 #pragma once
@@ -8,7 +8,7 @@
 #include <optional>
 #include <vector>
 
-#include "backend/cuda/stages.h"
+#include "backend/stages.h"
 #include "backend/forward.h"
 #include "model/model.h"
 #include "quant/quant.h"
@@ -24,12 +24,12 @@ class CudaForward : public ForwardBackend {
   // Uploads the model: 16-bit weights as bf16 (F16/F32 checkpoints are converted to bf16), quantized linears
   // (Linear::q) in their packed formats, lm_head bf16. Embeddings stay in host memory (only looked up).
   // The model must outlive this object. No stages: one stage of all layers on the current device.
-  explicit CudaForward(const Model& m, std::vector<CudaStage> stages = {});
+  explicit CudaForward(const Model& m, std::vector<PipelineStage> stages = {});
   // Random weights drawn on the device (never on the CPU): bf16 normal(0, 0.02), or random codes and scales in
   // the layout of `quant`. For benchmarks of real shapes; the embedding rows are hashed on the fly. The weights of
   // a layer do not depend on the stages.
   static std::unique_ptr<CudaForward> synthetic(const ModelConfig& c, const std::optional<quant::QuantOptions>& quant,
-                                                uint64_t seed, std::vector<CudaStage> stages = {});
+                                                uint64_t seed, std::vector<PipelineStage> stages = {});
   ~CudaForward() override;
 
   int open_sequence(int capacity) override;

@@ -15,13 +15,13 @@ static_assert(sizeof(RowInfo) == kRowInfoBytes, "layout.h sizes the row table");
 
 }  // namespace
 
-void Pipeline::init(const ModelConfig& c, std::vector<CudaStage> layout) {
+void Pipeline::init(const ModelConfig& c, std::vector<PipelineStage> layout) {
   cfg = c;
   const int devices = device_count();
   if (devices == 0) fail("--device cuda: no CUDA device is available");
-  if (layout.empty()) layout.push_back(CudaStage{current_device(), 0, c.n_layers});
+  if (layout.empty()) layout.push_back(PipelineStage{current_device(), 0, c.n_layers});
   validate_stages(c.n_layers, devices, layout);
-  for (const CudaStage& s : layout) {
+  for (const PipelineStage& s : layout) {
     stages.push_back(std::make_unique<Stage>(cfg, s));
     stages.back()->init();
   }
@@ -56,20 +56,7 @@ void Pipeline::synchronize() {
 const float* Pipeline::run(const ForwardBatch& b) {
   const ModelConfig& c = cfg;
   const int R = int(b.tokens.size());
-  if (b.seq.size() != b.tokens.size()) fail("forward: tokens and seq differ in length");
-  std::vector<int> pos(static_cast<size_t>(R)), next(seqs.size());
-  for (size_t s = 0; s < seqs.size(); ++s) next[s] = seqs[s] ? seqs[s]->length : 0;
-  for (int r = 0; r < R; ++r) {
-    int s = b.seq[size_t(r)];
-    if (s < 0 || size_t(s) >= seqs.size() || !seqs[size_t(s)]) fail("forward: row {} names no open sequence ({})", r, s);
-    if (next[size_t(s)] >= seqs[size_t(s)]->capacity)
-      fail("forward: sequence {} is full ({} positions)", s, seqs[size_t(s)]->capacity);
-    int32_t t = b.tokens[size_t(r)];
-    if (t < 0 || t >= c.vocab) fail("token id {} outside the vocabulary of {}", t, c.vocab);
-    pos[size_t(r)] = next[size_t(s)]++;
-  }
-  for (int r : b.logit_rows)
-    if (r < 0 || r >= R) fail("forward: logit row {} outside the batch of {}", r, R);
+  const std::vector<int> pos = row_positions(b, seqs, c.vocab);
   const int NL = int(b.logit_rows.size());
   bool in_order = true;
   for (int i = 1; i < NL; ++i) in_order &= b.logit_rows[size_t(i)] == b.logit_rows[size_t(i - 1)] + 1;
@@ -144,8 +131,7 @@ const float* Pipeline::run(const ForwardBatch& b) {
       }
     }
   }
-  for (size_t s = 0; s < seqs.size(); ++s)
-    if (seqs[s]) seqs[s]->length = next[s];
+  for (int r = 0; r < R; ++r) seqs[size_t(b.seq[size_t(r)])]->length = pos[size_t(r)] + 1;
   Stage& tail = last_stage();
   DeviceGuard on(tail.device);
   if (NL > 0) tail.linear(tail.lm_head, tail.last.get(), NL, tail.logits.get(), false);  // sized by ensure_scratch

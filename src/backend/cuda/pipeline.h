@@ -29,7 +29,7 @@ struct Pipeline {
   bool use_graphs = true;
 
   // Creates the stages (none: one stage of all layers on the current device), without weights.
-  void init(const ModelConfig& c, std::vector<CudaStage> layout);
+  void init(const ModelConfig& c, std::vector<PipelineStage> layout);
   Stage& last_stage() { return *stages.back(); }
   void synchronize();
   // One pass over the stages; returns the last stage's logits on its device ([logit_rows, vocab] fp32).

@@ -14,7 +14,7 @@
 #include <utility>
 #include <vector>
 
-#include "backend/cuda/stages.h"
+#include "backend/stages.h"
 #include "backend/cuda/weights.h"
 
 namespace bq::cuda {
@@ -44,7 +44,7 @@ struct Stage {
 
   std::map<std::vector<int>, cudaGraphExec_t> graphs;  // key: rows, splits, capacity, first logit
 
-  Stage(const ModelConfig& c, const CudaStage& s) : cfg(c), device(s.device), first(s.first_layer), end(s.end_layer) {}
+  Stage(const ModelConfig& c, const PipelineStage& s) : cfg(c), device(s.device), first(s.first_layer), end(s.end_layer) {}
   Stage(const Stage&) = delete;
   Stage& operator=(const Stage&) = delete;
   ~Stage();

@@ -274,8 +274,8 @@ ModelConfig pipeline_config() {
   return c;
 }
 
-const std::vector<std::vector<CudaStage>>& pipeline_layouts() {
-  static const std::vector<std::vector<CudaStage>> layouts = {
+const std::vector<std::vector<PipelineStage>>& pipeline_layouts() {
+  static const std::vector<std::vector<PipelineStage>> layouts = {
       {}, {{0, 0, 1}, {0, 1, 4}}, {{0, 0, 1}, {0, 1, 3}, {0, 3, 4}}};
   return layouts;
 }

@@ -39,7 +39,7 @@ ModelConfig small_config() {  // wider than tiny, with grouped KV heads, so that
 size_t measured_peak(const ModelConfig& c, const std::string& precision, int B, int P, int G) {
   Model m = synthesize_model(c, 7);
   PrecisionOptions p;
-  p.precision = precision;
+  p.precision = &quant::precision_named(precision);
   if (auto q = precision_to_quant(p)) quantize_model(m, *q);
   const size_t before = host_memory::stats().current;
   host_memory::reset_peak();
@@ -63,7 +63,7 @@ plan::MemoryEstimate cpu_plan(const ModelConfig& c, const std::string& precision
   plan::PlanRequest r;
   r.config = c;
   r.model_label = "test";
-  r.precision = precision;
+  r.precision = &quant::precision_named(precision);
   r.device = "cpu";
   r.batch = B;
   r.prompt = P;
@@ -110,7 +110,7 @@ TEST(Plan, CudaFiguresFollowPrecisionAndSplit) {
   r.prompt = 512;
   auto total = [&](const std::string& p, int devices = 1, int batch = 1) {
     plan::PlanRequest q = r;
-    q.precision = p;
+    q.precision = &quant::precision_named(p);
     q.devices = devices;
     q.batch = batch;
     return plan::plan_memory(q);

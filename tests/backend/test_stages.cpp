@@ -2,7 +2,7 @@
 // memory planner's split gives for the listed devices.
 #include <gtest/gtest.h>
 
-#include "backend/cuda/stages.h"
+#include "backend/stages.h"
 #include "core/error.h"
 #include "plan/memory_planner.h"
 #include "plan_test_util.h"
@@ -13,14 +13,14 @@ namespace {
 
 using test::error_of;
 
-TEST(CudaStages, ValidStagesPass) {
+TEST(PipelineStages, ValidStagesPass) {
   EXPECT_NO_THROW(validate_stages(4, 1, {{0, 0, 4}}));
   EXPECT_NO_THROW(validate_stages(4, 1, {{0, 0, 1}, {0, 1, 3}, {0, 3, 4}}));  // one device, three stages
   EXPECT_NO_THROW(validate_stages(80, 3, {{2, 0, 30}, {0, 30, 55}, {1, 55, 80}}));
 }
 
-TEST(CudaStages, InvalidStagesAreNamed) {
-  auto check = [](int layers, int devices, const std::vector<CudaStage>& stages, const std::string& part) {
+TEST(PipelineStages, InvalidStagesAreNamed) {
+  auto check = [](int layers, int devices, const std::vector<PipelineStage>& stages, const std::string& part) {
     const std::string m = error_of([&] { validate_stages(layers, devices, stages); });
     EXPECT_NE(m.find(part), std::string::npos) << "'" << m << "' lacks '" << part << "'";
   };
@@ -35,7 +35,7 @@ TEST(CudaStages, InvalidStagesAreNamed) {
   check(4, 2, {{-1, 0, 4}}, "stage 0 is on device -1");
 }
 
-TEST(CudaStages, ParsesDeviceLists) {
+TEST(PipelineStages, ParsesDeviceLists) {
   EXPECT_EQ(parse_device_list("0", 1), std::vector<int>({0}));
   EXPECT_EQ(parse_device_list("0,1,2", 4), std::vector<int>({0, 1, 2}));
   EXPECT_EQ(parse_device_list("2,0", 4), std::vector<int>({2, 0}));
@@ -54,7 +54,7 @@ TEST(CudaStages, ParsesDeviceLists) {
 
 // The stages follow the planner's split: every layer once, in order, the larger memory taking more layers; a
 // device listed twice shares its memory between its listings.
-TEST(CudaStages, PlannedFromFreeMemory) {
+TEST(PipelineStages, PlannedFromFreeMemory) {
   const size_t gib = size_t(1) << 30;
   auto r = test::request_70b_bf16();
   auto stages = plan::plan_stages(r, {1, 0}, {120 * gib, 60 * gib});
@@ -87,7 +87,7 @@ TEST(CudaStages, PlannedFromFreeMemory) {
 
   plan::PlanRequest tiny;
   tiny.config = preset_config("tiny");  // two layers
-  tiny.precision = "bf16";
+  tiny.precision = &bq::quant::precision_named("bf16");
   EXPECT_NE(error_of([&] { plan::plan_stages(tiny, {0, 1, 2}, {gib, gib, gib}); }).find("more than the model's 2"),
             std::string::npos);
   auto small = plan::plan_stages(tiny, {0, 1}, {gib, gib});
@@ -96,10 +96,10 @@ TEST(CudaStages, PlannedFromFreeMemory) {
 }
 
 // A device too full for any layer is left out, unless it is the last (it would have held lm_head).
-TEST(CudaStages, DeviceWithoutRoomIsLeftOut) {
+TEST(PipelineStages, DeviceWithoutRoomIsLeftOut) {
   const size_t gib = size_t(1) << 30;
   auto r = test::request_70b_bf16();
-  r.precision = "nf4";
+  r.precision = &bq::quant::precision_named("nf4");
   auto stages = plan::plan_stages(r, {0, 1, 2}, {1 * gib, 100 * gib, 100 * gib});
   ASSERT_EQ(stages.size(), 2u);
   EXPECT_EQ(stages[0].device, 1);

@@ -52,10 +52,10 @@ TEST(RunRecords, ResolvePrecisionFollowsTheStoredFormat) {
   nf4.blocksize = 128;
   bq::PrecisionOptions defaults;  // nothing given on the command line
   auto p = bq::resolve_precision(defaults, nf4, "ckpt");
-  EXPECT_EQ(p.precision, "nf4");
+  EXPECT_EQ(p.precision->name, "nf4");
   EXPECT_FALSE(p.double_quant);
   EXPECT_EQ(p.blocksize, 128);
-  EXPECT_EQ(bq::resolve_precision(defaults, std::nullopt, "ckpt").precision, "bf16");
+  EXPECT_EQ(bq::resolve_precision(defaults, std::nullopt, "ckpt").precision->name, "bf16");
 
   bq::PrecisionOptions bf16 = defaults;
   bf16.precision_given = true;
@@ -69,12 +69,12 @@ TEST(RunRecords, ResolvePrecisionFollowsTheStoredFormat) {
 
   bq::quant::QuantOptions eight;
   eight.scheme = Scheme::LLMInt8;
-  EXPECT_EQ(bq::resolve_precision(defaults, eight, "c").precision, "llm-int8");
+  EXPECT_EQ(bq::resolve_precision(defaults, eight, "c").precision->name, "llm-int8");
   bq::PrecisionOptions int8 = defaults;
-  int8.precision = "int8";
+  int8.precision = &bq::quant::precision_named("int8");
   int8.precision_given = true;
-  EXPECT_EQ(bq::resolve_precision(int8, eight, "c").precision, "int8");  // the same stored bytes
-  int8.precision = "nf4";
+  EXPECT_EQ(bq::resolve_precision(int8, eight, "c").precision->name, "int8");  // the same stored bytes
+  int8.precision = &bq::quant::precision_named("nf4");
   EXPECT_NE(bq::test::error_of([&] { bq::resolve_precision(int8, eight, "c"); }), "");
 }
 

@@ -1,4 +1,4 @@
-#include "backend/cuda/stages.h"
+#include "backend/stages.h"
 
 #include <cctype>
 
@@ -6,11 +6,11 @@
 
 namespace bq {
 
-void validate_stages(int n_layers, int device_count, const std::vector<CudaStage>& stages) {
+void validate_stages(int n_layers, int device_count, const std::vector<PipelineStage>& stages) {
   if (stages.empty()) fail("CUDA stages: none given");
   int next = 0;
   for (size_t i = 0; i < stages.size(); ++i) {
-    const CudaStage& s = stages[i];
+    const PipelineStage& s = stages[i];
     if (s.device < 0 || s.device >= device_count)
       fail("CUDA stages: stage {} is on device {}, but the devices are 0..{}", i, s.device, device_count - 1);
     if (s.first_layer != next)
