@@ -7,17 +7,7 @@
 # profile of the decode kernels at the end; PROFILE=1: GPU time per kernel of decode steps (scripts/kernel_times.py).
 set -uo pipefail
 OUT=${OUT:-gpu-out}
-mkdir -p "$OUT"
-if [ -d .deps ]; then  # see gpu_deps.sh
-  D=$PWD/.deps/usr
-  sed -i "s|/usr|$D|g" "$D"/lib/x86_64-linux-gnu/pkgconfig/*.pc
-  export CMAKE_PREFIX_PATH=$D PKG_CONFIG_PATH=$D/lib/x86_64-linux-gnu/pkgconfig
-  export LD_LIBRARY_PATH=$D/lib/x86_64-linux-gnu:${LD_LIBRARY_PATH:-}
-fi
-nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader | tee "$OUT/device.txt"
-# No report command there: the GPU machine has no cairo (-dev); nothing GPU-related depends on it.
-cmake -S . -B build-gpu -G Ninja -DCMAKE_BUILD_TYPE=Release -DBIOMEDQ_CUDA=ON -DBIOMEDQ_REPORT=OFF > "$OUT/build.log" 2>&1 &&
-  cmake --build build-gpu -j16 >> "$OUT/build.log" 2>&1 || { tail -50 "$OUT/build.log"; exit 1; }
+source scripts/gpu_build.sh || exit 1
 ctest --test-dir build-gpu -j8 --output-on-failure ${QUICK:+-R Cuda} > "$OUT/ctest.log" 2>&1
 echo "ctest exit $?"; grep -E "tests passed|FAILED|Failed|\(Failed\)|Skipped" "$OUT/ctest.log" | head -30
 if [ -z "${QUICK:-}" ] || [ -n "${SANITIZER:-}" ]; then  # SANITIZER=1: also with QUICK

@@ -2,7 +2,7 @@
 # On the GPU machine: evaluation's decode rate against bench's, on the llama-3.1-8b preset (random weights) at batch
 # 32: eval on the first 64 ChemProt examples (random weights never end early, so every answer runs to the task's
 # token limit), then bench at the same batch and about the same lengths. Prints ms per decode step of both.
-# Needs a CUDA build in build-gpu (scripts/gpu_check.sh makes one).
+# Needs a CUDA build in build-gpu (scripts/gpu_build.sh makes one).
 set -uo pipefail
 OUT=${OUT:-gpu-out}
 mkdir -p "$OUT"

@@ -4,13 +4,7 @@
 # the independent scorer, and stop on non-finite logits as the CPU does. Needs .deps (scripts/gpu_deps.sh .).
 set -uo pipefail
 OUT=${OUT:-gpu-out}
-mkdir -p "$OUT"
-D=$PWD/.deps/usr
-sed -i "s|/usr|$D|g" "$D"/lib/x86_64-linux-gnu/pkgconfig/*.pc
-export CMAKE_PREFIX_PATH=$D PKG_CONFIG_PATH=$D/lib/x86_64-linux-gnu/pkgconfig
-export LD_LIBRARY_PATH=$D/lib/x86_64-linux-gnu:${LD_LIBRARY_PATH:-}
-cmake -S . -B build-gpu -G Ninja -DCMAKE_BUILD_TYPE=Release -DBIOMEDQ_CUDA=ON -DBIOMEDQ_REPORT=OFF > "$OUT/build.log" 2>&1 &&
-  cmake --build build-gpu -j16 >> "$OUT/build.log" 2>&1 || { tail -50 "$OUT/build.log"; exit 1; }
+source scripts/gpu_build.sh || exit 1
 build-gpu/biomedq --version
 ctest --test-dir build-gpu -j8 --output-on-failure -R "Cuda|Hostile|NonFinite" > "$OUT/ctest.log" 2>&1
 echo "ctest exit $?"; grep -E "tests passed|Failed|\(Failed\)" "$OUT/ctest.log" | head -30

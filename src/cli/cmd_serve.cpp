@@ -1,8 +1,8 @@
 // serve: the OpenAI-compatible local server (src/serve/), private by default.
-#include <pthread.h>
 #include <signal.h>
+#include <unistd.h>
 
-#include <atomic>
+#include <cerrno>
 #include <cstdio>
 #include <thread>
 
@@ -31,6 +31,16 @@ std::string read_api_key(const std::string& path) {
   return key;
 }
 
+// SIGINT and SIGTERM write their number to this pipe, which one thread waits on. A handler (not a blocked mask and
+// sigwait) because libraries start threads before main (OpenBLAS, OpenMP) that a mask set later would not cover, and
+// a signal delivered to one of them would end the process without draining.
+int stop_pipe[2] = {-1, -1};
+
+void on_stop_signal(int sig) {
+  const unsigned char byte = static_cast<unsigned char>(sig);
+  [[maybe_unused]] ssize_t n = write(stop_pipe[1], &byte, 1);
+}
+
 std::string human_bytes(double b) {
   const char* units[] = {"B", "KiB", "MiB", "GiB", "TiB"};
   int u = 0;
@@ -44,14 +54,14 @@ void run_serve(ServeArgs& a) {
   if (!serve::is_loopback_host(a.server.host) && a.server.api_key.empty())
     fail("serve: --host {} is reachable from other machines; give --api-key-file to allow it (or keep 127.0.0.1)",
          a.server.host);
-  // SIGINT and SIGTERM go to one waiting thread (blocked here, before any thread starts, so all inherit the mask);
-  // writing to a client that went away must fail the write, not end the process.
-  sigset_t stop_signals;
-  sigemptyset(&stop_signals);
-  sigaddset(&stop_signals, SIGINT);
-  sigaddset(&stop_signals, SIGTERM);
-  pthread_sigmask(SIG_BLOCK, &stop_signals, nullptr);
+  // Writing to a client that went away must fail the write, not end the process.
   signal(SIGPIPE, SIG_IGN);
+  if (pipe(stop_pipe) != 0) fail("serve: cannot create a pipe for stop signals");
+  struct sigaction stop{};
+  stop.sa_handler = on_stop_signal;
+  sigemptyset(&stop.sa_mask);
+  sigaction(SIGINT, &stop, nullptr);
+  sigaction(SIGTERM, &stop, nullptr);
 
   std::unique_ptr<Engine> engine = a.synthetic.empty() ? std::make_unique<Engine>(a.model, a.engine)
                                                        : Engine::synthetic(a.synthetic, a.synthetic_seed, a.engine);
@@ -72,16 +82,15 @@ void run_serve(ServeArgs& a) {
   std::printf("listening on http://%s:%d/v1\n", a.server.host.c_str(), port);
   std::fflush(stdout);
 
-  std::atomic<bool> signalled = false;
   std::thread waiter([&] {
-    int sig = 0;
-    sigwait(&stop_signals, &sig);
-    signalled = true;
+    unsigned char sig = 0;
+    while (read(stop_pipe[0], &sig, 1) < 0 && errno == EINTR) {
+    }
     if (sig == SIGINT || sig == SIGTERM) std::fprintf(stderr, "serve: stopping: finishing requests in flight\n");
     server.shutdown();
   });
   server.listen();
-  if (!signalled) pthread_kill(waiter.native_handle(), SIGTERM);  // listen ended on its own: release the waiter
+  close(stop_pipe[1]);  // listen ended on its own: the waiter's read returns 0 and it ends too
   waiter.join();
   std::fprintf(stderr, "serve: stopped\n");
 }

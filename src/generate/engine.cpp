@@ -21,6 +21,12 @@ EngineOptions as_stored(const std::filesystem::path& model_dir, const EngineOpti
   return out;
 }
 
+// The forward over a model the engine holds, quantized first as the options ask.
+std::unique_ptr<ForwardBackend> quantized_forward(Model& m, const EngineOptions& opt) {
+  if (auto q = precision_to_quant(opt)) quantize_model(m, *q);
+  return make_forward(m, opt.device, opt.stages);
+}
+
 }  // namespace
 
 Engine::Engine(const std::filesystem::path& model_dir, const EngineOptions& opt)
@@ -29,9 +35,12 @@ Engine::Engine(const std::filesystem::path& model_dir, const EngineOptions& opt)
              Tokenizer::load(model_dir), as_stored(model_dir, opt)} {}
 
 Engine::Engine(std::string name, Model model, Tokenizer tok, const EngineOptions& opt)
-    : name_(std::move(name)), model_(std::make_unique<Model>(std::move(model))), tok_(std::move(tok)), opt_(opt) {
-  if (auto q = precision_to_quant(opt)) quantize_model(*model_, *q);
-  fwd_ = make_forward(*model_, opt.device, opt.stages);
+    : Engine(std::move(name), std::make_unique<Model>(std::move(model)), nullptr, std::move(tok), opt) {}
+
+Engine::Engine(std::string name, std::unique_ptr<Model> model, std::unique_ptr<ForwardBackend> fwd, Tokenizer tok,
+               const EngineOptions& opt)
+    : name_(std::move(name)), model_(std::move(model)), tok_(std::move(tok)), opt_(opt),
+      fwd_(fwd ? std::move(fwd) : quantized_forward(*model_, opt_)) {
   if (tok_.vocab_size() > model_->cfg.vocab)
     fail("{}: tokenizer has {} ids but the model's vocabulary is {}", name_, tok_.vocab_size(),
          model_->cfg.vocab);
@@ -111,27 +120,38 @@ std::unique_ptr<Engine> Engine::synthetic(const std::string& preset, uint64_t se
   c.bos_id = tok.bos_id();
   auto eos = tok.eos_ids();
   c.eos_ids.assign(eos.begin(), eos.end());
-  return std::make_unique<Engine>("synthetic-" + preset, synthesize_model(c, seed), std::move(tok), opt);
+  // The weights are drawn where the backend keeps them: a GPU draws them on the device, so an 8B model is ready in
+  // seconds and needs no host copy (the host model then holds the config alone).
+  auto host = std::make_unique<Model>();
+  host->cfg = c;
+  auto fwd = make_synthetic_forward(c, precision_to_quant(opt), seed, opt.device, opt.stages, *host);
+  return std::unique_ptr<Engine>(
+      new Engine("synthetic-" + preset, std::move(host), std::move(fwd), std::move(tok), opt));
 }
 
 nlohmann::json Engine::memory_report() const {
-  // Parameters (matrices and norms) let reports place runs by model size whatever the precision.
-  size_t weights = 0, parameters = model_->final_norm.size();
-  for (auto& L : model_->layers) {
-    for (const Linear* l : {&L.q, &L.k, &L.v, &L.o, &L.gate, &L.up, &L.down}) {
-      weights += l->q ? l->q->bytes() : l->weight_bytes();
-      parameters += size_t(l->out * l->in) + l->bias.size();
-    }
-    parameters += L.attn_norm.size() + L.mlp_norm.size();
+  // Parameters (matrices and norms, from the tensor table) let reports place runs by model size whatever the
+  // precision.
+  size_t parameters = 0;
+  for (const TensorSpec& t : tensor_specs(model_->cfg)) {
+    size_t n = 1;
+    for (int64_t d : t.shape) n *= size_t(d);
+    parameters += n;
   }
-  weights += size_t(model_->cfg.vocab) * size_t(model_->cfg.hidden) * dtype_size(model_->embed_dtype);
-  parameters += size_t(model_->cfg.vocab) * size_t(model_->cfg.hidden);
-  if (!model_->cfg.tie_embeddings) parameters += size_t(model_->lm_head.out * model_->lm_head.in);
-  if (model_->lm_head.q) weights += model_->lm_head.q->bytes();  // --quantize-lm-head: its own matrix
-  else if (!model_->cfg.tie_embeddings) weights += model_->lm_head.weight_bytes();
+  const MemoryFigures m = fwd_->memory();
+  // The stored matrices at the precision run: the decoder linears, the embedding and an untied (or quantized)
+  // lm_head. Weights drawn on a GPU are counted there.
+  size_t weights = model_->layers.empty() ? m.weight_bytes : 0;
+  for (auto& L : model_->layers)
+    for (const Linear* l : {&L.q, &L.k, &L.v, &L.o, &L.gate, &L.up, &L.down})
+      weights += l->q ? l->q->bytes() : l->weight_bytes();
+  if (!model_->layers.empty()) {
+    weights += size_t(model_->cfg.vocab) * size_t(model_->cfg.hidden) * dtype_size(model_->embed_dtype);
+    if (model_->lm_head.q) weights += model_->lm_head.q->bytes();  // --quantize-lm-head: its own matrix
+    else if (!model_->cfg.tie_embeddings) weights += model_->lm_head.weight_bytes();
+  }
   nlohmann::json report = {{"device", opt_.device}, {"precision", opt_.precision->name}, {"weight_bytes", weights},
                            {"parameters", parameters}};
-  const MemoryFigures m = fwd_->memory();
   if (opt_.device == "cpu") {
     // What the model holds, apart from what the process does: the host-memory account counts the weights as used
     // (not a 16-bit checkpoint it quantized from), the KV caches, activations and kernel scratch; the resident set

@@ -47,6 +47,10 @@ class Engine : public TextGenerator {
   std::string answer_text(std::span<const int32_t> generated, const std::vector<std::string>& stop) const;
 
  private:
+  // A model and its forward (null: made over the model, quantized as opt asks).
+  Engine(std::string name, std::unique_ptr<Model> model, std::unique_ptr<ForwardBackend> fwd, Tokenizer tok,
+         const EngineOptions& opt);
+
   std::string name_;
   std::unique_ptr<Model> model_;
   Tokenizer tok_;

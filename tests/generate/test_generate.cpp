@@ -1,6 +1,9 @@
 // The decode loop as a server drives it: requests joining while others decode, cancellation, results handed once.
 #include <gtest/gtest.h>
+#include <fstream>
+#include <nlohmann/json.hpp>
 
+#include "generate/engine.h"
 #include "generate/generate.h"
 #include "backend/cpu/cpu_forward.h"
 #include "model/model.h"
@@ -156,3 +159,16 @@ TEST(DecodeLoop, NonFiniteGreedyRowNamesTheRequest) {
 }
 
 }  // namespace
+
+// The engine's memory report counts parameters from the tensor table: the trained fixture model's count as its
+// training script recorded it (transformers' num_parameters), at any precision.
+TEST(Engine, ParametersFromTheTensorTableEqualTheTrainingRecord) {
+  const auto dir = bq::test::source_dir() / "tests/fixtures/trained-llama";
+  const auto record = nlohmann::json::parse(std::ifstream(dir / "training.json"));
+  for (const char* precision : {"bf16", "nf4"}) {
+    bq::EngineOptions opt;
+    opt.precision = &bq::quant::precision_named(precision);
+    bq::Engine engine(dir, opt);
+    EXPECT_EQ(engine.memory_report()["parameters"].get<size_t>(), record["parameters"].get<size_t>()) << precision;
+  }
+}
