@@ -109,6 +109,8 @@ def main():
         print(f"{a.label} clients {c:>3}: {level['requests_per_s']:.2f} req/s, {level['output_tokens_per_s']:.0f} "
               f"output tok/s, TTFT p50 {level['ttft_ms_p50'] or 0:.0f} ms p95 {level['ttft_ms_p95'] or 0:.0f} ms, "
               f"prompt {level['mean_prompt_tokens'] or 0:.0f} tok, failed {level['failed']}", flush=True)
+        for e in level["errors"][:2]:
+            print(f"  error: {e}", flush=True)
     if a.out:
         with open(a.out, "w") as f:
             json.dump(levels, f, indent=1)
