@@ -268,7 +268,7 @@ void register_eval_commands(CLI::App& app) {
   });
 
   struct EvalArgs {
-    std::string model, synthetic, devices;
+    std::string model, synthetic, devices, tokenizer;
     uint64_t synthetic_seed = 0;
     EngineOptions engine;
     eval::EvalConfig cfg;
@@ -283,6 +283,15 @@ void register_eval_commands(CLI::App& app) {
                                     "instead of --model: a random-weight model in memory with a synthetic tokenizer "
                                     "(scores are chance level; for trying the pipeline and timing): " + presets);
   cmd->add_option("--synthetic-seed", ev->synthetic_seed, "weights seed for --synthetic");
+  cmd->add_option("--tokenizer", ev->tokenizer,
+                  "with --synthetic: a real tokenizer's folder (tokenizer.json, tokenizer_config.json) instead of the "
+                  "synthetic one, so prompts have a real model's token counts")
+      ->needs(synth_opt);
+  cmd->add_option("--answer-lengths", ev->cfg.answer_lengths,
+                  "with --synthetic: task (answers may run to the task's max_new_tokens) | gold (each answer stops at "
+                  "the token length of its gold answer, the work a real model would do)")
+      ->check(CLI::IsMember({"task", "gold"}))
+      ->needs(synth_opt);
   model_opt->excludes(synth_opt);
   add_engine_options(cmd, ev->engine);
   cmd->add_option("--devices", ev->devices,
@@ -310,8 +319,10 @@ void register_eval_commands(CLI::App& app) {
     }
     std::unique_ptr<Engine> engine;
     if (!ev->synthetic.empty()) {
-      engine = Engine::synthetic(ev->synthetic, ev->synthetic_seed, ev->engine);
+      engine = Engine::synthetic(ev->synthetic, ev->synthetic_seed, ev->engine, ev->tokenizer);
       ev->cfg.model_info = {{"synthetic", ev->synthetic}, {"seed", ev->synthetic_seed}};
+      if (!ev->tokenizer.empty())
+        ev->cfg.model_info["tokenizer"] = std::filesystem::absolute(ev->tokenizer).lexically_normal().string();
     } else {
       engine = std::make_unique<Engine>(ev->model, ev->engine);
       ev->cfg.model_info = {{"path", std::filesystem::absolute(ev->model).string()},

@@ -198,6 +198,8 @@ RunConfig eval_identity(const EvalConfig& cfg, const std::string& model_name) {
   if (cfg.prompts != "own" && cfg.prompts != "benchmark") fail("--prompts is '{}', expected own or benchmark", cfg.prompts);
   if (cfg.prompts == "benchmark" && cfg.prompting == "cot")
     fail("--prompting cot needs biomedq's own prompts (the benchmark's prompt files ask for the answer only)");
+  if (cfg.answer_lengths != "task" && cfg.answer_lengths != "gold")
+    fail("--answer-lengths is '{}', expected task or gold", cfg.answer_lengths);
   if (cfg.shots < 0) fail("--shots must be 0 or more");
   if (cfg.sc_samples < 1) fail("--sc-samples must be at least 1");
   if (cfg.batch < 1) fail("--batch must be at least 1");
@@ -233,6 +235,7 @@ RunConfig eval_identity(const EvalConfig& cfg, const std::string& model_name) {
   id.prompts = cfg.prompts;
   id.chat_template = cfg.chat;
   id.lenient = cfg.lenient;
+  id.answer_lengths = cfg.answer_lengths;
   return id;
 }
 
@@ -250,6 +253,28 @@ std::vector<nlohmann::json> export_prompts(const EvalConfig& cfg) {
     for (auto& rec : prompt_records(p, id)) out.push_back(std::move(rec));
   return out;
 }
+
+namespace {
+
+// What results.json records of the generation an eval invocation ran (a resumed run: this invocation's part).
+nlohmann::json eval_throughput(const LoopStats& s, double wall_s, int max_in_flight) {
+  auto rate = [](double n, double ms) { return ms > 0 ? 1000.0 * n / ms : 0.0; };
+  const double mean_decode_batch = s.decode_steps ? double(s.decode_rows) / double(s.decode_steps) : 0.0;
+  return {{"wall_s", wall_s},
+          {"prompt_tokens", s.prompt_tokens},
+          {"generated_tokens", s.generated_tokens},
+          {"generated_tokens_per_s", wall_s > 0 ? double(s.generated_tokens) / wall_s : 0.0},
+          {"prefill_steps", s.prefill_steps},
+          {"decode_steps", s.decode_steps},
+          {"prefill_tokens_per_s", rate(double(s.prompt_tokens), s.prefill_ms)},
+          {"decode_tokens_per_s", rate(double(s.decode_rows), s.decode_ms)},
+          {"prefill_fraction_of_wall", wall_s > 0 ? s.prefill_ms / 1000.0 / wall_s : 0.0},
+          {"mean_decode_batch", mean_decode_batch},
+          {"max_in_flight", max_in_flight},
+          {"occupancy", max_in_flight > 0 ? mean_decode_batch / max_in_flight : 0.0}};
+}
+
+}  // namespace
 
 nlohmann::json run_eval(TextGenerator& gen, const EvalConfig& cfg) {
   RunConfig id = eval_identity(cfg, gen.model_name());
@@ -295,6 +320,8 @@ nlohmann::json run_eval(TextGenerator& gen, const EvalConfig& cfg) {
   ProgressMeter progress("eval", double(total), "examples", cfg.progress);
   progress.set_done_before(double(finished_before));
   size_t tokens_generated = 0;
+  LoopStats loop_stats;
+  const auto generation_start = std::chrono::steady_clock::now();
   for (size_t t = 0; t < prepared.size(); ++t) {
     PreparedTask& p = prepared[t];
     const TaskConfig& task = p.task;
@@ -312,9 +339,12 @@ nlohmann::json run_eval(TextGenerator& gen, const EvalConfig& cfg) {
     std::vector<SamplingOptions> opts;
     for (const Example* ex : pending) {
       std::string formatted = gen.format_prompt({{"user", build_prompt(p, id, *ex)}}, cfg.chat);
+      const int max_new_tokens = cfg.answer_lengths == "gold"
+                                     ? std::max(1, gen.count_tokens(gold_answer_text(task, *ex)))
+                                     : cot ? task.max_new_tokens_cot : task.max_new_tokens;
       for (int s = 0; s < n_samples; s++) {
         SamplingOptions o;
-        o.max_new_tokens = cot ? task.max_new_tokens_cot : task.max_new_tokens;
+        o.max_new_tokens = max_new_tokens;
         if (cfg.prompting == "sc") {
           o.temperature = cfg.temperature;
           o.top_p = cfg.top_p;
@@ -364,6 +394,7 @@ nlohmann::json run_eval(TextGenerator& gen, const EvalConfig& cfg) {
     };
     BatchControl control;
     control.max_in_flight = cfg.batch * n_samples;
+    control.stats = &loop_stats;
     control.on_step = [&](size_t new_tokens) {  // the line moves while long answers are being generated
       tokens_generated += new_tokens;
       progress.set_note(note());
@@ -390,6 +421,9 @@ nlohmann::json run_eval(TextGenerator& gen, const EvalConfig& cfg) {
   results.config = id;
   results.limit = cfg.limit;
   results.memory = gen.memory_report();
+  results.throughput = eval_throughput(
+      loop_stats, std::chrono::duration<double>(std::chrono::steady_clock::now() - generation_start).count(),
+      cfg.batch * n_samples);
   results.environment = describe_environment(results.memory);
   results.command = cfg.command_line;
   return score_run(cfg.out_dir, prepared, results, cfg.bootstrap_resamples).to_json();

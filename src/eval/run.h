@@ -30,6 +30,9 @@ struct EvalConfig {
   uint64_t seed = 1234;         // few-shot draws, random limits, sc sampling seeds, bootstrap
   std::string prompts = "own";  // own | benchmark (the data directory's prompt_*.txt)
   bool chat = true;             // apply the model's chat template
+  // task: each answer may run to the task's max_new_tokens; gold: to the token length of its gold answer (a timing
+  // mode for random weights, which never stop early, so they do the work a real model would)
+  std::string answer_lengths = "task";
   int batch = 1;                // prompts per generate() call; 1 reproduces one-at-a-time latency
   bool lenient = false;         // skip and count malformed data rows instead of failing
   int bootstrap_resamples = 1000;

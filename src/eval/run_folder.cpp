@@ -59,7 +59,8 @@ nlohmann::json RunConfig::to_json() const {
           {"seed", seed},
           {"prompts", prompts},
           {"chat_template", chat_template},
-          {"lenient", lenient}};
+          {"lenient", lenient},
+          {"answer_lengths", answer_lengths}};
 }
 
 RunConfig RunConfig::from_json(const nlohmann::json& j, const std::string& where) {
@@ -81,6 +82,7 @@ RunConfig RunConfig::from_json(const nlohmann::json& j, const std::string& where
   read_key(j, "prompts", c.prompts, where);
   read_key(j, "chat_template", c.chat_template, where);
   read_key(j, "lenient", c.lenient, where);
+  read_key(j, "answer_lengths", c.answer_lengths, where);
   return c;
 }
 
@@ -238,6 +240,7 @@ nlohmann::ordered_json RunResults::to_json() const {
                               {"bootstrap", {{"resamples", bootstrap_resamples}, {"interval", "percentile 95%"}}},
                               {"environment", environment},
                               {"memory", memory},
+                              {"throughput", throughput},
                               {"tasks", tasks_json}};
   if (!command.empty()) j["command"] = command;
   return j;
@@ -253,6 +256,7 @@ RunResults RunResults::from_json(const nlohmann::json& j, const std::string& whe
   if (j.contains("bootstrap")) read_key(j["bootstrap"], "resamples", r.bootstrap_resamples, where + ": bootstrap");
   read_key(j, "environment", r.environment, where);
   read_key(j, "memory", r.memory, where);
+  read_key(j, "throughput", r.throughput, where);
   read_key(j, "command", r.command, where);
   for (auto& [name, t] : j["tasks"].items()) r.tasks.push_back(TaskScores::from_json(name, t, where));
   return r;

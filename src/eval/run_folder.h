@@ -40,6 +40,7 @@ struct RunConfig {
   std::string prompts = "own";  // own | benchmark
   bool chat_template = true;
   bool lenient = false;
+  std::string answer_lengths = "task";  // task | gold (EvalConfig)
 
   // Biomedq's own prompts asking for reasoning before the answer line.
   bool cot() const { return prompting != "instruction" && prompts == "own"; }
@@ -102,6 +103,8 @@ struct RunResults {
   int bootstrap_resamples = 1000;
   nlohmann::json environment = nlohmann::json::object();  // version, host, CPU, device
   nlohmann::json memory = nlohmann::json::object();       // the backend's memory report
+  // The last invocation's generation: wall time, tokens, prefill and decode rates, batch occupancy (eval_throughput)
+  nlohmann::json throughput = nlohmann::json::object();
   std::vector<TaskScores> tasks;                          // in the configuration's order
   std::string command;                                    // the last invocation ("" when not recorded)
 

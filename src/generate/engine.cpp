@@ -92,7 +92,7 @@ std::vector<GenerationResult> Engine::generate(const std::vector<std::string>& p
     r.decode_ms = t.decode_ms;
     if (control.on_finish) control.on_finish(i, r);
   };
-  generate_tokens(*fwd_, reqs, eos_, stop, control.max_in_flight, finished, control.on_step);
+  generate_tokens(*fwd_, reqs, eos_, stop, control.max_in_flight, finished, control.on_step, control.stats);
   return out;
 }
 
@@ -113,10 +113,17 @@ size_t find_first_stop(std::string_view text, const std::vector<std::string>& st
   return first;
 }
 
-std::unique_ptr<Engine> Engine::synthetic(const std::string& preset, uint64_t seed, const EngineOptions& opt) {
+std::unique_ptr<Engine> Engine::synthetic(const std::string& preset, uint64_t seed, const EngineOptions& opt,
+                                          const std::filesystem::path& tokenizer_dir) {
   ModelConfig c = preset_config(preset);
-  auto files = make_synthetic_tokenizer(c.vocab);
-  Tokenizer tok = Tokenizer::from_json(files.tokenizer_json, files.tokenizer_config_json, "synthetic tokenizer");
+  auto synthetic_tokenizer = [&] {
+    auto files = make_synthetic_tokenizer(c.vocab);
+    return Tokenizer::from_json(files.tokenizer_json, files.tokenizer_config_json, "synthetic tokenizer");
+  };
+  Tokenizer tok = tokenizer_dir.empty() ? synthetic_tokenizer() : Tokenizer::load(tokenizer_dir);
+  if (tok.vocab_size() > c.vocab)
+    fail("{}: the tokenizer has {} ids, more than the {} of preset {}", tokenizer_dir.string(), tok.vocab_size(),
+         c.vocab, preset);
   c.bos_id = tok.bos_id();
   auto eos = tok.eos_ids();
   c.eos_ids.assign(eos.begin(), eos.end());

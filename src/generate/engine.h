@@ -24,8 +24,11 @@ class Engine : public TextGenerator {
   Engine(const std::filesystem::path& model_dir, const EngineOptions& opt = {});
   // An in-memory model (e.g. synthesize_model) with its tokenizer; `name` stands for the model in outputs.
   Engine(std::string name, Model model, Tokenizer tok, const EngineOptions& opt = {});
-  // A random-weight model of a preset's shapes with the synthetic tokenizer, as `synth` writes it, kept in memory.
-  static std::unique_ptr<Engine> synthetic(const std::string& preset, uint64_t seed, const EngineOptions& opt);
+  // A random-weight model of a preset's shapes, kept in memory, with the synthetic tokenizer as `synth` writes it,
+  // or the tokenizer of `tokenizer_dir` (tokenizer.json and tokenizer_config.json; its ids must fit the preset's
+  // vocabulary): random weights then read and write the token counts a real model of that family would.
+  static std::unique_ptr<Engine> synthetic(const std::string& preset, uint64_t seed, const EngineOptions& opt,
+                                           const std::filesystem::path& tokenizer_dir = {});
 
   std::string format_prompt(const std::vector<ChatTurn>& turns, bool use_chat_template) const override;
   std::vector<GenerationResult> generate(const std::vector<std::string>& prompts,
@@ -33,6 +36,7 @@ class Engine : public TextGenerator {
                                          const BatchControl& control = {}) override;
   std::string model_name() const override { return name_; }
   nlohmann::json memory_report() const override;
+  int count_tokens(const std::string& text) const override { return int(tok_.encode(text, false).size()); }
 
   const Model& model() const { return *model_; }
   // The options the model runs with: the precision resolved against a checkpoint saved quantized.

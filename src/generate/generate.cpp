@@ -127,9 +127,19 @@ DecodeLoop::Step DecodeLoop::step() {
     if (logits_.size() < row_request.size() * V) logits_.resize(row_request.size() * V);
     fwd_.run(batch, logits_.data());
   }
+  const double step_ms = ms_since(t0);
   for (size_t id : fresh) {
-    live_.at(id).res.prefill_ms = ms_since(t0);
+    live_.at(id).res.prefill_ms = step_ms;
     live_.at(id).prefilled_at = std::chrono::steady_clock::now();
+  }
+  if (fresh.empty()) {
+    stats_.decode_steps++;
+    stats_.decode_rows += row_request.size();
+    stats_.decode_ms += step_ms;
+  } else {
+    stats_.prefill_steps++;
+    stats_.prompt_tokens += batch.tokens.size() - (row_request.size() - fresh.size());
+    stats_.prefill_ms += step_ms;
   }
   for (size_t j = 0; j < row_request.size(); ++j) {
     auto it = live_.find(row_request[j]);
@@ -139,6 +149,7 @@ DecodeLoop::Step DecodeLoop::step() {
     else alive = advance(it->first, s, greedy ? next_[j] : sample(it->first, s, logits_.data() + j * V), out);
     if (!alive) live_.erase(it);
   }
+  stats_.generated_tokens += out.tokens.size();
   return out;
 }
 
@@ -153,7 +164,7 @@ TokenResult DecodeLoop::take_result(size_t id) {
 std::vector<TokenResult> generate_tokens(ForwardBackend& fwd, const std::vector<TokenRequest>& reqs,
                                          const std::vector<int32_t>& eos_ids, const StopCheck& stop,
                                          int max_in_flight, const FinishCallback& on_finish,
-                                         const StepCallback& on_step) {
+                                         const StepCallback& on_step, LoopStats* stats) {
   std::vector<TokenResult> out(reqs.size());
   if (reqs.empty()) return out;
   for (size_t i = 0; i < reqs.size(); ++i) check_request(fwd.config(), reqs[i], i);  // all before any work
@@ -167,6 +178,16 @@ std::vector<TokenResult> generate_tokens(ForwardBackend& fwd, const std::vector<
       if (on_finish) on_finish(id, out[id]);
     }
     if (on_step) on_step(s.tokens.size());
+  }
+  if (stats) {
+    const LoopStats& s = loop.stats();
+    stats->prefill_steps += s.prefill_steps;
+    stats->decode_steps += s.decode_steps;
+    stats->prompt_tokens += s.prompt_tokens;
+    stats->decode_rows += s.decode_rows;
+    stats->generated_tokens += s.generated_tokens;
+    stats->prefill_ms += s.prefill_ms;
+    stats->decode_ms += s.decode_ms;
   }
   return out;
 }

@@ -67,6 +67,8 @@ class DecodeLoop {
   Step step();
   // The result of an ended request, handed over once (an Error for ids that have not ended or were handed over).
   TokenResult take_result(size_t id);
+  // The steps so far.
+  const LoopStats& stats() const { return stats_; }
 
  private:
   struct Live {
@@ -91,6 +93,7 @@ class DecodeLoop {
   std::vector<size_t> cancelled_;  // reported as finished by the next step
   tracked_vector<float> logits_;  // sampled steps: the logits on the host
   std::vector<int32_t> next_;     // greedy steps: the backend's picks
+  LoopStats stats_;
 };
 
 // Every request through one DecodeLoop until all have ended; results in request order. Every prompt is checked
@@ -98,6 +101,6 @@ class DecodeLoop {
 std::vector<TokenResult> generate_tokens(ForwardBackend& fwd, const std::vector<TokenRequest>& reqs,
                                          const std::vector<int32_t>& eos_ids, const StopCheck& stop = nullptr,
                                          int max_in_flight = 0, const FinishCallback& on_finish = nullptr,
-                                         const StepCallback& on_step = nullptr);
+                                         const StepCallback& on_step = nullptr, LoopStats* stats = nullptr);
 
 }  // namespace bq

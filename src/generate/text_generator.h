@@ -26,13 +26,25 @@ struct GenerationResult {
   double prefill_ms = 0, decode_ms = 0;
 };
 
+// What a decode loop's steps did, for throughput reports. A step that admits prompts prefills them (decoding the
+// live sequences alongside); a decode step only decodes, and its rows over its count is the batch it kept busy.
+struct LoopStats {
+  size_t prefill_steps = 0, decode_steps = 0;
+  size_t prompt_tokens = 0;     // prefilled
+  size_t decode_rows = 0;       // sequences decoded, summed over decode steps
+  size_t generated_tokens = 0;  // by every step
+  double prefill_ms = 0, decode_ms = 0;  // wall time in each kind of step
+};
+
 // How many prompts are decoded together: at most max_in_flight sequences (0: every prompt at once), a new prompt
 // admitted as soon as another finishes (continuous batching); on_finish(i, result) is called as prompt i finishes,
-// on_step(n) after every forward step with the n tokens it generated (progress while answers are long).
+// on_step(n) after every forward step with the n tokens it generated (progress while answers are long); the steps
+// are added to *stats when given.
 struct BatchControl {
   int max_in_flight = 0;
   std::function<void(size_t, const GenerationResult&)> on_finish;
   std::function<void(size_t)> on_step;
+  LoopStats* stats = nullptr;
 };
 
 struct ChatTurn {
@@ -50,7 +62,9 @@ class TextGenerator {
                                                  const std::vector<SamplingOptions>& opts,
                                                  const BatchControl& control = {}) = 0;
   virtual std::string model_name() const = 0;
-  virtual nlohmann::json memory_report() const = 0;  // peak bytes etc., whatever the backend measures
+  virtual nlohmann::json memory_report() const = 0;
+  // Tokens of text as an answer (no BOS): how long a gold answer would be in this model's tokens.
+  virtual int count_tokens(const std::string& text) const = 0;  // peak bytes etc., whatever the backend measures
 };
 
 }  // namespace bq

@@ -11,6 +11,7 @@
 
 #include "core/files.h"
 #include "eval/task.h"
+#include "tokenizer/tokenizer.h"
 #include "test_util.h"
 
 namespace fs = std::filesystem;
@@ -113,11 +114,53 @@ TEST(EvalEndToEnd, SyntheticModelOnTheShippedExamplesByDefault) {
   fs::path test_file = bq::test::source_dir() / "examples/data/PubMedQA/test.tsv";
   EXPECT_EQ(res["tasks"]["pubmedqa"]["data_files"].begin().value(), bq::eval::sha256_file(test_file));
   EXPECT_EQ(res["tasks"]["ddi2013"]["examples_scored"], 2);
+  // The generation's throughput: its token counts are the samples' own.
+  const json& t = res["throughput"];
+  size_t prompt_tokens = 0, generated_tokens = 0;
+  std::ifstream samples(run / "samples.jsonl");
+  for (std::string line; std::getline(samples, line);) {
+    json r = json::parse(line);
+    prompt_tokens += r["prompt_tokens"].get<size_t>();
+    generated_tokens += r["generated_tokens"].get<size_t>();
+  }
+  EXPECT_EQ(t["prompt_tokens"].get<size_t>(), prompt_tokens) << t.dump();
+  EXPECT_EQ(t["generated_tokens"].get<size_t>(), generated_tokens) << t.dump();
+  EXPECT_GT(t["occupancy"].get<double>(), 0.0) << t.dump();
+  EXPECT_LE(t["occupancy"].get<double>(), 1.0) << t.dump();
+  EXPECT_GT(t["wall_s"].get<double>(), 0.0) << t.dump();
 
   // Exactly one of --model and --synthetic.
   EXPECT_NE(bq::test::run_command(cmd + "2", &out), 0);
   EXPECT_NE(out.find("--model DIR or --synthetic PRESET"), std::string::npos) << out;
   EXPECT_NE(bq::test::run_command(cmd + "3 --synthetic tiny --model /nonexistent", &out), 0);
+}
+
+// The timing mode: random weights with a real tokenizer (here the trained fixture model's), each answer stopped at
+// its gold answer's token length; a tokenizer larger than the preset's vocabulary is refused by name.
+TEST(EvalEndToEnd, SyntheticWithARealTokenizerAndGoldAnswerLengths) {
+  const fs::path tokenizer = bq::test::source_dir() / "tests/fixtures/trained-llama";
+  fs::path run = bq::test::temp_dir("eval-gold-lengths") / "run";
+  std::string cmd = "OMP_NUM_THREADS=1 " + bq::test::biomedq_binary().string() + " eval --tasks pubmedqa --limit 2 "
+                    "--no-progress --bootstrap 20 --answer-lengths gold --tokenizer " + tokenizer.string() +
+                    " --tasks-dir " + (bq::test::source_dir() / "tasks").string() + " --out " + run.string();
+  std::string out;
+  ASSERT_EQ(bq::test::run_command(cmd + " --synthetic small-100m", &out), 0) << out;
+  json res = json::parse(bq::read_file(run / "results.json"));
+  EXPECT_EQ(res["config"]["answer_lengths"], "gold");
+  EXPECT_EQ(fs::path(res["config"]["model_info"]["tokenizer"].get<std::string>()), fs::absolute(tokenizer).lexically_normal());
+  auto tok = bq::Tokenizer::load(tokenizer);
+  std::ifstream samples(run / "samples.jsonl");
+  int records = 0;
+  for (std::string line; std::getline(samples, line); records++) {
+    json r = json::parse(line);
+    const int gold_tokens = int(tok.encode(r["gold"][0].get<std::string>(), false).size());
+    EXPECT_GE(r["generated_tokens"].get<int>(), 1) << line;
+    EXPECT_LE(r["generated_tokens"].get<int>(), gold_tokens) << line;  // fewer only where the model ended it
+  }
+  EXPECT_EQ(records, 2);
+
+  EXPECT_NE(bq::test::run_command(cmd + "-tiny --synthetic tiny", &out), 0);
+  EXPECT_NE(out.find("more than the 512 of preset tiny"), std::string::npos) << out;
 }
 
 // Every task under every prompting strategy at 0, 1 and 5 shots: one example each, on the tiny model. What is

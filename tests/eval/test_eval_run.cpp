@@ -70,6 +70,7 @@ struct FakeGenerator : bq::TextGenerator {
   int calls = 0, prompts = 0, fail_after = -1;  // fail_after: prompts finished before a simulated crash
   std::vector<bq::SamplingOptions> last_opts;
 
+  int count_tokens(const std::string& text) const override { return int(text.size()); }  // one per byte
   std::string format_prompt(const std::vector<bq::ChatTurn>& turns, bool chat) const override {
     return chat ? "<|user|>" + turns[0].content + "<|assistant|>" : turns[0].content;
   }
@@ -215,6 +216,27 @@ TEST(EvalRun, CompareTwoRunsPairedByExample) {
   EXPECT_GT(c["difference"]["accuracy"]["ci95"][0].get<double>(), 0.0);
   EXPECT_NEAR(c["mcnemar"]["chi2"].get<double>(), 25.0 / 6, 1e-12);     // (|6 - 0| - 1)^2 / 6
   EXPECT_NEAR(c["mcnemar"]["p_value"].get<double>(), 0.04123, 1e-4);  // chi-square(1) tail at 4.1667
+}
+
+// The timing mode: each answer may run only to its gold answer's length in the model's tokens, recorded in
+// config.json (so a run folder is not resumed under the other mode).
+TEST(EvalRun, AnswerLengthsGoldCapEachAnswerAtItsGoldLength) {
+  fs::path root = make_fixture("gold-lengths");
+  EvalConfig cfg = config(root, "run", "tiny");
+  cfg.limit = 4;
+  cfg.answer_lengths = "gold";
+  FakeGenerator gen;  // counts one token per byte
+  run_eval(gen, cfg);
+  ASSERT_EQ(gen.last_opts.size(), 4u);
+  for (int i = 0; i < 4; i++)
+    EXPECT_EQ(gen.last_opts[size_t(i)].max_new_tokens, int(std::string(kLabels[i % 3]).size())) << i;
+  json config_file = json::parse(std::ifstream(cfg.out_dir / "config.json"));
+  EXPECT_EQ(config_file["answer_lengths"], "gold");
+  cfg.answer_lengths = "task";
+  EXPECT_NE(bq::test::error_of([&] { run_eval(gen, cfg); }).find("answer_lengths: \"gold\" -> \"task\""), std::string::npos);
+  cfg.answer_lengths = "longest";
+  cfg.out_dir = root / "other";
+  EXPECT_NE(bq::test::error_of([&] { run_eval(gen, cfg); }).find("--answer-lengths is 'longest'"), std::string::npos);
 }
 
 TEST(EvalRun, SelfConsistencyVotesOverSeededSamples) {

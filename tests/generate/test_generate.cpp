@@ -143,6 +143,34 @@ TEST(DecodeLoop, GreedyStepsAskForIdsOnlyAndAgreeWithLogits) {
 }
 
 // A row the backend reports as non-finite stops the run with an error naming the request and the token.
+// The loop's step counts add up: every prompt token prefilled once, every generated token counted, decode-only steps
+// never wider than the loop. Requests of lengths 6, 3, 6, 3, 6 in a loop of 2: admissions come in waves.
+TEST(DecodeLoop, StatsCountEveryPromptAndGeneratedToken) {
+  Model m = synthesize_model(loop_config(), 23, 0.3f);
+  CpuForward fwd(m);
+  std::vector<TokenRequest> reqs;
+  size_t prompt_tokens = 0;
+  for (int i = 0; i < 5; ++i) {
+    reqs.push_back(request(std::vector<int32_t>(size_t(2 + i), int32_t(10 + i)), i % 2 ? 3 : 6));
+    prompt_tokens += size_t(2 + i);
+  }
+  LoopStats stats;
+  stats.generated_tokens = 100;  // added to, not replaced
+  auto results = generate_tokens(fwd, reqs, {}, nullptr, 2, nullptr, nullptr, &stats);
+  size_t generated = 0;
+  for (auto& r : results) generated += r.tokens.size();
+  EXPECT_EQ(generated, 24u);
+  EXPECT_EQ(stats.generated_tokens, 100 + generated);
+  EXPECT_EQ(stats.prompt_tokens, prompt_tokens);
+  EXPECT_GE(stats.prefill_steps, 3u);  // at most two prompts admitted at once
+  EXPECT_LE(stats.decode_rows, 2 * stats.decode_steps);
+  // Every token but each request's first (from its prefill step) is one decode row, in a decode step or alongside
+  // a prefill.
+  EXPECT_LE(stats.decode_rows, generated - reqs.size());
+  EXPECT_GT(stats.decode_steps, 0u);
+  EXPECT_GT(stats.prefill_ms + stats.decode_ms, 0.0);
+}
+
 TEST(DecodeLoop, NonFiniteGreedyRowNamesTheRequest) {
   Model m = synthesize_model(loop_config(), 5, 0.3f);
   CpuForward cpu(m);

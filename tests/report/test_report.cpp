@@ -67,6 +67,7 @@ struct ScriptedModel : bq::TextGenerator {
     return out;
   }
   std::string model_name() const override { return "scripted"; }
+  int count_tokens(const std::string& text) const override { return int(text.size() / 4 + 1); }
   json memory_report() const override { return {{"peak_bytes", peak_bytes}, {"parameters", parameters}}; }
 };
 
