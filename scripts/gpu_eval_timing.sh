@@ -26,6 +26,7 @@ for d in sys.argv[2:]:
     out[r["config"]["model_info"]["precision"]] = {
         "throughput": r["throughput"], "memory": r["memory"], "environment": r["environment"],
         "command": r.get("command"),
-        "tasks": {t: {k: v[k] for k in ("examples_scored", "prompt_tokens", "generated_tokens")} for t, v in r["tasks"].items()}}
+        "tasks": {t: {"examples_scored": v["examples_scored"], "prompt_tokens": v["efficiency"]["prompt_tokens"],
+                      "generated_tokens": v["efficiency"]["generated_tokens"]} for t, v in r["tasks"].items()}}
 json.dump(out, open(sys.argv[1], "w"), indent=1)
 PY
