@@ -62,6 +62,26 @@ TEST(Safetensors, RejectsCorruptHeaders) {
   EXPECT_NE(t(R"({"dtype":"F32","shape":[2]})", 8).find("x.safetensors"), std::string::npos);
 }
 
+// A header of 200,000 tensors reads in linear time (a reader that searched the header at each closed entry would
+// not finish within the test's timeout), and a name given twice among them is still found; names with escapes are
+// compared as the text they stand for.
+TEST(Safetensors, ManyTensorsAndDuplicatesAmongThem) {
+  std::string header = "{";
+  for (int i = 0; i < 200000; ++i)
+    header += (i ? "," : "") + ("\"t" + std::to_string(i) + "\":{\"dtype\":\"F32\",\"shape\":[1],\"data_offsets\":[" +
+                                std::to_string(4 * i) + "," + std::to_string(4 * i + 4) + "]}");
+  std::string bytes = header_file(header + "}", 4 * 200000);
+  auto ts = parse_safetensors(reinterpret_cast<const uint8_t*>(bytes.data()), bytes.size(), "big.safetensors");
+  EXPECT_EQ(ts.size(), 200000u);
+  const std::string entry = R"({"dtype":"F32","shape":[1],"data_offsets":[0,4]})";
+  EXPECT_NE(error_of(header_file(header + ",\"t\\u0031\":" + entry + "}", 4 * 200000)).find("tensor 't1' appears twice"),
+            std::string::npos);
+  // Nesting is bounded inside entries too.
+  EXPECT_NE(error_of(header_file("{\"m\":" + std::string(150, '[') + std::string(150, ']') + "}", 0))
+                .find("x.safetensors: header nested more than 100 deep"),
+            std::string::npos);
+}
+
 ModelConfig tiny() {
   ModelConfig c = preset_config("tiny");
   return c;
