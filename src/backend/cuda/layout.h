@@ -10,7 +10,9 @@
 namespace bq::cuda {
 
 constexpr int kMatvecMaxRows = 32;       // rows up to which a linear runs as matrix-vector kernels, above as a GEMM
-constexpr int kBf16MatvecMaxRows = 16;   // for bf16 weights (above, cuBLAS reads them faster than the CUDA cores)
+// bf16 weights: one row on the CUDA cores, from two rows cuBLAS. The CUDA-core kernel reads every row's fp32
+// activations per 16 weight bytes and is L1-bound from two rows (H200, 8B shapes: 8 rows 14.97 vs 5.83 ms a step).
+constexpr int kBf16MatvecMaxRows = 1;
 // Prefill rows processed together: bounds the fp32 activation buffers (1024 rows of llama-3.3-70b: 477 MiB, which
 // keeps its nf4 + 4k-context peak under 37 GiB) while the GEMMs stay large enough for the tensor cores.
 constexpr int kMaxRowsPerPass = 1024;

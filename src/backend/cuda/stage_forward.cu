@@ -78,7 +78,8 @@ void Stage::linears(std::initializer_list<std::pair<const DevLinear*, float*>> l
     return matvec_tc(t, count, have16 ? nullptr : xin, n, false, tc_scratch(), st);
   // The CUDA-core kernel for the shapes the tensor-core one does not take (bf16 weights, fp32 compute).
   const bool none_tc = std::none_of(t, t + count, [&](const MatvecTarget& m) { return matvec_tc_supported(*m.w, n); });
-  if (whole && none_tc && matvec_grouped(t, count, xin, n, st)) return;
+  const bool bf16_gemm = t[0].w->kind == WeightKind::BF16 && n > kBf16MatvecMaxRows;  // cuBLAS, in linear()
+  if (whole && none_tc && !bf16_gemm && matvec_grouped(t, count, xin, n, st)) return;
   for (auto& [L, y] : ls) linear(*L, xin, n, y, false, have16);
 }
 
