@@ -8,7 +8,7 @@ cd "$root/src"
 
 # The layer of each folder, lowest first (the libraries: core, tokenizer, inference, evaluation; cli on top).
 declare -A layer=([core]=0 [io]=0 [quant]=0 [model]=0 [tokenizer]=1 [backend]=2 [generate]=2
-  [eval]=3 [plan]=3 [analysis]=3 [report]=3 [serve]=3 [cli]=4)
+  [eval]=3 [plan]=3 [analysis]=3 [report]=3 [serve]=3 [sweep]=3 [cli]=4)
 
 bad=0
 for dir in */; do

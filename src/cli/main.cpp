@@ -38,6 +38,7 @@ int main(int argc, char** argv) {
   bq::cli::register_quant_commands(app);
   bq::cli::register_plan_commands(app);
   bq::cli::register_serve_command(app);
+  bq::cli::register_sweep_commands(app);
 #ifdef BIOMEDQ_HAVE_REPORT
   bq::cli::register_report_commands(app);
 #endif

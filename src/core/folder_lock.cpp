@@ -46,6 +46,15 @@ FolderLock::FolderLock(const std::filesystem::path& folder, const std::string& p
     fail("{}: cannot write the lock file: {}", path, std::strerror(errno));
 }
 
+bool FolderLock::held(const std::filesystem::path& folder) {
+  const std::string path = (folder / file_name).string();
+  const int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
+  if (fd < 0) return false;  // never locked
+  const bool busy = ::flock(fd, LOCK_EX | LOCK_NB) != 0 && errno == EWOULDBLOCK;
+  ::close(fd);  // releases the probe's own lock, if it took one
+  return busy;
+}
+
 FolderLock::~FolderLock() {
   if (fd_ >= 0) ::close(fd_);  // closing releases the flock; the file stays (removing it would race a new holder)
 }

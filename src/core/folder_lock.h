@@ -16,6 +16,9 @@ class FolderLock {
   ~FolderLock();  // the kernel also releases the lock if the process dies
 
   static constexpr const char* file_name = ".lock";
+  // Whether a live process holds the lock of `folder` now; asks without creating or writing anything (for status
+  // reports over a shared file system).
+  static bool held(const std::filesystem::path& folder);
 
  private:
   int fd_ = -1;

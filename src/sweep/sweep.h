@@ -1,0 +1,82 @@
+// Sweeps: the study as a matrix of cells (model × precision × prompting), each cell an ordinary resumable run
+// folder evaluated on the sweep's tasks. A sweep file (YAML) names the matrix; the planner sizes every cell; cells are
+// dealt to shards largest first, so that the shards of a job array take the same work every time.
+#pragma once
+#include <filesystem>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "quant/precision.h"
+
+namespace bq::sweep {
+
+namespace fs = std::filesystem;
+
+struct SweepModel {
+  std::string name;  // the cell folders' first part
+  fs::path path;     // a checkpoint folder; empty: a synthetic model of `preset` (timing)
+  std::string preset;  // shapes for planning where the checkpoint is not here (and a synthetic model's shapes)
+};
+
+struct Prompting {
+  std::string strategy = "instruction";  // instruction | cot | sc
+  int shots = 0;
+  int samples = 1;  // sc: answers sampled per example
+};
+
+struct SweepFile {
+  fs::path file;  // the sweep file; relative paths in it are relative to its folder
+  fs::path out;   // the cells' run folders go under it
+  std::vector<SweepModel> models;
+  std::vector<const quant::Precision*> precisions;
+  std::vector<Prompting> promptings;
+  std::vector<std::string> tasks;  // names, or "all"
+  fs::path data_dir, tasks_dir;    // empty: eval's defaults
+  size_t limit = 0;                // examples per task; 0: all
+  int batch = 1;
+  int context = 4096;              // positions per sequence the planner sizes the KV cache for
+  std::string device = "cuda";
+  int gpus_per_job = 1;
+};
+
+// Reads and checks a sweep file: unknown keys, unknown precisions or strategies, absurd numbers and duplicate
+// names are a bq::Error naming the file and the key.
+SweepFile read_sweep(const fs::path& file);
+
+struct Cell {
+  size_t model = 0;  // index into SweepFile::models
+  const quant::Precision* precision = nullptr;
+  Prompting prompting;
+  std::string name;  // "<model>/<precision>/<strategy>-<shots>shot" (sc: "sc<samples>-<shots>shot")
+  fs::path dir;      // its run folder
+  std::optional<size_t> planned_bytes;  // what each GPU must hold (the planner's total); none: could not plan
+  std::string plan_note;                // why not, or what the plan assumed
+};
+
+// Every cell, in file order (models, then precisions, then promptings), each planned.
+std::vector<Cell> plan_cells(const SweepFile& s);
+
+// The GPU class a cell needs: the smallest in the table with room for its planned bytes per GPU (with 5% headroom);
+// none when no class has room.
+struct GpuClass {
+  std::string_view name;
+  size_t bytes;
+};
+const std::vector<GpuClass>& gpu_classes();
+const GpuClass* gpu_class_for(size_t bytes_per_gpu);
+
+// The cells of shard `index` of `count` (0-based): all cells sorted by planned bytes, largest first (ties by name),
+// dealt in turn; indices into `cells`. Cells that cannot be planned go last.
+std::vector<size_t> shard_cells(const std::vector<Cell>& cells, int index, int count);
+
+// --shard I/N (1-based I, as people count shards) to a 0-based index and a count; a bq::Error naming the option.
+std::pair<int, int> parse_shard(const std::string& text);
+
+enum class CellState { pending, running, failed, done };
+std::string_view state_name(CellState s);
+// From the run folder alone: done (a finished results.json), running (its lock is held), failed (the last attempt
+// left an error record), pending (nothing, or samples of an interrupted attempt).
+CellState cell_state(const fs::path& dir);
+
+}  // namespace bq::sweep
