@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Builds (installing what is missing), fetches the differential-test assets, runs the whole test suite, checks the
-# Debian package, then runs the fuzzers for a bounded time.
+# Debian package and a sweep on Slurm, then runs the fuzzers for a bounded time.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/setup.sh
@@ -11,4 +11,6 @@ bash scripts/fetch-test-assets-jinja.sh || echo "test assets (jinja): fetch fail
 OMP_NUM_THREADS=1 ctest --test-dir build --output-on-failure -j "$(nproc)"
 # The Debian package, installed with apt-get, runs the demo from / (skips without root or sudo).
 bash scripts/package_check.sh build
+# A sweep as a Slurm job array on a one-node cluster started here (skips without root or sudo).
+bash scripts/slurm_check.sh build
 bash scripts/fuzz.sh "${BIOMEDQ_FUZZ_SECONDS:-10}"

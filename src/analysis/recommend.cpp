@@ -252,12 +252,17 @@ Recommendation recommend(const RecommendOptions& opt) {
     fail("--max-unparsed must be a rate in 0..1 (got {})", opt.evidence.max_unparsed_rate);
   if (opt.batch < 1) fail("--batch must be at least 1 (got {})", opt.batch);
   std::vector<Run> runs;
-  for (auto& dir : opt.runs) {
+  std::vector<fs::path> dirs;  // a folder of runs (a sweep's) stands for its finished runs
+  for (auto& given : opt.runs)
+    for (auto& dir : eval::select_finished_runs({given}).finished) dirs.push_back(dir);
+  for (auto& dir : dirs) {
     Run r = read_run(dir, opt);
     if (r.tasks.empty()) continue;  // none of the selected tasks
     for (auto& o : runs)
       if (o.model == r.model && o.precision == r.precision)
-        fail("runs {} and {} both hold {} at {}; give one of them", o.dir.string(), r.dir.string(), r.model, r.precision);
+        fail("runs {} and {} both hold {} at {}; give one of them (recommend weighs precisions under one prompting "
+             "configuration: of a sweep, give one prompting's cells, e.g. SWEEP/*/*/instruction-0shot)",
+             o.dir.string(), r.dir.string(), r.model, r.precision);
     runs.push_back(std::move(r));
   }
   if (runs.empty()) fail("recommend: none of the runs scored the selected tasks");

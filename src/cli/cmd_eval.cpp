@@ -4,37 +4,21 @@
 #include <algorithm>
 #include <cstdio>
 
-#include "backend/backend.h"
 #include "cli/commands.h"
 #include "core/error.h"
 #include "core/files.h"
 #include "core/progress.h"
 #include "eval/data_check.h"
+#include "eval/open_model.h"
 #include "eval/run.h"
 #include "eval/summary.h"
 #include "eval/run_folder.h"
 #include "eval/table.h"
 #include "model/config.h"
-#include "model/quantize_checkpoint.h"
-#include "plan/memory_planner.h"
 
 namespace bq::cli {
 
 namespace {
-
-// sha256 over the names and sha256s of a checkpoint folder's weight, config and tokenizer files (sorted by name):
-// two runs with the same hash evaluated the same model, whatever its path.
-std::string checkpoint_sha256(const std::filesystem::path& dir) {
-  std::vector<std::string> names;
-  for (const auto& e : std::filesystem::directory_iterator(dir)) {
-    std::string f = e.path().filename().string();
-    if (e.is_regular_file() && (f.ends_with(".safetensors") || f.ends_with(".json"))) names.push_back(f);
-  }
-  std::sort(names.begin(), names.end());
-  std::string listing;
-  for (auto& f : names) listing += f + '\0' + eval::sha256_file(dir / f) + '\n';
-  return eval::sha256_hex(listing);
-}
 
 // This process's arguments, shell-quoted where needed, so a run records the command that reproduces it.
 std::string invocation() {
@@ -43,14 +27,7 @@ std::string invocation() {
   while (start < raw.size()) {
     size_t end = raw.find('\0', start);
     if (end == std::string::npos) end = raw.size();
-    std::string arg = raw.substr(start, end - start);
-    bool plain = !arg.empty() && arg.find_first_not_of("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789"
-                                                        "_-+=/.,:@%") == std::string::npos;
-    if (!plain) {
-      std::string quoted = "'";
-      for (char c : arg) quoted += c == '\'' ? std::string("'\\''") : std::string(1, c);
-      arg = quoted + "'";
-    }
+    const std::string arg = shell_quote(raw.substr(start, end - start));
     line += (line.empty() ? "" : " ") + arg;
     start = end + 1;
   }
@@ -203,15 +180,21 @@ void register_eval_commands(CLI::App& app) {
 
   auto* compare = app.add_subcommand("compare", "pair two runs by example: score differences with paired-bootstrap "
                                                 "95% intervals, flipped answers, McNemar's test");
-  static std::filesystem::path run_a, run_b;
+  static std::vector<std::filesystem::path> compared;
+  static std::string baseline = "bf16";
   static uint64_t seed = 1234;
   static bool compare_json = false;
   static std::filesystem::path flips_out;
-  compare->add_option("run_a", run_a, "baseline run folder (e.g. bf16)")->required();
-  compare->add_option("run_b", run_b, "run folder compared with it (e.g. 4-bit)")->required();
+  compare->add_option("runs", compared,
+                      "two run folders, A (the baseline, e.g. bf16) then B (e.g. 4-bit); or one folder of runs (a "
+                      "sweep's): each run against the --baseline run of the same model and prompting")
+      ->required()
+      ->expected(1, 2);
+  compare->add_option("--baseline", baseline, "with one folder of runs: the precision the others are compared with "
+                                              "(default bf16)");
   compare->add_option("--seed", seed, "bootstrap seed");
   compare->add_option("--bootstrap", resamples, "bootstrap resamples");
-  compare->add_flag("--json", compare_json, "print the comparison as JSON");
+  compare->add_flag("--json", compare_json, "print the comparison as JSON (one folder of runs: a list of them)");
   compare->add_option("--flips-out", flips_out,
                       "write every flipped example as a JSON line (written atomically): task, id, direction, gold, "
                       "and each run's prompt, raw output, answer and correctness")
@@ -222,29 +205,36 @@ void register_eval_commands(CLI::App& app) {
       if (!std::filesystem::is_directory(folder))
         fail("--flips-out {}: there is no folder {} to write it in", flips_out.string(), folder.string());
     }
+    const auto pairs = compared.size() == 2 ? std::vector{std::pair{compared[0], compared[1]}}
+                                            : eval::pairs_with_baseline(compared[0], baseline);
     std::vector<nlohmann::ordered_json> flips;
-    auto c = eval::compare_runs(run_a, run_b, seed, resamples, flips_out.empty() ? nullptr : &flips);
+    nlohmann::json all = nlohmann::json::array();
+    for (const auto& [run_a, run_b] : pairs) {
+      auto c = eval::compare_runs(run_a, run_b, seed, resamples, flips_out.empty() ? nullptr : &flips);
+      if (compare_json) {
+        all.push_back(std::move(c));
+        continue;
+      }
+      std::printf("%sB = %s minus A = %s, paired by example\n", &run_a == &pairs.front().first ? "" : "\n",
+                  run_b.string().c_str(), run_a.string().c_str());
+      for (auto& [name, t] : c["tasks"].items()) {
+        std::printf("\n%s (%d paired examples)\n", name.c_str(), t["paired_examples"].get<int>());
+        for (auto& [metric, d] : t["difference"].items())
+          std::printf("  %-18s %+.4f  [%+.4f, %+.4f]%s\n", metric.c_str(), d["b_minus_a"].get<double>(),
+                      d["ci95"][0].get<double>(), d["ci95"][1].get<double>(),
+                      metric == t["primary_metric"].get<std::string>() ? "  (primary)" : "");
+        std::printf("  right->wrong %d, wrong->right %d, McNemar p = %.4g\n", t["right_to_wrong"].get<int>(),
+                    t["wrong_to_right"].get<int>(), t["mcnemar"]["p_value"].get<double>());
+        print_flipped_ids("right->wrong", t["right_to_wrong_ids"]);
+        print_flipped_ids("wrong->right", t["wrong_to_right_ids"]);
+      }
+    }
     if (!flips_out.empty()) {
       std::string text;
       for (auto& f : flips) text += f.dump() + "\n";
       write_file_atomic(flips_out, text);
     }
-    if (compare_json) {
-      std::printf("%s\n", c.dump(2).c_str());
-      return;
-    }
-    std::printf("B = %s minus A = %s, paired by example\n", run_b.string().c_str(), run_a.string().c_str());
-    for (auto& [name, t] : c["tasks"].items()) {
-      std::printf("\n%s (%d paired examples)\n", name.c_str(), t["paired_examples"].get<int>());
-      for (auto& [metric, d] : t["difference"].items())
-        std::printf("  %-18s %+.4f  [%+.4f, %+.4f]%s\n", metric.c_str(), d["b_minus_a"].get<double>(),
-                    d["ci95"][0].get<double>(), d["ci95"][1].get<double>(),
-                    metric == t["primary_metric"].get<std::string>() ? "  (primary)" : "");
-      std::printf("  right->wrong %d, wrong->right %d, McNemar p = %.4g\n", t["right_to_wrong"].get<int>(),
-                  t["wrong_to_right"].get<int>(), t["mcnemar"]["p_value"].get<double>());
-      print_flipped_ids("right->wrong", t["right_to_wrong_ids"]);
-      print_flipped_ids("wrong->right", t["wrong_to_right_ids"]);
-    }
+    if (compare_json) std::printf("%s\n", (pairs.size() == 1 ? all[0] : all).dump(2).c_str());
     if (!flips_out.empty()) std::printf("\n%zu flipped examples written to %s\n", flips.size(), flips_out.string().c_str());
   });
 
@@ -293,6 +283,9 @@ void register_eval_commands(CLI::App& app) {
       ->check(CLI::IsMember({"task", "gold"}))
       ->needs(synth_opt);
   model_opt->excludes(synth_opt);
+  cmd->add_option("--model-name", ev->cfg.model_name,
+                  "the model's name in tables, reports and comparisons (default: the checkpoint folder's name, or the "
+                  "preset's)");
   add_engine_options(cmd, ev->engine);
   cmd->add_option("--devices", ev->devices,
                   "cuda: split the layers into a pipeline over these GPUs, e.g. 0,1,2 or all, each taking layers in "
@@ -302,42 +295,10 @@ void register_eval_commands(CLI::App& app) {
   cmd->callback([ev, model_opt, synth_opt] {
     if (model_opt->count() + synth_opt->count() != 1) fail("eval: give --model DIR or --synthetic PRESET");
     if (!ev->cfg.progress) set_progress_enabled(false);  // loading and quantizing are quiet too
-    if (!ev->model.empty())  // the stored format decides the precision the run is planned and recorded at
-      static_cast<PrecisionOptions&>(ev->engine) =
-          resolve_precision(ev->engine, checkpoint_quantization(ev->model), ev->model);
     if (ev->cfg.data_dir.empty()) ev->cfg.data_dir = eval::default_data_dir();
     eval::check_eval(ev->cfg);  // bad settings are found before the model loads
-    if (!ev->devices.empty()) {  // planned for --batch sequences of the model's context (at most 4096 positions)
-      if (ev->engine.device != "cuda") fail("--devices applies to --device cuda only");
-      plan::PlanRequest r;
-      static_cast<PrecisionOptions&>(r) = ev->engine;
-      r.config = ev->synthetic.empty() ? load_model_config(ev->model) : preset_config(ev->synthetic);
-      r.model_label = ev->synthetic.empty() ? ev->model : ev->synthetic;
-      if (ev->synthetic.empty()) r.checkpoint = ev->model;
-      r.batch = ev->cfg.batch;
-      ev->engine.stages = plan::pipeline_stages_for(ev->devices, r);
-    }
-    std::unique_ptr<Engine> engine;
-    if (!ev->synthetic.empty()) {
-      engine = Engine::synthetic(ev->synthetic, ev->synthetic_seed, ev->engine, ev->tokenizer);
-      ev->cfg.model_info = {{"synthetic", ev->synthetic}, {"seed", ev->synthetic_seed}};
-      if (!ev->tokenizer.empty())
-        ev->cfg.model_info["tokenizer"] = std::filesystem::absolute(ev->tokenizer).lexically_normal().string();
-    } else {
-      engine = std::make_unique<Engine>(ev->model, ev->engine);
-      ev->cfg.model_info = {{"path", std::filesystem::absolute(ev->model).string()},
-                            {"content_sha256", checkpoint_sha256(ev->model)}};
-    }
-    const Model& m = engine->model();
-    ev->cfg.model_info.update({{"arch", m.cfg.arch},
-                               {"chat_template_sha256", eval::sha256_hex(engine->tokenizer().chat_template())}});
-    const EngineOptions& used = engine->options();
-    ev->cfg.model_info.update({{"device", used.device},
-                               {"precision", used.precision->name},
-                               {"double_quant", used.double_quant},
-                               {"blocksize", used.blocksize},
-                               {"compute_dtype", used.compute_dtype},
-                               {"quantize_lm_head", used.quantize_lm_head}});
+    const eval::ModelSource source{ev->model, ev->synthetic, ev->synthetic_seed, ev->tokenizer, ev->devices};
+    auto engine = eval::open_model(source, ev->engine, ev->cfg.batch, ev->cfg.model_info);
     ev->cfg.command_line = invocation();
     auto results = eval::run_eval(*engine, ev->cfg);
     std::string summary = eval::format_run_summary(results);

@@ -20,7 +20,7 @@ void register_quant_commands(CLI::App& app);  // quantize, inspect, compare-logi
 void register_plan_commands(CLI::App& app);  // plan, recommend (cmd_plan.cpp)
 void register_report_commands(CLI::App& app);  // report (cmd_report.cpp)
 void register_serve_command(CLI::App& app);  // serve (cmd_serve.cpp)
-void register_sweep_commands(CLI::App& app);  // sweep plan, sweep status (cmd_sweep.cpp)
+void register_sweep_commands(CLI::App& app);  // sweep plan, status, run, slurm (cmd_sweep.cpp)
 // --precision, --double-quant, --blocksize, --compute-dtype, --quantize-lm-head (cmd_model.cpp)
 void add_precision_options(CLI::App* cmd, PrecisionOptions& e);
 // --device and the precision options, for commands that load a model (cmd_model.cpp)

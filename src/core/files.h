@@ -63,4 +63,8 @@ class MappedFile {
   size_t size_ = 0;
 };
 
+// `arg` as one shell word: as is when it holds only safe characters, else single-quoted (for commands recorded in
+// run folders and written into job scripts).
+std::string shell_quote(const std::string& arg);
+
 }  // namespace bq

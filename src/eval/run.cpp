@@ -277,7 +277,7 @@ nlohmann::json eval_throughput(const LoopStats& s, double wall_s, int max_in_fli
 }  // namespace
 
 nlohmann::json run_eval(TextGenerator& gen, const EvalConfig& cfg) {
-  RunConfig id = eval_identity(cfg, gen.model_name());
+  RunConfig id = eval_identity(cfg, cfg.model_name.empty() ? gen.model_name() : cfg.model_name);
   if (cfg.out_dir.empty()) fail("no run folder given (--out)");
   // Everything that can be refused is refused before the folder is touched.
   std::vector<PreparedTask> prepared = prepare_tasks(id, cfg.limit);

@@ -38,6 +38,7 @@ struct EvalConfig {
   int bootstrap_resamples = 1000;
   bool progress = true;         // progress on stderr (a bar on a terminal, periodic lines otherwise)
   nlohmann::json model_info = nlohmann::json::object();  // caller's model facts (path, hash, precision...)
+  std::string model_name;       // the name tables show ("": the model's own, its folder's or preset's)
   std::string command_line;     // the invocation, kept in results.json so reports trace numbers to it ("": none)
 };
 

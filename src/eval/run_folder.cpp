@@ -5,6 +5,7 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <functional>
 #include <cerrno>
 #include <cstring>
 
@@ -394,18 +395,31 @@ RunSelection select_finished_runs(const std::vector<fs::path>& paths) {
     if (why.empty()) out.finished.push_back(dir);
     else out.skipped.push_back(why);
   };
+  // A parent's subfolders in name order, each a run folder or, above the depth limit, a parent itself.
+  auto subfolders = [](const fs::path& parent) {
+    std::vector<fs::path> inside;
+    for (auto& e : fs::directory_iterator(parent))
+      if (e.is_directory() && !e.is_symlink() && !e.path().filename().string().starts_with("."))
+        inside.push_back(e.path());
+    std::sort(inside.begin(), inside.end());
+    return inside;
+  };
+  std::function<void(const fs::path&, int)> look_under = [&](const fs::path& parent, int depth) {
+    const std::vector<fs::path> inside = subfolders(parent);
+    if (inside.empty() && depth == 1)
+      out.skipped.push_back(parent.string() + ": neither a run folder nor a folder of run folders");
+    for (auto& d : inside) {
+      if (looks_like_run_folder(d) || depth == kRunSearchDepth || subfolders(d).empty()) consider(d);
+      else look_under(d, depth + 1);
+    }
+  };
   for (auto& p : paths) {
     if (!fs::is_directory(p)) {
       out.skipped.push_back(p.string() + (fs::exists(p) ? ": not a folder" : ": not found"));
     } else if (looks_like_run_folder(p)) {
       consider(p);
-    } else {  // a parent of run folders: one level down
-      std::vector<fs::path> inside;
-      for (auto& e : fs::directory_iterator(p))
-        if (e.is_directory()) inside.push_back(e.path());
-      std::sort(inside.begin(), inside.end());
-      if (inside.empty()) out.skipped.push_back(p.string() + ": neither a run folder nor a folder of run folders");
-      for (auto& d : inside) consider(d);
+    } else {
+      look_under(p, 1);
     }
   }
   if (out.finished.empty()) {
@@ -414,6 +428,32 @@ RunSelection select_finished_runs(const std::vector<fs::path>& paths) {
     fail("no finished run among the folders given:{}", why.empty() ? " none given" : why);
   }
   return out;
+}
+
+std::vector<std::pair<fs::path, fs::path>> pairs_with_baseline(const fs::path& folder, const std::string& baseline) {
+  const std::vector<fs::path> runs = select_finished_runs({folder}).finished;
+  std::vector<RunConfig> configs;
+  for (const fs::path& r : runs) configs.push_back(read_run_config(r));
+  // Everything but the precision: the model (by name and content), prompting, shots, samples, data and prompts.
+  auto same_cell = [](const RunConfig& a, const RunConfig& b) {
+    return a.model == b.model && a.model_info.value("path", "") == b.model_info.value("path", "") &&
+           a.model_info.value("synthetic", "") == b.model_info.value("synthetic", "") && a.tasks == b.tasks &&
+           a.data_dir == b.data_dir && a.split == b.split && a.shots == b.shots && a.prompting == b.prompting &&
+           a.sc_samples == b.sc_samples && a.prompts == b.prompts && a.seed == b.seed;
+  };
+  std::vector<std::pair<fs::path, fs::path>> pairs;
+  for (size_t i = 0; i < runs.size(); ++i) {
+    if (configs[i].precision() == baseline) continue;
+    for (size_t j = 0; j < runs.size(); ++j)
+      if (configs[j].precision() == baseline && same_cell(configs[i], configs[j])) {
+        pairs.emplace_back(runs[j], runs[i]);
+        break;
+      }
+  }
+  if (pairs.empty())
+    fail("{}: no finished run has a {} run of the same model and prompting to be compared with (--baseline)",
+         folder.string(), baseline);
+  return pairs;
 }
 
 }  // namespace bq::eval

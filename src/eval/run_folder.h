@@ -152,14 +152,20 @@ class SampleWriter {
 void check_run_folder(const fs::path& dir);
 
 // The finished runs among the paths given, for `table` and `report`: a folder holding results.json, config.json
-// or samples.jsonl is a run folder; any other folder is a parent, whose subfolders (one level down) are looked at
-// instead. A run folder is finished when its results.json is a biomedq results file that scores every task its
+// or samples.jsonl is a run folder; any other folder is a parent, whose subfolders are looked at instead, down to
+// kRunSearchDepth levels (a sweep's folder holds its cells at <model>/<precision>/<prompting>); hidden folders are
+// passed over. A run folder is finished when its results.json is a biomedq results file that scores every task its
 // configuration lists; anything else given or found is skipped, with the reason. Error: no finished run at all
 // (naming what was skipped and why).
 struct RunSelection {
   std::vector<fs::path> finished;
   std::vector<std::string> skipped;  // "PATH: why it is not a finished run" (PATH: the folder or its results.json)
 };
+inline constexpr int kRunSearchDepth = 4;
 RunSelection select_finished_runs(const std::vector<fs::path>& paths);
+
+// `compare` over a folder of runs (a sweep's): every finished run paired with the run of the same model, prompting,
+// shots, samples and data at the `baseline` precision, as (baseline, other), in folder order. Error: no pair.
+std::vector<std::pair<fs::path, fs::path>> pairs_with_baseline(const fs::path& folder, const std::string& baseline);
 
 }  // namespace bq::eval

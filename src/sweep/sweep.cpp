@@ -4,6 +4,8 @@
 
 #include <algorithm>
 #include <charconv>
+#include <cstdlib>
+#include <cstring>
 #include <set>
 
 #include "core/error.h"
@@ -146,6 +148,8 @@ SweepFile read_sweep(const fs::path& file) {
     if (s.tasks.empty()) fail("{}: 'tasks' is empty", where);
     s.data_dir = resolve(top.str("data_dir"));
     s.tasks_dir = resolve(top.str("tasks_dir"));
+    s.prompts = top.str("prompts", "own");
+    if (s.prompts != "own" && s.prompts != "benchmark") fail("{}: 'prompts' is '{}' (own or benchmark)", where, s.prompts);
     s.limit = size_t(top.integer("limit", 0, 0, 10'000'000));
     s.batch = int(top.integer("batch", 1, 1, 4096));
     s.context = int(top.integer("context", 4096, 16, 1 << 20));
@@ -217,6 +221,11 @@ std::vector<Cell> plan_cells(const SweepFile& s) {
             r.batch = s.batch * p.samples;
             r.devices = s.device == "cuda" ? s.gpus_per_job : 1;
             c.planned_bytes = plan::plan_memory(r).total_bytes;  // per GPU, the layers split evenly
+            r.device = "cpu";  // the host, loading: the weights as read, a short context
+            r.precision = quant::find_precision("bf16");
+            r.context = r.prompt = std::min(256, r.context);
+            r.batch = r.devices = 1;
+            c.host_bytes = plan::plan_memory(r).total_bytes;
           } catch (const Error& e) {
             c.plan_note = e.what();
           }
@@ -224,6 +233,44 @@ std::vector<Cell> plan_cells(const SweepFile& s) {
       }
   }
   return cells;
+}
+
+eval::EvalConfig cell_eval_config(const SweepFile& s, const Cell& c) {
+  eval::EvalConfig cfg;
+  cfg.tasks = s.tasks;
+  cfg.data_dir = s.data_dir.empty() ? eval::default_data_dir() : s.data_dir;
+  cfg.tasks_dir = s.tasks_dir;
+  cfg.out_dir = c.dir;
+  cfg.model_name = s.models[c.model].name;
+  cfg.limit = s.limit;
+  cfg.batch = s.batch;
+  cfg.prompts = s.prompts;
+  cfg.prompting = c.prompting.strategy;
+  cfg.shots = c.prompting.shots;
+  if (c.prompting.strategy == "sc") cfg.sc_samples = c.prompting.samples;
+  cfg.command_line = eval_command(s, c);
+  return cfg;
+}
+
+std::string eval_command(const SweepFile& s, const Cell& c, const std::string& binary) {
+  const auto quoted = shell_quote;
+  const SweepModel& m = s.models[c.model];
+  std::string tasks;
+  for (const std::string& t : s.tasks) tasks += (tasks.empty() ? "" : ",") + t;
+  std::string cmd = quoted(binary) + " eval " +
+                    (m.path.empty() ? "--synthetic " + quoted(m.preset) : "--model " + quoted(m.path.string())) +
+                    " --model-name " + quoted(m.name) + " --precision " + std::string(c.precision->name) +
+                    " --device " + s.device;
+  if (s.device == "cuda" && s.gpus_per_job > 1) cmd += " --devices all";
+  cmd += " --tasks " + quoted(tasks) + " --prompting " + c.prompting.strategy + " --shots " +
+         std::to_string(c.prompting.shots);
+  if (c.prompting.strategy == "sc") cmd += " --sc-samples " + std::to_string(c.prompting.samples);
+  if (s.prompts != "own") cmd += " --prompts " + s.prompts;
+  if (s.limit) cmd += " --limit " + std::to_string(s.limit);
+  cmd += " --batch " + std::to_string(s.batch);
+  if (!s.data_dir.empty()) cmd += " --data-dir " + quoted(s.data_dir.string());
+  if (!s.tasks_dir.empty()) cmd += " --tasks-dir " + quoted(s.tasks_dir.string());
+  return cmd + " --out " + quoted(c.dir.string());
 }
 
 std::vector<size_t> shard_cells(const std::vector<Cell>& cells, int index, int count) {
@@ -254,6 +301,19 @@ std::pair<int, int> parse_shard(const std::string& text) {
   return {i - 1, n};
 }
 
+std::pair<int, int> shard_to_run(const std::string& option) {
+  if (!option.empty()) return parse_shard(option);
+  const char* id = std::getenv("SLURM_ARRAY_TASK_ID");
+  const char* count = std::getenv("SLURM_ARRAY_TASK_COUNT");
+  if (!id || !count) return {0, 1};
+  const char* min = std::getenv("SLURM_ARRAY_TASK_MIN");
+  int index = 0, base = 0;
+  auto [end, ec] = std::from_chars(id, id + std::strlen(id), index);
+  if (ec != std::errc() || *end || (min && std::from_chars(min, min + std::strlen(min), base).ec != std::errc()))
+    fail("SLURM_ARRAY_TASK_ID '{}' (min '{}'): not a number", id, min ? min : "");
+  return parse_shard(fmt::format("{}/{}", index - base + 1, count));
+}
+
 std::string_view state_name(CellState s) {
   switch (s) {
     case CellState::pending: return "pending";
@@ -271,8 +331,15 @@ CellState cell_state(const fs::path& dir) {
     if (!eval::select_finished_runs({dir}).finished.empty()) return CellState::done;
   } catch (const Error&) {  // no finished run there
   }
-  if (fs::exists(dir / "sweep-error.txt")) return CellState::failed;
+  if (fs::exists(dir / kCellErrorFile)) return CellState::failed;
   return CellState::pending;
+}
+
+std::string unrunnable_reason(const SweepFile& s, const Cell& c) {
+  if (!c.planned_bytes) return "not planned: " + c.plan_note;
+  if (s.device == "cuda" && !gpu_class_for(*c.planned_bytes))
+    return fmt::format("needs {:.1f} GiB per GPU: fits no GPU class", double(*c.planned_bytes) / double(1 << 30));
+  return "";
 }
 
 }  // namespace bq::sweep

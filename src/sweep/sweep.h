@@ -7,6 +7,7 @@
 #include <string>
 #include <vector>
 
+#include "eval/run.h"
 #include "quant/precision.h"
 
 namespace bq::sweep {
@@ -33,6 +34,7 @@ struct SweepFile {
   std::vector<Prompting> promptings;
   std::vector<std::string> tasks;  // names, or "all"
   fs::path data_dir, tasks_dir;    // empty: eval's defaults
+  std::string prompts = "own";     // own | benchmark (the data's prompt files, as the study)
   size_t limit = 0;                // examples per task; 0: all
   int batch = 1;
   int context = 4096;              // positions per sequence the planner sizes the KV cache for
@@ -51,11 +53,20 @@ struct Cell {
   std::string name;  // "<model>/<precision>/<strategy>-<shots>shot" (sc: "sc<samples>-<shots>shot")
   fs::path dir;      // its run folder
   std::optional<size_t> planned_bytes;  // what each GPU must hold (the planner's total); none: could not plan
+  std::optional<size_t> host_bytes;     // what the host holds while it loads the model (bf16 weights on the CPU)
   std::string plan_note;                // why not, or what the plan assumed
 };
 
+// Where a cell's last failed attempt left its error (removed when an attempt finishes).
+inline constexpr const char* kCellErrorFile = "sweep-error.txt";
+
 // Every cell, in file order (models, then precisions, then promptings), each planned.
 std::vector<Cell> plan_cells(const SweepFile& s);
+
+// The cell's evaluation settings: the sweep's tasks, data, limit and batch, the cell's prompting and run folder.
+eval::EvalConfig cell_eval_config(const SweepFile& s, const Cell& c);
+// The `biomedq eval` command that runs the cell by hand (the sweep runs it in-process and records this).
+std::string eval_command(const SweepFile& s, const Cell& c, const std::string& binary = "biomedq");
 
 // The GPU class a cell needs: the smallest in the table with room for its planned bytes per GPU (with 5% headroom);
 // none when no class has room.
@@ -72,11 +83,17 @@ std::vector<size_t> shard_cells(const std::vector<Cell>& cells, int index, int c
 
 // --shard I/N (1-based I, as people count shards) to a 0-based index and a count; a bq::Error naming the option.
 std::pair<int, int> parse_shard(const std::string& text);
+// The shard `sweep run` takes: --shard I/N when given (`option`), else the Slurm array task's (SLURM_ARRAY_TASK_ID
+// of SLURM_ARRAY_TASK_COUNT, ids counted from SLURM_ARRAY_TASK_MIN), else the one shard of all cells.
+std::pair<int, int> shard_to_run(const std::string& option);
 
 enum class CellState { pending, running, failed, done };
 std::string_view state_name(CellState s);
 // From the run folder alone: done (a finished results.json), running (its lock is held), failed (the last attempt
 // left an error record), pending (nothing, or samples of an interrupted attempt).
 CellState cell_state(const fs::path& dir);
+
+// Whether `sweep run` runs the cell here: planned, and (on CUDA) fitting some GPU class; else why not.
+std::string unrunnable_reason(const SweepFile& s, const Cell& c);
 
 }  // namespace bq::sweep

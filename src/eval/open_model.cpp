@@ -1,0 +1,68 @@
+#include "eval/open_model.h"
+
+#include <algorithm>
+
+#include "core/error.h"
+#include "eval/task.h"
+#include "model/config.h"
+#include "model/quantize_checkpoint.h"
+#include "model/quantize_model.h"
+#include "plan/memory_planner.h"
+
+namespace bq::eval {
+
+namespace fs = std::filesystem;
+
+std::string checkpoint_sha256(const fs::path& dir) {
+  std::vector<std::string> names;
+  for (const auto& e : fs::directory_iterator(dir)) {
+    std::string f = e.path().filename().string();
+    if (e.is_regular_file() && (f.ends_with(".safetensors") || f.ends_with(".json"))) names.push_back(f);
+  }
+  std::sort(names.begin(), names.end());
+  std::string listing;
+  for (auto& f : names) listing += f + '\0' + sha256_file(dir / f) + '\n';
+  return sha256_hex(listing);
+}
+
+std::unique_ptr<Engine> open_model(const ModelSource& source, EngineOptions options, int batch,
+                                   nlohmann::json& model_info) {
+  const bool synthetic = !source.synthetic.empty();
+  if (synthetic == !source.checkpoint.empty()) fail("give a checkpoint folder or a synthetic preset, one of them");
+  if (!synthetic)  // the stored format decides the precision the run is planned and recorded at
+    static_cast<PrecisionOptions&>(options) =
+        resolve_precision(options, checkpoint_quantization(source.checkpoint), source.checkpoint.string());
+  if (!source.devices.empty()) {  // planned for `batch` sequences of the model's context (at most 4096 positions)
+    if (options.device != "cuda") fail("--devices applies to --device cuda only");
+    plan::PlanRequest r;
+    static_cast<PrecisionOptions&>(r) = options;
+    r.config = synthetic ? preset_config(source.synthetic) : load_model_config(source.checkpoint);
+    r.model_label = synthetic ? source.synthetic : source.checkpoint.string();
+    if (!synthetic) r.checkpoint = source.checkpoint;
+    r.batch = batch;
+    options.stages = plan::pipeline_stages_for(source.devices, r);
+  }
+  std::unique_ptr<Engine> engine;
+  if (synthetic) {
+    engine = Engine::synthetic(source.synthetic, source.synthetic_seed, options, source.tokenizer.string());
+    model_info = {{"synthetic", source.synthetic}, {"seed", source.synthetic_seed}};
+    if (!source.tokenizer.empty())
+      model_info["tokenizer"] = fs::absolute(source.tokenizer).lexically_normal().string();
+  } else {
+    engine = std::make_unique<Engine>(source.checkpoint, options);
+    model_info = {{"path", fs::absolute(source.checkpoint).string()},
+                  {"content_sha256", checkpoint_sha256(source.checkpoint)}};
+  }
+  const EngineOptions& used = engine->options();
+  model_info.update({{"arch", engine->model().cfg.arch},
+                     {"chat_template_sha256", sha256_hex(engine->tokenizer().chat_template())},
+                     {"device", used.device},
+                     {"precision", used.precision->name},
+                     {"double_quant", used.double_quant},
+                     {"blocksize", used.blocksize},
+                     {"compute_dtype", used.compute_dtype},
+                     {"quantize_lm_head", used.quantize_lm_head}});
+  return engine;
+}
+
+}  // namespace bq::eval
