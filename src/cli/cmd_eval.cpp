@@ -235,7 +235,8 @@ void register_eval_commands(CLI::App& app) {
       write_file_atomic(flips_out, text);
     }
     if (compare_json) std::printf("%s\n", (pairs.size() == 1 ? all[0] : all).dump(2).c_str());
-    if (!flips_out.empty()) std::printf("\n%zu flipped examples written to %s\n", flips.size(), flips_out.string().c_str());
+    else if (!flips_out.empty())
+      std::printf("\n%zu flipped examples written to %s\n", flips.size(), flips_out.string().c_str());
   });
 
   auto* table = app.add_subcommand("table", "print the study's Table 1 from runs: rows task x model, per precision "

@@ -339,7 +339,14 @@ TEST(Recommend, OnRealRunsOfTheTinyModel) {
   EXPECT_TRUE(tight["ranked"].empty());
   EXPECT_NE(test::run_command(test::biomedq_binary().string() + " recommend --gpu-memory lots" + runs, &out), 0);
   EXPECT_NE(out.find("--gpu-memory"), std::string::npos) << out;
-  EXPECT_NE(test::run_command(test::biomedq_binary().string() + " recommend --gpu-memory 16GB --runs " + tmp.string(), &out), 0);
+  // A folder of runs (a sweep's) stands for its finished runs; a folder with none is refused, saying why.
+  EXPECT_EQ(test::run_command(test::biomedq_binary().string() + " recommend --gpu-memory 16GB --runs " + tmp.string(), &out), 0)
+      << out;
+  EXPECT_NE(out.find("synthetic-tiny nf4"), std::string::npos) << out;
+  fs::create_directories(tmp / "nothing" / "here");
+  EXPECT_NE(test::run_command(test::biomedq_binary().string() + " recommend --gpu-memory 16GB --runs " +
+                                  (tmp / "nothing").string(), &out),
+            0);
   EXPECT_NE(out.find("results.json"), std::string::npos) << out;
 
   // The run's tracked CPU peak is what plan predicts for the context it needed (longest prompt + max new tokens).
