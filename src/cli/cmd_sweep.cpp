@@ -2,11 +2,14 @@
 #include <cstdio>
 #include <map>
 
+#include <fmt/ranges.h>
+
 #include <nlohmann/json.hpp>
 
 #include "cli/commands.h"
 #include "core/error.h"
 #include "core/files.h"
+#include "plan/memory_planner.h"
 #include "sweep/run_cells.h"
 #include "sweep/slurm.h"
 #include "sweep/sweep.h"
@@ -49,9 +52,9 @@ void print_plan(const sweep::SweepFile& s, const std::vector<sweep::Cell>& cells
   }
   if (json) std::printf("%s\n", out.dump(1).c_str());
   else
-    std::printf("%zu cells (%zu models x %zu precisions x %zu promptings), %zu tasks each; %d cannot run\n",
-                cells.size(), s.models.size(), s.precisions.size(), s.promptings.size(), s.tasks.size(),
-                cannot_run);
+    std::printf("%zu cells (%zu models x %zu precisions x %zu promptings), each on tasks %s; %d cannot run\n",
+                cells.size(), s.models.size(), s.precisions.size(), s.promptings.size(),
+                fmt::format("{}", fmt::join(s.tasks, ",")).c_str(), cannot_run);
 }
 
 void print_status(const std::vector<sweep::Cell>& cells, bool json) {
@@ -71,11 +74,26 @@ void print_status(const std::vector<sweep::Cell>& cells, bool json) {
               counts["failed"], counts["pending"], cells.size());
 }
 
-// Reads the sweep file; a --gpus-per-job given on the command line replaces the file's.
-sweep::SweepFile read_with(const std::string& file, int gpus_per_job) {
+// Options that say where the cells run, shared by plan, run and slurm.
+struct Placement {
+  int gpus_per_job = 0;    // 0: the file's
+  std::string gpu_memory;  // "": any GPU class
+};
+
+void add_placement_options(CLI::App* cmd, Placement& p) {
+  cmd->add_option("--gpus-per-job", p.gpus_per_job,
+                  "GPUs each cell's layers are split over (default: the file's gpus_per_job)");
+  cmd->add_option("--gpu-memory", p.gpu_memory,
+                  "the memory of the GPUs the cells run on (e.g. 80GB): cells that need more are left out, for an "
+                  "array on a partition of larger GPUs");
+}
+
+// Reads the sweep file with the command line's placement.
+sweep::SweepFile read_with(const std::string& file, const Placement& p) {
   sweep::SweepFile s = sweep::read_sweep(file);
-  if (gpus_per_job < 0 || gpus_per_job > 64) fail("--gpus-per-job {}: expected 1 to 64", gpus_per_job);
-  if (gpus_per_job) s.gpus_per_job = gpus_per_job;
+  if (p.gpus_per_job < 0 || p.gpus_per_job > 64) fail("--gpus-per-job {}: expected 1 to 64", p.gpus_per_job);
+  if (p.gpus_per_job) s.gpus_per_job = p.gpus_per_job;
+  if (!p.gpu_memory.empty()) s.gpu_memory = plan::parse_memory_size(p.gpu_memory, "--gpu-memory");
   return s;
 }
 
@@ -86,16 +104,16 @@ void register_sweep_commands(CLI::App& app) {
   sweep_cmd->require_subcommand(1);
   auto file = std::make_shared<std::string>();
   auto json = std::make_shared<bool>(false);
-  auto gpus = std::make_shared<int>(0);
+  auto place = std::make_shared<Placement>();
 
   auto* plan = sweep_cmd->add_subcommand("plan", "Every cell with the memory it needs per GPU and the GPU class that holds it");
   plan->add_option("file", *file, "sweep file (YAML)")->required();
   plan->add_flag("--json", *json, "print the cells as JSON");
-  plan->callback([file, json, gpus] {
-    const sweep::SweepFile s = read_with(*file, *gpus);
+  plan->callback([file, json, place] {
+    const sweep::SweepFile s = read_with(*file, *place);
     print_plan(s, sweep::plan_cells(s), *json);
   });
-  plan->add_option("--gpus-per-job", *gpus, "GPUs each cell's layers are split over (default: the file's gpus_per_job)");
+  add_placement_options(plan, *place);
 
   auto* status = sweep_cmd->add_subcommand("status", "Cells done, running, failed and pending, from the run folders alone");
   status->add_option("file", *file, "sweep file (YAML)")->required();
@@ -111,12 +129,12 @@ void register_sweep_commands(CLI::App& app) {
   run->add_option("file", *file, "sweep file (YAML)")->required();
   run->add_option("--shard", *shard, "I/N: the I-th of N shards (cells dealt largest first); default: the Slurm array "
                                      "task's (SLURM_ARRAY_TASK_ID of SLURM_ARRAY_TASK_COUNT), else all cells");
-  run->add_option("--gpus-per-job", *gpus, "GPUs each cell's layers are split over (default: the file's gpus_per_job)");
-  run->callback([file, shard, gpus] {
-    const sweep::SweepFile s = read_with(*file, *gpus);
+  add_placement_options(run, *place);
+  run->callback([file, shard, place] {
+    const sweep::SweepFile s = read_with(*file, *place);
     const std::vector<sweep::Cell> cells = sweep::plan_cells(s);
     const auto [index, count] = sweep::shard_to_run(*shard);
-    const std::vector<size_t> mine = sweep::shard_cells(cells, index, count);
+    const std::vector<size_t> mine = sweep::shard_cells(s, cells, index, count);
     std::printf("shard %d/%d: %zu of %zu cells\n", index + 1, count, mine.size(), cells.size());
     std::fflush(stdout);
     const sweep::ShardTally t = sweep::run_cells(s, cells, mine, stdout);
@@ -132,7 +150,7 @@ void register_sweep_commands(CLI::App& app) {
                                                 "shard, requests from the plan, --requeue); --submit submits it");
   sl->add_option("file", *file, "sweep file (YAML)")->required();
   sl->add_option("--partition", slurm->partition, "Slurm partition")->required();
-  sl->add_option("--gpus-per-job", *gpus, "GPUs per array task (default: the file's gpus_per_job)");
+  add_placement_options(sl, *place);
   sl->add_option("--time", slurm->time, "time limit per array task, as sbatch takes it (e.g. 24:00:00)");
   sl->add_option("--shards", slurm->shards, "array tasks (default: one per runnable cell)");
   sl->add_option("--cpus-per-task", slurm->cpus_per_task, "CPUs per array task (default 4)");
@@ -141,8 +159,8 @@ void register_sweep_commands(CLI::App& app) {
   sl->add_option("--account", slurm->account, "Slurm account to charge");
   sl->add_option("--script", *script, "where to write the script (default: <out>/slurm/<sweep name>.sbatch)");
   sl->add_flag("--submit", *submit, "submit it with sbatch and print the job id");
-  sl->callback([file, gpus, slurm, script, submit] {
-    const sweep::SweepFile s = read_with(*file, *gpus);
+  sl->callback([file, place, slurm, script, submit] {
+    const sweep::SweepFile s = read_with(*file, *place);
     const std::vector<sweep::Cell> cells = sweep::plan_cells(s);
     slurm->binary = std::filesystem::read_symlink("/proc/self/exe");
     const std::string text = sweep::slurm_script(s, cells, *slurm);

@@ -78,7 +78,10 @@ std::string slurm_script(const SweepFile& s, const std::vector<Cell>& cells, con
   out += "export OMP_NUM_THREADS=${SLURM_CPUS_PER_TASK:-1}\n";
   out += fmt::format("exec {} sweep run {}{} --shard $((SLURM_ARRAY_TASK_ID + 1))/{}\n", shell_quote(o.binary.string()),
                      shell_quote(s.file.string()),
-                     s.device == "cuda" ? fmt::format(" --gpus-per-job {}", s.gpus_per_job) : "", shards);
+                     s.device != "cuda"  ? ""
+                     : s.gpu_memory      ? fmt::format(" --gpus-per-job {} --gpu-memory {}MiB", s.gpus_per_job, s.gpu_memory >> 20)
+                                         : fmt::format(" --gpus-per-job {}", s.gpus_per_job),
+                     shards);
   return out;
 }
 

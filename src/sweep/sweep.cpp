@@ -273,13 +273,17 @@ std::string eval_command(const SweepFile& s, const Cell& c, const std::string& b
   return cmd + " --out " + quoted(c.dir.string());
 }
 
-std::vector<size_t> shard_cells(const std::vector<Cell>& cells, int index, int count) {
+std::vector<size_t> shard_cells(const SweepFile& s, const std::vector<Cell>& cells, int index, int count) {
   if (count < 1 || index < 0 || index >= count) fail("shard {} of {}: no such shard", index + 1, count);
   std::vector<size_t> order(cells.size());
-  for (size_t i = 0; i < order.size(); ++i) order[i] = i;
+  std::vector<bool> runnable(cells.size());
+  for (size_t i = 0; i < order.size(); ++i) {
+    order[i] = i;
+    runnable[i] = unrunnable_reason(s, cells[i]).empty();
+  }
   std::stable_sort(order.begin(), order.end(), [&](size_t a, size_t b) {
+    if (runnable[a] != runnable[b]) return bool(runnable[a]);
     const size_t pa = cells[a].planned_bytes.value_or(0), pb = cells[b].planned_bytes.value_or(0);
-    if (cells[a].planned_bytes.has_value() != cells[b].planned_bytes.has_value()) return cells[a].planned_bytes.has_value();
     if (pa != pb) return pa > pb;
     return cells[a].name < cells[b].name;
   });
@@ -337,8 +341,12 @@ CellState cell_state(const fs::path& dir) {
 
 std::string unrunnable_reason(const SweepFile& s, const Cell& c) {
   if (!c.planned_bytes) return "not planned: " + c.plan_note;
+  const double gib = double(*c.planned_bytes) / double(1 << 30);
   if (s.device == "cuda" && !gpu_class_for(*c.planned_bytes))
-    return fmt::format("needs {:.1f} GiB per GPU: fits no GPU class", double(*c.planned_bytes) / double(1 << 30));
+    return fmt::format("needs {:.1f} GiB per GPU: fits no GPU class", gib);
+  if (s.device == "cuda" && s.gpu_memory && double(*c.planned_bytes) * 1.05 > double(s.gpu_memory))
+    return fmt::format("needs {:.1f} GiB per GPU: more than --gpu-memory {:.1f} GiB holds", gib,
+                       double(s.gpu_memory) / double(1 << 30));
   return "";
 }
 

@@ -40,6 +40,7 @@ struct SweepFile {
   int context = 4096;              // positions per sequence the planner sizes the KV cache for
   std::string device = "cuda";
   int gpus_per_job = 1;
+  size_t gpu_memory = 0;  // the GPUs' memory where the cells run (--gpu-memory); 0: any GPU class
 };
 
 // Reads and checks a sweep file: unknown keys, unknown precisions or strategies, absurd numbers and duplicate
@@ -77,9 +78,9 @@ struct GpuClass {
 const std::vector<GpuClass>& gpu_classes();
 const GpuClass* gpu_class_for(size_t bytes_per_gpu);
 
-// The cells of shard `index` of `count` (0-based): all cells sorted by planned bytes, largest first (ties by name),
-// dealt in turn; indices into `cells`. Cells that cannot be planned go last.
-std::vector<size_t> shard_cells(const std::vector<Cell>& cells, int index, int count);
+// The cells of shard `index` of `count` (0-based): the runnable cells sorted by planned bytes, largest first (ties by
+// name), then the others (reported, not run), dealt in turn; indices into `cells`.
+std::vector<size_t> shard_cells(const SweepFile& s, const std::vector<Cell>& cells, int index, int count);
 
 // --shard I/N (1-based I, as people count shards) to a 0-based index and a count; a bq::Error naming the option.
 std::pair<int, int> parse_shard(const std::string& text);
@@ -93,7 +94,8 @@ std::string_view state_name(CellState s);
 // left an error record), pending (nothing, or samples of an interrupted attempt).
 CellState cell_state(const fs::path& dir);
 
-// Whether `sweep run` runs the cell here: planned, and (on CUDA) fitting some GPU class; else why not.
+// Whether `sweep run` runs the cell: planned, and on CUDA fitting some GPU class (and s.gpu_memory when given);
+// else why not.
 std::string unrunnable_reason(const SweepFile& s, const Cell& c);
 
 }  // namespace bq::sweep

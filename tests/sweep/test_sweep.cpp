@@ -54,11 +54,12 @@ TEST(Sweep, CellsArePlannedInFileOrder) {
 
 TEST(Sweep, ShardsCoverEveryCellOnceLargestFirst) {
   const fs::path dir = test::temp_dir("sweep-shards");
-  const std::vector<Cell> cells = plan_cells(read_sweep(write_sweep(dir, kTwoModels)));
+  const SweepFile s = read_sweep(write_sweep(dir, kTwoModels));
+  const std::vector<Cell> cells = plan_cells(s);
   std::multiset<size_t> seen;
   for (int i = 0; i < 5; ++i) {
-    const auto mine = shard_cells(cells, i, 5);
-    EXPECT_EQ(mine, shard_cells(cells, i, 5));  // deterministic
+    const auto mine = shard_cells(s, cells, i, 5);
+    EXPECT_EQ(mine, shard_cells(s, cells, i, 5));  // deterministic
     for (size_t k = 1; k < mine.size(); ++k)
       EXPECT_GE(*cells[mine[k - 1]].planned_bytes, *cells[mine[k]].planned_bytes);
     seen.insert(mine.begin(), mine.end());
@@ -68,7 +69,7 @@ TEST(Sweep, ShardsCoverEveryCellOnceLargestFirst) {
   size_t largest = 0;
   for (size_t i = 0; i < cells.size(); ++i)
     if (*cells[i].planned_bytes > *cells[largest].planned_bytes) largest = i;
-  EXPECT_EQ(shard_cells(cells, 0, 5).front(), largest);
+  EXPECT_EQ(shard_cells(s, cells, 0, 5).front(), largest);
 
   EXPECT_EQ(parse_shard("2/4"), (std::pair<int, int>{1, 4}));
   for (const char* bad : {"0/4", "5/4", "1/0", "x/2", "2", "1/2/3", "-1/2", ""})
@@ -254,6 +255,14 @@ gpus_per_job: 2
   o.partition = "gpu";
   o.mem = "64G";
   EXPECT_NE(slurm_script(s, cells, o).find("#SBATCH --mem=64G\n"), std::string::npos);
+  s.gpu_memory = size_t(40) << 30;  // a partition of 40 GB GPUs: the 70B model at bf16 (~67 GiB per GPU) is left out
+  const std::string small = slurm_script(s, cells, o);
+  EXPECT_NE(small.find("--array=0-2\n"), std::string::npos) << small;
+  EXPECT_NE(small.find(" --gpu-memory 40960MiB --shard"), std::string::npos) << small;
+  EXPECT_EQ(shard_cells(s, cells, 0, 4).size(), 1u);
+  EXPECT_NE(unrunnable_reason(s, cells[0]).find("--gpu-memory"), std::string::npos);
+  EXPECT_EQ(shard_cells(s, cells, 3, 4), std::vector<size_t>{0});  // dealt last: big/bf16, which runs nowhere here
+  s.gpu_memory = 0;
   s.out = dir / "runs with space";  // sbatch does not unquote #SBATCH lines
   EXPECT_THROW(slurm_script(s, cells, o), Error);
 }
