@@ -26,6 +26,17 @@ std::vector<int> row_positions(const ForwardBatch& b, const std::vector<CacheFil
   return pos;
 }
 
+void check_prefix_copy(const CacheFill& from, const CacheFill& to, int from_id, int to_id, int positions) {
+  if (!from.open || !to.open) fail("copy_prefix: sequence {} is not open", !from.open ? from_id : to_id);
+  if (from_id == to_id) fail("copy_prefix: sequence {} onto itself", from_id);
+  if (to.length != 0) fail("copy_prefix: sequence {} already holds {} positions", to_id, to.length);
+  if (positions < 1 || positions > from.length || positions > to.capacity)
+    fail("copy_prefix: {} positions from sequence {} (holding {}) into sequence {} (room for {})", positions, from_id,
+         from.length, to_id, to.capacity);
+}
+
+bool ForwardBackend::copy_prefix(int, int, int) { return false; }
+
 void ForwardBackend::run_greedy(const ForwardBatch& b, int32_t* next) {
   const size_t V = size_t(config().vocab);
   if (greedy_logits_.size() < b.logit_rows.size() * V) greedy_logits_.resize(b.logit_rows.size() * V);

@@ -31,6 +31,9 @@ struct CacheFill {
 // every row names an open sequence with room left, every token in the vocabulary, every logit row in the batch.
 std::vector<int> row_positions(const ForwardBatch& b, const std::vector<CacheFill>& caches, int vocab);
 
+// copy_prefix's checks over two caches' fill (a bq::Error naming the sequences).
+void check_prefix_copy(const CacheFill& from, const CacheFill& to, int from_id, int to_id, int positions);
+
 // The same over a backend's own caches (anything with `length` and `capacity`, null where closed).
 template <class CachePtr>
 std::vector<int> row_positions(const ForwardBatch& b, const std::vector<CachePtr>& caches, int vocab) {
@@ -73,6 +76,11 @@ class ForwardBackend {
   // The greedy next token (the first maximum) of each logit row, computed where the logits are, so that only the
   // ids reach the host; -1 for a row holding NaN or inf.
   virtual void run_greedy(const ForwardBatch& b, int32_t* next);
+  // Fills the empty sequence `to` with the keys and values of the first `positions` positions of `from` (a prompt
+  // prefix the two share, computed once); `to` then continues at that position. False where a backend cannot (the
+  // caller computes the prefix instead). Errors: closed sequences, `to` not empty, more positions than `from` holds
+  // or `to` has room for.
+  virtual bool copy_prefix(int from, int to, int positions);
   virtual const ModelConfig& config() const = 0;
   virtual MemoryFigures memory() const = 0;
 

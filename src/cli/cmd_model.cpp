@@ -164,6 +164,8 @@ void add_precision_options(CLI::App* cmd, PrecisionOptions& e) {
 void add_engine_options(CLI::App* cmd, EngineOptions& e) {
   cmd->add_option("--device", e.device, "cpu | cuda")->check(CLI::IsMember({"cpu", "cuda"}));
   add_precision_options(cmd, e);
+  cmd->add_flag("!--no-prefix-reuse", e.reuse_prefixes,
+                "compute every prompt whole, even where it begins like another live prompt (for A/B checks)");
 }
 
 void register_model_commands(CLI::App& app) {

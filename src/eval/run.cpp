@@ -262,6 +262,7 @@ nlohmann::json eval_throughput(const LoopStats& s, double wall_s, int max_in_fli
   const double mean_decode_batch = s.decode_steps ? double(s.decode_rows) / double(s.decode_steps) : 0.0;
   return {{"wall_s", wall_s},
           {"prompt_tokens", s.prompt_tokens},
+          {"prompt_tokens_reused", s.prompt_tokens_reused},
           {"generated_tokens", s.generated_tokens},
           {"generated_tokens_per_s", wall_s > 0 ? double(s.generated_tokens) / wall_s : 0.0},
           {"prefill_steps", s.prefill_steps},

@@ -25,9 +25,11 @@ std::string format_run_summary(const nlohmann::json& results_json) {
   if (!figures.empty()) out += "\nmemory: " + figures + "\n";
   const auto& t = results.throughput;
   if (t.value("generated_tokens", 0) > 0)
-    out += fmt::format("throughput: {:.1f} s wall, {} prompt tokens prefilled at {:.0f} tok/s, {} generated at {:.0f} "
-                       "tok/s in decode steps, decode batch {:.1f} of {} ({:.0f}% occupancy)\n",
+    out += fmt::format("throughput: {:.1f} s wall, {} prompt tokens prefilled at {:.0f} tok/s ({} more reused from "
+                       "shared prefixes), {} generated at {:.0f} tok/s in decode steps, decode batch {:.1f} of {} ({:.0f}% "
+                       "occupancy)\n",
                        t.value("wall_s", 0.0), t.value("prompt_tokens", 0), t.value("prefill_tokens_per_s", 0.0),
+                       t.value("prompt_tokens_reused", 0),
                        t.value("generated_tokens", 0), t.value("decode_tokens_per_s", 0.0),
                        t.value("mean_decode_batch", 0.0), t.value("max_in_flight", 0),
                        100.0 * t.value("occupancy", 0.0));

@@ -92,12 +92,13 @@ std::vector<GenerationResult> Engine::generate(const std::vector<std::string>& p
     r.decode_ms = t.decode_ms;
     if (control.on_finish) control.on_finish(i, r);
   };
-  generate_tokens(*fwd_, reqs, eos_, stop, control.max_in_flight, finished, control.on_step, control.stats);
+  generate_tokens(*fwd_, reqs, eos_, stop, control.max_in_flight, finished, control.on_step, control.stats,
+                  opt_.reuse_prefixes);
   return out;
 }
 
 std::unique_ptr<DecodeLoop> Engine::decode_loop(int max_in_flight, StopCheck stop) {
-  return std::make_unique<DecodeLoop>(*fwd_, eos_, max_in_flight, std::move(stop));
+  return std::make_unique<DecodeLoop>(*fwd_, eos_, max_in_flight, std::move(stop), opt_.reuse_prefixes);
 }
 
 std::string Engine::answer_text(std::span<const int32_t> generated, const std::vector<std::string>& stop) const {

@@ -17,6 +17,7 @@ namespace bq {
 struct EngineOptions : PrecisionOptions {
   std::string device = "cpu";          // cpu | cuda
   std::vector<PipelineStage> stages;  // cuda: the layer pipeline (none: all layers on the current device)
+  bool reuse_prefixes = true;         // prompts that begin alike share the computed prefix (DecodeLoop)
 };
 
 class Engine : public TextGenerator {

@@ -20,9 +20,10 @@ void check_request(const ModelConfig& c, const TokenRequest& r, size_t id) {
 }
 }  // namespace
 
-DecodeLoop::DecodeLoop(ForwardBackend& fwd, std::vector<int32_t> eos_ids, int max_in_flight, StopCheck stop)
+DecodeLoop::DecodeLoop(ForwardBackend& fwd, std::vector<int32_t> eos_ids, int max_in_flight, StopCheck stop,
+                       bool reuse_prefixes)
     : fwd_(fwd), eos_(std::move(eos_ids)), width_(max_in_flight > 0 ? size_t(max_in_flight) : SIZE_MAX),
-      stop_(std::move(stop)) {}
+      stop_(std::move(stop)), reuse_prefixes_(reuse_prefixes) {}
 
 DecodeLoop::~DecodeLoop() {
   for (auto& [id, s] : live_) fwd_.close_sequence(s.seq);
@@ -32,7 +33,7 @@ size_t DecodeLoop::submit(TokenRequest r) {
   const size_t id = next_id_;
   check_request(fwd_.config(), r, id);
   Sampler sampler(r.opt);
-  queue_.emplace(id, Live{std::move(r), std::move(sampler), -1, 0, {}, {}});
+  queue_.emplace(id, Live{std::move(r), std::move(sampler), -1, false, 0, {}, {}});
   next_id_++;
   return id;
 }
@@ -87,6 +88,20 @@ bool DecodeLoop::advance(size_t id, Live& s, int32_t tok, Step& out) {
   return true;
 }
 
+DecodeLoop::SharedPrefix DecodeLoop::shared_prefix(const std::vector<int32_t>& prompt) const {
+  SharedPrefix best;
+  if (!reuse_prefixes_) return best;
+  const size_t most = prompt.size() - 1;  // the last prompt token is computed anyway: its logits give the first token
+  for (const auto& [id, l] : live_) {
+    const std::vector<int32_t>& other = l.req.prompt;
+    const auto end = prompt.begin() + long(std::min(most, other.size()));
+    const size_t n = size_t(std::mismatch(prompt.begin(), end, other.begin()).first - prompt.begin());
+    if (!l.prefilled) best.pending = std::max(best.pending, n);
+    else if (n > best.positions) best.positions = n, best.donor = l.seq;
+  }
+  return best;
+}
+
 DecodeLoop::Step DecodeLoop::step() {
   Step out;
   out.finished.swap(cancelled_);
@@ -100,12 +115,27 @@ DecodeLoop::Step DecodeLoop::step() {
     row_request.push_back(id);
   }
   std::vector<size_t> fresh;
-  while (!queue_.empty() && live_.size() < width_) {
-    auto node = queue_.extract(queue_.begin());
+  // A prompt that shares more with one admitted in this step than with any cache waits a step, to take it from that
+  // one's cache; the prompts after it go on being admitted. Never more waiting than free places, so that the scan of
+  // the queue stays short.
+  size_t may_wait = width_ > live_.size() ? width_ - live_.size() : 0;
+  for (auto it = queue_.begin(); it != queue_.end() && live_.size() < width_;) {
+    const SharedPrefix shared = shared_prefix(it->second.req.prompt);
+    if (shared.pending >= shared.positions + kMinSharedPrefix && may_wait > 0) {
+      --may_wait, ++it;
+      continue;
+    }
+    auto node = queue_.extract(it++);
     Live& s = node.mapped();
     s.seq = fwd_.open_sequence(int(s.req.prompt.size()) + std::max(0, s.req.opt.max_new_tokens));
-    for (int32_t t : s.req.prompt) {
-      batch.tokens.push_back(t);
+    size_t reused = 0;
+    if (shared.positions >= kMinSharedPrefix) {
+      if (fwd_.copy_prefix(shared.donor, s.seq, int(shared.positions))) reused = shared.positions;
+      else reuse_prefixes_ = false;  // the backend cannot: no more waiting for prefixes
+    }
+    stats_.prompt_tokens_reused += reused;
+    for (size_t i = reused; i < s.req.prompt.size(); ++i) {
+      batch.tokens.push_back(s.req.prompt[i]);
       batch.seq.push_back(s.seq);
     }
     batch.logit_rows.push_back(int(batch.tokens.size()) - 1);
@@ -129,8 +159,10 @@ DecodeLoop::Step DecodeLoop::step() {
   }
   const double step_ms = ms_since(t0);
   for (size_t id : fresh) {
-    live_.at(id).res.prefill_ms = step_ms;
-    live_.at(id).prefilled_at = std::chrono::steady_clock::now();
+    Live& s = live_.at(id);
+    s.res.prefill_ms = step_ms;
+    s.prefilled_at = std::chrono::steady_clock::now();
+    s.prefilled = true;
   }
   if (fresh.empty()) {
     stats_.decode_steps++;
@@ -164,12 +196,12 @@ TokenResult DecodeLoop::take_result(size_t id) {
 std::vector<TokenResult> generate_tokens(ForwardBackend& fwd, const std::vector<TokenRequest>& reqs,
                                          const std::vector<int32_t>& eos_ids, const StopCheck& stop,
                                          int max_in_flight, const FinishCallback& on_finish,
-                                         const StepCallback& on_step, LoopStats* stats) {
+                                         const StepCallback& on_step, LoopStats* stats, bool reuse_prefixes) {
   std::vector<TokenResult> out(reqs.size());
   if (reqs.empty()) return out;
   for (size_t i = 0; i < reqs.size(); ++i) check_request(fwd.config(), reqs[i], i);  // all before any work
   DecodeLoop loop(fwd, eos_ids, max_in_flight > 0 ? std::min(max_in_flight, int(reqs.size())) : int(reqs.size()),
-                  stop);
+                  stop, reuse_prefixes);
   for (auto& r : reqs) loop.submit(r);  // ids equal indices
   while (!loop.idle()) {
     DecodeLoop::Step s = loop.step();
@@ -184,6 +216,7 @@ std::vector<TokenResult> generate_tokens(ForwardBackend& fwd, const std::vector<
     stats->prefill_steps += s.prefill_steps;
     stats->decode_steps += s.decode_steps;
     stats->prompt_tokens += s.prompt_tokens;
+    stats->prompt_tokens_reused += s.prompt_tokens_reused;
     stats->decode_rows += s.decode_rows;
     stats->generated_tokens += s.generated_tokens;
     stats->prefill_ms += s.prefill_ms;

@@ -43,11 +43,16 @@ struct PromptTooLong : Error {
 
 // Requests join a queue and leave as they end; each step() decodes one token for every live sequence and prefills
 // the queued prompts admitted into free places (at most max_in_flight live, 0: no limit), in submission order. A
-// sequence's cache is released as it ends or is cancelled. prefill_ms is the step that prefilled a request,
-// decode_ms the time from then until it ended.
+// sequence's cache is released as it ends or is cancelled. Prefix reuse (on unless set off): an admitted prompt that
+// begins like the prompt of a live, prefilled request (a task's instruction and shots, a self-consistency sample's
+// whole prompt) takes that request's keys and values for the shared tokens (ForwardBackend::copy_prefix) and
+// prefills only the rest; a prompt that shares more with one admitted in the same step waits a step for its cache,
+// letting later prompts pass. prefill_ms is the step that prefilled a request, decode_ms the time from then until it
+// ended.
 class DecodeLoop {
  public:
-  DecodeLoop(ForwardBackend& fwd, std::vector<int32_t> eos_ids, int max_in_flight, StopCheck stop = nullptr);
+  DecodeLoop(ForwardBackend& fwd, std::vector<int32_t> eos_ids, int max_in_flight, StopCheck stop = nullptr,
+             bool reuse_prefixes = true);
   ~DecodeLoop();  // closes every open sequence
   DecodeLoop(const DecodeLoop&) = delete;
   DecodeLoop& operator=(const DecodeLoop&) = delete;
@@ -75,6 +80,7 @@ class DecodeLoop {
     TokenRequest req;
     Sampler sampler;
     int seq = -1;
+    bool prefilled = false;  // its prompt's keys and values are in its cache (a donor of prefixes)
     int32_t next = 0;
     std::chrono::steady_clock::time_point prefilled_at;
     TokenResult res;
@@ -82,11 +88,20 @@ class DecodeLoop {
   int32_t sample(size_t id, Live& s, const float* logits);
   bool advance(size_t id, Live& s, int32_t tok, Step& out);
   void end(size_t id, Live& s, const char* reason, Step& out);
+  // Shorter shared prefixes cost more in copies and bookkeeping than their prefill.
+  static constexpr size_t kMinSharedPrefix = 16;
+  struct SharedPrefix {
+    int donor = -1;         // the prefilled live sequence sharing the longest prefix
+    size_t positions = 0;   // how long it is (at most the prompt's length - 1)
+    size_t pending = 0;     // the longest shared with a prompt not prefilled yet (this step's admissions)
+  };
+  SharedPrefix shared_prefix(const std::vector<int32_t>& prompt) const;
 
   ForwardBackend& fwd_;
   std::vector<int32_t> eos_;
   size_t width_;
   StopCheck stop_;
+  bool reuse_prefixes_;
   size_t next_id_ = 0;
   std::map<size_t, Live> queue_, live_;  // ordered by id: admission and rows follow submission order
   std::unordered_map<size_t, TokenResult> ended_;
@@ -101,6 +116,7 @@ class DecodeLoop {
 std::vector<TokenResult> generate_tokens(ForwardBackend& fwd, const std::vector<TokenRequest>& reqs,
                                          const std::vector<int32_t>& eos_ids, const StopCheck& stop = nullptr,
                                          int max_in_flight = 0, const FinishCallback& on_finish = nullptr,
-                                         const StepCallback& on_step = nullptr, LoopStats* stats = nullptr);
+                                         const StepCallback& on_step = nullptr, LoopStats* stats = nullptr,
+                                         bool reuse_prefixes = true);
 
 }  // namespace bq

@@ -31,6 +31,7 @@ struct GenerationResult {
 struct LoopStats {
   size_t prefill_steps = 0, decode_steps = 0;
   size_t prompt_tokens = 0;     // prefilled
+  size_t prompt_tokens_reused = 0;  // taken from another request's cache instead (prefix reuse)
   size_t decode_rows = 0;       // sequences decoded, summed over decode steps
   size_t generated_tokens = 0;  // by every step
   double prefill_ms = 0, decode_ms = 0;  // wall time in each kind of step

@@ -1,8 +1,11 @@
 #include <gtest/gtest.h>
 
+#include <cmath>
+
 #include "backend/backend.h"
 #include "backend/cpu/cpu_forward.h"
 #include "core/error.h"
+#include "prefix_copy_check.h"
 #include "test_util.h"
 #ifdef BIOMEDQ_HAVE_CUDA
 #include "backend/cuda/allocator.h"
@@ -23,6 +26,41 @@ TEST(Backend, RowPositionsFollowTheCachesAndNameBadRows) {
   EXPECT_NE(error({{10}, {0}, {}}).find("token id 10 outside the vocabulary of 10"), std::string::npos);
   EXPECT_NE(error({{1}, {0}, {1}}).find("logit row 1 outside the batch of 1"), std::string::npos);
   EXPECT_NE(error({{1, 2}, {0}, {}}).find("tokens and seq differ in length"), std::string::npos);
+}
+
+// A prompt continued from a copied prefix gets the logits of the whole prompt: each position's keys and values depend
+// on the positions before it only. Only to fp32 rounding: a prefill of another length may take another BLAS kernel
+// and sum in another order.
+TEST(Backend, CpuPrefixCopyEqualsPrefill) {
+  Model m = synthesize_model(preset_config("tiny"), 31, 0.3f);
+  CpuForward f(m);
+  std::vector<int32_t> prompt;
+  for (int i = 0; i < 41; ++i) prompt.push_back(int32_t((i * 37 + 11) % m.cfg.vocab));
+  for (int shared : {1, 17, 40}) {
+    auto got = test::prefix_copy_logits(f, prompt, shared);
+    double num = 0, den = 0;
+    for (size_t i = 0; i < got.whole.size(); ++i)
+      num += std::pow(double(got.continued[i]) - got.whole[i], 2), den += std::pow(double(got.whole[i]), 2);
+    EXPECT_LE(std::sqrt(num / den), 1e-5) << shared << " positions copied";
+    EXPECT_GT(den, 0.0);
+  }
+  EXPECT_EQ(f.memory().kv_cache_bytes, 0u);
+}
+
+TEST(Backend, PrefixCopyNamesWhatIsWrong) {
+  Model m = synthesize_model(preset_config("tiny"), 31, 0.3f);
+  CpuForward f(m);
+  const int a = f.open_sequence(8), b = f.open_sequence(4), closed = f.open_sequence(4);
+  f.close_sequence(closed);
+  f.run({{1, 2, 3, 4, 5, 6}, std::vector<int>(6, a), {5}}, std::vector<float>(size_t(m.cfg.vocab)).data());
+  auto error = [&](int from, int to, int n) { return test::error_of([&] { f.copy_prefix(from, to, n); }); };
+  EXPECT_NE(error(a, closed, 2).find(fmt::format("sequence {} is not open", closed)), std::string::npos);
+  EXPECT_NE(error(a, a, 2).find("onto itself"), std::string::npos);
+  EXPECT_NE(error(a, b, 7).find(fmt::format("7 positions from sequence {} (holding 6)", a)), std::string::npos);
+  EXPECT_NE(error(a, b, 5).find("(room for 4)"), std::string::npos);
+  EXPECT_NE(error(a, b, 0).find("0 positions"), std::string::npos);
+  ASSERT_TRUE(f.copy_prefix(a, b, 3));
+  EXPECT_NE(error(a, b, 2).find(fmt::format("sequence {} already holds 3 positions", b)), std::string::npos);
 }
 
 TEST(Backend, PicksDeviceOrSaysWhy) {

@@ -18,7 +18,10 @@
 #include "backend/cuda/ops.h"
 #include "core/error.h"
 #include "core/files.h"
+#include "generate/generate.h"
+#include "model/model.h"
 #include "model/quantize_model.h"
+#include "prefix_copy_check.h"
 #include "test_util.h"
 
 namespace bq {
@@ -352,6 +355,58 @@ TEST(CudaPipeline, SyntheticStagesEqualOneStage) {
       else EXPECT_TRUE(got == reference) << layout.size() << " stages, graphs " << graphs;
     }
   }
+}
+
+// A prompt continued from a copied prefix (on every stage's layers) computes what the whole prompt computes. The copy
+// itself is exact; the prefix was computed in a prefill of another shape, which cuBLAS may sum in another order, so
+// the logits agree to the parity tolerance, with the same greedy token where the margin decides it.
+TEST(CudaPipeline, PrefixCopyEqualsPrefill) {
+  REQUIRE_GPU();
+  for (bool nf4 : {false, true}) {
+    Model m = synthesize_model(pipeline_config(), 5, 0.02f);
+    if (nf4) {
+      quant::QuantOptions opt;
+      opt.scheme = quant::Scheme::NF4;
+      quantize_model(m, opt);
+    }
+    std::vector<int32_t> prompt;
+    for (int i = 0; i < 300; ++i) prompt.push_back(int32_t((i * 131 + 7) % m.cfg.vocab));
+    for (const auto& layout : pipeline_layouts()) {
+      SCOPED_TRACE(fmt::format("{}, {} stages", nf4 ? "nf4" : "bf16", std::max<size_t>(layout.size(), 1)));
+      CudaForward f(m, layout);
+      for (int shared : {16, 299}) {
+        auto got = test::prefix_copy_logits(f, prompt, shared);
+        auto c = compare_logits(got.continued, got.whole, m.cfg.vocab);
+        EXPECT_LE(c.rel, 1e-2) << shared;
+        EXPECT_EQ(c.agree, c.decided) << shared;
+      }
+      EXPECT_EQ(f.memory().kv_cache_bytes, 0u);
+    }
+  }
+}
+
+// The decode loop on the GPU with and without prefix reuse: prompts of one instruction and different examples, as
+// evaluation sends them; the same greedy answers.
+TEST(CudaPipeline, PrefixReuseKeepsGreedyAnswers) {
+  REQUIRE_GPU();
+  Model m = load_model(test::source_dir() / "tests/fixtures/trained-llama");
+  CudaForward f(m);
+  std::vector<TokenRequest> reqs;
+  std::mt19937 rng(3);
+  std::vector<int32_t> instruction;
+  for (int i = 0; i < 120; ++i) instruction.push_back(int32_t(rng() % uint32_t(m.cfg.vocab)));
+  for (int example = 0; example < 24; ++example) {
+    TokenRequest r{instruction, {}};
+    for (int i = 0; i < 10 + example; ++i) r.prompt.push_back(int32_t(rng() % uint32_t(m.cfg.vocab)));
+    r.opt.max_new_tokens = 12;
+    reqs.push_back(r);
+  }
+  LoopStats on, off;
+  const auto with = generate_tokens(f, reqs, {}, nullptr, 8, nullptr, nullptr, &on, true);
+  const auto without = generate_tokens(f, reqs, {}, nullptr, 8, nullptr, nullptr, &off, false);
+  for (size_t i = 0; i < reqs.size(); ++i) EXPECT_EQ(with[i].tokens, without[i].tokens) << i;
+  EXPECT_GE(on.prompt_tokens_reused, 120u * 23);
+  EXPECT_EQ(off.prompt_tokens_reused, 0u);
 }
 
 // Each stage holds its layers' weights and cache: the stages' figures add up to one stage's.

@@ -171,6 +171,63 @@ TEST(DecodeLoop, StatsCountEveryPromptAndGeneratedToken) {
   EXPECT_GT(stats.prefill_ms + stats.decode_ms, 0.0);
 }
 
+// Prompts as an evaluation sends them: one instruction, then each example; self-consistency samples of one example
+// (the same prompt, seeded sampling). With prefix reuse the answers are those computed without it, every prompt
+// token is either prefilled or reused, and prompts that share the first one's instruction wait a step to take it from
+// its cache, while one that shares nothing passes them. A backend that cannot copy prefixes gets the same answers,
+// all prefilled.
+TEST(DecodeLoop, PrefixReuseChangesNoAnswer) {
+  Model m = synthesize_model(loop_config(), 29, 0.3f);
+  CpuForward cpu(m);
+  std::vector<int32_t> instruction;
+  for (int i = 0; i < 30; ++i) instruction.push_back(int32_t(3 + (i * 7) % 50));
+  std::vector<TokenRequest> reqs;
+  size_t prompt_tokens = 0;
+  for (int example = 0; example < 4; ++example) {
+    std::vector<int32_t> prompt = instruction;
+    for (int i = 0; i <= example * 3; ++i) prompt.push_back(int32_t(60 + example * 5 + i % 4));
+    const int samples = example == 1 ? 3 : 1;
+    for (int k = 0; k < samples; ++k) {
+      reqs.push_back(samples > 1 ? request(prompt, 6, 0.9f, uint64_t(k)) : request(prompt, 6));
+      prompt_tokens += prompt.size();
+    }
+  }
+  reqs.push_back(request({1, 2, 3}, 5));  // shares nothing
+  prompt_tokens += 3;
+  auto run = [&](ForwardBackend& f, bool reuse, int width, LoopStats& stats) {
+    return generate_tokens(f, reqs, {}, nullptr, width, nullptr, nullptr, &stats, reuse);
+  };
+  LoopStats off;
+  const auto expected = run(cpu, false, 3, off);
+  EXPECT_EQ(off.prompt_tokens_reused, 0u);
+  EXPECT_EQ(off.prompt_tokens, prompt_tokens);
+  for (int width : {2, 3, 8}) {
+    SCOPED_TRACE(fmt::format("{} in flight", width));
+    LoopStats on;
+    const auto got = run(cpu, true, width, on);
+    for (size_t i = 0; i < reqs.size(); ++i) EXPECT_EQ(got[i].tokens, expected[i].tokens) << i;
+    EXPECT_GE(on.prompt_tokens_reused, 30u);  // narrower loops admit some prompts with no donor live
+    if (width == 8) EXPECT_EQ(on.prompt_tokens_reused, 30 * (reqs.size() - 2));
+    EXPECT_EQ(on.prompt_tokens + on.prompt_tokens_reused, prompt_tokens);
+    EXPECT_EQ(cpu.memory().kv_cache_bytes, 0u);
+  }
+  DecodeLoop loop(cpu, {}, 8);
+  for (auto& r : reqs) loop.submit(r);
+  // Request 0 and the last (which shares nothing); those between share request 0's instruction and wait for it.
+  const auto first = loop.step();
+  ASSERT_EQ(first.tokens.size(), 2u);
+  EXPECT_EQ(first.tokens[0].first, 0u);
+  EXPECT_EQ(first.tokens[1].first, reqs.size() - 1);
+  EXPECT_EQ(loop.stats().prompt_tokens, reqs[0].prompt.size() + 3);
+  EXPECT_EQ(loop.step().tokens.size(), reqs.size());  // then all of them, the instruction copied
+  EXPECT_EQ(loop.stats().prompt_tokens_reused, 30 * (reqs.size() - 2));
+  CountingBackend no_copy(cpu);
+  LoopStats plain;
+  const auto without = run(no_copy, true, 3, plain);
+  for (size_t i = 0; i < reqs.size(); ++i) EXPECT_EQ(without[i].tokens, expected[i].tokens) << i;
+  EXPECT_EQ(plain.prompt_tokens, prompt_tokens);
+}
+
 TEST(DecodeLoop, NonFiniteGreedyRowNamesTheRequest) {
   Model m = synthesize_model(loop_config(), 5, 0.3f);
   CpuForward cpu(m);

@@ -46,6 +46,7 @@ class CpuForward : public ForwardBackend {
   void close_sequence(int id) override;
   int sequence_length(int id) const override;
   void run(const ForwardBatch& b, float* logits) override;
+  bool copy_prefix(int from, int to, int positions) override;
   const ModelConfig& config() const override { return m_.cfg; }
   // Weights as model_host_bytes counts them; the allocator peak is the host-memory account's.
   MemoryFigures memory() const override;

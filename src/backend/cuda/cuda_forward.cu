@@ -81,6 +81,31 @@ void CudaForward::close_sequence(int id) {
 
 int CudaForward::sequence_length(int id) const { return p_->seqs.at(size_t(id))->length; }
 
+bool CudaForward::copy_prefix(int from, int to, int positions) {
+  Pipeline& P = *p_;
+  auto fill = [&P](int id) {
+    const Sequence* s = id >= 0 && size_t(id) < P.seqs.size() ? P.seqs[size_t(id)].get() : nullptr;
+    return s ? CacheFill{true, s->length, s->capacity} : CacheFill{};
+  };
+  check_prefix_copy(fill(from), fill(to), from, to, positions);
+  const Sequence& src = *P.seqs[size_t(from)];
+  Sequence& dst = *P.seqs[size_t(to)];
+  const size_t row = size_t(P.cfg.kv_dim()), n = size_t(positions) * row;
+  for (size_t i = 0; i < P.stages.size(); ++i) {  // on each stage's stream, ordered before its next pass
+    Stage& S = *P.stages[i];
+    DeviceGuard on(S.device);
+    for (int l = 0; l < S.end - S.first; ++l) {
+      const size_t s_at = size_t(l) * size_t(src.capacity) * row, d_at = size_t(l) * size_t(dst.capacity) * row;
+      BQ_CUDA(cudaMemcpyAsync(dst.k[i].get() + d_at, src.k[i].get() + s_at, n * sizeof(uint16_t),
+                              cudaMemcpyDeviceToDevice, S.st));
+      BQ_CUDA(cudaMemcpyAsync(dst.v[i].get() + d_at, src.v[i].get() + s_at, n * sizeof(uint16_t),
+                              cudaMemcpyDeviceToDevice, S.st));
+    }
+  }
+  dst.length = positions;
+  return true;
+}
+
 const ModelConfig& CudaForward::config() const { return p_->cfg; }
 
 const float* CudaForward::run_device(const ForwardBatch& b) { return p_->run(b); }
