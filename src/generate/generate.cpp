@@ -33,7 +33,7 @@ size_t DecodeLoop::submit(TokenRequest r) {
   const size_t id = next_id_;
   check_request(fwd_.config(), r, id);
   Sampler sampler(r.opt);
-  queue_.emplace(id, Live{std::move(r), std::move(sampler), -1, false, 0, {}, {}});
+  queue_.emplace(id, Live{std::move(r), std::move(sampler), -1, false, false, 0, {}, {}});
   next_id_++;
   return id;
 }
@@ -116,12 +116,15 @@ DecodeLoop::Step DecodeLoop::step() {
   }
   std::vector<size_t> fresh;
   // A prompt that shares more with one admitted in this step than with any cache waits a step, to take it from that
-  // one's cache; the prompts after it go on being admitted. Never more waiting than free places, so that the scan of
-  // the queue stays short.
+  // one's cache; the prompts after it go on being admitted. At most as many wait as there are free places (the scan
+  // of the queue stays short); then admission stops for this step rather than compute a shared prefix twice.
   size_t may_wait = width_ > live_.size() ? width_ - live_.size() : 0;
   for (auto it = queue_.begin(); it != queue_.end() && live_.size() < width_;) {
-    const SharedPrefix shared = shared_prefix(it->second.req.prompt);
-    if (shared.pending >= shared.positions + kMinSharedPrefix && may_wait > 0) {
+    Live& candidate = it->second;
+    const SharedPrefix shared = shared_prefix(candidate.req.prompt);
+    if (shared.pending >= shared.positions + kMinSharedPrefix && !candidate.waited) {
+      if (may_wait == 0) break;
+      candidate.waited = true;  // once only: prompts that each share most with the next would wait in a chain
       --may_wait, ++it;
       continue;
     }

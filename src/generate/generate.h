@@ -46,8 +46,8 @@ struct PromptTooLong : Error {
 // sequence's cache is released as it ends or is cancelled. Prefix reuse (on unless set off): an admitted prompt that
 // begins like the prompt of a live, prefilled request (a task's instruction and shots, a self-consistency sample's
 // whole prompt) takes that request's keys and values for the shared tokens (ForwardBackend::copy_prefix) and
-// prefills only the rest; a prompt that shares more with one admitted in the same step waits a step for its cache,
-// letting later prompts pass. prefill_ms is the step that prefilled a request, decode_ms the time from then until it
+// prefills only the rest; a prompt that shares more with one admitted in the same step waits a step (once) for its
+// cache, letting later prompts pass. prefill_ms is the step that prefilled a request, decode_ms the time from then until it
 // ended.
 class DecodeLoop {
  public:
@@ -81,6 +81,7 @@ class DecodeLoop {
     Sampler sampler;
     int seq = -1;
     bool prefilled = false;  // its prompt's keys and values are in its cache (a donor of prefixes)
+    bool waited = false;     // it waited a step for a prefix being computed
     int32_t next = 0;
     std::chrono::steady_clock::time_point prefilled_at;
     TokenResult res;
