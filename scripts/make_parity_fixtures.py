@@ -2,7 +2,9 @@
 """Builds tiny random Hugging Face checkpoints of each architecture variant biomedq supports and saves transformers'
 float32 logits and greedy continuations for them, as test fixtures (tests/fixtures/parity/<variant>/).
 
-Run on a machine with torch + transformers (the GPU machine):  python3 scripts/make_parity_fixtures.py OUT_DIR
+Run on a machine with torch + transformers (the GPU machine):  python3 scripts/make_parity_fixtures.py OUT_DIR [NAME...]
+(NAME: only those variants; each variant's random draws start from the same seed, so one made alone is as made with
+all of them.)
 The engine's parity test (tests/model/test_parity.cpp) loads each checkpoint and compares.
 """
 import json
@@ -33,6 +35,10 @@ VARIANTS = {
                              eos_token_id=[2, 3]), "v4", None),
     "phi3-fused": (dict(model_type="phi3", rope_theta=10000.0, rope_scaling=None), "v5", None),
     "mistral": (dict(model_type="mistral", rope_theta=1000000.0, rope_scaling=None, sliding_window=4096), "v4", None),
+    # q/k norms per head; head_dim 24 so that heads x head_dim (96) differs from hidden (64); tied embeddings.
+    "qwen3-qknorm-tied": (dict(model_type="qwen3", rope_theta=1000000.0, rope_scaling=None, head_dim=24,
+                               tie_word_embeddings=True, attention_bias=False, use_sliding_window=False),
+                          "v5", None),
 }
 
 N_IDS = 48
@@ -44,7 +50,7 @@ def config_json(fields, spelling):
     c = dict(BASE)
     c.update(fields)
     arch = {"llama": "LlamaForCausalLM", "qwen2": "Qwen2ForCausalLM", "phi3": "Phi3ForCausalLM",
-            "mistral": "MistralForCausalLM"}[c["model_type"]]
+            "mistral": "MistralForCausalLM", "qwen3": "Qwen3ForCausalLM"}[c["model_type"]]
     c["architectures"] = [arch]
     rope = c.pop("rope_scaling")
     theta = c.pop("rope_theta")
@@ -63,10 +69,12 @@ def config_json(fields, spelling):
     return c
 
 
-def main(out_root):
-    torch.manual_seed(1234)
+def main(out_root, names):
     torch.backends.cuda.matmul.allow_tf32 = False
     for name, (fields, spelling, shard) in VARIANTS.items():
+        if names and name not in names:
+            continue
+        torch.manual_seed(1234)  # per variant: making one alone gives the same files as making all
         out = os.path.join(out_root, name)
         os.makedirs(out, exist_ok=True)
         cj = config_json(fields, spelling)
@@ -114,4 +122,4 @@ def main(out_root):
 
 
 if __name__ == "__main__":
-    main(sys.argv[1] if len(sys.argv) > 1 else "tests/fixtures/parity")
+    main(sys.argv[1] if len(sys.argv) > 1 else "tests/fixtures/parity", sys.argv[2:])

@@ -87,6 +87,10 @@ inline Mat reference_logits(const Checkpoint& ck, const ModelConfig& c, const st
         for (size_t j = 0; j < KV; ++j) k[i * KV + j] += bk[j], v[i * KV + j] += bv[j];
       }
     }
+    if (c.qk_norm) {  // qwen3: every head of q and k RMS-normed over head_dim
+      q = ref_rmsnorm(q, n * nh, hd, tensor_d(ck, p + "self_attn.q_norm.weight"), c.rms_eps);
+      k = ref_rmsnorm(k, n * nkv, hd, tensor_d(ck, p + "self_attn.k_norm.weight"), c.rms_eps);
+    }
     rot(q, nh);
     rot(k, nkv);
     Mat att(n * Q, 0.0);

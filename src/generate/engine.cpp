@@ -56,6 +56,7 @@ std::string Engine::format_prompt(const std::vector<ChatTurn>& turns, bool use_c
     for (auto& t : turns) msgs.push_back({t.role, t.content});
     ChatTemplateOptions opt;
     opt.add_generation_prompt = true;
+    opt.extra["enable_thinking"] = false;  // Qwen3: answer directly (the parsers drop a <think> block anyway)
     opt.bos_token = tok_.bos_token();
     opt.eos_token = tok_.eos_token();
     opt.origin = tok_.chat_template_origin();

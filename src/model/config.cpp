@@ -94,10 +94,11 @@ std::vector<int> parse_ids(const json& v, const char* key, const std::string& or
 
 const std::vector<Architecture>& architectures() {
   static const std::vector<Architecture> table = {
-      {"llama", "LlamaForCausalLM", false, false, false},
-      {"mistral", "MistralForCausalLM", false, false, false},
-      {"qwen2", "Qwen2ForCausalLM", true, false, false},
-      {"phi3", "Phi3ForCausalLM", false, true, true},
+      {"llama", "LlamaForCausalLM", false, false, false, false},
+      {"mistral", "MistralForCausalLM", false, false, false, false},
+      {"qwen2", "Qwen2ForCausalLM", true, false, false, false},
+      {"phi3", "Phi3ForCausalLM", false, true, true, false},
+      {"qwen3", "Qwen3ForCausalLM", false, false, false, true},
   };
   return table;
 }
@@ -141,6 +142,10 @@ ModelConfig parse_model_config(const json& j, const std::string& origin) {
   c.attn_bias = arch.attn_bias || get_bool(j, "attention_bias", origin, false);
   c.tie_embeddings = get_bool(j, "tie_word_embeddings", origin, false);
   c.fused_qkv = arch.fused_qkv;
+  c.qk_norm = arch.qk_norm;
+  // Qwen's sliding window applies only with use_sliding_window (off in every released Qwen3 config).
+  if (get_bool(j, "use_sliding_window", origin, false))
+    fail("{}: use_sliding_window (sliding-window attention) is not supported", origin);
   std::string dt = get_str(j, "dtype", origin, get_str(j, "torch_dtype", origin, "bfloat16"));
   c.dtype = dt == "float32" ? DType::F32 : dt == "float16" ? DType::F16 : DType::BF16;
   if (j.contains("bos_token_id")) {
@@ -193,7 +198,7 @@ json model_config_to_json(const ModelConfig& c, bool v5) {
             {"hidden_act", "silu"},
             {"tie_word_embeddings", c.tie_embeddings},
             {v5 ? "dtype" : "torch_dtype", c.dtype == DType::F32 ? "float32" : c.dtype == DType::F16 ? "float16" : "bfloat16"}};
-  if (c.arch == "llama") j["attention_bias"] = c.attn_bias;
+  if (c.arch == "llama" || c.arch == "qwen3") j["attention_bias"] = c.attn_bias;
   if (c.bos_id) j["bos_token_id"] = *c.bos_id;
   if (c.eos_ids.size() == 1) j["eos_token_id"] = c.eos_ids[0];
   else if (!c.eos_ids.empty()) j["eos_token_id"] = c.eos_ids;
@@ -273,6 +278,18 @@ ModelConfig qwen(ModelConfig c, bool tie) {
   return c;
 }
 
+// Qwen3: no biases, q/k norms, head_dim 128 whatever the width (so q_dim may differ from hidden).
+ModelConfig qwen3(ModelConfig c, bool tie) {
+  c.qk_norm = true;
+  c.head_dim = 128;
+  c.tie_embeddings = tie;
+  c.max_positions = 40960;
+  c.rms_eps = 1e-6f;
+  c.bos_id = 151643;
+  c.eos_ids = {151645, 151643};
+  return c;
+}
+
 }  // namespace
 
 ModelConfig preset_config(const std::string& name) {
@@ -298,6 +315,9 @@ ModelConfig preset_config(const std::string& name) {
   if (name == "qwen2.5-14b") return qwen(make("qwen2", 5120, 13824, 48, 40, 8, 152064, 1000000.0), false);
   if (name == "qwen2.5-32b") return qwen(make("qwen2", 5120, 27648, 64, 40, 8, 152064, 1000000.0), false);
   if (name == "qwen2.5-72b") return qwen(make("qwen2", 8192, 29568, 80, 64, 8, 152064, 1000000.0), false);
+  if (name == "qwen3-0.6b") return qwen3(make("qwen3", 1024, 3072, 28, 16, 8, 151936, 1000000.0), true);
+  if (name == "qwen3-8b") return qwen3(make("qwen3", 4096, 12288, 36, 32, 8, 151936, 1000000.0), false);
+  if (name == "qwen3-32b") return qwen3(make("qwen3", 5120, 25600, 64, 64, 8, 151936, 1000000.0), false);
   if (name == "phi-4") {
     auto c = make("phi3", 5120, 17920, 40, 40, 10, 100352, 250000.0);
     c.fused_qkv = true; c.max_positions = 16384; c.bos_id = 100257; c.eos_ids = {100265};
@@ -320,7 +340,7 @@ ModelConfig preset_config(const std::string& name) {
 
 std::vector<std::string> preset_names() {
   return {"tiny", "small-100m", "llama-3.1-8b", "llama-3.3-70b", "llama-2-70b", "qwen2.5-3b", "qwen2.5-7b",
-          "qwen2.5-14b", "qwen2.5-32b", "qwen2.5-72b", "phi-4", "deepseek-llm-67b", "mistral-7b"};
+          "qwen2.5-14b", "qwen2.5-32b", "qwen2.5-72b", "qwen3-0.6b", "qwen3-8b", "qwen3-32b", "phi-4", "deepseek-llm-67b", "mistral-7b"};
 }
 
 }  // namespace bq

@@ -20,6 +20,7 @@ struct Architecture {
   bool attn_bias;       // q/k/v biases always (qwen2); others only with "attention_bias": true
   bool fused_qkv;       // one qkv_proj and one gate_up_proj tensor (phi3)
   bool partial_rotary;  // accepts partial_rotary_factor in config.json (phi3 writes 1.0)
+  bool qk_norm;         // RMSNorm over each head of q and k before RoPE (qwen3's q_norm, k_norm)
 };
 const std::vector<Architecture>& architectures();
 std::vector<std::string> architecture_names();
@@ -38,6 +39,7 @@ struct ModelConfig {
   bool attn_bias = false;      // q/k/v biases (qwen2)
   bool tie_embeddings = false;  // lm_head shares the embedding matrix
   bool fused_qkv = false;       // phi3: one qkv_proj, one gate_up_proj
+  bool qk_norm = false;         // qwen3: q and k normed per head (weights of head_dim) before RoPE
   DType dtype = DType::BF16;    // stored weight type
   std::optional<int> bos_id;
   std::vector<int> eos_ids;

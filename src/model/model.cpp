@@ -109,6 +109,10 @@ std::vector<LayerTensor> layer_tensors(const ModelConfig& c) {
     t.push_back(bias("self_attn.v_proj.bias", &L::v, KV));
   }
   t.push_back(linear("self_attn.o_proj.weight", {{&L::o, H}}, Q));
+  if (c.qk_norm) {
+    t.push_back(norm("self_attn.q_norm.weight", &L::q_norm, c.head_dim));
+    t.push_back(norm("self_attn.k_norm.weight", &L::k_norm, c.head_dim));
+  }
   t.push_back(norm("post_attention_layernorm.weight", &L::mlp_norm, H));
   if (c.fused_qkv) {
     t.push_back(linear("mlp.gate_up_proj.weight", {{&L::gate, I}, {&L::up, I}}, H));

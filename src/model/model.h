@@ -25,6 +25,7 @@ struct Linear {
 
 struct Layer {
   std::vector<float> attn_norm, mlp_norm;
+  std::vector<float> q_norm, k_norm;  // per-head norms of q and k (qk_norm), else empty
   Linear q, k, v, o;       // phi3's fused qkv_proj is split into three row ranges of the same tensor
   Linear gate, up, down;   // likewise gate_up_proj
 };

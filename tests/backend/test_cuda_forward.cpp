@@ -100,7 +100,7 @@ TEST_P(CudaParity, Bf16MatchesCpu) {
 
 INSTANTIATE_TEST_SUITE_P(Fixtures, CudaParity,
                          ::testing::Values("llama3-sharded", "llama-linear-v4", "qwen2-bias-tied", "phi3-fused",
-                                           "mistral"),
+                                           "mistral", "qwen3-qknorm-tied"),
                          [](const auto& info) {
                            std::string s = info.param;
                            for (auto& ch : s)

@@ -29,6 +29,11 @@ ModelConfig small_config(const std::string& arch) {
     c.tie_embeddings = true;
   }
   if (arch == "phi3") c.fused_qkv = true;
+  if (arch == "qwen3") {  // heads x head_dim (60) differs from hidden (48)
+    c.qk_norm = true;
+    c.head_dim = 10;
+    c.tie_embeddings = true;
+  }
   if (arch == "llama") {
     c.rope_scaling = RopeScaling::Llama3;
     c.rope_factor = 8;
@@ -92,7 +97,7 @@ TEST_P(ArchTest, IncrementalDecodeEqualsPrefill) {
   }
 }
 
-INSTANTIATE_TEST_SUITE_P(Archs, ArchTest, ::testing::Values("llama", "qwen2", "phi3", "mistral"));
+INSTANTIATE_TEST_SUITE_P(Archs, ArchTest, ::testing::Values("llama", "qwen2", "phi3", "mistral", "qwen3"));
 
 // Sequences batched together give the same logits as each run alone.
 TEST(Forward, BatchedSequencesAreIndependent) {

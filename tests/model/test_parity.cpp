@@ -53,7 +53,7 @@ TEST_P(Parity, LogitsAndGreedyMatchTransformers) {
 
 INSTANTIATE_TEST_SUITE_P(Transformers, Parity,
                          ::testing::Values("llama3-sharded", "llama-linear-v4", "qwen2-bias-tied", "phi3-fused",
-                                           "mistral"),
+                                           "mistral", "qwen3-qknorm-tied"),
                          [](const auto& info) {
                            std::string s = info.param;
                            for (auto& ch : s)

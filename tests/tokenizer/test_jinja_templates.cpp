@@ -183,6 +183,7 @@ std::vector<std::pair<std::string, ojson>> conversations(const RealTemplate& t) 
       {"non-alternating", ojson::array({msg("user", "first"), msg("user", "second")})},
       {"whitespace+unicode", ojson::array({msg("user", "  Héllo 日本 \"quoted\" \n"), msg("assistant", "\n\nréponse  ")})},
       {"thinking", ojson::array({msg("user", "Q"), msg("assistant", "<think>\nreasoning\n</think>\n\nanswer"), msg("user", "Q2")})},
+      {"no thinking", ojson::array({msg("user", "Q")})},  // what eval renders: enable_thinking false
       {"tools", ojson::array({msg("user", "Weather in Paris?")})},
       {"tool call", ojson::array({msg("user", "Weather in Paris?"), assistant_call, msg("tool", "22C")})},
   };
@@ -191,7 +192,7 @@ std::vector<std::pair<std::string, ojson>> conversations(const RealTemplate& t) 
     for (bool agp : {true, false}) {
       ojson ctx = {{"tools", nullptr}, {"documents", nullptr}, {"bos_token", t.bos}, {"eos_token", t.eos}};
       if (label.rfind("tool", 0) == 0) ctx["tools"] = tools;
-      if (label == "thinking" && !agp) ctx["enable_thinking"] = false;
+      if ((label == "thinking" && !agp) || label == "no thinking") ctx["enable_thinking"] = false;
       ctx["messages"] = messages;
       ctx["add_generation_prompt"] = agp;
       out.emplace_back(t.name + " / " + label + (agp ? " / generation prompt" : ""), ctx);

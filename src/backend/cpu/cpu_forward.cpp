@@ -46,7 +46,7 @@ size_t model_host_bytes(const Model& m) {
   };
   size_t n = size_t(m.cfg.vocab) * size_t(m.cfg.hidden) * dtype_size(m.embed_dtype);
   for (auto& L : m.layers) {
-    n += floats(L.attn_norm) + floats(L.mlp_norm);
+    n += floats(L.attn_norm) + floats(L.mlp_norm) + floats(L.q_norm) + floats(L.k_norm);
     for (const Linear* l : {&L.q, &L.k, &L.v, &L.o, &L.gate, &L.up, &L.down}) n += linear(*l);
   }
   const bool head_shares_embeddings = m.cfg.tie_embeddings && !m.lm_head.q;
@@ -146,6 +146,10 @@ void CpuForward::run(const ForwardBatch& b, float* logits) {
     linear(L.q, xn.data(), R, q.data());
     linear(L.k, xn.data(), R, k.data());
     linear(L.v, xn.data(), R, v.data());
+    if (c.qk_norm) {  // each head's q and k normed over its head_dim
+      cpu::rmsnorm(q.data(), L.q_norm.data(), q.data(), R * c.n_heads, hd, c.rms_eps);
+      cpu::rmsnorm(k.data(), L.k_norm.data(), k.data(), R * c.n_kv_heads, hd, c.rms_eps);
+    }
     for (int64_t r = 0; r < R; ++r) {
       const float* cs = cos.data() + r * half;
       const float* sn = sin.data() + r * half;

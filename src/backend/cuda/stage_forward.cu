@@ -94,6 +94,10 @@ void Stage::layers_pass(int n, int splits, int max_positions, const std::vector<
                   cg = tc_input({&L.gate, &L.up}, n), cd = tc_input({&L.down}, n);
     rmsnorm(x.get(), L.attn_norm.get(), xn.get(), n, H, c.rms_eps, st, out16_if(cq, xb.get()), cq);
     linears({{&L.q, q.get()}, {&L.k, k.get()}, {&L.v, v.get()}}, xn.get(), n, cq != Compute::F32);
+    if (c.qk_norm) {  // each head's q and k normed over its head_dim, in place
+      rmsnorm(q.get(), L.q_norm.get(), q.get(), n * c.n_heads, c.head_dim, c.rms_eps, st, nullptr, Compute::F32);
+      rmsnorm(k.get(), L.k_norm.get(), k.get(), n * c.n_kv_heads, c.head_dim, c.rms_eps, st, nullptr, Compute::F32);
+    }
     rope_store(q.get(), k.get(), v.get(), rows.get(), n, l, c.n_heads, c.n_kv_heads, c.head_dim, inv_freq.get(), st);
     attention(q.get(), rows.get(), n, l, c.n_heads, c.n_kv_heads, c.head_dim, splits, max_positions, partial.get(),
               att.get(), st, out16_if(co, xb.get()), co);

@@ -47,7 +47,7 @@ bool DevLayer::quantized() const {
 }
 
 size_t DevLayer::bytes() const {
-  size_t n = attn_norm.bytes() + mlp_norm.bytes();
+  size_t n = attn_norm.bytes() + mlp_norm.bytes() + q_norm.bytes() + k_norm.bytes();
   for (auto* l : {&q, &k, &v, &o, &gate, &up, &down}) n += l->bytes();
   return n;
 }
@@ -120,6 +120,10 @@ DevLayer upload_layer(const Layer& L, const CodeTables& tables, int index) {
   const std::string p = fmt::format("layer {} ", index);
   d.attn_norm = upload(L.attn_norm.data(), L.attn_norm.size(), p + "norm");
   d.mlp_norm = upload(L.mlp_norm.data(), L.mlp_norm.size(), p + "norm");
+  if (!L.q_norm.empty()) {
+    d.q_norm = upload(L.q_norm.data(), L.q_norm.size(), p + "q_norm");
+    d.k_norm = upload(L.k_norm.data(), L.k_norm.size(), p + "k_norm");
+  }
   d.q = upload_linear(L.q, tables, p + "q_proj");
   d.k = upload_linear(L.k, tables, p + "k_proj");
   d.v = upload_linear(L.v, tables, p + "v_proj");
@@ -193,6 +197,10 @@ DevLayer synthetic_layer(const ModelConfig& c, const std::optional<quant::QuantO
   const std::string p = fmt::format("layer {} ", index);
   d.attn_norm = ones(size_t(H), p + "norm");
   d.mlp_norm = ones(size_t(H), p + "norm");
+  if (c.qk_norm) {
+    d.q_norm = ones(size_t(c.head_dim), p + "q_norm");
+    d.k_norm = ones(size_t(c.head_dim), p + "k_norm");
+  }
   auto lin = [&](int j, int64_t out, int64_t in, const char* what) {
     return synthetic_linear(out, in, qo, linear_seed(seed, index, j), tables, p + what, st);
   };

@@ -32,6 +32,7 @@ struct DevLinear {
 
 struct DevLayer {
   DeviceArray<float> attn_norm, mlp_norm;
+  DeviceArray<float> q_norm, k_norm;  // qk_norm only
   DevLinear q, k, v, o, gate, up, down;
   bool quantized() const;  // any linear not bf16
   size_t bytes() const;
