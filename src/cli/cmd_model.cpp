@@ -97,7 +97,7 @@ void run_generate(const GenerateArgs& a) {
   std::vector<ChatTurn> turns;
   if (!a.system.empty()) turns.push_back({"system", a.system});
   turns.push_back({"user", a.prompt});
-  std::string prompt = engine.format_prompt(turns, a.chat);
+  std::string prompt = engine.format_prompt(turns, a.chat, std::nullopt);
   auto r = engine.generate({prompt}, {a.opt})[0];
   std::printf("%s\n", r.text.c_str());
   double tps = r.decode_ms > 0 ? 1000.0 * std::max(0, r.generated_tokens - 1) / r.decode_ms : 0;

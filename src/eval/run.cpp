@@ -339,7 +339,8 @@ nlohmann::json run_eval(TextGenerator& gen, const EvalConfig& cfg) {
     std::vector<std::string> prompts;
     std::vector<SamplingOptions> opts;
     for (const Example* ex : pending) {
-      std::string formatted = gen.format_prompt({{"user", build_prompt(p, id, *ex)}}, cfg.chat);
+      // Thinking off: the study's prompts ask for the answer (a <think> block would be dropped before parsing).
+      std::string formatted = gen.format_prompt({{"user", build_prompt(p, id, *ex)}}, cfg.chat, false);
       const int max_new_tokens = cfg.answer_lengths == "gold"
                                      ? std::max(1, gen.count_tokens(gold_answer_text(task, *ex)))
                                      : cot ? task.max_new_tokens_cot : task.max_new_tokens;

@@ -49,14 +49,15 @@ Engine::Engine(std::string name, std::unique_ptr<Model> model, std::unique_ptr<F
     if (std::find(eos_.begin(), eos_.end(), id) == eos_.end()) eos_.push_back(id);
 }
 
-std::string Engine::format_prompt(const std::vector<ChatTurn>& turns, bool use_chat_template) const {
+std::string Engine::format_prompt(const std::vector<ChatTurn>& turns, bool use_chat_template,
+                                  std::optional<bool> thinking) const {
   if (use_chat_template) {
     if (tok_.chat_template().empty()) fail("{}: the model has no chat template (use it without --chat)", name_);
     std::vector<ChatMessage> msgs;
     for (auto& t : turns) msgs.push_back({t.role, t.content});
     ChatTemplateOptions opt;
     opt.add_generation_prompt = true;
-    opt.extra["enable_thinking"] = false;  // Qwen3: answer directly (the parsers drop a <think> block anyway)
+    if (thinking) opt.extra["enable_thinking"] = *thinking;
     opt.bos_token = tok_.bos_token();
     opt.eos_token = tok_.eos_token();
     opt.origin = tok_.chat_template_origin();

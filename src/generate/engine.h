@@ -31,7 +31,8 @@ class Engine : public TextGenerator {
   static std::unique_ptr<Engine> synthetic(const std::string& preset, uint64_t seed, const EngineOptions& opt,
                                            const std::filesystem::path& tokenizer_dir = {});
 
-  std::string format_prompt(const std::vector<ChatTurn>& turns, bool use_chat_template) const override;
+  std::string format_prompt(const std::vector<ChatTurn>& turns, bool use_chat_template,
+                            std::optional<bool> thinking) const override;
   std::vector<GenerationResult> generate(const std::vector<std::string>& prompts,
                                          const std::vector<SamplingOptions>& opts,
                                          const BatchControl& control = {}) override;

@@ -4,6 +4,7 @@
 
 #include <cstdint>
 #include <functional>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -55,8 +56,10 @@ struct ChatTurn {
 class TextGenerator {
  public:
   virtual ~TextGenerator() = default;
-  // Renders a chat with the model's own template (or plain concatenation when chat is off).
-  virtual std::string format_prompt(const std::vector<ChatTurn>& turns, bool use_chat_template) const = 0;
+  // Renders a chat with the model's own template (or plain concatenation when chat is off). `thinking` sets the
+  // template's enable_thinking (Qwen3's reasoning switch); unset, the template decides.
+  virtual std::string format_prompt(const std::vector<ChatTurn>& turns, bool use_chat_template,
+                                    std::optional<bool> thinking) const = 0;
   // Generates for several prompts (batched where the engine can). One SamplingOptions per prompt (seeds differ for SC).
   // Results come back in prompt order, and through control.on_finish as each prompt ends.
   virtual std::vector<GenerationResult> generate(const std::vector<std::string>& prompts,

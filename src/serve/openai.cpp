@@ -128,6 +128,14 @@ CompletionRequest parse_completion_request(std::string_view body, bool chat) {
   r.chat = chat;
   if (chat) {
     r.messages = parse_messages(j);
+    // vLLM's way to pass template variables; enable_thinking is the one the engine takes (Qwen3).
+    if (const json* kw = field(j, "chat_template_kwargs")) {
+      if (!kw->is_object()) bad("chat_template_kwargs", "'chat_template_kwargs' must be an object");
+      if (const json* t = field(*kw, "enable_thinking")) {
+        if (!t->is_boolean()) bad("chat_template_kwargs.enable_thinking", "'enable_thinking' must be true or false");
+        r.thinking = t->get<bool>();
+      }
+    }
   } else {
     const json* p = field(j, "prompt");
     if (!p) bad("prompt", "'prompt' is required");

@@ -29,6 +29,7 @@ nlohmann::json error_body(const std::string& message, const std::string& type, c
 struct CompletionRequest {
   bool chat = true;
   std::vector<ChatTurn> messages;  // chat
+  std::optional<bool> thinking;    // chat_template_kwargs.enable_thinking (unset: the template's default)
   std::string prompt;              // completions
   int max_tokens = 0;              // 0: not given (the server decides)
   int n = 1;

@@ -181,7 +181,7 @@ void Server::handle_completion(const httplib::Request& req, httplib::Response& r
   sub->start = Clock::now();
   try {
     sub->req = parse_completion_request(req.body, chat);
-    sub->prompt_text = chat ? engine_.format_prompt(sub->req.messages, true) : sub->req.prompt;
+    sub->prompt_text = chat ? engine_.format_prompt(sub->req.messages, true, sub->req.thinking) : sub->req.prompt;
   } catch (const ApiError& e) {
     log(fmt::format("{} {}: {} ({})", req.method, req.path, e.status, e.param.empty() ? "body" : e.param));
     return send_error(res, e.status, e.what(), e.type, e.param, e.code);

@@ -71,7 +71,9 @@ struct FakeGenerator : bq::TextGenerator {
   std::vector<bq::SamplingOptions> last_opts;
 
   int count_tokens(const std::string& text) const override { return int(text.size()); }  // one per byte
-  std::string format_prompt(const std::vector<bq::ChatTurn>& turns, bool chat) const override {
+  std::string format_prompt(const std::vector<bq::ChatTurn>& turns, bool chat,
+                            std::optional<bool> thinking) const override {
+    EXPECT_EQ(thinking, std::optional<bool>(false)) << "evaluation asks for answers without a reasoning block";
     return chat ? "<|user|>" + turns[0].content + "<|assistant|>" : turns[0].content;
   }
   std::vector<bq::GenerationResult> generate(const std::vector<std::string>& ps,

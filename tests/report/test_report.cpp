@@ -46,7 +46,9 @@ struct ScriptedModel : bq::TextGenerator {
   std::set<int> wrong;
   double peak_bytes = 1e9, parameters = 1e8;
 
-  std::string format_prompt(const std::vector<bq::ChatTurn>& turns, bool) const override { return turns[0].content; }
+  std::string format_prompt(const std::vector<bq::ChatTurn>& turns, bool, std::optional<bool>) const override {
+    return turns[0].content;
+  }
   std::vector<bq::GenerationResult> generate(const std::vector<std::string>& prompts,
                                              const std::vector<bq::SamplingOptions>&,
                                              const bq::BatchControl& control) override {

@@ -324,6 +324,10 @@ TEST_F(Serve, HostileRequestsGetClearRefusalsAndTheServerKeepsServing) {
   expect_error(post("/v1/chat/completions", with("top_p", -1)), 400, "top_p");
   expect_error(post("/v1/chat/completions", with("n", 100000)), 400, "n");
   expect_error(post("/v1/chat/completions", with("stop", json::array({1, 2}))), 400, "stop");
+  expect_error(post("/v1/chat/completions", with("chat_template_kwargs", 5)), 400, "chat_template_kwargs");
+  expect_error(post("/v1/chat/completions", with("chat_template_kwargs", {{"enable_thinking", "yes"}})), 400,
+               "chat_template_kwargs.enable_thinking");
+  EXPECT_EQ(post("/v1/chat/completions", with("chat_template_kwargs", {{"enable_thinking", false}}))->status, 200);
   expect_error(post("/v1/chat/completions", with("messages", json::array())), 400, "messages");
   expect_error(post("/v1/chat/completions", with("messages", json::array({{{"role", "wizard"}, {"content", "x"}}}))),
                400, "messages[0].role");
