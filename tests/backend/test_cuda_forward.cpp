@@ -138,6 +138,22 @@ INSTANTIATE_TEST_SUITE_P(Precisions, CudaQuantParity, ::testing::Values("nf4", "
                            return s;
                          });
 
+// Qwen3's q/k norms after quantized q and k products (the tensor-core kernels with fp16 compute, and LLM.int8), on
+// the transformers fixture whose heads x head_dim differs from hidden.
+TEST(CudaQuantParityQwen3, MatchesCpu) {
+  REQUIRE_GPU();
+  for (const char* p : {"nf4/f16", "int8/f16", "llm-int8"}) {
+    SCOPED_TRACE(p);
+    Model m = load_model(test::source_dir() / "tests/fixtures/parity/qwen3-qknorm-tied");
+    quant::QuantOptions opt;
+    opt.scheme = std::string(p) == "llm-int8" ? quant::Scheme::LLMInt8
+                 : std::string(p) == "int8/f16" ? quant::Scheme::Int8 : quant::Scheme::NF4;
+    if (std::string(p) != "llm-int8") opt.compute = DType::F16;
+    quantize_model(m, opt);
+    check_against_cpu(m, fixture_ids("qwen3-qknorm-tied"), 4, std::string(p) == "llm-int8" ? 6e-2 : 1.5e-2);
+  }
+}
+
 ModelConfig real_width() {
   ModelConfig c = preset_config("llama-3.1-8b");
   c.n_layers = 2;

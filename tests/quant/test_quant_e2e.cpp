@@ -258,7 +258,8 @@ TEST(MemoryPlan, Llama33_70bNf4DoubleQuant) {
 // < 0.5 (FP4), top-1 >= 25% (measured worst 0.136 / 0.232 nats, 33%). NF4's levels are quantiles of the normal
 // distribution the weights follow, so it must beat FP4 (smaller KL), as the QLoRA paper reports.
 TEST(QuantizedParity, KlAndTop1AgainstFullPrecision) {
-  for (std::string fx : {"llama-linear-v4", "llama3-sharded", "mistral", "phi3-fused", "qwen2-bias-tied"}) {
+  for (std::string fx :
+       {"llama-linear-v4", "llama3-sharded", "mistral", "phi3-fused", "qwen2-bias-tied", "qwen3-qknorm-tied"}) {
     auto dir = test::source_dir() / "tests/fixtures/parity" / fx;
     auto ids = nlohmann::json::parse(read_file(dir / "fixture.json"))["ids"].get<std::vector<int32_t>>();
     Model full = load_model(dir);
