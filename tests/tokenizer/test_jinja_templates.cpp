@@ -146,7 +146,7 @@ std::vector<RealTemplate> real_templates(bool* have_assets) {
       {"deepseek-llm-chat", data_template("deepseek-llm-chat.jinja"), "<｜begin▁of▁sentence｜>", "<｜end▁of▁sentence｜>"},
   };
   *have_assets = true;
-  for (const char* pkg : {"qwen3", "llama3_1"}) {
+  for (const char* pkg : {"qwen3", "llama3_1", "gemma3"}) {
     fs::path config = assets_dir() / "tokenizers" / pkg / "tokenizer_config.json";
     if (!fs::exists(config)) {
       *have_assets = false;

@@ -60,7 +60,8 @@ void differential(const std::string& name, uint32_t seed, bool lossless, bool nf
   auto dir = bq::test::tokenizer_asset(name);
   auto tokenizer = bq::Tokenizer::load(dir);
   std::vector<std::string> specials = {"<|begin_of_text|>", "<|eot_id|>", "<|im_end|>", "<|endoftext|>", "<s>",
-                                       "</s>", "<unk>", "<think>", "<|fim_prefix|>", "<|start_header_id|>"};
+                                       "</s>", "<unk>", "<think>", "<|fim_prefix|>", "<|start_header_id|>",
+                                       "<bos>", "<start_of_turn>", "<end_of_turn>"};
   auto texts = bq::test::random_texts(seed, 400, specials);
   // Strings made of decoded vocabulary entries reach the merges that random text rarely does (and the
   // ignore_merges rule of Llama 3).
@@ -129,6 +130,13 @@ TEST(TokenizerParity, DifferentialQwen3) {
   differential("qwen3", 3, true, true);
 }
 
+// Gemma 3 (MedGemma): 262k SentencePiece-style BPE, spaces replaced by ▁ and split after each, byte fallback.
+TEST(TokenizerParity, DifferentialGemma3) {
+  BQ_REQUIRE_TOKENIZER("gemma3");
+  BQ_REQUIRE_JS_REFERENCE();
+  differential("gemma3", 7, true, false);
+}
+
 TEST(TokenizerParity, DifferentialCl100k) {
   BQ_REQUIRE_TOKENIZER("gpt35turbo");
   BQ_REQUIRE_JS_REFERENCE();
@@ -164,6 +172,23 @@ TEST(TokenizerParity, SpecialTokensOfRealFiles) {
   EXPECT_EQ(qwen3.eos_ids(), std::vector<int32_t>{*qwen3.token_to_id("<|im_end|>")});
   EXPECT_FALSE(qwen3.is_special(*qwen3.token_to_id("<think>")));  // an added token that is not special
   EXPECT_EQ(qwen3.encode("<think>").size(), 1u);
+}
+
+// Gemma 3: <bos> added, <end_of_turn> ends a chat answer, the 262,144 entries of the vocabulary plus its added
+// tokens, and the turn markers of its chat template are single special tokens.
+TEST(TokenizerParity, Gemma3SpecialTokens) {
+  BQ_REQUIRE_TOKENIZER("gemma3");
+  auto gemma3 = bq::Tokenizer::load(bq::test::tokenizer_asset("gemma3"));
+  EXPECT_TRUE(gemma3.add_bos());
+  EXPECT_EQ(gemma3.bos_token(), "<bos>");
+  EXPECT_EQ(gemma3.encode("Hi", true).front(), *gemma3.token_to_id("<bos>"));
+  EXPECT_EQ(gemma3.eos_ids(), std::vector<int32_t>{*gemma3.token_to_id("<end_of_turn>")});
+  EXPECT_GE(gemma3.vocab_size(), 262144);
+  for (const char* t : {"<start_of_turn>", "<end_of_turn>"}) {
+    EXPECT_EQ(gemma3.encode(t, true).size(), 2u) << t;  // <bos> and the marker
+    EXPECT_TRUE(gemma3.is_special(*gemma3.token_to_id(t))) << t;
+  }
+  EXPECT_NE(gemma3.chat_template().find("<start_of_turn>"), std::string::npos);
 }
 
 }  // namespace
