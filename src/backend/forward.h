@@ -34,12 +34,19 @@ std::vector<int> row_positions(const ForwardBatch& b, const std::vector<CacheFil
 // copy_prefix's checks over two caches' fill (a bq::Error naming the sequences).
 void check_prefix_copy(const CacheFill& from, const CacheFill& to, int from_id, int to_id, int positions);
 
-// The same over a backend's own caches (anything with `length` and `capacity`, null where closed).
+// The fill of sequence `id` among a backend's own caches (anything with `length` and `capacity`, null where
+// closed); not open where the id names none.
+template <class CachePtr>
+CacheFill cache_fill(const std::vector<CachePtr>& caches, int id) {
+  if (id < 0 || size_t(id) >= caches.size() || !caches[size_t(id)]) return {};
+  return {true, caches[size_t(id)]->length, caches[size_t(id)]->capacity};
+}
+
+// The same over a backend's own caches.
 template <class CachePtr>
 std::vector<int> row_positions(const ForwardBatch& b, const std::vector<CachePtr>& caches, int vocab) {
   std::vector<CacheFill> fill(caches.size());
-  for (size_t s = 0; s < caches.size(); ++s)
-    if (caches[s]) fill[s] = {true, caches[s]->length, caches[s]->capacity};
+  for (size_t s = 0; s < caches.size(); ++s) fill[s] = cache_fill(caches, int(s));
   return row_positions(b, fill, vocab);
 }
 

@@ -47,8 +47,8 @@ struct PromptTooLong : Error {
 // begins like the prompt of a live, prefilled request (a task's instruction and shots, a self-consistency sample's
 // whole prompt) takes that request's keys and values for the shared tokens (ForwardBackend::copy_prefix) and
 // prefills only the rest; a prompt that shares more with one admitted in the same step waits a step (once) for its
-// cache, letting later prompts pass. prefill_ms is the step that prefilled a request, decode_ms the time from then until it
-// ended.
+// cache, letting later prompts pass. prefill_ms is the step that prefilled a request, decode_ms the time from then
+// until it ended.
 class DecodeLoop {
  public:
   DecodeLoop(ForwardBackend& fwd, std::vector<int32_t> eos_ids, int max_in_flight, StopCheck stop = nullptr,

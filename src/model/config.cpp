@@ -278,15 +278,14 @@ ModelConfig qwen(ModelConfig c, bool tie) {
   return c;
 }
 
-// Qwen3: no biases, q/k norms, head_dim 128 whatever the width (so q_dim may differ from hidden).
+// Qwen3: Qwen2's tokens and norms, but no biases, q/k norms, and head_dim 128 whatever the width (so q_dim may
+// differ from hidden).
 ModelConfig qwen3(ModelConfig c, bool tie) {
+  c = qwen(std::move(c), tie);
+  c.attn_bias = false;
   c.qk_norm = true;
   c.head_dim = 128;
-  c.tie_embeddings = tie;
   c.max_positions = 40960;
-  c.rms_eps = 1e-6f;
-  c.bos_id = 151643;
-  c.eos_ids = {151645, 151643};
   return c;
 }
 

@@ -77,11 +77,7 @@ void CpuForward::close_sequence(int id) { caches_.at(size_t(id)).reset(); }
 int CpuForward::sequence_length(int id) const { return caches_.at(size_t(id))->length; }
 
 bool CpuForward::copy_prefix(int from, int to, int positions) {
-  auto fill = [this](int id) {
-    const KVCache* c = id >= 0 && size_t(id) < caches_.size() ? caches_[size_t(id)].get() : nullptr;
-    return c ? CacheFill{true, c->length, c->capacity} : CacheFill{};
-  };
-  check_prefix_copy(fill(from), fill(to), from, to, positions);
+  check_prefix_copy(cache_fill(caches_, from), cache_fill(caches_, to), from, to, positions);
   KVCache &src = *caches_[size_t(from)], &dst = *caches_[size_t(to)];
   const size_t n = size_t(positions) * size_t(src.kv_dim);
   for (int l = 0; l < m_.cfg.n_layers; ++l) {

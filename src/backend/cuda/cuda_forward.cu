@@ -83,11 +83,7 @@ int CudaForward::sequence_length(int id) const { return p_->seqs.at(size_t(id))-
 
 bool CudaForward::copy_prefix(int from, int to, int positions) {
   Pipeline& P = *p_;
-  auto fill = [&P](int id) {
-    const Sequence* s = id >= 0 && size_t(id) < P.seqs.size() ? P.seqs[size_t(id)].get() : nullptr;
-    return s ? CacheFill{true, s->length, s->capacity} : CacheFill{};
-  };
-  check_prefix_copy(fill(from), fill(to), from, to, positions);
+  check_prefix_copy(cache_fill(P.seqs, from), cache_fill(P.seqs, to), from, to, positions);
   const Sequence& src = *P.seqs[size_t(from)];
   Sequence& dst = *P.seqs[size_t(to)];
   const size_t row = size_t(P.cfg.kv_dim()), n = size_t(positions) * row;
