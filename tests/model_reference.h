@@ -44,15 +44,26 @@ inline Mat ref_rmsnorm(const Mat& x, size_t n, size_t d, const Mat& w, double ep
   return y;
 }
 
-// Logits [n, vocab] for every position of `ids`.
+// Logits [n, vocab] for every position of `ids`. Gemma 3 (norm_plus_one): norms multiply by 1 + w, embeddings are
+// scaled by sqrt(hidden), each block's output is normed before its residual, the MLP gates with tanh-GELU,
+// sliding layers see the last sliding_window positions and rotate with the local base.
 inline Mat reference_logits(const Checkpoint& ck, const ModelConfig& c, const std::vector<int>& ids) {
   const size_t n = ids.size(), H = size_t(c.hidden), hd = size_t(c.head_dim), nh = size_t(c.n_heads),
                nkv = size_t(c.n_kv_heads), Q = nh * hd, KV = nkv * hd, I = size_t(c.intermediate);
+  const bool gemma = c.norm_plus_one;
+  auto norm_w = [&](const std::string& name) {
+    Mat w = tensor_d(ck, name);
+    if (gemma)
+      for (auto& e : w) e += 1;
+    return w;
+  };
   Mat emb = tensor_d(ck, "model.embed_tokens.weight");
   Mat x(n * H);
+  const double embed_scale = gemma ? double(float(std::sqrt(double(H)))) : 1.0;
   for (size_t i = 0; i < n; ++i)
-    for (size_t j = 0; j < H; ++j) x[i * H + j] = emb[size_t(ids[i]) * H + j];
-  auto inv_freq = rope_inv_freq(c);
+    for (size_t j = 0; j < H; ++j) x[i * H + j] = emb[size_t(ids[i]) * H + j] * embed_scale;
+  const double scale = 1.0 / std::sqrt(c.query_pre_attn_scalar > 0 ? double(c.query_pre_attn_scalar) : double(hd));
+  std::vector<double> inv_freq;
   auto rot = [&](Mat& t, size_t heads) {
     for (size_t i = 0; i < n; ++i)
       for (size_t h = 0; h < heads; ++h)
@@ -67,7 +78,9 @@ inline Mat reference_logits(const Checkpoint& ck, const ModelConfig& c, const st
   };
   for (int l = 0; l < c.n_layers; ++l) {
     std::string p = "model.layers." + std::to_string(l) + ".";
-    Mat xn = ref_rmsnorm(x, n, H, tensor_d(ck, p + "input_layernorm.weight"), c.rms_eps);
+    const bool sliding = !c.sliding_layers.empty() && c.sliding_layers[size_t(l)];
+    inv_freq = rope_inv_freq(c, sliding);
+    Mat xn = ref_rmsnorm(x, n, H, norm_w(p + "input_layernorm.weight"), c.rms_eps);
     Mat q, k, v;
     if (c.fused_qkv) {
       Mat w = tensor_d(ck, p + "self_attn.qkv_proj.weight");
@@ -88,8 +101,8 @@ inline Mat reference_logits(const Checkpoint& ck, const ModelConfig& c, const st
       }
     }
     if (c.qk_norm) {  // qwen3: every head of q and k RMS-normed over head_dim
-      q = ref_rmsnorm(q, n * nh, hd, tensor_d(ck, p + "self_attn.q_norm.weight"), c.rms_eps);
-      k = ref_rmsnorm(k, n * nkv, hd, tensor_d(ck, p + "self_attn.k_norm.weight"), c.rms_eps);
+      q = ref_rmsnorm(q, n * nh, hd, norm_w(p + "self_attn.q_norm.weight"), c.rms_eps);
+      k = ref_rmsnorm(k, n * nkv, hd, norm_w(p + "self_attn.k_norm.weight"), c.rms_eps);
     }
     rot(q, nh);
     rot(k, nkv);
@@ -97,21 +110,25 @@ inline Mat reference_logits(const Checkpoint& ck, const ModelConfig& c, const st
     for (size_t i = 0; i < n; ++i)
       for (size_t h = 0; h < nh; ++h) {
         size_t g = h / (nh / nkv);
-        std::vector<double> s(i + 1);
+        // keys j with i - j < sliding_window on a sliding layer, all j <= i otherwise
+        const size_t j0 = sliding && i + 1 > size_t(c.sliding_window) ? i + 1 - size_t(c.sliding_window) : 0;
+        std::vector<double> s(i + 1, 0.0);
         double mx = -1e300, sum = 0;
-        for (size_t j = 0; j <= i; ++j) {
+        for (size_t j = j0; j <= i; ++j) {
           double d = 0;
           for (size_t e = 0; e < hd; ++e) d += q[i * Q + h * hd + e] * k[j * KV + g * hd + e];
-          s[j] = d / std::sqrt(double(hd));
+          s[j] = d * scale;
           mx = std::max(mx, s[j]);
         }
-        for (auto& e : s) sum += (e = std::exp(e - mx));
-        for (size_t j = 0; j <= i; ++j)
+        for (size_t j = j0; j <= i; ++j) sum += (s[j] = std::exp(s[j] - mx));
+        for (size_t j = j0; j <= i; ++j)
           for (size_t e = 0; e < hd; ++e) att[i * Q + h * hd + e] += s[j] / sum * v[j * KV + g * hd + e];
       }
     Mat o = ref_linear(att, n, tensor_d(ck, p + "self_attn.o_proj.weight"), 0, H, Q);
+    if (gemma) o = ref_rmsnorm(o, n, H, norm_w(p + "post_attention_layernorm.weight"), c.rms_eps);
     for (size_t i = 0; i < x.size(); ++i) x[i] += o[i];
-    xn = ref_rmsnorm(x, n, H, tensor_d(ck, p + "post_attention_layernorm.weight"), c.rms_eps);
+    xn = ref_rmsnorm(x, n, H, norm_w(p + (gemma ? "pre_feedforward_layernorm.weight" : "post_attention_layernorm.weight")),
+                     c.rms_eps);
     Mat g, u;
     if (c.fused_qkv) {
       Mat w = tensor_d(ck, p + "mlp.gate_up_proj.weight");
@@ -121,11 +138,16 @@ inline Mat reference_logits(const Checkpoint& ck, const ModelConfig& c, const st
       g = ref_linear(xn, n, tensor_d(ck, p + "mlp.gate_proj.weight"), 0, I, H);
       u = ref_linear(xn, n, tensor_d(ck, p + "mlp.up_proj.weight"), 0, I, H);
     }
-    for (size_t i = 0; i < g.size(); ++i) g[i] = g[i] / (1 + std::exp(-g[i])) * u[i];
+    for (size_t i = 0; i < g.size(); ++i) {
+      const double a = g[i];
+      g[i] = (gemma ? 0.5 * a * (1 + std::tanh(std::sqrt(2 / std::numbers::pi) * (a + 0.044715 * a * a * a)))
+                    : a / (1 + std::exp(-a))) * u[i];
+    }
     Mat d = ref_linear(g, n, tensor_d(ck, p + "mlp.down_proj.weight"), 0, H, I);
+    if (gemma) d = ref_rmsnorm(d, n, H, norm_w(p + "post_feedforward_layernorm.weight"), c.rms_eps);
     for (size_t i = 0; i < x.size(); ++i) x[i] += d[i];
   }
-  Mat xn = ref_rmsnorm(x, n, H, tensor_d(ck, "model.norm.weight"), c.rms_eps);
+  Mat xn = ref_rmsnorm(x, n, H, norm_w("model.norm.weight"), c.rms_eps);
   Mat head = tensor_d(ck, c.tie_embeddings ? "model.embed_tokens.weight" : "lm_head.weight");
   return ref_linear(xn, n, head, 0, size_t(c.vocab), H);
 }

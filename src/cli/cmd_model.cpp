@@ -39,7 +39,7 @@ std::vector<int32_t> parse_ids(const std::string& s) {
 }
 
 struct SynthArgs {
-  std::string arch = "llama", preset, out;
+  std::string arch, preset, out;  // arch: the preset's (tiny: llama) unless given
   int hidden = 0, layers = 0, heads = 0, kv_heads = 0, intermediate = 0, vocab = 0;
   uint64_t seed = 0;
   size_t shard_mb = 2048;
@@ -64,11 +64,10 @@ void run_synth(const SynthArgs& a) {
     c.vocab = a.vocab;
     if (c.hidden % c.n_heads || c.n_heads % c.n_kv_heads) fail("synth: heads must divide hidden and kv-heads heads");
   }
-  if (a.arch != c.arch) {
-    const Architecture& arch = find_architecture(a.arch, "synth --arch");
-    c.arch = a.arch;
-    c.attn_bias = arch.attn_bias;
-    c.fused_qkv = arch.fused_qkv;
+  if (!a.arch.empty() && a.arch != c.arch) {
+    const Architecture* arch = &find_architecture(a.arch, "synth --arch");
+    if (!arch->text_tower_of.empty()) arch = &find_architecture(arch->text_tower_of, "synth --arch");
+    apply_architecture(c, *arch);
   }
   // The synthetic tokenizer decides the special ids; the config agrees with it.
   auto tok_files = make_synthetic_tokenizer(c.vocab);

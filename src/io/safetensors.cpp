@@ -168,6 +168,20 @@ Checkpoint Checkpoint::open(const std::filesystem::path& dir) {
   return ck;
 }
 
+void Checkpoint::keep_renamed(const std::vector<std::pair<std::string, std::string>>& prefixes) {
+  std::map<std::string, TensorInfo> kept;
+  for (auto& [name, t] : tensors_)
+    for (const auto& [from, to] : prefixes)
+      if (name.rfind(from, 0) == 0) {
+        TensorInfo renamed = t;
+        renamed.name = to + name.substr(from.size());
+        if (!kept.emplace(renamed.name, renamed).second)
+          fail("{}: tensors '{}' and another both become '{}'", *t.file, name, renamed.name);
+        break;
+      }
+  tensors_ = std::move(kept);
+}
+
 size_t Checkpoint::mapped_bytes() const {
   size_t n = 0;
   for (auto& f : files_) n += f->size();

@@ -39,6 +39,9 @@ class Checkpoint {
   const TensorInfo& require(const std::string& name, const std::vector<int64_t>& shape) const;
   const std::map<std::string, TensorInfo>& tensors() const { return tensors_; }
   size_t mapped_bytes() const;  // sizes of the mapped files, headers included
+  // Keeps the tensors whose names begin with one of the prefixes, each renamed with that prefix replaced by its
+  // partner (the first matching pair wins); drops the others (a multimodal checkpoint's towers but one).
+  void keep_renamed(const std::vector<std::pair<std::string, std::string>>& prefixes);
 
  private:
   std::vector<std::unique_ptr<MappedFile>> files_;

@@ -94,11 +94,15 @@ std::vector<int> parse_ids(const json& v, const char* key, const std::string& or
 
 const std::vector<Architecture>& architectures() {
   static const std::vector<Architecture> table = {
-      {"llama", "LlamaForCausalLM", false, false, false, false},
-      {"mistral", "MistralForCausalLM", false, false, false, false},
-      {"qwen2", "Qwen2ForCausalLM", true, false, false, false},
-      {"phi3", "Phi3ForCausalLM", false, true, true, false},
-      {"qwen3", "Qwen3ForCausalLM", false, false, false, true},
+      {.model_type = "llama", .hf_class = "LlamaForCausalLM"},
+      {.model_type = "mistral", .hf_class = "MistralForCausalLM", .sliding = SlidingWindow::AllLayers},
+      {.model_type = "qwen2", .hf_class = "Qwen2ForCausalLM", .attn_bias = true},
+      {.model_type = "phi3", .hf_class = "Phi3ForCausalLM", .fused_qkv = true, .partial_rotary = true},
+      {.model_type = "qwen3", .hf_class = "Qwen3ForCausalLM", .qk_norm = true},
+      {.model_type = "gemma3_text", .hf_class = "Gemma3ForCausalLM", .qk_norm = true, .norm_plus_one = true,
+       .sandwich_norms = true, .scale_embeddings = true, .sliding = SlidingWindow::LayerTypes,
+       .act = Activation::GeluTanh},
+      {.model_type = "gemma3", .hf_class = "Gemma3ForConditionalGeneration", .text_tower_of = "gemma3_text"},
   };
   return table;
 }
@@ -115,11 +119,117 @@ const Architecture& find_architecture(std::string_view model_type, const std::st
   fail("{}: unknown model_type '{}' (supported: {})", origin, model_type, fmt::join(architecture_names(), ", "));
 }
 
-ModelConfig parse_model_config(const json& j, const std::string& origin) {
-  if (!j.is_object()) fail("{}: config must be a JSON object", origin);
+namespace {
+
+// transformers' Gemma3TextConfig defaults: released configs (the text_config of Gemma 3 4B) leave some fields out.
+const json& gemma3_text_defaults() {
+  static const json d = {{"vocab_size", 262208},          {"hidden_size", 2304},
+                         {"intermediate_size", 9216},     {"num_hidden_layers", 26},
+                         {"num_attention_heads", 8},      {"num_key_value_heads", 4},
+                         {"head_dim", 256},               {"hidden_activation", "gelu_pytorch_tanh"},
+                         {"max_position_embeddings", 131072}, {"rms_norm_eps", 1e-6},
+                         {"rope_theta", 1000000.0},       {"rope_local_base_freq", 10000.0},
+                         {"query_pre_attn_scalar", 256},  {"sliding_window", 4096},
+                         {"tie_word_embeddings", true},   {"bos_token_id", 2},
+                         {"eos_token_id", 1}};
+  return d;
+}
+
+Activation parse_activation(const json& j, Activation fallback, const std::string& origin) {
+  // gemma3 names it hidden_activation; the others hidden_act.
+  std::string act = get_str(j, "hidden_activation", origin, get_str(j, "hidden_act", origin, ""));
+  if (act.empty()) return fallback;
+  if (act == "silu" || act == "swish") return Activation::Silu;
+  if (act == "gelu_pytorch_tanh") return Activation::GeluTanh;
+  fail("{}: unsupported activation '{}' (supported: silu, gelu_pytorch_tanh)", origin, act);
+}
+
+// layer_types (a list of "sliding_attention" / "full_attention"), else every sliding_window_pattern-th layer (from
+// 1) full and the others sliding, as transformers derives it.
+std::vector<bool> parse_layer_types(const json& j, int n_layers, const std::string& origin) {
+  std::vector<bool> sliding(static_cast<size_t>(n_layers));
+  auto it = j.find("layer_types");
+  if (it != j.end() && !it->is_null()) {
+    if (!it->is_array() || it->size() != size_t(n_layers))
+      fail("{}: 'layer_types' must list one type per layer ({})", origin, n_layers);
+    for (size_t i = 0; i < it->size(); ++i) {
+      const json& t = (*it)[i];
+      if (t == "sliding_attention") sliding[i] = true;
+      else if (t != "full_attention")
+        fail("{}: layer_types[{}] is {}; expected \"sliding_attention\" or \"full_attention\"", origin, i, t.dump());
+    }
+    return sliding;
+  }
+  const int pattern = get_int(j, "sliding_window_pattern", origin, 6);
+  for (int i = 0; i < n_layers; ++i) sliding[size_t(i)] = (i + 1) % pattern != 0;
+  return sliding;
+}
+
+void parse_sliding(const json& j, const Architecture& arch, ModelConfig& c, const std::string& origin) {
+  if (arch.sliding == SlidingWindow::Refused) {
+    // Qwen's sliding window applies only with use_sliding_window (off in every released Qwen3 config).
+    if (get_bool(j, "use_sliding_window", origin, false))
+      fail("{}: use_sliding_window (sliding-window attention) is not supported", origin);
+    return;
+  }
+  if (!j.contains("sliding_window") || j["sliding_window"].is_null()) return;
+  c.sliding_window = get_int(j, "sliding_window", origin);
+  if (arch.sliding == SlidingWindow::AllLayers) c.sliding_layers.assign(size_t(c.n_layers), true);
+  else c.sliding_layers = parse_layer_types(j, c.n_layers, origin);
+}
+
+// gemma3's RoPE: the global layers' base and scaling (v4: rope_theta + rope_scaling; v5: rope_parameters'
+// full_attention entry) and the sliding layers' plain base (rope_local_base_freq; v5: sliding_attention's).
+void parse_local_rope(const json& j, ModelConfig& c, const std::string& origin) {
+  c.rope_local_theta = get_positive(j, "rope_local_base_freq", origin, 10000.0);
+  auto it = j.find("rope_parameters");
+  if (it == j.end() || !it->is_object() || !it->contains("full_attention")) return;
+  parse_rope((*it)["full_attention"], c, origin);
+  if (it->contains("sliding_attention")) {
+    ModelConfig local;
+    parse_rope((*it)["sliding_attention"], local, origin);
+    if (local.rope_scaling != RopeScaling::None)
+      fail("{}: rope scaling on the sliding layers is not supported", origin);
+    c.rope_local_theta = local.rope_theta;
+  }
+}
+
+ModelConfig parse_text_model(const json& j, const std::string& origin);
+
+// A multimodal wrapper's language model: its text_config, with what the wrapper says at the top level where the
+// text config is silent.
+ModelConfig parse_text_tower(const json& j, const Architecture& arch, const std::string& origin) {
+  auto it = j.find("text_config");
+  if (it == j.end() || !it->is_object()) fail("{}: a {} config needs a 'text_config' object", origin, arch.model_type);
+  json text = *it;
+  if (!text.contains("model_type")) text["model_type"] = std::string(arch.text_tower_of);
+  if (text["model_type"] != std::string(arch.text_tower_of))
+    fail("{}: text_config has model_type {}; expected \"{}\"", origin, text["model_type"].dump(), arch.text_tower_of);
+  for (const char* key : {"bos_token_id", "eos_token_id", "tie_word_embeddings", "dtype", "torch_dtype"})
+    if (!text.contains(key) && j.contains(key)) text[key] = j[key];
+  ModelConfig c = parse_text_model(text, origin + " (text_config)");
+  c.text_tower = true;
+  return c;
+}
+
+ModelConfig parse_text_model(const json& given, const std::string& origin) {
+  if (!given.is_object()) fail("{}: config must be a JSON object", origin);
   ModelConfig c;
-  c.arch = get_str(j, "model_type", origin, "");
+  c.arch = get_str(given, "model_type", origin, "");
+  if (c.arch == "gemma2" || c.arch == "gemma")
+    fail("{}: model_type '{}' (Gemma {}) is not supported; Gemma 3 is (gemma3_text, gemma3)", origin, c.arch,
+         c.arch == "gemma2" ? "2, with its logit soft-capping" : "1");
   const Architecture& arch = find_architecture(c.arch, origin);
+  if (!arch.text_tower_of.empty()) return parse_text_tower(given, arch, origin);
+  json j = given;
+  if (arch.model_type == "gemma3_text") {
+    j = gemma3_text_defaults();
+    for (auto& [k, v] : given.items())
+      if (!v.is_null()) j[k] = v;
+  }
+  for (const char* cap : {"final_logit_softcapping", "attn_logit_softcapping"})
+    if (j.contains(cap) && !j[cap].is_null())
+      fail("{}: '{}' (logit soft-capping, as in Gemma 2) is not supported", origin, cap);
   c.hidden = get_int(j, "hidden_size", origin);
   c.intermediate = get_int(j, "intermediate_size", origin);
   c.n_layers = get_int(j, "num_hidden_layers", origin);
@@ -137,15 +247,24 @@ ModelConfig parse_model_config(const json& j, const std::string& origin) {
     fail("{}: num_attention_heads x head_dim is implausibly large", origin);
   if (!arch.partial_rotary && get_num(j, "partial_rotary_factor", origin, 1.0) != 1.0)
     fail("{}: partial_rotary_factor other than 1 is not supported", origin);
-  if (j.contains("rope_parameters") && !j["rope_parameters"].is_null()) parse_rope(j["rope_parameters"], c, origin);
-  else if (j.contains("rope_scaling") && !j["rope_scaling"].is_null()) parse_rope(j["rope_scaling"], c, origin);
+  const bool per_layer_type_rope =
+      j.contains("rope_parameters") && j["rope_parameters"].is_object() && j["rope_parameters"].contains("full_attention");
+  if (per_layer_type_rope) {
+    if (arch.sliding != SlidingWindow::LayerTypes)
+      fail("{}: rope_parameters per layer type are only read for gemma3_text", origin);
+  } else if (j.contains("rope_parameters") && !j["rope_parameters"].is_null()) {
+    parse_rope(j["rope_parameters"], c, origin);
+  } else if (j.contains("rope_scaling") && !j["rope_scaling"].is_null()) {
+    parse_rope(j["rope_scaling"], c, origin);
+  }
+  apply_architecture(c, arch);
   c.attn_bias = arch.attn_bias || get_bool(j, "attention_bias", origin, false);
   c.tie_embeddings = get_bool(j, "tie_word_embeddings", origin, false);
-  c.fused_qkv = arch.fused_qkv;
-  c.qk_norm = arch.qk_norm;
-  // Qwen's sliding window applies only with use_sliding_window (off in every released Qwen3 config).
-  if (get_bool(j, "use_sliding_window", origin, false))
-    fail("{}: use_sliding_window (sliding-window attention) is not supported", origin);
+  c.act = parse_activation(j, arch.act, origin);
+  if (j.contains("query_pre_attn_scalar") && !j["query_pre_attn_scalar"].is_null())
+    c.query_pre_attn_scalar = float(get_positive(j, "query_pre_attn_scalar", origin, 0));
+  parse_sliding(j, arch, c, origin);
+  if (c.local_rope) parse_local_rope(j, c, origin);
   std::string dt = get_str(j, "dtype", origin, get_str(j, "torch_dtype", origin, "bfloat16"));
   c.dtype = dt == "float32" ? DType::F32 : dt == "float16" ? DType::F16 : DType::BF16;
   if (j.contains("bos_token_id")) {
@@ -154,6 +273,30 @@ ModelConfig parse_model_config(const json& j, const std::string& origin) {
   }
   if (j.contains("eos_token_id")) c.eos_ids = parse_ids(j["eos_token_id"], "eos_token_id", origin);
   return c;
+}
+
+}  // namespace
+
+ModelConfig parse_model_config(const json& j, const std::string& origin) { return parse_text_model(j, origin); }
+
+void apply_architecture(ModelConfig& c, const Architecture& a) {
+  c.arch = std::string(a.model_type);
+  c.attn_bias = a.attn_bias;
+  c.fused_qkv = a.fused_qkv;
+  c.qk_norm = a.qk_norm;
+  c.norm_plus_one = a.norm_plus_one;
+  c.sandwich_norms = a.sandwich_norms;
+  c.scale_embeddings = a.scale_embeddings;
+  c.local_rope = a.sliding == SlidingWindow::LayerTypes;
+  c.act = a.act;
+}
+
+int ModelConfig::attended(int layer, int positions) const {
+  return is_sliding(layer) ? std::min(positions, sliding_window) : positions;
+}
+
+float ModelConfig::attn_scale() const {
+  return float(1.0 / std::sqrt(query_pre_attn_scalar > 0 ? double(query_pre_attn_scalar) : double(head_dim)));
 }
 
 namespace {
@@ -195,7 +338,8 @@ json model_config_to_json(const ModelConfig& c, bool v5) {
             {"vocab_size", c.vocab},
             {"max_position_embeddings", c.max_positions},
             {"rms_norm_eps", c.rms_eps},
-            {"hidden_act", "silu"},
+            {c.act == Activation::GeluTanh ? "hidden_activation" : "hidden_act",
+             c.act == Activation::GeluTanh ? "gelu_pytorch_tanh" : "silu"},
             {"tie_word_embeddings", c.tie_embeddings},
             {v5 ? "dtype" : "torch_dtype", c.dtype == DType::F32 ? "float32" : c.dtype == DType::F16 ? "float16" : "bfloat16"}};
   if (c.arch == "llama" || c.arch == "qwen3") j["attention_bias"] = c.attn_bias;
@@ -207,21 +351,36 @@ json model_config_to_json(const ModelConfig& c, bool v5) {
   if (c.rope_scaling == RopeScaling::Llama3)
     rope = {{"rope_type", "llama3"}, {"factor", c.rope_factor}, {"low_freq_factor", c.rope_low_freq_factor},
             {"high_freq_factor", c.rope_high_freq_factor}, {"original_max_position_embeddings", c.rope_original_max_positions}};
+  if (c.query_pre_attn_scalar > 0) j["query_pre_attn_scalar"] = c.query_pre_attn_scalar;
+  if (c.sliding_window > 0) j["sliding_window"] = c.sliding_window;
+  if (c.arch == "gemma3_text") {
+    json types = json::array();
+    for (int l = 0; l < c.n_layers; ++l) types.push_back(c.is_sliding(l) ? "sliding_attention" : "full_attention");
+    j["layer_types"] = types;
+    j["final_logit_softcapping"] = nullptr;
+    j["attn_logit_softcapping"] = nullptr;
+  }
   if (v5) {
     if (rope.is_null()) rope = {{"rope_type", "default"}};
     rope["rope_theta"] = c.rope_theta;
-    j["rope_parameters"] = rope;
+    if (c.local_rope)
+      j["rope_parameters"] = {{"full_attention", rope},
+                              {"sliding_attention", {{"rope_type", "default"}, {"rope_theta", c.rope_local_theta}}}};
+    else j["rope_parameters"] = rope;
   } else {
+    if (c.local_rope) j["rope_local_base_freq"] = c.rope_local_theta;
     j["rope_theta"] = c.rope_theta;
     j["rope_scaling"] = rope;
   }
   return j;
 }
 
-std::vector<double> rope_inv_freq(const ModelConfig& c) {
+std::vector<double> rope_inv_freq(const ModelConfig& c, bool local) {
   int half = c.head_dim / 2;
   std::vector<double> f(half);
-  for (int i = 0; i < half; ++i) f[i] = 1.0 / std::pow(c.rope_theta, double(2 * i) / c.head_dim);
+  const double theta = local && c.local_rope ? c.rope_local_theta : c.rope_theta;
+  for (int i = 0; i < half; ++i) f[i] = 1.0 / std::pow(theta, double(2 * i) / c.head_dim);
+  if (local && c.local_rope) return f;  // gemma3's sliding layers: the plain table
   if (c.rope_scaling == RopeScaling::Linear) {
     for (auto& x : f) x /= c.rope_factor;
   } else if (c.rope_scaling == RopeScaling::Llama3) {
@@ -289,6 +448,25 @@ ModelConfig qwen3(ModelConfig c, bool tie) {
   return c;
 }
 
+// Gemma 3 (MedGemma 4B's text tower, MedGemma 27B): norms as 1 + w around both blocks, scaled embeddings, GELU,
+// q/k norms, five sliding layers (window 1024, local RoPE base 1e4) to one global one (linear RoPE scaling × 8).
+ModelConfig gemma3(ModelConfig c, int head_dim, float query_pre_attn_scalar) {
+  c.head_dim = head_dim;
+  c.query_pre_attn_scalar = query_pre_attn_scalar;
+  apply_architecture(c, find_architecture("gemma3_text", "preset"));
+  c.rms_eps = 1e-6f;
+  c.max_positions = 131072;
+  c.rope_scaling = RopeScaling::Linear;
+  c.rope_factor = 8.0;
+  c.rope_local_theta = 10000.0;
+  c.sliding_window = 1024;
+  for (int l = 0; l < c.n_layers; ++l) c.sliding_layers.push_back((l + 1) % 6 != 0);
+  c.tie_embeddings = true;
+  c.bos_id = 2;
+  c.eos_ids = {1, 106};
+  return c;
+}
+
 }  // namespace
 
 ModelConfig preset_config(const std::string& name) {
@@ -317,6 +495,8 @@ ModelConfig preset_config(const std::string& name) {
   if (name == "qwen3-0.6b") return qwen3(make("qwen3", 1024, 3072, 28, 16, 8, 151936, 1000000.0), true);
   if (name == "qwen3-8b") return qwen3(make("qwen3", 4096, 12288, 36, 32, 8, 151936, 1000000.0), false);
   if (name == "qwen3-32b") return qwen3(make("qwen3", 5120, 25600, 64, 64, 8, 151936, 1000000.0), false);
+  if (name == "medgemma-4b") return gemma3(make("gemma3_text", 2560, 10240, 34, 8, 4, 262208, 1000000.0), 256, 256);
+  if (name == "medgemma-27b") return gemma3(make("gemma3_text", 5376, 21504, 62, 32, 16, 262208, 1000000.0), 128, 168);
   if (name == "phi-4") {
     auto c = make("phi3", 5120, 17920, 40, 40, 10, 100352, 250000.0);
     c.fused_qkv = true; c.max_positions = 16384; c.bos_id = 100257; c.eos_ids = {100265};
@@ -339,7 +519,8 @@ ModelConfig preset_config(const std::string& name) {
 
 std::vector<std::string> preset_names() {
   return {"tiny", "small-100m", "llama-3.1-8b", "llama-3.3-70b", "llama-2-70b", "qwen2.5-3b", "qwen2.5-7b",
-          "qwen2.5-14b", "qwen2.5-32b", "qwen2.5-72b", "qwen3-0.6b", "qwen3-8b", "qwen3-32b", "phi-4", "deepseek-llm-67b", "mistral-7b"};
+          "qwen2.5-14b", "qwen2.5-32b", "qwen2.5-72b", "qwen3-0.6b", "qwen3-8b", "qwen3-32b", "medgemma-4b", "medgemma-27b", "phi-4", "deepseek-llm-67b",
+          "mistral-7b"};
 }
 
 }  // namespace bq

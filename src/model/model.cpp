@@ -34,6 +34,14 @@ std::vector<float> to_vector(const void* data, DType t, int64_t n) {
   return v;
 }
 
+// A norm's weights as applied: gemma stores w - 1 and multiplies by 1 + w (in fp32, as transformers does).
+std::vector<float> norm_weights(const ModelConfig& c, const void* data, DType t, int64_t n) {
+  std::vector<float> w = to_vector(data, t, n);
+  if (c.norm_plus_one)
+    for (float& x : w) x += 1.0f;
+  return w;
+}
+
 // Row range [row0, row0 + rows) of a stored [*, in] matrix, as a Linear.
 Linear linear_rows(const void* base, DType t, int64_t row0, int64_t rows, int64_t in) {
   Linear l;
@@ -57,7 +65,7 @@ void bind_weights(Model& m, Get get) {
     Layer& L = m.layers[size_t(i)];
     for (const LayerTensor& t : tensors) {
       auto [d, dt] = get(layer_prefix(i) + t.name);
-      if (t.norm) L.*t.norm = to_vector(d, dt, t.shape[0]);
+      if (t.norm) L.*t.norm = norm_weights(c, d, dt, t.shape[0]);
       if (t.bias_of) (L.*t.bias_of).bias = to_vector(d, dt, t.shape[0]);
       int64_t row0 = 0;
       for (auto [part, rows] : t.linears) {
@@ -70,7 +78,7 @@ void bind_weights(Model& m, Get get) {
   }
   {
     auto [d, t] = get("model.norm.weight");
-    m.final_norm = to_vector(d, t, c.hidden);
+    m.final_norm = norm_weights(c, d, t, c.hidden);
   }
   if (c.tie_embeddings) {
     m.lm_head = linear_rows(m.embed, m.embed_dtype, 0, c.vocab, c.hidden);
@@ -113,7 +121,13 @@ std::vector<LayerTensor> layer_tensors(const ModelConfig& c) {
     t.push_back(norm("self_attn.q_norm.weight", &L::q_norm, c.head_dim));
     t.push_back(norm("self_attn.k_norm.weight", &L::k_norm, c.head_dim));
   }
-  t.push_back(norm("post_attention_layernorm.weight", &L::mlp_norm, H));
+  if (c.sandwich_norms) {  // gemma's names: post_attention_layernorm is the attention output's
+    t.push_back(norm("post_attention_layernorm.weight", &L::post_attn_norm, H));
+    t.push_back(norm("pre_feedforward_layernorm.weight", &L::mlp_norm, H));
+    t.push_back(norm("post_feedforward_layernorm.weight", &L::post_mlp_norm, H));
+  } else {
+    t.push_back(norm("post_attention_layernorm.weight", &L::mlp_norm, H));
+  }
   if (c.fused_qkv) {
     t.push_back(linear("mlp.gate_up_proj.weight", {{&L::gate, I}, {&L::up, I}}, H));
   } else {
@@ -140,6 +154,10 @@ void Model::embed_row(int32_t token, float* out) const {
   size_t esz = dtype_size(embed_dtype);
   to_f32(embed_dtype, static_cast<const uint8_t*>(embed) + size_t(token) * size_t(cfg.hidden) * esz, out,
          size_t(cfg.hidden));
+  if (cfg.scale_embeddings) {
+    const float scale = float(std::sqrt(double(cfg.hidden)));  // transformers' fp32 embed_scale
+    for (int i = 0; i < cfg.hidden; ++i) out[i] *= scale;
+  }
 }
 
 namespace {
@@ -172,6 +190,19 @@ void load_prequantized_linears(Model& m, float llm_int8_threshold) {
       assign_fused(parts, load(prefix, t.shape[0], t.shape[1]));
     }
   }
+}
+
+// A multimodal checkpoint's language model under the names of a text-only one; the vision tower and projector are
+// dropped. Gemma 3 as released stores "language_model.model.*" and "language_model.lm_head.*"; transformers v5 saves
+// "model.language_model.*" and "lm_head.*".
+void keep_text_tower(Checkpoint& ck, const std::string& config_path) {
+  const bool released = ck.find("language_model.model.embed_tokens.weight") != nullptr;
+  const bool v5 = ck.find("model.language_model.embed_tokens.weight") != nullptr;
+  if (!released && !v5)
+    fail("{}: a multimodal config, but the checkpoint holds no language model "
+         "(language_model.model.embed_tokens.weight or model.language_model.embed_tokens.weight)", config_path);
+  if (released) ck.keep_renamed({{"language_model.model.", "model."}, {"language_model.lm_head.", "lm_head."}});
+  else ck.keep_renamed({{"model.language_model.", "model."}, {"lm_head.", "lm_head."}});
 }
 
 // The layer index of a "model.layers.<i>...." tensor name; -1 for other names, INT64_MAX for a malformed index.
@@ -217,6 +248,7 @@ Model load_model(const std::filesystem::path& dir) {
   Model m;
   m.cfg = load_model_config(dir);
   m.checkpoint = std::make_shared<Checkpoint>(Checkpoint::open(dir));
+  if (m.cfg.text_tower) keep_text_tower(*m.checkpoint, (dir / "config.json").string());
   const std::string config_path = (dir / "config.json").string();
   check_config_against_checkpoint(m.cfg, *m.checkpoint, config_path);
   // transformers writes "quantization_config" into config.json when it saves a bitsandbytes-quantized model.
@@ -277,7 +309,8 @@ Model synthesize_model(const ModelConfig& c, uint64_t seed, float std) {
     auto* p = reinterpret_cast<uint16_t*>(buf.data());
     std::mt19937_64 rng(seed ^ fnv1a(s.name));
     bool is_norm = s.shape.size() == 1 && s.name.find("bias") == std::string::npos;
-    std::normal_distribution<float> d(is_norm ? 1.0f : 0.0f, is_norm ? 0.1f : std);
+    const float norm_mean = c.norm_plus_one ? 0.0f : 1.0f;  // applied weights near 1 either way
+    std::normal_distribution<float> d(is_norm ? norm_mean : 0.0f, is_norm ? 0.1f : std);
     for (int64_t i = 0; i < n; ++i) p[i] = f32_to_bf16(d(rng));
     index[s.name] = m.owned.size();
     m.owned.push_back(std::move(buf));

@@ -23,9 +23,11 @@ struct Linear {
   size_t weight_bytes() const { return size_t(out * in) * dtype_size(dtype); }
 };
 
+// Norm weights are held as applied: gemma's stored w - 1 become 1 + w at load.
 struct Layer {
   std::vector<float> attn_norm, mlp_norm;
   std::vector<float> q_norm, k_norm;  // per-head norms of q and k (qk_norm), else empty
+  std::vector<float> post_attn_norm, post_mlp_norm;  // on each block's output before its residual (sandwich_norms)
   Linear q, k, v, o;       // phi3's fused qkv_proj is split into three row ranges of the same tensor
   Linear gate, up, down;   // likewise gate_up_proj
 };
@@ -42,6 +44,7 @@ struct Model {
   std::shared_ptr<Checkpoint> checkpoint;
   std::vector<std::vector<uint8_t>> owned;
 
+  // The input row of a token: its embedding (× sqrt(hidden) where the architecture scales it), fp32.
   void embed_row(int32_t token, float* out) const;
 };
 

@@ -27,7 +27,11 @@ void quantize_checkpoint(const fs::path& in, const fs::path& out, const quant::Q
   if (opt.quantize_lm_head) fail("quantize: lm_head is kept 16-bit in saved checkpoints (as bitsandbytes saves them); --quantize-lm-head applies when a model is loaded");
   // The decoder linears, as the architecture's tensor table names them, are what bitsandbytes quantizes.
   std::set<std::string> linears;
-  for (auto& s : tensor_specs(parse_model_config(config, (in / "config.json").string())))
+  const ModelConfig cfg = parse_model_config(config, (in / "config.json").string());
+  if (cfg.text_tower)
+    fail("{}: a multimodal checkpoint; quantize writes text models only (load it with --precision instead, which "
+         "quantizes its language model at load)", (in / "config.json").string());
+  for (auto& s : tensor_specs(cfg))
     if (s.decoder_linear) linears.insert(s.name);
   fs::create_directories(out);
 

@@ -237,7 +237,8 @@ WeightMemory weight_memory(const ModelConfig& c, const std::optional<quant::Quan
     head = MemoryGroup{"lm_head"};
     linear(head, c.vocab, H, false);
   }
-  norms.params = (2 * int64_t(c.n_layers) + 1) * H + (c.qk_norm ? 2 * int64_t(c.n_layers) * c.head_dim : 0);
+  norms.params = ((c.sandwich_norms ? 4 : 2) * int64_t(c.n_layers) + 1) * H +
+                 (c.qk_norm ? 2 * int64_t(c.n_layers) * c.head_dim : 0);
   norms.bytes = size_t(norms.params) * 4;
   WeightMemory p;
   p.groups = {embed, attn, mlp, norms, biases, head, consts};

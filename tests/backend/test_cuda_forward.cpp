@@ -100,7 +100,7 @@ TEST_P(CudaParity, Bf16MatchesCpu) {
 
 INSTANTIATE_TEST_SUITE_P(Fixtures, CudaParity,
                          ::testing::Values("llama3-sharded", "llama-linear-v4", "qwen2-bias-tied", "phi3-fused",
-                                           "mistral", "qwen3-qknorm-tied"),
+                                           "mistral", "qwen3-qknorm-tied", "gemma3-sliding", "gemma3-mm-tower"),
                          [](const auto& info) {
                            std::string s = info.param;
                            for (auto& ch : s)
@@ -138,21 +138,32 @@ INSTANTIATE_TEST_SUITE_P(Precisions, CudaQuantParity, ::testing::Values("nf4", "
                            return s;
                          });
 
-// Qwen3's q/k norms after quantized q and k products (the tensor-core kernels with fp16 compute, and LLM.int8), on
-// the transformers fixture whose heads x head_dim differs from hidden.
-TEST(CudaQuantParityQwen3, MatchesCpu) {
+// The newer architectures quantized (the tensor-core kernels with fp16 compute, and LLM.int8): Qwen3's q/k norms
+// after quantized q and k products, with heads x head_dim unlike hidden; Gemma 3's sandwich norms, GELU and
+// sliding layers.
+class CudaQuantParityArch : public ::testing::TestWithParam<std::string> {};
+
+TEST_P(CudaQuantParityArch, MatchesCpu) {
   REQUIRE_GPU();
   for (const char* p : {"nf4/f16", "int8/f16", "llm-int8"}) {
     SCOPED_TRACE(p);
-    Model m = load_model(test::source_dir() / "tests/fixtures/parity/qwen3-qknorm-tied");
+    Model m = load_model(test::source_dir() / "tests/fixtures/parity" / GetParam());
     quant::QuantOptions opt;
     opt.scheme = std::string(p) == "llm-int8" ? quant::Scheme::LLMInt8
                  : std::string(p) == "int8/f16" ? quant::Scheme::Int8 : quant::Scheme::NF4;
     if (std::string(p) != "llm-int8") opt.compute = DType::F16;
     quantize_model(m, opt);
-    check_against_cpu(m, fixture_ids("qwen3-qknorm-tied"), 4, std::string(p) == "llm-int8" ? 6e-2 : 1.5e-2);
+    check_against_cpu(m, fixture_ids(GetParam()), 4, std::string(p) == "llm-int8" ? 6e-2 : 1.5e-2);
   }
 }
+
+INSTANTIATE_TEST_SUITE_P(Fixtures, CudaQuantParityArch, ::testing::Values("qwen3-qknorm-tied", "gemma3-sliding"),
+                         [](const auto& info) {
+                           std::string s = info.param;
+                           for (auto& ch : s)
+                             if (!std::isalnum(static_cast<unsigned char>(ch))) ch = '_';
+                           return s;
+                         });
 
 ModelConfig real_width() {
   ModelConfig c = preset_config("llama-3.1-8b");

@@ -380,20 +380,28 @@ TEST(CudaGemm, MatchesCpuOnBf16Inputs) {
   EXPECT_LT(rel_err(got, want), 1e-5);
 }
 
-TEST(CudaOps, RmsnormSiluArgmax) {
+TEST(CudaOps, RmsnormActivationsArgmax) {
   REQUIRE_GPU();
   std::mt19937 rng(std::random_device{}());
   const int n = 5, d = 1000;
-  auto x = randn(size_t(n * d), rng), w = randn(size_t(d), rng), u = randn(size_t(n * d), rng);
-  std::vector<float> ref(x.size()), sref(x.size());
+  auto x = randn(size_t(n * d), rng), w = randn(size_t(d), rng), u = randn(size_t(n * d), rng),
+       base = randn(size_t(n * d), rng);
+  std::vector<float> ref(x.size()), sref(x.size()), gref(x.size()), added(base);
   cpu::rmsnorm(x.data(), w.data(), ref.data(), n, d, 1e-5f);
   cpu::silu_mul(x.data(), u.data(), sref.data(), n * d);
-  auto dx = to_device(x), dw = to_device(w), du = to_device(u);
+  cpu::gelu_tanh_mul(x.data(), u.data(), gref.data(), n * d);
+  for (size_t i = 0; i < added.size(); ++i) added[i] += ref[i];
+  auto dx = to_device(x), dw = to_device(w), du = to_device(u), dbase = to_device(base);
   DeviceArray<float> out(x.size(), "test");
   rmsnorm(dx.get(), dw.get(), out.get(), n, d, 1e-5f, nullptr);
   EXPECT_LT(rel_err(to_host(out, x.size()), ref), 1e-6);
-  silu_mul(dx.get(), du.get(), n * d, nullptr);
-  EXPECT_LT(rel_err(to_host(dx, x.size()), sref), 1e-6);
+  rmsnorm_add(dx.get(), dw.get(), dbase.get(), n, d, 1e-5f, nullptr);
+  EXPECT_LT(rel_err(to_host(dbase, x.size()), added), 1e-6) << "rmsnorm_add";
+  auto dg = to_device(x);
+  gated_act(Activation::GeluTanh, dg.get(), du.get(), n * d, nullptr);
+  EXPECT_LT(rel_err(to_host(dg, x.size()), gref), 1e-6) << "gelu_tanh";
+  gated_act(Activation::Silu, dx.get(), du.get(), n * d, nullptr);
+  EXPECT_LT(rel_err(to_host(dx, x.size()), sref), 1e-6) << "silu";
   DeviceArray<int> idx(n, "test");
   x[size_t(3 * d + 17)] = 100, x[size_t(3 * d + 900)] = 100;  // ties go to the first
   auto dx2 = to_device(x);
@@ -436,7 +444,7 @@ TEST(CudaOps, SixteenBitCopiesAreTheRoundedResults) {
     size_t bad = 0;
     for (size_t i = 0; i < f.size(); ++i) bad += h[i] != host_16bit(f[i], c);
     EXPECT_EQ(bad, 0u) << "rmsnorm";
-    silu_mul(dx.get(), du.get(), int64_t(n) * d, nullptr, out16.get(), c);
+    gated_act(Activation::Silu, dx.get(), du.get(), int64_t(n) * d, nullptr, out16.get(), c);
     f = to_host(dx, x.size());
     h = to_host(out16, x.size());
     bad = 0;
@@ -459,13 +467,17 @@ void attention_case(int hd) {
   auto q = randn(size_t(n * n_heads * hd), rng);
   auto dq = to_device(q);
   auto drows = to_device(info);
-  for (int splits : {1, 3, attention_splits(n, n_kv, cap)}) {
+  // Windows: none, one shorter than most rows' positions (ragged, not a multiple of a split), one past them all.
+  for (auto [splits, window] : std::vector<std::pair<int, int>>{
+           {1, 0}, {3, 0}, {attention_splits(n, n_kv, cap), 0}, {1, 37}, {3, 37}, {attention_splits(n, n_kv, cap), 37},
+           {3, 1000}}) {
     DeviceArray<float> partial(attention_partial_floats(n, n_heads, hd, splits), "test");
     auto dout = to_device(randn(q.size(), rng));
     DeviceArray<uint16_t> out16(q.size(), "test");
     const Compute c16 = splits == 3 ? Compute::BF16 : Compute::F16;
-    attention(dq.get(), drows.get(), n, layer, n_heads, n_kv, hd, splits, cap, partial.get(), dout.get(), nullptr,
-              out16.get(), c16);
+    const float scale = window ? 0.21f : 1.0f / std::sqrt(float(hd));  // gemma's query_pre_attn_scalar differs
+    attention(dq.get(), drows.get(), n, layer, n_heads, n_kv, hd, scale, window, splits, cap, partial.get(),
+              dout.get(), nullptr, out16.get(), c16);
     auto got = to_host(dout, q.size());
     auto got16 = to_host(out16, q.size());
     size_t bad = 0;
@@ -473,16 +485,16 @@ void attention_case(int hd) {
     EXPECT_EQ(bad, 0u) << "the 16-bit copy is the rounded output";
     std::vector<float> ref(q.size());
     for (int r = 0; r < n; ++r) {
-      int np = positions[size_t(r)] + 1;
+      const int end = positions[size_t(r)] + 1, first = window ? std::max(0, end - window) : 0, np = end - first;
       std::vector<float> kf(size_t(np * kv_dim)), vf(kf.size()), scratch(size_t(n_heads * np));
       for (size_t i = 0; i < kf.size(); ++i) {
-        kf[i] = bf16_to_f32(kc[size_t(layer * cap * kv_dim) + i]);
-        vf[i] = bf16_to_f32(vc[size_t(layer * cap * kv_dim) + i]);
+        kf[i] = bf16_to_f32(kc[size_t((layer * cap + first) * kv_dim) + i]);
+        vf[i] = bf16_to_f32(vc[size_t((layer * cap + first) * kv_dim) + i]);
       }
-      cpu::attention(q.data() + r * n_heads * hd, kf.data(), vf.data(), np, n_heads, n_kv, hd,
+      cpu::attention(q.data() + r * n_heads * hd, kf.data(), vf.data(), np, n_heads, n_kv, hd, scale,
                      ref.data() + r * n_heads * hd, scratch.data());
     }
-    EXPECT_LT(rel_err(got, ref), 1e-5) << splits << " splits, head_dim " << hd;  // __expf: about 2 ulp per probability
+    EXPECT_LT(rel_err(got, ref), 1e-5) << splits << " splits, window " << window << ", head_dim " << hd;  // __expf: about 2 ulp per probability
   }
 }
 

@@ -53,7 +53,8 @@ TEST_P(Parity, LogitsAndGreedyMatchTransformers) {
 
 INSTANTIATE_TEST_SUITE_P(Transformers, Parity,
                          ::testing::Values("llama3-sharded", "llama-linear-v4", "qwen2-bias-tied", "phi3-fused",
-                                           "mistral", "qwen3-qknorm-tied"),
+                                           "mistral", "qwen3-qknorm-tied", "gemma3-sliding",
+                                           "gemma3-mm-tower"),
                          [](const auto& info) {
                            std::string s = info.param;
                            for (auto& ch : s)

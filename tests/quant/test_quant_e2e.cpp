@@ -259,7 +259,8 @@ TEST(MemoryPlan, Llama33_70bNf4DoubleQuant) {
 // distribution the weights follow, so it must beat FP4 (smaller KL), as the QLoRA paper reports.
 TEST(QuantizedParity, KlAndTop1AgainstFullPrecision) {
   for (std::string fx :
-       {"llama-linear-v4", "llama3-sharded", "mistral", "phi3-fused", "qwen2-bias-tied", "qwen3-qknorm-tied"}) {
+       {"llama-linear-v4", "llama3-sharded", "mistral", "phi3-fused", "qwen2-bias-tied", "qwen3-qknorm-tied",
+        "gemma3-sliding"}) {
     auto dir = test::source_dir() / "tests/fixtures/parity" / fx;
     auto ids = nlohmann::json::parse(read_file(dir / "fixture.json"))["ids"].get<std::vector<int32_t>>();
     Model full = load_model(dir);

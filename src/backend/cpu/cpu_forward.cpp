@@ -21,6 +21,7 @@ CpuStepSizes cpu_step_sizes(const ModelConfig& c, int64_t rows, int64_t logit_ro
                I = size_t(c.intermediate), half = size_t(c.head_dim / 2);
   CpuStepSizes s;
   s.cos = s.sin = R * half;
+  if (c.local_rope) s.local_cos = s.local_sin = R * half;
   s.x = s.xn = s.proj = R * H;
   s.q = s.att = R * Q;
   s.k = s.v = R * KV;
@@ -46,7 +47,8 @@ size_t model_host_bytes(const Model& m) {
   };
   size_t n = size_t(m.cfg.vocab) * size_t(m.cfg.hidden) * dtype_size(m.embed_dtype);
   for (auto& L : m.layers) {
-    n += floats(L.attn_norm) + floats(L.mlp_norm) + floats(L.q_norm) + floats(L.k_norm);
+    n += floats(L.attn_norm) + floats(L.mlp_norm) + floats(L.q_norm) + floats(L.k_norm) + floats(L.post_attn_norm) +
+         floats(L.post_mlp_norm);
     for (const Linear* l : {&L.q, &L.k, &L.v, &L.o, &L.gate, &L.up, &L.down}) n += linear(*l);
   }
   const bool head_shares_embeddings = m.cfg.tie_embeddings && !m.lm_head.q;
@@ -55,6 +57,7 @@ size_t model_host_bytes(const Model& m) {
 
 CpuForward::CpuForward(const Model& m) : m_(m), weights_(model_host_bytes(m)) {
   for (double f : rope_inv_freq(m.cfg)) inv_freq_.push_back(float(f));
+  for (double f : rope_inv_freq(m.cfg, true)) local_inv_freq_.push_back(float(f));
 }
 
 int CpuForward::open_sequence(int capacity) {
@@ -113,6 +116,25 @@ void linear(const Linear& l, const float* x, int64_t n, float* y) {
       for (int64_t j = 0; j < l.out; ++j) y[i * l.out + j] += l.bias[size_t(j)];
 }
 
+// x += a block's output y, normed first where the architecture norms it (gemma's post-attention and
+// post-feed-forward norms; y is overwritten).
+void add_block_output(tracked_vector<float>& x, float* y, const std::vector<float>& post_norm,
+                      int64_t rows, int64_t width, float eps) {
+  if (!post_norm.empty()) cpu::rmsnorm(y, post_norm.data(), y, rows, width, eps);
+  for (size_t i = 0; i < x.size(); ++i) x[i] += y[i];
+}
+
+// RoPE cos and sin per row (half a head each), angle = position × inv_freq in fp32 as the reference does.
+void rope_table(const std::vector<int>& pos, const std::vector<float>& inv_freq, float* cos, float* sin) {
+  const size_t half = inv_freq.size();
+  for (size_t r = 0; r < pos.size(); ++r)
+    for (size_t i = 0; i < half; ++i) {
+      float angle = float(pos[r]) * inv_freq[i];
+      cos[r * half + i] = float(std::cos(double(angle)));
+      sin[r * half + i] = float(std::sin(double(angle)));
+    }
+}
+
 }  // namespace
 
 void CpuForward::run(const ForwardBatch& b, float* logits) {
@@ -121,15 +143,10 @@ void CpuForward::run(const ForwardBatch& b, float* logits) {
   const int hd = c.head_dim, half = hd / 2;
   const std::vector<int> pos = row_positions(b, caches_, c.vocab);
   auto& caches = caches_;
-  // RoPE cos/sin per row, angle = position × inv_freq in fp32 as the reference does.
   const CpuStepSizes sz = cpu_step_sizes(c, R, int64_t(b.logit_rows.size()));
-  tracked_vector<float> cos(sz.cos), sin(sz.sin);
-  for (int64_t r = 0; r < R; ++r)
-    for (int i = 0; i < half; ++i) {
-      float angle = float(pos[size_t(r)]) * inv_freq_[size_t(i)];
-      cos[size_t(r * half + i)] = float(std::cos(double(angle)));
-      sin[size_t(r * half + i)] = float(std::sin(double(angle)));
-    }
+  tracked_vector<float> cos(sz.cos), sin(sz.sin), local_cos(sz.local_cos), local_sin(sz.local_sin);
+  rope_table(pos, inv_freq_, cos.data(), sin.data());
+  if (c.local_rope) rope_table(pos, local_inv_freq_, local_cos.data(), local_sin.data());
 
   tracked_vector<float> x(sz.x), xn(sz.xn), q(sz.q), k(sz.k), v(sz.v), att(sz.att), proj(sz.proj), gate(sz.gate),
       up(sz.up);
@@ -146,33 +163,35 @@ void CpuForward::run(const ForwardBatch& b, float* logits) {
       cpu::rmsnorm(q.data(), L.q_norm.data(), q.data(), R * c.n_heads, hd, c.rms_eps);
       cpu::rmsnorm(k.data(), L.k_norm.data(), k.data(), R * c.n_kv_heads, hd, c.rms_eps);
     }
+    const bool local = c.uses_local_rope(l);
     for (int64_t r = 0; r < R; ++r) {
-      const float* cs = cos.data() + r * half;
-      const float* sn = sin.data() + r * half;
+      const float* cs = (local ? local_cos : cos).data() + r * half;
+      const float* sn = (local ? local_sin : sin).data() + r * half;
       cpu::rope(q.data() + r * Q, c.n_heads, hd, cs, sn);
       cpu::rope(k.data() + r * KV, c.n_kv_heads, hd, cs, sn);
       KVCache& cache = *caches[size_t(b.seq[size_t(r)])];
       std::copy_n(k.data() + r * KV, KV, cache.k_at(l, pos[size_t(r)]));
       std::copy_n(v.data() + r * KV, KV, cache.v_at(l, pos[size_t(r)]));
     }
-    // Each row attends to its own sequence's positions 0..pos (causal), now all written to the cache.
+    // Each row attends to its own sequence's positions up to its own (causal; a sliding layer: the last
+    // sliding_window of them), now all written to the cache.
 #pragma omp parallel for schedule(dynamic) if (R > 1)
     for (int64_t r = 0; r < R; ++r) {
       KVCache& cache = *caches[size_t(b.seq[size_t(r)])];
-      int n_pos = pos[size_t(r)] + 1;
+      const int n_pos = c.attended(l, pos[size_t(r)] + 1), first = pos[size_t(r)] + 1 - n_pos;
       tracked_vector<float> scratch(cpu_attention_scratch_floats(c, n_pos));
-      cpu::attention(q.data() + r * Q, cache.k_at(l, 0), cache.v_at(l, 0), n_pos, c.n_heads, c.n_kv_heads, hd,
-                     att.data() + r * Q, scratch.data());
+      cpu::attention(q.data() + r * Q, cache.k_at(l, first), cache.v_at(l, first), n_pos, c.n_heads, c.n_kv_heads, hd,
+                     c.attn_scale(), att.data() + r * Q, scratch.data());
     }
     linear(L.o, att.data(), R, proj.data());
-    for (size_t i = 0; i < x.size(); ++i) x[i] += proj[i];
-    // MLP block: down(silu(gate(x)) * up(x)).
+    add_block_output(x, proj.data(), L.post_attn_norm, R, H, c.rms_eps);
+    // MLP block: down(act(gate(x)) * up(x)).
     cpu::rmsnorm(x.data(), L.mlp_norm.data(), xn.data(), R, H, c.rms_eps);
     linear(L.gate, xn.data(), R, gate.data());
     linear(L.up, xn.data(), R, up.data());
-    cpu::silu_mul(gate.data(), up.data(), gate.data(), R * I);
+    cpu::gated_act(c.act, gate.data(), up.data(), gate.data(), R * I);
     linear(L.down, gate.data(), R, proj.data());
-    for (size_t i = 0; i < x.size(); ++i) x[i] += proj[i];
+    add_block_output(x, proj.data(), L.post_mlp_norm, R, H, c.rms_eps);
   }
   for (int64_t r = 0; r < R; ++r) caches[size_t(b.seq[size_t(r)])]->length = pos[size_t(r)] + 1;
 

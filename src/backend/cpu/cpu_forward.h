@@ -26,8 +26,11 @@ struct KVCache {
 // Elements (fp32) of each activation buffer CpuForward::run holds for a step of `rows` rows, `logit_rows` of them
 // with logits: run() allocates exactly these, and the memory planner adds them up.
 struct CpuStepSizes {
-  size_t cos = 0, sin = 0, x = 0, xn = 0, q = 0, k = 0, v = 0, att = 0, proj = 0, gate = 0, up = 0, last = 0;
-  size_t bytes() const { return (cos + sin + x + xn + q + k + v + att + proj + gate + up + last) * sizeof(float); }
+  size_t cos = 0, sin = 0, local_cos = 0, local_sin = 0, x = 0, xn = 0, q = 0, k = 0, v = 0, att = 0, proj = 0,
+         gate = 0, up = 0, last = 0;
+  size_t bytes() const {
+    return (cos + sin + local_cos + local_sin + x + xn + q + k + v + att + proj + gate + up + last) * sizeof(float);
+  }
 };
 CpuStepSizes cpu_step_sizes(const ModelConfig& c, int64_t rows, int64_t logit_rows);
 // Per-thread scratch (fp32 elements) of one row's attention over n_positions.
@@ -55,6 +58,7 @@ class CpuForward : public ForwardBackend {
   const Model& m_;
   host_memory::Hold weights_;  // the model's buffers in the host-memory account while this backend uses them
   std::vector<float> inv_freq_;  // fp32, as the reference computes RoPE angles
+  std::vector<float> local_inv_freq_;  // the sliding layers' (gemma3), else equal to inv_freq_
   std::vector<std::unique_ptr<KVCache>> caches_;  // by sequence id; null when closed
   size_t kv_cache_peak_ = 0;
 };

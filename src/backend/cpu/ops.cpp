@@ -182,10 +182,22 @@ void silu_mul(const float* gate, const float* up, float* out, int64_t n) {
   for (int64_t i = 0; i < n; ++i) out[i] = gate[i] / (1.0f + std::exp(-gate[i])) * up[i];
 }
 
+void gelu_tanh_mul(const float* gate, const float* up, float* out, int64_t n) {
+  constexpr float k = 0.7978845608028654f;  // sqrt(2 / pi)
+  for (int64_t i = 0; i < n; ++i) {
+    const float g = gate[i];
+    out[i] = 0.5f * g * (1.0f + std::tanh(k * (g + 0.044715f * g * g * g))) * up[i];
+  }
+}
+
+void gated_act(Activation act, const float* gate, const float* up, float* out, int64_t n) {
+  if (act == Activation::GeluTanh) gelu_tanh_mul(gate, up, out, n);
+  else silu_mul(gate, up, out, n);
+}
+
 void attention(const float* q, const float* k, const float* v, int n_pos, int n_heads, int n_kv_heads, int head_dim,
-               float* out, float* scratch) {
+               float scale, float* out, float* scratch) {
   const int group = n_heads / n_kv_heads, kv_stride = n_kv_heads * head_dim;
-  const float scale = 1.0f / std::sqrt(float(head_dim));
   // Heads are independent; run them in parallel unless the caller already parallelises over tokens.
 #pragma omp parallel for schedule(static) if (!omp_in_parallel())
   for (int h = 0; h < n_heads; ++h) {

@@ -4,6 +4,7 @@
 #include <cstdint>
 
 #include "core/dtype.h"
+#include "model/config.h"
 
 namespace bq::cpu {
 
@@ -22,11 +23,15 @@ void rope(float* x, int n_heads, int head_dim, const float* cos, const float* si
 
 // out = silu(gate) * up, elementwise over n values.
 void silu_mul(const float* gate, const float* up, float* out, int64_t n);
+// out = gelu_tanh(gate) * up (PyTorch's gelu with approximate="tanh").
+void gelu_tanh_mul(const float* gate, const float* up, float* out, int64_t n);
+// The gated MLP's activation of the config: one of the two above.
+void gated_act(Activation act, const float* gate, const float* up, float* out, int64_t n);
 
 // Causal attention of one query token over `n_pos` cached positions, all heads (GQA: head h reads kv head
-// h / (n_heads / n_kv_heads)). k, v: [n_pos, n_kv_heads * head_dim]; q, out: [n_heads * head_dim].
-// scratch needs n_heads * n_pos floats.
+// h / (n_heads / n_kv_heads)), scores q·k × scale. k, v: [n_pos, n_kv_heads * head_dim]; q, out:
+// [n_heads * head_dim]. scratch needs n_heads * n_pos floats.
 void attention(const float* q, const float* k, const float* v, int n_pos, int n_heads, int n_kv_heads,
-               int head_dim, float* out, float* scratch);
+               int head_dim, float scale, float* out, float* scratch);
 
 }  // namespace bq::cpu

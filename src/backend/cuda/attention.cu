@@ -23,8 +23,8 @@ constexpr int kMaxHd = 256;
 constexpr int kValueStageBytes = 16 << 10;  // values of 64 positions of a 128-wide head
 
 __global__ void __launch_bounds__(kThreads) attention_kernel(const float* __restrict__ q, const RowInfo* rows, int layer,
-                                                             int n_heads, int n_kv, int hd, int splits, int split_len,
-                                                             float* __restrict__ partial) {
+                                                             int n_heads, int n_kv, int hd, float scale, int window,
+                                                             int splits, int split_len, float* __restrict__ partial) {
   __shared__ float qs[kMaxGroup * kMaxHd];
   __shared__ float probs[kMaxGroup][kThreads];
   __shared__ float red[kMaxGroup][kThreads / 32];
@@ -34,8 +34,8 @@ __global__ void __launch_bounds__(kThreads) attention_kernel(const float* __rest
   const int r = blockIdx.x, g = blockIdx.y, s = blockIdx.z, tid = threadIdx.x, lane = tid % 32, warp = tid / 32;
   const int group = n_heads / n_kv, kv_dim = n_kv * hd;
   const RowInfo ri = rows[r];
-  const int p_begin = s * split_len, p_end = min(ri.pos + 1, p_begin + split_len);
-  const float scale = rsqrtf(float(hd));
+  const int p_begin = max(s * split_len, window > 0 ? ri.pos + 1 - window : 0),
+            p_end = min(ri.pos + 1, s * split_len + split_len);
   for (int i = tid; i < group * hd; i += kThreads) qs[i] = q[(int64_t(r) * n_heads + g * group) * hd + i] * scale;
   __syncthreads();
 
@@ -172,8 +172,9 @@ __device__ __forceinline__ void load_row(const uint16_t* p, float (&out)[D]) {
 
 template <int D>
 __global__ void __launch_bounds__(kThreads) attention_lanes_kernel(const float* __restrict__ q, const RowInfo* rows,
-                                                                   int layer, int n_heads, int n_kv, int splits,
-                                                                   int split_len, float* __restrict__ partial) {
+                                                                   int layer, int n_heads, int n_kv, float scale,
+                                                                   int window, int splits, int split_len,
+                                                                   float* __restrict__ partial) {
   constexpr int hd = 32 * D, kWarpsPerBlock = kThreads / 32;
   __shared__ float merge[kWarpsPerBlock][kMaxGroup][hd + 2];
   grid_allow_successor();
@@ -181,8 +182,8 @@ __global__ void __launch_bounds__(kThreads) attention_lanes_kernel(const float* 
   const int r = blockIdx.x, g = blockIdx.y, s = blockIdx.z, lane = threadIdx.x % 32, warp = threadIdx.x / 32;
   const int group = n_heads / n_kv, kv_dim = n_kv * hd;
   const RowInfo ri = rows[r];
-  const int p_begin = s * split_len, p_end = min(ri.pos + 1, p_begin + split_len);
-  const float scale = rsqrtf(float(hd));
+  const int p_begin = max(s * split_len, window > 0 ? ri.pos + 1 - window : 0),
+            p_end = min(ri.pos + 1, s * split_len + split_len);
   float qv[kMaxGroup][D], acc[kMaxGroup][D], m[kMaxGroup], l[kMaxGroup];
 #pragma unroll
   for (int h = 0; h < kMaxGroup; ++h) {
@@ -297,22 +298,25 @@ __global__ void combine_kernel(const float* partial, int n_heads, int hd, int sp
 
 }  // namespace
 
-void attention(const float* q, const RowInfo* rows, int n, int layer, int n_heads, int n_kv_heads, int hd, int splits,
-               int max_positions, float* partial, float* out, cudaStream_t st, uint16_t* out16, Compute c16) {
+void attention(const float* q, const RowInfo* rows, int n, int layer, int n_heads, int n_kv_heads, int hd, float scale,
+               int window, int splits, int max_positions, float* partial, float* out, cudaStream_t st,
+               uint16_t* out16, Compute c16) {
   if (n_heads / n_kv_heads > kMaxGroup || hd > kMaxHd || hd % 8 != 0)
     fail("CUDA attention supports head_dim a multiple of 8 up to {} and up to {} query heads per KV head (got {}, {})",
          kMaxHd, kMaxGroup, hd, n_heads / n_kv_heads);
   const int split_len = (max_positions + splits - 1) / splits;
   const dim3 grid{unsigned(n), unsigned(n_kv_heads), unsigned(splits)}, block{unsigned(kThreads)};
-  using Lanes = void (*)(const float*, const RowInfo*, int, int, int, int, int, float*);
+  using Lanes = void (*)(const float*, const RowInfo*, int, int, int, float, int, int, int, float*);
   const Lanes lanes = hd == 64    ? attention_lanes_kernel<2>
                       : hd == 96  ? attention_lanes_kernel<3>
                       : hd == 128 ? attention_lanes_kernel<4>
                       : hd == 256 ? attention_lanes_kernel<8>
                                   : nullptr;
-  if (lanes) pdl_launch(lanes, grid, block, st, q, rows, layer, n_heads, n_kv_heads, splits, split_len, partial);
-  else pdl_launch(attention_kernel, dim3(unsigned(n), unsigned(n_kv_heads), unsigned(splits)), dim3(kThreads), st, q, rows,
-             layer, n_heads, n_kv_heads, hd, splits, split_len, partial);
+  if (lanes)
+    pdl_launch(lanes, grid, block, st, q, rows, layer, n_heads, n_kv_heads, scale, window, splits, split_len, partial);
+  else
+    pdl_launch(attention_kernel, grid, block, st, q, rows, layer, n_heads, n_kv_heads, hd, scale, window, splits,
+               split_len, partial);
   pdl_launch(combine_kernel, dim3(unsigned(n), unsigned(n_heads)), dim3(unsigned(std::min(hd, 256))), st, partial,
              n_heads, hd, splits, out, out16, c16);
 }

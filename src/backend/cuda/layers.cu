@@ -30,7 +30,7 @@ __device__ __forceinline__ float block_sum(float v, float* red) {
 
 // One block per row; float4 loads where the width allows (one per thread for 4096 wide rows, so one memory round
 // trip): a decode step runs this on one row, where latency is all there is.
-__global__ void rmsnorm_kernel(const float* x, const float* w, float* out, int d, float eps, uint16_t* out16,
+__global__ void rmsnorm_kernel(const float* x, const float* w, float* out, int d, float eps, bool add, uint16_t* out16,
                                Compute c16) {
   __shared__ float red[32];
   grid_allow_successor();
@@ -50,18 +50,21 @@ __global__ void rmsnorm_kernel(const float* x, const float* w, float* out, int d
   ss = block_sum(ss, red);
   const float inv = 1.0f / sqrtf(ss / float(d) + eps);
   for (int i = threadIdx.x; i < d; i += blockDim.x) {
-    const float v = w[i] * (xr[i] * inv);
+    const float v = w[i] * (xr[i] * inv) + (add ? out[row * d + i] : 0.0f);
     out[row * d + i] = v;
     if (out16) out16[row * d + i] = to_16bit(v, c16);
   }
 }
 
-__global__ void silu_mul_kernel(float* g, const float* u, int64_t n, uint16_t* out16, Compute c16) {
+__global__ void gated_act_kernel(Activation act, float* g, const float* u, int64_t n, uint16_t* out16, Compute c16) {
   grid_allow_successor();
   grid_wait();
   for (int64_t i = int64_t(blockIdx.x) * blockDim.x + threadIdx.x; i < n; i += int64_t(gridDim.x) * blockDim.x) {
     float a = g[i];
-    const float v = a / (1.0f + expf(-a)) * u[i];
+    const float v = (act == Activation::GeluTanh
+                         ? 0.5f * a * (1.0f + tanhf(0.7978845608028654f * (a + 0.044715f * a * a * a)))
+                         : a / (1.0f + expf(-a))) *
+                    u[i];
     g[i] = v;
     if (out16) out16[i] = to_16bit(v, c16);
   }
@@ -192,11 +195,18 @@ bool programmatic_launch() { return g_programmatic_launch; }
 void rmsnorm(const float* x, const float* weight, float* out, int n, int d, float eps, cudaStream_t st,
              uint16_t* out16, Compute c16) {
   const unsigned threads = unsigned(std::clamp((d / 4 + 31) / 32 * 32, 128, 1024));
-  pdl_launch(rmsnorm_kernel, dim3(unsigned(n)), dim3(threads), st, x, weight, out, d, eps, out16, c16);
+  pdl_launch(rmsnorm_kernel, dim3(unsigned(n)), dim3(threads), st, x, weight, out, d, eps, false, out16, c16);
 }
 
-void silu_mul(float* gate, const float* up, int64_t n, cudaStream_t st, uint16_t* out16, Compute c16) {
-  pdl_launch(silu_mul_kernel, dim3(grid_for(n)), dim3(256), st, gate, up, n, out16, c16);
+void rmsnorm_add(const float* x, const float* weight, float* out, int n, int d, float eps, cudaStream_t st) {
+  const unsigned threads = unsigned(std::clamp((d / 4 + 31) / 32 * 32, 128, 1024));
+  pdl_launch(rmsnorm_kernel, dim3(unsigned(n)), dim3(threads), st, x, weight, out, d, eps, true, nullptr,
+             Compute::F32);
+}
+
+void gated_act(Activation act, float* gate, const float* up, int64_t n, cudaStream_t st, uint16_t* out16,
+               Compute c16) {
+  pdl_launch(gated_act_kernel, dim3(grid_for(n)), dim3(256), st, act, gate, up, n, out16, c16);
 }
 
 void to_bf16(const float* x, int64_t n, uint16_t* out, cudaStream_t st) {

@@ -64,6 +64,8 @@ CudaScratchElems cuda_scratch_elems(const ModelConfig& c, int rows, int splits, 
   return s;
 }
 
-size_t cuda_table_floats(const ModelConfig& c) { return size_t(c.head_dim / 2) + 2 * kCodeTableFloats + kDynamicMapFloats; }
+size_t cuda_table_floats(const ModelConfig& c) {
+  return size_t(c.head_dim / 2) * (c.local_rope ? 2 : 1) + 2 * kCodeTableFloats + kDynamicMapFloats;
+}
 
 }  // namespace bq::cuda

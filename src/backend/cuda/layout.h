@@ -49,7 +49,8 @@ struct CudaScratchElems {
 };
 CudaScratchElems cuda_scratch_elems(const ModelConfig& c, int rows, int splits, int logit_rows, bool quantized);
 
-// fp32 values of the small tables uploaded once: RoPE inverse frequencies, two 4-bit codes, the dynamic map.
+// fp32 values of the small tables uploaded once: RoPE inverse frequencies (two tables with local_rope), two 4-bit
+// codes, the dynamic map.
 size_t cuda_table_floats(const ModelConfig& c);
 
 }  // namespace bq::cuda

@@ -8,6 +8,7 @@
 #include <cuda_runtime.h>
 
 #include "backend/cuda/layout.h"
+#include "model/config.h"
 
 namespace bq::cuda {
 
@@ -118,9 +119,11 @@ void add_bias(float* y, const float* bias, int n, int m, cudaStream_t st);  // y
 // out[i] = weight * x[i] / rms(x[i]) for rows of width d.
 void rmsnorm(const float* x, const float* weight, float* out, int n, int d, float eps, cudaStream_t st,
              uint16_t* out16 = nullptr, Compute c16 = Compute::F16);
-// gate = silu(gate) * up over n values.
-void silu_mul(float* gate, const float* up, int64_t n, cudaStream_t st, uint16_t* out16 = nullptr,
-              Compute c16 = Compute::F16);
+// out[i] += weight * x[i] / rms(x[i]): a block's output normed onto the residual (gemma's sandwich norms).
+void rmsnorm_add(const float* x, const float* weight, float* out, int n, int d, float eps, cudaStream_t st);
+// gate = act(gate) * up over n values (silu, or gelu with the tanh approximation).
+void gated_act(Activation act, float* gate, const float* up, int64_t n, cudaStream_t st, uint16_t* out16 = nullptr,
+               Compute c16 = Compute::F16);
 
 // Where each row of a step reads and writes its sequence's cache: layer l, position p of K is
 // k + (l * capacity + p) * kv_dim.
@@ -136,12 +139,12 @@ struct RowInfo {
 void rope_store(float* q, const float* k, const float* v, const RowInfo* rows, int n, int layer, int n_heads,
                 int n_kv_heads, int hd, const float* inv_freq, cudaStream_t st);
 
-// Causal attention of each row over positions 0..pos of its cache, GQA. out: [n, n_heads*hd]. The positions are
-// split into chunks processed in parallel then combined; partial needs attention_partial_floats() floats
-// (layout.h).
-void attention(const float* q, const RowInfo* rows, int n, int layer, int n_heads, int n_kv_heads, int hd,
-               int splits, int max_positions, float* partial, float* out, cudaStream_t st, uint16_t* out16 = nullptr,
-               Compute c16 = Compute::F16);
+// Causal attention of each row over positions 0..pos of its cache (window > 0: the last `window` of them), GQA,
+// scores q·k × scale. out: [n, n_heads*hd]. The positions are split into chunks processed in parallel then
+// combined; partial needs attention_partial_floats() floats (layout.h).
+void attention(const float* q, const RowInfo* rows, int n, int layer, int n_heads, int n_kv_heads, int hd, float scale,
+               int window, int splits, int max_positions, float* partial, float* out, cudaStream_t st,
+               uint16_t* out16 = nullptr, Compute c16 = Compute::F16);
 
 // Index of the largest value of each of n rows of width v (first on ties); -1 for a row holding NaN or inf.
 void argmax_rows(const float* x, int n, int v, int* out, cudaStream_t st);

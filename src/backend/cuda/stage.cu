@@ -33,6 +33,11 @@ void Stage::init() {
   std::vector<float> f;
   for (double v : rope_inv_freq(cfg)) f.push_back(float(v));
   inv_freq = upload(f.data(), f.size(), "RoPE frequencies");
+  if (cfg.local_rope) {
+    f.clear();
+    for (double v : rope_inv_freq(cfg, true)) f.push_back(float(v));
+    local_inv_freq = upload(f.data(), f.size(), "RoPE frequencies of the sliding layers");
+  }
   tables = CodeTables::upload();
 }
 

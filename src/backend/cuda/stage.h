@@ -27,6 +27,7 @@ struct Stage {
   DeviceArray<float> final_norm;       // the last stage: final norm and lm_head
   DevLinear lm_head;
   DeviceArray<float> inv_freq;
+  DeviceArray<float> local_inv_freq;  // gemma3's sliding layers (local_rope)
   CodeTables tables;
   cudaStream_t st = nullptr;
   cublasHandle_t blas = nullptr;
@@ -67,6 +68,8 @@ struct Stage {
   void linear(const DevLinear& L, const float* xin, int n, float* y, bool accumulate, bool have16 = false);
   // Linears with the same input (q, k, v; gate, up): one tensor-core launch when they can share it.
   void linears(std::initializer_list<std::pair<const DevLinear*, float*>> ls, const float* xin, int n, bool have16);
+  // x += the block's output product L(xin), normed first by post_norm where not null (sandwich_norms).
+  void add_block_output(const DevLinear& L, const float* xin, int n, const float* post_norm, bool have16);
 
   size_t weight_bytes() const;       // layers, final norm, lm_head
   size_t step_weight_bytes() const;  // what a decode step reads: the decoder linears and lm_head

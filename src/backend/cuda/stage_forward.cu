@@ -83,6 +83,13 @@ void Stage::linears(std::initializer_list<std::pair<const DevLinear*, float*>> l
   for (auto& [L, y] : ls) linear(*L, xin, n, y, false, have16);
 }
 
+void Stage::add_block_output(const DevLinear& L, const float* xin, int n, const float* post_norm, bool have16) {
+  if (!post_norm) return linear(L, xin, n, x.get(), true, have16);
+  // gemma: the block's output is normed before the residual; xn is free once the block's products have read it.
+  linear(L, xin, n, xn.get(), false, have16);
+  rmsnorm_add(xn.get(), post_norm, x.get(), n, cfg.hidden, cfg.rms_eps, st);
+}
+
 void Stage::layers_pass(int n, int splits, int max_positions, const std::vector<int>& logit_rows, int first_logit) {
   const ModelConfig& c = cfg;
   const int H = c.hidden, I = c.intermediate;
@@ -98,14 +105,17 @@ void Stage::layers_pass(int n, int splits, int max_positions, const std::vector<
       rmsnorm(q.get(), L.q_norm.get(), q.get(), n * c.n_heads, c.head_dim, c.rms_eps, st, nullptr, Compute::F32);
       rmsnorm(k.get(), L.k_norm.get(), k.get(), n * c.n_kv_heads, c.head_dim, c.rms_eps, st, nullptr, Compute::F32);
     }
-    rope_store(q.get(), k.get(), v.get(), rows.get(), n, l, c.n_heads, c.n_kv_heads, c.head_dim, inv_freq.get(), st);
-    attention(q.get(), rows.get(), n, l, c.n_heads, c.n_kv_heads, c.head_dim, splits, max_positions, partial.get(),
-              att.get(), st, out16_if(co, xb.get()), co);
-    linear(L.o, att.get(), n, x.get(), true, co != Compute::F32);
+    const int model_layer = first + l;  // sliding layers and local RoPE go by the model's numbering
+    const float* freqs = c.uses_local_rope(model_layer) ? local_inv_freq.get() : inv_freq.get();
+    rope_store(q.get(), k.get(), v.get(), rows.get(), n, l, c.n_heads, c.n_kv_heads, c.head_dim, freqs, st);
+    attention(q.get(), rows.get(), n, l, c.n_heads, c.n_kv_heads, c.head_dim, c.attn_scale(),
+              c.is_sliding(model_layer) ? c.sliding_window : 0, splits, max_positions, partial.get(), att.get(), st,
+              out16_if(co, xb.get()), co);
+    add_block_output(L.o, att.get(), n, L.post_attn_norm.get(), co != Compute::F32);
     rmsnorm(x.get(), L.mlp_norm.get(), xn.get(), n, H, c.rms_eps, st, out16_if(cg, xb.get()), cg);
     linears({{&L.gate, gate.get()}, {&L.up, up.get()}}, xn.get(), n, cg != Compute::F32);
-    silu_mul(gate.get(), up.get(), int64_t(n) * I, st, out16_if(cd, xb.get()), cd);
-    linear(L.down, gate.get(), n, x.get(), true, cd != Compute::F32);
+    gated_act(c.act, gate.get(), up.get(), int64_t(n) * I, st, out16_if(cd, xb.get()), cd);
+    add_block_output(L.down, gate.get(), n, L.post_mlp_norm.get(), cd != Compute::F32);
   }
   for (size_t i = 0; i < logit_rows.size(); ++i)
     rmsnorm(x.get() + int64_t(logit_rows[i]) * H, final_norm.get(), last.get() + int64_t(first_logit + i) * H, 1, H,

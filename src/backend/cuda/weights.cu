@@ -47,7 +47,8 @@ bool DevLayer::quantized() const {
 }
 
 size_t DevLayer::bytes() const {
-  size_t n = attn_norm.bytes() + mlp_norm.bytes() + q_norm.bytes() + k_norm.bytes();
+  size_t n = attn_norm.bytes() + mlp_norm.bytes() + q_norm.bytes() + k_norm.bytes() + post_attn_norm.bytes() +
+             post_mlp_norm.bytes();
   for (auto* l : {&q, &k, &v, &o, &gate, &up, &down}) n += l->bytes();
   return n;
 }
@@ -123,6 +124,10 @@ DevLayer upload_layer(const Layer& L, const CodeTables& tables, int index) {
   if (!L.q_norm.empty()) {
     d.q_norm = upload(L.q_norm.data(), L.q_norm.size(), p + "q_norm");
     d.k_norm = upload(L.k_norm.data(), L.k_norm.size(), p + "k_norm");
+  }
+  if (!L.post_attn_norm.empty()) {
+    d.post_attn_norm = upload(L.post_attn_norm.data(), L.post_attn_norm.size(), p + "post-attention norm");
+    d.post_mlp_norm = upload(L.post_mlp_norm.data(), L.post_mlp_norm.size(), p + "post-feed-forward norm");
   }
   d.q = upload_linear(L.q, tables, p + "q_proj");
   d.k = upload_linear(L.k, tables, p + "k_proj");
@@ -200,6 +205,10 @@ DevLayer synthetic_layer(const ModelConfig& c, const std::optional<quant::QuantO
   if (c.qk_norm) {
     d.q_norm = ones(size_t(c.head_dim), p + "q_norm");
     d.k_norm = ones(size_t(c.head_dim), p + "k_norm");
+  }
+  if (c.sandwich_norms) {
+    d.post_attn_norm = ones(size_t(H), p + "post-attention norm");
+    d.post_mlp_norm = ones(size_t(H), p + "post-feed-forward norm");
   }
   auto lin = [&](int j, int64_t out, int64_t in, const char* what) {
     return synthetic_linear(out, in, qo, linear_seed(seed, index, j), tables, p + what, st);

@@ -33,6 +33,7 @@ struct DevLinear {
 struct DevLayer {
   DeviceArray<float> attn_norm, mlp_norm;
   DeviceArray<float> q_norm, k_norm;  // qk_norm only
+  DeviceArray<float> post_attn_norm, post_mlp_norm;  // sandwich_norms only
   DevLinear q, k, v, o, gate, up, down;
   bool quantized() const;  // any linear not bf16
   size_t bytes() const;
