@@ -5,6 +5,7 @@
 # Needs the Debian -dev packages in .deps (scripts/gpu_deps.sh DIR). QUICK=1: CUDA tests only, no sanitizer, plan
 # checks, int8 (MATRIX=full: and the whole matrix; MATRIX=short: bf16, nf4, int8 at batch 1 and 32). NCU=1: a
 # profile of the decode kernels at the end; PROFILE=1: GPU time per kernel of decode steps (scripts/kernel_times.py).
+# PRESETS="qwen3-8b medgemma-27b": bench those presets too (bf16, nf4; batch 1, 32).
 set -uo pipefail
 OUT=${OUT:-gpu-out}
 source scripts/gpu_build.sh || exit 1
@@ -74,12 +75,43 @@ sys.exit(0 if ok else 1)
 PY
 }
 rm -f "$OUT/plan_check.json"
-if [ "${PLAN_CHECKS:-1}" = 1 ]; then  # PLAN_CHECKS=0 leaves them out
+if [ "${PLAN_CHECKS:-1}" = 1 ]; then  # PLAN_CHECKS=0 leaves them out, =gemma runs only MedGemma's
   for b in 1 32; do
     plan_check bf16-b$b llama-3.1-8b bf16 $b 512 128
     plan_check nf4-b$b llama-3.1-8b nf4 $b 512 128
   done
   plan_check 70b-nf4-ctx4096 llama-3.3-70b nf4 1 3968 128
+fi
+if [ "${PLAN_CHECKS:-1}" = 1 ] || [ "${PLAN_CHECKS:-1}" = gemma ]; then
+  # Contexts past the sliding layers' ring (1,280 positions), so that their caches are the ring's size.
+  plan_check medgemma27b-nf4-ctx4k medgemma-27b nf4 1 3968 128
+  plan_check medgemma27b-bf16-b8-ctx2k medgemma-27b bf16 8 1920 128
+fi
+# Presets of other architectures (PRESETS="qwen3-8b medgemma-27b"): bf16 and nf4 at batch 1 and 32, the rows in
+# $OUT/presets.json.
+for preset in ${PRESETS:-}; do
+  for p in bf16 nf4; do
+    for b in 1 32; do
+      timeout "${BENCH_TIMEOUT:-180}" build-gpu/biomedq bench --synthetic "$preset" --device cuda --precision $p --batch $b \
+        --prompt-len 512 --gen-len 128 --reps ${REPS:-3} --json > "$BENCH/$preset-$p-b$b.preset" 2> "$BENCH/preset.err" ||
+        { echo "bench $preset $p b$b failed or timed out"; tail -5 "$BENCH/preset.err"; }
+    done
+  done
+done
+if [ -n "${PRESETS:-}" ]; then
+  python3 - "$BENCH" "$OUT/presets.json" <<'PY'
+import glob, json, os, sys
+rows = []
+for f in sorted(glob.glob(os.path.join(sys.argv[1], "*.preset"))):
+    try: j = json.load(open(f))
+    except Exception: continue
+    rows.append(j)
+    print(f"{os.path.basename(f)[:-7]:24} decode {j['decode_tokens_per_s']['mean']:9.1f} ± {j['decode_tokens_per_s']['sd']:.1f} tok/s"
+          f" ({j['decode_gbs']['mean']:.0f} GB/s, {100*j['decode_fraction_of_copy']:.0f}% of copy), prefill"
+          f" {j['prefill_tokens_per_s']['mean']:.0f} tok/s ({100*j['prefill_fraction_of_gemm']:.0f}% of cuBLAS), weights"
+          f" {j['weights_bytes']/2**30:.2f} GiB, allocator peak {j['allocator_peak_bytes']/2**30:.2f} GiB")
+json.dump(rows, open(sys.argv[2], "w"), indent=1)
+PY
 fi
 [ "$PLAN_FAILED" = 0 ] || echo "PLAN CHECK FAILED: the planner is more than 5% off the allocator peak (see above)"
 # The layer pipeline through the CLI: two stages on this one GPU (--devices 0,0), split by the planner, against

@@ -26,6 +26,16 @@ std::vector<int> row_positions(const ForwardBatch& b, const std::vector<CacheFil
   return pos;
 }
 
+int pass_end(const ForwardBatch& b, int r0, int max_rows, int max_per_sequence) {
+  const int R = int(b.tokens.size());
+  int r = r0, run = 0;
+  for (; r < R && r - r0 < max_rows; ++r) {
+    run = r > r0 && b.seq[size_t(r)] == b.seq[size_t(r - 1)] ? run + 1 : 1;
+    if (run > max_per_sequence) break;
+  }
+  return r;
+}
+
 void check_prefix_copy(const CacheFill& from, const CacheFill& to, int from_id, int to_id, int positions) {
   if (!from.open || !to.open) fail("copy_prefix: sequence {} is not open", !from.open ? from_id : to_id);
   if (from_id == to_id) fail("copy_prefix: sequence {} onto itself", from_id);

@@ -31,6 +31,10 @@ struct CacheFill {
 // every row names an open sequence with room left, every token in the vocabulary, every logit row in the batch.
 std::vector<int> row_positions(const ForwardBatch& b, const std::vector<CacheFill>& caches, int vocab);
 
+// The end of the pass of a batch that starts at row r0: at most max_rows rows, and at most max_per_sequence rows of
+// any one sequence (a sequence's rows are consecutive; max_sequence_rows_per_pass of kv_layout.h).
+int pass_end(const ForwardBatch& b, int r0, int max_rows, int max_per_sequence);
+
 // copy_prefix's checks over two caches' fill (a bq::Error naming the sequences).
 void check_prefix_copy(const CacheFill& from, const CacheFill& to, int from_id, int to_id, int positions);
 

@@ -49,8 +49,8 @@ void run_inspect(const InspectArgs& a) {
   std::string precision = std::string(used.precision->name) + (stored ? " (stored)" : "");
   plan::WeightMemory p = plan::weight_memory(c, q);
   const double gib = double(1 << 30);
-  size_t kv_cpu = p.kv_bytes_per_token_cpu * size_t(a.context * a.batch);
-  size_t kv_cuda = p.kv_bytes_per_token_cuda * size_t(a.context * a.batch);
+  const size_t kv_cpu = plan::kv_cache_bytes(c, int(a.context), int(a.batch), 4),
+               kv_cuda = plan::kv_cache_bytes(c, int(a.context), int(a.batch), 2);
   if (a.json) {
     nlohmann::json groups = nlohmann::json::array();
     for (auto& g : p.groups) groups.push_back({{"name", g.name}, {"params", g.params}, {"bytes", g.bytes}});

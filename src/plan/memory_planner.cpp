@@ -4,6 +4,7 @@
 
 #include <algorithm>
 #include <cctype>
+#include <climits>
 #include <cmath>
 
 #include <fmt/format.h>
@@ -66,6 +67,39 @@ void add(MemoryEstimate& e, std::string category, std::string name, size_t bytes
   e.items.push_back({std::move(category), std::move(name), bytes, in_allocator});
 }
 
+std::string kv_label(const char* dtype, const ModelConfig& c, const PlanRequest& r) {
+  std::string s = fmt::format("{} K and V, {} x {} positions", dtype, r.batch, r.context);
+  const int sliding = int(std::count(c.sliding_layers.begin(), c.sliding_layers.end(), true));
+  const int ring = c.sliding_window + kSlidingPassRows;
+  if (sliding > 0 && ring < r.context)
+    s += fmt::format(" ({} sliding layers hold {})", sliding, ring);
+  return s;
+}
+
+// Positions one sequence of `context` holds in its cache over c.n_layers layers (kv_layout.h: sliding layers keep a
+// ring). A pipeline stage's estimate (c.n_layers below the model's) takes its share in proportion: the sliding layers
+// are spread through the model.
+int64_t kv_positions_held(const ModelConfig& c, int context) {
+  const int model_layers = c.sliding_layers.empty() ? c.n_layers : int(c.sliding_layers.size());
+  return kv_positions(c, 0, model_layers, context) * c.n_layers / model_layers;
+}
+
+// The passes a prefill of `batch` prompts of `prompt` tokens takes, as the backends cut them (pass_end; the CUDA
+// pipeline's passes hold at most max_rows rows).
+std::vector<int> prefill_pass_rows(const ModelConfig& c, int batch, int prompt, int max_rows) {
+  ForwardBatch b;
+  for (int s = 0; s < batch; ++s)
+    for (int i = 0; i < prompt; ++i) b.tokens.push_back(0), b.seq.push_back(s);
+  std::vector<int> passes;
+  const int rows = batch * prompt, per_sequence = max_sequence_rows_per_pass(c);
+  for (int r0 = 0; r0 < rows;) {
+    const int r1 = pass_end(b, r0, max_rows, per_sequence);
+    passes.push_back(r1 - r0);
+    r0 = r1;
+  }
+  return passes;
+}
+
 void plan_cuda(MemoryEstimate& e, const ModelConfig& c, const PlanRequest& r, bool lm_head = true) {
   // On the device: decoder linears bf16 or packed, norms and biases fp32, lm_head bf16 even when tied (uploaded
   // from the embeddings); the embeddings stay in host memory.
@@ -76,17 +110,16 @@ void plan_cuda(MemoryEstimate& e, const ModelConfig& c, const PlanRequest& r, bo
   for (const char* g : {"attention", "mlp", "norms", "biases", "lm_head"})
     if (group(w, g).bytes && (lm_head || std::string(g) != "lm_head")) add(e, "weights", g, group(w, g).bytes);
   if (e.quant) add(e, "quantization constants", "quantization constants", group(w, "quantization constants").bytes);
-  add(e, "kv cache", fmt::format("bf16 K and V, {} x {} positions", r.batch, r.context),
-      w.kv_bytes_per_token_cuda * size_t(r.context) * size_t(r.batch));
+  add(e, "kv cache", kv_label("bf16", c, r), kv_cache_bytes(c, r.context, r.batch, 2));
 
   // Scratch only grows: its size is the largest of every pass of the prefill (kMaxRowsPerPass rows at a time) and
   // of the decode steps.
   const bool quantized = e.quant.has_value();
   const int logit_rows = lm_head ? r.batch : 0;  // a pipeline stage before the last holds no logit buffers
   cuda::CudaScratchElems s;
-  const int rows = r.batch * r.prompt;
-  for (int r0 = 0; r0 < rows; r0 += cuda::kMaxRowsPerPass) {
-    const int n = std::min(cuda::kMaxRowsPerPass, rows - r0);
+  int widest = 0;
+  for (int n : prefill_pass_rows(c, r.batch, r.prompt, cuda::kMaxRowsPerPass)) {
+    widest = std::max(widest, n);
     s.grow_to(
         cuda::cuda_scratch_elems(c, n, cuda::attention_splits(n, c.n_kv_heads, r.context), logit_rows, quantized));
   }
@@ -94,8 +127,7 @@ void plan_cuda(MemoryEstimate& e, const ModelConfig& c, const PlanRequest& r, bo
     s.grow_to(cuda::cuda_scratch_elems(c, r.batch, cuda::attention_splits(r.batch, c.n_kv_heads, r.context),
                                        logit_rows, quantized));
   const size_t tile = s.wtile * 2;
-  add(e, "activations", fmt::format("activation buffers ({} rows per pass at most)", std::min(rows, cuda::kMaxRowsPerPass)),
-      s.bytes() - tile);
+  add(e, "activations", fmt::format("activation buffers ({} rows per pass at most)", widest), s.bytes() - tile);
   if (tile) add(e, "workspace", "dequantized weight tile (quantized prefill)", tile);
   add(e, "workspace", "cuBLAS workspace", cuda::kCublasWorkspaceBytes);
   add(e, "runtime", "RoPE frequencies and code tables", cuda::cuda_table_floats(c) * sizeof(float));
@@ -112,8 +144,7 @@ void plan_cpu(MemoryEstimate& e, const ModelConfig& c, const PlanRequest& r) {
   WeightMemory w = weight_memory(held, e.quant);
   for (auto& g : w.groups)
     if (g.bytes) add(e, g.name == "quantization constants" ? g.name : "weights", g.name, g.bytes);
-  add(e, "kv cache", fmt::format("fp32 K and V, {} x {} positions", r.batch, r.context),
-      w.kv_bytes_per_token_cpu * size_t(r.context) * size_t(r.batch));
+  add(e, "kv cache", kv_label("fp32", c, r), kv_cache_bytes(c, r.context, r.batch, 4));
   add(e, "activations", fmt::format("logits ({} rows)", r.batch), size_t(r.batch) * size_t(c.vocab) * sizeof(float));
 
   // A step holds its activation buffers, plus the largest of a linear kernel's scratch and the attention scratch
@@ -124,7 +155,8 @@ void plan_cpu(MemoryEstimate& e, const ModelConfig& c, const PlanRequest& r) {
     size_t attention = size_t(std::min<int64_t>(threads, rows)) * cpu_attention_scratch_floats(c, positions) * sizeof(float);
     return std::pair{cpu_step_sizes(c, rows, r.batch).bytes(), std::max(kernel, attention)};
   };
-  auto prefill = step(int64_t(r.batch) * r.prompt, r.prompt);
+  const auto passes = prefill_pass_rows(c, r.batch, r.prompt, INT_MAX);
+  auto prefill = step(*std::max_element(passes.begin(), passes.end()), r.prompt);
   auto decode = r.context > r.prompt ? step(r.batch, r.context) : std::pair<size_t, size_t>{0, 0};
   auto peak = prefill.first + prefill.second >= decode.first + decode.second ? prefill : decode;
   add(e, "activations", "activation buffers of the largest step", peak.first);
@@ -192,6 +224,10 @@ std::vector<DeviceShare> split_layers(const PlanRequest& r, Estimate estimate) {
 }
 
 }  // namespace
+
+size_t kv_cache_bytes(const ModelConfig& c, int context, int batch, size_t value_bytes) {
+  return size_t(kv_positions_held(c, context)) * size_t(c.kv_dim()) * 2 * value_bytes * size_t(batch);
+}
 
 WeightMemory weight_memory(const ModelConfig& c, const std::optional<quant::QuantOptions>& q) {
   MemoryGroup embed{"embeddings"}, attn{"attention"}, mlp{"mlp"}, norms{"norms"}, biases{"biases"}, head{"lm_head"},

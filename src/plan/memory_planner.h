@@ -29,9 +29,12 @@ struct WeightMemory {
   std::vector<MemoryGroup> groups;
   int64_t total_params = 0;
   size_t total_bytes = 0;
-  size_t kv_bytes_per_token_cpu = 0;   // fp32 K and V, every layer
-  size_t kv_bytes_per_token_cuda = 0;  // bf16 K and V, every layer
+  size_t kv_bytes_per_token_cpu = 0;   // fp32 K and V, every layer (sliding layers: only up to their ring)
+  size_t kv_bytes_per_token_cuda = 0;  // bf16 K and V, every layer (likewise)
 };
+// K and V bytes of `batch` sequences of `context` positions at `value_bytes` per value (4 on the CPU, 2 on CUDA),
+// sliding layers holding their ring (kv_layout.h); a pipeline stage's config (fewer layers) gets its share.
+size_t kv_cache_bytes(const ModelConfig& c, int context, int batch, size_t value_bytes);
 // The weights' part of every estimate (and `inspect`): bytes in the format the engine computes with, from shapes with
 // the same size rules the loaders allocate by: stored dtype for 16/32-bit tensors, fp32 for norms and biases
 // (converted at load), quant::quantized_bytes for quantized linears (packed codes under attention/mlp, the scales

@@ -455,7 +455,7 @@ TEST(CudaOps, SixteenBitCopiesAreTheRoundedResults) {
 
 void attention_case(int hd) {
   std::mt19937 rng(std::random_device{}());
-  const int n_heads = 8, n_kv = 2, kv_dim = n_kv * hd, cap = 700, layers = 2, layer = 1;
+  const int n_heads = 8, n_kv = 2, kv_dim = n_kv * hd, cap = 700, layers = 2;
   std::vector<int> positions = {0, 5, 699, 300};
   std::vector<uint16_t> kc(size_t(layers * cap * kv_dim)), vc(kc.size());
   for (auto& h : kc) h = f32_to_bf16(std::normal_distribution<float>(0, 1)(rng));
@@ -467,10 +467,16 @@ void attention_case(int hd) {
   auto q = randn(size_t(n * n_heads * hd), rng);
   auto dq = to_device(q);
   auto drows = to_device(info);
-  // Windows: none, one shorter than most rows' positions (ragged, not a multiple of a split), one past them all.
-  for (auto [splits, window] : std::vector<std::pair<int, int>>{
-           {1, 0}, {3, 0}, {attention_splits(n, n_kv, cap), 0}, {1, 37}, {3, 37}, {attention_splits(n, n_kv, cap), 37},
-           {3, 1000}}) {
+  const int many = attention_splits(n, n_kv, cap);
+  struct Case {
+    int splits, window, ring;
+  };
+  // Windows: none, one shorter than most rows' positions (ragged, not a multiple of a split), one past them all;
+  // rings of slots (a sliding layer's cache, kv_layout.h) that the window wraps around for some rows.
+  for (auto [splits, window, ring] : std::vector<Case>{{1, 0, 0}, {3, 0, 0}, {many, 0, 0}, {1, 37, 0}, {3, 37, 0},
+                                                       {many, 37, 0}, {3, 1000, 0}, {1, 37, 100}, {many, 37, 100}}) {
+    // The second layer of the cache: after one full layer, a full one or a sliding one with its ring.
+    const KvLayer layer{.full_before = 1, .sliding_before = 0, .ring = ring, .sliding = ring > 0};
     DeviceArray<float> partial(attention_partial_floats(n, n_heads, hd, splits), "test");
     auto dout = to_device(randn(q.size(), rng));
     DeviceArray<uint16_t> out16(q.size(), "test");
@@ -484,17 +490,18 @@ void attention_case(int hd) {
     for (size_t i = 0; i < got.size(); ++i) bad += got16[i] != host_16bit(got[i], c16);
     EXPECT_EQ(bad, 0u) << "the 16-bit copy is the rounded output";
     std::vector<float> ref(q.size());
+    const int slots = layer.slots(cap);
+    const size_t base = size_t(layer.offset(cap)) * size_t(kv_dim);
+    std::vector<float> kf(size_t(slots * kv_dim)), vf(kf.size());
+    for (size_t i = 0; i < kf.size(); ++i) kf[i] = bf16_to_f32(kc[base + i]), vf[i] = bf16_to_f32(vc[base + i]);
     for (int r = 0; r < n; ++r) {
       const int end = positions[size_t(r)] + 1, first = window ? std::max(0, end - window) : 0, np = end - first;
-      std::vector<float> kf(size_t(np * kv_dim)), vf(kf.size()), scratch(size_t(n_heads * np));
-      for (size_t i = 0; i < kf.size(); ++i) {
-        kf[i] = bf16_to_f32(kc[size_t((layer * cap + first) * kv_dim) + i]);
-        vf[i] = bf16_to_f32(vc[size_t((layer * cap + first) * kv_dim) + i]);
-      }
-      cpu::attention(q.data() + r * n_heads * hd, kf.data(), vf.data(), np, n_heads, n_kv, hd, scale,
+      std::vector<float> scratch(size_t(n_heads * np));
+      cpu::attention(q.data() + r * n_heads * hd, kf.data(), vf.data(), first, np, slots, n_heads, n_kv, hd, scale,
                      ref.data() + r * n_heads * hd, scratch.data());
     }
-    EXPECT_LT(rel_err(got, ref), 1e-5) << splits << " splits, window " << window << ", head_dim " << hd;  // __expf: about 2 ulp per probability
+    EXPECT_LT(rel_err(got, ref), 1e-5) << splits << " splits, window " << window << ", ring " << ring << ", head_dim "
+                                       << hd;  // __expf: about 2 ulp per probability
   }
 }
 

@@ -11,7 +11,8 @@
 namespace bq {
 
 KVCache::KVCache(const ModelConfig& c, int cap) : capacity(cap), kv_dim(c.kv_dim()) {
-  size_t n = size_t(c.n_layers) * size_t(cap) * size_t(kv_dim);
+  for (int l = 0; l < c.n_layers; ++l) layers.push_back(kv_layer(c, 0, l));
+  const size_t n = size_t(kv_positions(c, 0, c.n_layers, cap)) * size_t(kv_dim);
   k.resize(n);
   v.resize(n);
 }
@@ -82,11 +83,19 @@ int CpuForward::sequence_length(int id) const { return caches_.at(size_t(id))->l
 bool CpuForward::copy_prefix(int from, int to, int positions) {
   check_prefix_copy(cache_fill(caches_, from), cache_fill(caches_, to), from, to, positions);
   KVCache &src = *caches_[size_t(from)], &dst = *caches_[size_t(to)];
-  const size_t n = size_t(positions) * size_t(src.kv_dim);
+  const size_t row = size_t(src.kv_dim);
+  std::vector<std::vector<KvSlotCopy>> copies;
   for (int l = 0; l < m_.cfg.n_layers; ++l) {
-    std::copy_n(src.k_at(l, 0), n, dst.k_at(l, 0));
-    std::copy_n(src.v_at(l, 0), n, dst.v_at(l, 0));
+    bool possible = false;
+    copies.push_back(
+        kv_prefix_copies(m_.cfg, src.layers[size_t(l)], src.length, src.capacity, dst.capacity, positions, possible));
+    if (!possible) return false;  // a sliding layer's ring has moved past the prefix
   }
+  for (int l = 0; l < m_.cfg.n_layers; ++l)
+    for (const KvSlotCopy& c : copies[size_t(l)]) {
+      std::copy_n(src.k_layer(l) + size_t(c.src_slot) * row, size_t(c.count) * row, dst.k_layer(l) + size_t(c.dst_slot) * row);
+      std::copy_n(src.v_layer(l) + size_t(c.src_slot) * row, size_t(c.count) * row, dst.v_layer(l) + size_t(c.dst_slot) * row);
+    }
   dst.length = positions;
   return true;
 }
@@ -138,6 +147,26 @@ void rope_table(const std::vector<int>& pos, const std::vector<float>& inv_freq,
 }  // namespace
 
 void CpuForward::run(const ForwardBatch& b, float* logits) {
+  const int R = int(b.tokens.size()), per_sequence = max_sequence_rows_per_pass(m_.cfg);
+  if (pass_end(b, 0, R, per_sequence) == R) return run_pass(b, logits);
+  // A sliding-window model takes a sequence's rows a pass at a time (kv_layout.h); the batch is checked whole first.
+  row_positions(b, caches_, m_.cfg.vocab);
+  const size_t V = size_t(m_.cfg.vocab);
+  for (int r0 = 0; r0 < R;) {
+    const int r1 = pass_end(b, r0, R, per_sequence);
+    ForwardBatch part{{b.tokens.begin() + r0, b.tokens.begin() + r1}, {b.seq.begin() + r0, b.seq.begin() + r1}, {}};
+    std::vector<size_t> out_row;  // where each of the part's logit rows goes in `logits`
+    for (size_t i = 0; i < b.logit_rows.size(); ++i)
+      if (b.logit_rows[i] >= r0 && b.logit_rows[i] < r1) part.logit_rows.push_back(b.logit_rows[i] - r0), out_row.push_back(i);
+    tracked_vector<float> part_logits(out_row.size() * V);
+    run_pass(part, part_logits.data());
+    for (size_t i = 0; i < out_row.size(); ++i)
+      std::copy_n(part_logits.data() + i * V, V, logits + out_row[i] * V);
+    r0 = r1;
+  }
+}
+
+void CpuForward::run_pass(const ForwardBatch& b, float* logits) {
   const ModelConfig& c = m_.cfg;
   const int64_t R = int64_t(b.tokens.size()), H = c.hidden, Q = c.q_dim(), KV = c.kv_dim(), I = c.intermediate;
   const int hd = c.head_dim, half = hd / 2;
@@ -180,8 +209,9 @@ void CpuForward::run(const ForwardBatch& b, float* logits) {
       KVCache& cache = *caches[size_t(b.seq[size_t(r)])];
       const int n_pos = c.attended(l, pos[size_t(r)] + 1), first = pos[size_t(r)] + 1 - n_pos;
       tracked_vector<float> scratch(cpu_attention_scratch_floats(c, n_pos));
-      cpu::attention(q.data() + r * Q, cache.k_at(l, first), cache.v_at(l, first), n_pos, c.n_heads, c.n_kv_heads, hd,
-                     c.attn_scale(), att.data() + r * Q, scratch.data());
+      cpu::attention(q.data() + r * Q, cache.k_layer(l), cache.v_layer(l), first, n_pos,
+                     cache.layers[size_t(l)].slots(cache.capacity), c.n_heads, c.n_kv_heads, hd, c.attn_scale(),
+                     att.data() + r * Q, scratch.data());
     }
     linear(L.o, att.data(), R, proj.data());
     add_block_output(x, proj.data(), L.post_attn_norm, R, H, c.rms_eps);

@@ -5,21 +5,26 @@
 #include <vector>
 
 #include "backend/forward.h"
+#include "backend/kv_layout.h"
 #include "core/host_memory.h"
 #include "model/model.h"
 
 namespace bq {
 
-// Keys and values of one sequence, fp32, [layer][position][kv_dim].
+// Keys and values of one sequence, fp32, layer after layer as kv_layout.h lays them out ([slot][kv_dim] each).
 struct KVCache {
   int capacity = 0;
   int length = 0;  // positions filled
   int kv_dim = 0;
+  std::vector<KvLayer> layers;
   tracked_vector<float> k, v;
 
   KVCache(const ModelConfig& c, int capacity);
-  float* k_at(int layer, int pos) { return k.data() + (size_t(layer) * capacity + pos) * kv_dim; }
-  float* v_at(int layer, int pos) { return v.data() + (size_t(layer) * capacity + pos) * kv_dim; }
+  // A layer's first slot; position p of it is at row layers[l].slot(p, capacity).
+  float* k_layer(int l) { return k.data() + size_t(layers[size_t(l)].offset(capacity)) * kv_dim; }
+  float* v_layer(int l) { return v.data() + size_t(layers[size_t(l)].offset(capacity)) * kv_dim; }
+  float* k_at(int l, int pos) { return k_layer(l) + size_t(layers[size_t(l)].slot(pos, capacity)) * kv_dim; }
+  float* v_at(int l, int pos) { return v_layer(l) + size_t(layers[size_t(l)].slot(pos, capacity)) * kv_dim; }
   size_t bytes() const { return (k.size() + v.size()) * sizeof(float); }
 };
 
@@ -55,6 +60,7 @@ class CpuForward : public ForwardBackend {
   MemoryFigures memory() const override;
 
  private:
+  void run_pass(const ForwardBatch& b, float* logits);  // run() of a batch within max_sequence_rows_per_pass
   const Model& m_;
   host_memory::Hold weights_;  // the model's buffers in the host-memory account while this backend uses them
   std::vector<float> inv_freq_;  // fp32, as the reference computes RoPE angles

@@ -22,7 +22,8 @@ constexpr int kMaxGroup = 8;   // query heads per KV head
 constexpr int kMaxHd = 256;
 constexpr int kValueStageBytes = 16 << 10;  // values of 64 positions of a 128-wide head
 
-__global__ void __launch_bounds__(kThreads) attention_kernel(const float* __restrict__ q, const RowInfo* rows, int layer,
+__global__ void __launch_bounds__(kThreads) attention_kernel(const float* __restrict__ q, const RowInfo* rows,
+                                                             KvLayer layer,
                                                              int n_heads, int n_kv, int hd, float scale, int window,
                                                              int splits, int split_len, float* __restrict__ partial) {
   __shared__ float qs[kMaxGroup * kMaxHd];
@@ -39,7 +40,7 @@ __global__ void __launch_bounds__(kThreads) attention_kernel(const float* __rest
   for (int i = tid; i < group * hd; i += kThreads) qs[i] = q[(int64_t(r) * n_heads + g * group) * hd + i] * scale;
   __syncthreads();
 
-  const size_t layer_off = size_t(layer) * ri.capacity * kv_dim + size_t(g) * hd;
+  const size_t layer_off = size_t(layer.offset(ri.capacity)) * kv_dim + size_t(g) * hd;
   const uint16_t* K = ri.k + layer_off;
   const uint16_t* V = ri.v + layer_off;
   float m[kMaxGroup], l[kMaxGroup], acc[kMaxGroup][kMaxHd / kThreads];
@@ -58,7 +59,7 @@ __global__ void __launch_bounds__(kThreads) attention_kernel(const float* __rest
     for (int h = 0; h < kMaxGroup; ++h) sc[h] = 0;
     if (valid) {
       // Eight 16-byte loads of the key in flight at a time (a decode row's whole 128-wide key in two round trips).
-      const uint4* kp = reinterpret_cast<const uint4*>(K + size_t(p) * kv_dim);
+      const uint4* kp = reinterpret_cast<const uint4*>(K + size_t(layer.slot(p, ri.capacity)) * kv_dim);
       for (int c0 = 0; c0 < hd / 8; c0 += 8) {
         uint4 kk[8];
 #pragma unroll
@@ -109,7 +110,8 @@ __global__ void __launch_bounds__(kThreads) attention_kernel(const float* __rest
 #pragma unroll 8
       for (int i = tid; i < np * row_words; i += kThreads) {
         const int pj = i / row_words;
-        vstage[i] = *reinterpret_cast<const uint4*>(V + size_t(t0 + j0 + pj) * kv_dim + (i - pj * row_words) * 8);
+        vstage[i] = *reinterpret_cast<const uint4*>(V + size_t(layer.slot(t0 + j0 + pj, ri.capacity)) * kv_dim +
+                                                    (i - pj * row_words) * 8);
       }
       __syncthreads();
       const uint16_t* vs = reinterpret_cast<const uint16_t*>(vstage);
@@ -172,7 +174,7 @@ __device__ __forceinline__ void load_row(const uint16_t* p, float (&out)[D]) {
 
 template <int D>
 __global__ void __launch_bounds__(kThreads) attention_lanes_kernel(const float* __restrict__ q, const RowInfo* rows,
-                                                                   int layer, int n_heads, int n_kv, float scale,
+                                                                   KvLayer layer, int n_heads, int n_kv, float scale,
                                                                    int window, int splits, int split_len,
                                                                    float* __restrict__ partial) {
   constexpr int hd = 32 * D, kWarpsPerBlock = kThreads / 32;
@@ -194,14 +196,14 @@ __global__ void __launch_bounds__(kThreads) attention_lanes_kernel(const float* 
       acc[h][i] = 0;
     }
   }
-  const size_t layer_off = size_t(layer) * ri.capacity * kv_dim + size_t(g) * hd + size_t(lane) * D;
+  const size_t layer_off = size_t(layer.offset(ri.capacity)) * kv_dim + size_t(g) * hd + size_t(lane) * D;
   const uint16_t* K = ri.k + layer_off;
   const uint16_t* V = ri.v + layer_off;
   for (int p0 = p_begin + warp * kWarpPositions; p0 < p_end; p0 += kWarpsPerBlock * kWarpPositions) {
     float kr[kWarpPositions][D], vr[kWarpPositions][D];
 #pragma unroll
     for (int j = 0; j < kWarpPositions; ++j) {
-      const int p = min(p0 + j, p_end - 1);  // past the end: a valid row, its weight is zero below
+      const int p = layer.slot(min(p0 + j, p_end - 1), ri.capacity);  // past the end: a valid row, weight zero below
       load_row<D>(K + size_t(p) * kv_dim, kr[j]);
       load_row<D>(V + size_t(p) * kv_dim, vr[j]);
     }
@@ -298,7 +300,7 @@ __global__ void combine_kernel(const float* partial, int n_heads, int hd, int sp
 
 }  // namespace
 
-void attention(const float* q, const RowInfo* rows, int n, int layer, int n_heads, int n_kv_heads, int hd, float scale,
+void attention(const float* q, const RowInfo* rows, int n, KvLayer layer, int n_heads, int n_kv_heads, int hd, float scale,
                int window, int splits, int max_positions, float* partial, float* out, cudaStream_t st,
                uint16_t* out16, Compute c16) {
   if (n_heads / n_kv_heads > kMaxGroup || hd > kMaxHd || hd % 8 != 0)
@@ -306,7 +308,7 @@ void attention(const float* q, const RowInfo* rows, int n, int layer, int n_head
          kMaxHd, kMaxGroup, hd, n_heads / n_kv_heads);
   const int split_len = (max_positions + splits - 1) / splits;
   const dim3 grid{unsigned(n), unsigned(n_kv_heads), unsigned(splits)}, block{unsigned(kThreads)};
-  using Lanes = void (*)(const float*, const RowInfo*, int, int, int, float, int, int, int, float*);
+  using Lanes = void (*)(const float*, const RowInfo*, KvLayer, int, int, float, int, int, int, float*);
   const Lanes lanes = hd == 64    ? attention_lanes_kernel<2>
                       : hd == 96  ? attention_lanes_kernel<3>
                       : hd == 128 ? attention_lanes_kernel<4>

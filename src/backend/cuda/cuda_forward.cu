@@ -62,7 +62,7 @@ int CudaForward::open_sequence(int capacity) {
   s->capacity = capacity;
   for (auto& stage : I.stages) {
     DeviceGuard on(stage->device);
-    const size_t n = size_t(stage->end - stage->first) * size_t(capacity) * size_t(I.cfg.kv_dim());
+    const size_t n = size_t(kv_positions(I.cfg, stage->first, stage->end, capacity)) * size_t(I.cfg.kv_dim());
     s->k.push_back(DeviceArray<uint16_t>(n, "KV cache (keys)"));
     s->v.push_back(DeviceArray<uint16_t>(n, "KV cache (values)"));
   }
@@ -86,16 +86,27 @@ bool CudaForward::copy_prefix(int from, int to, int positions) {
   check_prefix_copy(cache_fill(P.seqs, from), cache_fill(P.seqs, to), from, to, positions);
   const Sequence& src = *P.seqs[size_t(from)];
   Sequence& dst = *P.seqs[size_t(to)];
-  const size_t row = size_t(P.cfg.kv_dim()), n = size_t(positions) * row;
+  const size_t row = size_t(P.cfg.kv_dim());
+  std::vector<std::vector<KvSlotCopy>> copies(size_t(P.cfg.n_layers));  // by model layer
+  for (const auto& S : P.stages)
+    for (int l = S->first; l < S->end; ++l) {
+      bool possible = false;
+      copies[size_t(l)] = kv_prefix_copies(P.cfg, kv_layer(P.cfg, S->first, l), src.length, src.capacity,
+                                           dst.capacity, positions, possible);
+      if (!possible) return false;  // a sliding layer's ring has moved past the prefix
+    }
   for (size_t i = 0; i < P.stages.size(); ++i) {  // on each stage's stream, ordered before its next pass
     Stage& S = *P.stages[i];
     DeviceGuard on(S.device);
-    for (int l = 0; l < S.end - S.first; ++l) {
-      const size_t s_at = size_t(l) * size_t(src.capacity) * row, d_at = size_t(l) * size_t(dst.capacity) * row;
-      BQ_CUDA(cudaMemcpyAsync(dst.k[i].get() + d_at, src.k[i].get() + s_at, n * sizeof(uint16_t),
-                              cudaMemcpyDeviceToDevice, S.st));
-      BQ_CUDA(cudaMemcpyAsync(dst.v[i].get() + d_at, src.v[i].get() + s_at, n * sizeof(uint16_t),
-                              cudaMemcpyDeviceToDevice, S.st));
+    for (int l = S.first; l < S.end; ++l) {
+      const KvLayer kv = kv_layer(P.cfg, S.first, l);
+      const size_t s_at = size_t(kv.offset(src.capacity)) * row, d_at = size_t(kv.offset(dst.capacity)) * row;
+      for (const KvSlotCopy& c : copies[size_t(l)]) {
+        const size_t from = s_at + size_t(c.src_slot) * row, to = d_at + size_t(c.dst_slot) * row,
+                     bytes = size_t(c.count) * row * sizeof(uint16_t);
+        BQ_CUDA(cudaMemcpyAsync(dst.k[i].get() + to, src.k[i].get() + from, bytes, cudaMemcpyDeviceToDevice, S.st));
+        BQ_CUDA(cudaMemcpyAsync(dst.v[i].get() + to, src.v[i].get() + from, bytes, cudaMemcpyDeviceToDevice, S.st));
+      }
     }
   }
   dst.length = positions;

@@ -83,7 +83,7 @@ __global__ void add_bias_kernel(float* y, const float* b, int64_t n, int m) {
 // One block per row. Angles as the CPU path: fp32 product pos * inv_freq, cos/sin of it in double, computed once
 // per row for all heads.
 constexpr int kMaxRopeHalf = 128;
-__global__ void rope_store_kernel(float* q, const float* k, const float* v, const RowInfo* rows, int layer,
+__global__ void rope_store_kernel(float* q, const float* k, const float* v, const RowInfo* rows, KvLayer layer,
                                   int n_heads, int n_kv, int hd, const float* inv_freq) {
   __shared__ float cos_t[kMaxRopeHalf], sin_t[kMaxRopeHalf];
   grid_allow_successor();
@@ -96,7 +96,7 @@ __global__ void rope_store_kernel(float* q, const float* k, const float* v, cons
     cos_t[i] = float(cs), sin_t[i] = float(sn);
   }
   __syncthreads();
-  const size_t cache_off = (size_t(layer) * ri.capacity + ri.pos) * kv_dim;
+  const size_t cache_off = size_t(layer.offset(ri.capacity) + layer.slot(ri.pos, ri.capacity)) * kv_dim;
   float* qr = q + int64_t(r) * n_heads * hd;
   const float* kr = k + int64_t(r) * kv_dim;
   const float* vr = v + int64_t(r) * kv_dim;
@@ -219,7 +219,7 @@ void add_bias(float* y, const float* bias, int n, int m, cudaStream_t st) {
   BQ_LAUNCHED();
 }
 
-void rope_store(float* q, const float* k, const float* v, const RowInfo* rows, int n, int layer, int n_heads,
+void rope_store(float* q, const float* k, const float* v, const RowInfo* rows, int n, KvLayer layer, int n_heads,
                 int n_kv_heads, int hd, const float* inv_freq, cudaStream_t st) {
   if (hd / 2 > kMaxRopeHalf) fail("CUDA RoPE supports head_dim up to {} (got {})", 2 * kMaxRopeHalf, hd);
   pdl_launch(rope_store_kernel, dim3(unsigned(n)), dim3(256), st, q, k, v, rows, layer, n_heads, n_kv_heads, hd,

@@ -8,6 +8,7 @@
 #include <cuda_runtime.h>
 
 #include "backend/cuda/layout.h"
+#include "backend/kv_layout.h"
 #include "model/config.h"
 
 namespace bq::cuda {
@@ -125,8 +126,8 @@ void rmsnorm_add(const float* x, const float* weight, float* out, int n, int d, 
 void gated_act(Activation act, float* gate, const float* up, int64_t n, cudaStream_t st, uint16_t* out16 = nullptr,
                Compute c16 = Compute::F16);
 
-// Where each row of a step reads and writes its sequence's cache: layer l, position p of K is
-// k + (l * capacity + p) * kv_dim.
+// Where each row of a step reads and writes its sequence's cache: position p of a layer's K is
+// k + (layer.offset(capacity) + layer.slot(p, capacity)) * kv_dim (KvLayer, kv_layout.h).
 struct RowInfo {
   int pos;
   int capacity;
@@ -136,13 +137,13 @@ struct RowInfo {
 
 // Rotates q [n, n_heads*hd] in place and k [n, kv_dim] (HF rotate_half, angle = pos * inv_freq in fp32), then
 // stores k and v as bf16 into each row's cache at (layer, pos).
-void rope_store(float* q, const float* k, const float* v, const RowInfo* rows, int n, int layer, int n_heads,
+void rope_store(float* q, const float* k, const float* v, const RowInfo* rows, int n, KvLayer layer, int n_heads,
                 int n_kv_heads, int hd, const float* inv_freq, cudaStream_t st);
 
 // Causal attention of each row over positions 0..pos of its cache (window > 0: the last `window` of them), GQA,
 // scores q·k × scale. out: [n, n_heads*hd]. The positions are split into chunks processed in parallel then
 // combined; partial needs attention_partial_floats() floats (layout.h).
-void attention(const float* q, const RowInfo* rows, int n, int layer, int n_heads, int n_kv_heads, int hd, float scale,
+void attention(const float* q, const RowInfo* rows, int n, KvLayer layer, int n_heads, int n_kv_heads, int hd, float scale,
                int window, int splits, int max_positions, float* partial, float* out, cudaStream_t st,
                uint16_t* out16 = nullptr, Compute c16 = Compute::F16);
 

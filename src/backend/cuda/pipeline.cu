@@ -66,8 +66,9 @@ const float* Pipeline::run(const ForwardBatch& b) {
     if (S > 1) synchronize();
   };
 
-  for (int r0 = 0; r0 < R; r0 += kMaxRowsPerPass) {
-    const int n = std::min(kMaxRowsPerPass, R - r0);
+  const int per_sequence = max_sequence_rows_per_pass(c);
+  for (int r0 = 0, n = 0; r0 < R; r0 += n) {
+    n = pass_end(b, r0, kMaxRowsPerPass, per_sequence) - r0;
     // Splits from the sequences' capacities (not current lengths), so that decode steps share one graph.
     int max_cap = 1;
     for (int i = 0; i < n; ++i) max_cap = std::max(max_cap, seqs[size_t(b.seq[size_t(r0 + i)])]->capacity);

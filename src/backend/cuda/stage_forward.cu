@@ -94,7 +94,7 @@ void Stage::layers_pass(int n, int splits, int max_positions, const std::vector<
   const ModelConfig& c = cfg;
   const int H = c.hidden, I = c.intermediate;
   if (embed_seed) synthetic_embed(tokens.get(), n, H, *embed_seed, 1.0f, x.get(), st);
-  for (int l = 0; l < int(layers.size()); ++l) {  // l: the stage's own index, as its cache arrays are laid out
+  for (int l = 0; l < int(layers.size()); ++l) {  // l: the stage's own index
     DevLayer& L = layers[size_t(l)];
     // Each product's input is also written in its 16-bit compute dtype where it runs on the tensor cores.
     const Compute cq = tc_input({&L.q, &L.k, &L.v}, n), co = tc_input({&L.o}, n),
@@ -107,8 +107,9 @@ void Stage::layers_pass(int n, int splits, int max_positions, const std::vector<
     }
     const int model_layer = first + l;  // sliding layers and local RoPE go by the model's numbering
     const float* freqs = c.uses_local_rope(model_layer) ? local_inv_freq.get() : inv_freq.get();
-    rope_store(q.get(), k.get(), v.get(), rows.get(), n, l, c.n_heads, c.n_kv_heads, c.head_dim, freqs, st);
-    attention(q.get(), rows.get(), n, l, c.n_heads, c.n_kv_heads, c.head_dim, c.attn_scale(),
+    const KvLayer kv = kv_layer(c, first, model_layer);
+    rope_store(q.get(), k.get(), v.get(), rows.get(), n, kv, c.n_heads, c.n_kv_heads, c.head_dim, freqs, st);
+    attention(q.get(), rows.get(), n, kv, c.n_heads, c.n_kv_heads, c.head_dim, c.attn_scale(),
               c.is_sliding(model_layer) ? c.sliding_window : 0, splits, max_positions, partial.get(), att.get(), st,
               out16_if(co, xb.get()), co);
     add_block_output(L.o, att.get(), n, L.post_attn_norm.get(), co != Compute::F32);
