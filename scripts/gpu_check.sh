@@ -83,9 +83,9 @@ if [ "${PLAN_CHECKS:-1}" = 1 ]; then  # PLAN_CHECKS=0 leaves them out, =gemma ru
   plan_check 70b-nf4-ctx4096 llama-3.3-70b nf4 1 3968 128
 fi
 if [ "${PLAN_CHECKS:-1}" = 1 ] || [ "${PLAN_CHECKS:-1}" = gemma ]; then
-  # Contexts past the sliding layers' ring (1,280 positions), so that their caches are the ring's size.
+  # Contexts past the sliding layers' ring (2,048 positions), so that their caches are the ring's size.
   plan_check medgemma27b-nf4-ctx4k medgemma-27b nf4 1 3968 128
-  plan_check medgemma27b-bf16-b8-ctx2k medgemma-27b bf16 8 1920 128
+  plan_check medgemma27b-bf16-b4-ctx3k medgemma-27b bf16 4 2944 128
 fi
 # Presets of other architectures (PRESETS="qwen3-8b medgemma-27b"): bf16 and nf4 at batch 1 and 32, the rows in
 # $OUT/presets.json.

@@ -198,7 +198,7 @@ ModelConfig ring_config() {
   c.query_pre_attn_scalar = 10;
   c.sliding_window = 9;
   c.sliding_layers = {true, false, true};
-  c.max_positions = 1024;
+  c.max_positions = 4096;
   return c;
 }
 
@@ -211,24 +211,24 @@ double max_rel_diff(const std::vector<float>& ours, const std::vector<double>& r
   return max_diff / max_ref;
 }
 
-// A sliding layer's cache is a ring of window + kSlidingPassRows slots (265 here): a 700-position sequence wraps it
-// twice, prefilled whole (in passes of 256 rows) or decoded a token at a time, and its logits still equal the
+// A sliding layer's cache is a ring of window + kSlidingPassRows slots (1033 here): a 2200-position sequence wraps
+// it twice, prefilled whole (in passes of 1024 rows) or decoded a token at a time, and its logits still equal the
 // plain reference's, which keeps every position.
 TEST(SlidingWindowCache, RingWrapsAndLogitsStay) {
   ModelConfig c = ring_config();
   auto dir = test::temp_dir("gemma3-ring");
   save_synthetic_checkpoint(synthesize_model(c, 9, 0.2f), dir);
   Model m = load_model(dir);
-  const int n = 700;
+  const int n = 2200, ring = 9 + kSlidingPassRows;
   std::vector<int> ids(n);
   std::mt19937 rng(4);
   for (auto& t : ids) t = int(rng() % uint32_t(c.vocab));
   const auto ref = test::reference_logits(*m.checkpoint, m.cfg, ids);
 
   CpuForward fwd(m);
-  EXPECT_EQ(kv_positions(c, 0, 3, n), 265 + 700 + 265) << "two ring layers and one full one";
+  EXPECT_EQ(kv_positions(c, 0, 3, n), ring + n + ring) << "two ring layers and one full one";
   const int whole = fwd.open_sequence(n);
-  EXPECT_EQ(fwd.memory().kv_cache_bytes, size_t(265 + 700 + 265) * size_t(c.kv_dim()) * 2 * sizeof(float));
+  EXPECT_EQ(fwd.memory().kv_cache_bytes, size_t(ring + n + ring) * size_t(c.kv_dim()) * 2 * sizeof(float));
   ForwardBatch b;
   for (int i = 0; i < n; ++i) b.tokens.push_back(ids[size_t(i)]), b.seq.push_back(whole), b.logit_rows.push_back(i);
   std::vector<float> prefill(size_t(n) * size_t(c.vocab));
@@ -238,31 +238,31 @@ TEST(SlidingWindowCache, RingWrapsAndLogitsStay) {
   const int stepped = fwd.open_sequence(n);
   std::vector<float> decoded(prefill.size());
   ForwardBatch head;
-  for (int i = 0; i < 300; ++i) head.tokens.push_back(ids[size_t(i)]), head.seq.push_back(stepped), head.logit_rows.push_back(i);
+  for (int i = 0; i < 2000; ++i) head.tokens.push_back(ids[size_t(i)]), head.seq.push_back(stepped), head.logit_rows.push_back(i);
   fwd.run(head, decoded.data());
-  for (int i = 300; i < n; ++i) fwd.run({{ids[size_t(i)]}, {stepped}, {0}}, decoded.data() + size_t(i) * size_t(c.vocab));
+  for (int i = 2000; i < n; ++i) fwd.run({{ids[size_t(i)]}, {stepped}, {0}}, decoded.data() + size_t(i) * size_t(c.vocab));
   EXPECT_LT(max_rel_diff(decoded, ref), 1e-4) << "decoded a token at a time";
 
-  // A prefix copy needs the source's ring to still hold the prefix's last window: of the 700-position sequence,
-  // positions from 700 - 265 = 435 on remain, so a 600-position prefix copies and a 300-position one cannot.
+  // A prefix copy needs the source's ring to still hold the prefix's last window: of the 2200-position sequence,
+  // positions from 2200 - 1033 = 1167 on remain, so a 2000-position prefix copies and a 1000-position one cannot.
   const int copy = fwd.open_sequence(n);
-  EXPECT_FALSE(fwd.copy_prefix(whole, copy, 300));
-  ASSERT_TRUE(fwd.copy_prefix(whole, copy, 600));
+  EXPECT_FALSE(fwd.copy_prefix(whole, copy, 1000));
+  ASSERT_TRUE(fwd.copy_prefix(whole, copy, 2000));
   ForwardBatch rest;
-  for (int i = 600; i < n; ++i) rest.tokens.push_back(ids[size_t(i)]), rest.seq.push_back(copy), rest.logit_rows.push_back(i - 600);
-  std::vector<float> continued(size_t(n - 600) * size_t(c.vocab));
+  for (int i = 2000; i < n; ++i) rest.tokens.push_back(ids[size_t(i)]), rest.seq.push_back(copy), rest.logit_rows.push_back(i - 2000);
+  std::vector<float> continued(size_t(n - 2000) * size_t(c.vocab));
   fwd.run(rest, continued.data());
-  EXPECT_LT(max_rel_diff(continued, std::vector<double>(ref.begin() + 600 * c.vocab, ref.end())), 1e-4)
+  EXPECT_LT(max_rel_diff(continued, std::vector<double>(ref.begin() + 2000 * c.vocab, ref.end())), 1e-4)
       << "continued after the copy";
 }
 
-// A pass takes at most kSlidingPassRows rows of one sequence where the model has sliding layers; other
-// sequences' rows fill the rest.
+// A pass takes at most max_per_sequence rows of one sequence (kSlidingPassRows where the model has sliding layers);
+// other sequences' rows fill the rest.
 TEST(SlidingWindowCache, PassesBoundRowsPerSequence) {
   ForwardBatch b;
   for (int i = 0; i < 600; ++i) b.tokens.push_back(0), b.seq.push_back(0);
   for (int i = 0; i < 10; ++i) b.tokens.push_back(0), b.seq.push_back(1);
-  EXPECT_EQ(pass_end(b, 0, 1024, 256), 256);
+  EXPECT_EQ(pass_end(b, 0, 1024, 256), 256);  // bounds other than the built-in one, to see the cuts
   EXPECT_EQ(pass_end(b, 256, 1024, 256), 512);
   EXPECT_EQ(pass_end(b, 512, 1024, 256), 610) << "88 rows of sequence 0, then sequence 1's";
   EXPECT_EQ(pass_end(b, 0, 100, 256), 100);

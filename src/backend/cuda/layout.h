@@ -5,6 +5,7 @@
 #include <cstdint>
 
 #include "backend/cuda/split.h"
+#include "backend/kv_layout.h"
 #include "model/config.h"
 
 namespace bq::cuda {
@@ -16,6 +17,7 @@ constexpr int kBf16MatvecMaxRows = 1;
 // Prefill rows processed together: bounds the fp32 activation buffers (1024 rows of llama-3.3-70b: 477 MiB, which
 // keeps its nf4 + 4k-context peak under 37 GiB) while the GEMMs stay large enough for the tensor cores.
 constexpr int kMaxRowsPerPass = 1024;
+static_assert(kSlidingPassRows >= kMaxRowsPerPass, "sliding layers would cut passes short (kv_layout.h)");
 constexpr size_t kDequantTileElems = size_t(32) << 20;  // bf16 scratch for dequantized weight tiles: 64 MiB
 constexpr size_t kCublasWorkspaceBytes = size_t(32) << 20;
 constexpr int kAttentionMinSplitLen = 64;  // fewest cache positions one attention block handles
