@@ -1,5 +1,6 @@
 #include "model/config.h"
 
+#include <algorithm>
 #include <cmath>
 #include <numbers>
 
@@ -176,6 +177,10 @@ void parse_sliding(const json& j, const Architecture& arch, ModelConfig& c, cons
   c.sliding_window = get_int(j, "sliding_window", origin);
   if (arch.sliding == SlidingWindow::AllLayers) c.sliding_layers.assign(size_t(c.n_layers), true);
   else c.sliding_layers = parse_layer_types(j, c.n_layers, origin);
+  if (std::find(c.sliding_layers.begin(), c.sliding_layers.end(), true) == c.sliding_layers.end()) {
+    c.sliding_layers.clear();  // every layer global: nothing slides
+    c.sliding_window = 0;
+  }
 }
 
 // gemma3's RoPE: the global layers' base and scaling (v4: rope_theta + rope_scaling; v5: rope_parameters'
