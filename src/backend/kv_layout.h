@@ -8,13 +8,8 @@
 #include <cstdint>
 #include <vector>
 
+#include "core/host_device.h"
 #include "model/config.h"
-
-#ifdef __CUDACC__
-#define BQ_HOST_DEVICE __host__ __device__
-#else
-#define BQ_HOST_DEVICE
-#endif
 
 namespace bq {
 

@@ -9,11 +9,7 @@
 #include <algorithm>
 #include <cstdint>
 
-#ifdef __CUDACC__
-#define BQ_HOST_DEVICE __host__ __device__
-#else
-#define BQ_HOST_DEVICE
-#endif
+#include "core/host_device.h"
 
 namespace bq::cuda {
 
