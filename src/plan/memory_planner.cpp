@@ -70,7 +70,7 @@ void add(MemoryEstimate& e, std::string category, std::string name, size_t bytes
 std::string kv_label(const char* dtype, const ModelConfig& c, const PlanRequest& r) {
   std::string s = fmt::format("{} K and V, {} x {} positions", dtype, r.batch, r.context);
   const int sliding = int(std::count(c.sliding_layers.begin(), c.sliding_layers.end(), true));
-  const int ring = c.sliding_window + kSlidingPassRows;
+  const int ring = kv_layer(c, 0, 0).ring;
   if (sliding > 0 && ring < r.context)
     s += fmt::format(" ({} sliding layers hold {})", sliding, ring);
   return s;

@@ -29,8 +29,9 @@ struct WeightMemory {
   std::vector<MemoryGroup> groups;
   int64_t total_params = 0;
   size_t total_bytes = 0;
-  size_t kv_bytes_per_token_cpu = 0;   // fp32 K and V, every layer (sliding layers: only up to their ring)
-  size_t kv_bytes_per_token_cuda = 0;  // bf16 K and V, every layer (likewise)
+  // K and V per position, every layer; a sliding layer's stops growing at its ring (kv_cache_bytes counts that).
+  size_t kv_bytes_per_token_cpu = 0;   // fp32
+  size_t kv_bytes_per_token_cuda = 0;  // bf16
 };
 // K and V bytes of `batch` sequences of `context` positions at `value_bytes` per value (4 on the CPU, 2 on CUDA),
 // sliding layers holding their ring (kv_layout.h); a pipeline stage's config (fewer layers) gets its share.

@@ -64,7 +64,7 @@ struct Stage {
   // This stage's layers for rows [0, n) of a pass whose inputs (x, rows; tokens on a synthetic model's first
   // stage) are on the device, then (the last stage) final norm of the listed rows into last[first_logit ...].
   void layers_pass(int n, int splits, int max_positions, const std::vector<int>& logit_rows, int first_logit);
-  // y (=|+=) x · Wᵀ + bias for n rows. have16: xb already holds x in the dtype tc_input gave for this product.
+  // y (=|+=) x · Wᵀ + bias for n rows. have16: xb already holds x in the dtype product_input gave for this product.
   void linear(const DevLinear& L, const float* xin, int n, float* y, bool accumulate, bool have16 = false);
   // Linears with the same input (q, k, v; gate, up): one tensor-core launch when they can share it.
   void linears(std::initializer_list<std::pair<const DevLinear*, float*>> ls, const float* xin, int n, bool have16);
@@ -76,7 +76,7 @@ struct Stage {
 
  private:
   TcScratch tc_scratch();
-  Compute tc_input(std::initializer_list<const DevLinear*> ls, int n) const;
+  Compute product_input(std::initializer_list<const DevLinear*> ls, int n) const;
 };
 
 }  // namespace bq::cuda

@@ -26,7 +26,7 @@ TcScratch Stage::tc_scratch() {
 // The 16-bit dtype in which the kernel before a product writes the product's input into xb, or F32 where none
 // does: the tensor-core kernels' compute dtype, or bf16 where the products (all of `ls`, which share one input) go
 // through cuBLAS, which saves a conversion pass per product (7% of a bf16 prefill layer on the H200).
-Compute Stage::tc_input(std::initializer_list<const DevLinear*> ls, int n) const {
+Compute Stage::product_input(std::initializer_list<const DevLinear*> ls, int n) const {
   if (std::all_of(ls.begin(), ls.end(), [&](const DevLinear* L) { return cublas_product(L->w, n); }))
     return Compute::BF16;
   const Compute c = (*ls.begin())->w.compute;
@@ -60,7 +60,7 @@ void Stage::linear(const DevLinear& L, const float* xin, int n, float* y, bool a
     return;
   }
   if (!cublas_product(w, n)) return matvec(w, xin, n, bias, y, accumulate, nullptr, st);
-  if (!have16) to_bf16(xin, int64_t(n) * w.in, xb.get(), st);  // else the kernel before wrote it (tc_input)
+  if (!have16) to_bf16(xin, int64_t(n) * w.in, xb.get(), st);  // else the kernel before wrote it (product_input)
   if (w.kind == WeightKind::BF16) {
     gemm_bf16(blas, xb.get(), w.bf16, n, int(w.out), int(w.in), y, int(w.out), accumulate);
   } else {
@@ -108,8 +108,8 @@ void Stage::layers_pass(int n, int splits, int max_positions, const std::vector<
   for (int l = 0; l < int(layers.size()); ++l) {  // l: the stage's own index
     DevLayer& L = layers[size_t(l)];
     // Each product's input is also written in its 16-bit compute dtype where it runs on the tensor cores.
-    const Compute cq = tc_input({&L.q, &L.k, &L.v}, n), co = tc_input({&L.o}, n),
-                  cg = tc_input({&L.gate, &L.up}, n), cd = tc_input({&L.down}, n);
+    const Compute cq = product_input({&L.q, &L.k, &L.v}, n), co = product_input({&L.o}, n),
+                  cg = product_input({&L.gate, &L.up}, n), cd = product_input({&L.down}, n);
     rmsnorm(x.get(), L.attn_norm.get(), xn.get(), n, H, c.rms_eps, st, out16_if(cq, xb.get()), cq);
     linears({{&L.q, q.get()}, {&L.k, k.get()}, {&L.v, v.get()}}, xn.get(), n, cq != Compute::F32);
     if (c.qk_norm) {  // each head's q and k normed over its head_dim, in place
