@@ -513,6 +513,101 @@ TEST(CudaOps, AttentionMatchesCpu) {
   for (int hd : {64, 96, 128, 16}) attention_case(hd);
 }
 
+// Prompt rows on the tensor-core kernel, a decode row beside them on the decode kernel, against the CPU kernel on the
+// same bf16 cache: two prompts (one continuing a cached prefix), ragged tiles, windows and rings. Cache slots past
+// a prompt hold NaN, which must not reach the sums. The rows' results do not depend on how they are tiled.
+void prefill_attention_case(int hd) {
+  std::mt19937 rng(std::random_device{}());
+  const int n_heads = 8, n_kv = 2, kv_dim = n_kv * hd, cap = 700, layers = 2;
+  const uint16_t nan_bits = 0x7fc1;
+  struct Seq {
+    int first_pos, rows;
+  };
+  const std::vector<Seq> prompts = {{0, 100}, {300, 71}};
+  const int decode_pos = 699;
+  std::vector<std::vector<uint16_t>> kc(3), vc(3);  // per sequence: the two prompts, then the decode row's
+  for (size_t s = 0; s < 3; ++s) {
+    kc[s].resize(size_t(layers * cap * kv_dim)), vc[s].resize(kc[s].size());
+    for (auto& h : kc[s]) h = f32_to_bf16(std::normal_distribution<float>(0, 1)(rng));
+    for (auto& h : vc[s]) h = f32_to_bf16(std::normal_distribution<float>(0, 1)(rng));
+  }
+  std::vector<int> seq, pos;
+  for (size_t s = 0; s < prompts.size(); ++s)
+    for (int i = 0; i < prompts[s].rows; ++i) seq.push_back(int(s)), pos.push_back(prompts[s].first_pos + i);
+  seq.push_back(2), pos.push_back(decode_pos);
+  const int n = int(seq.size());
+  std::vector<bool> prompt_row(size_t(n), true);
+  prompt_row.back() = false;
+  const auto tiles = attention_tiles(seq, prompt_row);
+  ASSERT_EQ(tiles.size(), 4u);  // 64 + 36 rows, 64 + 7 rows
+  // The same rows tiled another way: the first prompt cut after 10 rows, the second after 1.
+  const std::vector<AttentionTile> other = {{0, 10}, {10, 64}, {74, 26}, {100, 1}, {101, 64}, {165, 6}};
+  auto q = randn(size_t(n * n_heads * hd), rng);
+  auto dq = to_device(q);
+  struct Case {
+    int window, ring;
+  };
+  for (auto [window, ring] : std::vector<Case>{{0, 0}, {37, 0}, {1000, 0}, {37, 164}}) {
+    const KvLayer layer{.full_before = 1, .sliding_before = 0, .ring = ring, .sliding = ring > 0};
+    const int slots = layer.slots(cap);
+    const size_t base = size_t(layer.offset(cap)) * size_t(kv_dim);
+    std::vector<std::vector<uint16_t>> k = kc, v = vc;
+    if (ring == 0)  // positions after each prompt are never valid keys of its rows
+      for (size_t s = 0; s < prompts.size(); ++s)
+        for (size_t i = base + size_t(prompts[s].first_pos + prompts[s].rows) * size_t(kv_dim);
+             i < base + size_t(slots) * size_t(kv_dim); ++i)
+          k[s][i] = v[s][i] = nan_bits;
+    std::vector<DeviceArray<uint16_t>> dk, dv;
+    for (size_t s = 0; s < 3; ++s) dk.push_back(to_device(k[s])), dv.push_back(to_device(v[s]));
+    std::vector<RowInfo> info;
+    for (int r = 0; r < n; ++r)
+      info.push_back({pos[size_t(r)], cap, dk[size_t(seq[size_t(r)])].get(), dv[size_t(seq[size_t(r)])].get(),
+                      int(prompt_row[size_t(r)])});
+    auto drows = to_device(info);
+    const float scale = window ? 0.21f : 1.0f / std::sqrt(float(hd));
+    const int splits = attention_splits(n, n_kv, cap);
+    DeviceArray<float> partial(attention_partial_floats(n, n_heads, hd, splits), "test");
+    auto run = [&](const std::vector<AttentionTile>& t, std::vector<uint16_t>* got16) {
+      auto dt = to_device(t);
+      auto dout = to_device(randn(q.size(), rng));
+      DeviceArray<uint16_t> out16(q.size(), "test");
+      attention_prefill(dq.get(), drows.get(), dt.get(), int(t.size()), layer, n_heads, n_kv, hd, scale, window,
+                        dout.get(), nullptr, out16.get(), Compute::BF16);
+      attention(dq.get(), drows.get(), n, layer, n_heads, n_kv, hd, scale, window, splits, cap, partial.get(),
+                dout.get(), nullptr, out16.get(), Compute::BF16);
+      if (got16) *got16 = to_host(out16, q.size());
+      return to_host(dout, q.size());
+    };
+    std::vector<uint16_t> got16;
+    const auto got = run(tiles, &got16);
+    size_t bad = 0;
+    for (size_t i = 0; i < got.size(); ++i) bad += got16[i] != host_16bit(got[i], Compute::BF16);
+    EXPECT_EQ(bad, 0u) << "the 16-bit copy is the rounded output";
+    std::vector<float> ref(q.size());
+    for (int r = 0; r < n; ++r) {
+      const size_t s = size_t(seq[size_t(r)]);
+      std::vector<float> kf(size_t(slots * kv_dim)), vf(kf.size());
+      for (size_t i = 0; i < kf.size(); ++i) kf[i] = bf16_to_f32(k[s][base + i]), vf[i] = bf16_to_f32(v[s][base + i]);
+      const int end = pos[size_t(r)] + 1, first = window ? std::max(0, end - window) : 0, np = end - first;
+      std::vector<float> scratch(size_t(n_heads * np));
+      cpu::attention(q.data() + r * n_heads * hd, kf.data(), vf.data(), first, np, slots, n_heads, n_kv, hd, scale,
+                     ref.data() + r * n_heads * hd, scratch.data());
+    }
+    // q and the probabilities in bf16 (8 significant bits), as FlashAttention computes: a few 1e-3.
+    EXPECT_LT(rel_err(got, ref), 8e-3) << "window " << window << ", ring " << ring << ", head_dim " << hd;
+    const size_t decode_at = size_t(n - 1) * size_t(n_heads * hd);
+    const std::vector<float> got_decode(got.begin() + long(decode_at), got.end()),
+        ref_decode(ref.begin() + long(decode_at), ref.end());
+    EXPECT_LT(rel_err(got_decode, ref_decode), 1e-5) << "the decode row keeps the fp32 kernel";
+    EXPECT_EQ(run(other, nullptr), got) << "tiling changed a row's result; window " << window << ", ring " << ring;
+  }
+}
+
+TEST(CudaOps, PrefillAttentionMatchesCpu) {
+  REQUIRE_GPU();
+  for (int hd : {64, 128}) prefill_attention_case(hd);
+}
+
 TEST(CudaAllocator, OutOfMemoryIsAClearError) {
   REQUIRE_GPU();
   auto before = memory_stats().current;

@@ -55,5 +55,35 @@ TEST(CudaSplit, RandomShapes) {
     check_split(1 + int(rng() % 3000), 1 + int(rng() % 130), 1 + int(rng() % kTcMaxBlocks));
 }
 
+// Prompt tiles: runs of one sequence's prompt rows, at most kPrefillTileRows each, never across sequences or a
+// decode row; every prompt row in exactly one tile.
+TEST(AttentionTiles, CoverPromptRowsBySequence) {
+  std::mt19937 rng(7);
+  for (int trial = 0; trial < 200; ++trial) {
+    std::vector<int> seq;
+    std::vector<bool> prompt;
+    for (int s = 0, n = int(rng() % 6) + 1; s < n; ++s) {
+      const bool is_prompt = rng() % 3 != 0;
+      const int rows = is_prompt ? int(rng() % 200) + 1 : 1;
+      for (int i = 0; i < rows; ++i) seq.push_back(s), prompt.push_back(is_prompt);
+    }
+    const auto tiles = attention_tiles(seq, prompt);
+    std::vector<int> covered(seq.size());
+    for (const AttentionTile& t : tiles) {
+      ASSERT_GE(t.rows, 1);
+      ASSERT_LE(t.rows, kPrefillTileRows);
+      for (int r = t.first_row; r < t.first_row + t.rows; ++r) {
+        ++covered[size_t(r)];
+        EXPECT_EQ(seq[size_t(r)], seq[size_t(t.first_row)]);
+      }
+    }
+    for (size_t r = 0; r < seq.size(); ++r) EXPECT_EQ(covered[r], prompt[r] ? 1 : 0) << r;
+    // As few tiles as that allows: a new tile only at a sequence's start or after a full one.
+    for (size_t i = 1; i < tiles.size(); ++i)
+      if (seq[size_t(tiles[i].first_row)] == seq[size_t(tiles[i - 1].first_row)])
+        EXPECT_EQ(tiles[i - 1].rows, kPrefillTileRows);
+  }
+}
+
 }  // namespace
 }  // namespace bq

@@ -35,6 +35,7 @@ __global__ void __launch_bounds__(kThreads) attention_kernel(const float* __rest
   const int r = blockIdx.x, g = blockIdx.y, s = blockIdx.z, tid = threadIdx.x, lane = tid % 32, warp = tid / 32;
   const int group = n_heads / n_kv, kv_dim = n_kv * hd;
   const RowInfo ri = rows[r];
+  if (ri.in_tile) return;  // attention_prefill's
   const int p_begin = max(s * split_len, window > 0 ? ri.pos + 1 - window : 0),
             p_end = min(ri.pos + 1, s * split_len + split_len);
   for (int i = tid; i < group * hd; i += kThreads) qs[i] = q[(int64_t(r) * n_heads + g * group) * hd + i] * scale;
@@ -184,6 +185,7 @@ __global__ void __launch_bounds__(kThreads) attention_lanes_kernel(const float* 
   const int r = blockIdx.x, g = blockIdx.y, s = blockIdx.z, lane = threadIdx.x % 32, warp = threadIdx.x / 32;
   const int group = n_heads / n_kv, kv_dim = n_kv * hd;
   const RowInfo ri = rows[r];
+  if (ri.in_tile) return;
   const int p_begin = max(s * split_len, window > 0 ? ri.pos + 1 - window : 0),
             p_end = min(ri.pos + 1, s * split_len + split_len);
   float qv[kMaxGroup][D], acc[kMaxGroup][D], m[kMaxGroup], l[kMaxGroup];
@@ -273,11 +275,12 @@ __global__ void __launch_bounds__(kThreads) attention_lanes_kernel(const float* 
   }
 }
 
-__global__ void combine_kernel(const float* partial, int n_heads, int hd, int splits, float* out, uint16_t* out16,
-                               Compute c16) {
+__global__ void combine_kernel(const RowInfo* rows, const float* partial, int n_heads, int hd, int splits, float* out,
+                               uint16_t* out16, Compute c16) {
   grid_allow_successor();
   grid_wait();
   const int r = blockIdx.x, h = blockIdx.y;
+  if (rows[r].in_tile) return;
   const float* p = partial + (int64_t(r) * n_heads + h) * splits * (hd + 2);
   float m = -INFINITY;
   for (int s = 0; s < splits; ++s) m = fmaxf(m, p[s * (hd + 2) + hd]);
@@ -319,8 +322,8 @@ void attention(const float* q, const RowInfo* rows, int n, KvLayer layer, int n_
   else
     pdl_launch(attention_kernel, grid, block, st, q, rows, layer, n_heads, n_kv_heads, hd, scale, window, splits,
                split_len, partial);
-  pdl_launch(combine_kernel, dim3(unsigned(n), unsigned(n_heads)), dim3(unsigned(std::min(hd, 256))), st, partial,
-             n_heads, hd, splits, out, out16, c16);
+  pdl_launch(combine_kernel, dim3(unsigned(n), unsigned(n_heads)), dim3(unsigned(std::min(hd, 256))), st, rows,
+             partial, n_heads, hd, splits, out, out16, c16);
 }
 
 }  // namespace bq::cuda

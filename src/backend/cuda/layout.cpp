@@ -14,18 +14,31 @@ size_t attention_partial_floats(int n, int n_heads, int hd, int splits) {
   return size_t(n) * size_t(n_heads) * size_t(splits) * size_t(hd + 2);
 }
 
+std::vector<AttentionTile> attention_tiles(const std::vector<int>& seq, const std::vector<bool>& prompt_row) {
+  std::vector<AttentionTile> tiles;
+  for (int r = 0; r < int(seq.size()); ++r) {
+    if (!prompt_row[size_t(r)]) continue;
+    const bool extends = !tiles.empty() && tiles.back().first_row + tiles.back().rows == r &&
+                         seq[size_t(tiles.back().first_row)] == seq[size_t(r)] && tiles.back().rows < kPrefillTileRows;
+    if (extends) ++tiles.back().rows;
+    else tiles.push_back(AttentionTile{r, 1});
+  }
+  return tiles;
+}
+
 void CudaScratchElems::grow_to(const CudaScratchElems& o) {
   for (auto [a, b] : {std::pair{&x, o.x}, {&xn, o.xn}, {&q, o.q}, {&att, o.att}, {&k, o.k}, {&v, o.v}, {&gate, o.gate},
                       {&up, o.up}, {&partial, o.partial}, {&last, o.last}, {&logits, o.logits}, {&sca, o.sca},
                       {&xb, o.xb}, {&wtile, o.wtile}, {&xq, o.xq}, {&flags, o.flags}, {&outliers, o.outliers},
-                      {&n_outliers, o.n_outliers}, {&tokens, o.tokens}, {&argmax, o.argmax}, {&rows, o.rows},
+                      {&n_outliers, o.n_outliers}, {&tokens, o.tokens}, {&argmax, o.argmax}, {&rows, o.rows}, {&tiles, o.tiles},
                       {&tc_partial, o.tc_partial}, {&tc_counters, o.tc_counters}})
     *a = std::max(*a, b);
 }
 
 size_t CudaScratchElems::bytes() const {
   return (x + xn + q + att + k + v + gate + up + partial + last + logits + sca + tc_partial) * 4 + (xb + wtile) * 2 +
-         xq + flags + (outliers + n_outliers + tokens + argmax + tc_counters) * sizeof(int) + rows * kRowInfoBytes;
+         xq + flags + (outliers + n_outliers + tokens + argmax + tc_counters) * sizeof(int) + rows * kRowInfoBytes +
+         tiles * sizeof(AttentionTile);
 }
 
 CudaScratchElems cuda_scratch_elems(const ModelConfig& c, int rows, int splits, int logit_rows, bool quantized) {
@@ -47,6 +60,7 @@ CudaScratchElems cuda_scratch_elems(const ModelConfig& c, int rows, int splits, 
   s.flags = widest;
   s.tokens = n;
   s.rows = n;
+  s.tiles = n;  // at most one per row
   s.partial = attention_partial_floats(rows, c.n_heads, c.head_dim, splits);
   if (logit_rows > 0) {  // a pipeline stage before the last holds no logit buffers
     s.last = NL * H;

@@ -3,6 +3,7 @@
 #pragma once
 #include <cstddef>
 #include <cstdint>
+#include <vector>
 
 #include "backend/cuda/split.h"
 #include "backend/kv_layout.h"
@@ -24,7 +25,7 @@ constexpr int kAttentionMinSplitLen = 64;  // fewest cache positions one attenti
 constexpr int kAttentionTargetBlocks = 2 * 132;  // about two blocks per multiprocessor of an H100/H200
 constexpr size_t kCodeTableFloats = 16;    // NF4 / FP4 code values
 constexpr size_t kDynamicMapFloats = 256;  // bitsandbytes' signed dynamic map (double quant)
-constexpr size_t kRowInfoBytes = 24;       // sizeof(RowInfo): two ints and two pointers
+constexpr size_t kRowInfoBytes = 32;       // sizeof(RowInfo): two ints, two pointers, a flag, padding
 // Tensor-core decode products (matvec_tc.cu, split.h): 16-row tiles, at most this many blocks of 8 warps,
 // each warp leaving at most two partial tiles of 32 lanes x 4 accumulators x (up to) 4 token tiles.
 constexpr int kTcTileRows = 16;
@@ -36,6 +37,17 @@ constexpr size_t kTcPartialFloats = size_t(kTcMaxBlocks) * kTcWarpsPerBlock * 2 
 int attention_splits(int n, int n_kv_heads, int max_positions);
 size_t attention_partial_floats(int n, int n_heads, int hd, int splits);
 
+// Prompt rows take the tensor-core attention kernel (attention_prefill.cu) in tiles: each tile is up to
+// kPrefillTileRows consecutive rows of one sequence, which has consecutive positions. A row's result does not depend
+// on its tile (key tiles are aligned to absolute positions), so it does not depend on the batch either.
+constexpr int kPrefillTileRows = 64;
+struct AttentionTile {
+  int first_row = 0, rows = 0;
+};
+// The tiles of a pass: its rows' sequences in order, and whether each row is a prompt row (its sequence has more
+// than one row in the batch, so that decode steps, one row per sequence, keep the decode kernel).
+std::vector<AttentionTile> attention_tiles(const std::vector<int>& seq, const std::vector<bool>& prompt_row);
+
 // Elements of each activation buffer of a pass of `rows` rows with `splits` attention splits and `logit_rows`
 // logit rows (0: a pipeline stage without lm_head); `quantized`: some decoder linear is not bf16 (prefill
 // dequantizes weight tiles).
@@ -46,6 +58,7 @@ struct CudaScratchElems {
   size_t xq = 0, flags = 0;                                            // int8 / uint8
   size_t outliers = 0, n_outliers = 0, tokens = 0, argmax = 0, tc_counters = 0;  // int
   size_t rows = 0;                                                     // RowInfo
+  size_t tiles = 0;                                                    // AttentionTile
   void grow_to(const CudaScratchElems& o);  // element-wise max: buffers are only ever grown
   size_t bytes() const;
 };

@@ -51,17 +51,6 @@ struct Group {
 };
 
 template <bool BF>
-__device__ __forceinline__ uint32_t pack2(float lo, float hi) {
-  if constexpr (BF) {
-    __nv_bfloat162 v = __floats2bfloat162_rn(lo, hi);
-    return *reinterpret_cast<uint32_t*>(&v);
-  } else {
-    __half2 v = __floats2half2_rn(lo, hi);
-    return *reinterpret_cast<uint32_t*>(&v);
-  }
-}
-
-template <bool BF>
 __device__ __forceinline__ uint32_t mul2(uint32_t a, uint32_t b) {
   if constexpr (BF) {
     __nv_bfloat162 r = __hmul2(*reinterpret_cast<__nv_bfloat162*>(&a), *reinterpret_cast<__nv_bfloat162*>(&b));
@@ -76,20 +65,6 @@ template <bool BF>
 __device__ __forceinline__ float round_to(float v) {
   if constexpr (BF) return __bfloat162float(__float2bfloat16_rn(v));
   else return __half2float(__float2half_rn(v));
-}
-
-// c += A(16×16) · B(16×8), fp32 accumulators; register layouts of PTX's m16n8k16.
-template <bool BF>
-__device__ __forceinline__ void mma(float (&c)[4], uint32_t a0, uint32_t a1, uint32_t a2, uint32_t a3, uint32_t b0,
-                                    uint32_t b1) {
-  if constexpr (BF)
-    asm("mma.sync.aligned.m16n8k16.row.col.f32.bf16.bf16.f32 {%0,%1,%2,%3}, {%4,%5,%6,%7}, {%8,%9}, {%0,%1,%2,%3};"
-        : "+f"(c[0]), "+f"(c[1]), "+f"(c[2]), "+f"(c[3])
-        : "r"(a0), "r"(a1), "r"(a2), "r"(a3), "r"(b0), "r"(b1));
-  else
-    asm("mma.sync.aligned.m16n8k16.row.col.f32.f16.f16.f32 {%0,%1,%2,%3}, {%4,%5,%6,%7}, {%8,%9}, {%0,%1,%2,%3};"
-        : "+f"(c[0]), "+f"(c[1]), "+f"(c[2]), "+f"(c[3])
-        : "r"(a0), "r"(a1), "r"(a2), "r"(a3), "r"(b0), "r"(b1));
 }
 
 // Bytes per lane per round and row: 32 elements.

@@ -66,9 +66,20 @@ const float* Pipeline::run(const ForwardBatch& b) {
     if (S > 1) synchronize();
   };
 
+  // Prompt rows (a sequence's rows when it has more than one in the batch) take the tensor-core attention.
+  std::vector<int> rows_of_seq(seqs.size());
+  for (int sq : b.seq) ++rows_of_seq[size_t(sq)];
+  const bool tiles_possible = prefill_attention_supported(c.head_dim);
+
   const int per_sequence = max_sequence_rows_per_pass(c);
   for (int r0 = 0, n = 0; r0 < R; r0 += n) {
     n = pass_end(b, r0, kMaxRowsPerPass, per_sequence) - r0;
+    const std::vector<int> pass_seq(b.seq.begin() + r0, b.seq.begin() + r0 + n);
+    std::vector<bool> prompt_row(static_cast<size_t>(n));
+    for (int i = 0; i < n; ++i) prompt_row[size_t(i)] = tiles_possible && rows_of_seq[size_t(pass_seq[size_t(i)])] > 1;
+    const std::vector<AttentionTile> tiles = attention_tiles(pass_seq, prompt_row);
+    const AttentionWork work{int(tiles.size()),
+                             std::find(prompt_row.begin(), prompt_row.end(), false) != prompt_row.end()};
     // Splits from the sequences' capacities (not current lengths), so that decode steps share one graph.
     int max_cap = 1;
     for (int i = 0; i < n; ++i) max_cap = std::max(max_cap, seqs[size_t(b.seq[size_t(r0 + i)])]->capacity);
@@ -90,10 +101,14 @@ const float* Pipeline::run(const ForwardBatch& b) {
       std::vector<RowInfo> info(static_cast<size_t>(n));  // this stage's caches
       for (int i = 0; i < n; ++i) {
         Sequence& s = *seqs[size_t(b.seq[size_t(r0 + i)])];
-        info[size_t(i)] = RowInfo{pos[size_t(r0 + i)], s.capacity, s.k[si].get(), s.v[si].get()};
+        info[size_t(i)] = RowInfo{pos[size_t(r0 + i)], s.capacity, s.k[si].get(), s.v[si].get(),
+                                  int(prompt_row[size_t(i)])};
       }
       BQ_CUDA(cudaMemcpyAsync(stage.rows.get(), info.data(), info.size() * sizeof(RowInfo), cudaMemcpyHostToDevice,
                               stage.st));
+      if (!tiles.empty())
+        BQ_CUDA(cudaMemcpyAsync(stage.tiles.get(), tiles.data(), tiles.size() * sizeof(AttentionTile),
+                                cudaMemcpyHostToDevice, stage.st));
       if (si + 1 < S) BQ_CUDA(cudaStreamWaitEvent(stage.st, stages[si + 1]->taken, 0));  // x copied on: free again
       if (si == 0) {
         BQ_CUDA(cudaMemcpyAsync(stage.tokens.get(), b.tokens.data() + r0, size_t(n) * sizeof(int),
@@ -117,12 +132,12 @@ const float* Pipeline::run(const ForwardBatch& b) {
         BQ_CUDA(cudaEventRecord(stage.taken, stage.st));
       }
       if (si + 1 < S) {
-        stage.run_pass(n, splits, max_cap, {}, 0, graph);
+        stage.run_pass(n, splits, max_cap, work, {}, 0, graph);
         BQ_CUDA(cudaEventRecord(stage.ready, stage.st));
       } else if (in_order) {
-        stage.run_pass(n, splits, max_cap, lrows, first_logit, graph);
+        stage.run_pass(n, splits, max_cap, work, lrows, first_logit, graph);
       } else {
-        stage.run_pass(n, splits, max_cap, {}, 0, false);
+        stage.run_pass(n, splits, max_cap, work, {}, 0, false);
         for (int i = 0; i < NL; ++i) {
           int r = b.logit_rows[size_t(i)];
           if (r >= r0 && r < r0 + n)

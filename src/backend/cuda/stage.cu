@@ -71,6 +71,7 @@ void Stage::ensure_scratch(int n, int splits, int n_logits, const std::function<
   ensure(flags, e.flags, "outlier flags", grew, before_growing);
   ensure(tokens, e.tokens, "tokens", grew, before_growing);
   ensure(rows, e.rows, "row table", grew, before_growing);
+  ensure(tiles, e.tiles, "attention tiles", grew, before_growing);
   ensure(partial, e.partial, "attention partials", grew, before_growing);
   ensure(last, e.last, "final hidden states", grew, before_growing);
   ensure(logits, e.logits, "logits", grew, before_growing);
@@ -89,18 +90,19 @@ void Stage::drop_graphs() {
   graphs.clear();
 }
 
-void Stage::run_pass(int n, int splits, int max_cap, const std::vector<int>& logit_rows, int first_logit, bool graph) {
+void Stage::run_pass(int n, int splits, int max_cap, AttentionWork work, const std::vector<int>& logit_rows,
+                     int first_logit, bool graph) {
   if (!graph) {
-    layers_pass(n, splits, max_cap, logit_rows, first_logit);
+    layers_pass(n, splits, max_cap, work, logit_rows, first_logit);
     return;
   }
-  std::vector<int> key = {n, splits, max_cap, first_logit};
+  std::vector<int> key = {n, splits, max_cap, first_logit, work.tiles, work.decode_rows};
   auto it = graphs.find(key);
   if (it == graphs.end()) {
     cudaGraph_t g;
     BQ_CUDA(cudaStreamBeginCapture(st, cudaStreamCaptureModeThreadLocal));
     try {
-      layers_pass(n, splits, max_cap, logit_rows, first_logit);
+      layers_pass(n, splits, max_cap, work, logit_rows, first_logit);
     } catch (...) {
       cudaStreamEndCapture(st, &g);
       throw;

@@ -19,6 +19,13 @@
 
 namespace bq::cuda {
 
+// Which attention kernels a pass runs: the tensor-core kernel over `tiles` prompt tiles, the decode kernel where
+// some rows are in none.
+struct AttentionWork {
+  int tiles = 0;
+  bool decode_rows = true;
+};
+
 struct Stage {
   const ModelConfig& cfg;
   int device = 0, first = 0, end = 0;  // layers [first, end)
@@ -42,8 +49,9 @@ struct Stage {
   DeviceArray<int> outliers, n_outliers, tokens, argmax_out, tc_counters;
   DeviceArray<uint8_t> flags;
   DeviceArray<RowInfo> rows;
+  DeviceArray<AttentionTile> tiles;
 
-  std::map<std::vector<int>, cudaGraphExec_t> graphs;  // key: rows, splits, capacity, first logit
+  std::map<std::vector<int>, cudaGraphExec_t> graphs;  // key: rows, splits, capacity, first logit, attention work
 
   Stage(const ModelConfig& c, const PipelineStage& s) : cfg(c), device(s.device), first(s.first_layer), end(s.end_layer) {}
   Stage(const Stage&) = delete;
@@ -59,11 +67,13 @@ struct Stage {
   void drop_graphs();
 
   // layers_pass, or with `graph` a CUDA graph of it, captured once per shape and replayed.
-  void run_pass(int n, int splits, int max_cap, const std::vector<int>& logit_rows, int first_logit, bool graph);
+  void run_pass(int n, int splits, int max_cap, AttentionWork work, const std::vector<int>& logit_rows,
+                int first_logit, bool graph);
 
-  // This stage's layers for rows [0, n) of a pass whose inputs (x, rows; tokens on a synthetic model's first
+  // This stage's layers for rows [0, n) of a pass whose inputs (x, rows, tiles; tokens on a synthetic model's first
   // stage) are on the device, then (the last stage) final norm of the listed rows into last[first_logit ...].
-  void layers_pass(int n, int splits, int max_positions, const std::vector<int>& logit_rows, int first_logit);
+  void layers_pass(int n, int splits, int max_positions, AttentionWork work, const std::vector<int>& logit_rows,
+                   int first_logit);
   // y (=|+=) x · Wᵀ + bias for n rows. have16: xb already holds x in the dtype product_input gave for this product.
   void linear(const DevLinear& L, const float* xin, int n, float* y, bool accumulate, bool have16 = false);
   // Linears with the same input (q, k, v; gate, up): one tensor-core launch when they can share it.
