@@ -5,7 +5,8 @@
 # Needs the Debian -dev packages in .deps (scripts/gpu_deps.sh DIR). QUICK=1: CUDA tests only, no sanitizer, plan
 # checks, int8 (MATRIX=full: and the whole matrix; MATRIX=short: bf16, nf4, int8 at batch 1 and 32). NCU=1: a
 # profile of the decode kernels at the end; PROFILE=1: GPU time per kernel of decode steps (scripts/kernel_times.py).
-# PRESETS="qwen3-8b medgemma-27b": bench those presets too (bf16, nf4; batch 1, 32).
+# PRESETS="qwen3-8b medgemma-27b": bench those presets too (bf16, nf4; batch 1, 32). SUITE_DATA=DIR: the whole
+# suite's timing (below).
 set -uo pipefail
 OUT=${OUT:-gpu-out}
 source scripts/gpu_build.sh || exit 1
@@ -135,6 +136,31 @@ for f in sorted(glob.glob(os.path.join(sys.argv[1], "pipeline-*.pipe"))):
           "decode", round(j["decode_tokens_per_s"]["mean"], 1), "tok/s, prefill", round(j["prefill_tokens_per_s"]["mean"]),
           "tok/s, allocator peak per device GiB", [round(d["allocator_peak_bytes"] / 2**30, 3) for d in j["per_device"]])
 json.dump(rows, open(sys.argv[2], "w"), indent=1)
+PY
+fi
+# The whole suite in the timing mode (SUITE_DATA: the 8 test splits, scripts/make_suite_data.py SRC DIR 1000000,
+# carried with the tokenizer): eval --synthetic llama-3.1-8b, real Llama 3.1 token counts, answers stopped at their
+# gold lengths, batch 64, for each of SUITE_PRECISIONS; the throughput lines in $OUT/suite.json.
+if [ -n "${SUITE_DATA:-}" ]; then
+  rm -rf /tmp/suite-*
+  for p in ${SUITE_PRECISIONS:-bf16 int8 nf4}; do
+    timeout "${SUITE_TIMEOUT:-900}" build-gpu/biomedq eval --synthetic llama-3.1-8b --device cuda --precision $p \
+      --batch ${SUITE_BATCH:-64} --tokenizer build/test-assets/tokenizers/llama3_1 --answer-lengths gold --tasks all \
+      --data-dir "$SUITE_DATA" --no-progress --bootstrap 100 --out /tmp/suite-$p > /tmp/suite-$p.log 2>&1 ||
+      { echo "suite $p failed or timed out"; tail -5 /tmp/suite-$p.log; continue; }
+    echo "suite $p: $(grep '^throughput:' /tmp/suite-$p.log)"
+  done
+  python3 - "$OUT/suite.json" /tmp/suite-* <<'PY'
+import json, os, sys
+out = {}
+for d in sys.argv[2:]:
+    f = os.path.join(d, "results.json")
+    if not os.path.isfile(f): continue
+    r = json.load(open(f))
+    out[os.path.basename(d)[len("suite-"):]] = {
+        "throughput": r["throughput"], "memory": r["memory"], "environment": r["environment"], "command": r.get("command"),
+        "examples": sum(v["examples_scored"] for v in r["tasks"].values())}
+json.dump(out, open(sys.argv[1], "w"), indent=1)
 PY
 fi
 if [ "${MATRIX:-}" = short ]; then  # the main rows only, and nf4, bf16 without programmatic dependent launch

@@ -605,7 +605,7 @@ void prefill_attention_case(int hd) {
 
 TEST(CudaOps, PrefillAttentionMatchesCpu) {
   REQUIRE_GPU();
-  for (int hd : {64, 128}) prefill_attention_case(hd);
+  for (int hd : {16, 64, 128}) prefill_attention_case(hd);
 }
 
 TEST(CudaAllocator, OutOfMemoryIsAClearError) {

@@ -81,7 +81,10 @@ __global__ void __launch_bounds__(kThreads) attention_prefill_kernel(const float
   const int key_begin = window > 0 ? max(0, pos0 + 1 - window) : 0, key_end = last_pos + 1;
   const int row_a = warp * 16 + g, row_b = row_a + 8;
   const int pos_a = row_a < tile.rows ? pos0 + row_a : -1, pos_b = row_b < tile.rows ? pos0 + row_b : -1;
-  const int warp_last = min(pos0 + warp * 16 + 15, last_pos);  // the warp's last position: later keys are masked
+  // Warp-uniform (the mma and shuffles need every lane): whether the warp holds rows, and its last position (later
+  // keys are masked for all of them).
+  const bool warp_rows = warp * 16 < tile.rows;
+  const int warp_last = min(pos0 + warp * 16 + 15, last_pos);
 
   // Q as A operands, scaled (and by log2 e: the softmax runs on exp2), rounded to bf16.
   uint32_t qa[HD / 16][4];
@@ -127,7 +130,7 @@ __global__ void __launch_bounds__(kThreads) attention_prefill_kernel(const float
     commit_async();
     wait_async<1>();
     __syncthreads();
-    if (pos_a >= 0 && t0 <= warp_last) {
+    if (warp_rows && t0 <= warp_last) {
       // S = Q·Kᵀ: 8 column tiles of 8 keys; one ldmatrix.x4 gives the B operands of two of them.
       float s[kKeys / 8][4] = {};
 #pragma unroll
@@ -232,16 +235,20 @@ void launch(dim3 grid, cudaStream_t st, const float* q, const RowInfo* rows, con
 
 }  // namespace
 
-bool prefill_attention_supported(int hd) { return hd == 64 || hd == 128; }
+bool prefill_attention_supported(int hd) { return hd == 16 || hd == 32 || hd == 64 || hd == 128; }
 
 void attention_prefill(const float* q, const RowInfo* rows, const AttentionTile* tiles, int n_tiles, KvLayer layer,
                        int n_heads, int n_kv_heads, int hd, float scale, int window, float* out, cudaStream_t st,
                        uint16_t* out16, Compute c16) {
-  if (!prefill_attention_supported(hd)) fail("the tensor-core prefill attention takes head_dim 64 or 128 (got {})", hd);
   if (n_tiles == 0) return;
   const dim3 grid{unsigned(n_tiles), unsigned(n_heads)};
-  if (hd == 64) launch<64>(grid, st, q, rows, tiles, layer, n_heads, n_kv_heads, scale, window, out, out16, c16);
-  else launch<128>(grid, st, q, rows, tiles, layer, n_heads, n_kv_heads, scale, window, out, out16, c16);
+  switch (hd) {
+    case 16: return launch<16>(grid, st, q, rows, tiles, layer, n_heads, n_kv_heads, scale, window, out, out16, c16);
+    case 32: return launch<32>(grid, st, q, rows, tiles, layer, n_heads, n_kv_heads, scale, window, out, out16, c16);
+    case 64: return launch<64>(grid, st, q, rows, tiles, layer, n_heads, n_kv_heads, scale, window, out, out16, c16);
+    case 128: return launch<128>(grid, st, q, rows, tiles, layer, n_heads, n_kv_heads, scale, window, out, out16, c16);
+  }
+  fail("the tensor-core prefill attention takes head_dim 16, 32, 64 or 128 (got {})", hd);
 }
 
 }  // namespace bq::cuda

@@ -151,7 +151,7 @@ void attention(const float* q, const RowInfo* rows, int n, KvLayer layer, int n_
                uint16_t* out16 = nullptr, Compute c16 = Compute::F16);
 
 // The same attention for the rows of `tiles` on the tensor cores: q and p rounded to bf16 (as FlashAttention
-// does), fp32 scores, softmax and sums; head_dim 64 or 128 (prefill_attention_supported). out16 as attention().
+// does), fp32 scores, softmax and sums; head_dim 16, 32, 64 or 128 (prefill_attention_supported). out16 as attention().
 bool prefill_attention_supported(int hd);
 void attention_prefill(const float* q, const RowInfo* rows, const AttentionTile* tiles, int n_tiles, KvLayer layer,
                        int n_heads, int n_kv_heads, int hd, float scale, int window, float* out, cudaStream_t st,
