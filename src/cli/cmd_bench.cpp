@@ -101,7 +101,7 @@ void run_bench(const BenchArgs& a) {
   double decode_bytes = 0;
   std::mt19937 rng(unsigned(a.seed));
   for (int rep = 0; rep <= a.reps; ++rep) {  // rep 0 warms up (graphs, cuBLAS heuristics, scratch)
-    DecodeLoop loop(*fwd, /*eos_ids=*/{}, B);
+    DecodeLoop loop(*fwd, /*eos_ids=*/{}, {.max_in_flight = B});
     for (int b = 0; b < B; ++b) {
       TokenRequest r;
       for (int i = 0; i < P; ++i) r.prompt.push_back(int32_t(rng() % uint32_t(c.vocab)));

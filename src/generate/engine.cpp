@@ -94,13 +94,18 @@ std::vector<GenerationResult> Engine::generate(const std::vector<std::string>& p
     r.decode_ms = t.decode_ms;
     if (control.on_finish) control.on_finish(i, r);
   };
-  generate_tokens(*fwd_, reqs, eos_, stop, control.max_in_flight, finished, control.on_step, control.stats,
-                  opt_.reuse_prefixes);
+  generate_tokens(*fwd_, reqs, eos_, stop, loop_options(control.max_in_flight), finished, control.on_step,
+                  control.stats);
   return out;
 }
 
+LoopOptions Engine::loop_options(int max_in_flight) const {
+  return LoopOptions{.max_in_flight = max_in_flight, .reuse_prefixes = opt_.reuse_prefixes,
+                     .max_step_tokens = opt_.max_step_tokens};
+}
+
 std::unique_ptr<DecodeLoop> Engine::decode_loop(int max_in_flight, StopCheck stop) {
-  return std::make_unique<DecodeLoop>(*fwd_, eos_, max_in_flight, std::move(stop), opt_.reuse_prefixes);
+  return std::make_unique<DecodeLoop>(*fwd_, eos_, loop_options(max_in_flight), std::move(stop));
 }
 
 std::string Engine::answer_text(std::span<const int32_t> generated, const std::vector<std::string>& stop) const {

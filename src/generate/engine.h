@@ -18,6 +18,7 @@ struct EngineOptions : PrecisionOptions {
   std::string device = "cpu";          // cpu | cuda
   std::vector<PipelineStage> stages;  // cuda: the layer pipeline (none: all layers on the current device)
   bool reuse_prefixes = true;         // prompts that begin alike share the computed prefix (DecodeLoop)
+  int max_step_tokens = 0;            // rows of one forward step at most, prompts prefilled in chunks (0: no limit)
 };
 
 class Engine : public TextGenerator {
@@ -56,6 +57,7 @@ class Engine : public TextGenerator {
   // A model and its forward (null: made over the model, quantized as opt asks).
   Engine(std::string name, std::unique_ptr<Model> model, std::unique_ptr<ForwardBackend> fwd, Tokenizer tok,
          const EngineOptions& opt);
+  LoopOptions loop_options(int max_in_flight) const;
 
   std::string name_;
   std::unique_ptr<Model> model_;

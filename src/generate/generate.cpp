@@ -20,10 +20,13 @@ void check_request(const ModelConfig& c, const TokenRequest& r, size_t id) {
 }
 }  // namespace
 
-DecodeLoop::DecodeLoop(ForwardBackend& fwd, std::vector<int32_t> eos_ids, int max_in_flight, StopCheck stop,
-                       bool reuse_prefixes)
-    : fwd_(fwd), eos_(std::move(eos_ids)), width_(max_in_flight > 0 ? size_t(max_in_flight) : SIZE_MAX),
-      stop_(std::move(stop)), reuse_prefixes_(reuse_prefixes) {}
+DecodeLoop::DecodeLoop(ForwardBackend& fwd, std::vector<int32_t> eos_ids, const LoopOptions& opt, StopCheck stop)
+    : fwd_(fwd), eos_(std::move(eos_ids)), width_(opt.max_in_flight > 0 ? size_t(opt.max_in_flight) : SIZE_MAX),
+      step_rows_(opt.max_step_tokens > 0 ? size_t(opt.max_step_tokens) : SIZE_MAX), stop_(std::move(stop)),
+      reuse_prefixes_(opt.reuse_prefixes) {
+  if (opt.max_in_flight < 0) fail("generate: max_in_flight {} is negative", opt.max_in_flight);
+  if (opt.max_step_tokens < 0) fail("generate: max_step_tokens {} is negative", opt.max_step_tokens);
+}
 
 DecodeLoop::~DecodeLoop() {
   for (auto& [id, s] : live_) fwd_.close_sequence(s.seq);
@@ -33,7 +36,7 @@ size_t DecodeLoop::submit(TokenRequest r) {
   const size_t id = next_id_;
   check_request(fwd_.config(), r, id);
   Sampler sampler(r.opt);
-  queue_.emplace(id, Live{std::move(r), std::move(sampler), -1, false, false, 0, {}, {}});
+  queue_.emplace(id, Live{std::move(r), std::move(sampler), -1, 0, false, false, 0, {}, {}});
   next_id_++;
   return id;
 }
@@ -54,7 +57,7 @@ void DecodeLoop::cancel(size_t id) {
 
 void DecodeLoop::end(size_t id, Live& s, const char* reason, Step& out) {
   s.res.finish_reason = reason;
-  s.res.decode_ms = ms_since(s.prefilled_at);
+  s.res.decode_ms = s.prefilled ? ms_since(s.prefilled_at) : 0;  // cancelled mid-prefill: it never decoded
   fwd_.close_sequence(s.seq);
   s.seq = -1;
   ended_.emplace(id, std::move(s.res));
@@ -102,24 +105,45 @@ DecodeLoop::SharedPrefix DecodeLoop::shared_prefix(const std::vector<int32_t>& p
   return best;
 }
 
+size_t DecodeLoop::add_prompt_rows(size_t id, Live& s, size_t room, ForwardBatch& batch,
+                                   std::vector<size_t>& row_request) {
+  const size_t take = std::min(room, s.req.prompt.size() - s.filled);
+  for (size_t i = s.filled; i < s.filled + take; ++i) {
+    batch.tokens.push_back(s.req.prompt[i]);
+    batch.seq.push_back(s.seq);
+  }
+  s.filled += take;
+  if (take > 0 && s.filled == s.req.prompt.size()) {  // the last chunk: its last row gives the first new token
+    batch.logit_rows.push_back(int(batch.tokens.size()) - 1);
+    row_request.push_back(id);
+  }
+  return take;
+}
+
 DecodeLoop::Step DecodeLoop::step() {
   Step out;
   out.finished.swap(cancelled_);
-  // A token for every live sequence, then the whole prompts of the requests admitted into free places.
+  // A token for every decoding sequence, the next chunk of the prompts under way, then the prompts of the requests
+  // admitted into free places, as far as the step's rows allow.
   ForwardBatch batch;
   std::vector<size_t> row_request;  // request of each logit row
   for (auto& [id, s] : live_) {
+    if (!s.prefilled) continue;
     batch.tokens.push_back(s.next);
     batch.seq.push_back(s.seq);
     batch.logit_rows.push_back(int(batch.tokens.size()) - 1);
     row_request.push_back(id);
   }
-  std::vector<size_t> fresh;
+  const size_t decode_rows = batch.tokens.size();
+  auto room = [&] { return step_rows_ > batch.tokens.size() ? step_rows_ - batch.tokens.size() : 0; };
+  std::vector<size_t> prefilling;  // requests with prompt rows in this step
+  for (auto& [id, s] : live_)
+    if (!s.prefilled && add_prompt_rows(id, s, room(), batch, row_request) > 0) prefilling.push_back(id);
   // A prompt that shares more with one admitted in this step than with any cache waits a step, to take it from that
   // one's cache; the prompts after it go on being admitted. At most as many wait as there are free places (the scan
   // of the queue stays short); then admission stops for this step rather than compute a shared prefix twice.
   size_t may_wait = width_ > live_.size() ? width_ - live_.size() : 0;
-  for (auto it = queue_.begin(); it != queue_.end() && live_.size() < width_;) {
+  for (auto it = queue_.begin(); it != queue_.end() && live_.size() < width_ && room() > 0;) {
     Live& candidate = it->second;
     const SharedPrefix shared = shared_prefix(candidate.req.prompt);
     if (shared.pending >= shared.positions + kMinSharedPrefix && !candidate.waited) {
@@ -131,22 +155,16 @@ DecodeLoop::Step DecodeLoop::step() {
     auto node = queue_.extract(it++);
     Live& s = node.mapped();
     s.seq = fwd_.open_sequence(int(s.req.prompt.size()) + std::max(0, s.req.opt.max_new_tokens));
-    size_t reused = 0;
     if (shared.positions >= kMinSharedPrefix) {
-      if (fwd_.copy_prefix(shared.donor, s.seq, int(shared.positions))) reused = shared.positions;
+      if (fwd_.copy_prefix(shared.donor, s.seq, int(shared.positions))) s.filled = shared.positions;
       else reuse_prefixes_ = false;  // the backend cannot: no more waiting for prefixes
     }
-    stats_.prompt_tokens_reused += reused;
-    for (size_t i = reused; i < s.req.prompt.size(); ++i) {
-      batch.tokens.push_back(s.req.prompt[i]);
-      batch.seq.push_back(s.seq);
-    }
-    batch.logit_rows.push_back(int(batch.tokens.size()) - 1);
-    row_request.push_back(node.key());
-    fresh.push_back(node.key());
+    stats_.prompt_tokens_reused += s.filled;
+    add_prompt_rows(node.key(), s, room(), batch, row_request);
+    prefilling.push_back(node.key());
     live_.insert(std::move(node));
   }
-  if (row_request.empty()) return out;
+  if (batch.tokens.empty()) return out;
   // Greedy rows only (evaluation, bench): the backend picks the tokens where the logits are, and only the ids come
   // back; otherwise the logits come to the host for the samplers.
   const bool greedy = std::all_of(row_request.begin(), row_request.end(),
@@ -161,19 +179,20 @@ DecodeLoop::Step DecodeLoop::step() {
     fwd_.run(batch, logits_.data());
   }
   const double step_ms = ms_since(t0);
-  for (size_t id : fresh) {
+  for (size_t id : prefilling) {
     Live& s = live_.at(id);
-    s.res.prefill_ms = step_ms;
+    s.res.prefill_ms += step_ms;
+    if (s.filled < s.req.prompt.size()) continue;
     s.prefilled_at = std::chrono::steady_clock::now();
     s.prefilled = true;
   }
-  if (fresh.empty()) {
+  if (prefilling.empty()) {
     stats_.decode_steps++;
-    stats_.decode_rows += row_request.size();
+    stats_.decode_rows += decode_rows;
     stats_.decode_ms += step_ms;
   } else {
     stats_.prefill_steps++;
-    stats_.prompt_tokens += batch.tokens.size() - (row_request.size() - fresh.size());
+    stats_.prompt_tokens += batch.tokens.size() - decode_rows;
     stats_.prefill_ms += step_ms;
   }
   for (size_t j = 0; j < row_request.size(); ++j) {
@@ -198,13 +217,14 @@ TokenResult DecodeLoop::take_result(size_t id) {
 
 std::vector<TokenResult> generate_tokens(ForwardBackend& fwd, const std::vector<TokenRequest>& reqs,
                                          const std::vector<int32_t>& eos_ids, const StopCheck& stop,
-                                         int max_in_flight, const FinishCallback& on_finish,
-                                         const StepCallback& on_step, LoopStats* stats, bool reuse_prefixes) {
+                                         const LoopOptions& opt, const FinishCallback& on_finish,
+                                         const StepCallback& on_step, LoopStats* stats) {
   std::vector<TokenResult> out(reqs.size());
   if (reqs.empty()) return out;
   for (size_t i = 0; i < reqs.size(); ++i) check_request(fwd.config(), reqs[i], i);  // all before any work
-  DecodeLoop loop(fwd, eos_ids, max_in_flight > 0 ? std::min(max_in_flight, int(reqs.size())) : int(reqs.size()),
-                  stop, reuse_prefixes);
+  LoopOptions o = opt;
+  o.max_in_flight = opt.max_in_flight > 0 ? std::min(opt.max_in_flight, int(reqs.size())) : int(reqs.size());
+  DecodeLoop loop(fwd, eos_ids, o, stop);
   for (auto& r : reqs) loop.submit(r);  // ids equal indices
   while (!loop.idle()) {
     DecodeLoop::Step s = loop.step();

@@ -41,18 +41,27 @@ struct PromptTooLong : Error {
   PromptTooLong(size_t i, const std::string& what) : Error(what), request(i) {}
 };
 
+// How a DecodeLoop batches its steps.
+struct LoopOptions {
+  int max_in_flight = 0;       // live sequences at most (0: no limit)
+  bool reuse_prefixes = true;  // prompts that begin like a live one take its cache for the shared part
+  // Rows of one step at most (0: no limit). Prompts are then prefilled in chunks over several steps, beside the
+  // decoding sequences, so that a long prompt arriving does not hold up every live stream for its whole prefill.
+  int max_step_tokens = 0;
+};
+
 // Requests join a queue and leave as they end; each step() decodes one token for every live sequence and prefills
-// the queued prompts admitted into free places (at most max_in_flight live, 0: no limit), in submission order. A
-// sequence's cache is released as it ends or is cancelled. Prefix reuse (on unless set off): an admitted prompt that
+// the queued prompts admitted into free places (at most max_in_flight live), in submission order; with
+// max_step_tokens, prompts that do not fit a step go on in the next (a prompt's first token comes with its last
+// chunk). A sequence's cache is released as it ends or is cancelled. Prefix reuse (on unless set off): an admitted prompt that
 // begins like the prompt of a live, prefilled request (a task's instruction and shots, a self-consistency sample's
 // whole prompt) takes that request's keys and values for the shared tokens (ForwardBackend::copy_prefix) and
 // prefills only the rest; a prompt that shares more with one admitted in the same step waits a step (once) for its
-// cache, letting later prompts pass. prefill_ms is the step that prefilled a request, decode_ms the time from then
+// cache, letting later prompts pass. prefill_ms is the steps that prefilled a request, decode_ms the time from then
 // until it ended.
 class DecodeLoop {
  public:
-  DecodeLoop(ForwardBackend& fwd, std::vector<int32_t> eos_ids, int max_in_flight, StopCheck stop = nullptr,
-             bool reuse_prefixes = true);
+  DecodeLoop(ForwardBackend& fwd, std::vector<int32_t> eos_ids, const LoopOptions& opt, StopCheck stop = nullptr);
   ~DecodeLoop();  // closes every open sequence
   DecodeLoop(const DecodeLoop&) = delete;
   DecodeLoop& operator=(const DecodeLoop&) = delete;
@@ -80,12 +89,15 @@ class DecodeLoop {
     TokenRequest req;
     Sampler sampler;
     int seq = -1;
-    bool prefilled = false;  // its prompt's keys and values are in its cache (a donor of prefixes)
+    size_t filled = 0;       // prompt positions in its cache (copied or computed)
+    bool prefilled = false;  // the whole prompt is (it decodes, and it is a donor of prefixes)
     bool waited = false;     // it waited a step for a prefix being computed
     int32_t next = 0;
     std::chrono::steady_clock::time_point prefilled_at;
     TokenResult res;
   };
+  // Appends s's next prompt chunk to the batch (as much as `room` rows allow; its logit row with the last one).
+  size_t add_prompt_rows(size_t id, Live& s, size_t room, ForwardBatch& batch, std::vector<size_t>& row_request);
   int32_t sample(size_t id, Live& s, const float* logits);
   bool advance(size_t id, Live& s, int32_t tok, Step& out);
   void end(size_t id, Live& s, const char* reason, Step& out);
@@ -100,7 +112,7 @@ class DecodeLoop {
 
   ForwardBackend& fwd_;
   std::vector<int32_t> eos_;
-  size_t width_;
+  size_t width_, step_rows_;
   StopCheck stop_;
   bool reuse_prefixes_;
   size_t next_id_ = 0;
@@ -112,12 +124,11 @@ class DecodeLoop {
   LoopStats stats_;
 };
 
-// Every request through one DecodeLoop until all have ended; results in request order. Every prompt is checked
-// against the model's positions before any work (PromptTooLong).
+// Every request through one DecodeLoop until all have ended (max_in_flight 0: all at once); results in request
+// order. Every prompt is checked against the model's positions before any work (PromptTooLong).
 std::vector<TokenResult> generate_tokens(ForwardBackend& fwd, const std::vector<TokenRequest>& reqs,
                                          const std::vector<int32_t>& eos_ids, const StopCheck& stop = nullptr,
-                                         int max_in_flight = 0, const FinishCallback& on_finish = nullptr,
-                                         const StepCallback& on_step = nullptr, LoopStats* stats = nullptr,
-                                         bool reuse_prefixes = true);
+                                         const LoopOptions& opt = {}, const FinishCallback& on_finish = nullptr,
+                                         const StepCallback& on_step = nullptr, LoopStats* stats = nullptr);
 
 }  // namespace bq

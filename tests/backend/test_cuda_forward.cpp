@@ -451,8 +451,9 @@ TEST(CudaPipeline, PrefixReuseKeepsGreedyAnswers) {
     reqs.push_back(r);
   }
   LoopStats on, off;
-  const auto with = generate_tokens(f, reqs, {}, nullptr, 8, nullptr, nullptr, &on, true);
-  const auto without = generate_tokens(f, reqs, {}, nullptr, 8, nullptr, nullptr, &off, false);
+  const auto with = generate_tokens(f, reqs, {}, nullptr, {.max_in_flight = 8}, nullptr, nullptr, &on);
+  const auto without = generate_tokens(f, reqs, {}, nullptr, {.max_in_flight = 8, .reuse_prefixes = false}, nullptr,
+                                       nullptr, &off);
   for (size_t i = 0; i < reqs.size(); ++i) EXPECT_EQ(with[i].tokens, without[i].tokens) << i;
   EXPECT_GE(on.prompt_tokens_reused, 120u * 7);  // at least the first wave's (answers that end at once leave no donor)
   EXPECT_EQ(off.prompt_tokens_reused, 0u);

@@ -1,5 +1,7 @@
 // The decode loop as a server drives it: requests joining while others decode, cancellation, results handed once.
 #include <gtest/gtest.h>
+
+#include <algorithm>
 #include <fstream>
 #include <nlohmann/json.hpp>
 
@@ -34,7 +36,7 @@ TEST(DecodeLoop, RequestsJoiningMidDecodeMatchTheirSoloRuns) {
   CpuForward fwd(m);
   std::vector<TokenRequest> reqs = {request({1, 2, 3}, 9), request({7, 8}, 5, 0.8f, 42), request({11}, 7),
                                     request({20, 21, 22, 23}, 4, 1.0f, 7)};
-  DecodeLoop loop(fwd, {}, 3);
+  DecodeLoop loop(fwd, {}, {.max_in_flight = 3});
   std::map<size_t, std::vector<int32_t>> streamed;
   std::map<size_t, TokenResult> results;
   auto run_step = [&] {
@@ -64,7 +66,7 @@ TEST(DecodeLoop, RequestsJoiningMidDecodeMatchTheirSoloRuns) {
 TEST(DecodeLoop, CancelFreesTheSequenceAndReportsIt) {
   Model m = synthesize_model(loop_config(), 22, 0.3f);
   CpuForward fwd(m);
-  DecodeLoop loop(fwd, {}, 1);
+  DecodeLoop loop(fwd, {}, {.max_in_flight = 1});
   size_t a = loop.submit(request({1, 2}, 20)), b = loop.submit(request({3, 4}, 6)), c = loop.submit(request({5}, 3));
   loop.step();
   loop.step();
@@ -91,7 +93,7 @@ TEST(DecodeLoop, CancelFreesTheSequenceAndReportsIt) {
 TEST(DecodeLoop, RefusesWhatCannotFitBeforeQueueing) {
   Model m = synthesize_model(loop_config(), 23, 0.3f);
   CpuForward fwd(m);
-  DecodeLoop loop(fwd, {}, 2);
+  DecodeLoop loop(fwd, {}, {.max_in_flight = 2});
   EXPECT_THROW(loop.submit(request({1, 2, 3}, 126)), PromptTooLong);
   EXPECT_NE(bq::test::error_of([&] { loop.submit(request({}, 3)); }).find("empty"), std::string::npos);
   EXPECT_TRUE(loop.idle());
@@ -108,16 +110,19 @@ class CountingBackend : public ForwardBackend {
   int sequence_length(int id) const override { return inner_.sequence_length(id); }
   void run(const ForwardBatch& b, float* logits) override {
     ++runs;
+    max_rows = std::max(max_rows, b.tokens.size());
     inner_.run(b, logits);
   }
   void run_greedy(const ForwardBatch& b, int32_t* next) override {
     ++greedy_runs;
+    max_rows = std::max(max_rows, b.tokens.size());
     inner_.run_greedy(b, next);
     if (poison_row >= 0 && size_t(poison_row) < b.logit_rows.size()) next[poison_row] = -1;
   }
   const ModelConfig& config() const override { return inner_.config(); }
   MemoryFigures memory() const override { return inner_.memory(); }
   int runs = 0, greedy_runs = 0, poison_row = -1;
+  size_t max_rows = 0;  // the most rows of one step
 
  private:
   ForwardBackend& inner_;
@@ -156,7 +161,7 @@ TEST(DecodeLoop, StatsCountEveryPromptAndGeneratedToken) {
   }
   LoopStats stats;
   stats.generated_tokens = 100;  // added to, not replaced
-  auto results = generate_tokens(fwd, reqs, {}, nullptr, 2, nullptr, nullptr, &stats);
+  auto results = generate_tokens(fwd, reqs, {}, nullptr, {.max_in_flight = 2}, nullptr, nullptr, &stats);
   size_t generated = 0;
   for (auto& r : results) generated += r.tokens.size();
   EXPECT_EQ(generated, 24u);
@@ -195,7 +200,8 @@ TEST(DecodeLoop, PrefixReuseChangesNoAnswer) {
   reqs.push_back(request({1, 2, 3}, 5));  // shares nothing
   prompt_tokens += 3;
   auto run = [&](ForwardBackend& f, bool reuse, int width, LoopStats& stats) {
-    return generate_tokens(f, reqs, {}, nullptr, width, nullptr, nullptr, &stats, reuse);
+    return generate_tokens(f, reqs, {}, nullptr, {.max_in_flight = width, .reuse_prefixes = reuse}, nullptr, nullptr,
+                           &stats);
   };
   LoopStats off;
   const auto expected = run(cpu, false, 3, off);
@@ -211,7 +217,7 @@ TEST(DecodeLoop, PrefixReuseChangesNoAnswer) {
     EXPECT_EQ(on.prompt_tokens + on.prompt_tokens_reused, prompt_tokens);
     EXPECT_EQ(cpu.memory().kv_cache_bytes, 0u);
   }
-  DecodeLoop loop(cpu, {}, 8);
+  DecodeLoop loop(cpu, {}, {.max_in_flight = 8});
   for (auto& r : reqs) loop.submit(r);
   // Request 0 and the last (which shares nothing); those between share request 0's instruction and wait for it.
   const auto first = loop.step();
@@ -226,6 +232,72 @@ TEST(DecodeLoop, PrefixReuseChangesNoAnswer) {
   const auto without = run(no_copy, true, 3, plain);
   for (size_t i = 0; i < reqs.size(); ++i) EXPECT_EQ(without[i].tokens, expected[i].tokens) << i;
   EXPECT_EQ(plain.prompt_tokens, prompt_tokens);
+}
+
+// Chunked prefill: with at most N rows a step, prompts are prefilled over several steps, and the answers (greedy
+// and seeded sampling, with prefix reuse on) are those of whole-prompt steps; no step holds more rows than N or the
+// decoding sequences, and every prompt token is prefilled or reused once.
+TEST(DecodeLoop, ChunkedPrefillKeepsAnswersAndBoundsSteps) {
+  Model m = synthesize_model(loop_config(), 31, 0.3f);
+  CpuForward cpu(m);
+  std::vector<int32_t> instruction;
+  for (int i = 0; i < 24; ++i) instruction.push_back(int32_t(5 + (i * 11) % 60));
+  std::vector<TokenRequest> reqs;
+  size_t prompt_tokens = 0;
+  for (int length : {5, 40, 23, 1, 60, 33}) {
+    std::vector<int32_t> prompt = length > 30 ? instruction : std::vector<int32_t>{};
+    while (int(prompt.size()) < length) prompt.push_back(int32_t(70 + (length * 3 + int(prompt.size())) % 40));
+    reqs.push_back(length == 23 ? request(prompt, 7, 0.8f, 9) : request(prompt, 7));
+    prompt_tokens += prompt.size();
+  }
+  const auto expected = generate_tokens(cpu, reqs, {}, nullptr, {.max_in_flight = 3});
+  for (int budget : {1, 2, 7, 16, 64}) {
+    SCOPED_TRACE(fmt::format("at most {} rows a step", budget));
+    CountingBackend fwd(cpu);
+    LoopStats stats;
+    const auto got =
+        generate_tokens(fwd, reqs, {}, nullptr, {.max_in_flight = 3, .max_step_tokens = budget}, nullptr, nullptr, &stats);
+    for (size_t i = 0; i < reqs.size(); ++i) EXPECT_EQ(got[i].tokens, expected[i].tokens) << i;
+    EXPECT_LE(fwd.max_rows, size_t(std::max(budget, 3)));
+    EXPECT_EQ(stats.prompt_tokens + stats.prompt_tokens_reused, prompt_tokens);
+    if (budget < 60) EXPECT_GT(stats.prefill_steps, reqs.size() / 3) << "the 60-token prompt takes several steps";
+    EXPECT_EQ(cpu.memory().kv_cache_bytes, 0u);
+  }
+}
+
+// While a long prompt is prefilled in chunks, the sequence already decoding gets a token every step; a prompt
+// cancelled midway frees its cache and reports no decode time.
+TEST(DecodeLoop, LongPromptDoesNotStallLiveStreams) {
+  Model m = synthesize_model(loop_config(), 33, 0.3f);
+  CpuForward cpu(m);
+  CountingBackend fwd(cpu);
+  DecodeLoop loop(fwd, {}, {.max_in_flight = 4, .max_step_tokens = 8});
+  const size_t a = loop.submit(request({1, 2, 3}, 30));
+  ASSERT_EQ(loop.step().tokens.size(), 1u);
+  std::vector<int32_t> long_prompt(60);
+  for (size_t i = 0; i < long_prompt.size(); ++i) long_prompt[i] = int32_t(10 + i % 50);
+  const size_t b = loop.submit(request(long_prompt, 3));
+  int steps = 0;
+  for (bool b_started = false; !b_started; ++steps) {
+    const auto s = loop.step();
+    ASSERT_FALSE(s.tokens.empty());
+    EXPECT_EQ(s.tokens.front().first, a) << "request a decodes in every step";
+    for (auto [id, tok] : s.tokens) b_started |= id == b;
+  }
+  EXPECT_EQ(steps, 9) << "60 prompt rows, 7 a step beside a's one";
+  EXPECT_LE(fwd.max_rows, 8u);
+  for (auto& t : long_prompt) t += 50;  // shares nothing with b's
+  const size_t c = loop.submit(request(long_prompt, 3));
+  loop.step();  // c's first chunk
+  loop.cancel(c);
+  const auto s = loop.step();
+  EXPECT_NE(std::find(s.finished.begin(), s.finished.end(), c), s.finished.end());
+  const TokenResult r = loop.take_result(c);
+  EXPECT_EQ(r.finish_reason, "cancelled");
+  EXPECT_EQ(r.decode_ms, 0.0);
+  EXPECT_GT(r.prefill_ms, 0.0);
+  while (!loop.idle()) loop.step();
+  EXPECT_EQ(cpu.memory().kv_cache_bytes, 0u);
 }
 
 TEST(DecodeLoop, NonFiniteGreedyRowNamesTheRequest) {

@@ -171,7 +171,7 @@ TEST(Generate, ContinuousBatchingAdmitsAsOthersFinish) {
     reqs.push_back({prompt, o});
   }
   std::vector<size_t> order;
-  auto results = generate_tokens(fwd, reqs, {}, nullptr, 2, [&](size_t i, const TokenResult& r) {
+  auto results = generate_tokens(fwd, reqs, {}, nullptr, {.max_in_flight = 2}, [&](size_t i, const TokenResult& r) {
     EXPECT_EQ(int(r.tokens.size()), lengths[i]) << i;
     order.push_back(i);
   });
@@ -187,7 +187,7 @@ TEST(Generate, ContinuousBatchingAdmitsAsOthersFinish) {
   // A prompt that cannot fit is refused before any work, naming the request.
   reqs[3].opt.max_new_tokens = c.max_positions;
   try {
-    generate_tokens(fwd, reqs, {}, nullptr, 2);
+    generate_tokens(fwd, reqs, {}, nullptr, {.max_in_flight = 2});
     ADD_FAILURE() << "no error";
   } catch (const PromptTooLong& e) {
     EXPECT_EQ(e.request, 3u);
