@@ -166,8 +166,8 @@ void add_engine_options(CLI::App* cmd, EngineOptions& e) {
   cmd->add_flag("!--no-prefix-reuse", e.reuse_prefixes,
                 "compute every prompt whole, even where it begins like another live prompt (for A/B checks)");
   cmd->add_option("--max-step-tokens", e.max_step_tokens,
-                  "rows of one forward step at most: prompts are prefilled in chunks beside the decoding sequences, "
-                  "so a long prompt does not stall the others (0 = no limit)")
+                  "rows of one forward step at most, and so sequences live at once: prompts are prefilled in chunks "
+                  "beside the decoding sequences, so a long prompt does not stall the others (0 = no limit)")
       ->check(CLI::Range(0, 1 << 24));
 }
 

@@ -47,6 +47,7 @@ struct LoopOptions {
   bool reuse_prefixes = true;  // prompts that begin like a live one take its cache for the shared part
   // Rows of one step at most (0: no limit). Prompts are then prefilled in chunks over several steps, beside the
   // decoding sequences, so that a long prompt arriving does not hold up every live stream for its whole prefill.
+  // A prompt is admitted only while a step has rows to spare, so at most this many sequences are live.
   int max_step_tokens = 0;
 };
 

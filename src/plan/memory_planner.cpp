@@ -100,6 +100,12 @@ std::vector<int> prefill_pass_rows(const ModelConfig& c, int batch, int prompt, 
   return passes;
 }
 
+// The most rows of one pass: the backend's own bound, or with chunked prefill the step's (plan_memory has already
+// cut the batch to the sequences such steps keep live).
+int pass_rows_cap(const PlanRequest& r, int backend_max) {
+  return r.max_step_tokens > 0 ? std::min(backend_max, r.max_step_tokens) : backend_max;
+}
+
 void plan_cuda(MemoryEstimate& e, const ModelConfig& c, const PlanRequest& r, bool lm_head = true) {
   // On the device: decoder linears bf16 or packed, norms and biases fp32, lm_head bf16 even when tied (uploaded
   // from the embeddings); the embeddings stay in host memory.
@@ -118,7 +124,7 @@ void plan_cuda(MemoryEstimate& e, const ModelConfig& c, const PlanRequest& r, bo
   const int logit_rows = lm_head ? r.batch : 0;  // a pipeline stage before the last holds no logit buffers
   cuda::CudaScratchElems s;
   int widest = 0;
-  for (int n : prefill_pass_rows(c, r.batch, r.prompt, cuda::kMaxRowsPerPass)) {
+  for (int n : prefill_pass_rows(c, r.batch, r.prompt, pass_rows_cap(r, cuda::kMaxRowsPerPass))) {
     widest = std::max(widest, n);
     s.grow_to(
         cuda::cuda_scratch_elems(c, n, cuda::attention_splits(n, c.n_kv_heads, r.context), logit_rows, quantized));
@@ -155,7 +161,7 @@ void plan_cpu(MemoryEstimate& e, const ModelConfig& c, const PlanRequest& r) {
     size_t attention = size_t(std::min<int64_t>(threads, rows)) * cpu_attention_scratch_floats(c, positions) * sizeof(float);
     return std::pair{cpu_step_sizes(c, rows, r.batch).bytes(), std::max(kernel, attention)};
   };
-  const auto passes = prefill_pass_rows(c, r.batch, r.prompt, INT_MAX);
+  const auto passes = prefill_pass_rows(c, r.batch, r.prompt, pass_rows_cap(r, INT_MAX));
   auto prefill = step(*std::max_element(passes.begin(), passes.end()), r.prompt);
   auto decode = r.context > r.prompt ? step(r.batch, r.context) : std::pair<size_t, size_t>{0, 0};
   auto peak = prefill.first + prefill.second >= decode.first + decode.second ? prefill : decode;
@@ -323,6 +329,7 @@ size_t parse_memory_size(const std::string& text, const std::string& option) {
 MemoryEstimate plan_memory(PlanRequest r) {
   if (r.device != "cuda" && r.device != "cpu") fail("--device: '{}' is not cuda or cpu", r.device);
   if (r.batch < 1) fail("--batch must be at least 1 (got {})", r.batch);
+  if (r.max_step_tokens < 0) fail("--max-step-tokens must not be negative (got {})", r.max_step_tokens);
   if (r.context == 0) r.context = std::min(4096, r.config.max_positions);
   if (r.context < 1) fail("--context must be at least 1 (got {})", r.context);
   if (r.prompt == 0) r.prompt = r.context;
@@ -346,6 +353,12 @@ MemoryEstimate plan_memory(PlanRequest r) {
 
   MemoryEstimate e;
   e.quant = held_quantization(r, e.precision_label);
+  if (r.max_step_tokens > 0 && r.batch > r.max_step_tokens) {
+    // A step of N rows keeps at most N sequences live: a prompt is admitted only while a step has rows to spare.
+    e.notes.push_back(fmt::format("with at most {} rows a step, at most {} of the {} sequences are live at once",
+                                  r.max_step_tokens, r.max_step_tokens, r.batch));
+    r.batch = r.max_step_tokens;
+  }
   // The figures of one device holding `layers` layers (and lm_head or not): items and totals.
   auto estimate = [&](int layers, bool lm_head) {
     MemoryEstimate d;
@@ -450,6 +463,7 @@ nlohmann::ordered_json to_json(const MemoryEstimate& e) {
           {"context", r.context},
           {"prompt_len", r.prompt},
           {"batch", r.batch},
+          {"max_step_tokens", r.max_step_tokens},
           {"items", items},
           {"bytes_by_category", by_category},
           {"allocator_bytes", e.allocator_bytes},

@@ -52,6 +52,8 @@ struct PlanRequest : PrecisionOptions {
                                        // or the model's limit if lower
   int prompt = 0;                      // prompt tokens per sequence, prefilled together; 0: the whole context
   int batch = 1;                       // sequences held and decoded together
+  int max_step_tokens = 0;             // rows of one forward step at most (chunked prefill, as eval / serve's
+                                       // --max-step-tokens); 0: no limit
   int devices = 1;                     // CUDA: layers split evenly over this many GPUs (per-device figures)
   std::vector<size_t> device_memory;   // CUDA: each GPU's memory; when given, the split is chosen to fit them
   int threads = 0;                     // CPU: OpenMP threads (per-thread scratch); 0: this process's

@@ -260,7 +260,9 @@ TEST(DecodeLoop, ChunkedPrefillKeepsAnswersAndBoundsSteps) {
     for (size_t i = 0; i < reqs.size(); ++i) EXPECT_EQ(got[i].tokens, expected[i].tokens) << i;
     EXPECT_LE(fwd.max_rows, size_t(std::max(budget, 3)));
     EXPECT_EQ(stats.prompt_tokens + stats.prompt_tokens_reused, prompt_tokens);
-    if (budget < 60) EXPECT_GT(stats.prefill_steps, reqs.size() / 3) << "the 60-token prompt takes several steps";
+    if (budget < 60) {
+      EXPECT_GT(stats.prefill_steps, reqs.size() / 3) << "the 60-token prompt takes several steps";
+    }
     EXPECT_EQ(cpu.memory().kv_cache_bytes, 0u);
   }
 }

@@ -46,8 +46,9 @@ ModelConfig sliding_config() {
   return c;
 }
 
-// Runs B prompts of P tokens to P + G positions as generation does, returning the tracked peak it reached.
-size_t measured_peak(const ModelConfig& c, const std::string& precision, int B, int P, int G) {
+// Runs B prompts of P tokens to P + G positions as generation does (at most `step` rows a step, 0: no limit),
+// returning the tracked peak it reached.
+size_t measured_peak(const ModelConfig& c, const std::string& precision, int B, int P, int G, int step = 0) {
   Model m = synthesize_model(c, 7);
   PrecisionOptions p;
   p.precision = &quant::precision_named(precision);
@@ -63,15 +64,16 @@ size_t measured_peak(const ModelConfig& c, const std::string& precision, int B, 
       r.opt.max_new_tokens = G;
       reqs.push_back(r);
     }
-    auto out = generate_tokens(fwd, reqs, {});
+    auto out = generate_tokens(fwd, reqs, {}, nullptr, {.max_step_tokens = step});
     EXPECT_EQ(out[0].tokens.size(), size_t(G));
   }
   EXPECT_EQ(host_memory::stats().current, before) << "every tracked buffer is released";
   return host_memory::stats().peak - before;
 }
 
-plan::MemoryEstimate cpu_plan(const ModelConfig& c, const std::string& precision, int B, int P, int G) {
+plan::MemoryEstimate cpu_plan(const ModelConfig& c, const std::string& precision, int B, int P, int G, int step = 0) {
   plan::PlanRequest r;
+  r.max_step_tokens = step;
   r.config = c;
   r.model_label = "test";
   r.precision = &quant::precision_named(precision);
@@ -86,18 +88,21 @@ TEST(Plan, CpuEstimateWithinFivePercentOfTrackedPeak) {
   struct Case {
     ModelConfig c;
     std::string precision;
-    int B, P, G;
+    int B, P, G, step = 0;
   };
+  // The last four prefill in chunks (--max-step-tokens), one with fewer rows a step than sequences.
   std::vector<Case> cases = {{preset_config("tiny"), "bf16", 1, 16, 8},  {preset_config("tiny"), "nf4", 4, 40, 12},
                              {preset_config("tiny"), "int8", 3, 7, 40},  {small_config(), "bf16", 2, 64, 8},
                              {small_config(), "nf4", 1, 120, 8},         {small_config(), "int8", 5, 30, 6},
                              {small_config(), "llm-int8", 2, 48, 4},     {small_config(), "fp4", 1, 2, 60},
-                             {sliding_config(), "bf16", 2, 1200, 8},     {sliding_config(), "nf4", 1, 1100, 40}};
+                             {sliding_config(), "bf16", 2, 1200, 8},     {sliding_config(), "nf4", 1, 1100, 40},
+                             {small_config(), "bf16", 2, 120, 8, 16},    {small_config(), "nf4", 4, 100, 8, 40},
+                             {preset_config("tiny"), "int8", 6, 7, 40, 3}, {sliding_config(), "bf16", 1, 1200, 8, 300}};
   for (auto& k : cases) {
     SCOPED_TRACE(k.precision + " hidden " + std::to_string(k.c.hidden) + " batch " + std::to_string(k.B) + " prompt " +
-                 std::to_string(k.P) + " gen " + std::to_string(k.G));
-    size_t peak = measured_peak(k.c, k.precision, k.B, k.P, k.G);
-    auto e = cpu_plan(k.c, k.precision, k.B, k.P, k.G);
+                 std::to_string(k.P) + " gen " + std::to_string(k.G) + " step " + std::to_string(k.step));
+    size_t peak = measured_peak(k.c, k.precision, k.B, k.P, k.G, k.step);
+    auto e = cpu_plan(k.c, k.precision, k.B, k.P, k.G, k.step);
     double ratio = double(e.allocator_bytes) / double(peak);
     EXPECT_NEAR(ratio, 1.0, 0.05) << "planned " << e.allocator_bytes << ", measured " << peak;
   }
@@ -137,6 +142,23 @@ TEST(Plan, CudaFiguresFollowPrecisionAndSplit) {
   EXPECT_TRUE(bf16.cards[0].fits);  // 16 GB: 14 GiB of weights, the KV cache of one sequence, the CUDA context
   EXPECT_FALSE(total("bf16", 1, 32).cards[0].fits);  // not with the KV cache of 32
   EXPECT_TRUE(nf4.cards[0].fits);
+  // Chunked prefill: activation buffers of 256-row passes instead of 1,024 (32 prompts of 512 tokens), the rest
+  // unchanged; a negative step is an error.
+  auto activations = [](const plan::MemoryEstimate& e) {
+    size_t n = 0;
+    for (auto& it : e.items) n += it.category == "activations" ? it.bytes : 0;
+    return n;
+  };
+  plan::PlanRequest chunked = r;
+  chunked.precision = &quant::precision_named("nf4");
+  chunked.batch = 32;
+  const auto whole = plan::plan_memory(chunked);
+  chunked.max_step_tokens = 256;
+  const auto steps = plan::plan_memory(chunked);
+  EXPECT_LT(activations(steps), activations(whole) / 3);
+  EXPECT_EQ(whole.allocator_bytes - activations(whole), steps.allocator_bytes - activations(steps));
+  chunked.max_step_tokens = -1;
+  EXPECT_THROW(plan::plan_memory(chunked), Error);
   r.context = 1 << 20;
   EXPECT_THROW(plan::plan_memory(r), Error);
 }
