@@ -460,6 +460,28 @@ TEST(CudaPipeline, PrefixReuseKeepsGreedyAnswers) {
 }
 
 // Each stage holds its layers' weights and cache: the stages' figures add up to one stage's.
+// Chunked prefill on the GPU (prompt chunks beside decoding rows, chunks of one row on the decode kernel): the
+// greedy answers of whole-prompt steps, on the trained fixture model.
+TEST(CudaPipeline, ChunkedPrefillKeepsGreedyAnswers) {
+  REQUIRE_GPU();
+  Model m = load_model(test::source_dir() / "tests/fixtures/trained-llama");
+  CudaForward f(m);
+  std::vector<TokenRequest> reqs;
+  std::mt19937 rng(5);
+  for (int example = 0; example < 12; ++example) {
+    TokenRequest r;
+    for (int i = 0; i < 20 + 9 * example; ++i) r.prompt.push_back(int32_t(rng() % uint32_t(m.cfg.vocab)));
+    r.opt.max_new_tokens = 10;
+    reqs.push_back(r);
+  }
+  const auto whole = generate_tokens(f, reqs, {}, nullptr, {.max_in_flight = 6});
+  for (int budget : {1, 7, 64}) {
+    const auto chunked = generate_tokens(f, reqs, {}, nullptr, {.max_in_flight = 6, .max_step_tokens = budget});
+    for (size_t i = 0; i < reqs.size(); ++i) EXPECT_EQ(chunked[i].tokens, whole[i].tokens) << budget << " " << i;
+  }
+  EXPECT_EQ(f.memory().kv_cache_bytes, 0u);
+}
+
 TEST(CudaPipeline, StageFiguresAddUp) {
   REQUIRE_GPU();
   const ModelConfig c = pipeline_config();
