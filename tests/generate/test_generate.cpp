@@ -267,6 +267,30 @@ TEST(DecodeLoop, ChunkedPrefillKeepsAnswersAndBoundsSteps) {
   }
 }
 
+// Prompts sharing an instruction with one prefilled in chunks copy the instruction: while its chunks fill the steps
+// nothing is admitted, and in the step of its last chunk the others wait for it; the answers are those computed
+// without reuse.
+TEST(DecodeLoop, ChunkedPrefillStillReusesPrefixes) {
+  Model m = synthesize_model(loop_config(), 35, 0.3f);
+  CpuForward cpu(m);
+  std::vector<int32_t> instruction(40);
+  for (size_t i = 0; i < instruction.size(); ++i) instruction[i] = int32_t(3 + (i * 13) % 70);
+  std::vector<TokenRequest> reqs;
+  for (int example = 0; example < 4; ++example) {
+    std::vector<int32_t> prompt = instruction;
+    for (int i = 0; i < 3 + example; ++i) prompt.push_back(int32_t(80 + example * 4 + i));
+    reqs.push_back(request(prompt, 5));
+  }
+  LoopStats plain, chunked;
+  const auto expected = generate_tokens(cpu, reqs, {}, nullptr, {.max_in_flight = 4, .reuse_prefixes = false}, nullptr,
+                                        nullptr, &plain);
+  const auto got = generate_tokens(cpu, reqs, {}, nullptr, {.max_in_flight = 4, .max_step_tokens = 8}, nullptr,
+                                   nullptr, &chunked);
+  for (size_t i = 0; i < reqs.size(); ++i) EXPECT_EQ(got[i].tokens, expected[i].tokens) << i;
+  EXPECT_EQ(chunked.prompt_tokens_reused, 40u * 3) << "the first prompt's 6 steps of chunks, then copies";
+  EXPECT_EQ(plain.prompt_tokens_reused, 0u);
+}
+
 // While a long prompt is prefilled in chunks, the sequence already decoding gets a token every step; a prompt
 // cancelled midway frees its cache and reports no decode time.
 TEST(DecodeLoop, LongPromptDoesNotStallLiveStreams) {
