@@ -1,12 +1,16 @@
 #!/usr/bin/env bash
 # On the GPU machine, after scripts/gpu_build.sh: the suite in the timing mode. SUITE_DATA: the 8 test splits
 # (scripts/make_suite_data.py ../shared/data/biomed-nlp-benchmarks DIR 1000000 for all 33,015 examples; N per task
-# for a part), carried with the tokenizer build/test-assets/tokenizers/llama3_1. eval --synthetic llama-3.1-8b with
-# real Llama 3.1 token counts, answers stopped at their gold lengths, batch SUITE_BATCH (64), for each of
-# SUITE_PRECISIONS; the throughput lines in $OUT/suite.json.
+# for a part), or a .tar.xz of that folder, carried with the tokenizer build/test-assets/tokenizers/llama3_1.
+# eval --synthetic llama-3.1-8b with real Llama 3.1 token counts, answers stopped at their gold lengths, batch
+# SUITE_BATCH (64), for each of SUITE_PRECISIONS; the throughput lines in $OUT/suite.json.
 set -uo pipefail
 OUT=${OUT:-gpu-out}
 : "${SUITE_DATA:?set SUITE_DATA to the folder of the test splits}"
+if [[ "$SUITE_DATA" == *.tar.xz ]]; then  # all 8 splits are 15 MB; xz brings them to 2 MB (the carry limit is 64 MiB)
+  rm -rf /tmp/suite-input && mkdir -p /tmp/suite-input && tar xJf "$SUITE_DATA" -C /tmp/suite-input || exit 1
+  SUITE_DATA=$(dirname "$(find /tmp/suite-input -name prompt_zeroshot.txt | head -1)")/..
+fi
 rm -rf /tmp/suite-*
 for p in ${SUITE_PRECISIONS:-bf16 int8 nf4}; do
   timeout "${SUITE_TIMEOUT:-900}" build-gpu/biomedq eval --synthetic llama-3.1-8b --device cuda --precision $p \
