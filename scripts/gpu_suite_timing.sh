@@ -8,10 +8,10 @@ set -uo pipefail
 OUT=${OUT:-gpu-out}
 : "${SUITE_DATA:?set SUITE_DATA to the folder of the test splits}"
 if [[ "$SUITE_DATA" == *.tar.xz ]]; then  # all 8 splits are 15 MB; xz brings them to 2 MB (the carry limit is 64 MiB)
-  rm -rf /tmp/suite-input && mkdir -p /tmp/suite-input && tar xJf "$SUITE_DATA" -C /tmp/suite-input || exit 1
-  SUITE_DATA=$(dirname "$(find /tmp/suite-input -name prompt_zeroshot.txt | head -1)")/..
+  rm -rf /tmp/suite_input && mkdir -p /tmp/suite_input && tar xJf "$SUITE_DATA" -C /tmp/suite_input || exit 1
+  SUITE_DATA=$(dirname "$(find /tmp/suite_input -name prompt_zeroshot.txt | head -1)")/..
 fi
-rm -rf /tmp/suite-*
+rm -rf /tmp/suite-*  # the runs (the extracted input is /tmp/suite_input)
 for p in ${SUITE_PRECISIONS:-bf16 int8 nf4}; do
   timeout "${SUITE_TIMEOUT:-900}" build-gpu/biomedq eval --synthetic llama-3.1-8b --device cuda --precision $p \
     --batch ${SUITE_BATCH:-64} --tokenizer build/test-assets/tokenizers/llama3_1 --answer-lengths gold --tasks all \
