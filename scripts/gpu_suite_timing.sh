@@ -6,6 +6,7 @@
 # SUITE_BATCH (64), for each of SUITE_PRECISIONS; the throughput lines in $OUT/suite.json.
 set -uo pipefail
 OUT=${OUT:-gpu-out}
+mkdir -p "$OUT"
 : "${SUITE_DATA:?set SUITE_DATA to the folder of the test splits}"
 if [[ "$SUITE_DATA" == *.tar.xz ]]; then  # all 8 splits are 15 MB; xz brings them to 2 MB (the carry limit is 64 MiB)
   rm -rf /tmp/suite_input && mkdir -p /tmp/suite_input && tar xJf "$SUITE_DATA" -C /tmp/suite_input || exit 1
