@@ -13,6 +13,10 @@
 // leaves the row's state exactly as it was (p = 0, correction 1).
 #include <cuda_bf16.h>
 
+#include <mutex>
+#include <set>
+
+#include "backend/cuda/allocator.h"
 #include "backend/cuda/check.h"
 #include "backend/cuda/kernel_util.cuh"
 #include "backend/cuda/ops.h"
@@ -223,12 +227,17 @@ __global__ void __launch_bounds__(kThreads) attention_prefill_kernel(const float
 template <int HD>
 void launch(dim3 grid, cudaStream_t st, const float* q, const RowInfo* rows, const AttentionTile* tiles, KvLayer layer,
             int n_heads, int n_kv, float scale, int window, float* out, uint16_t* out16, Compute c16) {
-  static const bool opted_in = [] {  // more than the default 48 KiB of shared memory
-    BQ_CUDA(cudaFuncSetAttribute(attention_prefill_kernel<HD>, cudaFuncAttributeMaxDynamicSharedMemorySize,
-                                 int(sizeof(Smem<HD>))));
-    return true;
-  }();
-  (void)opted_in;
+  // More than the default 48 KiB of shared memory: an opt-in per device (a pipeline's stages may sit on several).
+  static std::mutex lock;
+  static std::set<int> opted_in;
+  {
+    std::lock_guard<std::mutex> hold(lock);
+    if (const int device = current_device(); !opted_in.count(device)) {
+      BQ_CUDA(cudaFuncSetAttribute(attention_prefill_kernel<HD>, cudaFuncAttributeMaxDynamicSharedMemorySize,
+                                   int(sizeof(Smem<HD>))));
+      opted_in.insert(device);
+    }
+  }
   pdl_launch_smem(attention_prefill_kernel<HD>, grid, dim3(kThreads), sizeof(Smem<HD>), st, q, rows, tiles, layer,
                   n_heads, n_kv, scale, window, out, out16, c16);
 }
