@@ -195,6 +195,26 @@ TEST(CudaForwardTest, RealWidthBf16AndNf4) {
   }
 }
 
+// The tiled tensor-core products (cuda::set_tc_gemm) in a whole forward pass: a 40-token prompt (one launch of 40
+// tokens per product) and the decode steps after it, nf4 and int8 with fp16 compute, against the CPU.
+TEST(CudaForwardTest, TiledProductsMatchCpu) {
+  REQUIRE_GPU();
+  const bool before = cuda::tc_gemm_enabled();
+  cuda::set_tc_gemm(true);
+  std::vector<int32_t> ids(40);
+  std::mt19937 rng(3);
+  for (auto& t : ids) t = int32_t(rng() % 512);
+  for (auto scheme : {quant::Scheme::NF4, quant::Scheme::Int8}) {
+    Model m = synthesize_model(real_width(), 5, 0.02f);
+    quant::QuantOptions opt;
+    opt.scheme = scheme;
+    opt.compute = DType::F16;
+    quantize_model(m, opt);
+    check_against_cpu(m, ids, 3);
+  }
+  cuda::set_tc_gemm(before);
+}
+
 // Programmatic dependent launch only moves kernel starts earlier: decode steps give the same bits with it and
 // without it (a missing wait in some kernel would show here as a race).
 // Gemma 3's sliding layers past their ring (window 40 + 1024 slots): a 2200-token prompt prefilled in passes of 1024

@@ -318,6 +318,131 @@ TEST(CudaMatvecTcSplit, DeterministicAndPreconverted) {
   EXPECT_TRUE(tcb.counters_zero());
 }
 
+// Turns the tiled tensor-core product (tc_gemm.cu) on for a test's lifetime.
+struct TiledProductsOn {
+  const bool before = tc_gemm_enabled();
+  TiledProductsOn() { set_tc_gemm(true); }
+  ~TiledProductsOn() { set_tc_gemm(before); }
+};
+
+// The reference of CudaMatvecTc.MatchesReference: x rounded to the compute dtype times the exactly dequantized
+// weight in double, rounded to the compute dtype.
+std::vector<float> tc_reference(const std::vector<float>& x, const std::vector<float>& wf, int n, int64_t rows,
+                                int64_t cols, Compute c) {
+  std::vector<float> ref(size_t(n) * size_t(rows));
+  std::vector<float> xr(x.size());
+  for (size_t i = 0; i < x.size(); ++i) xr[i] = round_compute(x[i], c);
+  for (int i = 0; i < n; ++i)
+    for (int64_t r = 0; r < rows; ++r) {
+      double s = 0;
+      const float* xi = &xr[size_t(i * cols)];
+      const float* wr = &wf[size_t(r * cols)];
+      for (int64_t k = 0; k < cols; ++k) s += double(xi[k]) * wr[k];
+      ref[size_t(i * rows + r)] = round_compute(float(s), c);
+    }
+  return ref;
+}
+
+class CudaTcGemm : public ::testing::TestWithParam<TcCase> {};
+
+// The tiled kernel, 17..256 tokens (launches of 64 and a ragged last one), with bias and accumulation, against the
+// same reference and tolerances as the stream-k kernel; shapes of one row block and of several, with k splits.
+TEST_P(CudaTcGemm, MatchesReference) {
+  REQUIRE_GPU();
+  TiledProductsOn on;
+  const auto& pc = GetParam();
+  std::mt19937 rng(std::random_device{}());
+  auto t = make_weight(pc.kind, pc.rows, pc.cols, rng);
+  t->w.compute = pc.compute;
+  ASSERT_TRUE(matvec_tc_supported(t->w, kTcGemmMaxRows));
+  ASSERT_LE(tc_gemm_partial_floats((pc.rows + 15) / 16, pc.cols / 128), kTcPartialFloats);
+  std::vector<float> wf(size_t(pc.rows * pc.cols));
+  quant::dequantize(t->q, wf.data());
+  const bool fp16 = pc.compute == Compute::F16;
+  const double tol = pc.kind == "int8" ? (fp16 ? 1e-3 : 8e-3) : (fp16 ? 3e-3 : 2.5e-2);
+  TcBuffers tcb(size_t(kTcGemmMaxRows * pc.cols));
+  for (int n : {17, 32, 33, 64, 100, 256}) {
+    auto x = randn(size_t(n) * size_t(pc.cols), rng);
+    auto bias = randn(size_t(pc.rows), rng);
+    const auto ref = tc_reference(x, wf, n, pc.rows, pc.cols, pc.compute);
+    auto init = randn(ref.size(), rng);
+    auto dx = to_device(x);
+    auto db = to_device(bias);
+    for (bool acc : {false, true}) {
+      auto dy = to_device(init);
+      MatvecTarget target{&t->w, dy.get(), db.get()};
+      matvec_tc(&target, 1, dx.get(), n, acc, tcb.scratch(), nullptr);
+      auto got = to_host(dy, ref.size());
+      std::vector<float> want(ref.size());
+      for (size_t i = 0; i < ref.size(); ++i) want[i] = ref[i] + bias[i % size_t(pc.rows)] + (acc ? init[i] : 0.0f);
+      EXPECT_LT(rel_err(got, want), tol) << pc.kind << " n=" << n << " accumulate=" << acc;
+    }
+  }
+  EXPECT_TRUE(tcb.counters_zero()) << "the kernel leaves its row-block counters at zero";
+}
+
+INSTANTIATE_TEST_SUITE_P(
+    Shapes, CudaTcGemm,
+    ::testing::Values(TcCase{"nf4", Compute::F16, 37, 128}, TcCase{"nf4", Compute::F16, 600, 4096},
+                      TcCase{"nf4", Compute::BF16, 33, 384}, TcCase{"nf4-nodq", Compute::F16, 45, 256},
+                      TcCase{"fp4", Compute::F16, 19, 640}, TcCase{"int8", Compute::F16, 37, 128},
+                      TcCase{"int8", Compute::F16, 300, 1536}, TcCase{"int8", Compute::BF16, 41, 256}),
+    [](const auto& info) {
+      std::string s = info.param.kind + (info.param.compute == Compute::F16 ? "_f16_" : "_bf16_") +
+                      std::to_string(info.param.rows) + "x" + std::to_string(info.param.cols);
+      for (auto& ch : s)
+        if (!std::isalnum(static_cast<unsigned char>(ch))) ch = '_';
+      return s;
+    });
+
+// A token's result does not depend on the batch it is in (the k split depends on the weight's shape only, and each
+// token's column is summed alike in every launch): the first tokens of batches of 17 to 256 give the same bits,
+// and the same launch twice too (splits summed in split order, not arrival order). Also q, k, v in one launch
+// write what three launches write.
+TEST(CudaTcGemm, BatchInvariantDeterministicGrouped) {
+  REQUIRE_GPU();
+  TiledProductsOn on;
+  std::mt19937 rng(std::random_device{}());
+  const int64_t rows = 300, cols = 2048;
+  auto t = make_weight("nf4", rows, cols, rng);
+  t->w.compute = Compute::F16;
+  auto dx = to_device(randn(size_t(kTcGemmMaxRows * cols), rng));
+  TcBuffers tcb(size_t(kTcGemmMaxRows * cols));
+  DeviceArray<float> all(size_t(kTcGemmMaxRows * rows), "test"), part(size_t(kTcGemmMaxRows * rows), "test");
+  MatvecTarget ta{&t->w, all.get(), nullptr}, tp{&t->w, part.get(), nullptr};
+  matvec_tc(&ta, 1, dx.get(), kTcGemmMaxRows, false, tcb.scratch(), nullptr);
+  const auto whole = to_host(all, all.size());
+  for (int n : {17, 31, 40, 64, 65, 129, 256}) {
+    matvec_tc(&tp, 1, dx.get(), n, false, tcb.scratch(), nullptr);
+    const auto got = to_host(part, size_t(n * rows));
+    EXPECT_TRUE(std::equal(got.begin(), got.end(), whole.begin())) << "the first " << n << " tokens";
+  }
+  EXPECT_TRUE(tcb.counters_zero());
+
+  const int n = 40;
+  std::vector<std::unique_ptr<TestWeight>> ws;
+  for (int64_t r : {64, 21, 21}) {
+    ws.push_back(make_weight("nf4", r, cols, rng));
+    ws.back()->w.compute = Compute::F16;
+    ws.back()->w.code = ws[0]->w.code;
+    ws.back()->w.dyn_map = ws[0]->w.dyn_map;
+  }
+  std::vector<DeviceArray<float>> sep, grp;
+  std::vector<MatvecTarget> targets;
+  for (auto& w : ws) {
+    sep.push_back(DeviceArray<float>(size_t(n * w->w.out), "test"));
+    grp.push_back(DeviceArray<float>(size_t(n * w->w.out), "test"));
+    MatvecTarget one{&w->w, sep.back().get(), nullptr};
+    matvec_tc(&one, 1, dx.get(), n, false, tcb.scratch(), nullptr);
+    targets.push_back({&w->w, grp.back().get(), nullptr});
+  }
+  matvec_tc(targets.data(), 3, dx.get(), n, false, tcb.scratch(), nullptr);
+  for (size_t i = 0; i < ws.size(); ++i) {
+    const size_t m = size_t(n * ws[i]->w.out);
+    EXPECT_EQ(to_host(sep[i], m), to_host(grp[i], m)) << "weight " << i;
+  }
+}
+
 // LLM.int8 prefill through cuBLAS' int8 product (exact int32), the rescaling epilogue and the gathered outlier GEMM:
 // the CPU's numbers, also when the output rows do not fit the accumulator scratch at once (chunks), and when not even
 // the gathered outlier columns fit it (the epilogue's own outlier loop).

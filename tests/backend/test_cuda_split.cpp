@@ -7,6 +7,7 @@
 #include <random>
 
 #include "backend/cuda/layout.h"
+#include "model/config.h"
 
 namespace bq {
 namespace {
@@ -79,9 +80,63 @@ TEST(AttentionTiles, CoverPromptRowsBySequence) {
     }
     for (size_t r = 0; r < seq.size(); ++r) EXPECT_EQ(covered[r], prompt[r] ? 1 : 0) << r;
     // As few tiles as that allows: a new tile only at a sequence's start or after a full one.
-    for (size_t i = 1; i < tiles.size(); ++i)
+    for (size_t i = 1; i < tiles.size(); ++i) {
       if (seq[size_t(tiles[i].first_row)] == seq[size_t(tiles[i - 1].first_row)])
         EXPECT_EQ(tiles[i - 1].rows, kPrefillTileRows);
+    }
+  }
+}
+
+// The tiled product's split (split.h): every round of a row block in exactly one split, none empty, splits of at
+// least kTcGemmMinRoundsPerSplit rounds unless the weight has fewer, about kTcGemmTargetBlocks blocks where the
+// rows allow, and partial slots ((tile · splits + split) · 64 tokens · 16 rows) inside what the launch asks for.
+void check_gemm_split(int64_t tiles, int64_t rounds) {
+  SCOPED_TRACE(::testing::Message() << tiles << " tiles x " << rounds << " rounds");
+  const TcGemmSplit s = tc_gemm_split(tiles, rounds);
+  ASSERT_EQ(s.row_blocks, (tiles + kTcGemmBlockTiles - 1) / kTcGemmBlockTiles);
+  ASSERT_GE(s.splits, 1);
+  ASSERT_GE(int64_t(s.splits) * s.rounds_per_split, rounds) << "every round in a split";
+  ASSERT_LT(int64_t(s.splits - 1) * s.rounds_per_split, rounds) << "no empty split";
+  if (s.splits > 1) ASSERT_GE(s.rounds_per_split, kTcGemmMinRoundsPerSplit);
+  const int64_t blocks = int64_t(s.row_blocks) * s.splits;
+  if (rounds >= 2 * kTcGemmMinRoundsPerSplit * kTcGemmTargetBlocks)  // enough rounds: the target is reached
+    ASSERT_GE(blocks, std::min<int64_t>(kTcGemmTargetBlocks, s.row_blocks * rounds) / 2);
+  const size_t floats = tc_gemm_partial_floats(tiles, rounds);
+  if (s.splits == 1) {
+    ASSERT_EQ(floats, 0u);
+  } else {
+    const int64_t last_slot = ((tiles - 1) * s.splits + s.splits - 1) * 16 * kTcGemmTokens;
+    ASSERT_LE(size_t(last_slot + 16 * kTcGemmTokens), floats);
+  }
+}
+
+TEST(CudaGemmSplit, ModelAndRandomShapes) {
+  for (auto [tiles, rounds] : {std::pair<int64_t, int64_t>{384, 32}, {256, 32}, {1792, 32}, {256, 112}, {8016, 32},
+                               {640, 64}, {3584, 64}, {512, 224}, {16032, 64}, {1, 1}, {5, 32}, {17, 3}})
+    check_gemm_split(tiles, rounds);
+  std::mt19937 rng(11);
+  for (int i = 0; i < 500; ++i) check_gemm_split(1 + int64_t(rng() % 20000), 1 + int64_t(rng() % 300));
+}
+
+// The scratch the forward pass allocates (and the planner counts) for a batch the tiled kernel takes holds the
+// partial sums of each of the model's launches.
+TEST(CudaGemmSplit, ScratchCoversEveryLaunch) {
+  for (const char* name : {"llama-3.1-8b", "llama-3.3-70b", "small-100m", "medgemma-27b", "qwen3-8b", "phi-4"}) {
+    SCOPED_TRACE(name);
+    const ModelConfig c = preset_config(name);
+    const auto tiles = [](int64_t rows) { return (rows + kTcTileRows - 1) / kTcTileRows; };
+    const int64_t H = c.hidden, Q = c.q_dim(), KV = c.kv_dim(), I = c.intermediate;
+    const size_t most = std::max({tc_gemm_partial_floats(tiles(Q) + 2 * tiles(KV), H / kTcRoundElems),
+                                  tc_gemm_partial_floats(tiles(H), Q / kTcRoundElems),
+                                  tc_gemm_partial_floats(2 * tiles(I), H / kTcRoundElems),
+                                  tc_gemm_partial_floats(tiles(H), I / kTcRoundElems),
+                                  tc_gemm_partial_floats(tiles(c.vocab), H / kTcRoundElems)});
+    for (int rows : {kTcStreamMaxRows + 1, 32, 64, kTcGemmMaxRows}) {
+      const CudaScratchElems e = cuda_scratch_elems(c, rows, 4, rows, true);
+      EXPECT_GE(e.tc_partial, most) << rows << " rows";
+      EXPECT_GE(e.tc_counters, size_t(tc_gemm_split(tiles(2 * I), H / kTcRoundElems).row_blocks));
+    }
+    EXPECT_GE(cuda_scratch_elems(c, 8, 4, 8, true).tc_partial, kTcPartialFloats);
   }
 }
 

@@ -13,10 +13,6 @@
 // leaves the row's state exactly as it was (p = 0, correction 1).
 #include <cuda_bf16.h>
 
-#include <mutex>
-#include <set>
-
-#include "backend/cuda/allocator.h"
 #include "backend/cuda/check.h"
 #include "backend/cuda/kernel_util.cuh"
 #include "backend/cuda/ops.h"
@@ -39,17 +35,10 @@ struct Smem {
   uint16_t v[2][kKeys][HD + kPad];
 };
 
-__device__ __forceinline__ uint32_t smem_addr(const void* p) { return uint32_t(__cvta_generic_to_shared(p)); }
-
 // 16 bytes from global to shared memory, or zeros where !valid (positions outside the causal range may hold
 // anything, even NaN bit patterns, and 0 · NaN would poison the sums).
 __device__ __forceinline__ void copy16_async(void* dst, const void* src, bool valid) {
   asm volatile("cp.async.cg.shared.global [%0], [%1], 16, %2;" ::"r"(smem_addr(dst)), "l"(src), "r"(valid ? 16 : 0));
-}
-__device__ __forceinline__ void commit_async() { asm volatile("cp.async.commit_group;"); }
-template <int N>
-__device__ __forceinline__ void wait_async() {
-  asm volatile("cp.async.wait_group %0;" ::"n"(N));
 }
 
 __device__ __forceinline__ void ldmatrix_x4(uint32_t (&r)[4], const void* p) {
@@ -227,17 +216,7 @@ __global__ void __launch_bounds__(kThreads) attention_prefill_kernel(const float
 template <int HD>
 void launch(dim3 grid, cudaStream_t st, const float* q, const RowInfo* rows, const AttentionTile* tiles, KvLayer layer,
             int n_heads, int n_kv, float scale, int window, float* out, uint16_t* out16, Compute c16) {
-  // More than the default 48 KiB of shared memory: an opt-in per device (a pipeline's stages may sit on several).
-  static std::mutex lock;
-  static std::set<int> opted_in;
-  {
-    std::lock_guard<std::mutex> hold(lock);
-    if (const int device = current_device(); !opted_in.count(device)) {
-      BQ_CUDA(cudaFuncSetAttribute(attention_prefill_kernel<HD>, cudaFuncAttributeMaxDynamicSharedMemorySize,
-                                   int(sizeof(Smem<HD>))));
-      opted_in.insert(device);
-    }
-  }
+  opt_in_smem(attention_prefill_kernel<HD>, int(sizeof(Smem<HD>)));
   pdl_launch_smem(attention_prefill_kernel<HD>, grid, dim3(kThreads), sizeof(Smem<HD>), st, q, rows, tiles, layer,
                   n_heads, n_kv, scale, window, out, out16, c16);
 }

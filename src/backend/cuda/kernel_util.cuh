@@ -4,8 +4,11 @@
 #include <cuda_fp16.h>
 
 #include <cstdint>
+#include <mutex>
+#include <set>
 #include <utility>
 
+#include "backend/cuda/allocator.h"
 #include "backend/cuda/check.h"
 #include "backend/cuda/ops.h"
 
@@ -67,6 +70,15 @@ __device__ __forceinline__ void mma(float (&c)[4], uint32_t a0, uint32_t a1, uin
         : "r"(a0), "r"(a1), "r"(a2), "r"(a3), "r"(b0), "r"(b1));
 }
 
+// cp.async: copies to shared memory in flight while the block computes, waited for by group.
+__device__ __forceinline__ uint32_t smem_addr(const void* p) { return uint32_t(__cvta_generic_to_shared(p)); }
+__device__ __forceinline__ void commit_async() { asm volatile("cp.async.commit_group;"); }
+// Waits until at most N of the committed groups are still in flight.
+template <int N>
+__device__ __forceinline__ void wait_async() {
+  asm volatile("cp.async.wait_group %0;" ::"n"(N));
+}
+
 // Programmatic dependent launch (sm_90): a kernel started with pdl_launch may begin while the previous kernel of
 // the stream is still running. It first signals that its own successor may start, does only work that reads
 // nothing an earlier kernel writes (lookup tables, the first weight loads), and then waits for its predecessor to
@@ -100,6 +112,19 @@ void pdl_launch_smem(void (*kernel)(Params...), dim3 grid, dim3 block, size_t sm
 template <typename... Params, typename... Args>
 void pdl_launch(void (*kernel)(Params...), dim3 grid, dim3 block, cudaStream_t st, Args&&... args) {
   pdl_launch_smem(kernel, grid, block, 0, st, std::forward<Args>(args)...);
+}
+
+// More than the default 48 KiB of dynamic shared memory is an opt-in per kernel and device (a pipeline's stages may
+// sit on several devices), made once.
+template <typename... Params>
+void opt_in_smem(void (*kernel)(Params...), int bytes) {
+  static std::mutex lock;
+  static std::set<std::pair<const void*, int>> done;  // (kernel, device): kernels of one signature share this set
+  std::lock_guard<std::mutex> hold(lock);
+  const std::pair<const void*, int> key{reinterpret_cast<const void*>(kernel), current_device()};
+  if (done.count(key)) return;
+  BQ_CUDA(cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, bytes));
+  done.insert(key);
 }
 
 inline bool aligned16(const void* p) { return (reinterpret_cast<uintptr_t>(p) & 15) == 0; }

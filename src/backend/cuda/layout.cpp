@@ -41,6 +41,15 @@ size_t CudaScratchElems::bytes() const {
          tiles * sizeof(AttentionTile);
 }
 
+size_t tc_gemm_partial_floats_most(const ModelConfig& c) {
+  const int64_t H = c.hidden, Q = c.q_dim(), KV = c.kv_dim(), I = c.intermediate, V = c.vocab;
+  auto tiles = [](int64_t rows) { return (rows + kTcTileRows - 1) / kTcTileRows; };
+  const int64_t rounds_h = H / kTcRoundElems, rounds_q = Q / kTcRoundElems, rounds_i = I / kTcRoundElems;
+  return std::max({tc_gemm_partial_floats(tiles(Q) + 2 * tiles(KV), rounds_h), tc_gemm_partial_floats(tiles(H), rounds_q),
+                   tc_gemm_partial_floats(2 * tiles(I), rounds_h), tc_gemm_partial_floats(tiles(H), rounds_i),
+                   tc_gemm_partial_floats(tiles(V), rounds_h)});
+}
+
 CudaScratchElems cuda_scratch_elems(const ModelConfig& c, int rows, int splits, int logit_rows, bool quantized) {
   const size_t n = size_t(rows), H = size_t(c.hidden), Q = size_t(c.q_dim()), KV = size_t(c.kv_dim()),
                I = size_t(c.intermediate);
@@ -67,12 +76,13 @@ CudaScratchElems cuda_scratch_elems(const ModelConfig& c, int rows, int splits, 
     s.logits = NL * size_t(c.vocab);
     s.argmax = NL;
   }
-  if (quantized && rows <= kMatvecMaxRows) {
+  if (quantized && rows <= kTcGemmMaxRows) {
     // k-split partials, and one arrival counter per row tile of the widest launch (q, k, v together; gate, up
     // together; a quantized lm_head).
     const size_t widest_launch = std::max({Q + 2 * KV, 2 * I, H, size_t(c.vocab)});
     s.tc_partial = kTcPartialFloats;
     s.tc_counters = widest_launch / kTcTileRows + 3;
+    if (rows > kTcStreamMaxRows) s.tc_partial = std::max(s.tc_partial, tc_gemm_partial_floats_most(c));
   }
   if (quantized && rows > kMatvecMaxRows) s.wtile = std::min(kDequantTileElems, std::max(widest * widest, widest * I));
   return s;

@@ -29,8 +29,15 @@ constexpr size_t kRowInfoBytes = 32;       // sizeof(RowInfo): two ints, two poi
 // Tensor-core decode products (matvec_tc.cu, split.h): 16-row tiles, at most this many blocks of 8 warps,
 // each warp leaving at most two partial tiles of 32 lanes x 4 accumulators x (up to) 4 token tiles.
 constexpr int kTcTileRows = 16;
+// Tokens up to which the stream-k kernel takes a product, and up to which the tiled kernel does (set_tc_gemm).
+constexpr int kTcStreamMaxRows = 16;
+constexpr int kTcGemmMaxRows = 256;
 constexpr int kTcMaxBlocks = 2 * 132;
 constexpr size_t kTcPartialFloats = size_t(kTcMaxBlocks) * kTcWarpsPerBlock * 2 * 32 * 4 * 4;
+
+// The most k-split partial sums one tiled tensor-core launch of the model needs (q, k, v together; o; gate, up
+// together; down; a quantized lm_head), split.h.
+size_t tc_gemm_partial_floats_most(const ModelConfig& c);
 
 // The causal attention splits a row's cache positions into chunks processed in parallel; partials hold each
 // chunk's output and softmax statistics.

@@ -21,159 +21,19 @@
 #include <cuda_fp16.h>
 
 #include <algorithm>
+#include <cstdlib>
+#include <string>
 
 #include "backend/cuda/check.h"
-#include "backend/cuda/kernel_util.cuh"
-#include "backend/cuda/ops.h"
-#include "backend/cuda/split.h"
+#include "backend/cuda/tc_product.cuh"
 #include "core/error.h"
 
 namespace bq::cuda {
 
 namespace {
 
+using namespace tc;
 constexpr int kWarps = kTcWarpsPerBlock;
-constexpr int kTileRows = kTcTileRows;
-constexpr int kRoundElems = 128;   // k elements of one round: 4 lanes × 32
-constexpr int kLutEntries = 256;   // byte -> two 16-bit values
-// Entry e of lane l at byte e * 256 + l * 4 of shared memory: one byte permute turns a weight byte and the lane's
-// offset into the address (half of each 256-byte row is unused; the lookup costs no address arithmetic).
-constexpr int kLutRowBytes = 256;
-constexpr int kLutBytes = kLutEntries * kLutRowBytes;
-constexpr int kMaxGroup = 3;
-
-struct Group {
-  DeviceWeight w[kMaxGroup];
-  float* y[kMaxGroup];
-  const float* bias[kMaxGroup];
-  int tiles_before[kMaxGroup + 1];  // prefix sums of row tiles
-  int count;
-};
-
-template <bool BF>
-__device__ __forceinline__ uint32_t mul2(uint32_t a, uint32_t b) {
-  if constexpr (BF) {
-    __nv_bfloat162 r = __hmul2(*reinterpret_cast<__nv_bfloat162*>(&a), *reinterpret_cast<__nv_bfloat162*>(&b));
-    return *reinterpret_cast<uint32_t*>(&r);
-  } else {
-    __half2 r = __hmul2(*reinterpret_cast<__half2*>(&a), *reinterpret_cast<__half2*>(&b));
-    return *reinterpret_cast<uint32_t*>(&r);
-  }
-}
-
-template <bool BF>
-__device__ __forceinline__ float round_to(float v) {
-  if constexpr (BF) return __bfloat162float(__float2bfloat16_rn(v));
-  else return __half2float(__float2half_rn(v));
-}
-
-// Bytes per lane per round and row: 32 elements.
-template <WeightKind K>
-__host__ __device__ constexpr int lane_bytes() {
-  return K == WeightKind::Q4 ? 16 : 32;
-}
-
-// Pair p (elements 2p, 2p + 1 of the lane's 32) as two 16-bit values, weights of one row. lane4: the lane's byte
-// offset in a row of the lookup table (lane · 4).
-template <WeightKind K, bool BF>
-__device__ __forceinline__ uint32_t weight_pair(const uint32_t* words, int p, uint32_t scale2, const char* lut,
-                                                uint32_t lane4) {
-  if constexpr (K == WeightKind::Q4) {
-    // Address byte 0: lane4, byte 1: weight byte p % 4 (high nibble: element 2p), bytes 2 and 3: zero.
-    const uint32_t at = __byte_perm(words[p / 4], lane4, 0x5504u | (unsigned(p % 4) << 4));
-    return mul2<BF>(*reinterpret_cast<const uint32_t*>(lut + at), scale2);
-  } else {
-    const int k = 2 * (p % 2);
-    if constexpr (BF) {
-      return pack2<true>(int8_to_float(words[p / 2], k), int8_to_float(words[p / 2], k + 1));
-    } else {
-      // 0x64 above a biased byte u is the fp16 value 1024 + u: minus 1152 gives the signed byte, exactly.
-      const uint32_t u = words[p / 2] ^ 0x80808080u;
-      uint32_t h = __byte_perm(u, 0x64646464u, unsigned(k) | (4u << 4) | (unsigned(k + 1) << 8) | (5u << 12));
-      __half2 r = __hsub2(*reinterpret_cast<__half2*>(&h), __half2half2(__ushort_as_half(0x6480)));
-      return *reinterpret_cast<uint32_t*>(&r);
-    }
-  }
-}
-
-// A tile's weight and rows: rows past the end of the weight load its last row and are not stored.
-struct TileRef {
-  int wi;           // weight of the group
-  int64_t row0;     // first row of the tile in that weight
-  int64_t ra, rb;   // rows of lane group g: g and g + 8
-};
-
-__device__ __forceinline__ TileRef tile_ref(const Group& G, int tile, int g) {
-  int wi = 0;
-  while (wi + 1 < G.count && tile >= G.tiles_before[wi + 1]) ++wi;
-  const int64_t row0 = int64_t(tile - G.tiles_before[wi]) * kTileRows, last = G.w[wi].out - 1;
-  return TileRef{wi, row0, min(row0 + g, last), min(row0 + g + 8, last)};
-}
-
-// One round of one lane in flight: its weight bytes of rows ra and rb and, for 4-bit weights, what their block
-// scales are computed from.
-template <WeightKind K>
-struct Stage {
-  static constexpr int V = lane_bytes<K>() / 16;
-  uint4 a[V], b[V];
-  uint32_t qa, qb;  // double quant: dynamic-map indices
-  float fa, fb;     // double quant: nested absmax; otherwise the absmax
-};
-
-// Where a warp's next weight loads come from. Pointers are set up when the cursor enters a tile and stepped by
-// one round after that, so that a round costs a few adds rather than the address arithmetic from scratch.
-template <WeightKind K>
-struct LoadCursor {
-  static constexpr int LB = lane_bytes<K>();
-  const uint8_t* pa;
-  const uint8_t* pb;          // this lane's bytes of rows ra, rb in the current round
-  uint32_t ea, eb;            // 4-bit: element index of their first element (the block scale's index)
-  const uint8_t* absmax_q;
-  const float* absmax;        // absmax2 with double quant, else the absmax
-  int shift;
-  int tile, round;
-
-  __device__ __forceinline__ void seek(const Group& G, int tile_, int round_, int g, int t) {
-    tile = tile_, round = round_;
-    const TileRef r = tile_ref(G, tile, g);
-    const DeviceWeight& w = G.w[r.wi];
-    const uint8_t* base = K == WeightKind::Q4 ? w.packed : reinterpret_cast<const uint8_t*>(w.cb);
-    const int64_t row_bytes = w.in * LB / 32, off = int64_t(round) * 4 * LB + t * LB;
-    pa = base + r.ra * row_bytes + off;
-    pb = base + r.rb * row_bytes + off;
-    if constexpr (K == WeightKind::Q4) {
-      const int64_t col = int64_t(round) * kRoundElems + t * 32;  // a lane's 32 elements lie in one block
-      ea = uint32_t(r.ra * w.in + col), eb = uint32_t(r.rb * w.in + col);  // < 2^32: matvec_tc_supported
-      absmax_q = w.absmax_q;
-      absmax = w.absmax_q ? w.absmax2 : w.absmax;
-      shift = w.block_shift;
-    }
-  }
-  __device__ __forceinline__ void load(Stage<K>& s) const {
-#pragma unroll
-    for (int v = 0; v < Stage<K>::V; ++v) {
-      s.a[v] = load_stream(pa + v * 16);
-      s.b[v] = load_stream(pb + v * 16);
-    }
-    if constexpr (K == WeightKind::Q4) {
-      const uint32_t ba = ea >> shift, bb = eb >> shift;
-      if (absmax_q) {
-        s.qa = __ldg(absmax_q + ba), s.qb = __ldg(absmax_q + bb);
-        s.fa = __ldg(absmax + (ba >> 8)), s.fb = __ldg(absmax + (bb >> 8));
-      } else {
-        s.fa = __ldg(absmax + ba), s.fb = __ldg(absmax + bb);
-      }
-    }
-  }
-  __device__ __forceinline__ void advance(const Group& G, int tiles, int R, int g, int t) {
-    if (++round == R) {
-      if (tile + 1 < tiles) seek(G, tile + 1, 0, g, t);
-      return;
-    }
-    pa += 4 * LB, pb += 4 * LB;
-    if constexpr (K == WeightKind::Q4) ea += kRoundElems, eb += kRoundElems;
-  }
-};
 
 // The lane's activations (16-bit pairs) of one round, token tile j in xw[j]; zero for tokens past n. x_lane: the
 // lane's activations at round 0.
@@ -198,13 +58,8 @@ __device__ __forceinline__ void compute_stage(float (&c)[NTILES][4], const Stage
                                               const float* dyn) {
   const uint32_t* wda = reinterpret_cast<const uint32_t*>(s.a);
   const uint32_t* wdb = reinterpret_cast<const uint32_t*>(s.b);
-  uint32_t s2a = 0, s2b = 0;
-  if constexpr (K == WeightKind::Q4) {
-    // The block scale as q4_absmax computes it (no fused multiply-add).
-    const float sa = dq ? __fadd_rn(__fmul_rn(dyn[s.qa], s.fa), offset) : s.fa;
-    const float sb = dq ? __fadd_rn(__fmul_rn(dyn[s.qb], s.fb), offset) : s.fb;
-    s2a = pack2<BF>(sa, sa), s2b = pack2<BF>(sb, sb);
-  }
+  uint32_t s2a, s2b;
+  round_scales<K, BF>(s, dq, offset, dyn, s2a, s2b);
 #pragma unroll
   for (int i = 0; i < 8; ++i) {
     const uint32_t a0 = weight_pair<K, BF>(wda, 2 * i, s2a, lut, lane4);
@@ -216,28 +71,6 @@ __device__ __forceinline__ void compute_stage(float (&c)[NTILES][4], const Stage
   }
 }
 
-// The finished sums of a tile: int8 row scale, rounding to the compute dtype, bias, store or accumulate.
-template <WeightKind K, bool BF, int NTILES>
-__device__ __forceinline__ void store_tile(const float (&c)[NTILES][4], const Group& G, const TileRef& r, int n,
-                                           bool accumulate, int g, int t) {
-  const DeviceWeight& w = G.w[r.wi];
-  float* y = G.y[r.wi];
-  const float* bias = G.bias[r.wi];
-#pragma unroll
-  for (int j = 0; j < NTILES; ++j)
-#pragma unroll
-    for (int k = 0; k < 4; ++k) {
-      const int64_t row = r.row0 + g + (k >= 2 ? 8 : 0);
-      const int token = j * 8 + 2 * t + (k & 1);
-      if (row >= w.out || token >= n) continue;
-      float v = c[j][k];
-      if constexpr (K == WeightKind::Int8) v *= w.scb[row] / 127.0f;
-      v = round_to<BF>(v);  // bitsandbytes' product leaves in the compute dtype
-      if (bias) v += bias[row];
-      const int64_t idx = int64_t(token) * w.out + row;
-      y[idx] = accumulate ? y[idx] + v : v;
-    }
-}
 
 template <WeightKind K, bool BF, int NTILES>
 __global__ void __launch_bounds__(kWarps * 32, NTILES == 4 ? 1 : 2)
@@ -249,18 +82,7 @@ __global__ void __launch_bounds__(kWarps * 32, NTILES == 4 ? 1 : 2)
   const int warp = threadIdx.x / 32, lane = threadIdx.x % 32, g = lane / 4, t = lane % 4;
   const char* lut = reinterpret_cast<const char*>(lut_smem);
   const uint32_t lane4 = uint32_t(lane) * 4;
-  if constexpr (K == WeightKind::Q4) {
-    // Thread (warp, lane) writes entries e = warp + 8k, k = 0..31, of its lane: code[e >> 4] = code[k / 2] (the
-    // high nibble) with code[e & 15] = code[warp + 8 (k % 2)]: two loads per thread, the rest uniform.
-    const float* code = G.w[0].code;
-    const float lo[2] = {__ldg(code + warp), __ldg(code + warp + 8)};
-    uint32_t* lut_w = reinterpret_cast<uint32_t*>(lut_smem);
-#pragma unroll
-    for (int k = 0; k < kLutEntries / kWarps; ++k)
-      lut_w[(warp + kWarps * k) * (kLutRowBytes / 4) + lane] = pack2<BF>(__ldg(code + k / 2), lo[k % 2]);
-    for (int i = threadIdx.x; i < 256; i += blockDim.x) dyn[i] = __ldg(G.w[0].dyn_map + i);
-    __syncthreads();
-  }
+  if constexpr (K == WeightKind::Q4) build_q4_tables<BF>(G, lut_smem, dyn, warp, lane);
   const int R = int(G.w[0].in / kRoundElems), tiles = G.tiles_before[G.count];
   const int64_t total = int64_t(tiles) * R;
   const int gw = blockIdx.x * kWarps + warp;
@@ -347,17 +169,6 @@ __global__ void __launch_bounds__(kWarps * 32, NTILES == 4 ? 1 : 2)
   }
 }
 
-template <bool BF>
-__global__ void to_compute_kernel(const float* __restrict__ x, int64_t n, uint16_t* __restrict__ out) {
-  grid_allow_successor();
-  grid_wait();
-  int64_t i = (int64_t(blockIdx.x) * blockDim.x + threadIdx.x) * 2;
-  if (i + 1 < n) {
-    const float2 v = *reinterpret_cast<const float2*>(x + i);
-    *reinterpret_cast<uint32_t*>(out + i) = pack2<BF>(v.x, v.y);
-  }
-}
-
 int sm_count() {
   static int n = [] {
     int dev = 0, v = 0;
@@ -399,8 +210,20 @@ void launch_tiles(const Group& G, const uint32_t* xh, int n, bool accumulate, co
 
 }  // namespace
 
+namespace {
+// Off until the tiled kernel has been checked on a GPU (its tests set it); BIOMEDQ_TC_GEMM=1 turns it on.
+bool g_tc_gemm = [] {
+  const char* v = std::getenv("BIOMEDQ_TC_GEMM");
+  return v && std::string(v) == "1";
+}();
+}  // namespace
+
+void set_tc_gemm(bool on) { g_tc_gemm = on; }
+bool tc_gemm_enabled() { return g_tc_gemm; }
+
 bool matvec_tc_supported(const DeviceWeight& w, int n) {
-  if (n < 1 || n > kMatvecMaxRows || w.compute == Compute::F32 || w.in % kRoundElems != 0) return false;
+  if (n < 1 || n > (g_tc_gemm ? kTcGemmMaxRows : kMatvecMaxRows)) return false;
+  if (w.compute == Compute::F32 || w.in % kRoundElems != 0) return false;
   if (uint64_t(w.out) * uint64_t(w.in) >> 32) return false;  // 32-bit element indices
   switch (w.kind) {
     case WeightKind::Int8: return aligned16(w.cb) && aligned16(w.scb);
@@ -444,6 +267,15 @@ void matvec_tc(const MatvecTarget* targets, int count, const float* x, int n, bo
     const dim3 blocks(unsigned((elems / 2 + 255) / 256)), threads(256);
     if (bf) pdl_launch(to_compute_kernel<true>, blocks, threads, st, x, elems, s.xh);
     else pdl_launch(to_compute_kernel<false>, blocks, threads, st, x, elems, s.xh);
+  }
+  if (g_tc_gemm && n > kTcStreamMaxRows) {
+    // The tiled kernel, kTcGemmTokens tokens a launch.
+    for (int t0 = 0; t0 < n; t0 += kTcGemmTokens) {
+      Group part = G;
+      for (int i = 0; i < count; ++i) part.y[i] += int64_t(t0) * part.w[i].out;
+      tc::launch_gemm(part, s.xh + int64_t(t0) * w0.in, std::min(kTcGemmTokens, n - t0), accumulate, s, st);
+    }
+    return;
   }
   const uint32_t* xw = reinterpret_cast<const uint32_t*>(s.xh);
   if (w0.kind == WeightKind::Q4)

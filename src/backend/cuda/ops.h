@@ -75,6 +75,11 @@ bool matvec_grouped(const MatvecTarget* targets, int count, const float* x, int 
 // BF16), fp32 accumulation, the result rounded to w.compute as bitsandbytes returns it. 4-bit and int8 weights
 // with k a multiple of 128; up to three weights with the same input in one launch.
 bool matvec_tc_supported(const DeviceWeight& w, int n);
+// From kTcStreamMaxRows + 1 to kTcGemmMaxRows tokens the product runs as a tiled kernel (tc_gemm.cu) where this
+// is on; off, the tensor-core products take up to kMatvecMaxRows tokens and cuBLAS the rest. Off by default until
+// the tiled kernel has run on a GPU; the environment variable BIOMEDQ_TC_GEMM=1 turns it on.
+void set_tc_gemm(bool on);
+bool tc_gemm_enabled();
 // Whether these weights (same input) can share one matvec_tc launch: all supported, same kind, width, compute
 // dtype and code tables, at most three.
 bool matvec_tc_can_share(const MatvecTarget* targets, int count, int n);

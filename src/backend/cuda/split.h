@@ -7,6 +7,7 @@
 // partial tiles are at most two, the one where its range starts and the one where it ends, in slots 2w and 2w + 1.
 #pragma once
 #include <algorithm>
+#include <cstddef>
 #include <cstdint>
 
 #include "core/host_device.h"
@@ -14,6 +15,7 @@
 namespace bq::cuda {
 
 constexpr int kTcWarpsPerBlock = 8;
+constexpr int kTcRoundElems = 128;  // k elements of a round: 4 lanes × 32
 constexpr int kTcMinRoundsPerWarp = 4;  // shorter ranges cost more in partial tiles than they gain in parallelism
 
 struct TcSplit {
@@ -39,6 +41,41 @@ BQ_HOST_DEVICE inline int tc_last_warp(int tile, int R, int L) { return int((int
 // there.
 BQ_HOST_DEVICE inline int tc_partial_slot(int w, int tile, int R, int L) {
   return 2 * w + (int64_t(w) * L >= int64_t(tile) * R ? 0 : 1);
+}
+
+// The tiled tensor-core product (backend/cuda/tc_gemm.cu) for 17..kTcGemmTokens tokens a launch. A block of
+// kTcWarpsPerBlock warps takes a row block of kTcGemmBlockTiles 16-row tiles (kTcGemmTilesPerWarp per warp) over
+// one contiguous range of rounds (a k split), for all the launch's tokens. The splits of a row block are summed in
+// split order by the last of its blocks to arrive. The split depends on the weights' shape only, never on the
+// tokens, so that a token's result does not depend on the batch it is in.
+constexpr int kTcGemmTilesPerWarp = 2;
+constexpr int kTcGemmBlockTiles = kTcWarpsPerBlock * kTcGemmTilesPerWarp;
+constexpr int kTcGemmTokens = 64;               // tokens of one launch: 8 mma column tiles
+constexpr int kTcGemmTargetBlocks = 2 * 132;    // row blocks × splits aimed at: about two per multiprocessor
+constexpr int kTcGemmMinRoundsPerSplit = 4;
+
+struct TcGemmSplit {
+  int row_blocks;        // blocks along the rows (grid: row_blocks × splits)
+  int splits;            // k ranges, none empty
+  int rounds_per_split;  // the last may have fewer
+};
+
+// tiles: 16-row tiles of the launch (all its weights); rounds: in / kTcRoundElems.
+inline TcGemmSplit tc_gemm_split(int64_t tiles, int64_t rounds) {
+  const int64_t row_blocks = std::max<int64_t>(1, (tiles + kTcGemmBlockTiles - 1) / kTcGemmBlockTiles);
+  const int64_t want = (kTcGemmTargetBlocks + row_blocks - 1) / row_blocks;
+  const int64_t most = std::max<int64_t>(1, rounds / kTcGemmMinRoundsPerSplit);
+  const int64_t k = std::clamp<int64_t>(want, 1, most);
+  const int64_t per = (rounds + k - 1) / k;
+  return TcGemmSplit{int(row_blocks), int((rounds + per - 1) / per), int(per)};
+}
+
+// fp32 partial sums a launch over `tiles` row tiles and `rounds` rounds needs: one 16-row × kTcGemmTokens tile per
+// (tile, split), none when there is one split.
+inline size_t tc_gemm_partial_floats(int64_t tiles, int64_t rounds) {
+  const TcGemmSplit s = tc_gemm_split(tiles, rounds);
+  if (s.splits == 1) return 0;
+  return size_t(s.row_blocks) * kTcGemmBlockTiles * size_t(s.splits) * 16 * kTcGemmTokens;
 }
 
 }  // namespace bq::cuda
