@@ -6,7 +6,8 @@
 # checks, int8 (MATRIX=full: and the whole matrix; MATRIX=short: bf16, nf4, int8 at batch 1 and 32). NCU=1: a
 # profile of the decode kernels at the end; PROFILE=1: GPU time per kernel of decode steps (scripts/kernel_times.py).
 # PRESETS="qwen3-8b medgemma-27b": bench those presets too (bf16, nf4; batch 1, 32). SUITE_DATA=DIR: the whole
-# suite's timing (below).
+# suite's timing (below). TILED=1: nf4 and int8 at batch 32 and 64 with the tiled tensor-core products on
+# (BIOMEDQ_TC_GEMM=1) and off, and bf16 beside them.
 set -uo pipefail
 OUT=${OUT:-gpu-out}
 source scripts/gpu_build.sh || exit 1
@@ -14,7 +15,7 @@ ctest --test-dir build-gpu -j8 --output-on-failure ${QUICK:+-R Cuda} > "$OUT/cte
 echo "ctest exit $?"; grep -E "tests passed|FAILED|Failed|\(Failed\)|Skipped" "$OUT/ctest.log" | head -30
 if [ -z "${QUICK:-}" ] || [ -n "${SANITIZER:-}" ]; then  # SANITIZER=1: also with QUICK
   compute-sanitizer --tool memcheck --leak-check no build-gpu/biomedq_tests \
-    --gtest_filter='*CudaMatvec*:CudaOps*:CudaGemm*:CudaLlmInt8*:*CudaParity*mistral*:*CudaQuantParity*:CudaForwardTest.Several*:CudaForwardTest.Programmatic*:CudaPipeline*' \
+    --gtest_filter='*CudaMatvec*:*CudaTcGemm*:CudaForwardTest.Tiled*:CudaOps*:CudaGemm*:CudaLlmInt8*:*CudaParity*mistral*:*CudaQuantParity*:CudaForwardTest.Several*:CudaForwardTest.Programmatic*:CudaPipeline*' \
     > "$OUT/sanitizer.log" 2>&1
   echo "compute-sanitizer exit $?"; grep -E "ERROR SUMMARY|PASSED|FAILED" "$OUT/sanitizer.log" | tail -5
 fi
@@ -34,10 +35,10 @@ for f in sorted(glob.glob(os.path.join(sys.argv[2], "*.json"))):
     except Exception: continue
     rows.append(j)
 json.dump(rows, open(os.path.join(sys.argv[1], "matrix.json"), "w"), indent=1)
-print(f"{'precision':10} {'dq':3} {'B':>3} {'pre tok/s':>10} {'TTFT ms':>8} {'pre %cuBLAS':>11} {'dec tok/s':>10} {'ms/step':>8} {'GB/s':>6} {'%copy':>6} {'weights GiB':>11} {'peak GiB':>8} {'dev GiB':>8}")
+print(f"{'precision':10} {'dq':3} {'tiled':5} {'B':>3} {'pre tok/s':>10} {'TTFT ms':>8} {'pre %cuBLAS':>11} {'dec tok/s':>10} {'ms/step':>8} {'GB/s':>6} {'%copy':>6} {'weights GiB':>11} {'peak GiB':>8} {'dev GiB':>8}")
 for j in rows:
     G = 2**30
-    print(f"{j['precision']:10} {str(j['double_quant'])[0]:3} {j['batch']:>3} {j['prefill_tokens_per_s']['mean']:>10.0f} {j['ttft_ms']['mean']:>8.1f} {100*j['prefill_fraction_of_gemm']:>10.0f}% {j['decode_tokens_per_s']['mean']:>10.1f} {j['decode_ms_per_step']['mean']:>8.3f} {j['decode_gbs']['mean']:>6.0f} {100*j['decode_fraction_of_copy']:>5.0f}% {j['weights_bytes']/G:>11.2f} {j['allocator_peak_bytes']/G:>8.2f} {j['device_peak_bytes']/G:>8.2f}")
+    print(f"{j['precision']:10} {str(j['double_quant'])[0]:3} {str(j.get('tiled_products', False))[0]:5} {j['batch']:>3} {j['prefill_tokens_per_s']['mean']:>10.0f} {j['ttft_ms']['mean']:>8.1f} {100*j['prefill_fraction_of_gemm']:>10.0f}% {j['decode_tokens_per_s']['mean']:>10.1f} {j['decode_ms_per_step']['mean']:>8.3f} {j['decode_gbs']['mean']:>6.0f} {100*j['decode_fraction_of_copy']:>5.0f}% {j['weights_bytes']/G:>11.2f} {j['allocator_peak_bytes']/G:>8.2f} {j['device_peak_bytes']/G:>8.2f}")
 if rows: print("copy GB/s", round(rows[0]['copy_gbs']), "cuBLAS TFLOP/s", round(rows[0]['gemm_tflops']), rows[0]['device'], rows[0]['date'])
 PY
 }
@@ -140,6 +141,16 @@ PY
 fi
 # The whole suite's timing (SUITE_DATA=DIR, scripts/gpu_suite_timing.sh): bf16, int8, nf4.
 [ -n "${SUITE_DATA:-}" ] && bash scripts/gpu_suite_timing.sh
+if [ -n "${TILED:-}" ]; then  # the tiled products (tc_gemm.cu) against the kernels they replace
+  for b in 32 64; do
+    bench bf16-b$b --precision bf16 --batch $b
+    for p in nf4 int8; do
+      bench $p-b$b --precision $p --batch $b
+      BIOMEDQ_TC_GEMM=1 bench $p-b$b-tiled --precision $p --batch $b
+    done
+  done
+  summarize
+fi
 if [ "${MATRIX:-}" = short ]; then  # the main rows only, and nf4, bf16 without programmatic dependent launch
   for b in 1 32; do
     bench bf16-b$b --precision bf16 --batch $b

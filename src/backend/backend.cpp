@@ -77,6 +77,14 @@ void set_programmatic_launch(bool on) {
 #endif
 }
 
+bool tiled_tc_products() {
+#ifdef BIOMEDQ_HAVE_CUDA
+  return cuda::tc_gemm_enabled();
+#else
+  return false;
+#endif
+}
+
 ListedDevices cuda_free_memory(const std::string& devices) {
 #ifdef BIOMEDQ_HAVE_CUDA
   ListedDevices listed;

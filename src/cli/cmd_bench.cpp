@@ -150,6 +150,7 @@ void run_bench(const BenchArgs& a) {
       {"device", mem.device_name},
       {"devices", devices},
       {"programmatic_launch", a.device == "cuda" && !a.no_pdl},
+      {"tiled_products", a.device == "cuda" && tiled_tc_products()},
       {"date", date},
       {"model", a.synthetic.empty() ? a.model : "synthetic:" + a.synthetic},
       {"precision", a.precision.precision->name},

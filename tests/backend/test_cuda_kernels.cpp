@@ -264,12 +264,10 @@ INSTANTIATE_TEST_SUITE_P(
       return s;
     });
 
-// One launch over three weights with the same input (q, k, v) writes what three separate launches write.
-TEST(CudaMatvecTcGroup, EqualsSeparateLaunches) {
-  REQUIRE_GPU();
-  std::mt19937 rng(std::random_device{}());
-  const int64_t cols = 512;
-  const int n = 5;
+// One launch over three weights with the same input (q, k, v) writes what three separate launches write (n tokens,
+// `cols` wide input). The split of a launch depends on its shape, so the three weights are small enough that a launch
+// of any of them and of all three cut k alike.
+void check_group_equals_separate(int n, int64_t cols, std::mt19937& rng) {
   std::vector<std::unique_ptr<TestWeight>> ws;
   for (int64_t rows : {64, 21, 21}) {
     ws.push_back(make_weight("nf4", rows, cols, rng));
@@ -291,8 +289,14 @@ TEST(CudaMatvecTcGroup, EqualsSeparateLaunches) {
   matvec_tc(targets.data(), 3, dx.get(), n, false, tcb.scratch(), nullptr);
   for (size_t i = 0; i < ws.size(); ++i) {
     const size_t m = size_t(n * ws[i]->w.out);
-    EXPECT_EQ(to_host(sep[i], m), to_host(grp[i], m)) << "weight " << i;
+    EXPECT_EQ(to_host(sep[i], m), to_host(grp[i], m)) << "weight " << i << ", " << n << " tokens";
   }
+}
+
+TEST(CudaMatvecTcGroup, EqualsSeparateLaunches) {
+  REQUIRE_GPU();
+  std::mt19937 rng(std::random_device{}());
+  check_group_equals_separate(5, 512, rng);
 }
 
 // Tiles shared by several warps are summed in warp order, not arrival order: the same launch twice gives the same
@@ -418,29 +422,7 @@ TEST(CudaTcGemm, BatchInvariantDeterministicGrouped) {
     EXPECT_TRUE(std::equal(got.begin(), got.end(), whole.begin())) << "the first " << n << " tokens";
   }
   EXPECT_TRUE(tcb.counters_zero());
-
-  const int n = 40;
-  std::vector<std::unique_ptr<TestWeight>> ws;
-  for (int64_t r : {64, 21, 21}) {
-    ws.push_back(make_weight("nf4", r, cols, rng));
-    ws.back()->w.compute = Compute::F16;
-    ws.back()->w.code = ws[0]->w.code;
-    ws.back()->w.dyn_map = ws[0]->w.dyn_map;
-  }
-  std::vector<DeviceArray<float>> sep, grp;
-  std::vector<MatvecTarget> targets;
-  for (auto& w : ws) {
-    sep.push_back(DeviceArray<float>(size_t(n * w->w.out), "test"));
-    grp.push_back(DeviceArray<float>(size_t(n * w->w.out), "test"));
-    MatvecTarget one{&w->w, sep.back().get(), nullptr};
-    matvec_tc(&one, 1, dx.get(), n, false, tcb.scratch(), nullptr);
-    targets.push_back({&w->w, grp.back().get(), nullptr});
-  }
-  matvec_tc(targets.data(), 3, dx.get(), n, false, tcb.scratch(), nullptr);
-  for (size_t i = 0; i < ws.size(); ++i) {
-    const size_t m = size_t(n * ws[i]->w.out);
-    EXPECT_EQ(to_host(sep[i], m), to_host(grp[i], m)) << "weight " << i;
-  }
+  check_group_equals_separate(40, cols, rng);
 }
 
 // LLM.int8 prefill through cuBLAS' int8 product (exact int32), the rescaling epilogue and the gathered outlier GEMM:
