@@ -124,14 +124,16 @@ void plan_cuda(MemoryEstimate& e, const ModelConfig& c, const PlanRequest& r, bo
   const int logit_rows = lm_head ? r.batch : 0;  // a pipeline stage before the last holds no logit buffers
   cuda::CudaScratchElems s;
   int widest = 0;
+  // The decode attention's rows of a prefill pass: every row where prompts cannot take the tensor-core kernel, else
+  // at most one a sequence (a decode row beside the prompts, with chunked prefill or a server).
+  const int splits = cuda::attention_splits(r.context);
+  const bool tiles = cuda::prefill_attention_supported(c.head_dim);
   for (int n : prefill_pass_rows(c, r.batch, r.prompt, pass_rows_cap(r, cuda::kMaxRowsPerPass))) {
     widest = std::max(widest, n);
-    s.grow_to(
-        cuda::cuda_scratch_elems(c, n, cuda::attention_splits(n, c.n_kv_heads, r.context), logit_rows, quantized));
+    s.grow_to(cuda::cuda_scratch_elems(c, n, tiles ? std::min(n, r.batch) : n, splits, logit_rows, quantized));
   }
   if (r.context > r.prompt)
-    s.grow_to(cuda::cuda_scratch_elems(c, r.batch, cuda::attention_splits(r.batch, c.n_kv_heads, r.context),
-                                       logit_rows, quantized));
+    s.grow_to(cuda::cuda_scratch_elems(c, r.batch, r.batch, splits, logit_rows, quantized));
   const size_t tile = s.wtile * 2;
   add(e, "activations", fmt::format("activation buffers ({} rows per pass at most)", widest), s.bytes() - tile);
   if (tile) add(e, "workspace", "dequantized weight tile (quantized prefill)", tile);

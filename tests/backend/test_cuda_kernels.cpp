@@ -560,64 +560,85 @@ TEST(CudaOps, SixteenBitCopiesAreTheRoundedResults) {
   }
 }
 
+// Rows of sequences of different capacities, so chunked differently (capacity 64: one chunk; 100: two; 700: 11 of
+// 64 positions; 2000: 16 of 128), each with its own cache.
 void attention_case(int hd) {
   std::mt19937 rng(std::random_device{}());
-  const int n_heads = 8, n_kv = 2, kv_dim = n_kv * hd, cap = 700, layers = 2;
-  std::vector<int> positions = {0, 5, 699, 300};
-  std::vector<uint16_t> kc(size_t(layers * cap * kv_dim)), vc(kc.size());
-  for (auto& h : kc) h = f32_to_bf16(std::normal_distribution<float>(0, 1)(rng));
-  for (auto& h : vc) h = f32_to_bf16(std::normal_distribution<float>(0, 1)(rng));
-  auto dk = to_device(kc), dv = to_device(vc);
-  const int n = int(positions.size());
-  std::vector<RowInfo> info;
-  for (int p : positions) info.push_back({p, cap, dk.get(), dv.get()});
+  const int n_heads = 8, n_kv = 2, kv_dim = n_kv * hd, layers = 2;
+  struct Row {
+    int pos, cap;
+  };
+  const std::vector<Row> rows = {{0, 700}, {5, 64}, {699, 700}, {300, 700}, {99, 100}, {1500, 2000}};
+  const int n = int(rows.size());
+  std::vector<std::vector<uint16_t>> kc, vc;
+  std::vector<DeviceArray<uint16_t>> dk, dv;
+  for (const Row& r : rows) {
+    kc.emplace_back(size_t(layers * r.cap * kv_dim)), vc.emplace_back(kc.back().size());
+    for (auto& h : kc.back()) h = f32_to_bf16(std::normal_distribution<float>(0, 1)(rng));
+    for (auto& h : vc.back()) h = f32_to_bf16(std::normal_distribution<float>(0, 1)(rng));
+    dk.push_back(to_device(kc.back())), dv.push_back(to_device(vc.back()));
+  }
   auto q = randn(size_t(n * n_heads * hd), rng);
   auto dq = to_device(q);
-  auto drows = to_device(info);
-  const int many = attention_splits(n, n_kv, cap);
+  const int row_floats = n_heads * hd;
   struct Case {
-    int splits, window, ring;
+    int window, ring;
   };
-  // Windows: none, one shorter than most rows' positions (ragged, not a multiple of a split), one past them all;
+  // Windows: none, one shorter than most rows' positions (ragged, not a multiple of a chunk), one past them all;
   // rings of slots (a sliding layer's cache, kv_layout.h) that the window wraps around for some rows.
-  for (auto [splits, window, ring] : std::vector<Case>{{1, 0, 0}, {3, 0, 0}, {many, 0, 0}, {1, 37, 0}, {3, 37, 0},
-                                                       {many, 37, 0}, {3, 1000, 0}, {1, 37, 100}, {many, 37, 100}}) {
+  for (auto [window, ring] : std::vector<Case>{{0, 0}, {37, 0}, {1000, 0}, {37, 100}, {300, 400}}) {
     // The second layer of the cache: after one full layer, a full one or a sliding one with its ring.
     const KvLayer layer{.full_before = 1, .sliding_before = 0, .ring = ring, .sliding = ring > 0};
-    DeviceArray<float> partial(attention_partial_floats(n, n_heads, hd, splits), "test");
-    auto dout = to_device(randn(q.size(), rng));
-    DeviceArray<uint16_t> out16(q.size(), "test");
-    const Compute c16 = splits == 3 ? Compute::BF16 : Compute::F16;
+    const Compute c16 = ring ? Compute::BF16 : Compute::F16;
     const float scale = window ? 0.21f : 1.0f / std::sqrt(float(hd));  // gemma's query_pre_attn_scalar differs
-    attention(dq.get(), drows.get(), n, layer, n_heads, n_kv, hd, scale, window, splits, cap, partial.get(),
-              dout.get(), nullptr, out16.get(), c16);
-    auto got = to_host(dout, q.size());
-    auto got16 = to_host(out16, q.size());
+    // The rows [first, first + count) in one launch, with `splits` (at least what their capacities need).
+    auto run = [&](int first, int count, int splits, std::vector<uint16_t>* got16) {
+      std::vector<RowInfo> info;
+      for (int r = first; r < first + count; ++r)
+        info.push_back({rows[size_t(r)].pos, rows[size_t(r)].cap, dk[size_t(r)].get(), dv[size_t(r)].get(), 0,
+                        r - first});
+      auto drows = to_device(info);
+      DeviceArray<float> partial(attention_partial_floats(count, n_heads, hd, splits), "test");
+      auto dout = to_device(randn(size_t(count * row_floats), rng));
+      DeviceArray<uint16_t> out16(size_t(count * row_floats), "test");
+      attention(dq.get() + size_t(first * row_floats), drows.get(), count, layer, n_heads, n_kv, hd, scale, window,
+                splits, partial.get(), dout.get(), nullptr, out16.get(), c16);
+      if (got16) *got16 = to_host(out16, size_t(count * row_floats));
+      return to_host(dout, size_t(count * row_floats));
+    };
+    std::vector<uint16_t> got16;
+    const auto got = run(0, n, attention_splits(2000), &got16);
     size_t bad = 0;
     for (size_t i = 0; i < got.size(); ++i) bad += got16[i] != host_16bit(got[i], c16);
     EXPECT_EQ(bad, 0u) << "the 16-bit copy is the rounded output";
     std::vector<float> ref(q.size());
-    const int slots = layer.slots(cap);
-    const size_t base = size_t(layer.offset(cap)) * size_t(kv_dim);
-    std::vector<float> kf(size_t(slots * kv_dim)), vf(kf.size());
-    for (size_t i = 0; i < kf.size(); ++i) kf[i] = bf16_to_f32(kc[base + i]), vf[i] = bf16_to_f32(vc[base + i]);
     for (int r = 0; r < n; ++r) {
-      const int end = positions[size_t(r)] + 1, first = window ? std::max(0, end - window) : 0, np = end - first;
+      const int cap = rows[size_t(r)].cap, slots = layer.slots(cap);
+      const size_t base = size_t(layer.offset(cap)) * size_t(kv_dim);
+      std::vector<float> kf(size_t(slots * kv_dim)), vf(kf.size());
+      for (size_t i = 0; i < kf.size(); ++i)
+        kf[i] = bf16_to_f32(kc[size_t(r)][base + i]), vf[i] = bf16_to_f32(vc[size_t(r)][base + i]);
+      const int end = rows[size_t(r)].pos + 1, first = window ? std::max(0, end - window) : 0, np = end - first;
       std::vector<float> scratch(size_t(n_heads * np));
-      cpu::attention(q.data() + r * n_heads * hd, kf.data(), vf.data(), first, np, slots, n_heads, n_kv, hd, scale,
-                     ref.data() + r * n_heads * hd, scratch.data());
+      cpu::attention(q.data() + r * row_floats, kf.data(), vf.data(), first, np, slots, n_heads, n_kv, hd, scale,
+                     ref.data() + r * row_floats, scratch.data());
     }
-    EXPECT_LT(rel_err(got, ref), 1e-5) << splits << " splits, window " << window << ", ring " << ring << ", head_dim "
-                                       << hd;  // __expf: about 2 ulp per probability
+    EXPECT_LT(rel_err(got, ref), 1e-5) << "window " << window << ", ring " << ring << ", head_dim " << hd;
+    // A row's result has the same bits alone, beside other rows, and under a launch with more splits than needed.
+    for (int r = 0; r < n; ++r) {
+      const std::vector<float> mine(got.begin() + long(r) * row_floats, got.begin() + long(r + 1) * row_floats);
+      EXPECT_EQ(run(r, 1, attention_row_splits(rows[size_t(r)].cap), nullptr), mine) << "row " << r << " alone";
+      EXPECT_EQ(run(r, 1, kAttentionMaxSplits, nullptr), mine) << "row " << r << ", " << kAttentionMaxSplits << " splits";
+    }
   }
 }
 
-
 // Attention over a bf16 cache (split along the positions) against the CPU kernel on the same bf16 values: the
-// lane-split kernel (head_dim 64, 96, 128) and the general one (16).
+// lane-split kernel (head_dim 64, 96, 128, 256) and the general one (16); a row's result does not depend on the
+// rows beside it.
 TEST(CudaOps, AttentionMatchesCpu) {
   REQUIRE_GPU();
-  for (int hd : {64, 96, 128, 16}) attention_case(hd);
+  for (int hd : {64, 96, 128, 256, 16}) attention_case(hd);
 }
 
 // Prompt rows on the tensor-core kernel, a decode row beside them on the decode kernel, against the CPU kernel on the
@@ -669,18 +690,18 @@ void prefill_attention_case(int hd) {
     std::vector<RowInfo> info;
     for (int r = 0; r < n; ++r)
       info.push_back({pos[size_t(r)], cap, dk[size_t(seq[size_t(r)])].get(), dv[size_t(seq[size_t(r)])].get(),
-                      int(prompt_row[size_t(r)])});
+                      int(prompt_row[size_t(r)]), prompt_row[size_t(r)] ? -1 : 0});  // one decode row
     auto drows = to_device(info);
     const float scale = window ? 0.21f : 1.0f / std::sqrt(float(hd));
-    const int splits = attention_splits(n, n_kv, cap);
-    DeviceArray<float> partial(attention_partial_floats(n, n_heads, hd, splits), "test");
+    const int splits = attention_splits(cap);
+    DeviceArray<float> partial(attention_partial_floats(1, n_heads, hd, splits), "test");
     auto run = [&](const std::vector<AttentionTile>& t, std::vector<uint16_t>* got16) {
       auto dt = to_device(t);
       auto dout = to_device(randn(q.size(), rng));
       DeviceArray<uint16_t> out16(q.size(), "test");
       attention_prefill(dq.get(), drows.get(), dt.get(), int(t.size()), layer, n_heads, n_kv, hd, scale, window,
                         dout.get(), nullptr, out16.get(), Compute::BF16);
-      attention(dq.get(), drows.get(), n, layer, n_heads, n_kv, hd, scale, window, splits, cap, partial.get(),
+      attention(dq.get(), drows.get(), n, layer, n_heads, n_kv, hd, scale, window, splits, partial.get(),
                 dout.get(), nullptr, out16.get(), Compute::BF16);
       if (got16) *got16 = to_host(out16, q.size());
       return to_host(dout, q.size());

@@ -56,6 +56,24 @@ TEST(CudaSplit, RandomShapes) {
     check_split(1 + int(rng() % 3000), 1 + int(rng() % 130), 1 + int(rng() % kTcMaxBlocks));
 }
 
+// The decode attention's chunks come from a row's own capacity (layout.h): whole multiples of
+// kAttentionMinSplitLen, at most kAttentionMaxSplits, none empty, covering every position; and the launch's split
+// count for sequences of at most C positions is exactly the most any of them needs.
+TEST(AttentionSplits, ChunksFromTheRowsOwnCapacity) {
+  int most = 0;
+  for (int cap = 1; cap <= 40000; ++cap) {
+    const int len = attention_split_len(cap), splits = attention_row_splits(cap);
+    ASSERT_EQ(len % kAttentionMinSplitLen, 0) << cap;
+    ASSERT_GE(len, kAttentionMinSplitLen) << cap;
+    ASSERT_GE(splits, 1) << cap;
+    ASSERT_LE(splits, kAttentionMaxSplits) << cap;
+    ASSERT_GE(int64_t(splits) * len, cap) << cap;
+    ASSERT_LT(int64_t(splits - 1) * len, cap) << cap;
+    most = std::max(most, splits);
+    ASSERT_EQ(attention_splits(cap), most) << cap;
+  }
+}
+
 // Prompt tiles: runs of one sequence's prompt rows, at most kPrefillTileRows each, never across sequences or a
 // decode row; every prompt row in exactly one tile.
 TEST(AttentionTiles, CoverPromptRowsBySequence) {
@@ -81,8 +99,9 @@ TEST(AttentionTiles, CoverPromptRowsBySequence) {
     for (size_t r = 0; r < seq.size(); ++r) EXPECT_EQ(covered[r], prompt[r] ? 1 : 0) << r;
     // As few tiles as that allows: a new tile only at a sequence's start or after a full one.
     for (size_t i = 1; i < tiles.size(); ++i) {
-      if (seq[size_t(tiles[i].first_row)] == seq[size_t(tiles[i - 1].first_row)])
+      if (seq[size_t(tiles[i].first_row)] == seq[size_t(tiles[i - 1].first_row)]) {
         EXPECT_EQ(tiles[i - 1].rows, kPrefillTileRows);
+      }
     }
   }
 }
@@ -97,10 +116,13 @@ void check_gemm_split(int64_t tiles, int64_t rounds) {
   ASSERT_GE(s.splits, 1);
   ASSERT_GE(int64_t(s.splits) * s.rounds_per_split, rounds) << "every round in a split";
   ASSERT_LT(int64_t(s.splits - 1) * s.rounds_per_split, rounds) << "no empty split";
-  if (s.splits > 1) ASSERT_GE(s.rounds_per_split, kTcGemmMinRoundsPerSplit);
+  if (s.splits > 1) {
+    ASSERT_GE(s.rounds_per_split, kTcGemmMinRoundsPerSplit);
+  }
+  // At least half the target where the rows and rounds allow it (rounding the split length up loses at most half).
   const int64_t blocks = int64_t(s.row_blocks) * s.splits;
-  if (rounds >= 2 * kTcGemmMinRoundsPerSplit * kTcGemmTargetBlocks)  // enough rounds: the target is reached
-    ASSERT_GE(blocks, std::min<int64_t>(kTcGemmTargetBlocks, s.row_blocks * rounds) / 2);
+  const int64_t most = std::max<int64_t>(1, rounds / kTcGemmMinRoundsPerSplit);
+  ASSERT_GE(2 * blocks, std::min<int64_t>(kTcGemmTargetBlocks, s.row_blocks * most));
   const size_t floats = tc_gemm_partial_floats(tiles, rounds);
   if (s.splits == 1) {
     ASSERT_EQ(floats, 0u);
@@ -132,11 +154,11 @@ TEST(CudaGemmSplit, ScratchCoversEveryLaunch) {
                                   tc_gemm_partial_floats(tiles(H), I / kTcRoundElems),
                                   tc_gemm_partial_floats(tiles(c.vocab), H / kTcRoundElems)});
     for (int rows : {kTcStreamMaxRows + 1, 32, 64, kTcGemmMaxRows}) {
-      const CudaScratchElems e = cuda_scratch_elems(c, rows, 4, rows, true);
+      const CudaScratchElems e = cuda_scratch_elems(c, rows, rows, 4, rows, true);
       EXPECT_GE(e.tc_partial, most) << rows << " rows";
       EXPECT_GE(e.tc_counters, size_t(tc_gemm_split(tiles(2 * I), H / kTcRoundElems).row_blocks));
     }
-    EXPECT_GE(cuda_scratch_elems(c, 8, 4, 8, true).tc_partial, kTcPartialFloats);
+    EXPECT_GE(cuda_scratch_elems(c, 8, 8, 4, 8, true).tc_partial, kTcPartialFloats);
   }
 }
 

@@ -143,7 +143,8 @@ TEST(Plan, CudaFiguresFollowPrecisionAndSplit) {
   EXPECT_FALSE(total("bf16", 1, 32).cards[0].fits);  // not with the KV cache of 32
   EXPECT_TRUE(nf4.cards[0].fits);
   // Chunked prefill: activation buffers of 256-row passes instead of 1,024 (32 prompts of 512 tokens), the rest
-  // unchanged; a negative step is an error.
+  // unchanged; a negative step is an error. (Not a quarter: the tensor-core products' k-split partials, 22 MB for
+  // any pass of 17-256 rows, do not shrink with the step.)
   auto activations = [](const plan::MemoryEstimate& e) {
     size_t n = 0;
     for (auto& it : e.items) n += it.category == "activations" ? it.bytes : 0;
@@ -155,7 +156,7 @@ TEST(Plan, CudaFiguresFollowPrecisionAndSplit) {
   const auto whole = plan::plan_memory(chunked);
   chunked.max_step_tokens = 256;
   const auto steps = plan::plan_memory(chunked);
-  EXPECT_LT(activations(steps), activations(whole) / 3);
+  EXPECT_LT(activations(steps), activations(whole) / 2.5);
   EXPECT_EQ(whole.allocator_bytes - activations(whole), steps.allocator_bytes - activations(steps));
   chunked.max_step_tokens = -1;
   EXPECT_THROW(plan::plan_memory(chunked), Error);

@@ -1,6 +1,7 @@
 // Causal GQA attention over the bf16 KV cache. Each block takes one row, one KV head (all the query heads that
 // share it, so K and V are read once for the group) and one chunk of positions, with an online softmax in fp32;
-// a second kernel combines the chunks. Long contexts and small batches split into more chunks to fill the GPU.
+// a second kernel combines the chunks. A row's chunks come from its sequence's capacity alone (layout.h), so its
+// result does not depend on the batch.
 //
 // Two block kernels: for head_dim 64, 96, 128 and 256 (every model of the study) the lanes of a warp split the
 // head's dimensions and the warps take positions in turn, so that each cache row is one coalesced read and the
@@ -25,7 +26,7 @@ constexpr int kValueStageBytes = 16 << 10;  // values of 64 positions of a 128-w
 __global__ void __launch_bounds__(kThreads) attention_kernel(const float* __restrict__ q, const RowInfo* rows,
                                                              KvLayer layer,
                                                              int n_heads, int n_kv, int hd, float scale, int window,
-                                                             int splits, int split_len, float* __restrict__ partial) {
+                                                             int splits, float* __restrict__ partial) {
   __shared__ float qs[kMaxGroup * kMaxHd];
   __shared__ float probs[kMaxGroup][kThreads];
   __shared__ float red[kMaxGroup][kThreads / 32];
@@ -35,7 +36,8 @@ __global__ void __launch_bounds__(kThreads) attention_kernel(const float* __rest
   const int r = blockIdx.x, g = blockIdx.y, s = blockIdx.z, tid = threadIdx.x, lane = tid % 32, warp = tid / 32;
   const int group = n_heads / n_kv, kv_dim = n_kv * hd;
   const RowInfo ri = rows[r];
-  if (ri.in_tile) return;  // attention_prefill's
+  if (ri.in_tile || s >= attention_row_splits(ri.capacity)) return;  // attention_prefill's; past the row's chunks
+  const int split_len = attention_split_len(ri.capacity);
   const int p_begin = max(s * split_len, window > 0 ? ri.pos + 1 - window : 0),
             p_end = min(ri.pos + 1, s * split_len + split_len);
   for (int i = tid; i < group * hd; i += kThreads) qs[i] = q[(int64_t(r) * n_heads + g * group) * hd + i] * scale;
@@ -140,7 +142,7 @@ __global__ void __launch_bounds__(kThreads) attention_kernel(const float* __rest
 #pragma unroll
   for (int h = 0; h < kMaxGroup; ++h) {
     if (h >= group) break;
-    float* out = partial + ((int64_t(r) * n_heads + g * group + h) * splits + s) * (hd + 2);
+    float* out = partial + ((int64_t(ri.partial_row) * n_heads + g * group + h) * splits + s) * (hd + 2);
 #pragma unroll
     for (int d = 0; d < kMaxHd / kThreads; ++d)
       if (tid + d * kThreads < hd) out[tid + d * kThreads] = acc[h][d];
@@ -176,7 +178,7 @@ __device__ __forceinline__ void load_row(const uint16_t* p, float (&out)[D]) {
 template <int D>
 __global__ void __launch_bounds__(kThreads) attention_lanes_kernel(const float* __restrict__ q, const RowInfo* rows,
                                                                    KvLayer layer, int n_heads, int n_kv, float scale,
-                                                                   int window, int splits, int split_len,
+                                                                   int window, int splits,
                                                                    float* __restrict__ partial) {
   constexpr int hd = 32 * D, kWarpsPerBlock = kThreads / 32;
   __shared__ float merge[kWarpsPerBlock][kMaxGroup][hd + 2];
@@ -185,7 +187,8 @@ __global__ void __launch_bounds__(kThreads) attention_lanes_kernel(const float* 
   const int r = blockIdx.x, g = blockIdx.y, s = blockIdx.z, lane = threadIdx.x % 32, warp = threadIdx.x / 32;
   const int group = n_heads / n_kv, kv_dim = n_kv * hd;
   const RowInfo ri = rows[r];
-  if (ri.in_tile) return;
+  if (ri.in_tile || s >= attention_row_splits(ri.capacity)) return;
+  const int split_len = attention_split_len(ri.capacity);
   const int p_begin = max(s * split_len, window > 0 ? ri.pos + 1 - window : 0),
             p_end = min(ri.pos + 1, s * split_len + split_len);
   float qv[kMaxGroup][D], acc[kMaxGroup][D], m[kMaxGroup], l[kMaxGroup];
@@ -269,7 +272,7 @@ __global__ void __launch_bounds__(kThreads) attention_lanes_kernel(const float* 
         a += merge[w][h][d] * e;
         ll += merge[w][h][hd + 1] * e;
       }
-    float* out = partial + ((int64_t(r) * n_heads + g * group + h) * splits + s) * (hd + 2);
+    float* out = partial + ((int64_t(ri.partial_row) * n_heads + g * group + h) * splits + s) * (hd + 2);
     out[d] = a;
     if (d == 0) out[hd] = mm, out[hd + 1] = ll;
   }
@@ -280,18 +283,22 @@ __global__ void combine_kernel(const RowInfo* rows, const float* partial, int n_
   grid_allow_successor();
   grid_wait();
   const int r = blockIdx.x, h = blockIdx.y;
-  if (rows[r].in_tile) return;
-  const float* p = partial + (int64_t(r) * n_heads + h) * splits * (hd + 2);
+  const RowInfo ri = rows[r];
+  if (ri.in_tile) return;
+  // The row's own chunks, in order: the same sums whatever the launch's `splits` (a chunk wholly outside the row's
+  // range holds m = -inf and is skipped).
+  const int row_splits = attention_row_splits(ri.capacity);
+  const float* p = partial + (int64_t(ri.partial_row) * n_heads + h) * splits * (hd + 2);
   float m = -INFINITY;
-  for (int s = 0; s < splits; ++s) m = fmaxf(m, p[s * (hd + 2) + hd]);
+  for (int s = 0; s < row_splits; ++s) m = fmaxf(m, p[s * (hd + 2) + hd]);
   float l = 0;
-  for (int s = 0; s < splits; ++s) {
+  for (int s = 0; s < row_splits; ++s) {
     float ms = p[s * (hd + 2) + hd];
     if (ms != -INFINITY) l += p[s * (hd + 2) + hd + 1] * __expf(ms - m);
   }
   for (int d = threadIdx.x; d < hd; d += blockDim.x) {
     float a = 0;
-    for (int s = 0; s < splits; ++s) {
+    for (int s = 0; s < row_splits; ++s) {
       float ms = p[s * (hd + 2) + hd];
       if (ms != -INFINITY) a += p[s * (hd + 2) + d] * __expf(ms - m);
     }
@@ -304,24 +311,23 @@ __global__ void combine_kernel(const RowInfo* rows, const float* partial, int n_
 }  // namespace
 
 void attention(const float* q, const RowInfo* rows, int n, KvLayer layer, int n_heads, int n_kv_heads, int hd, float scale,
-               int window, int splits, int max_positions, float* partial, float* out, cudaStream_t st,
-               uint16_t* out16, Compute c16) {
+               int window, int splits, float* partial, float* out, cudaStream_t st, uint16_t* out16,
+               Compute c16) {
   if (n_heads / n_kv_heads > kMaxGroup || hd > kMaxHd || hd % 8 != 0)
     fail("CUDA attention supports head_dim a multiple of 8 up to {} and up to {} query heads per KV head (got {}, {})",
          kMaxHd, kMaxGroup, hd, n_heads / n_kv_heads);
-  const int split_len = (max_positions + splits - 1) / splits;
   const dim3 grid{unsigned(n), unsigned(n_kv_heads), unsigned(splits)}, block{unsigned(kThreads)};
-  using Lanes = void (*)(const float*, const RowInfo*, KvLayer, int, int, float, int, int, int, float*);
+  using Lanes = void (*)(const float*, const RowInfo*, KvLayer, int, int, float, int, int, float*);
   const Lanes lanes = hd == 64    ? attention_lanes_kernel<2>
                       : hd == 96  ? attention_lanes_kernel<3>
                       : hd == 128 ? attention_lanes_kernel<4>
                       : hd == 256 ? attention_lanes_kernel<8>
                                   : nullptr;
   if (lanes)
-    pdl_launch(lanes, grid, block, st, q, rows, layer, n_heads, n_kv_heads, scale, window, splits, split_len, partial);
+    pdl_launch(lanes, grid, block, st, q, rows, layer, n_heads, n_kv_heads, scale, window, splits, partial);
   else
     pdl_launch(attention_kernel, grid, block, st, q, rows, layer, n_heads, n_kv_heads, hd, scale, window, splits,
-               split_len, partial);
+               partial);
   pdl_launch(combine_kernel, dim3(unsigned(n), unsigned(n_heads)), dim3(unsigned(std::min(hd, 256))), st, rows,
              partial, n_heads, hd, splits, out, out16, c16);
 }

@@ -223,8 +223,6 @@ void launch(dim3 grid, cudaStream_t st, const float* q, const RowInfo* rows, con
 
 }  // namespace
 
-bool prefill_attention_supported(int hd) { return hd == 16 || hd == 32 || hd == 64 || hd == 128; }
-
 void attention_prefill(const float* q, const RowInfo* rows, const AttentionTile* tiles, int n_tiles, KvLayer layer,
                        int n_heads, int n_kv_heads, int hd, float scale, int window, float* out, cudaStream_t st,
                        uint16_t* out16, Compute c16) {

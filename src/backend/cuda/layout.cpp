@@ -4,14 +4,13 @@
 
 namespace bq::cuda {
 
-int attention_splits(int n, int n_kv_heads, int max_positions) {
-  int want = (kAttentionTargetBlocks + n * n_kv_heads - 1) / (n * n_kv_heads);
-  int most = (max_positions + kAttentionMinSplitLen - 1) / kAttentionMinSplitLen;
-  return std::max(1, std::min(want, most));
+int attention_splits(int max_capacity) {
+  // attention_row_splits(c) is at most ceil(c / kAttentionMinSplitLen), and that many up to 1,024 positions.
+  return std::clamp((max_capacity + kAttentionMinSplitLen - 1) / kAttentionMinSplitLen, 1, kAttentionMaxSplits);
 }
 
-size_t attention_partial_floats(int n, int n_heads, int hd, int splits) {
-  return size_t(n) * size_t(n_heads) * size_t(splits) * size_t(hd + 2);
+size_t attention_partial_floats(int rows, int n_heads, int hd, int splits) {
+  return size_t(rows) * size_t(n_heads) * size_t(splits) * size_t(hd + 2);
 }
 
 std::vector<AttentionTile> attention_tiles(const std::vector<int>& seq, const std::vector<bool>& prompt_row) {
@@ -50,7 +49,8 @@ size_t tc_gemm_partial_floats_most(const ModelConfig& c) {
                    tc_gemm_partial_floats(tiles(V), rounds_h)});
 }
 
-CudaScratchElems cuda_scratch_elems(const ModelConfig& c, int rows, int splits, int logit_rows, bool quantized) {
+CudaScratchElems cuda_scratch_elems(const ModelConfig& c, int rows, int attention_rows, int splits, int logit_rows,
+                                    bool quantized) {
   const size_t n = size_t(rows), H = size_t(c.hidden), Q = size_t(c.q_dim()), KV = size_t(c.kv_dim()),
                I = size_t(c.intermediate);
   const size_t widest = std::max({H, Q, I}), NL = size_t(logit_rows);
@@ -70,7 +70,7 @@ CudaScratchElems cuda_scratch_elems(const ModelConfig& c, int rows, int splits, 
   s.tokens = n;
   s.rows = n;
   s.tiles = n;  // at most one per row
-  s.partial = attention_partial_floats(rows, c.n_heads, c.head_dim, splits);
+  s.partial = attention_partial_floats(attention_rows, c.n_heads, c.head_dim, splits);
   if (logit_rows > 0) {  // a pipeline stage before the last holds no logit buffers
     s.last = NL * H;
     s.logits = NL * size_t(c.vocab);

@@ -7,6 +7,7 @@
 
 #include "backend/cuda/split.h"
 #include "backend/kv_layout.h"
+#include "core/host_device.h"
 #include "model/config.h"
 
 namespace bq::cuda {
@@ -22,10 +23,10 @@ static_assert(kSlidingPassRows >= kMaxRowsPerPass, "sliding layers would cut pas
 constexpr size_t kDequantTileElems = size_t(32) << 20;  // bf16 scratch for dequantized weight tiles: 64 MiB
 constexpr size_t kCublasWorkspaceBytes = size_t(32) << 20;
 constexpr int kAttentionMinSplitLen = 64;  // fewest cache positions one attention block handles
-constexpr int kAttentionTargetBlocks = 2 * 132;  // about two blocks per multiprocessor of an H100/H200
+constexpr int kAttentionMaxSplits = 16;    // most chunks one decode row's positions are cut into
 constexpr size_t kCodeTableFloats = 16;    // NF4 / FP4 code values
 constexpr size_t kDynamicMapFloats = 256;  // bitsandbytes' signed dynamic map (double quant)
-constexpr size_t kRowInfoBytes = 32;       // sizeof(RowInfo): two ints, two pointers, a flag, padding
+constexpr size_t kRowInfoBytes = 32;       // sizeof(RowInfo): two ints, two pointers, two ints
 // Tensor-core decode products (matvec_tc.cu, split.h): 16-row tiles, at most this many blocks of 8 warps,
 // each warp leaving at most two partial tiles of 32 lanes x 4 accumulators x (up to) 4 token tiles.
 constexpr int kTcTileRows = 16;
@@ -39,15 +40,30 @@ constexpr size_t kTcPartialFloats = size_t(kTcMaxBlocks) * kTcWarpsPerBlock * 2 
 // together; down; a quantized lm_head), split.h.
 size_t tc_gemm_partial_floats_most(const ModelConfig& c);
 
-// The causal attention splits a row's cache positions into chunks processed in parallel; partials hold each
-// chunk's output and softmax statistics.
-int attention_splits(int n, int n_kv_heads, int max_positions);
-size_t attention_partial_floats(int n, int n_heads, int hd, int splits);
+// The decode attention cuts a row's cache positions into chunks processed in parallel and combined after (partials
+// hold each chunk's output and softmax statistics). The chunks come from the capacity of the row's own sequence,
+// never from the batch: so a row's sums, and its result, are the same whatever rows share its pass. Chunks of
+// attention_split_len(capacity) positions (a multiple of kAttentionMinSplitLen), at most kAttentionMaxSplits.
+BQ_HOST_DEVICE inline int attention_split_len(int capacity) {
+  const int per = (capacity + kAttentionMaxSplits - 1) / kAttentionMaxSplits;
+  const int len = (per + kAttentionMinSplitLen - 1) / kAttentionMinSplitLen * kAttentionMinSplitLen;
+  return len > kAttentionMinSplitLen ? len : kAttentionMinSplitLen;
+}
+BQ_HOST_DEVICE inline int attention_row_splits(int capacity) {
+  const int len = attention_split_len(capacity);
+  return (capacity + len - 1) / len;
+}
+// The most chunks of a row whose sequence holds at most max_capacity positions: the launch's third grid dimension
+// and the partials' stride.
+int attention_splits(int max_capacity);
+// Partials of `rows` decode rows (attention_rows below).
+size_t attention_partial_floats(int rows, int n_heads, int hd, int splits);
 
 // Prompt rows take the tensor-core attention kernel (attention_prefill.cu) in tiles: each tile is up to
 // kPrefillTileRows consecutive rows of one sequence, which has consecutive positions. A row's result does not depend
 // on its tile (key tiles are aligned to absolute positions), so it does not depend on the batch either.
 constexpr int kPrefillTileRows = 64;
+inline bool prefill_attention_supported(int hd) { return hd == 16 || hd == 32 || hd == 64 || hd == 128; }
 struct AttentionTile {
   int first_row = 0, rows = 0;
 };
@@ -55,9 +71,9 @@ struct AttentionTile {
 // than one row in the batch, so that decode steps, one row per sequence, keep the decode kernel).
 std::vector<AttentionTile> attention_tiles(const std::vector<int>& seq, const std::vector<bool>& prompt_row);
 
-// Elements of each activation buffer of a pass of `rows` rows with `splits` attention splits and `logit_rows`
-// logit rows (0: a pipeline stage without lm_head); `quantized`: some decoder linear is not bf16 (prefill
-// dequantizes weight tiles).
+// Elements of each activation buffer of a pass of `rows` rows, of which `attention_rows` take the decode attention
+// kernel (the others a prompt tile), with `splits` attention splits and `logit_rows` logit rows (0: a pipeline stage
+// without lm_head); `quantized`: some decoder linear is not bf16 (prefill dequantizes weight tiles).
 struct CudaScratchElems {
   size_t x = 0, xn = 0, q = 0, att = 0, k = 0, v = 0, gate = 0, up = 0, partial = 0, last = 0, logits = 0, sca = 0,
          tc_partial = 0;                                               // fp32
@@ -69,7 +85,8 @@ struct CudaScratchElems {
   void grow_to(const CudaScratchElems& o);  // element-wise max: buffers are only ever grown
   size_t bytes() const;
 };
-CudaScratchElems cuda_scratch_elems(const ModelConfig& c, int rows, int splits, int logit_rows, bool quantized);
+CudaScratchElems cuda_scratch_elems(const ModelConfig& c, int rows, int attention_rows, int splits, int logit_rows,
+                                    bool quantized);
 
 // fp32 values of the small tables uploaded once: RoPE inverse frequencies (two tables with local_rope), two 4-bit
 // codes, the dynamic map.

@@ -134,13 +134,15 @@ void gated_act(Activation act, float* gate, const float* up, int64_t n, cudaStre
 // Where each row of a step reads and writes its sequence's cache: position p of a layer's K is
 // k + (layer.offset(capacity) + layer.slot(p, capacity)) * kv_dim (KvLayer, kv_layout.h).
 // in_tile: the row's attention is computed by attention_prefill (an AttentionTile, layout.h), which the decode
-// kernel of attention() skips.
+// kernel of attention() skips. partial_row: the row's index among the rows that take the decode kernel (where its
+// partials are).
 struct RowInfo {
   int pos;
   int capacity;
   uint16_t* k;
   uint16_t* v;
   int in_tile;
+  int partial_row;
 };
 
 // Rotates q [n, n_heads*hd] in place and k [n, kv_dim] (HF rotate_half, angle = pos * inv_freq in fp32), then
@@ -149,15 +151,17 @@ void rope_store(float* q, const float* k, const float* v, const RowInfo* rows, i
                 int n_kv_heads, int hd, const float* inv_freq, cudaStream_t st);
 
 // Causal attention of each row over positions 0..pos of its cache (window > 0: the last `window` of them), GQA,
-// scores q·k × scale. out: [n, n_heads*hd]. The positions are split into chunks processed in parallel then
-// combined; partial needs attention_partial_floats() floats (layout.h). Rows with in_tile set are left alone.
+// scores q·k × scale. out: [n, n_heads*hd]. The positions are cut into chunks of attention_split_len(capacity),
+// processed in parallel then combined in order (layout.h); `splits` is at least every row's attention_row_splits,
+// and partial holds attention_partial_floats() floats for the rows' partial_row indices. Rows with in_tile set are
+// left alone.
 void attention(const float* q, const RowInfo* rows, int n, KvLayer layer, int n_heads, int n_kv_heads, int hd, float scale,
-               int window, int splits, int max_positions, float* partial, float* out, cudaStream_t st,
-               uint16_t* out16 = nullptr, Compute c16 = Compute::F16);
+               int window, int splits, float* partial, float* out, cudaStream_t st, uint16_t* out16 = nullptr,
+               Compute c16 = Compute::F16);
 
 // The same attention for the rows of `tiles` on the tensor cores: q and p rounded to bf16 (as FlashAttention
-// does), fp32 scores, softmax and sums; head_dim 16, 32, 64 or 128 (prefill_attention_supported). out16 as attention().
-bool prefill_attention_supported(int hd);
+// does), fp32 scores, softmax and sums; head_dim 16, 32, 64 or 128 (prefill_attention_supported, layout.h). out16
+// as attention().
 void attention_prefill(const float* q, const RowInfo* rows, const AttentionTile* tiles, int n_tiles, KvLayer layer,
                        int n_heads, int n_kv_heads, int hd, float scale, int window, float* out, cudaStream_t st,
                        uint16_t* out16 = nullptr, Compute c16 = Compute::F16);

@@ -80,10 +80,15 @@ const float* Pipeline::run(const ForwardBatch& b) {
     const std::vector<AttentionTile> tiles = attention_tiles(pass_seq, prompt_row);
     const AttentionWork work{int(tiles.size()),
                              std::find(prompt_row.begin(), prompt_row.end(), false) != prompt_row.end()};
-    // Splits from the sequences' capacities (not current lengths), so that decode steps share one graph.
-    int max_cap = 1;
-    for (int i = 0; i < n; ++i) max_cap = std::max(max_cap, seqs[size_t(b.seq[size_t(r0 + i)])]->capacity);
-    const int splits = attention_splits(n, c.n_kv_heads, max_cap);
+    // Splits from the sequences' capacities (not current lengths), so that decode steps share one graph; partials
+    // only for the rows of the decode kernel.
+    int max_cap = 1, attention_rows = 0;
+    std::vector<int> partial_row(static_cast<size_t>(n), -1);
+    for (int i = 0; i < n; ++i) {
+      max_cap = std::max(max_cap, seqs[size_t(b.seq[size_t(r0 + i)])]->capacity);
+      if (!prompt_row[size_t(i)]) partial_row[size_t(i)] = attention_rows++;
+    }
+    const int splits = attention_splits(max_cap);
     // Logit rows are listed in any order: keep theirs by computing each at its own index.
     std::vector<int> lrows;
     int first_logit = 0;
@@ -97,12 +102,12 @@ const float* Pipeline::run(const ForwardBatch& b) {
     for (size_t si = 0; si < S; ++si) {
       Stage& stage = *stages[si];
       DeviceGuard on(stage.device);
-      stage.ensure_scratch(n, splits, si + 1 == S ? NL : 0, settle);
+      stage.ensure_scratch(n, attention_rows, splits, si + 1 == S ? NL : 0, settle);
       std::vector<RowInfo> info(static_cast<size_t>(n));  // this stage's caches
       for (int i = 0; i < n; ++i) {
         Sequence& s = *seqs[size_t(b.seq[size_t(r0 + i)])];
         info[size_t(i)] = RowInfo{pos[size_t(r0 + i)], s.capacity, s.k[si].get(), s.v[si].get(),
-                                  int(prompt_row[size_t(i)])};
+                                  int(prompt_row[size_t(i)]), partial_row[size_t(i)]};
       }
       BQ_CUDA(cudaMemcpyAsync(stage.rows.get(), info.data(), info.size() * sizeof(RowInfo), cudaMemcpyHostToDevice,
                               stage.st));
@@ -132,12 +137,12 @@ const float* Pipeline::run(const ForwardBatch& b) {
         BQ_CUDA(cudaEventRecord(stage.taken, stage.st));
       }
       if (si + 1 < S) {
-        stage.run_pass(n, splits, max_cap, work, {}, 0, graph);
+        stage.run_pass(n, splits, work, {}, 0, graph);
         BQ_CUDA(cudaEventRecord(stage.ready, stage.st));
       } else if (in_order) {
-        stage.run_pass(n, splits, max_cap, work, lrows, first_logit, graph);
+        stage.run_pass(n, splits, work, lrows, first_logit, graph);
       } else {
-        stage.run_pass(n, splits, max_cap, work, {}, 0, false);
+        stage.run_pass(n, splits, work, {}, 0, false);
         for (int i = 0; i < NL; ++i) {
           int r = b.logit_rows[size_t(i)];
           if (r >= r0 && r < r0 + n)

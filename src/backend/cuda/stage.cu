@@ -50,10 +50,11 @@ Stage::~Stage() {
   if (st) cudaStreamDestroy(st);
 }
 
-void Stage::ensure_scratch(int n, int splits, int n_logits, const std::function<void()>& before_growing) {
+void Stage::ensure_scratch(int n, int attention_rows, int splits, int n_logits,
+                           const std::function<void()>& before_growing) {
   bool quantized = false;
   for (auto& L : layers) quantized |= L.quantized();
-  const CudaScratchElems e = cuda_scratch_elems(cfg, n, splits, n_logits, quantized);
+  const CudaScratchElems e = cuda_scratch_elems(cfg, n, attention_rows, splits, n_logits, quantized);
   bool grew = false;
   ensure(x, e.x, "activations", grew, before_growing);
   ensure(xn, e.xn, "activations", grew, before_growing);
@@ -90,19 +91,20 @@ void Stage::drop_graphs() {
   graphs.clear();
 }
 
-void Stage::run_pass(int n, int splits, int max_cap, AttentionWork work, const std::vector<int>& logit_rows,
-                     int first_logit, bool graph) {
+void Stage::run_pass(int n, int splits, AttentionWork work, const std::vector<int>& logit_rows, int first_logit,
+                     bool graph) {
   if (!graph) {
-    layers_pass(n, splits, max_cap, work, logit_rows, first_logit);
+    layers_pass(n, splits, work, logit_rows, first_logit);
     return;
   }
-  std::vector<int> key = {n, splits, max_cap, first_logit, work.tiles, work.decode_rows};
+  // The products' kernels depend on the tiled-product switch too (the tests turn it on and off).
+  std::vector<int> key = {n, splits, first_logit, work.tiles, work.decode_rows, tc_gemm_enabled()};
   auto it = graphs.find(key);
   if (it == graphs.end()) {
     cudaGraph_t g;
     BQ_CUDA(cudaStreamBeginCapture(st, cudaStreamCaptureModeThreadLocal));
     try {
-      layers_pass(n, splits, max_cap, work, logit_rows, first_logit);
+      layers_pass(n, splits, work, logit_rows, first_logit);
     } catch (...) {
       cudaStreamEndCapture(st, &g);
       throw;

@@ -51,7 +51,7 @@ struct Stage {
   DeviceArray<RowInfo> rows;
   DeviceArray<AttentionTile> tiles;
 
-  std::map<std::vector<int>, cudaGraphExec_t> graphs;  // key: rows, splits, capacity, first logit, attention work
+  std::map<std::vector<int>, cudaGraphExec_t> graphs;  // key: rows, splits, first logit, attention work, tiled products
 
   Stage(const ModelConfig& c, const PipelineStage& s) : cfg(c), device(s.device), first(s.first_layer), end(s.end_layer) {}
   Stage(const Stage&) = delete;
@@ -61,19 +61,19 @@ struct Stage {
   // Stream, handles and tables (outside the constructor, so that the destructor releases a part made).
   void init();
 
-  // Sizes the scratch for a pass of n rows; `before_growing` runs once before the first buffer is reallocated
-  // (growing frees buffers that queued work may still read).
-  void ensure_scratch(int n, int splits, int n_logits, const std::function<void()>& before_growing);
+  // Sizes the scratch for a pass of n rows, attention_rows of them on the decode attention kernel; `before_growing`
+  // runs once before the first buffer is reallocated (growing frees buffers that queued work may still read).
+  void ensure_scratch(int n, int attention_rows, int splits, int n_logits,
+                      const std::function<void()>& before_growing);
   void drop_graphs();
 
   // layers_pass, or with `graph` a CUDA graph of it, captured once per shape and replayed.
-  void run_pass(int n, int splits, int max_cap, AttentionWork work, const std::vector<int>& logit_rows,
-                int first_logit, bool graph);
+  void run_pass(int n, int splits, AttentionWork work, const std::vector<int>& logit_rows, int first_logit,
+                bool graph);
 
   // This stage's layers for rows [0, n) of a pass whose inputs (x, rows, tiles; tokens on a synthetic model's first
   // stage) are on the device, then (the last stage) final norm of the listed rows into last[first_logit ...].
-  void layers_pass(int n, int splits, int max_positions, AttentionWork work, const std::vector<int>& logit_rows,
-                   int first_logit);
+  void layers_pass(int n, int splits, AttentionWork work, const std::vector<int>& logit_rows, int first_logit);
   // y (=|+=) x · Wᵀ + bias for n rows. have16: xb already holds x in the dtype product_input gave for this product.
   void linear(const DevLinear& L, const float* xin, int n, float* y, bool accumulate, bool have16 = false);
   // Linears with the same input (q, k, v; gate, up): one tensor-core launch when they can share it.

@@ -101,8 +101,7 @@ void Stage::add_block_output(const DevLinear& L, const float* xin, int n, const 
   rmsnorm_add(xn.get(), post_norm, x.get(), n, cfg.hidden, cfg.rms_eps, st);
 }
 
-void Stage::layers_pass(int n, int splits, int max_positions, AttentionWork work, const std::vector<int>& logit_rows,
-                        int first_logit) {
+void Stage::layers_pass(int n, int splits, AttentionWork work, const std::vector<int>& logit_rows, int first_logit) {
   const ModelConfig& c = cfg;
   const int H = c.hidden, I = c.intermediate;
   if (embed_seed) synthetic_embed(tokens.get(), n, H, *embed_seed, 1.0f, x.get(), st);
@@ -126,7 +125,7 @@ void Stage::layers_pass(int n, int splits, int max_positions, AttentionWork work
                       c.attn_scale(), window, att.get(), st, out16_if(co, xb.get()), co);
     if (work.decode_rows)
       attention(q.get(), rows.get(), n, kv, c.n_heads, c.n_kv_heads, c.head_dim, c.attn_scale(), window, splits,
-                max_positions, partial.get(), att.get(), st, out16_if(co, xb.get()), co);
+                partial.get(), att.get(), st, out16_if(co, xb.get()), co);
     add_block_output(L.o, att.get(), n, L.post_attn_norm.get(), co != Compute::F32);
     rmsnorm(x.get(), L.mlp_norm.get(), xn.get(), n, H, c.rms_eps, st, out16_if(cg, xb.get()), cg);
     linears({{&L.gate, gate.get()}, {&L.up, up.get()}}, xn.get(), n, cg != Compute::F32);
