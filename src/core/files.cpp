@@ -76,6 +76,25 @@ std::string read_file(const fs::path& path, size_t max_bytes) {
   return s;
 }
 
+void read_file_chunks(const fs::path& path, const std::function<void(std::string_view)>& consume) {
+  struct stat st {};
+  const int fd = open_regular(path, st);
+  std::string buf(size_t(4) << 20, '\0');
+  try {
+    while (true) {
+      const ssize_t r = ::read(fd, buf.data(), buf.size());
+      if (r < 0 && errno == EINTR) continue;
+      if (r < 0) fail("{}: read error: {}", path.string(), std::strerror(errno));
+      if (r == 0) break;
+      consume(std::string_view(buf.data(), size_t(r)));
+    }
+  } catch (...) {
+    ::close(fd);
+    throw;
+  }
+  ::close(fd);
+}
+
 AtomicFileWriter::AtomicFileWriter(const fs::path& path) : path_(path) {
   fs::path dir = path.has_parent_path() ? path.parent_path() : fs::path(".");
   std::string name = path.filename().string();

@@ -3,6 +3,7 @@
 #include <cstddef>
 #include <cstdint>
 #include <filesystem>
+#include <functional>
 #include <string>
 #include <string_view>
 
@@ -15,6 +16,10 @@ namespace fs = std::filesystem;
 // The whole of a regular file (a FIFO, device or folder is refused without blocking) of at most max_bytes
 // (limits.h has the cap for each kind of file); throws Error naming the file.
 std::string read_file(const fs::path& path, size_t max_bytes = limits::kAnyFileBytes);
+
+// A regular file of any size in pieces of at most 4 MiB, in order (bounded memory: hashing checkpoint shards);
+// throws Error naming the file.
+void read_file_chunks(const fs::path& path, const std::function<void(std::string_view)>& consume);
 
 // For commands that write a folder (synth, quantize): refuses a folder that already holds files, whose files
 // would be overwritten, unless `force`; refuses a path that exists and is no folder.

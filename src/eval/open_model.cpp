@@ -1,6 +1,9 @@
 #include "eval/open_model.h"
 
 #include <algorithm>
+#include <atomic>
+#include <exception>
+#include <thread>
 
 #include "core/error.h"
 #include "eval/task.h"
@@ -20,8 +23,29 @@ std::string checkpoint_sha256(const fs::path& dir) {
     if (e.is_regular_file() && (f.ends_with(".safetensors") || f.ends_with(".json"))) names.push_back(f);
   }
   std::sort(names.begin(), names.end());
+  // The files on several threads at once: an 8B checkpoint's 16 GB of shards take about 9 s on one core (SHA-256
+  // at 1.8 GB/s) and a quarter of that on four.
+  std::vector<std::string> hashes(names.size());
+  std::vector<std::exception_ptr> errors(names.size());
+  std::atomic<size_t> next{0};
+  auto work = [&] {
+    for (size_t i; (i = next++) < names.size();) {
+      try {
+        hashes[i] = sha256_file(dir / names[i]);
+      } catch (...) {
+        errors[i] = std::current_exception();
+      }
+    }
+  };
+  const size_t threads = std::min<size_t>(names.size(), std::max(1u, std::thread::hardware_concurrency()));
+  std::vector<std::thread> pool;
+  for (size_t t = 1; t < threads; ++t) pool.emplace_back(work);
+  work();
+  for (auto& t : pool) t.join();
+  for (auto& e : errors)
+    if (e) std::rethrow_exception(e);
   std::string listing;
-  for (auto& f : names) listing += f + '\0' + sha256_file(dir / f) + '\n';
+  for (size_t i = 0; i < names.size(); ++i) listing += names[i] + '\0' + hashes[i] + '\n';
   return sha256_hex(listing);
 }
 

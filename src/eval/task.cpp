@@ -6,6 +6,7 @@
 
 #include <algorithm>
 #include <cstdlib>
+#include <memory>
 #include <set>
 
 #include "core/error.h"
@@ -349,10 +350,9 @@ std::string choose_shot_split(const TaskConfig& task, const fs::path& data_dir, 
   return "";
 }
 
-std::string sha256_hex(std::string_view bytes) {
-  unsigned char md[EVP_MAX_MD_SIZE];
-  unsigned int len = 0;
-  if (EVP_Digest(bytes.data(), bytes.size(), md, &len, EVP_sha256(), nullptr) != 1) fail("sha256 failed");
+namespace {
+
+std::string hex(const unsigned char* md, unsigned len) {
   static const char* hexdigits = "0123456789abcdef";
   std::string out;
   for (unsigned i = 0; i < len; i++) {
@@ -362,6 +362,26 @@ std::string sha256_hex(std::string_view bytes) {
   return out;
 }
 
-std::string sha256_file(const fs::path& path) { return sha256_hex(read_file(path)); }
+}  // namespace
+
+std::string sha256_hex(std::string_view bytes) {
+  unsigned char md[EVP_MAX_MD_SIZE];
+  unsigned int len = 0;
+  if (EVP_Digest(bytes.data(), bytes.size(), md, &len, EVP_sha256(), nullptr) != 1) fail("sha256 failed");
+  return hex(md, len);
+}
+
+std::string sha256_file(const fs::path& path) {
+  // In pieces: checkpoint shards are several GB.
+  std::unique_ptr<EVP_MD_CTX, void (*)(EVP_MD_CTX*)> ctx(EVP_MD_CTX_new(), EVP_MD_CTX_free);
+  if (!ctx || EVP_DigestInit_ex(ctx.get(), EVP_sha256(), nullptr) != 1) fail("sha256 failed");
+  read_file_chunks(path, [&](std::string_view piece) {
+    if (EVP_DigestUpdate(ctx.get(), piece.data(), piece.size()) != 1) fail("{}: sha256 failed", path.string());
+  });
+  unsigned char md[EVP_MAX_MD_SIZE];
+  unsigned int len = 0;
+  if (EVP_DigestFinal_ex(ctx.get(), md, &len) != 1) fail("sha256 failed");
+  return hex(md, len);
+}
 
 }  // namespace bq::eval

@@ -10,6 +10,7 @@
 #include "core/error.h"
 #include "core/files.h"
 #include "eval/data_check.h"
+#include "eval/open_model.h"
 #include "eval/parse.h"
 #include "eval/prompts.h"
 #include "eval/run.h"
@@ -714,3 +715,31 @@ TEST(EvalCompare, FlipIdsAndFlipsOutAreTheExamplesWhoseCorrectnessDiffers) {
   EXPECT_NE(bq::test::run_command(cmd + " --flips-out " + (root / "absent/flips.jsonl").string(), &out), 0) << out;
   EXPECT_NE(out.find("no folder " + (root / "absent").string()), std::string::npos) << out;
 }
+
+namespace {
+
+// A checkpoint's content hash streams its files (a shard over the 2 GiB a whole-file read allows, as Llama 3.1 8B's
+// 5 GB shards are) and hashes them on several threads: the same digests as coreutils' sha256sum, an independent
+// implementation, and the same listing hash as computed from those.
+TEST(CheckpointHash, LargeShardsStreamedAndHashedAsSha256sum) {
+  const auto dir = bq::test::temp_dir("checkpoint-hash");
+  const uint64_t big = (uint64_t(5) << 29) + 12345;  // 2.5 GiB and a ragged tail, sparse: no disk space used
+  const auto shard = dir / "model-00001-of-00002.safetensors";
+  std::ofstream(shard).close();
+  std::filesystem::resize_file(shard, big);
+  bq::write_file_atomic(dir / "model-00002-of-00002.safetensors", std::string(1000, 'x'));
+  bq::write_file_atomic(dir / "config.json", "{}");
+  bq::write_file_atomic(dir / "notes.txt", "not hashed");
+  std::string listing;
+  for (const char* f : {"config.json", "model-00001-of-00002.safetensors", "model-00002-of-00002.safetensors"}) {
+    std::string out;
+    ASSERT_EQ(bq::test::run_command("sha256sum " + (dir / f).string(), &out), 0) << out;
+    const std::string digest = out.substr(0, 64);
+    EXPECT_EQ(sha256_file(dir / f), digest) << f;
+    listing += std::string(f) + '\0' + digest + '\n';
+  }
+  EXPECT_EQ(checkpoint_sha256(dir), sha256_hex(listing));
+  std::filesystem::remove_all(dir);
+}
+
+}  // namespace
