@@ -81,13 +81,28 @@ void run_bench(const BenchArgs& a) {
 
   Model host;  // the weights where the backend reads them from host memory
   std::unique_ptr<ForwardBackend> fwd;
+  // Seconds until the model is ready: a checkpoint read (mapped and bound), quantized, put on the device; or a preset
+  // drawn.
+  nlohmann::json load_s;
+  auto t_load = std::chrono::steady_clock::now();
+  auto lap = [&](const char* what) {
+    load_s[what] = seconds_since(t_load);
+    t_load = std::chrono::steady_clock::now();
+  };
   if (!a.synthetic.empty()) {
     fwd = make_synthetic_forward(shapes, qopt, a.seed, a.device, stages, host);
+    lap("build");
   } else {
     host = load_model(a.model);
+    lap("read");
     if (qopt) quantize_model(host, *qopt);
+    lap("quantize");
     fwd = make_forward(host, a.device, stages);
+    lap("forward");
   }
+  double load_total = 0;
+  for (auto& [k, v] : load_s.items()) load_total += v.get<double>();
+  load_s["total"] = load_total;
   const ModelConfig& c = fwd->config();
 
   // Prefill FLOPs: every linear of every prompt token, lm_head for the B last tokens, causal attention (QK and PV).
@@ -166,7 +181,7 @@ void run_bench(const BenchArgs& a) {
       {"weights_bytes", mem.weight_bytes}, {"step_weight_bytes", mem.step_weight_bytes},
       {"kv_cache_bytes", during.kv_cache_bytes},
       {"allocator_peak_bytes", mem.allocator_peak_bytes}, {"device_peak_bytes", mem.device_peak_bytes},
-      {"device_total_bytes", mem.device_total_bytes}, {"per_device", per_device}};
+      {"device_total_bytes", mem.device_total_bytes}, {"per_device", per_device}, {"load_s", load_s}};
   if (a.json) {
     std::cout << j.dump(2) << "\n";
     return;
@@ -180,6 +195,10 @@ void run_bench(const BenchArgs& a) {
              ceil.gemm_tflops);
   fmt::print("  decode    {} tok/s, {} ms/step, {} GB/s ({:.0f}% of copy {:.0f})\n", pm(decode_tps), pm(ms_per_step, 3),
              pm(decode_gbs, 1), 100 * decode_gbs.mean() / ceil.copy_gbs, ceil.copy_gbs);
+  std::string parts;
+  for (auto& [k, v] : load_s.items())
+    if (k != "total") parts += fmt::format("{}{} {:.2f} s", parts.empty() ? "" : ", ", k, v.get<double>());
+  fmt::print("  load      {:.2f} s ({})\n", load_total, parts);
   fmt::print("  memory    weights {:.2f} GiB, KV cache {:.2f} GiB, allocator peak {:.2f} GiB", double(mem.weight_bytes) / gib,
              double(during.kv_cache_bytes) / gib, double(mem.allocator_peak_bytes) / gib);
   if (mem.device_peak_bytes) fmt::print(", device peak {:.2f} GiB (incl. context)", double(mem.device_peak_bytes) / gib);

@@ -299,7 +299,9 @@ void register_eval_commands(CLI::App& app) {
     if (ev->cfg.data_dir.empty()) ev->cfg.data_dir = eval::default_data_dir();
     eval::check_eval(ev->cfg);  // bad settings are found before the model loads
     const eval::ModelSource source{ev->model, ev->synthetic, ev->synthetic_seed, ev->tokenizer, ev->devices};
-    auto engine = eval::open_model(source, ev->engine, ev->cfg.batch, ev->cfg.model_info);
+    eval::LoadTimes load;
+    auto engine = eval::open_model(source, ev->engine, ev->cfg.batch, ev->cfg.model_info, &load);
+    ev->cfg.model_load = load.to_json();
     ev->cfg.command_line = invocation();
     auto results = eval::run_eval(*engine, ev->cfg);
     std::string summary = eval::format_run_summary(results);

@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <atomic>
+#include <chrono>
 #include <exception>
 #include <thread>
 
@@ -49,8 +50,15 @@ std::string checkpoint_sha256(const fs::path& dir) {
   return sha256_hex(listing);
 }
 
+nlohmann::json LoadTimes::to_json() const {
+  return {{"content_hash_s", content_hash_s}, {"engine_s", engine_s}, {"total_s", content_hash_s + engine_s}};
+}
+
 std::unique_ptr<Engine> open_model(const ModelSource& source, EngineOptions options, int batch,
-                                   nlohmann::json& model_info) {
+                                   nlohmann::json& model_info, LoadTimes* times) {
+  auto since = [](std::chrono::steady_clock::time_point t0) {
+    return std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+  };
   const bool synthetic = !source.synthetic.empty();
   if (synthetic == !source.checkpoint.empty()) fail("give a checkpoint folder or a synthetic preset, one of them");
   if (!synthetic)  // the stored format decides the precision the run is planned and recorded at
@@ -67,16 +75,23 @@ std::unique_ptr<Engine> open_model(const ModelSource& source, EngineOptions opti
     options.stages = plan::pipeline_stages_for(source.devices, r);
   }
   std::unique_ptr<Engine> engine;
+  LoadTimes t;
+  auto t0 = std::chrono::steady_clock::now();
   if (synthetic) {
     engine = Engine::synthetic(source.synthetic, source.synthetic_seed, options, source.tokenizer.string());
+    t.engine_s = since(t0);
     model_info = {{"synthetic", source.synthetic}, {"seed", source.synthetic_seed}};
     if (!source.tokenizer.empty())
       model_info["tokenizer"] = fs::absolute(source.tokenizer).lexically_normal().string();
   } else {
     engine = std::make_unique<Engine>(source.checkpoint, options);
+    t.engine_s = since(t0);
+    t0 = std::chrono::steady_clock::now();
     model_info = {{"path", fs::absolute(source.checkpoint).string()},
                   {"content_sha256", checkpoint_sha256(source.checkpoint)}};
+    t.content_hash_s = since(t0);
   }
+  if (times) *times = t;
   const EngineOptions& used = engine->options();
   model_info.update({{"arch", engine->model().cfg.arch},
                      {"chat_template_sha256", sha256_hex(engine->tokenizer().chat_template())},

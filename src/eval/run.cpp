@@ -426,6 +426,7 @@ nlohmann::json run_eval(TextGenerator& gen, const EvalConfig& cfg) {
   results.throughput = eval_throughput(
       loop_stats, std::chrono::duration<double>(std::chrono::steady_clock::now() - generation_start).count(),
       cfg.batch * n_samples);
+  if (!cfg.model_load.is_null()) results.throughput["model_load"] = cfg.model_load;
   results.environment = describe_environment(results.memory);
   results.command = cfg.command_line;
   return score_run(cfg.out_dir, prepared, results, cfg.bootstrap_resamples).to_json();

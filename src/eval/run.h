@@ -40,6 +40,7 @@ struct EvalConfig {
   nlohmann::json model_info = nlohmann::json::object();  // caller's model facts (path, hash, precision...)
   std::string model_name;       // the name tables show ("": the model's own, its folder's or preset's)
   std::string command_line;     // the invocation, kept in results.json so reports trace numbers to it ("": none)
+  nlohmann::json model_load;    // seconds loading the model took (LoadTimes), kept in results.json ("": none)
 };
 
 // The settings that decide a run's samples (its config.json): resuming into a run folder requires the same ones.

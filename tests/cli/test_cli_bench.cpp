@@ -43,6 +43,30 @@ TEST(CliBench, CountsWhatTheDecodeLoopDid) {
   auto q = bench_json("--precision nf4 --batch 3 --prompt-len 16 --gen-len 5 --reps 1");
   EXPECT_LT(q["step_weight_bytes"].get<double>(), j["step_weight_bytes"].get<double>() / 2);
   EXPECT_EQ(q["kv_cache_bytes"], j["kv_cache_bytes"]);
+  // The load timed: a preset is drawn, in one part.
+  EXPECT_GT(j["load_s"]["build"].get<double>(), 0) << j["load_s"].dump();
+  EXPECT_DOUBLE_EQ(j["load_s"]["total"].get<double>(), j["load_s"]["build"].get<double>());
+}
+
+// A checkpoint's load in its parts: read (mapped), quantized, the forward built; they add up to the total.
+TEST(CliBench, TimesEachPartOfLoadingACheckpoint) {
+  const auto dir = bq::test::temp_dir("bench-load");
+  std::string out;
+  ASSERT_EQ(bq::test::run_command(bq::test::biomedq_binary().string() + " synth --preset tiny --out " +
+                                      (dir / "m").string(), &out), 0) << out;
+  ASSERT_EQ(bq::test::run_command("OMP_NUM_THREADS=1 " + bq::test::biomedq_binary().string() + " bench --device cpu --model " +
+                                      (dir / "m").string() + " --precision nf4 --prompt-len 4 --gen-len 2 --reps 1 --json 2>/dev/null",
+                                  &out), 0) << out;
+  const auto load = nlohmann::json::parse(out)["load_s"];
+  double sum = 0;
+  for (const char* part : {"read", "quantize", "forward"}) {
+    ASSERT_TRUE(load.contains(part)) << load.dump();
+    EXPECT_GE(load[part].get<double>(), 0) << part;
+    sum += load[part].get<double>();
+  }
+  EXPECT_GT(load["quantize"].get<double>(), 0);
+  EXPECT_NEAR(load["total"].get<double>(), sum, 1e-9);
+  std::filesystem::remove_all(dir);
 }
 
 TEST(CliBench, RefusesWhatItCannotMeasure) {

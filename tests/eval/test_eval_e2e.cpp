@@ -46,6 +46,11 @@ TEST(EvalEndToEnd, SynthEvalInterruptResumeRescoreTable) {
 
   // A full run, then made to look interrupted: its last 4 records lost, the first of them torn mid-write.
   run_ok(eval + "3");
+  {  // the checkpoint's files were hashed, and the load timed
+    const json load = json::parse(bq::read_file(run / "results.json"))["throughput"]["model_load"];
+    EXPECT_GT(load["content_hash_s"].get<double>(), 0.0) << load.dump();
+    EXPECT_GT(load["engine_s"].get<double>(), 0.0) << load.dump();
+  }
   fs::path samples = run / "samples.jsonl";
   auto full = lines_of(samples);
   ASSERT_EQ(full.size(), 24u);
@@ -128,6 +133,9 @@ TEST(EvalEndToEnd, SyntheticModelOnTheShippedExamplesByDefault) {
   EXPECT_GT(t["occupancy"].get<double>(), 0.0) << t.dump();
   EXPECT_LE(t["occupancy"].get<double>(), 1.0) << t.dump();
   EXPECT_GT(t["wall_s"].get<double>(), 0.0) << t.dump();
+  // How long the model took to be ready (a preset: no checkpoint to hash).
+  EXPECT_GT(t["model_load"]["engine_s"].get<double>(), 0.0) << t.dump();
+  EXPECT_EQ(t["model_load"]["content_hash_s"].get<double>(), 0.0) << t.dump();
 
   // Exactly one of --model and --synthetic.
   EXPECT_NE(bq::test::run_command(cmd + "2", &out), 0);
