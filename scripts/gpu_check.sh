@@ -7,7 +7,9 @@
 # profile of the decode kernels at the end; PROFILE=1: GPU time per kernel of decode steps (scripts/kernel_times.py).
 # PRESETS="qwen3-8b medgemma-27b": bench those presets too (bf16, nf4; batch 1, 32). SUITE_DATA=DIR: the whole
 # suite's timing (below). TILED=1: nf4 and int8 at batch 32 and 64 with the tiled tensor-core products on
-# (BIOMEDQ_TC_GEMM=1) and off, and bf16 beside them.
+# (BIOMEDQ_TC_GEMM=1) and off, and bf16 beside them. LOAD=1: how long a llama-3.1-8b-shaped checkpoint (written by
+# synth, 4.7 GiB shards as Hugging Face's, read from the page cache) takes to be ready in nf4, int8 and bf16, and an
+# eval's load with the checkpoint hash.
 set -uo pipefail
 OUT=${OUT:-gpu-out}
 source scripts/gpu_build.sh || exit 1
@@ -141,6 +143,22 @@ PY
 fi
 # The whole suite's timing (SUITE_DATA=DIR, scripts/gpu_suite_timing.sh): bf16, int8, nf4.
 [ -n "${SUITE_DATA:-}" ] && bash scripts/gpu_suite_timing.sh
+if [ -n "${LOAD:-}" ]; then  # loading at device speed: the issue asks for nf4 ready in 15 s from the page cache
+  CK=/tmp/bq-8b; rm -rf "$CK"
+  /usr/bin/time -f "synth llama-3.1-8b: %e s" build-gpu/biomedq synth --preset llama-3.1-8b --shard-mb 4800 \
+    --out "$CK" > /dev/null
+  cat "$CK"/*.safetensors > /dev/null  # into the page cache
+  for p in nf4 int8 bf16; do
+    timeout 300 build-gpu/biomedq bench --model "$CK" --device cuda --precision $p --prompt-len 16 --gen-len 2 \
+      --reps 1 --json > "$OUT/load-$p.json" 2> "$OUT/load-$p.err" || tail -3 "$OUT/load-$p.err"
+    python3 -c "import json,sys; j=json.load(open(sys.argv[1])); print(sys.argv[2], 'load', j['load_s'])" \
+      "$OUT/load-$p.json" $p
+  done
+  timeout 300 build-gpu/biomedq eval --model "$CK" --device cuda --precision nf4 --tasks pubmedqa --limit 2 \
+    --no-progress --bootstrap 10 --out /tmp/bq-load-eval > /dev/null 2> "$OUT/load-eval.err" &&
+    python3 -c "import json; print('eval nf4 load', json.load(open('/tmp/bq-load-eval/results.json'))['throughput']['model_load'])"
+  rm -rf "$CK" /tmp/bq-load-eval
+fi
 if [ -n "${TILED:-}" ]; then  # the tiled products (tc_gemm.cu) against the kernels they replace
   for b in 32 64; do
     bench bf16-b$b --precision bf16 --batch $b
