@@ -4,6 +4,7 @@
 #include <gtest/gtest.h>
 
 #include <map>
+#include <set>
 #include <random>
 
 #include "backend/cuda/layout.h"
@@ -130,6 +131,45 @@ void check_gemm_split(int64_t tiles, int64_t rounds) {
     const int64_t last_slot = ((tiles - 1) * s.splits + s.splits - 1) * 16 * kTcGemmTokens;
     ASSERT_LE(size_t(last_slot + 16 * kTcGemmTokens), floats);
   }
+}
+
+// The tiled product's shared-memory layout, emulated: pieces placed as load_round places them (element e of token
+// k written as the value 1000·k + e), then every lane's B operand read as compute_round reads it. Each lane must
+// get elements t·32 + 4i .. + 3 of token 8j + g, in order, what the A operand pairs with them (tc_product.cuh);
+// pieces must not overlap; and in each half-warp, the 16 lanes' 8-byte reads must hit 32 different banks.
+TEST(CudaGemmSplit, SharedMemoryLayoutFeedsEachLaneItsElements) {
+  constexpr int kTokens = kTcGemmTokens;
+  std::vector<int> stage(size_t(kTokens * kTcGemmTokenBytes / 2), -1);  // one 16-bit slot per value
+  for (int token = 0; token < kTokens; ++token)
+    for (int q = 0; q < 32; ++q) {
+      const int at = tc_gemm_piece_offset(token, q);
+      ASSERT_EQ(at % 8, 0) << "cp.async of 8 bytes needs 8-byte alignment";
+      ASSERT_LE(at + 8, kTokens * kTcGemmTokenBytes);
+      for (int e = 0; e < 4; ++e) {
+        int& slot = stage[size_t(at / 2 + e)];
+        ASSERT_EQ(slot, -1) << "pieces overlap";
+        slot = 1000 * token + 4 * q + e;
+      }
+    }
+  for (int j = 0; j < kTokens / 8; ++j)
+    for (int i = 0; i < 8; ++i) {
+      for (int g = 0; g < 8; ++g)
+        for (int t = 0; t < 4; ++t) {
+          const int at = tc_gemm_b_offset(g, t, j, i);
+          ASSERT_EQ(at % 8, 0);
+          for (int e = 0; e < 4; ++e)
+            ASSERT_EQ(stage[size_t(at / 2 + e)], 1000 * (8 * j + g) + 32 * t + 4 * i + e)
+                << "lane (" << g << ", " << t << "), tile " << j << ", step " << i << ", value " << e;
+        }
+      for (int half = 0; half < 2; ++half) {  // lanes 16·half .. +15: g = 4·half .. +3
+        std::set<int> banks;
+        for (int lane = 16 * half; lane < 16 * half + 16; ++lane) {
+          const int word = tc_gemm_b_offset(lane / 4, lane % 4, j, i) / 4;
+          banks.insert(word % 32), banks.insert((word + 1) % 32);
+        }
+        EXPECT_EQ(banks.size(), 32u) << "bank conflict: tile " << j << ", step " << i << ", half " << half;
+      }
+    }
 }
 
 TEST(CudaGemmSplit, ModelAndRandomShapes) {

@@ -72,6 +72,21 @@ inline TcGemmSplit tc_gemm_split(int64_t tiles, int64_t rounds) {
 
 // fp32 partial sums a launch over `tiles` row tiles and `rounds` rounds needs: one 16-row × kTcGemmTokens tile per
 // (tile, split), none when there is one split.
+// Where the tiled product keeps a round's activations in shared memory: token-major rows of kTcGemmTokenBytes, lane
+// t's 32 activations (64 bytes) at t · kTcGemmSpanBytes, then 8 bytes of padding, so that the B-operand reads of a
+// half-warp hit 32 different banks.
+constexpr int kTcGemmSpanBytes = 72;
+constexpr int kTcGemmTokenBytes = 4 * kTcGemmSpanBytes;
+// Byte offset in a stage of piece q (0..31: elements 4q..4q+3 of the round, 8 bytes) of `token`.
+BQ_HOST_DEVICE constexpr int tc_gemm_piece_offset(int token, int q) {
+  return token * kTcGemmTokenBytes + (q / 8) * kTcGemmSpanBytes + (q % 8) * 8;
+}
+// Byte offset in a stage of the 8 bytes lane (g, t) reads as its B operand of mma step i (0..7) and token tile j:
+// elements t·32 + 4i .. + 3 of token j·8 + g, what the weights' A operand pairs them with (tc_product.cuh).
+BQ_HOST_DEVICE constexpr int tc_gemm_b_offset(int g, int t, int j, int i) {
+  return (j * 8 + g) * kTcGemmTokenBytes + t * kTcGemmSpanBytes + i * 8;
+}
+
 inline size_t tc_gemm_partial_floats(int64_t tiles, int64_t rounds) {
   const TcGemmSplit s = tc_gemm_split(tiles, rounds);
   if (s.splits == 1) return 0;

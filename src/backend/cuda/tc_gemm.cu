@@ -15,9 +15,10 @@
 // kernel where they are the first.
 //
 // A stage holds each token's round in a 288-byte row: lane t's 32 activations (64 bytes) at t · 72, then 8 bytes of
-// padding. For step i, lane (g, t) reads the 8 bytes at t · 72 + 8i of token g's row (its B operand: elements 4i..4i+3
-// of its span, as the weights' A operand has them). In each half-warp, the 16 lanes' words g · 72 + t · 18 + 2i and
-// + 1 (mod 32) are all different: no bank conflicts.
+// padding (split.h: tc_gemm_piece_offset, tc_gemm_b_offset, checked on the CPU). For step i, lane (g, t) reads the 8
+// bytes at t · 72 + 8i of token g's row (its B operand: elements 4i..4i+3 of its span, as the weights' A operand has
+// them). In each half-warp, the 16 lanes' words g · 72 + t · 18 + 2i and + 1 (mod 32) are all different: no bank
+// conflicts.
 #include <cuda_bf16.h>
 #include <cuda_fp16.h>
 
@@ -32,8 +33,7 @@ namespace {
 constexpr int kWarps = kTcWarpsPerBlock;
 constexpr int WT = kTcGemmTilesPerWarp;
 constexpr int kStages = 3;
-constexpr int kSpanBytes = 72;
-constexpr int kTokenBytes = 4 * kSpanBytes;
+constexpr int kTokenBytes = kTcGemmTokenBytes;
 
 template <int NT>
 constexpr int kStageBytes = NT * 8 * kTokenBytes;
@@ -56,11 +56,12 @@ __device__ __forceinline__ void load_round(char* stage, const uint16_t* __restri
     const int p = int(threadIdx.x) + i * kWarps * 32, token = p / 32, q = p % 32;
     const bool valid = token < n;
     const uint16_t* src = xh + (valid ? int64_t(token) * in + int64_t(r) * kRoundElems + q * 4 : 0);
-    copy8_async(stage + token * kTokenBytes + (q / 8) * kSpanBytes + (q % 8) * 8, src, valid);
+    copy8_async(stage + tc_gemm_piece_offset(token, q), src, valid);
   }
 }
 
-// c[w] += round's weights of the warp's tile w · the stage's activations. xs: the lane's span in token g's row.
+// c[w] += round's weights of the warp's tile w · the stage's activations. xs: the lane's first B operand
+// (tc_gemm_b_offset(g, t, 0, 0)); the offsets are linear in j and i.
 template <WeightKind K, bool BF, int NT>
 __device__ __forceinline__ void compute_round(float (&c)[WT][NT][4], const Stage<K> (&s)[WT], const bool (&dq)[WT],
                                               const float (&offset)[WT], const char* xs, const char* lut,
@@ -73,7 +74,7 @@ __device__ __forceinline__ void compute_round(float (&c)[WT][NT][4], const Stage
     uint32_t b[NT][2];
 #pragma unroll
     for (int j = 0; j < NT; ++j) {
-      const uint2 v = *reinterpret_cast<const uint2*>(xs + j * 8 * kTokenBytes + i * 8);
+      const uint2 v = *reinterpret_cast<const uint2*>(xs + tc_gemm_b_offset(0, 0, j, i));
       b[j][0] = v.x, b[j][1] = v.y;
     }
 #pragma unroll
@@ -153,7 +154,7 @@ __global__ void __launch_bounds__(kWarps * 32, 1)
       const int next = r + kStages - 1;
       if (next < r1) load_round<NT>(stages + ((next - r0) % kStages) * kStageBytes<NT>, xh, in, next, n);
       commit_async();
-      const char* xs = stages + ((r - r0) % kStages) * kStageBytes<NT> + g * kTokenBytes + t * kSpanBytes;
+      const char* xs = stages + ((r - r0) % kStages) * kStageBytes<NT> + tc_gemm_b_offset(g, t, 0, 0);
       compute_round<K, BF, NT>(c, wr[u], dq, offset, xs, lut, lane4, dyn);
       if (r + U < r1)
 #pragma unroll
