@@ -270,6 +270,12 @@ nlohmann::json eval_throughput(const LoopStats& s, double wall_s, int max_in_fli
           {"prefill_tokens_per_s", rate(double(s.prompt_tokens), s.prefill_ms)},
           {"decode_tokens_per_s", rate(double(s.decode_rows), s.decode_ms)},
           {"prefill_fraction_of_wall", wall_s > 0 ? s.prefill_ms / 1000.0 / wall_s : 0.0},
+          // Where the wall time went: forward steps, the sequences' caches, and the rest (rendering and tokenizing
+          // prompts, the loop's own work, writing and scoring samples).
+          {"prefill_s", s.prefill_ms / 1000.0},
+          {"decode_s", s.decode_ms / 1000.0},
+          {"cache_s", s.cache_ms / 1000.0},
+          {"other_s", std::max(0.0, wall_s - (s.prefill_ms + s.decode_ms + s.cache_ms) / 1000.0)},
           {"mean_decode_batch", mean_decode_batch},
           {"max_in_flight", max_in_flight},
           {"occupancy", max_in_flight > 0 ? mean_decode_batch / max_in_flight : 0.0}};

@@ -33,6 +33,13 @@ std::string format_run_summary(const nlohmann::json& results_json) {
                        t.value("generated_tokens", 0), t.value("decode_tokens_per_s", 0.0),
                        t.value("mean_decode_batch", 0.0), t.value("max_in_flight", 0),
                        100.0 * t.value("occupancy", 0.0));
+  if (t.contains("cache_s"))
+    out += fmt::format("time: prefill {:.1f} s, decode {:.1f} s, caches {:.1f} s, other {:.1f} s{}\n",
+                       t.value("prefill_s", 0.0), t.value("decode_s", 0.0), t.value("cache_s", 0.0),
+                       t.value("other_s", 0.0),
+                       t.contains("model_load")
+                           ? fmt::format("; the model loaded in {:.1f} s", t["model_load"].value("total_s", 0.0))
+                           : "");
   return out;
 }
 

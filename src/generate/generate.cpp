@@ -58,7 +58,9 @@ void DecodeLoop::cancel(size_t id) {
 void DecodeLoop::end(size_t id, Live& s, const char* reason, Step& out) {
   s.res.finish_reason = reason;
   s.res.decode_ms = s.prefilled ? ms_since(s.prefilled_at) : 0;  // cancelled mid-prefill: it never decoded
+  const auto t0 = std::chrono::steady_clock::now();
   fwd_.close_sequence(s.seq);
+  stats_.cache_ms += ms_since(t0);
   s.seq = -1;
   ended_.emplace(id, std::move(s.res));
   out.finished.push_back(id);
@@ -154,11 +156,13 @@ DecodeLoop::Step DecodeLoop::step() {
     }
     auto node = queue_.extract(it++);
     Live& s = node.mapped();
+    const auto t_cache = std::chrono::steady_clock::now();
     s.seq = fwd_.open_sequence(int(s.req.prompt.size()) + std::max(0, s.req.opt.max_new_tokens));
     if (shared.positions >= kMinSharedPrefix) {
       if (fwd_.copy_prefix(shared.donor, s.seq, int(shared.positions))) s.filled = shared.positions;
       else reuse_prefixes_ = false;  // the backend cannot: no more waiting for prefixes
     }
+    stats_.cache_ms += ms_since(t_cache);
     stats_.prompt_tokens_reused += s.filled;
     add_prompt_rows(node.key(), s, room(), batch, row_request);
     prefilling.push_back(node.key());
@@ -244,6 +248,7 @@ std::vector<TokenResult> generate_tokens(ForwardBackend& fwd, const std::vector<
     stats->generated_tokens += s.generated_tokens;
     stats->prefill_ms += s.prefill_ms;
     stats->decode_ms += s.decode_ms;
+    stats->cache_ms += s.cache_ms;
   }
   return out;
 }

@@ -36,6 +36,7 @@ struct LoopStats {
   size_t decode_rows = 0;       // sequences decoded, summed over decode steps
   size_t generated_tokens = 0;  // by every step
   double prefill_ms = 0, decode_ms = 0;  // wall time in each kind of step
+  double cache_ms = 0;  // wall time opening, prefix-copying and closing the sequences' caches (between steps)
 };
 
 // How many prompts are decoded together: at most max_in_flight sequences (0: every prompt at once), a new prompt

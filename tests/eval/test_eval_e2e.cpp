@@ -133,6 +133,13 @@ TEST(EvalEndToEnd, SyntheticModelOnTheShippedExamplesByDefault) {
   EXPECT_GT(t["occupancy"].get<double>(), 0.0) << t.dump();
   EXPECT_LE(t["occupancy"].get<double>(), 1.0) << t.dump();
   EXPECT_GT(t["wall_s"].get<double>(), 0.0) << t.dump();
+  // The wall time's parts: forward steps, the caches (opened and closed once per example), the rest.
+  EXPECT_GT(t["prefill_s"].get<double>(), 0.0) << t.dump();
+  EXPECT_GT(t["cache_s"].get<double>(), 0.0) << t.dump();
+  EXPECT_LE(t["prefill_s"].get<double>() + t["decode_s"].get<double>() + t["cache_s"].get<double>(),
+            t["wall_s"].get<double>()) << t.dump();
+  EXPECT_NEAR(t["prefill_s"].get<double>() + t["decode_s"].get<double>() + t["cache_s"].get<double>() +
+                  t["other_s"].get<double>(), t["wall_s"].get<double>(), 1e-6) << t.dump();
   // How long the model took to be ready (a preset: no checkpoint to hash).
   EXPECT_GT(t["model_load"]["engine_s"].get<double>(), 0.0) << t.dump();
   EXPECT_EQ(t["model_load"]["content_hash_s"].get<double>(), 0.0) << t.dump();
