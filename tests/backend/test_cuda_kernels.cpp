@@ -753,6 +753,41 @@ TEST(CudaAllocator, OutOfMemoryIsAClearError) {
   EXPECT_GE(memory_stats().peak, memory_stats().current);
 }
 
+// Stream-ordered allocations (the KV caches): counted as the plain ones, freed without synchronizing, and what is
+// freed is kept in the pool for the next one. A value written by a kernel queued before the free is still read
+// right by work queued before it; a later allocation of the same size on the same stream reuses the memory.
+TEST(CudaAllocator, StreamOrderedAllocationsAreCountedAndReused) {
+  REQUIRE_GPU();
+  ASSERT_TRUE(stream_ordered_allocation()) << "sm_90 devices have memory pools";
+  cudaStream_t st = nullptr;
+  BQ_CUDA(cudaStreamCreate(&st));
+  const size_t before = memory_stats().current, n = size_t(64) << 20;
+  {
+    DeviceArray<uint16_t> a(n, "test", st);
+    EXPECT_EQ(memory_stats().current, before + n * sizeof(uint16_t));
+    fill_normal_bf16(a.get(), n, 1, 1.0f, st);
+    std::vector<uint16_t> head(16);
+    BQ_CUDA(cudaMemcpyAsync(head.data(), a.get(), sizeof(uint16_t) * head.size(), cudaMemcpyDeviceToHost, st));
+    BQ_CUDA(cudaStreamSynchronize(st));
+    EXPECT_TRUE(std::any_of(head.begin(), head.end(), [](uint16_t h) { return h != 0; }));
+  }
+  EXPECT_EQ(memory_stats().current, before);
+  cudaMemPool_t pool = nullptr;
+  BQ_CUDA(cudaDeviceGetDefaultMemPool(&pool, current_device()));
+  auto reserved = [&] {
+    uint64_t v = 0;
+    BQ_CUDA(cudaMemPoolGetAttribute(pool, cudaMemPoolAttrReservedMemCurrent, &v));
+    return v;
+  };
+  const uint64_t kept = reserved();
+  EXPECT_GE(kept, n * sizeof(uint16_t)) << "the pool keeps what was freed";
+  DeviceArray<uint16_t> b(n, "test", st);
+  EXPECT_EQ(reserved(), kept) << "the next allocation on the stream reuses it";
+  b = DeviceArray<uint16_t>();
+  BQ_CUDA(cudaStreamSynchronize(st));
+  BQ_CUDA(cudaStreamDestroy(st));
+}
+
 // The totals are the sums over the devices allocated on; an allocation counts on the device it was made on, and a
 // free there too, whichever device is current.
 TEST(CudaAllocator, PerDeviceFiguresAddUp) {

@@ -14,6 +14,7 @@ namespace {
 struct Allocation {
   size_t bytes = 0;
   int device = 0;
+  cudaStream_t stream = nullptr;  // stream-ordered (cudaMallocAsync) on this stream
 };
 
 struct Tracker {
@@ -45,19 +46,52 @@ void sample_all_locked(Tracker& t) {
   }
 }
 
+// The device's default memory pool, set up once to keep what is freed into it for the next stream-ordered
+// allocation (the default threshold of 0 would hand it back to the driver at every synchronization); null where
+// the device has no memory pools.
+cudaMemPool_t pool_of(int device) {
+  static std::map<int, cudaMemPool_t> pools;  // under the tracker's lock
+  if (auto it = pools.find(device); it != pools.end()) return it->second;
+  int supported = 0;
+  cudaMemPool_t pool = nullptr;
+  if (cudaDeviceGetAttribute(&supported, cudaDevAttrMemoryPoolsSupported, device) == cudaSuccess && supported &&
+      cudaDeviceGetDefaultMemPool(&pool, device) == cudaSuccess) {
+    uint64_t keep = UINT64_MAX;
+    if (cudaMemPoolSetAttribute(pool, cudaMemPoolAttrReleaseThreshold, &keep) != cudaSuccess) pool = nullptr;
+  }
+  cudaGetLastError();  // a device without pools: plain allocations, no sticky error
+  return pools[device] = pool;
+}
+
+// Memory the pool keeps but nothing holds goes back to the driver, so that a plain allocation can have it.
+void trim_pool(int device) {
+  if (cudaMemPool_t pool = pool_of(device)) {
+    cudaDeviceSynchronize();  // stream-ordered frees still in flight
+    cudaMemPoolTrimTo(pool, 0);
+  }
+  cudaGetLastError();
+}
+
 }  // namespace
 
 void fail_cuda(const char* expr, const char* file, int line, const char* what) {
   fail("CUDA error in {} ({}:{}): {}", expr, file, line, what);
 }
 
-void* device_alloc(size_t bytes, const std::string& what) {
+void* device_alloc(size_t bytes, const std::string& what, StreamHandle stream) {
   Tracker& t = tracker();
   std::lock_guard lock(t.mu);
   const int device = current_device();
   MemoryStats& s = t.devices[device];
+  const cudaStream_t st = pool_of(device) ? stream : nullptr;
   void* p = nullptr;
-  cudaError_t e = cudaMalloc(&p, bytes);
+  auto attempt = [&] { return st ? cudaMallocAsync(&p, bytes, st) : cudaMalloc(&p, bytes); };
+  cudaError_t e = attempt();
+  if (e == cudaErrorMemoryAllocation) {  // once more after giving the pool's unused memory back
+    cudaGetLastError();
+    trim_pool(device);
+    e = attempt();
+  }
   if (e == cudaErrorMemoryAllocation) {
     cudaGetLastError();  // clear the sticky-free error state of the runtime
     size_t free = 0, total = 0;
@@ -65,8 +99,8 @@ void* device_alloc(size_t bytes, const std::string& what) {
     fail("out of GPU memory on device {}: {} needs {} but the device has {} free of {} (biomedq holds {} there)",
          device, what, gib(bytes), gib(free), gib(total), gib(s.current));
   }
-  check(e, "cudaMalloc", __FILE__, __LINE__);
-  t.allocations[p] = Allocation{bytes, device};
+  check(e, st ? "cudaMallocAsync" : "cudaMalloc", __FILE__, __LINE__);
+  t.allocations[p] = Allocation{bytes, device, st};
   s.current += bytes;
   s.peak = std::max(s.peak, s.current);
   t.current += bytes;
@@ -87,8 +121,17 @@ void device_free(void* p) {
   t.devices[it->second.device].current -= it->second.bytes;
   t.current -= it->second.bytes;
   DeviceGuard on(it->second.device, std::nothrow);
+  const cudaStream_t st = it->second.stream;
   t.allocations.erase(it);
-  cudaFree(p);  // not checked: runs in destructors, and a failed free leaves nothing to recover
+  // Not checked: runs in destructors, and a failed free leaves nothing to recover.
+  if (st) cudaFreeAsync(p, st);
+  else cudaFree(p);
+}
+
+bool stream_ordered_allocation() {
+  Tracker& t = tracker();
+  std::lock_guard lock(t.mu);
+  return pool_of(current_device()) != nullptr;
 }
 
 MemoryStats memory_stats() {

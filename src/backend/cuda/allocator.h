@@ -9,7 +9,11 @@
 #include <utility>
 #include <vector>
 
+struct CUstream_st;  // cudaStream_t, without the CUDA headers
+
 namespace bq::cuda {
+
+using StreamHandle = CUstream_st*;
 
 struct MemoryStats {
   size_t current = 0, peak = 0;  // bytes held through the allocator
@@ -19,8 +23,13 @@ struct MemoryStats {
 
 // Allocates `bytes` on the current device. Out of memory is a bq::Error naming the device and saying what was asked
 // for (`what`), how much the device had free and how much biomedq already held there.
-void* device_alloc(size_t bytes, const std::string& what);
-void device_free(void* p);  // on the device it was allocated on, whichever is current
+// With a stream (and a device with memory pools), the allocation is stream-ordered: taken from the device's pool
+// for work queued on that stream, and freed into the pool after the work queued before the free, without a device
+// synchronization or a call into the driver each time (the KV caches opened and closed once per example).
+void* device_alloc(size_t bytes, const std::string& what, StreamHandle stream = nullptr);
+void device_free(void* p);  // on the device it was allocated on, whichever is current; stream-ordered if allocated so
+// Whether device_alloc with a stream is stream-ordered on the current device (else it synchronizes as cudaMalloc).
+bool stream_ordered_allocation();
 // Over every device biomedq has allocated on: peak is that of the sum held; the device figures are the sums of
 // the devices' own.
 MemoryStats memory_stats();
@@ -34,8 +43,8 @@ template <typename T>
 class DeviceArray {
  public:
   DeviceArray() = default;
-  DeviceArray(size_t n, const std::string& what) : n_(n) {
-    if (n) p_ = static_cast<T*>(device_alloc(n * sizeof(T), what));
+  DeviceArray(size_t n, const std::string& what, StreamHandle stream = nullptr) : n_(n) {
+    if (n) p_ = static_cast<T*>(device_alloc(n * sizeof(T), what, stream));
   }
   ~DeviceArray() { device_free(p_); }
   DeviceArray(DeviceArray&& o) noexcept : p_(std::exchange(o.p_, nullptr)), n_(std::exchange(o.n_, 0)) {}

@@ -63,8 +63,9 @@ int CudaForward::open_sequence(int capacity) {
   for (auto& stage : I.stages) {
     DeviceGuard on(stage->device);
     const size_t n = size_t(kv_positions(I.cfg, stage->first, stage->end, capacity)) * size_t(I.cfg.kv_dim());
-    s->k.push_back(DeviceArray<uint16_t>(n, "KV cache (keys)"));
-    s->v.push_back(DeviceArray<uint16_t>(n, "KV cache (values)"));
+    // Stream-ordered: from the device's pool, without a synchronization (a cache per example of an evaluation).
+    s->k.push_back(DeviceArray<uint16_t>(n, "KV cache (keys)", stage->st));
+    s->v.push_back(DeviceArray<uint16_t>(n, "KV cache (values)", stage->st));
   }
   size_t id = 0;
   while (id < I.seqs.size() && I.seqs[id]) ++id;
@@ -75,7 +76,14 @@ int CudaForward::open_sequence(int capacity) {
 }
 
 void CudaForward::close_sequence(int id) {
-  p_->synchronize();  // the cache may still be read by queued work
+  // The cache may still be read by queued work: a stream-ordered free waits for the work queued on its stage's
+  // stream; a plain one needs everything finished.
+  bool ordered = true;
+  for (auto& stage : p_->stages) {
+    DeviceGuard on(stage->device);
+    ordered &= stream_ordered_allocation();
+  }
+  if (!ordered) p_->synchronize();
   p_->seqs.at(size_t(id)).reset();
 }
 
