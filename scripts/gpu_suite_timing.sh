@@ -18,7 +18,7 @@ for p in ${SUITE_PRECISIONS:-bf16 int8 nf4}; do
     --batch ${SUITE_BATCH:-64} --tokenizer build/test-assets/tokenizers/llama3_1 --answer-lengths gold --tasks all \
     --data-dir "$SUITE_DATA" --no-progress --bootstrap 100 --out /tmp/suite-$p > /tmp/suite-$p.log 2>&1 ||
     { echo "suite $p failed or timed out"; tail -5 /tmp/suite-$p.log; continue; }
-  echo "suite $p: $(grep '^throughput:' /tmp/suite-$p.log)"
+  echo "suite $p: $(grep -E '^(throughput|time):' /tmp/suite-$p.log | tr '\n' ' ')"
 done
 python3 - "$OUT/suite.json" /tmp/suite-* <<'PY'
 import json, os, sys
