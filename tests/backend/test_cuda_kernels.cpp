@@ -204,39 +204,54 @@ struct TcBuffers {
   }
 };
 
-// The tensor-core kernels against a double-precision product of the same inputs: activations rounded to the compute
-// dtype, the weights dequantized exactly (CPU), results rounded to the compute dtype. Tolerances: int8 weights are
-// exact in the compute dtype, so only fp32 summation order and a rounding of the result that may land on the other
-// side (one ulp, 2^-11 relative in fp16, 2^-8 in bf16) differ; 4-bit weights are dequantized into the compute dtype
-// as bitsandbytes does (code and block scale rounded, then their product), up to 1.5 ulp per weight.
-TEST_P(CudaMatvecTc, MatchesReference) {
-  REQUIRE_GPU();
-  const auto& pc = GetParam();
+// Turns the tiled tensor-core product (tc_gemm.cu) on for a test's lifetime.
+struct TiledProductsOn {
+  const bool before = tc_gemm_enabled();
+  TiledProductsOn() { set_tc_gemm(true); }
+  ~TiledProductsOn() { set_tc_gemm(before); }
+};
+
+// The reference of the tensor-core products: x rounded to the compute dtype times the exactly dequantized weight in
+// double, rounded to the compute dtype.
+std::vector<float> tc_reference(const std::vector<float>& x, const std::vector<float>& wf, int n, int64_t rows,
+                                int64_t cols, Compute c) {
+  std::vector<float> ref(size_t(n) * size_t(rows));
+  std::vector<float> xr(x.size());
+  for (size_t i = 0; i < x.size(); ++i) xr[i] = round_compute(x[i], c);
+  for (int i = 0; i < n; ++i)
+    for (int64_t r = 0; r < rows; ++r) {
+      double s = 0;
+      const float* xi = &xr[size_t(i * cols)];
+      const float* wr = &wf[size_t(r * cols)];
+      for (int64_t k = 0; k < cols; ++k) s += double(xi[k]) * wr[k];
+      ref[size_t(i * rows + r)] = round_compute(float(s), c);
+    }
+  return ref;
+}
+
+// The tensor-core products against the reference, for each token count of `ns` and grid cap of `grids` (0: the
+// launcher's own), with bias and with accumulation into the output. Tolerances: int8 weights are exact in the
+// compute dtype, so only fp32 summation order and a rounding of the result that may land on the other side (one ulp,
+// 2^-11 relative in fp16, 2^-8 in bf16) differ; 4-bit weights are dequantized into the compute dtype as bitsandbytes
+// does (code and block scale rounded, then their product), up to 1.5 ulp per weight.
+void check_tc_product(const TcCase& pc, std::initializer_list<int> ns, std::initializer_list<int> grids) {
   std::mt19937 rng(std::random_device{}());
   auto t = make_weight(pc.kind, pc.rows, pc.cols, rng);
   t->w.compute = pc.compute;
-  ASSERT_TRUE(matvec_tc_supported(t->w, 1));
+  ASSERT_TRUE(matvec_tc_supported(t->w, std::max(ns)));
   std::vector<float> wf(size_t(pc.rows * pc.cols));
   quant::dequantize(t->q, wf.data());
   const bool fp16 = pc.compute == Compute::F16;
   const double tol = pc.kind == "int8" ? (fp16 ? 1e-3 : 8e-3) : (fp16 ? 3e-3 : 2.5e-2);
-  TcBuffers tcb(size_t(kMatvecMaxRows * pc.cols));
-  for (int n : {1, 3, 8, 9, 16, 17, 32}) {
+  TcBuffers tcb(size_t(std::max(ns)) * size_t(pc.cols));
+  for (int n : ns) {
     auto x = randn(size_t(n) * size_t(pc.cols), rng);
     auto bias = randn(size_t(pc.rows), rng);
-    std::vector<float> ref(size_t(n) * size_t(pc.rows));
-    for (int i = 0; i < n; ++i)
-      for (int64_t r = 0; r < pc.rows; ++r) {
-        double s = 0;
-        for (int64_t c = 0; c < pc.cols; ++c)
-          s += double(round_compute(x[size_t(i * pc.cols + c)], pc.compute)) * wf[size_t(r * pc.cols + c)];
-        ref[size_t(i * pc.rows + r)] = round_compute(float(s), pc.compute);
-      }
+    const auto ref = tc_reference(x, wf, n, pc.rows, pc.cols, pc.compute);
     auto init = randn(ref.size(), rng);
     auto dx = to_device(x);
     auto db = to_device(bias);
-    // Grids of 1 and 3 blocks: tiles shared by several warps (partial tiles summed by the last to arrive).
-    for (int max_blocks : {0, 1, 3})
+    for (int max_blocks : grids)
       for (bool acc : {false, true}) {
         auto dy = to_device(init);
         MatvecTarget target{&t->w, dy.get(), db.get()};
@@ -247,7 +262,22 @@ TEST_P(CudaMatvecTc, MatchesReference) {
         EXPECT_LT(rel_err(got, want), tol) << pc.kind << " n=" << n << " accumulate=" << acc << " max_blocks=" << max_blocks;
       }
   }
-  EXPECT_TRUE(tcb.counters_zero()) << "the kernel leaves its tile counters at zero";
+  EXPECT_TRUE(tcb.counters_zero()) << "the kernels leave their counters at zero";
+}
+
+std::string tc_case_name(const ::testing::TestParamInfo<TcCase>& info) {
+  std::string s = info.param.kind + (info.param.compute == Compute::F16 ? "_f16_" : "_bf16_") +
+                  std::to_string(info.param.rows) + "x" + std::to_string(info.param.cols);
+  for (auto& ch : s)
+    if (!std::isalnum(static_cast<unsigned char>(ch))) ch = '_';
+  return s;
+}
+
+// The stream-k kernel, 1..32 tokens; grids of 1 and 3 blocks make tiles shared by several warps (partial tiles
+// summed by the last to arrive).
+TEST_P(CudaMatvecTc, MatchesReference) {
+  REQUIRE_GPU();
+  check_tc_product(GetParam(), {1, 3, 8, 9, 16, 17, 32}, {0, 1, 3});
 }
 
 INSTANTIATE_TEST_SUITE_P(
@@ -256,13 +286,27 @@ INSTANTIATE_TEST_SUITE_P(
                       TcCase{"nf4", Compute::BF16, 33, 384}, TcCase{"nf4-nodq", Compute::F16, 45, 256},
                       TcCase{"fp4", Compute::F16, 19, 640}, TcCase{"int8", Compute::F16, 37, 128},
                       TcCase{"int8", Compute::F16, 130, 1536}, TcCase{"int8", Compute::BF16, 41, 256}),
-    [](const auto& info) {
-      std::string s = info.param.kind + (info.param.compute == Compute::F16 ? "_f16_" : "_bf16_") +
-                      std::to_string(info.param.rows) + "x" + std::to_string(info.param.cols);
-      for (auto& ch : s)
-        if (!std::isalnum(static_cast<unsigned char>(ch))) ch = '_';
-      return s;
-    });
+    tc_case_name);
+
+class CudaTcGemm : public ::testing::TestWithParam<TcCase> {};
+
+// The tiled kernel, 17..256 tokens (launches of 64 and a ragged last one); shapes of one row block and of several,
+// with k splits.
+TEST_P(CudaTcGemm, MatchesReference) {
+  REQUIRE_GPU();
+  TiledProductsOn on;
+  const TcCase& pc = GetParam();
+  ASSERT_LE(tc_gemm_partial_floats((pc.rows + 15) / 16, pc.cols / 128), kTcPartialFloats);
+  check_tc_product(pc, {17, 32, 33, 64, 100, 256}, {0});
+}
+
+INSTANTIATE_TEST_SUITE_P(
+    Shapes, CudaTcGemm,
+    ::testing::Values(TcCase{"nf4", Compute::F16, 37, 128}, TcCase{"nf4", Compute::F16, 600, 4096},
+                      TcCase{"nf4", Compute::BF16, 33, 384}, TcCase{"nf4-nodq", Compute::F16, 45, 256},
+                      TcCase{"fp4", Compute::F16, 19, 640}, TcCase{"int8", Compute::F16, 37, 128},
+                      TcCase{"int8", Compute::F16, 300, 1536}, TcCase{"int8", Compute::BF16, 41, 256}),
+    tc_case_name);
 
 // One launch over three weights with the same input (q, k, v) writes what three separate launches write (n tokens,
 // `cols` wide input). The split of a launch depends on its shape, so the three weights are small enough that a launch
@@ -322,82 +366,6 @@ TEST(CudaMatvecTcSplit, DeterministicAndPreconverted) {
   EXPECT_TRUE(tcb.counters_zero());
 }
 
-// Turns the tiled tensor-core product (tc_gemm.cu) on for a test's lifetime.
-struct TiledProductsOn {
-  const bool before = tc_gemm_enabled();
-  TiledProductsOn() { set_tc_gemm(true); }
-  ~TiledProductsOn() { set_tc_gemm(before); }
-};
-
-// The reference of CudaMatvecTc.MatchesReference: x rounded to the compute dtype times the exactly dequantized
-// weight in double, rounded to the compute dtype.
-std::vector<float> tc_reference(const std::vector<float>& x, const std::vector<float>& wf, int n, int64_t rows,
-                                int64_t cols, Compute c) {
-  std::vector<float> ref(size_t(n) * size_t(rows));
-  std::vector<float> xr(x.size());
-  for (size_t i = 0; i < x.size(); ++i) xr[i] = round_compute(x[i], c);
-  for (int i = 0; i < n; ++i)
-    for (int64_t r = 0; r < rows; ++r) {
-      double s = 0;
-      const float* xi = &xr[size_t(i * cols)];
-      const float* wr = &wf[size_t(r * cols)];
-      for (int64_t k = 0; k < cols; ++k) s += double(xi[k]) * wr[k];
-      ref[size_t(i * rows + r)] = round_compute(float(s), c);
-    }
-  return ref;
-}
-
-class CudaTcGemm : public ::testing::TestWithParam<TcCase> {};
-
-// The tiled kernel, 17..256 tokens (launches of 64 and a ragged last one), with bias and accumulation, against the
-// same reference and tolerances as the stream-k kernel; shapes of one row block and of several, with k splits.
-TEST_P(CudaTcGemm, MatchesReference) {
-  REQUIRE_GPU();
-  TiledProductsOn on;
-  const auto& pc = GetParam();
-  std::mt19937 rng(std::random_device{}());
-  auto t = make_weight(pc.kind, pc.rows, pc.cols, rng);
-  t->w.compute = pc.compute;
-  ASSERT_TRUE(matvec_tc_supported(t->w, kTcGemmMaxRows));
-  ASSERT_LE(tc_gemm_partial_floats((pc.rows + 15) / 16, pc.cols / 128), kTcPartialFloats);
-  std::vector<float> wf(size_t(pc.rows * pc.cols));
-  quant::dequantize(t->q, wf.data());
-  const bool fp16 = pc.compute == Compute::F16;
-  const double tol = pc.kind == "int8" ? (fp16 ? 1e-3 : 8e-3) : (fp16 ? 3e-3 : 2.5e-2);
-  TcBuffers tcb(size_t(kTcGemmMaxRows * pc.cols));
-  for (int n : {17, 32, 33, 64, 100, 256}) {
-    auto x = randn(size_t(n) * size_t(pc.cols), rng);
-    auto bias = randn(size_t(pc.rows), rng);
-    const auto ref = tc_reference(x, wf, n, pc.rows, pc.cols, pc.compute);
-    auto init = randn(ref.size(), rng);
-    auto dx = to_device(x);
-    auto db = to_device(bias);
-    for (bool acc : {false, true}) {
-      auto dy = to_device(init);
-      MatvecTarget target{&t->w, dy.get(), db.get()};
-      matvec_tc(&target, 1, dx.get(), n, acc, tcb.scratch(), nullptr);
-      auto got = to_host(dy, ref.size());
-      std::vector<float> want(ref.size());
-      for (size_t i = 0; i < ref.size(); ++i) want[i] = ref[i] + bias[i % size_t(pc.rows)] + (acc ? init[i] : 0.0f);
-      EXPECT_LT(rel_err(got, want), tol) << pc.kind << " n=" << n << " accumulate=" << acc;
-    }
-  }
-  EXPECT_TRUE(tcb.counters_zero()) << "the kernel leaves its row-block counters at zero";
-}
-
-INSTANTIATE_TEST_SUITE_P(
-    Shapes, CudaTcGemm,
-    ::testing::Values(TcCase{"nf4", Compute::F16, 37, 128}, TcCase{"nf4", Compute::F16, 600, 4096},
-                      TcCase{"nf4", Compute::BF16, 33, 384}, TcCase{"nf4-nodq", Compute::F16, 45, 256},
-                      TcCase{"fp4", Compute::F16, 19, 640}, TcCase{"int8", Compute::F16, 37, 128},
-                      TcCase{"int8", Compute::F16, 300, 1536}, TcCase{"int8", Compute::BF16, 41, 256}),
-    [](const auto& info) {
-      std::string s = info.param.kind + (info.param.compute == Compute::F16 ? "_f16_" : "_bf16_") +
-                      std::to_string(info.param.rows) + "x" + std::to_string(info.param.cols);
-      for (auto& ch : s)
-        if (!std::isalnum(static_cast<unsigned char>(ch))) ch = '_';
-      return s;
-    });
 
 // A token's result does not depend on the batch it is in (the k split depends on the weight's shape only, and each
 // token's column is summed alike in every launch): the first tokens of batches of 17 to 256 give the same bits,
