@@ -479,7 +479,6 @@ TEST(CudaPipeline, PrefixReuseKeepsGreedyAnswers) {
   EXPECT_EQ(off.prompt_tokens_reused, 0u);
 }
 
-// Each stage holds its layers' weights and cache: the stages' figures add up to one stage's.
 // Chunked prefill on the GPU (prompt chunks beside decoding rows, chunks of one row on the decode kernel): the
 // greedy answers of whole-prompt steps, on the trained fixture model.
 TEST(CudaPipeline, ChunkedPrefillKeepsGreedyAnswers) {
@@ -502,6 +501,7 @@ TEST(CudaPipeline, ChunkedPrefillKeepsGreedyAnswers) {
   EXPECT_EQ(f.memory().kv_cache_bytes, 0u);
 }
 
+// Each stage holds its layers' weights and cache: the stages' figures add up to one stage's.
 TEST(CudaPipeline, StageFiguresAddUp) {
   REQUIRE_GPU();
   const ModelConfig c = pipeline_config();

@@ -1,6 +1,6 @@
-// Decode products on the tensor cores: y[n, out] = x[n, in] · Wᵀ for up to 32 tokens, nf4 / fp4 / int8 weights,
-// activations and dequantized weights in the 16-bit compute dtype, fp32 accumulation (what bitsandbytes does with
-// a 16-bit compute dtype).
+// Decode products on the tensor cores: y[n, out] = x[n, in] · Wᵀ for up to 32 tokens (16 with the tiled kernel on),
+// nf4 / fp4 / int8 weights, activations and dequantized weights in the 16-bit compute dtype, fp32 accumulation (what
+// bitsandbytes does with a 16-bit compute dtype).
 //
 // Why tensor cores for a matrix-vector product: the CUDA-core kernel spends one shared-memory codebook lookup and
 // one fp32 multiply-add per weight element and is bound by its load/store unit at an eighth of DRAM bandwidth
@@ -9,12 +9,9 @@
 // sums run as mma.sync. Up to 8 tokens cost the same as one (an m16n8k16 tile has 8 columns); 32 use four tiles.
 //
 // Work split (stream-k): the row tiles of the launch (16 rows each) times the rounds of a row (128 k elements) form
-// one flat list of work, cut into equal contiguous ranges, one per warp. Lane (g, t) of a warp takes, for rows g
-// and g + 8 of the tile, the 32 consecutive elements t·32.. of a round; an mma sums over 16 k indices that come
-// from the four lanes' spans: any assignment of real columns to k indices gives the same sum as long as A
-// (weights) and B (activations) agree, and both are read from lane t's span. Each warp keeps U rounds of weight
-// loads in flight in registers across tile boundaries and never waits for other warps. A tile that lies in one
-// warp's range is stored by that warp; a tile shared by several warps is summed by the last of them to arrive,
+// one flat list of work, cut into equal contiguous ranges, one per warp. A lane's weights and activations of a round
+// are the 32 elements of its span (tc_product.cuh). Each warp keeps U rounds of weight loads in flight in registers
+// across tile boundaries and never waits for other warps. A tile that lies in one warp's range is stored by that warp; a tile shared by several warps is summed by the last of them to arrive,
 // from the partial tiles in warp order (deterministic results). The lookup table is built once per block, and one
 // launch covers up to three weights with the same input (q, k, v or gate, up).
 #include <cuda_bf16.h>
