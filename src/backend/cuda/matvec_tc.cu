@@ -8,12 +8,13 @@
 // copy per lane so that lookups never conflict) and one packed multiply by its block scale, and the products and
 // sums run as mma.sync. Up to 8 tokens cost the same as one (an m16n8k16 tile has 8 columns); 32 use four tiles.
 //
-// Work split (stream-k): the row tiles of the launch (16 rows each) times the rounds of a row (128 k elements) form
-// one flat list of work, cut into equal contiguous ranges, one per warp. A lane's weights and activations of a round
-// are the 32 elements of its span (tc_product.cuh). Each warp keeps U rounds of weight loads in flight in registers
-// across tile boundaries and never waits for other warps. A tile that lies in one warp's range is stored by that warp; a tile shared by several warps is summed by the last of them to arrive,
-// from the partial tiles in warp order (deterministic results). The lookup table is built once per block, and one
-// launch covers up to three weights with the same input (q, k, v or gate, up).
+// Work split (stream-k): the row tiles of the launch (16 rows each) times the rounds of a row (128 k elements) form one
+// flat list of work, cut into equal contiguous ranges, one per warp. A lane's weights and activations of a round are
+// the 32 elements of its span (tc_product.cuh). Each warp keeps U rounds of weight loads in flight in registers across
+// tile boundaries and never waits for other warps. A tile that lies in one warp's range is stored by that warp; a tile
+// shared by several warps is summed by the last of them to arrive, from the partial tiles in warp order (deterministic
+// results). The lookup table is built once per block, and one launch covers up to three weights with the same input (q,
+// k, v or gate, up).
 #include <cuda_bf16.h>
 #include <cuda_fp16.h>
 
