@@ -69,8 +69,9 @@ struct MemoryFigures {
   std::string device_name;        // "cpu", or the GPU's name
   size_t weight_bytes = 0;        // everything the weights occupy where the backend reads them
   size_t step_weight_bytes = 0;   // what one decode step reads of them: the decoder linears and lm_head
-  size_t kv_cache_bytes = 0;      // held now by open sequences
+  size_t kv_cache_bytes = 0;      // held now by open sequences' pages (a page shared by several counts once)
   size_t kv_cache_peak_bytes = 0;
+  size_t kv_position_bytes = 0;   // one position's keys and values over all layers, as the cache stores them
   size_t allocator_peak_bytes = 0;  // the tracked allocator (host memory on the CPU, device memory on a GPU)
   size_t device_peak_bytes = 0, device_total_bytes = 0;  // a GPU's own view, its context included; 0 on the CPU
   std::vector<DeviceMemory> per_device;  // a GPU pipeline: one entry per stage

@@ -136,7 +136,7 @@ void run_bench(const BenchArgs& a) {
            steps, B, B * G);
     if (rep == 0) continue;
     // Bytes a decode step must read: the weights (+ lm_head) once, and each row's keys and values so far.
-    const double kv_per_position = double(during.kv_cache_bytes) / (double(B) * (P + G));
+    const double kv_per_position = double(during.kv_position_bytes);
     double kv_bytes = 0;
     for (int s = 0; s < steps; ++s) kv_bytes += double(B) * (P + s + 1) * kv_per_position;
     decode_bytes = double(during.step_weight_bytes) * steps + kv_bytes;
@@ -179,7 +179,7 @@ void run_bench(const BenchArgs& a) {
       {"decode_fraction_of_copy", decode_gbs.mean() / ceil.copy_gbs},
       {"prefill_fraction_of_gemm", prefill_tflops.mean() / ceil.gemm_tflops},
       {"weights_bytes", mem.weight_bytes}, {"step_weight_bytes", mem.step_weight_bytes},
-      {"kv_cache_bytes", during.kv_cache_bytes},
+      {"kv_cache_bytes", during.kv_cache_bytes}, {"kv_cache_peak_bytes", mem.kv_cache_peak_bytes},
       {"allocator_peak_bytes", mem.allocator_peak_bytes}, {"device_peak_bytes", mem.device_peak_bytes},
       {"device_total_bytes", mem.device_total_bytes}, {"per_device", per_device}, {"load_s", load_s}};
   if (a.json) {
@@ -199,8 +199,10 @@ void run_bench(const BenchArgs& a) {
   for (auto& [k, v] : load_s.items())
     if (k != "total") parts += fmt::format("{}{} {:.2f} s", parts.empty() ? "" : ", ", k, v.get<double>());
   fmt::print("  load      {:.2f} s ({})\n", load_total, parts);
-  fmt::print("  memory    weights {:.2f} GiB, KV cache {:.2f} GiB, allocator peak {:.2f} GiB", double(mem.weight_bytes) / gib,
-             double(during.kv_cache_bytes) / gib, double(mem.allocator_peak_bytes) / gib);
+  fmt::print("  memory    weights {:.2f} GiB, KV cache {:.2f} GiB after the prefill, {:.2f} GiB at most, allocator peak "
+             "{:.2f} GiB",
+             double(mem.weight_bytes) / gib, double(during.kv_cache_bytes) / gib,
+             double(mem.kv_cache_peak_bytes) / gib, double(mem.allocator_peak_bytes) / gib);
   if (mem.device_peak_bytes) fmt::print(", device peak {:.2f} GiB (incl. context)", double(mem.device_peak_bytes) / gib);
   fmt::print("\n");
   if (mem.per_device.size() > 1)

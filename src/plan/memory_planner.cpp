@@ -70,7 +70,7 @@ void add(MemoryEstimate& e, std::string category, std::string name, size_t bytes
 std::string kv_label(const char* dtype, const ModelConfig& c, const PlanRequest& r) {
   std::string s = fmt::format("{} K and V, {} x {} positions", dtype, r.batch, r.context);
   const int sliding = int(std::count(c.sliding_layers.begin(), c.sliding_layers.end(), true));
-  const int ring = kv_layer(c, 0, 0).ring;
+  const int ring = kv_shape(c, 0, c.n_layers).ring;
   if (sliding > 0 && ring < r.context)
     s += fmt::format(" ({} sliding layers hold {})", sliding, ring);
   return s;
@@ -117,6 +117,8 @@ void plan_cuda(MemoryEstimate& e, const ModelConfig& c, const PlanRequest& r, bo
     if (group(w, g).bytes && (lm_head || std::string(g) != "lm_head")) add(e, "weights", g, group(w, g).bytes);
   if (e.quant) add(e, "quantization constants", "quantization constants", group(w, "quantization constants").bytes);
   add(e, "kv cache", kv_label("bf16", c, r), kv_cache_bytes(c, r.context, r.batch, 2));
+  add(e, "kv cache", "page tables on the device",
+      size_t(r.batch) * size_t(kv_shape(c, 0, c.n_layers).table_pages(r.context)) * sizeof(void*));
 
   // Scratch only grows: its size is the largest of every pass of the prefill (kMaxRowsPerPass rows at a time) and
   // of the decode steps.
@@ -160,7 +162,7 @@ void plan_cpu(MemoryEstimate& e, const ModelConfig& c, const PlanRequest& r) {
   const int threads = r.threads > 0 ? r.threads : omp_get_max_threads();
   auto step = [&](int64_t rows, int positions) {
     size_t kernel = cpu_kernel_scratch(c, e.quant, stored, rows, r.batch, threads);
-    size_t attention = size_t(std::min<int64_t>(threads, rows)) * cpu_attention_scratch_floats(c, positions) * sizeof(float);
+    size_t attention = size_t(std::min<int64_t>(threads, rows)) * cpu_attention_scratch_bytes(c, positions);
     return std::pair{cpu_step_sizes(c, rows, r.batch).bytes(), std::max(kernel, attention)};
   };
   const auto passes = prefill_pass_rows(c, r.batch, r.prompt, pass_rows_cap(r, INT_MAX));

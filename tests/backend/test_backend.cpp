@@ -35,8 +35,9 @@ TEST(Backend, CpuPrefixCopyEqualsPrefill) {
   Model m = synthesize_model(preset_config("tiny"), 31, 0.3f);
   CpuForward f(m);
   std::vector<int32_t> prompt;
-  for (int i = 0; i < 41; ++i) prompt.push_back(int32_t((i * 37 + 11) % m.cfg.vocab));
-  for (int shared : {1, 17, 40}) {
+  for (int i = 0; i < 201; ++i) prompt.push_back(int32_t((i * 37 + 11) % m.cfg.vocab));
+  // Within the first 64-position page, a whole page, pages shared and the rest of the prefix copied.
+  for (int shared : {1, 17, 40, 64, 100, 128, 200}) {
     auto got = test::prefix_copy_logits(f, prompt, shared);
     double num = 0, den = 0;
     for (size_t i = 0; i < got.whole.size(); ++i)

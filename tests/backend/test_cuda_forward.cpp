@@ -239,6 +239,28 @@ TEST(CudaForwardTest, SlidingLayersRingMatchesCpu) {
   check_against_cpu(q, ids, 8);
 }
 
+// A prefix copied from a sequence whose sliding layers' rings have wrapped (1,302 positions in rings of 1,088 slots),
+// into a sequence of another capacity: the ring pages holding the prefix's last window are copied, the full layers'
+// pages shared.
+TEST(CudaForwardTest, SlidingLayersPrefixCopyEqualsPrefill) {
+  REQUIRE_GPU();
+  ModelConfig c = preset_config("medgemma-4b");
+  c.hidden = 128, c.intermediate = 256, c.n_layers = 3, c.n_heads = 2, c.n_kv_heads = 1, c.head_dim = 64;
+  c.vocab = 300, c.query_pre_attn_scalar = 48, c.sliding_window = 40, c.max_positions = 4096;
+  c.sliding_layers = {true, false, true};
+  Model m = synthesize_model(c, 3, 0.1f);
+  CudaForward f(m);
+  std::vector<int32_t> prompt;
+  for (int i = 0; i < 1500; ++i) prompt.push_back(int32_t((i * 131 + 7) % c.vocab));
+  for (int shared : {100, 1300}) {
+    auto got = test::prefix_copy_logits(f, prompt, shared);
+    auto cmp = compare_logits(got.continued, got.whole, c.vocab);
+    EXPECT_LE(cmp.rel, 1e-2) << shared;
+    EXPECT_EQ(cmp.agree, cmp.decided) << shared;
+  }
+  EXPECT_EQ(f.memory().kv_cache_bytes, 0u);
+}
+
 TEST(CudaForwardTest, ProgrammaticLaunchChangesNothing) {
   REQUIRE_GPU();
   quant::QuantOptions nf4;
@@ -443,7 +465,7 @@ TEST(CudaPipeline, PrefixCopyEqualsPrefill) {
     for (const auto& layout : pipeline_layouts()) {
       SCOPED_TRACE(fmt::format("{}, {} stages", nf4 ? "nf4" : "bf16", std::max<size_t>(layout.size(), 1)));
       CudaForward f(m, layout);
-      for (int shared : {16, 299}) {
+      for (int shared : {16, 64, 100, 128, 299}) {  // in the first page, whole pages, pages and a part
         auto got = test::prefix_copy_logits(f, prompt, shared);
         auto c = compare_logits(got.continued, got.whole, m.cfg.vocab);
         EXPECT_LE(c.rel, 1e-2) << shared;
@@ -509,7 +531,13 @@ TEST(CudaPipeline, StageFiguresAddUp) {
   nf4.scheme = quant::Scheme::NF4;
   auto one = CudaForward::synthetic(c, nf4, 1);
   auto three = CudaForward::synthetic(c, nf4, 1, pipeline_layouts()[2]);
-  for (auto* f : {one.get(), three.get()}) f->open_sequence(100), f->open_sequence(37);
+  for (auto* f : {one.get(), three.get()}) {  // pages come as positions are written: 100 and 37 of them
+    const int a = f->open_sequence(100), b = f->open_sequence(37);
+    ForwardBatch batch{std::vector<int32_t>(137, 3), std::vector<int>(100, a), {99, 136}};
+    batch.seq.insert(batch.seq.end(), 37, b);
+    int32_t next[2];
+    f->run_greedy(batch, next);
+  }
   const auto stages = three->stages();
   ASSERT_EQ(stages.size(), 3u);
   size_t weights = 0, kv = 0;
@@ -518,7 +546,8 @@ TEST(CudaPipeline, StageFiguresAddUp) {
     EXPECT_EQ(stages[i].first_layer, pipeline_layouts()[2][i].first_layer);
     EXPECT_EQ(stages[i].end_layer, pipeline_layouts()[2][i].end_layer);
     const size_t layers = size_t(stages[i].end_layer - stages[i].first_layer);
-    EXPECT_EQ(stages[i].kv_cache_bytes, size_t(2) * 2 * layers * (100 + 37) * size_t(c.kv_dim()));
+    EXPECT_EQ(stages[i].kv_cache_bytes, size_t(2) * 2 * layers * (2 + 1) * kKvPageSlots * size_t(c.kv_dim()))
+        << "two pages and one";
     weights += stages[i].weight_bytes;
     kv += stages[i].kv_cache_bytes;
   }

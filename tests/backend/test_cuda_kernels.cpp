@@ -528,24 +528,72 @@ TEST(CudaOps, SixteenBitCopiesAreTheRoundedResults) {
   }
 }
 
+// A sequence's cache in pages (kv_layout.h) drawn at random, on the host and on the device. The pages are uploaded
+// in a shuffled order, so that only the page table puts them in place.
+struct PagedCache {
+  KvShape shape;
+  int cap = 0, kv_dim = 0;
+  std::vector<std::vector<uint16_t>> host;  // by table entry
+  std::vector<DeviceArray<uint16_t>> pages;
+  DeviceArray<uint16_t*> table;
+
+  PagedCache(const KvShape& s, int capacity, int kv, std::mt19937& rng) : shape(s), cap(capacity), kv_dim(kv) {
+    for (int e = 0; e < s.table_pages(cap); ++e) {
+      host.emplace_back(size_t(s.page_rows(e >= s.full_pages(cap)) * kv_dim));
+      for (auto& h : host.back()) h = f32_to_bf16(std::normal_distribution<float>(0, 1)(rng));
+    }
+  }
+  uint16_t* key(const KvLayer& l, int pos) { return kv_key(host_table().data(), l, pos, cap, kv_dim); }
+  uint16_t* value(const KvLayer& l, int pos) { return kv_value(host_table().data(), l, pos, cap, kv_dim); }
+  std::vector<uint16_t*> host_table() {
+    std::vector<uint16_t*> t;
+    for (auto& h : host) t.push_back(h.data());
+    return t;
+  }
+  // The host pages to the device (again), and the table of where they went.
+  void upload(std::mt19937& rng) {
+    std::vector<int> order(host.size());
+    for (size_t i = 0; i < order.size(); ++i) order[i] = int(i);
+    std::shuffle(order.begin(), order.end(), rng);
+    std::vector<uint16_t*> t(host.size());
+    pages.clear();
+    for (int e : order) pages.push_back(to_device(host[size_t(e)])), t[size_t(e)] = pages.back().get();
+    table = to_device(t);
+  }
+  // The CPU kernel's rows of positions [first, first + n) of layer l, in fp32.
+  struct Rows {
+    std::vector<float> k, v;
+    std::vector<const float*> kp, vp;
+  };
+  Rows rows(const KvLayer& l, int first, int n) {
+    Rows r;
+    for (int p = first; p < first + n; ++p) {
+      const uint16_t *kh = key(l, p), *vh = value(l, p);
+      for (int i = 0; i < kv_dim; ++i) r.k.push_back(bf16_to_f32(kh[i])), r.v.push_back(bf16_to_f32(vh[i]));
+    }
+    for (int i = 0; i < n; ++i)
+      r.kp.push_back(r.k.data() + size_t(i) * size_t(kv_dim)), r.vp.push_back(r.v.data() + size_t(i) * size_t(kv_dim));
+    return r;
+  }
+};
+
+// The layer a test's kernels run on: the second of a cache of two, after a full layer: a full one, or with a ring a
+// sliding one (rings of any length, not only the whole pages kv_shape makes).
+KvLayer second_layer(int ring) {
+  if (ring == 0) return KvLayer{KvShape{2, 0, 0}, 1, false};
+  return KvLayer{KvShape{1, 1, ring}, 0, true};
+}
+
 // Rows of sequences of different capacities, so chunked differently (capacity 64: one chunk; 100: two; 700: 11 of
-// 64 positions; 2000: 16 of 128), each with its own cache.
+// 64 positions; 2000: 16 of 128), each with its own paged cache.
 void attention_case(int hd) {
   std::mt19937 rng(std::random_device{}());
-  const int n_heads = 8, n_kv = 2, kv_dim = n_kv * hd, layers = 2;
+  const int n_heads = 8, n_kv = 2, kv_dim = n_kv * hd;
   struct Row {
     int pos, cap;
   };
   const std::vector<Row> rows = {{0, 700}, {5, 64}, {699, 700}, {300, 700}, {99, 100}, {1500, 2000}};
   const int n = int(rows.size());
-  std::vector<std::vector<uint16_t>> kc, vc;
-  std::vector<DeviceArray<uint16_t>> dk, dv;
-  for (const Row& r : rows) {
-    kc.emplace_back(size_t(layers * r.cap * kv_dim)), vc.emplace_back(kc.back().size());
-    for (auto& h : kc.back()) h = f32_to_bf16(std::normal_distribution<float>(0, 1)(rng));
-    for (auto& h : vc.back()) h = f32_to_bf16(std::normal_distribution<float>(0, 1)(rng));
-    dk.push_back(to_device(kc.back())), dv.push_back(to_device(vc.back()));
-  }
   auto q = randn(size_t(n * n_heads * hd), rng);
   auto dq = to_device(q);
   const int row_floats = n_heads * hd;
@@ -555,16 +603,16 @@ void attention_case(int hd) {
   // Windows: none, one shorter than most rows' positions (ragged, not a multiple of a chunk), one past them all;
   // rings of slots (a sliding layer's cache, kv_layout.h) that the window wraps around for some rows.
   for (auto [window, ring] : std::vector<Case>{{0, 0}, {37, 0}, {1000, 0}, {37, 100}, {300, 400}}) {
-    // The second layer of the cache: after one full layer, a full one or a sliding one with its ring.
-    const KvLayer layer{.full_before = 1, .sliding_before = 0, .ring = ring, .sliding = ring > 0};
+    const KvLayer layer = second_layer(ring);
+    std::vector<PagedCache> caches;
+    for (const Row& r : rows) caches.emplace_back(layer.shape, r.cap, kv_dim, rng), caches.back().upload(rng);
     const Compute c16 = ring ? Compute::BF16 : Compute::F16;
     const float scale = window ? 0.21f : 1.0f / std::sqrt(float(hd));  // gemma's query_pre_attn_scalar differs
     // The rows [first, first + count) in one launch, with `splits` (at least what their capacities need).
     auto run = [&](int first, int count, int splits, std::vector<uint16_t>* got16) {
       std::vector<RowInfo> info;
       for (int r = first; r < first + count; ++r)
-        info.push_back({rows[size_t(r)].pos, rows[size_t(r)].cap, dk[size_t(r)].get(), dv[size_t(r)].get(), 0,
-                        r - first});
+        info.push_back({rows[size_t(r)].pos, rows[size_t(r)].cap, caches[size_t(r)].table.get(), 0, r - first});
       auto drows = to_device(info);
       DeviceArray<float> partial(attention_partial_floats(count, n_heads, hd, splits), "test");
       auto dout = to_device(randn(size_t(count * row_floats), rng));
@@ -581,14 +629,10 @@ void attention_case(int hd) {
     EXPECT_EQ(bad, 0u) << "the 16-bit copy is the rounded output";
     std::vector<float> ref(q.size());
     for (int r = 0; r < n; ++r) {
-      const int cap = rows[size_t(r)].cap, slots = layer.slots(cap);
-      const size_t base = size_t(layer.offset(cap)) * size_t(kv_dim);
-      std::vector<float> kf(size_t(slots * kv_dim)), vf(kf.size());
-      for (size_t i = 0; i < kf.size(); ++i)
-        kf[i] = bf16_to_f32(kc[size_t(r)][base + i]), vf[i] = bf16_to_f32(vc[size_t(r)][base + i]);
       const int end = rows[size_t(r)].pos + 1, first = window ? std::max(0, end - window) : 0, np = end - first;
+      const PagedCache::Rows kv = caches[size_t(r)].rows(layer, first, np);
       std::vector<float> scratch(size_t(n_heads * np));
-      cpu::attention(q.data() + r * row_floats, kf.data(), vf.data(), first, np, slots, n_heads, n_kv, hd, scale,
+      cpu::attention(q.data() + r * row_floats, kv.kp.data(), kv.vp.data(), np, n_heads, n_kv, hd, scale,
                      ref.data() + r * row_floats, scratch.data());
     }
     EXPECT_LT(rel_err(got, ref), 1e-5) << "window " << window << ", ring " << ring << ", head_dim " << hd;
@@ -601,7 +645,7 @@ void attention_case(int hd) {
   }
 }
 
-// Attention over a bf16 cache (split along the positions) against the CPU kernel on the same bf16 values: the
+// Attention over a paged bf16 cache (split along the positions) against the CPU kernel on the same bf16 values: the
 // lane-split kernel (head_dim 64, 96, 128, 256) and the general one (16); a row's result does not depend on the
 // rows beside it.
 TEST(CudaOps, AttentionMatchesCpu) {
@@ -610,23 +654,17 @@ TEST(CudaOps, AttentionMatchesCpu) {
 }
 
 // Prompt rows on the tensor-core kernel, a decode row beside them on the decode kernel, against the CPU kernel on the
-// same bf16 cache: two prompts (one continuing a cached prefix), ragged tiles, windows and rings. Cache slots past
-// a prompt hold NaN, which must not reach the sums. The rows' results do not depend on how they are tiled.
+// same paged bf16 cache: two prompts (one continuing a cached prefix), ragged tiles, windows and rings. Cache slots
+// past a prompt hold NaN, which must not reach the sums. The rows' results do not depend on how they are tiled.
 void prefill_attention_case(int hd) {
   std::mt19937 rng(std::random_device{}());
-  const int n_heads = 8, n_kv = 2, kv_dim = n_kv * hd, cap = 700, layers = 2;
+  const int n_heads = 8, n_kv = 2, kv_dim = n_kv * hd, cap = 700;
   const uint16_t nan_bits = 0x7fc1;
   struct Seq {
     int first_pos, rows;
   };
   const std::vector<Seq> prompts = {{0, 100}, {300, 71}};
   const int decode_pos = 699;
-  std::vector<std::vector<uint16_t>> kc(3), vc(3);  // per sequence: the two prompts, then the decode row's
-  for (size_t s = 0; s < 3; ++s) {
-    kc[s].resize(size_t(layers * cap * kv_dim)), vc[s].resize(kc[s].size());
-    for (auto& h : kc[s]) h = f32_to_bf16(std::normal_distribution<float>(0, 1)(rng));
-    for (auto& h : vc[s]) h = f32_to_bf16(std::normal_distribution<float>(0, 1)(rng));
-  }
   std::vector<int> seq, pos;
   for (size_t s = 0; s < prompts.size(); ++s)
     for (int i = 0; i < prompts[s].rows; ++i) seq.push_back(int(s)), pos.push_back(prompts[s].first_pos + i);
@@ -644,21 +682,20 @@ void prefill_attention_case(int hd) {
     int window, ring;
   };
   for (auto [window, ring] : std::vector<Case>{{0, 0}, {37, 0}, {1000, 0}, {37, 164}}) {
-    const KvLayer layer{.full_before = 1, .sliding_before = 0, .ring = ring, .sliding = ring > 0};
-    const int slots = layer.slots(cap);
-    const size_t base = size_t(layer.offset(cap)) * size_t(kv_dim);
-    std::vector<std::vector<uint16_t>> k = kc, v = vc;
+    const KvLayer layer = second_layer(ring);
+    std::vector<PagedCache> caches;  // the two prompts', then the decode row's
+    for (int s = 0; s < 3; ++s) caches.emplace_back(layer.shape, cap, kv_dim, rng);
     if (ring == 0)  // positions after each prompt are never valid keys of its rows
       for (size_t s = 0; s < prompts.size(); ++s)
-        for (size_t i = base + size_t(prompts[s].first_pos + prompts[s].rows) * size_t(kv_dim);
-             i < base + size_t(slots) * size_t(kv_dim); ++i)
-          k[s][i] = v[s][i] = nan_bits;
-    std::vector<DeviceArray<uint16_t>> dk, dv;
-    for (size_t s = 0; s < 3; ++s) dk.push_back(to_device(k[s])), dv.push_back(to_device(v[s]));
+        for (int p = prompts[s].first_pos + prompts[s].rows; p < cap; ++p) {
+          std::fill_n(caches[s].key(layer, p), kv_dim, nan_bits);
+          std::fill_n(caches[s].value(layer, p), kv_dim, nan_bits);
+        }
+    for (auto& c : caches) c.upload(rng);
     std::vector<RowInfo> info;
     for (int r = 0; r < n; ++r)
-      info.push_back({pos[size_t(r)], cap, dk[size_t(seq[size_t(r)])].get(), dv[size_t(seq[size_t(r)])].get(),
-                      int(prompt_row[size_t(r)]), prompt_row[size_t(r)] ? -1 : 0});  // one decode row
+      info.push_back({pos[size_t(r)], cap, caches[size_t(seq[size_t(r)])].table.get(), int(prompt_row[size_t(r)]),
+                      prompt_row[size_t(r)] ? -1 : 0});  // one decode row
     auto drows = to_device(info);
     const float scale = window ? 0.21f : 1.0f / std::sqrt(float(hd));
     const int splits = attention_splits(cap);
@@ -681,12 +718,10 @@ void prefill_attention_case(int hd) {
     EXPECT_EQ(bad, 0u) << "the 16-bit copy is the rounded output";
     std::vector<float> ref(q.size());
     for (int r = 0; r < n; ++r) {
-      const size_t s = size_t(seq[size_t(r)]);
-      std::vector<float> kf(size_t(slots * kv_dim)), vf(kf.size());
-      for (size_t i = 0; i < kf.size(); ++i) kf[i] = bf16_to_f32(k[s][base + i]), vf[i] = bf16_to_f32(v[s][base + i]);
       const int end = pos[size_t(r)] + 1, first = window ? std::max(0, end - window) : 0, np = end - first;
+      const PagedCache::Rows kv = caches[size_t(seq[size_t(r)])].rows(layer, first, np);
       std::vector<float> scratch(size_t(n_heads * np));
-      cpu::attention(q.data() + r * n_heads * hd, kf.data(), vf.data(), first, np, slots, n_heads, n_kv, hd, scale,
+      cpu::attention(q.data() + r * n_heads * hd, kv.kp.data(), kv.vp.data(), np, n_heads, n_kv, hd, scale,
                      ref.data() + r * n_heads * hd, scratch.data());
     }
     // q and the probabilities in bf16 (8 significant bits), as FlashAttention computes: a few 1e-3.

@@ -25,7 +25,9 @@ TEST(CliBench, CountsWhatTheDecodeLoopDid) {
   const double linear_params = L * (H * H * 2 + H * KV * 2 + 3 * H * I);
   EXPECT_EQ(j["step_weight_bytes"].get<double>(), 2 * (linear_params + V * H));  // bf16 linears and lm_head
   const double kv_per_position = 2 * 4 * KV * L;                                  // K and V, fp32 on the CPU
-  EXPECT_EQ(j["kv_cache_bytes"].get<double>(), B * (P + G) * kv_per_position);
+  // After the prefill (when bench reads it) each sequence holds the one 64-position page its 16 positions need.
+  EXPECT_EQ(j["kv_cache_bytes"].get<double>(), B * 64 * kv_per_position);
+  EXPECT_EQ(j["kv_cache_peak_bytes"].get<double>(), B * 64 * kv_per_position) << "20 positions: still one page";
   double kv_read = 0;
   for (int s = 0; s < G - 1; ++s) kv_read += B * (P + s + 1) * kv_per_position;
   EXPECT_DOUBLE_EQ(j["decode_bytes_per_step"].get<double>(), j["step_weight_bytes"].get<double>() + kv_read / (G - 1));

@@ -211,29 +211,31 @@ double max_rel_diff(const std::vector<float>& ours, const std::vector<double>& r
   return max_diff / max_ref;
 }
 
-// A sliding layer's cache is a ring of window + kSlidingPassRows slots (1033 here): a 2200-position sequence wraps
-// it twice, prefilled whole (in passes of 1024 rows) or decoded a token at a time, and its logits still equal the
+// A sliding layer's cache is a ring of window + kSlidingPassRows slots in whole pages (1088 here): a 2200-position
+// sequence wraps it twice, prefilled whole (in passes of 1024 rows) or decoded a token at a time, and its logits still equal the
 // plain reference's, which keeps every position.
 TEST(SlidingWindowCache, RingWrapsAndLogitsStay) {
   ModelConfig c = ring_config();
   auto dir = test::temp_dir("gemma3-ring");
   save_synthetic_checkpoint(synthesize_model(c, 9, 0.2f), dir);
   Model m = load_model(dir);
-  const int n = 2200, ring = 9 + kSlidingPassRows;
+  const int n = 2200, ring = 17 * kKvPageSlots, full = 35 * kKvPageSlots;  // 9 + 1024 and 2200 in whole pages
   std::vector<int> ids(n);
   std::mt19937 rng(4);
   for (auto& t : ids) t = int(rng() % uint32_t(c.vocab));
   const auto ref = test::reference_logits(*m.checkpoint, m.cfg, ids);
 
   CpuForward fwd(m);
-  EXPECT_EQ(kv_positions(c, 0, 3, n), ring + n + ring) << "two ring layers and one full one";
+  EXPECT_EQ(kv_shape(c, 0, 3).ring, ring);
+  EXPECT_EQ(kv_positions(c, 0, 3, n), ring + full + ring) << "two ring layers and one full one";
   const int whole = fwd.open_sequence(n);
-  EXPECT_EQ(fwd.memory().kv_cache_bytes, size_t(ring + n + ring) * size_t(c.kv_dim()) * 2 * sizeof(float));
+  EXPECT_EQ(fwd.memory().kv_cache_bytes, 0u) << "pages come as positions are written";
   ForwardBatch b;
   for (int i = 0; i < n; ++i) b.tokens.push_back(ids[size_t(i)]), b.seq.push_back(whole), b.logit_rows.push_back(i);
   std::vector<float> prefill(size_t(n) * size_t(c.vocab));
   fwd.run(b, prefill.data());
   EXPECT_LT(max_rel_diff(prefill, ref), 1e-4) << "prefill in passes";
+  EXPECT_EQ(fwd.memory().kv_cache_bytes, size_t(ring + full + ring) * size_t(c.kv_dim()) * 2 * sizeof(float));
 
   const int stepped = fwd.open_sequence(n);
   std::vector<float> decoded(prefill.size());
@@ -244,7 +246,7 @@ TEST(SlidingWindowCache, RingWrapsAndLogitsStay) {
   EXPECT_LT(max_rel_diff(decoded, ref), 1e-4) << "decoded a token at a time";
 
   // A prefix copy needs the source's ring to still hold the prefix's last window: of the 2200-position sequence,
-  // positions from 2200 - 1033 = 1167 on remain, so a 2000-position prefix copies and a 1000-position one cannot.
+  // positions from 2200 - 1088 = 1112 on remain, so a 2000-position prefix copies and a 1000-position one cannot.
   const int copy = fwd.open_sequence(n);
   EXPECT_FALSE(fwd.copy_prefix(whole, copy, 1000));
   ASSERT_TRUE(fwd.copy_prefix(whole, copy, 2000));

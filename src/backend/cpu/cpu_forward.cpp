@@ -10,11 +10,9 @@
 
 namespace bq {
 
-KVCache::KVCache(const ModelConfig& c, int cap) : capacity(cap), kv_dim(c.kv_dim()) {
-  for (int l = 0; l < c.n_layers; ++l) layers.push_back(kv_layer(c, 0, l));
-  const size_t n = size_t(kv_positions(c, 0, c.n_layers, cap)) * size_t(kv_dim);
-  k.resize(n);
-  v.resize(n);
+KVCache::KVCache(const ModelConfig& c, int cap)
+    : capacity(cap), kv_dim(c.kv_dim()), shape(kv_shape(c, 0, c.n_layers)), pages(shape, cap) {
+  for (int l = 0; l < c.n_layers; ++l) layers.push_back(kv_layer(c, 0, c.n_layers, l));
 }
 
 CpuStepSizes cpu_step_sizes(const ModelConfig& c, int64_t rows, int64_t logit_rows) {
@@ -31,8 +29,8 @@ CpuStepSizes cpu_step_sizes(const ModelConfig& c, int64_t rows, int64_t logit_ro
   return s;
 }
 
-size_t cpu_attention_scratch_floats(const ModelConfig& c, int n_positions) {
-  return size_t(c.n_heads) * size_t(n_positions);
+size_t cpu_attention_scratch_bytes(const ModelConfig& c, int n_positions) {
+  return size_t(n_positions) * (size_t(c.n_heads) * sizeof(float) + 2 * sizeof(const float*));
 }
 
 size_t model_host_bytes(const Model& m) {
@@ -69,11 +67,15 @@ int CpuForward::open_sequence(int capacity) {
   while (id < int(caches_.size()) && caches_[size_t(id)]) ++id;
   if (id == int(caches_.size())) caches_.emplace_back();
   caches_[size_t(id)] = std::move(cache);
-  size_t held = 0;
-  for (auto& c : caches_)
-    if (c) held += c->bytes();
-  kv_cache_peak_ = std::max(kv_cache_peak_, held);
   return id;
+}
+
+void CpuForward::make_page(KVCache& cache, int entry) {
+  const bool sliding = entry >= cache.shape.full_pages(cache.capacity);
+  tracked_vector<float> mem(size_t(cache.shape.page_rows(sliding)) * size_t(cache.kv_dim));
+  float* first = mem.data();
+  const size_t bytes = mem.size() * sizeof(float);
+  cache.pages.set(entry, std::make_shared<KVCache::Page>(std::move(mem), bytes, kv_account_), first);
 }
 
 void CpuForward::close_sequence(int id) { caches_.at(size_t(id)).reset(); }
@@ -83,19 +85,15 @@ int CpuForward::sequence_length(int id) const { return caches_.at(size_t(id))->l
 bool CpuForward::copy_prefix(int from, int to, int positions) {
   check_prefix_copy(cache_fill(caches_, from), cache_fill(caches_, to), from, to, positions);
   KVCache &src = *caches_[size_t(from)], &dst = *caches_[size_t(to)];
-  const size_t row = size_t(src.kv_dim);
-  std::vector<std::vector<KvSlotCopy>> copies;
-  for (int l = 0; l < m_.cfg.n_layers; ++l) {
-    bool possible = false;
-    copies.push_back(
-        kv_prefix_copies(m_.cfg, src.layers[size_t(l)], src.length, src.capacity, dst.capacity, positions, possible));
-    if (!possible) return false;  // a sliding layer's ring has moved past the prefix
+  const KvPrefixPages plan = kv_prefix_pages(m_.cfg, src.shape, src.length, src.capacity, dst.capacity, positions);
+  if (!plan.possible) return false;  // a sliding layer's ring has moved past the prefix
+  for (int j = 0; j < plan.shared; ++j) dst.pages.share(j, src.pages, j);
+  for (size_t i = 0; i < plan.src_copied.size(); ++i) {
+    const int s = plan.src_copied[i], d = plan.dst_copied[i];
+    if (!dst.pages.has(d)) make_page(dst, d);
+    const bool sliding = s >= src.shape.full_pages(src.capacity);
+    std::copy_n(src.pages.page(s), size_t(src.shape.page_rows(sliding)) * size_t(src.kv_dim), dst.pages.page(d));
   }
-  for (int l = 0; l < m_.cfg.n_layers; ++l)
-    for (const KvSlotCopy& c : copies[size_t(l)]) {
-      std::copy_n(src.k_layer(l) + size_t(c.src_slot) * row, size_t(c.count) * row, dst.k_layer(l) + size_t(c.dst_slot) * row);
-      std::copy_n(src.v_layer(l) + size_t(c.src_slot) * row, size_t(c.count) * row, dst.v_layer(l) + size_t(c.dst_slot) * row);
-    }
   dst.length = positions;
   return true;
 }
@@ -108,9 +106,9 @@ MemoryFigures CpuForward::memory() const {
   f.step_weight_bytes = read(m_.lm_head);
   for (auto& L : m_.layers)
     for (const Linear* l : {&L.q, &L.k, &L.v, &L.o, &L.gate, &L.up, &L.down}) f.step_weight_bytes += read(*l);
-  for (auto& c : caches_)
-    if (c) f.kv_cache_bytes += c->bytes();
-  f.kv_cache_peak_bytes = kv_cache_peak_;
+  f.kv_cache_bytes = kv_account_->held;
+  f.kv_position_bytes = size_t(2) * size_t(m_.cfg.n_layers) * size_t(m_.cfg.kv_dim()) * sizeof(float);
+  f.kv_cache_peak_bytes = kv_account_->peak;
   f.allocator_peak_bytes = host_memory::stats().peak;
   return f;
 }
@@ -177,6 +175,12 @@ void CpuForward::run_pass(const ForwardBatch& b, float* logits) {
   rope_table(pos, inv_freq_, cos.data(), sin.data());
   if (c.local_rope) rope_table(pos, local_inv_freq_, local_cos.data(), local_sin.data());
 
+  for (int64_t r = 0; r < R; ++r) {  // the pages the rows' keys and values go to
+    KVCache& cache = *caches[size_t(b.seq[size_t(r)])];
+    for (int entry : kv_pages_written(cache.shape, pos[size_t(r)], cache.capacity))
+      if (!cache.pages.has(entry)) make_page(cache, entry);
+  }
+
   tracked_vector<float> x(sz.x), xn(sz.xn), q(sz.q), k(sz.k), v(sz.v), att(sz.att), proj(sz.proj), gate(sz.gate),
       up(sz.up);
   for (int64_t r = 0; r < R; ++r) m_.embed_row(b.tokens[size_t(r)], x.data() + r * H);
@@ -199,8 +203,8 @@ void CpuForward::run_pass(const ForwardBatch& b, float* logits) {
       cpu::rope(q.data() + r * Q, c.n_heads, hd, cs, sn);
       cpu::rope(k.data() + r * KV, c.n_kv_heads, hd, cs, sn);
       KVCache& cache = *caches[size_t(b.seq[size_t(r)])];
-      std::copy_n(k.data() + r * KV, KV, cache.k_at(l, pos[size_t(r)]));
-      std::copy_n(v.data() + r * KV, KV, cache.v_at(l, pos[size_t(r)]));
+      std::copy_n(k.data() + r * KV, KV, cache.key(l, pos[size_t(r)]));
+      std::copy_n(v.data() + r * KV, KV, cache.value(l, pos[size_t(r)]));
     }
     // Each row attends to its own sequence's positions up to its own (causal; a sliding layer: the last
     // sliding_window of them), now all written to the cache.
@@ -208,10 +212,12 @@ void CpuForward::run_pass(const ForwardBatch& b, float* logits) {
     for (int64_t r = 0; r < R; ++r) {
       KVCache& cache = *caches[size_t(b.seq[size_t(r)])];
       const int n_pos = c.attended(l, pos[size_t(r)] + 1), first = pos[size_t(r)] + 1 - n_pos;
-      tracked_vector<float> scratch(cpu_attention_scratch_floats(c, n_pos));
-      cpu::attention(q.data() + r * Q, cache.k_layer(l), cache.v_layer(l), first, n_pos,
-                     cache.layers[size_t(l)].slots(cache.capacity), c.n_heads, c.n_kv_heads, hd, c.attn_scale(),
-                     att.data() + r * Q, scratch.data());
+      tracked_vector<float> scratch(size_t(c.n_heads) * size_t(n_pos));
+      tracked_vector<const float*> rows(2 * size_t(n_pos));
+      for (int i = 0; i < n_pos; ++i)
+        rows[size_t(i)] = cache.key(l, first + i), rows[size_t(n_pos + i)] = cache.value(l, first + i);
+      cpu::attention(q.data() + r * Q, rows.data(), rows.data() + n_pos, n_pos, c.n_heads, c.n_kv_heads, hd,
+                     c.attn_scale(), att.data() + r * Q, scratch.data());
     }
     linear(L.o, att.data(), R, proj.data());
     add_block_output(x, proj.data(), L.post_attn_norm, R, H, c.rms_eps);

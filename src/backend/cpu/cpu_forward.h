@@ -6,26 +6,26 @@
 
 #include "backend/forward.h"
 #include "backend/kv_layout.h"
+#include "backend/kv_pages.h"
 #include "core/host_memory.h"
 #include "model/model.h"
 
 namespace bq {
 
-// Keys and values of one sequence, fp32, layer after layer as kv_layout.h lays them out ([slot][kv_dim] each).
+// Keys and values of one sequence, fp32, in pages (kv_layout.h, kv_pages.h).
 struct KVCache {
   int capacity = 0;
   int length = 0;  // positions filled
   int kv_dim = 0;
+  KvShape shape;
   std::vector<KvLayer> layers;
-  tracked_vector<float> k, v;
+  using Table = KvPageTable<float, tracked_vector<float>>;
+  using Page = Table::Page;
+  Table pages;
 
   KVCache(const ModelConfig& c, int capacity);
-  // A layer's first slot; position p of it is at row layers[l].slot(p, capacity).
-  float* k_layer(int l) { return k.data() + size_t(layers[size_t(l)].offset(capacity)) * kv_dim; }
-  float* v_layer(int l) { return v.data() + size_t(layers[size_t(l)].offset(capacity)) * kv_dim; }
-  float* k_at(int l, int pos) { return k_layer(l) + size_t(layers[size_t(l)].slot(pos, capacity)) * kv_dim; }
-  float* v_at(int l, int pos) { return v_layer(l) + size_t(layers[size_t(l)].slot(pos, capacity)) * kv_dim; }
-  size_t bytes() const { return (k.size() + v.size()) * sizeof(float); }
+  float* key(int l, int pos) const { return kv_key(pages.data(), layers[size_t(l)], pos, capacity, kv_dim); }
+  float* value(int l, int pos) const { return kv_value(pages.data(), layers[size_t(l)], pos, capacity, kv_dim); }
 };
 
 // Elements (fp32) of each activation buffer CpuForward::run holds for a step of `rows` rows, `logit_rows` of them
@@ -38,8 +38,8 @@ struct CpuStepSizes {
   }
 };
 CpuStepSizes cpu_step_sizes(const ModelConfig& c, int64_t rows, int64_t logit_rows);
-// Per-thread scratch (fp32 elements) of one row's attention over n_positions.
-size_t cpu_attention_scratch_floats(const ModelConfig& c, int n_positions);
+// Per-thread scratch of one row's attention over n_positions: its scores (fp32) and the rows it reads.
+size_t cpu_attention_scratch_bytes(const ModelConfig& c, int n_positions);
 
 // Host bytes of the weights as a loaded (and possibly quantized) model uses them: embeddings and 16-bit linears where
 // they are stored (mapped or owned), fp32 norms and biases, quantized matrices (from their capacities), lm_head
@@ -61,12 +61,13 @@ class CpuForward : public ForwardBackend {
 
  private:
   void run_pass(const ForwardBatch& b, float* logits);  // run() of a batch within max_sequence_rows_per_pass
+  void make_page(KVCache& cache, int entry);
   const Model& m_;
   host_memory::Hold weights_;  // the model's buffers in the host-memory account while this backend uses them
   std::vector<float> inv_freq_;  // fp32, as the reference computes RoPE angles
   std::vector<float> local_inv_freq_;  // the sliding layers' (gemma3), else equal to inv_freq_
   std::vector<std::unique_ptr<KVCache>> caches_;  // by sequence id; null when closed
-  size_t kv_cache_peak_ = 0;
+  std::shared_ptr<KvPageAccount> kv_account_ = std::make_shared<KvPageAccount>();
 };
 
 }  // namespace bq

@@ -195,10 +195,9 @@ void gated_act(Activation act, const float* gate, const float* up, float* out, i
   else silu_mul(gate, up, out, n);
 }
 
-void attention(const float* q, const float* k, const float* v, int first, int n_pos, int ring, int n_heads,
+void attention(const float* q, const float* const* k_rows, const float* const* v_rows, int n_pos, int n_heads,
                int n_kv_heads, int head_dim, float scale, float* out, float* scratch) {
-  const int group = n_heads / n_kv_heads, kv_stride = n_kv_heads * head_dim;
-  auto row = [&](int i) { return size_t((first + i) % ring) * size_t(kv_stride); };
+  const int group = n_heads / n_kv_heads;
   // Heads are independent; run them in parallel unless the caller already parallelises over tokens.
 #pragma omp parallel for schedule(static) if (!omp_in_parallel())
   for (int h = 0; h < n_heads; ++h) {
@@ -207,7 +206,7 @@ void attention(const float* q, const float* k, const float* v, int first, int n_
     float* s = scratch + size_t(h) * n_pos;
     float mx = -INFINITY;
     for (int p = 0; p < n_pos; ++p) {
-      const float* kp = k + row(p) + kvh * head_dim;
+      const float* kp = k_rows[p] + kvh * head_dim;
       float d = 0;
       for (int i = 0; i < head_dim; ++i) d += qh[i] * kp[i];
       s[p] = d * scale;
@@ -218,7 +217,7 @@ void attention(const float* q, const float* k, const float* v, int first, int n_
     float* oh = out + h * head_dim;
     std::fill(oh, oh + head_dim, 0.0f);
     for (int p = 0; p < n_pos; ++p) {
-      const float* vp = v + row(p) + kvh * head_dim;
+      const float* vp = v_rows[p] + kvh * head_dim;
       float wgt = s[p] / sum;
       for (int i = 0; i < head_dim; ++i) oh[i] += wgt * vp[i];
     }

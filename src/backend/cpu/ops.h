@@ -28,11 +28,11 @@ void gelu_tanh_mul(const float* gate, const float* up, float* out, int64_t n);
 // The gated MLP's activation of the config: one of the two above.
 void gated_act(Activation act, const float* gate, const float* up, float* out, int64_t n);
 
-// Causal attention of one query token over the `n_pos` cached positions from `first` on, all heads (GQA: head h
-// reads kv head h / (n_heads / n_kv_heads)), scores q·k × scale. k, v: rows of n_kv_heads * head_dim, position p in
-// row p mod ring (a plain cache: ring >= first + n_pos); q, out: [n_heads * head_dim]. scratch needs
-// n_heads * n_pos floats.
-void attention(const float* q, const float* k, const float* v, int first, int n_pos, int ring, int n_heads,
+// Causal attention of one query token over n_pos cached positions, all heads (GQA: head h reads kv head
+// h / (n_heads / n_kv_heads)), scores q·k × scale. k_rows[i], v_rows[i]: the key and value of the i-th position
+// attended (rows of n_kv_heads * head_dim, wherever the cache's pages keep them); q, out: [n_heads * head_dim].
+// scratch needs n_heads * n_pos floats.
+void attention(const float* q, const float* const* k_rows, const float* const* v_rows, int n_pos, int n_heads,
                int n_kv_heads, int head_dim, float scale, float* out, float* scratch);
 
 }  // namespace bq::cpu

@@ -43,9 +43,7 @@ __global__ void __launch_bounds__(kThreads) attention_kernel(const float* __rest
   for (int i = tid; i < group * hd; i += kThreads) qs[i] = q[(int64_t(r) * n_heads + g * group) * hd + i] * scale;
   __syncthreads();
 
-  const size_t layer_off = size_t(layer.offset(ri.capacity)) * kv_dim + size_t(g) * hd;
-  const uint16_t* K = ri.k + layer_off;
-  const uint16_t* V = ri.v + layer_off;
+  const int head_off = g * hd;
   float m[kMaxGroup], l[kMaxGroup], acc[kMaxGroup][kMaxHd / kThreads];
 #pragma unroll
   for (int h = 0; h < kMaxGroup; ++h) {
@@ -62,7 +60,7 @@ __global__ void __launch_bounds__(kThreads) attention_kernel(const float* __rest
     for (int h = 0; h < kMaxGroup; ++h) sc[h] = 0;
     if (valid) {
       // Eight 16-byte loads of the key in flight at a time (a decode row's whole 128-wide key in two round trips).
-      const uint4* kp = reinterpret_cast<const uint4*>(K + size_t(layer.slot(p, ri.capacity)) * kv_dim);
+      const uint4* kp = reinterpret_cast<const uint4*>(kv_key(ri.pages, layer, p, ri.capacity, kv_dim) + head_off);
       for (int c0 = 0; c0 < hd / 8; c0 += 8) {
         uint4 kk[8];
 #pragma unroll
@@ -113,8 +111,8 @@ __global__ void __launch_bounds__(kThreads) attention_kernel(const float* __rest
 #pragma unroll 8
       for (int i = tid; i < np * row_words; i += kThreads) {
         const int pj = i / row_words;
-        vstage[i] = *reinterpret_cast<const uint4*>(V + size_t(layer.slot(t0 + j0 + pj, ri.capacity)) * kv_dim +
-                                                    (i - pj * row_words) * 8);
+        vstage[i] = *reinterpret_cast<const uint4*>(kv_value(ri.pages, layer, t0 + j0 + pj, ri.capacity, kv_dim) +
+                                                    head_off + (i - pj * row_words) * 8);
       }
       __syncthreads();
       const uint16_t* vs = reinterpret_cast<const uint16_t*>(vstage);
@@ -201,16 +199,14 @@ __global__ void __launch_bounds__(kThreads) attention_lanes_kernel(const float* 
       acc[h][i] = 0;
     }
   }
-  const size_t layer_off = size_t(layer.offset(ri.capacity)) * kv_dim + size_t(g) * hd + size_t(lane) * D;
-  const uint16_t* K = ri.k + layer_off;
-  const uint16_t* V = ri.v + layer_off;
+  const int head_off = g * hd + lane * D;
   for (int p0 = p_begin + warp * kWarpPositions; p0 < p_end; p0 += kWarpsPerBlock * kWarpPositions) {
     float kr[kWarpPositions][D], vr[kWarpPositions][D];
 #pragma unroll
     for (int j = 0; j < kWarpPositions; ++j) {
-      const int p = layer.slot(min(p0 + j, p_end - 1), ri.capacity);  // past the end: a valid row, weight zero below
-      load_row<D>(K + size_t(p) * kv_dim, kr[j]);
-      load_row<D>(V + size_t(p) * kv_dim, vr[j]);
+      const int p = min(p0 + j, p_end - 1);  // past the end: a valid row, weight zero below
+      load_row<D>(kv_key(ri.pages, layer, p, ri.capacity, kv_dim) + head_off, kr[j]);
+      load_row<D>(kv_value(ri.pages, layer, p, ri.capacity, kv_dim) + head_off, vr[j]);
     }
 #pragma unroll
     for (int h = 0; h < kMaxGroup; ++h) {

@@ -66,9 +66,7 @@ __global__ void __launch_bounds__(kThreads) attention_prefill_kernel(const float
   const AttentionTile tile = tiles[blockIdx.x];
   const RowInfo first = rows[tile.first_row];
   const int kv_dim = n_kv * HD, kvh = h / (n_heads / n_kv);
-  const size_t layer_off = size_t(layer.offset(first.capacity)) * kv_dim + size_t(kvh) * HD;
-  const uint16_t* K = first.k + layer_off;
-  const uint16_t* V = first.v + layer_off;
+  const int head_off = kvh * HD;
   // Rows of the tile have consecutive positions; this warp's rows are 16·warp + g and + 8 of the tile.
   const int pos0 = first.pos, last_pos = pos0 + tile.rows - 1;
   const int key_begin = window > 0 ? max(0, pos0 + 1 - window) : 0, key_end = last_pos + 1;
@@ -107,9 +105,11 @@ __global__ void __launch_bounds__(kThreads) attention_prefill_kernel(const float
     for (int i = tid; i < kKeys * chunks; i += kThreads) {
       const int key = i / chunks, c = i % chunks, p = t0 + key;
       const bool valid = p >= key_begin && p < key_end;
-      const size_t at = valid ? size_t(layer.slot(p, first.capacity)) * kv_dim + size_t(c) * 8 : 0;
-      copy16_async(&sm.k[stage][key][c * 8], K + at, valid);
-      copy16_async(&sm.v[stage][key][c * 8], V + at, valid);
+      // Outside the range: any valid address (the copy reads nothing and writes zeros).
+      const int at = valid ? p : key_begin;
+      const int off = head_off + c * 8;
+      copy16_async(&sm.k[stage][key][c * 8], kv_key(first.pages, layer, at, first.capacity, kv_dim) + off, valid);
+      copy16_async(&sm.v[stage][key][c * 8], kv_value(first.pages, layer, at, first.capacity, kv_dim) + off, valid);
     }
   };
 

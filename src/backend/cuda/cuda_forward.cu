@@ -62,16 +62,15 @@ int CudaForward::open_sequence(int capacity) {
   s->capacity = capacity;
   for (auto& stage : I.stages) {
     DeviceGuard on(stage->device);
-    const size_t n = size_t(kv_positions(I.cfg, stage->first, stage->end, capacity)) * size_t(I.cfg.kv_dim());
-    // Stream-ordered: from the device's pool, without a synchronization (a cache per example of an evaluation).
-    s->k.push_back(DeviceArray<uint16_t>(n, "KV cache (keys)", stage->st));
-    s->v.push_back(DeviceArray<uint16_t>(n, "KV cache (values)", stage->st));
+    // Pages come as positions are written (Pipeline::run). Stream-ordered: from the device's pool, without a
+    // synchronization (a cache per example of an evaluation).
+    s->pages.emplace_back(stage->kv, capacity);
+    s->device_table.emplace_back(size_t(stage->kv.table_pages(capacity)), "KV page table", stage->st);
   }
   size_t id = 0;
   while (id < I.seqs.size() && I.seqs[id]) ++id;
   if (id == I.seqs.size()) I.seqs.emplace_back();
   I.seqs[id] = std::move(s);
-  I.kv_cache_peak = std::max(I.kv_cache_peak, kv_cache_bytes());
   return int(id);
 }
 
@@ -94,30 +93,27 @@ bool CudaForward::copy_prefix(int from, int to, int positions) {
   check_prefix_copy(cache_fill(P.seqs, from), cache_fill(P.seqs, to), from, to, positions);
   const Sequence& src = *P.seqs[size_t(from)];
   Sequence& dst = *P.seqs[size_t(to)];
-  const size_t row = size_t(P.cfg.kv_dim());
-  std::vector<std::vector<KvSlotCopy>> copies(size_t(P.cfg.n_layers));  // by model layer
-  for (const auto& S : P.stages)
-    for (int l = S->first; l < S->end; ++l) {
-      bool possible = false;
-      copies[size_t(l)] = kv_prefix_copies(P.cfg, kv_layer(P.cfg, S->first, l), src.length, src.capacity,
-                                           dst.capacity, positions, possible);
-      if (!possible) return false;  // a sliding layer's ring has moved past the prefix
-    }
+  std::vector<KvPrefixPages> plans;
+  for (const auto& S : P.stages) {
+    plans.push_back(kv_prefix_pages(P.cfg, S->kv, src.length, src.capacity, dst.capacity, positions));
+    if (!plans.back().possible) return false;  // a sliding layer's ring has moved past the prefix
+  }
   for (size_t i = 0; i < P.stages.size(); ++i) {  // on each stage's stream, ordered before its next pass
     Stage& S = *P.stages[i];
     DeviceGuard on(S.device);
-    for (int l = S.first; l < S.end; ++l) {
-      const KvLayer kv = kv_layer(P.cfg, S.first, l);
-      const size_t s_at = size_t(kv.offset(src.capacity)) * row, d_at = size_t(kv.offset(dst.capacity)) * row;
-      for (const KvSlotCopy& c : copies[size_t(l)]) {
-        const size_t from = s_at + size_t(c.src_slot) * row, to = d_at + size_t(c.dst_slot) * row,
-                     bytes = size_t(c.count) * row * sizeof(uint16_t);
-        BQ_CUDA(cudaMemcpyAsync(dst.k[i].get() + to, src.k[i].get() + from, bytes, cudaMemcpyDeviceToDevice, S.st));
-        BQ_CUDA(cudaMemcpyAsync(dst.v[i].get() + to, src.v[i].get() + from, bytes, cudaMemcpyDeviceToDevice, S.st));
-      }
+    const KvPrefixPages& plan = plans[i];
+    for (int j = 0; j < plan.shared; ++j) dst.pages[i].share(j, src.pages[i], j);
+    for (size_t c = 0; c < plan.src_copied.size(); ++c) {
+      const int s = plan.src_copied[c], d = plan.dst_copied[c];
+      if (!dst.pages[i].has(d)) P.make_page(dst, i, d);
+      const size_t bytes = size_t(S.kv.page_rows(s >= S.kv.full_pages(src.capacity))) * size_t(P.cfg.kv_dim()) *
+                           sizeof(uint16_t);
+      BQ_CUDA(cudaMemcpyAsync(dst.pages[i].page(d), src.pages[i].page(s), bytes, cudaMemcpyDeviceToDevice, S.st));
     }
+    P.upload_table(dst, i);
   }
   dst.length = positions;
+  P.kv_cache_peak = std::max(P.kv_cache_peak, P.kv_cache_bytes());
   return true;
 }
 
@@ -169,11 +165,7 @@ size_t CudaForward::step_weight_bytes() const {
   return n;
 }
 
-size_t CudaForward::kv_cache_bytes() const {
-  size_t n = 0;
-  for (auto& info : stages()) n += info.kv_cache_bytes;
-  return n;
-}
+size_t CudaForward::kv_cache_bytes() const { return p_->kv_cache_bytes(); }
 
 MemoryFigures CudaForward::memory() const {
   sample_device_memory();
@@ -183,6 +175,7 @@ MemoryFigures CudaForward::memory() const {
   f.step_weight_bytes = step_weight_bytes();
   f.kv_cache_bytes = kv_cache_bytes();
   f.kv_cache_peak_bytes = p_->kv_cache_peak;
+  f.kv_position_bytes = size_t(2) * size_t(p_->cfg.n_layers) * size_t(p_->cfg.kv_dim()) * sizeof(uint16_t);
   f.allocator_peak_bytes = all.peak;
   f.device_peak_bytes = all.device_used_peak;
   f.device_total_bytes = all.device_total;
@@ -199,10 +192,7 @@ std::vector<CudaForward::StageInfo> CudaForward::stages() const {
   std::vector<StageInfo> out;
   for (size_t i = 0; i < p_->stages.size(); ++i) {
     const Stage& s = *p_->stages[i];
-    StageInfo info{s.device, s.first, s.end, s.weight_bytes(), 0};
-    for (auto& seq : p_->seqs)
-      if (seq) info.kv_cache_bytes += seq->k[i].bytes() + seq->v[i].bytes();
-    out.push_back(info);
+    out.push_back(StageInfo{s.device, s.first, s.end, s.weight_bytes(), s.kv_pages->held});
   }
   return out;
 }

@@ -96,7 +96,8 @@ __global__ void rope_store_kernel(float* q, const float* k, const float* v, cons
     cos_t[i] = float(cs), sin_t[i] = float(sn);
   }
   __syncthreads();
-  const size_t cache_off = size_t(layer.offset(ri.capacity) + layer.slot(ri.pos, ri.capacity)) * kv_dim;
+  uint16_t* key = kv_key(ri.pages, layer, ri.pos, ri.capacity, kv_dim);
+  uint16_t* value = kv_value(ri.pages, layer, ri.pos, ri.capacity, kv_dim);
   float* qr = q + int64_t(r) * n_heads * hd;
   const float* kr = k + int64_t(r) * kv_dim;
   const float* vr = v + int64_t(r) * kv_dim;
@@ -112,11 +113,11 @@ __global__ void rope_store_kernel(float* q, const float* k, const float* v, cons
       const int kh = h - n_heads;
       const float* p = kr + kh * hd;
       float a = p[i], b = p[i + half];
-      ri.k[cache_off + kh * hd + i] = to_bf16_bits(a * c - b * s);
-      ri.k[cache_off + kh * hd + i + half] = to_bf16_bits(b * c + a * s);
+      key[kh * hd + i] = to_bf16_bits(a * c - b * s);
+      key[kh * hd + i + half] = to_bf16_bits(b * c + a * s);
     }
   }
-  for (int j = threadIdx.x; j < kv_dim; j += blockDim.x) ri.v[cache_off + j] = to_bf16_bits(vr[j]);
+  for (int j = threadIdx.x; j < kv_dim; j += blockDim.x) value[j] = to_bf16_bits(vr[j]);
 }
 
 __global__ void argmax_kernel(const float* x, int v, int* out) {

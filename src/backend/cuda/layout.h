@@ -26,7 +26,7 @@ constexpr int kAttentionMinSplitLen = 64;  // fewest cache positions one attenti
 constexpr int kAttentionMaxSplits = 16;    // most chunks one decode row's positions are cut into
 constexpr size_t kCodeTableFloats = 16;    // NF4 / FP4 code values
 constexpr size_t kDynamicMapFloats = 256;  // bitsandbytes' signed dynamic map (double quant)
-constexpr size_t kRowInfoBytes = 32;       // sizeof(RowInfo): two ints, two pointers, two ints
+constexpr size_t kRowInfoBytes = 24;       // sizeof(RowInfo): two ints, a pointer, two ints
 // Tensor-core decode products (matvec_tc.cu, split.h): 16-row tiles, at most this many blocks of 8 warps,
 // each warp leaving at most two partial tiles of 32 lanes x 4 accumulators x (up to) 4 token tiles.
 constexpr int kTcTileRows = 16;

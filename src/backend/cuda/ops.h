@@ -131,16 +131,15 @@ void rmsnorm_add(const float* x, const float* weight, float* out, int n, int d, 
 void gated_act(Activation act, float* gate, const float* up, int64_t n, cudaStream_t st, uint16_t* out16 = nullptr,
                Compute c16 = Compute::F16);
 
-// Where each row of a step reads and writes its sequence's cache: position p of a layer's K is
-// k + (layer.offset(capacity) + layer.slot(p, capacity)) * kv_dim (KvLayer, kv_layout.h).
+// Where each row of a step reads and writes its sequence's cache: its page table on the device, position p of a
+// layer's key at kv_key(pages, layer, p, capacity, kv_dim) (kv_layout.h).
 // in_tile: the row's attention is computed by attention_prefill (an AttentionTile, layout.h), which the decode
 // kernel of attention() skips. partial_row: the row's index among the rows that take the decode kernel (where its
 // partials are).
 struct RowInfo {
   int pos;
   int capacity;
-  uint16_t* k;
-  uint16_t* v;
+  uint16_t* const* pages;
   int in_tile;
   int partial_row;
 };

@@ -53,10 +53,47 @@ void Pipeline::synchronize() {
   }
 }
 
+void Pipeline::make_page(Sequence& s, size_t si, int entry) {
+  Stage& stage = *stages[si];
+  const bool sliding = entry >= stage.kv.full_pages(s.capacity);
+  const size_t n = size_t(stage.kv.page_rows(sliding)) * size_t(cfg.kv_dim());
+  DeviceArray<uint16_t> mem(n, "KV cache page", stage.st);
+  uint16_t* first = mem.get();
+  s.pages[si].set(entry, std::make_shared<Sequence::Table::Page>(std::move(mem), n * sizeof(uint16_t), stage.kv_pages),
+                  first);
+}
+
+void Pipeline::upload_table(Sequence& s, size_t si) {
+  const std::vector<uint16_t*>& entries = s.pages[si].entries();
+  BQ_CUDA(cudaMemcpyAsync(s.device_table[si].get(), entries.data(), entries.size() * sizeof(uint16_t*),
+                          cudaMemcpyHostToDevice, stages[si]->st));
+}
+
+size_t Pipeline::kv_cache_bytes() const {
+  size_t n = 0;
+  for (auto& s : stages) n += s->kv_pages->held;
+  return n;
+}
+
 const float* Pipeline::run(const ForwardBatch& b) {
   const ModelConfig& c = cfg;
   const int R = int(b.tokens.size());
   const std::vector<int> pos = row_positions(b, seqs, c.vocab);
+  // The pages the rows' keys and values go to, made before any pass reads the tables.
+  for (size_t si = 0; si < stages.size(); ++si) {
+    DeviceGuard on(stages[si]->device);
+    std::vector<int> changed;
+    for (int r = 0; r < R; ++r) {
+      Sequence& s = *seqs[size_t(b.seq[size_t(r)])];
+      bool made = false;
+      for (int entry : kv_pages_written(stages[si]->kv, pos[size_t(r)], s.capacity))
+        if (!s.pages[si].has(entry)) make_page(s, si, entry), made = true;
+      if (made && std::find(changed.begin(), changed.end(), b.seq[size_t(r)]) == changed.end())
+        changed.push_back(b.seq[size_t(r)]);
+    }
+    for (int id : changed) upload_table(*seqs[size_t(id)], si);
+  }
+  kv_cache_peak = std::max(kv_cache_peak, kv_cache_bytes());
   const int NL = int(b.logit_rows.size());
   bool in_order = true;
   for (int i = 1; i < NL; ++i) in_order &= b.logit_rows[size_t(i)] == b.logit_rows[size_t(i - 1)] + 1;
@@ -106,7 +143,7 @@ const float* Pipeline::run(const ForwardBatch& b) {
       std::vector<RowInfo> info(static_cast<size_t>(n));  // this stage's caches
       for (int i = 0; i < n; ++i) {
         Sequence& s = *seqs[size_t(b.seq[size_t(r0 + i)])];
-        info[size_t(i)] = RowInfo{pos[size_t(r0 + i)], s.capacity, s.k[si].get(), s.v[si].get(),
+        info[size_t(i)] = RowInfo{pos[size_t(r0 + i)], s.capacity, s.device_table[si].get(),
                                   int(prompt_row[size_t(i)]), partial_row[size_t(i)]};
       }
       BQ_CUDA(cudaMemcpyAsync(stage.rows.get(), info.data(), info.size() * sizeof(RowInfo), cudaMemcpyHostToDevice,

@@ -11,12 +11,17 @@
 
 #include "backend/cuda/stage.h"
 #include "backend/forward.h"
+#include "backend/kv_pages.h"
 
 namespace bq::cuda {
 
+// A sequence's cache: per stage, its page table over the stage's layers (kv_layout.h), and the table's copy on the
+// device that the kernels read (RowInfo::pages).
 struct Sequence {
+  using Table = KvPageTable<uint16_t, DeviceArray<uint16_t>>;
   int capacity = 0, length = 0;
-  std::vector<DeviceArray<uint16_t>> k, v;  // per stage: [stage's layers][capacity][kv_dim]
+  std::vector<Table> pages;
+  std::vector<DeviceArray<uint16_t*>> device_table;
 };
 
 struct Pipeline {
@@ -25,7 +30,7 @@ struct Pipeline {
   std::vector<std::unique_ptr<Stage>> stages;
   std::vector<std::unique_ptr<Sequence>> seqs;  // by id; closed ones are null
   int last_logit_rows = 0;
-  size_t kv_cache_peak = 0;  // the most bytes the open sequences' caches held at once
+  size_t kv_cache_peak = 0;  // the most bytes the open sequences' caches held at once (all stages)
   bool use_graphs = true;
 
   // Creates the stages (none: one stage of all layers on the current device), without weights.
@@ -34,6 +39,11 @@ struct Pipeline {
   void synchronize();
   // One pass over the stages; returns the last stage's logits on its device ([logit_rows, vocab] fp32).
   const float* run(const ForwardBatch& b);
+  // Entry `entry` of sequence s's table on stage si: a new page, from the device's pool on the stage's stream.
+  void make_page(Sequence& s, size_t si, int entry);
+  // Copies s's page table on stage si to the device (after pages were made or shared), on the stage's stream.
+  void upload_table(Sequence& s, size_t si);
+  size_t kv_cache_bytes() const;  // held now by the open sequences' pages, all stages
 
  private:
   void enable_peer_access();

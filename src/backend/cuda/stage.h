@@ -10,12 +10,14 @@
 #include <functional>
 #include <initializer_list>
 #include <map>
+#include <memory>
 #include <optional>
 #include <utility>
 #include <vector>
 
-#include "backend/stages.h"
 #include "backend/cuda/weights.h"
+#include "backend/kv_pages.h"
+#include "backend/stages.h"
 
 namespace bq::cuda {
 
@@ -29,6 +31,8 @@ struct AttentionWork {
 struct Stage {
   const ModelConfig& cfg;
   int device = 0, first = 0, end = 0;  // layers [first, end)
+  KvShape kv;                          // their share of a sequence's cache
+  std::shared_ptr<KvPageAccount> kv_pages = std::make_shared<KvPageAccount>();
   std::vector<DevLayer> layers;
   std::optional<uint64_t> embed_seed;  // first stage of a synthetic model: embedding rows hashed on the device
   DeviceArray<float> final_norm;       // the last stage: final norm and lm_head
@@ -53,7 +57,8 @@ struct Stage {
 
   std::map<std::vector<int>, cudaGraphExec_t> graphs;  // key: rows, splits, first logit, attention work, tiled products
 
-  Stage(const ModelConfig& c, const PipelineStage& s) : cfg(c), device(s.device), first(s.first_layer), end(s.end_layer) {}
+  Stage(const ModelConfig& c, const PipelineStage& s)
+      : cfg(c), device(s.device), first(s.first_layer), end(s.end_layer), kv(kv_shape(c, first, end)) {}
   Stage(const Stage&) = delete;
   Stage& operator=(const Stage&) = delete;
   ~Stage();

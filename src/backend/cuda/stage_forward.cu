@@ -118,7 +118,7 @@ void Stage::layers_pass(int n, int splits, AttentionWork work, const std::vector
     }
     const int model_layer = first + l;  // sliding layers and local RoPE go by the model's numbering
     const float* freqs = c.uses_local_rope(model_layer) ? local_inv_freq.get() : inv_freq.get();
-    const KvLayer kv = kv_layer(c, first, model_layer);
+    const KvLayer kv = kv_layer(c, first, end, model_layer);
     rope_store(q.get(), k.get(), v.get(), rows.get(), n, kv, c.n_heads, c.n_kv_heads, c.head_dim, freqs, st);
     const int window = c.is_sliding(model_layer) ? c.sliding_window : 0;
     attention_prefill(q.get(), rows.get(), tiles.get(), work.tiles, kv, c.n_heads, c.n_kv_heads, c.head_dim,
