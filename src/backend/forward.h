@@ -93,6 +93,9 @@ class ForwardBackend {
   // caller computes the prefix instead). Errors: closed sequences, `to` not empty, more positions than `from` holds
   // or `to` has room for.
   virtual bool copy_prefix(int from, int to, int positions);
+  // The most bytes the KV pages may hold (0: no limit but the device's): a page past it is an OutOfMemory, as a
+  // full device is, and the run or copy that needed it changes nothing (DecodeLoop then preempts a sequence).
+  virtual void set_kv_cache_limit(size_t bytes) = 0;
   virtual const ModelConfig& config() const = 0;
   virtual MemoryFigures memory() const = 0;
 

@@ -17,6 +17,9 @@ struct KvPageAccount {
   size_t held = 0, peak = 0;
 };
 
+// The OutOfMemory of a page that the KV cache limit (ForwardBackend::set_kv_cache_limit) leaves no room for.
+[[noreturn]] void kv_limit_reached(size_t limit, size_t held, size_t page);
+
 // One page, counted in its backend's account while it lives (as long as a table holds it).
 template <class Mem>
 struct KvPage {

@@ -10,6 +10,7 @@
 #include "core/error.h"
 #include "core/files.h"
 #include "core/npy.h"
+#include "plan/memory_planner.h"
 #include "generate/engine.h"
 #include "model/quantize_checkpoint.h"
 #include "model/quantize_model.h"
@@ -169,6 +170,11 @@ void add_engine_options(CLI::App* cmd, EngineOptions& e) {
                   "rows of one forward step at most, and so sequences live at once: prompts are prefilled in chunks "
                   "beside the decoding sequences, so a long prompt does not stall the others (0 = no limit)")
       ->check(CLI::Range(0, 1 << 24));
+  cmd->add_option_function<std::string>(
+      "--kv-cache-limit",
+      [&e](const std::string& size) { e.kv_cache_limit = plan::parse_memory_size(size, "--kv-cache-limit"); },
+      "the most memory the KV cache may take (e.g. 8GB, 512MiB; default: what the device has); requests past it wait, "
+      "the newest live one set back to recompute later");
 }
 
 void register_model_commands(CLI::App& app) {

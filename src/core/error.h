@@ -10,6 +10,12 @@ struct Error : std::runtime_error {
   using std::runtime_error::runtime_error;
 };
 
+// Memory ran out (a device's, or the KV cache limit a user set): the decode loop can make room by preempting a
+// sequence where other failures end the run.
+struct OutOfMemory : Error {
+  using Error::Error;
+};
+
 template <typename... Args>
 [[noreturn]] void fail(fmt::format_string<Args...> f, Args&&... args) {
   throw Error(fmt::format(f, std::forward<Args>(args)...));

@@ -276,6 +276,7 @@ nlohmann::json eval_throughput(const LoopStats& s, double wall_s, int max_in_fli
           {"decode_s", s.decode_ms / 1000.0},
           {"cache_s", s.cache_ms / 1000.0},
           {"other_s", std::max(0.0, wall_s - (s.prefill_ms + s.decode_ms + s.cache_ms) / 1000.0)},
+          {"preemptions", s.preemptions},
           {"mean_decode_batch", mean_decode_batch},
           {"max_in_flight", max_in_flight},
           {"occupancy", max_in_flight > 0 ? mean_decode_batch / max_in_flight : 0.0}};

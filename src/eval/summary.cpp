@@ -40,6 +40,10 @@ std::string format_run_summary(const nlohmann::json& results_json) {
                        t.contains("model_load")
                            ? fmt::format("; the model loaded in {:.1f} s", t["model_load"].value("total_s", 0.0))
                            : "");
+  if (t.value("preemptions", 0) > 0)
+    out += fmt::format("kv cache: full {} times; each time the newest request was set back and recomputed later "
+                       "(a smaller --batch avoids the recomputation)\n",
+                       t.value("preemptions", 0));
   return out;
 }
 

@@ -19,6 +19,7 @@ struct EngineOptions : PrecisionOptions {
   std::vector<PipelineStage> stages;  // cuda: the layer pipeline (none: all layers on the current device)
   bool reuse_prefixes = true;         // prompts that begin alike share the computed prefix (DecodeLoop)
   int max_step_tokens = 0;            // rows of one forward step at most, prompts prefilled in chunks (0: no limit)
+  size_t kv_cache_limit = 0;          // bytes the KV cache may hold (0: the device's memory); DecodeLoop preempts
 };
 
 class Engine : public TextGenerator {

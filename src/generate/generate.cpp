@@ -22,7 +22,8 @@ void check_request(const ModelConfig& c, const TokenRequest& r, size_t id) {
 
 DecodeLoop::DecodeLoop(ForwardBackend& fwd, std::vector<int32_t> eos_ids, const LoopOptions& opt, StopCheck stop)
     : fwd_(fwd), eos_(std::move(eos_ids)), width_(opt.max_in_flight > 0 ? size_t(opt.max_in_flight) : SIZE_MAX),
-      step_rows_(opt.max_step_tokens > 0 ? size_t(opt.max_step_tokens) : SIZE_MAX), stop_(std::move(stop)),
+      step_rows_(opt.max_step_tokens > 0 ? size_t(opt.max_step_tokens) : SIZE_MAX), fits_(width_),
+      stop_(std::move(stop)),
       reuse_prefixes_(opt.reuse_prefixes) {
   if (opt.max_in_flight < 0) fail("generate: max_in_flight {} is negative", opt.max_in_flight);
   if (opt.max_step_tokens < 0) fail("generate: max_step_tokens {} is negative", opt.max_step_tokens);
@@ -36,7 +37,8 @@ size_t DecodeLoop::submit(TokenRequest r) {
   const size_t id = next_id_;
   check_request(fwd_.config(), r, id);
   Sampler sampler(r.opt);
-  queue_.emplace(id, Live{std::move(r), std::move(sampler), -1, 0, false, false, 0, {}, {}});
+  const size_t context = r.prompt.size();
+  queue_.emplace(id, Live{std::move(r), std::move(sampler), -1, context, 0, false, false, 0, {}, {}});
   next_id_++;
   return id;
 }
@@ -57,11 +59,12 @@ void DecodeLoop::cancel(size_t id) {
 
 void DecodeLoop::end(size_t id, Live& s, const char* reason, Step& out) {
   s.res.finish_reason = reason;
-  s.res.decode_ms = s.prefilled ? ms_since(s.prefilled_at) : 0;  // cancelled mid-prefill: it never decoded
+  if (s.prefilled) s.res.decode_ms += ms_since(s.prefilled_at);  // cancelled mid-prefill: it never decoded
   const auto t0 = std::chrono::steady_clock::now();
   fwd_.close_sequence(s.seq);
   stats_.cache_ms += ms_since(t0);
   s.seq = -1;
+  fits_ = std::min(width_, fits_ + 1);
   ended_.emplace(id, std::move(s.res));
   out.finished.push_back(id);
 }
@@ -109,17 +112,77 @@ DecodeLoop::SharedPrefix DecodeLoop::shared_prefix(const std::vector<int32_t>& p
 
 size_t DecodeLoop::add_prompt_rows(size_t id, Live& s, size_t room, ForwardBatch& batch,
                                    std::vector<size_t>& row_request) {
-  const size_t take = std::min(room, s.req.prompt.size() - s.filled);
+  const size_t take = std::min(room, s.context - s.filled);
   for (size_t i = s.filled; i < s.filled + take; ++i) {
-    batch.tokens.push_back(s.req.prompt[i]);
+    batch.tokens.push_back(s.context_token(i));
     batch.seq.push_back(s.seq);
   }
   s.filled += take;
-  if (take > 0 && s.filled == s.req.prompt.size()) {  // the last chunk: its last row gives the first new token
+  if (take > 0 && s.filled == s.context) {  // the last chunk: its last row gives the (next) new token
     batch.logit_rows.push_back(int(batch.tokens.size()) - 1);
     row_request.push_back(id);
   }
   return take;
+}
+
+void DecodeLoop::admit(ForwardBatch& batch, std::vector<size_t>& row_request, std::vector<size_t>& prefilling) {
+  auto room = [&] { return step_rows_ > batch.tokens.size() ? step_rows_ - batch.tokens.size() : 0; };
+  const size_t places = std::min(width_, fits_);
+  // A prompt that shares more with one admitted in this step than with any cache waits a step, to take it from that
+  // one's cache; the prompts after it go on being admitted. At most as many wait as there are free places (the scan
+  // of the queue stays short); then admission stops for this step rather than compute a shared prefix twice.
+  size_t may_wait = places > live_.size() ? places - live_.size() : 0;
+  for (auto it = queue_.begin(); it != queue_.end() && live_.size() < places && room() > 0;) {
+    Live& candidate = it->second;
+    const SharedPrefix shared = shared_prefix(candidate.req.prompt);
+    if (shared.pending >= shared.positions + kMinSharedPrefix && !candidate.waited) {
+      if (may_wait == 0) break;
+      candidate.waited = true;  // once only: prompts that each share most with the next would wait in a chain
+      --may_wait, ++it;
+      continue;
+    }
+    Live& s = candidate;
+    const auto t_cache = std::chrono::steady_clock::now();
+    try {
+      s.seq = fwd_.open_sequence(int(s.req.prompt.size()) + std::max(0, s.req.opt.max_new_tokens));
+      if (shared.positions >= kMinSharedPrefix) {
+        if (fwd_.copy_prefix(shared.donor, s.seq, int(shared.positions))) s.filled = shared.positions;
+        else reuse_prefixes_ = false;  // the backend cannot: no more waiting for prefixes
+      }
+    } catch (const OutOfMemory& e) {
+      if (s.seq >= 0) fwd_.close_sequence(s.seq);
+      s.seq = -1, s.filled = 0;
+      if (live_.empty()) throw;  // nothing to wait for: it does not fit alone
+      fits_ = live_.size();
+      stats_.cache_ms += ms_since(t_cache);
+      return;
+    }
+    stats_.cache_ms += ms_since(t_cache);
+    stats_.prompt_tokens_reused += s.filled;
+    auto node = queue_.extract(it++);
+    add_prompt_rows(node.key(), node.mapped(), room(), batch, row_request);
+    prefilling.push_back(node.key());
+    live_.insert(std::move(node));
+  }
+}
+
+void DecodeLoop::preempt(const OutOfMemory& why) {
+  if (live_.size() <= 1)
+    throw OutOfMemory(fmt::format("generate: one request alone does not fit in memory: {}", why.what()));
+  // The step changed nothing: each prompt's progress is what its cache holds.
+  for (auto& [id, s] : live_)
+    if (!s.prefilled) s.filled = size_t(fwd_.sequence_length(s.seq));
+  auto node = live_.extract(std::prev(live_.end()));
+  Live& s = node.mapped();
+  if (s.prefilled) {
+    s.res.decode_ms += ms_since(s.prefilled_at);
+    s.context = s.req.prompt.size() + s.res.tokens.size();  // the last token is not in the cache yet either
+  }
+  fwd_.close_sequence(s.seq);
+  s.seq = -1, s.filled = 0, s.prefilled = false, s.waited = false;
+  queue_.insert(std::move(node));
+  fits_ = live_.size();
+  stats_.preemptions++;
 }
 
 DecodeLoop::Step DecodeLoop::step() {
@@ -137,37 +200,12 @@ DecodeLoop::Step DecodeLoop::step() {
     row_request.push_back(id);
   }
   const size_t decode_rows = batch.tokens.size();
-  auto room = [&] { return step_rows_ > batch.tokens.size() ? step_rows_ - batch.tokens.size() : 0; };
   std::vector<size_t> prefilling;  // requests with prompt rows in this step
-  for (auto& [id, s] : live_)
-    if (!s.prefilled && add_prompt_rows(id, s, room(), batch, row_request) > 0) prefilling.push_back(id);
-  // A prompt that shares more with one admitted in this step than with any cache waits a step, to take it from that
-  // one's cache; the prompts after it go on being admitted. At most as many wait as there are free places (the scan
-  // of the queue stays short); then admission stops for this step rather than compute a shared prefix twice.
-  size_t may_wait = width_ > live_.size() ? width_ - live_.size() : 0;
-  for (auto it = queue_.begin(); it != queue_.end() && live_.size() < width_ && room() > 0;) {
-    Live& candidate = it->second;
-    const SharedPrefix shared = shared_prefix(candidate.req.prompt);
-    if (shared.pending >= shared.positions + kMinSharedPrefix && !candidate.waited) {
-      if (may_wait == 0) break;
-      candidate.waited = true;  // once only: prompts that each share most with the next would wait in a chain
-      --may_wait, ++it;
-      continue;
-    }
-    auto node = queue_.extract(it++);
-    Live& s = node.mapped();
-    const auto t_cache = std::chrono::steady_clock::now();
-    s.seq = fwd_.open_sequence(int(s.req.prompt.size()) + std::max(0, s.req.opt.max_new_tokens));
-    if (shared.positions >= kMinSharedPrefix) {
-      if (fwd_.copy_prefix(shared.donor, s.seq, int(shared.positions))) s.filled = shared.positions;
-      else reuse_prefixes_ = false;  // the backend cannot: no more waiting for prefixes
-    }
-    stats_.cache_ms += ms_since(t_cache);
-    stats_.prompt_tokens_reused += s.filled;
-    add_prompt_rows(node.key(), s, room(), batch, row_request);
-    prefilling.push_back(node.key());
-    live_.insert(std::move(node));
+  for (auto& [id, s] : live_) {
+    const size_t room = step_rows_ > batch.tokens.size() ? step_rows_ - batch.tokens.size() : 0;
+    if (!s.prefilled && add_prompt_rows(id, s, room, batch, row_request) > 0) prefilling.push_back(id);
   }
+  admit(batch, row_request, prefilling);
   if (batch.tokens.empty()) return out;
   // Greedy rows only (evaluation, bench): the backend picks the tokens where the logits are, and only the ids come
   // back; otherwise the logits come to the host for the samplers.
@@ -175,18 +213,23 @@ DecodeLoop::Step DecodeLoop::step() {
                                   [&](size_t id) { return live_.at(id).req.opt.temperature <= 0.0f; });
   const size_t V = size_t(fwd_.config().vocab);
   auto t0 = std::chrono::steady_clock::now();
-  if (greedy) {
-    next_.resize(row_request.size());
-    fwd_.run_greedy(batch, next_.data());
-  } else {
-    if (logits_.size() < row_request.size() * V) logits_.resize(row_request.size() * V);
-    fwd_.run(batch, logits_.data());
+  try {
+    if (greedy) {
+      next_.resize(row_request.size());
+      fwd_.run_greedy(batch, next_.data());
+    } else {
+      if (logits_.size() < row_request.size() * V) logits_.resize(row_request.size() * V);
+      fwd_.run(batch, logits_.data());
+    }
+  } catch (const OutOfMemory& e) {
+    preempt(e);
+    return out;
   }
   const double step_ms = ms_since(t0);
   for (size_t id : prefilling) {
     Live& s = live_.at(id);
     s.res.prefill_ms += step_ms;
-    if (s.filled < s.req.prompt.size()) continue;
+    if (s.filled < s.context) continue;
     s.prefilled_at = std::chrono::steady_clock::now();
     s.prefilled = true;
   }
@@ -249,6 +292,7 @@ std::vector<TokenResult> generate_tokens(ForwardBackend& fwd, const std::vector<
     stats->prefill_ms += s.prefill_ms;
     stats->decode_ms += s.decode_ms;
     stats->cache_ms += s.cache_ms;
+    stats->preemptions += s.preemptions;
   }
   return out;
 }

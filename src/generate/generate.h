@@ -60,6 +60,13 @@ struct LoopOptions {
 // prefills only the rest; a prompt that shares more with one admitted in the same step waits a step (once) for its
 // cache, letting later prompts pass. prefill_ms is the steps that prefilled a request, decode_ms the time from then
 // until it ended.
+//
+// Memory: the caches hold pages as their sequences grow (backend/kv_layout.h), so how many fit is found as they run.
+// When a step, an admission or a prefix copy finds the KV cache full (OutOfMemory: the device's memory, or
+// ForwardBackend::set_kv_cache_limit), the most recently submitted live request is preempted: its cache is closed
+// and it goes back to the head of the queue, to prefill its prompt and the tokens it has generated so far when
+// there is room again, and go on from there. The live requests are capped at those that fitted, the cap rising by
+// one as each request ends. One request alone that does not fit is an OutOfMemory saying so.
 class DecodeLoop {
  public:
   DecodeLoop(ForwardBackend& fwd, std::vector<int32_t> eos_ids, const LoopOptions& opt, StopCheck stop = nullptr);
@@ -90,16 +97,25 @@ class DecodeLoop {
     TokenRequest req;
     Sampler sampler;
     int seq = -1;
-    size_t filled = 0;       // prompt positions in its cache (copied or computed)
-    bool prefilled = false;  // the whole prompt is (it decodes, and it is a donor of prefixes)
+    size_t context = 0;      // tokens to prefill: the prompt, after a preemption also the tokens generated before it
+    size_t filled = 0;       // of those, the positions in its cache (copied or computed)
+    bool prefilled = false;  // all are (it decodes, and it is a donor of prefixes)
     bool waited = false;     // it waited a step for a prefix being computed
     int32_t next = 0;
     std::chrono::steady_clock::time_point prefilled_at;
     TokenResult res;
+    int32_t context_token(size_t i) const {
+      return i < req.prompt.size() ? req.prompt[i] : res.tokens[i - req.prompt.size()];
+    }
   };
   // Appends s's next prompt chunk to the batch (as much as `room` rows allow; its logit row with the last one).
   size_t add_prompt_rows(size_t id, Live& s, size_t room, ForwardBatch& batch, std::vector<size_t>& row_request);
   int32_t sample(size_t id, Live& s, const float* logits);
+  // Admits the queue's first requests into the step while places, step rows and memory allow (one that does not
+  // fit in memory goes back to the queue, its cache closed).
+  void admit(ForwardBatch& batch, std::vector<size_t>& row_request, std::vector<size_t>& prefilling);
+  // The newest live request back to the queue, its cache closed (the KV cache is full).
+  void preempt(const OutOfMemory& why);
   bool advance(size_t id, Live& s, int32_t tok, Step& out);
   void end(size_t id, Live& s, const char* reason, Step& out);
   // Shorter shared prefixes cost more in copies and bookkeeping than their prefill.
@@ -114,6 +130,7 @@ class DecodeLoop {
   ForwardBackend& fwd_;
   std::vector<int32_t> eos_;
   size_t width_, step_rows_;
+  size_t fits_;  // live requests at most while memory is short: those that fitted, one more as each ends
   StopCheck stop_;
   bool reuse_prefixes_;
   size_t next_id_ = 0;

@@ -37,6 +37,7 @@ struct LoopStats {
   size_t generated_tokens = 0;  // by every step
   double prefill_ms = 0, decode_ms = 0;  // wall time in each kind of step
   double cache_ms = 0;  // wall time opening, prefix-copying and closing the sequences' caches (between steps)
+  size_t preemptions = 0;  // sequences set back to the queue when the KV cache was full (DecodeLoop)
 };
 
 // How many prompts are decoded together: at most max_in_flight sequences (0: every prompt at once), a new prompt

@@ -327,6 +327,7 @@ size_t parse_memory_size(const std::string& text, const std::string& option) {
   else if (unit == "t" || unit == "tb" || unit == "tib") scale = double(1ull << 40);
   if (scale == 0 || !std::isfinite(v) || v <= 0)
     fail("{}: '{}' is not a memory size (a positive number with GB, GiB or MiB)", option, text);
+  if (v * scale > double(1ull << 50)) fail("{}: '{}' is more than a PiB", option, text);
   return size_t(v * scale);
 }
 

@@ -1,13 +1,16 @@
 // The whole evaluation through the CLI on a tiny random-weight model and the shipped example data: an interrupted
 // run resumed without recomputing finished samples, rescore reproducing results.json, the Table 1 printout.
 #include <gtest/gtest.h>
+
 #include <nlohmann/json.hpp>
 
 #include <fmt/format.h>
 
 #include <algorithm>
 #include <fstream>
+#include <map>
 #include <set>
+#include <tuple>
 
 #include "core/files.h"
 #include "eval/task.h"
@@ -101,6 +104,43 @@ TEST(EvalEndToEnd, SynthEvalInterruptResumeRescoreTable) {
   }
   std::string csv = run_ok("table --csv " + run.string());
   EXPECT_EQ(std::count(csv.begin(), csv.end(), '\n'), 9) << csv;
+}
+
+// Under --kv-cache-limit the evaluation preempts and recomputes requests that do not fit beside the others (3 of
+// DDI2013's prompts of ~440 tokens need 8 pages of 32 KiB each; the limit holds 9), and every answer is the one
+// of the run without the limit; results.json and the summary say how often.
+TEST(EvalEndToEnd, KvCacheLimitKeepsEveryAnswer) {
+  const fs::path dir = bq::test::temp_dir("eval-kv-limit");
+  auto eval = [&](const std::string& name, const std::string& extra) {
+    std::string out;
+    const std::string cmd = "OMP_NUM_THREADS=1 " + bq::test::biomedq_binary().string() +
+                            " eval --synthetic tiny --tasks pubmedqa,ddi2013 --batch 6 --no-progress --bootstrap 10 "
+                            "--tasks-dir " + (bq::test::source_dir() / "tasks").string() + " --out " +
+                            (dir / name).string() + " " + extra;
+    EXPECT_EQ(bq::test::run_command(cmd, &out), 0) << out;
+    std::map<std::string, json> raw;
+    std::ifstream samples(dir / name / "samples.jsonl");
+    for (std::string line; std::getline(samples, line);) {
+      json r = json::parse(line);
+      raw[r["task"].get<std::string>() + "/" + r["id"].get<std::string>()] = r["raw"];
+    }
+    return std::tuple{raw, json::parse(bq::read_file(dir / name / "results.json")), out};
+  };
+  const auto [free_raw, free_res, free_out] = eval("free", "");
+  const auto [raw, res, out] = eval("limited", "--kv-cache-limit 0.3MiB");
+  EXPECT_EQ(free_res["throughput"]["preemptions"], 0);
+  EXPECT_GT(res["throughput"]["preemptions"].get<int>(), 0) << res["throughput"].dump();
+  EXPECT_LE(res["memory"]["kv_cache_peak_bytes"].get<double>(), 0.3 * 1024 * 1024);
+  EXPECT_GT(free_res["memory"]["kv_cache_peak_bytes"].get<double>(), 0.3 * 1024 * 1024);
+  ASSERT_EQ(raw.size(), 6u);
+  EXPECT_EQ(raw, free_raw);
+  EXPECT_NE(out.find("kv cache: full"), std::string::npos) << out;
+  std::string err;
+  EXPECT_NE(bq::test::run_command(bq::test::biomedq_binary().string() + " eval --synthetic tiny --tasks pubmedqa "
+                                      "--out " + (dir / "bad").string() + " --kv-cache-limit 5",
+                                  &err),
+            0);
+  EXPECT_NE(err.find("--kv-cache-limit: '5' has no unit"), std::string::npos) << err;
 }
 
 TEST(EvalEndToEnd, SyntheticModelOnTheShippedExamplesByDefault) {

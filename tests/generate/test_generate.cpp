@@ -8,6 +8,7 @@
 #include "generate/engine.h"
 #include "generate/generate.h"
 #include "backend/cpu/cpu_forward.h"
+#include "backend/kv_layout.h"
 #include "model/model.h"
 #include "test_util.h"
 
@@ -119,6 +120,7 @@ class CountingBackend : public ForwardBackend {
     inner_.run_greedy(b, next);
     if (poison_row >= 0 && size_t(poison_row) < b.logit_rows.size()) next[poison_row] = -1;
   }
+  void set_kv_cache_limit(size_t bytes) override { inner_.set_kv_cache_limit(bytes); }
   const ModelConfig& config() const override { return inner_.config(); }
   MemoryFigures memory() const override { return inner_.memory(); }
   int runs = 0, greedy_runs = 0, poison_row = -1;
@@ -339,6 +341,63 @@ TEST(DecodeLoop, NonFiniteGreedyRowNamesTheRequest) {
     EXPECT_NE(what.find("request 2 (2-token prompt), new token 1"), std::string::npos) << what;
     EXPECT_NE(what.find("not finite"), std::string::npos) << what;
   }
+}
+
+// Under a KV cache limit of 5 pages (tiny: 32 KiB each), 8 requests of mixed lengths that would hold 13 pages at
+// once: the loop preempts the newest live one when a step finds no page, recomputes it later from its prompt and
+// the tokens it had, and every answer (greedy and seeded sampling) is the one of a run without the limit. The
+// streamed tokens are each sent once.
+TEST(DecodeLoop, KvCacheLimitPreemptsAndKeepsAnswers) {
+  Model m = synthesize_model(loop_config(), 17, 0.3f);
+  std::vector<TokenRequest> reqs;
+  for (int i = 0; i < 8; ++i) {
+    std::vector<int32_t> prompt;
+    for (int j = 0; j < 10 + 9 * i; ++j) prompt.push_back(int32_t((j * 31 + i * 7 + 1) % 512));
+    reqs.push_back(i == 5 ? request(prompt, 30, 0.9f, 11) : request(prompt, 30));
+  }
+  CpuForward free_run(m);
+  const auto expected = generate_tokens(free_run, reqs, {}, nullptr, {.max_in_flight = 8});
+  const size_t page = size_t(2) * 2 * kKvPageSlots * 32 * sizeof(float);
+  ASSERT_GT(free_run.memory().kv_cache_peak_bytes, 10 * page);
+
+  CpuForward limited(m);
+  limited.set_kv_cache_limit(5 * page);
+  DecodeLoop loop(limited, {}, {.max_in_flight = 8});
+  for (auto& r : reqs) loop.submit(r);
+  std::map<size_t, std::vector<int32_t>> streamed;
+  std::map<size_t, TokenResult> results;
+  while (!loop.idle()) {
+    auto st = loop.step();
+    for (auto [id, tok] : st.tokens) streamed[id].push_back(tok);
+    for (size_t id : st.finished) results[id] = loop.take_result(id);
+  }
+  EXPECT_GT(loop.stats().preemptions, 0u);
+  EXPECT_LE(limited.memory().kv_cache_peak_bytes, 5 * page);
+  ASSERT_EQ(results.size(), reqs.size());
+  for (size_t i = 0; i < reqs.size(); ++i) {
+    EXPECT_EQ(results[i].tokens, expected[i].tokens) << "request " << i;
+    EXPECT_EQ(streamed[i], results[i].tokens) << "request " << i;
+  }
+  EXPECT_EQ(limited.memory().kv_cache_bytes, 0u);
+}
+
+// A request whose own cache does not fit under the limit is an OutOfMemory that says so, not a loop that preempts
+// forever; so is a prefix copy that finds no page with nothing live to wait for.
+TEST(DecodeLoop, RequestThatCannotFitAloneIsAnError) {
+  Model m = synthesize_model(loop_config(), 17, 0.3f);
+  CpuForward cpu(m);
+  const size_t page = size_t(2) * 2 * kKvPageSlots * 32 * sizeof(float);
+  cpu.set_kv_cache_limit(page);
+  std::vector<int32_t> prompt(60, 3);
+  try {
+    generate_tokens(cpu, {request(prompt, 10), request(prompt, 10)}, {});
+    FAIL() << "expected an OutOfMemory";
+  } catch (const OutOfMemory& e) {
+    const std::string what = e.what();
+    EXPECT_NE(what.find("one request alone does not fit"), std::string::npos) << what;
+    EXPECT_NE(what.find("KV cache limit of 32.0 KiB reached"), std::string::npos) << what;
+  }
+  EXPECT_EQ(cpu.memory().kv_cache_bytes, 0u);
 }
 
 }  // namespace

@@ -72,7 +72,10 @@ int CpuForward::open_sequence(int capacity) {
 
 void CpuForward::make_page(KVCache& cache, int entry) {
   const bool sliding = entry >= cache.shape.full_pages(cache.capacity);
-  tracked_vector<float> mem(size_t(cache.shape.page_rows(sliding)) * size_t(cache.kv_dim));
+  const size_t n = size_t(cache.shape.page_rows(sliding)) * size_t(cache.kv_dim);
+  if (kv_limit_ && kv_account_->held + n * sizeof(float) > kv_limit_)
+    kv_limit_reached(kv_limit_, kv_account_->held, n * sizeof(float));
+  tracked_vector<float> mem(n);
   float* first = mem.data();
   const size_t bytes = mem.size() * sizeof(float);
   cache.pages.set(entry, std::make_shared<KVCache::Page>(std::move(mem), bytes, kv_account_), first);
@@ -144,11 +147,20 @@ void rope_table(const std::vector<int>& pos, const std::vector<float>& inv_freq,
 
 }  // namespace
 
+void CpuForward::make_pages(const ForwardBatch& b, const std::vector<int>& pos) {
+  for (size_t r = 0; r < pos.size(); ++r) {
+    KVCache& cache = *caches_[size_t(b.seq[r])];
+    for (int entry : kv_pages_written(cache.shape, pos[r], cache.capacity))
+      if (!cache.pages.has(entry)) make_page(cache, entry);
+  }
+}
+
 void CpuForward::run(const ForwardBatch& b, float* logits) {
   const int R = int(b.tokens.size()), per_sequence = max_sequence_rows_per_pass(m_.cfg);
+  // The batch is checked whole and its pages made first: a sliding-window model takes a sequence's rows a pass at a
+  // time (kv_layout.h).
+  make_pages(b, row_positions(b, caches_, m_.cfg.vocab));
   if (pass_end(b, 0, R, per_sequence) == R) return run_pass(b, logits);
-  // A sliding-window model takes a sequence's rows a pass at a time (kv_layout.h); the batch is checked whole first.
-  row_positions(b, caches_, m_.cfg.vocab);
   const size_t V = size_t(m_.cfg.vocab);
   for (int r0 = 0; r0 < R;) {
     const int r1 = pass_end(b, r0, R, per_sequence);
@@ -174,12 +186,6 @@ void CpuForward::run_pass(const ForwardBatch& b, float* logits) {
   tracked_vector<float> cos(sz.cos), sin(sz.sin), local_cos(sz.local_cos), local_sin(sz.local_sin);
   rope_table(pos, inv_freq_, cos.data(), sin.data());
   if (c.local_rope) rope_table(pos, local_inv_freq_, local_cos.data(), local_sin.data());
-
-  for (int64_t r = 0; r < R; ++r) {  // the pages the rows' keys and values go to
-    KVCache& cache = *caches[size_t(b.seq[size_t(r)])];
-    for (int entry : kv_pages_written(cache.shape, pos[size_t(r)], cache.capacity))
-      if (!cache.pages.has(entry)) make_page(cache, entry);
-  }
 
   tracked_vector<float> x(sz.x), xn(sz.xn), q(sz.q), k(sz.k), v(sz.v), att(sz.att), proj(sz.proj), gate(sz.gate),
       up(sz.up);

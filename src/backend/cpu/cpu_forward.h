@@ -55,6 +55,7 @@ class CpuForward : public ForwardBackend {
   int sequence_length(int id) const override;
   void run(const ForwardBatch& b, float* logits) override;
   bool copy_prefix(int from, int to, int positions) override;
+  void set_kv_cache_limit(size_t bytes) override { kv_limit_ = bytes; }
   const ModelConfig& config() const override { return m_.cfg; }
   // Weights as model_host_bytes counts them; the allocator peak is the host-memory account's.
   MemoryFigures memory() const override;
@@ -62,12 +63,15 @@ class CpuForward : public ForwardBackend {
  private:
   void run_pass(const ForwardBatch& b, float* logits);  // run() of a batch within max_sequence_rows_per_pass
   void make_page(KVCache& cache, int entry);
+  // The pages the rows of b write to, made before any of b's passes (a page past the limit then changes nothing).
+  void make_pages(const ForwardBatch& b, const std::vector<int>& pos);
   const Model& m_;
   host_memory::Hold weights_;  // the model's buffers in the host-memory account while this backend uses them
   std::vector<float> inv_freq_;  // fp32, as the reference computes RoPE angles
   std::vector<float> local_inv_freq_;  // the sliding layers' (gemma3), else equal to inv_freq_
   std::vector<std::unique_ptr<KVCache>> caches_;  // by sequence id; null when closed
   std::shared_ptr<KvPageAccount> kv_account_ = std::make_shared<KvPageAccount>();
+  size_t kv_limit_ = 0;
 };
 
 }  // namespace bq

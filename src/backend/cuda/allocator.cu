@@ -96,8 +96,9 @@ void* device_alloc(size_t bytes, const std::string& what, StreamHandle stream) {
     cudaGetLastError();  // clear the sticky-free error state of the runtime
     size_t free = 0, total = 0;
     cudaMemGetInfo(&free, &total);
-    fail("out of GPU memory on device {}: {} needs {} but the device has {} free of {} (biomedq holds {} there)",
-         device, what, gib(bytes), gib(free), gib(total), gib(s.current));
+    throw OutOfMemory(fmt::format(
+        "out of GPU memory on device {}: {} needs {} but the device has {} free of {} (biomedq holds {} there)", device,
+        what, gib(bytes), gib(free), gib(total), gib(s.current)));
   }
   check(e, st ? "cudaMallocAsync" : "cudaMalloc", __FILE__, __LINE__);
   t.allocations[p] = Allocation{bytes, device, st};

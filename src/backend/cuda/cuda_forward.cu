@@ -117,6 +117,8 @@ bool CudaForward::copy_prefix(int from, int to, int positions) {
   return true;
 }
 
+void CudaForward::set_kv_cache_limit(size_t bytes) { p_->kv_limit = bytes; }
+
 const ModelConfig& CudaForward::config() const { return p_->cfg; }
 
 const float* CudaForward::run_device(const ForwardBatch& b) { return p_->run(b); }

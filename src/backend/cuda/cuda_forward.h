@@ -36,6 +36,7 @@ class CudaForward : public ForwardBackend {
   void close_sequence(int id) override;
   int sequence_length(int id) const override;
   bool copy_prefix(int from, int to, int positions) override;
+  void set_kv_cache_limit(size_t bytes) override;
   void run(const ForwardBatch& b, float* logits) override;  // logits copied to host
   void run_greedy(const ForwardBatch& b, int32_t* next) override;  // argmax on the device; only ids are copied
   const ModelConfig& config() const override;

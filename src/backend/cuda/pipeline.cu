@@ -57,6 +57,8 @@ void Pipeline::make_page(Sequence& s, size_t si, int entry) {
   Stage& stage = *stages[si];
   const bool sliding = entry >= stage.kv.full_pages(s.capacity);
   const size_t n = size_t(stage.kv.page_rows(sliding)) * size_t(cfg.kv_dim());
+  if (kv_limit && kv_cache_bytes() + n * sizeof(uint16_t) > kv_limit)
+    kv_limit_reached(kv_limit, kv_cache_bytes(), n * sizeof(uint16_t));
   DeviceArray<uint16_t> mem(n, "KV cache page", stage.st);
   uint16_t* first = mem.get();
   s.pages[si].set(entry, std::make_shared<Sequence::Table::Page>(std::move(mem), n * sizeof(uint16_t), stage.kv_pages),
@@ -79,19 +81,29 @@ const float* Pipeline::run(const ForwardBatch& b) {
   const ModelConfig& c = cfg;
   const int R = int(b.tokens.size());
   const std::vector<int> pos = row_positions(b, seqs, c.vocab);
-  // The pages the rows' keys and values go to, made before any pass reads the tables.
+  // The pages the rows' keys and values go to, made before any pass reads the tables. A page past the memory
+  // (OutOfMemory) leaves the tables as they are on the host, on the device too, and no position written.
   for (size_t si = 0; si < stages.size(); ++si) {
     DeviceGuard on(stages[si]->device);
     std::vector<int> changed;
-    for (int r = 0; r < R; ++r) {
-      Sequence& s = *seqs[size_t(b.seq[size_t(r)])];
-      bool made = false;
-      for (int entry : kv_pages_written(stages[si]->kv, pos[size_t(r)], s.capacity))
-        if (!s.pages[si].has(entry)) make_page(s, si, entry), made = true;
-      if (made && std::find(changed.begin(), changed.end(), b.seq[size_t(r)]) == changed.end())
-        changed.push_back(b.seq[size_t(r)]);
+    auto upload_changed = [&] {
+      for (int id : changed) upload_table(*seqs[size_t(id)], si);
+    };
+    try {
+      for (int r = 0; r < R; ++r) {
+        const int id = b.seq[size_t(r)];
+        Sequence& s = *seqs[size_t(id)];
+        for (int entry : kv_pages_written(stages[si]->kv, pos[size_t(r)], s.capacity)) {
+          if (s.pages[si].has(entry)) continue;
+          if (std::find(changed.begin(), changed.end(), id) == changed.end()) changed.push_back(id);
+          make_page(s, si, entry);
+        }
+      }
+    } catch (const OutOfMemory&) {
+      upload_changed();
+      throw;
     }
-    for (int id : changed) upload_table(*seqs[size_t(id)], si);
+    upload_changed();
   }
   kv_cache_peak = std::max(kv_cache_peak, kv_cache_bytes());
   const int NL = int(b.logit_rows.size());

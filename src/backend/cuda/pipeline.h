@@ -31,6 +31,7 @@ struct Pipeline {
   std::vector<std::unique_ptr<Sequence>> seqs;  // by id; closed ones are null
   int last_logit_rows = 0;
   size_t kv_cache_peak = 0;  // the most bytes the open sequences' caches held at once (all stages)
+  size_t kv_limit = 0;       // the most they may hold (0: no limit but the devices')
   bool use_graphs = true;
 
   // Creates the stages (none: one stage of all layers on the current device), without weights.
