@@ -16,6 +16,7 @@
 #include "backend/cuda/allocator.h"
 #include "backend/cuda/cuda_forward.h"
 #include "backend/cuda/ops.h"
+#include "backend/kv_layout.h"
 #include "core/error.h"
 #include "core/files.h"
 #include "generate/generate.h"
@@ -521,6 +522,32 @@ TEST(CudaPipeline, ChunkedPrefillKeepsGreedyAnswers) {
     for (size_t i = 0; i < reqs.size(); ++i) EXPECT_EQ(chunked[i].tokens, whole[i].tokens) << budget << " " << i;
   }
   EXPECT_EQ(f.memory().kv_cache_bytes, 0u);
+}
+
+// Under a KV cache limit of 7 pages, where 6 requests in flight would hold up to 18: the loop preempts and
+// recomputes, and the greedy answers are those without the limit (the trained fixture model, whose margins decide).
+TEST(CudaPipeline, KvCacheLimitKeepsGreedyAnswers) {
+  REQUIRE_GPU();
+  Model m = load_model(test::source_dir() / "tests/fixtures/trained-llama");
+  std::vector<TokenRequest> reqs;
+  std::mt19937 rng(9);
+  for (int example = 0; example < 12; ++example) {
+    TokenRequest r;
+    for (int i = 0; i < 20 + 9 * example; ++i) r.prompt.push_back(int32_t(rng() % uint32_t(m.cfg.vocab)));
+    r.opt.max_new_tokens = 30;
+    reqs.push_back(r);
+  }
+  CudaForward free_run(m);
+  const auto expected = generate_tokens(free_run, reqs, {}, nullptr, {.max_in_flight = 6});
+  CudaForward limited(m);
+  const size_t page = limited.memory().kv_position_bytes * kKvPageSlots;
+  limited.set_kv_cache_limit(7 * page);
+  LoopStats stats;
+  const auto got = generate_tokens(limited, reqs, {}, nullptr, {.max_in_flight = 6}, nullptr, nullptr, &stats);
+  EXPECT_GT(stats.preemptions, 0u);
+  EXPECT_LE(limited.memory().kv_cache_peak_bytes, 7 * page);
+  for (size_t i = 0; i < reqs.size(); ++i) EXPECT_EQ(got[i].tokens, expected[i].tokens) << i;
+  EXPECT_EQ(limited.memory().kv_cache_bytes, 0u);
 }
 
 // Each stage holds its layers' weights and cache: the stages' figures add up to one stage's.
