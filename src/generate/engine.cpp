@@ -183,7 +183,8 @@ nlohmann::json Engine::memory_report() const {
     return report;
   }
   // A GPU: the tracked allocator's peak, and the device's own (its context included).
-  report.update({{"allocator_peak_bytes", m.allocator_peak_bytes},
+  report.update({{"kv_cache_peak_bytes", m.kv_cache_peak_bytes},
+                 {"allocator_peak_bytes", m.allocator_peak_bytes},
                  {"device_peak_bytes", m.device_peak_bytes},
                  {"device_total_bytes", m.device_total_bytes},
                  {"device_name", m.device_name}});
