@@ -502,20 +502,26 @@ TEST(CudaPipeline, PrefixReuseKeepsGreedyAnswers) {
   EXPECT_EQ(off.prompt_tokens_reused, 0u);
 }
 
+// 12 greedy requests of random prompts of 20, 29, ... 119 tokens.
+std::vector<TokenRequest> ragged_requests(const ModelConfig& c, uint32_t seed, int max_new) {
+  std::vector<TokenRequest> reqs;
+  std::mt19937 rng(seed);
+  for (int example = 0; example < 12; ++example) {
+    TokenRequest r;
+    for (int i = 0; i < 20 + 9 * example; ++i) r.prompt.push_back(int32_t(rng() % uint32_t(c.vocab)));
+    r.opt.max_new_tokens = max_new;
+    reqs.push_back(r);
+  }
+  return reqs;
+}
+
 // Chunked prefill on the GPU (prompt chunks beside decoding rows, chunks of one row on the decode kernel): the
 // greedy answers of whole-prompt steps, on the trained fixture model.
 TEST(CudaPipeline, ChunkedPrefillKeepsGreedyAnswers) {
   REQUIRE_GPU();
   Model m = load_model(test::source_dir() / "tests/fixtures/trained-llama");
   CudaForward f(m);
-  std::vector<TokenRequest> reqs;
-  std::mt19937 rng(5);
-  for (int example = 0; example < 12; ++example) {
-    TokenRequest r;
-    for (int i = 0; i < 20 + 9 * example; ++i) r.prompt.push_back(int32_t(rng() % uint32_t(m.cfg.vocab)));
-    r.opt.max_new_tokens = 10;
-    reqs.push_back(r);
-  }
+  const std::vector<TokenRequest> reqs = ragged_requests(m.cfg, 5, 10);
   const auto whole = generate_tokens(f, reqs, {}, nullptr, {.max_in_flight = 6});
   for (int budget : {1, 7, 64}) {
     const auto chunked = generate_tokens(f, reqs, {}, nullptr, {.max_in_flight = 6, .max_step_tokens = budget});
@@ -529,14 +535,7 @@ TEST(CudaPipeline, ChunkedPrefillKeepsGreedyAnswers) {
 TEST(CudaPipeline, KvCacheLimitKeepsGreedyAnswers) {
   REQUIRE_GPU();
   Model m = load_model(test::source_dir() / "tests/fixtures/trained-llama");
-  std::vector<TokenRequest> reqs;
-  std::mt19937 rng(9);
-  for (int example = 0; example < 12; ++example) {
-    TokenRequest r;
-    for (int i = 0; i < 20 + 9 * example; ++i) r.prompt.push_back(int32_t(rng() % uint32_t(m.cfg.vocab)));
-    r.opt.max_new_tokens = 30;
-    reqs.push_back(r);
-  }
+  const std::vector<TokenRequest> reqs = ragged_requests(m.cfg, 9, 30);
   CudaForward free_run(m);
   const auto expected = generate_tokens(free_run, reqs, {}, nullptr, {.max_in_flight = 6});
   CudaForward limited(m);
