@@ -7,7 +7,7 @@
 # profile of the decode kernels at the end; PROFILE=1: GPU time per kernel of decode steps (scripts/kernel_times.py).
 # PRESETS="qwen3-8b medgemma-27b": bench those presets too (bf16, nf4; batch 1, 32). SUITE_DATA=DIR: the whole
 # suite's timing (below). TILED=1: nf4 and int8 at batch 32 and 64 with the tiled tensor-core products on
-# (BIOMEDQ_TC_GEMM=1) and off, and bf16 beside them. LOAD=1: how long a llama-3.1-8b-shaped checkpoint (written by
+# (the default) and off (BIOMEDQ_TC_GEMM=0), and bf16 beside them. LOAD=1: how long a llama-3.1-8b-shaped checkpoint (written by
 # synth, 4.7 GiB shards as Hugging Face's, read from the page cache) takes to be ready in nf4, int8 and bf16, and an
 # eval's load with the checkpoint hash.
 set -uo pipefail
@@ -163,8 +163,8 @@ if [ -n "${TILED:-}" ]; then  # the tiled products (tc_gemm.cu) against the kern
   for b in 32 64; do
     bench bf16-b$b --precision bf16 --batch $b
     for p in nf4 int8; do
-      bench $p-b$b --precision $p --batch $b
-      BIOMEDQ_TC_GEMM=1 bench $p-b$b-tiled --precision $p --batch $b
+      BIOMEDQ_TC_GEMM=0 bench $p-b$b --precision $p --batch $b
+      bench $p-b$b-tiled --precision $p --batch $b
     done
   done
   summarize

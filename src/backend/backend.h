@@ -39,8 +39,8 @@ void reset_peak_memory(const std::string& device);
 
 // GPU: whether the kernels of a pass are launched with programmatic dependent launch (default on).
 void set_programmatic_launch(bool on);
-// GPU: whether quantized products of 17..256 tokens take the tiled tensor-core kernel (cuda::set_tc_gemm; off
-// unless BIOMEDQ_TC_GEMM=1 until it has run on a GPU). Recorded with benchmark results.
+// GPU: whether quantized products of 17..256 tokens take the tiled tensor-core kernel (cuda::set_tc_gemm; on
+// unless BIOMEDQ_TC_GEMM=0). Recorded with benchmark results.
 bool tiled_tc_products();
 
 // The devices of --devices TEXT ("0,1", "all", "0,0": parse_device_list) in the order listed, with the bytes free

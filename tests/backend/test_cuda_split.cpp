@@ -202,5 +202,16 @@ TEST(CudaGemmSplit, ScratchCoversEveryLaunch) {
   }
 }
 
+// A model narrower than one 128-element round (the parity fixtures: hidden 64) has no tiled launch, and sizing its
+// scratch divides by no empty split (it stopped every quantized CUDA parity test with SIGFPE, H200, 2026-12-05).
+TEST(CudaGemmSplit, NarrowModelsHaveNoTiledScratch) {
+  const ModelConfig c = preset_config("tiny");
+  ASSERT_LT(c.hidden, kTcRoundElems);
+  EXPECT_EQ(tc_gemm_partial_floats(8, 0), 0u);
+  EXPECT_EQ(tc_gemm_partial_floats_most(c), 0u);
+  for (int rows : {kTcStreamMaxRows + 1, 64, kTcGemmMaxRows})
+    EXPECT_GE(cuda_scratch_elems(c, rows, rows, 4, rows, true).tc_partial, kTcPartialFloats) << rows;
+}
+
 }  // namespace
 }  // namespace bq

@@ -76,8 +76,8 @@ bool matvec_grouped(const MatvecTarget* targets, int count, const float* x, int 
 // with k a multiple of 128; up to three weights with the same input in one launch.
 bool matvec_tc_supported(const DeviceWeight& w, int n);
 // From kTcStreamMaxRows + 1 to kTcGemmMaxRows tokens the product runs as a tiled kernel (tc_gemm.cu) where this
-// is on; off, the tensor-core products take up to kMatvecMaxRows tokens and cuBLAS the rest. Off by default until
-// the tiled kernel has run on a GPU; the environment variable BIOMEDQ_TC_GEMM=1 turns it on.
+// is on; off, the tensor-core products take up to kMatvecMaxRows tokens and cuBLAS the rest. On by default; the
+// environment variable BIOMEDQ_TC_GEMM=0 turns it off (benchmarks compare the two).
 void set_tc_gemm(bool on);
 bool tc_gemm_enabled();
 // Whether these weights (same input) can share one matvec_tc launch: all supported, same kind, width, compute

@@ -88,6 +88,7 @@ BQ_HOST_DEVICE constexpr int tc_gemm_b_offset(int g, int t, int j, int i) {
 }
 
 inline size_t tc_gemm_partial_floats(int64_t tiles, int64_t rounds) {
+  if (rounds < 1) return 0;  // narrower than a round: never a tensor-core product (and no split to divide by)
   const TcGemmSplit s = tc_gemm_split(tiles, rounds);
   if (s.splits == 1) return 0;
   return size_t(s.row_blocks) * kTcGemmBlockTiles * size_t(s.splits) * 16 * kTcGemmTokens;

@@ -1,0 +1,37 @@
+# One device call of a session short of device time: STEP=tests (CUDA tests, plan checks, the nf4 suite),
+# STEP=suites (int8 and bf16 suites), STEP=load (LOAD=1's load times and the short matrix).
+set -uo pipefail
+export OUT=${OUT:-gpu-out}
+T0=$(date +%s)
+source scripts/gpu_build.sh > /dev/null || exit 1
+echo "build done $(( $(date +%s) - T0 )) s"
+case "${STEP:-tests}" in
+tests)
+  timeout 200 ctest --test-dir build-gpu -j8 -R Cuda --timeout 120 > /tmp/ctest.log 2>&1
+  echo "ctest exit $?"; grep -E "tests passed|\(Failed\)|\(Timeout\)" /tmp/ctest.log | head -20
+  grep -B2 -A20 "Failure" /tmp/ctest.log | head -60
+  export QUICK=1 PLAN_CHECKS=0 PIPELINE=0
+  sed -n '/^plan_check() {/,/^}/p' scripts/gpu_check.sh > /tmp/plan_fn.sh
+  BENCH=/tmp/bq-bench; mkdir -p $BENCH; PLAN_FAILED=0; source /tmp/plan_fn.sh
+  for b in 1 32; do plan_check bf16-b$b llama-3.1-8b bf16 $b 512 128; plan_check nf4-b$b llama-3.1-8b nf4 $b 512 128; done
+  SUITE_DATA=build/suite-full.tar.xz SUITE_PRECISIONS=nf4 bash scripts/gpu_suite_timing.sh ;;
+suites)
+  SUITE_DATA=build/suite-full.tar.xz SUITE_PRECISIONS="int8 bf16" bash scripts/gpu_suite_timing.sh ;;
+load)
+  sed -n '/^if \[ -n "${LOAD:-}" \]; then/,/^fi/p' scripts/gpu_check.sh > /tmp/load.sh; LOAD=1 source /tmp/load.sh
+  B="build-gpu/biomedq bench --synthetic llama-3.1-8b --device cuda --prompt-len 512 --gen-len 128 --reps 2 --json"
+  for cfg in "bf16 1" "nf4 1" "int8 1" "bf16 32" "nf4 32" "int8 32"; do
+    set -- $cfg
+    [ $(( $(date +%s) - T0 )) -gt 540 ] && break
+    timeout 60 $B --precision $1 --batch $2 > "$OUT/m-$1-b$2.json" 2>/tmp/err || tail -3 /tmp/err
+    python3 -c "import json,sys; j=json.load(open(sys.argv[1])); print(sys.argv[2], 'decode', round(j['decode_tokens_per_s']['mean'],1), '+-', round(j['decode_tokens_per_s']['sd'],1), 'prefill', round(j['prefill_tokens_per_s']['mean']), 'kv peak MiB', round(j['kv_cache_peak_bytes']/2**20,1), 'copy', round(j['copy_gbs']))" "$OUT/m-$1-b$2.json" "$1-b$2"
+  done
+  python3 - "$OUT" <<'PY'
+import glob, json, os, sys
+rows = [json.load(open(f)) for f in sorted(glob.glob(os.path.join(sys.argv[1], "m-*.json"))) if os.path.getsize(f) > 0]
+json.dump(rows, open(os.path.join(sys.argv[1], "matrix.json"), "w"), indent=1)
+for f in glob.glob(os.path.join(sys.argv[1], "m-*.json")): os.remove(f)
+PY
+  ;;
+esac
+echo "end $(( $(date +%s) - T0 )) s"
