@@ -1,5 +1,6 @@
 # One device call of a session short of device time: STEP=tests (CUDA tests, plan checks, the nf4 suite),
-# STEP=suites (int8 and bf16 suites), STEP=load (LOAD=1's load times and the short matrix).
+# STEP=suites (int8 and bf16 suites), STEP=untiled (the nf4 suite with the tiled products off), STEP=load (LOAD=1's
+# load times and the short matrix).
 set -uo pipefail
 export OUT=${OUT:-gpu-out}
 T0=$(date +%s)
@@ -17,6 +18,8 @@ tests)
   SUITE_DATA=build/suite-full.tar.xz SUITE_PRECISIONS=nf4 bash scripts/gpu_suite_timing.sh ;;
 suites)
   SUITE_DATA=build/suite-full.tar.xz SUITE_PRECISIONS="int8 bf16" bash scripts/gpu_suite_timing.sh ;;
+untiled)
+  BIOMEDQ_TC_GEMM=0 SUITE_DATA=build/suite-full.tar.xz SUITE_PRECISIONS=nf4 bash scripts/gpu_suite_timing.sh ;;
 load)
   sed -n '/^if \[ -n "${LOAD:-}" \]; then/,/^fi/p' scripts/gpu_check.sh > /tmp/load.sh; LOAD=1 source /tmp/load.sh
   B="build-gpu/biomedq bench --synthetic llama-3.1-8b --device cuda --prompt-len 512 --gen-len 128 --reps 2 --json"
