@@ -30,9 +30,13 @@ constexpr size_t kRowInfoBytes = 24;       // sizeof(RowInfo): two ints, a point
 // Tensor-core decode products (matvec_tc.cu, split.h): 16-row tiles, at most this many blocks of 8 warps,
 // each warp leaving at most two partial tiles of 32 lanes x 4 accumulators x (up to) 4 token tiles.
 constexpr int kTcTileRows = 16;
-// Tokens up to which the stream-k kernel takes a product, and up to which the tiled kernel does (set_tc_gemm).
+// Tokens up to which the stream-k kernel takes a product, and up to which the tiled kernel does (set_tc_gemm): one
+// launch of kTcGemmTokens. The tiled kernel's time grows with its tokens (H200, llama-3.1-8b nf4 decode steps: 8.3
+// ms at 32 tokens, 13.3 at 64, against 9.5 and 15.6 through dequantized tiles and cuBLAS) and each further launch
+// reads every weight again, so past one launch cuBLAS is the better choice: the suite's prefill, mostly steps of
+// 65-256 rows, ran 12% slower while the tiled kernel took up to 256.
 constexpr int kTcStreamMaxRows = 16;
-constexpr int kTcGemmMaxRows = 256;
+constexpr int kTcGemmMaxRows = kTcGemmTokens;
 constexpr int kTcMaxBlocks = 2 * 132;
 constexpr size_t kTcPartialFloats = size_t(kTcMaxBlocks) * kTcWarpsPerBlock * 2 * 32 * 4 * 4;
 

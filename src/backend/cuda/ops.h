@@ -75,7 +75,7 @@ bool matvec_grouped(const MatvecTarget* targets, int count, const float* x, int 
 // BF16), fp32 accumulation, the result rounded to w.compute as bitsandbytes returns it. 4-bit and int8 weights
 // with k a multiple of 128; up to three weights with the same input in one launch.
 bool matvec_tc_supported(const DeviceWeight& w, int n);
-// From kTcStreamMaxRows + 1 to kTcGemmMaxRows tokens the product runs as a tiled kernel (tc_gemm.cu) where this
+// From kTcStreamMaxRows + 1 to kTcGemmMaxRows (64) tokens the product runs as a tiled kernel (tc_gemm.cu) where this
 // is on; off, the tensor-core products take up to kMatvecMaxRows tokens and cuBLAS the rest. On by default; the
 // environment variable BIOMEDQ_TC_GEMM=0 turns it off (benchmarks compare the two).
 void set_tc_gemm(bool on);
