@@ -1,4 +1,5 @@
-# One device call of a session short of device time: STEP=tests (CUDA tests, plan checks, the nf4 suite),
+# One device call of a session short of device time: STEP=tests (CUDA tests, with PLAN=1 the plan checks, the
+# suite in SUITE_PRECISIONS, default nf4),
 # STEP=suites (int8 and bf16 suites), STEP=untiled (the nf4 suite with the tiled products off), STEP=load (LOAD=1's
 # load times and the short matrix).
 set -uo pipefail
@@ -11,11 +12,12 @@ tests)
   timeout 200 ctest --test-dir build-gpu -j8 -R Cuda --timeout 120 > /tmp/ctest.log 2>&1
   echo "ctest exit $?"; grep -E "tests passed|\(Failed\)|\(Timeout\)" /tmp/ctest.log | head -20
   grep -B2 -A20 "Failure" /tmp/ctest.log | head -60
-  export QUICK=1 PLAN_CHECKS=0 PIPELINE=0
-  sed -n '/^plan_check() {/,/^}/p' scripts/gpu_check.sh > /tmp/plan_fn.sh
-  BENCH=/tmp/bq-bench; mkdir -p $BENCH; PLAN_FAILED=0; source /tmp/plan_fn.sh
-  for b in 1 32; do plan_check bf16-b$b llama-3.1-8b bf16 $b 512 128; plan_check nf4-b$b llama-3.1-8b nf4 $b 512 128; done
-  SUITE_DATA=build/suite-full.tar.xz SUITE_PRECISIONS=nf4 bash scripts/gpu_suite_timing.sh ;;
+  if [ -n "${PLAN:-}" ]; then
+    sed -n '/^plan_check() {/,/^}/p' scripts/gpu_check.sh > /tmp/plan_fn.sh
+    BENCH=/tmp/bq-bench; mkdir -p $BENCH; PLAN_FAILED=0; source /tmp/plan_fn.sh
+    for b in 1 32; do plan_check bf16-b$b llama-3.1-8b bf16 $b 512 128; plan_check nf4-b$b llama-3.1-8b nf4 $b 512 128; done
+  fi
+  SUITE_DATA=build/suite-full.tar.xz SUITE_PRECISIONS="${SUITE_PRECISIONS:-nf4}" bash scripts/gpu_suite_timing.sh ;;
 suites)
   SUITE_DATA=build/suite-full.tar.xz SUITE_PRECISIONS="int8 bf16" bash scripts/gpu_suite_timing.sh ;;
 untiled)
