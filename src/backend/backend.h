@@ -39,7 +39,7 @@ void reset_peak_memory(const std::string& device);
 
 // GPU: whether the kernels of a pass are launched with programmatic dependent launch (default on).
 void set_programmatic_launch(bool on);
-// GPU: whether quantized products of 17..256 tokens take the tiled tensor-core kernel (cuda::set_tc_gemm; on
+// GPU: whether quantized products of 17..64 tokens take the tiled tensor-core kernel (cuda::set_tc_gemm; on
 // unless BIOMEDQ_TC_GEMM=0). Recorded with benchmark results.
 bool tiled_tc_products();
 

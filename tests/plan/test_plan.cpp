@@ -144,7 +144,7 @@ TEST(Plan, CudaFiguresFollowPrecisionAndSplit) {
   EXPECT_TRUE(nf4.cards[0].fits);
   // Chunked prefill: activation buffers of 256-row passes instead of 1,024 (32 prompts of 512 tokens), the rest
   // unchanged; a negative step is an error. (Not a quarter: the tensor-core products' k-split partials, 22 MB for
-  // any pass of 17-256 rows, do not shrink with the step.)
+  // any pass of 17-64 rows such as the 32 sequences' decode steps, do not shrink with the step.)
   auto activations = [](const plan::MemoryEstimate& e) {
     size_t n = 0;
     for (auto& it : e.items) n += it.category == "activations" ? it.bytes : 0;

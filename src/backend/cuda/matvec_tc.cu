@@ -266,15 +266,7 @@ void matvec_tc(const MatvecTarget* targets, int count, const float* x, int n, bo
     if (bf) pdl_launch(to_compute_kernel<true>, blocks, threads, st, x, elems, s.xh);
     else pdl_launch(to_compute_kernel<false>, blocks, threads, st, x, elems, s.xh);
   }
-  if (g_tc_gemm && n > kTcStreamMaxRows) {
-    // The tiled kernel, kTcGemmTokens tokens a launch.
-    for (int t0 = 0; t0 < n; t0 += kTcGemmTokens) {
-      Group part = G;
-      for (int i = 0; i < count; ++i) part.y[i] += int64_t(t0) * part.w[i].out;
-      tc::launch_gemm(part, s.xh + int64_t(t0) * w0.in, std::min(kTcGemmTokens, n - t0), accumulate, s, st);
-    }
-    return;
-  }
+  if (g_tc_gemm && n > kTcStreamMaxRows) return tc::launch_gemm(G, s.xh, n, accumulate, s, st);  // one launch
   const uint32_t* xw = reinterpret_cast<const uint32_t*>(s.xh);
   if (w0.kind == WeightKind::Q4)
     return bf ? launch_tiles<WeightKind::Q4, true>(G, xw, n, accumulate, s, max_blocks, st)
