@@ -216,16 +216,21 @@ TEST(CudaForwardTest, TiledProductsMatchCpu) {
   cuda::set_tc_gemm(before);
 }
 
-// Programmatic dependent launch only moves kernel starts earlier: decode steps give the same bits with it and
-// without it (a missing wait in some kernel would show here as a race).
-// Gemma 3's sliding layers past their ring (window 40 + 1024 slots): a 2200-token prompt prefilled in passes of 1024
-// rows, then decoded across the wrap, on the lanes attention kernel (head_dim 64) and with nf4 weights.
-TEST(CudaForwardTest, SlidingLayersRingMatchesCpu) {
-  REQUIRE_GPU();
+// Gemma 3 of three layers, two of them sliding (window 40: rings of 1,088 slots), head_dim 64 (the lanes attention
+// kernel).
+ModelConfig small_gemma3() {
   ModelConfig c = preset_config("medgemma-4b");
   c.hidden = 128, c.intermediate = 256, c.n_layers = 3, c.n_heads = 2, c.n_kv_heads = 1, c.head_dim = 64;
   c.vocab = 300, c.query_pre_attn_scalar = 48, c.sliding_window = 40, c.max_positions = 4096;
   c.sliding_layers = {true, false, true};
+  return c;
+}
+
+// Gemma 3's sliding layers past their ring (window 40 + 1024 slots): a 2200-token prompt prefilled in passes of 1024
+// rows, then decoded across the wrap, on the lanes attention kernel (head_dim 64) and with nf4 weights.
+TEST(CudaForwardTest, SlidingLayersRingMatchesCpu) {
+  REQUIRE_GPU();
+  const ModelConfig c = small_gemma3();
   std::mt19937 rng(8);
   std::vector<int32_t> ids(2200);
   for (auto& t : ids) t = int32_t(rng() % uint32_t(c.vocab));
@@ -245,10 +250,7 @@ TEST(CudaForwardTest, SlidingLayersRingMatchesCpu) {
 // pages shared.
 TEST(CudaForwardTest, SlidingLayersPrefixCopyEqualsPrefill) {
   REQUIRE_GPU();
-  ModelConfig c = preset_config("medgemma-4b");
-  c.hidden = 128, c.intermediate = 256, c.n_layers = 3, c.n_heads = 2, c.n_kv_heads = 1, c.head_dim = 64;
-  c.vocab = 300, c.query_pre_attn_scalar = 48, c.sliding_window = 40, c.max_positions = 4096;
-  c.sliding_layers = {true, false, true};
+  const ModelConfig c = small_gemma3();
   Model m = synthesize_model(c, 3, 0.1f);
   CudaForward f(m);
   std::vector<int32_t> prompt;
@@ -262,6 +264,8 @@ TEST(CudaForwardTest, SlidingLayersPrefixCopyEqualsPrefill) {
   EXPECT_EQ(f.memory().kv_cache_bytes, 0u);
 }
 
+// Programmatic dependent launch only moves kernel starts earlier: decode steps give the same bits with it and
+// without it (a missing wait in some kernel would show here as a race).
 TEST(CudaForwardTest, ProgrammaticLaunchChangesNothing) {
   REQUIRE_GPU();
   quant::QuantOptions nf4;
