@@ -42,6 +42,8 @@ struct KvShape {
   BQ_HOST_DEVICE int table_pages(int capacity) const { return full_pages(capacity) + sliding_pages(capacity); }
   // Elements (× kv_dim) of one page of a kind: keys and values of kKvPageSlots slots of each of its layers.
   int64_t page_rows(bool sliding) const { return int64_t(2) * (sliding ? sliding_layers : full_layers) * kKvPageSlots; }
+  // The same for the page at table entry `entry` of a sequence of `capacity` (full pages come first).
+  int64_t entry_rows(int entry, int capacity) const { return page_rows(entry >= full_pages(capacity)); }
   // Positions (× kv_dim for K or V) the pages of `capacity` hold over all layers: what a full sequence takes.
   int64_t positions(int capacity) const {
     return int64_t(full_layers) * full_pages(capacity) * kKvPageSlots +

@@ -52,7 +52,6 @@ class KvPageTable {
   T* page(int i) const { return first_.at(size_t(i)); }
   // The first element of every entry's page (null: none yet), as kv_key and kv_value read them.
   T* const* data() const { return first_.data(); }
-  const std::vector<T*>& entries() const { return first_; }
   int size() const { return int(pages_.size()); }
 
  private:

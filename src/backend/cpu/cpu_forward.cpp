@@ -71,8 +71,7 @@ int CpuForward::open_sequence(int capacity) {
 }
 
 void CpuForward::make_page(KVCache& cache, int entry) {
-  const bool sliding = entry >= cache.shape.full_pages(cache.capacity);
-  const size_t n = size_t(cache.shape.page_rows(sliding)) * size_t(cache.kv_dim);
+  const size_t n = size_t(cache.shape.entry_rows(entry, cache.capacity)) * size_t(cache.kv_dim);
   if (kv_limit_ && kv_account_->held + n * sizeof(float) > kv_limit_)
     kv_limit_reached(kv_limit_, kv_account_->held, n * sizeof(float));
   tracked_vector<float> mem(n);
@@ -94,8 +93,8 @@ bool CpuForward::copy_prefix(int from, int to, int positions) {
   for (size_t i = 0; i < plan.src_copied.size(); ++i) {
     const int s = plan.src_copied[i], d = plan.dst_copied[i];
     if (!dst.pages.has(d)) make_page(dst, d);
-    const bool sliding = s >= src.shape.full_pages(src.capacity);
-    std::copy_n(src.pages.page(s), size_t(src.shape.page_rows(sliding)) * size_t(src.kv_dim), dst.pages.page(d));
+    std::copy_n(src.pages.page(s), size_t(src.shape.entry_rows(s, src.capacity)) * size_t(src.kv_dim),
+                dst.pages.page(d));
   }
   dst.length = positions;
   return true;

@@ -106,8 +106,7 @@ bool CudaForward::copy_prefix(int from, int to, int positions) {
     for (size_t c = 0; c < plan.src_copied.size(); ++c) {
       const int s = plan.src_copied[c], d = plan.dst_copied[c];
       if (!dst.pages[i].has(d)) P.make_page(dst, i, d);
-      const size_t bytes = size_t(S.kv.page_rows(s >= S.kv.full_pages(src.capacity))) * size_t(P.cfg.kv_dim()) *
-                           sizeof(uint16_t);
+      const size_t bytes = size_t(S.kv.entry_rows(s, src.capacity)) * size_t(P.cfg.kv_dim()) * sizeof(uint16_t);
       BQ_CUDA(cudaMemcpyAsync(dst.pages[i].page(d), src.pages[i].page(s), bytes, cudaMemcpyDeviceToDevice, S.st));
     }
     P.upload_table(dst, i);

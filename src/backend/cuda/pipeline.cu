@@ -55,8 +55,7 @@ void Pipeline::synchronize() {
 
 void Pipeline::make_page(Sequence& s, size_t si, int entry) {
   Stage& stage = *stages[si];
-  const bool sliding = entry >= stage.kv.full_pages(s.capacity);
-  const size_t n = size_t(stage.kv.page_rows(sliding)) * size_t(cfg.kv_dim());
+  const size_t n = size_t(stage.kv.entry_rows(entry, s.capacity)) * size_t(cfg.kv_dim());
   if (kv_limit && kv_cache_bytes() + n * sizeof(uint16_t) > kv_limit)
     kv_limit_reached(kv_limit, kv_cache_bytes(), n * sizeof(uint16_t));
   DeviceArray<uint16_t> mem(n, "KV cache page", stage.st);
@@ -66,8 +65,8 @@ void Pipeline::make_page(Sequence& s, size_t si, int entry) {
 }
 
 void Pipeline::upload_table(Sequence& s, size_t si) {
-  const std::vector<uint16_t*>& entries = s.pages[si].entries();
-  BQ_CUDA(cudaMemcpyAsync(s.device_table[si].get(), entries.data(), entries.size() * sizeof(uint16_t*),
+  const Sequence::Table& t = s.pages[si];
+  BQ_CUDA(cudaMemcpyAsync(s.device_table[si].get(), t.data(), size_t(t.size()) * sizeof(uint16_t*),
                           cudaMemcpyHostToDevice, stages[si]->st));
 }
 
