@@ -1,13 +1,14 @@
-# One device call of a session short of device time: STEP=tests (CUDA tests, with PLAN=1 the plan checks, the
-# suite in SUITE_PRECISIONS, default nf4),
-# STEP=suites (int8 and bf16 suites), STEP=untiled (the nf4 suite with the tiled products off), STEP=load (LOAD=1's
-# load times and the short matrix).
+# One device call of a session short of device time. STEP lists what runs after the build, in order:
+# tests (CUDA tests, with PLAN=1 the plan checks, then the suite in SUITE_PRECISIONS, default nf4), suites (int8 and
+# bf16 suites), suite-PRECISION (one suite), untiled (the nf4 suite with the tiled products off), load (LOAD=1's load
+# times and the short matrix, as far as 540 s into the call).
 set -uo pipefail
 export OUT=${OUT:-gpu-out}
 T0=$(date +%s)
 source scripts/gpu_build.sh > /dev/null || exit 1
 echo "build done $(( $(date +%s) - T0 )) s"
-case "${STEP:-tests}" in
+for step in ${STEP:-tests}; do
+case "$step" in
 tests)
   timeout 200 ctest --test-dir build-gpu -j8 -R Cuda --timeout 120 > /tmp/ctest.log 2>&1
   echo "ctest exit $?"; grep -E "tests passed|\(Failed\)|\(Timeout\)" /tmp/ctest.log | head -20
@@ -18,6 +19,9 @@ tests)
     for b in 1 32; do plan_check bf16-b$b llama-3.1-8b bf16 $b 512 128; plan_check nf4-b$b llama-3.1-8b nf4 $b 512 128; done
   fi
   SUITE_DATA=build/suite-full.tar.xz SUITE_PRECISIONS="${SUITE_PRECISIONS:-nf4}" bash scripts/gpu_suite_timing.sh ;;
+suite-*)
+  SUITE_DATA=build/suite-full.tar.xz SUITE_PRECISIONS="${step#suite-}" bash scripts/gpu_suite_timing.sh
+  cp "$OUT/suite.json" "$OUT/suite-${step#suite-}.json" ;;
 suites)
   SUITE_DATA=build/suite-full.tar.xz SUITE_PRECISIONS="int8 bf16" bash scripts/gpu_suite_timing.sh ;;
 untiled)
@@ -39,4 +43,5 @@ for f in glob.glob(os.path.join(sys.argv[1], "m-*.json")): os.remove(f)
 PY
   ;;
 esac
+done
 echo "end $(( $(date +%s) - T0 )) s"

@@ -5,6 +5,7 @@
 #include <bit>
 #include <cmath>
 #include <cstring>
+#include <limits>
 
 #include "core/error.h"
 #include "core/json.h"
@@ -68,15 +69,46 @@ constexpr float kFP4Thresholds[7] = {0.00260417f, 0.0859375f, 0.20833333f, 0.291
                                      0.4166667f, 0.583333f, 0.8333333f};
 constexpr uint8_t kFP4ByRank[8] = {0, 1, 6, 7, 4, 5, 2, 3};
 
+// Strict ">" as bitsandbytes' decision trees: a value on a threshold takes the lower code, NaN (an all-zero
+// block: 0 * (1/0)) takes index 0, as on the GPU. Branch-free, so that a block's loop vectorizes.
+inline uint8_t nf4_index(float x) {
+  uint8_t idx = 0;
+  for (float t : kNF4Thresholds) idx += x > t;
+  return idx;
+}
+
+inline uint8_t fp4_index(float x) {
+  uint8_t rank = 0;
+  const float m = std::fabs(x);
+  for (float t : kFP4Thresholds) rank += m > t;
+  return uint8_t(kFP4ByRank[rank] | (x < 0 ? 8 : 0));
+}
+
 // One row or block of the input weight as float (16-bit values convert exactly).
 void load_f32(const void* w, DType dtype, int64_t start, int64_t count, float* out) {
   to_f32(dtype, static_cast<const uint8_t*>(w) + start * int64_t(dtype_size(dtype)), out, size_t(count));
 }
 
+// On the magnitudes' bit patterns: for finite floats their integer order is the numeric order, and an integer
+// maximum vectorizes where a float one (NaN's rules) does not. Callers reject non-finite weights.
 float max_abs(const float* v, int64_t n) {
-  float m = 0;
-  for (int64_t i = 0; i < n; ++i) m = std::max(m, std::fabs(v[i]));
-  return m;
+  uint32_t m = 0;
+  for (int64_t i = 0; i < n; ++i) m = std::max(m, std::bit_cast<uint32_t>(v[i]) & 0x7fffffffu);
+  return std::bit_cast<float>(m);
+}
+
+// |x| <= 127 to the nearest integer, halves to even: adding and taking away 1.5 * 2^52 rounds in the current
+// (nearest) rounding mode, as std::nearbyint does, without its library call, so loops over a row vectorize.
+inline double round_half_even(double x) {
+  constexpr double kRound = 6755399441055744.0;
+  return (x + kRound) - kRound;
+}
+
+// Whether every value is finite, in one pass that vectorizes (NaN fails the comparison).
+bool all_finite(const float* v, int64_t n) {
+  bool ok = true;
+  for (int64_t i = 0; i < n; ++i) ok &= std::fabs(v[i]) <= std::numeric_limits<float>::max();
+  return ok;
 }
 
 // Index of the first inf/NaN in v, or -1. (max_abs ignores NaN and an inf maximum scales every code to 0 or NaN,
@@ -154,19 +186,7 @@ const std::array<float, 256>& dynamic_map_signed() {
   return map;
 }
 
-uint8_t quantize4_index(Scheme s, float x) {
-  // Strict ">" as bitsandbytes' decision trees: a value on a threshold takes the lower code, NaN (an all-zero
-  // block: 0 * (1/0)) takes index 0, as on the GPU.
-  if (s == Scheme::NF4) {
-    uint8_t idx = 0;
-    for (float t : kNF4Thresholds) idx += x > t;
-    return idx;
-  }
-  uint8_t sign = x < 0 ? 8 : 0, rank = 0;
-  float m = std::fabs(x);
-  for (float t : kFP4Thresholds) rank += m > t;
-  return kFP4ByRank[rank] | sign;
-}
+uint8_t quantize4_index(Scheme s, float x) { return s == Scheme::NF4 ? nf4_index(x) : fp4_index(x); }
 
 uint8_t dynamic_map_index(float x) {
   const auto& m = dynamic_map_signed();
@@ -181,7 +201,7 @@ int8_t quantize_int8(float v, float scale) {
   if (scale == 0) return 0;
   // v * 127 is exact in double and the division is correctly rounded, so exact halves stay exact and round to
   // even, as round_half_to_even(W * 127 / SCB) demands.
-  return int8_t(std::nearbyint(double(v) * 127.0 / double(scale)));
+  return int8_t(round_half_even(double(v) * 127.0 / double(scale)));
 }
 
 // The add must not fuse with the multiply: bitsandbytes dequantizes the nested maxima, then adds the offset.
@@ -224,11 +244,19 @@ QuantizedMatrix quantize(const void* w, DType dtype, int64_t rows, int64_t cols,
 #pragma omp for schedule(static)
       for (int64_t r = 0; r < rows; ++r) {
         load_f32(w, dtype, r * cols, cols, row.data());
-        if (int64_t i = first_non_finite(row.data(), cols); i >= 0) note_non_finite(bad, r * cols + i);
+        if (!all_finite(row.data(), cols)) note_non_finite(bad, r * cols + first_non_finite(row.data(), cols));
         float s = max_abs(row.data(), cols);
         q.scb[size_t(r)] = s;
         int8_t* dst = q.cb.data() + r * cols;
-        for (int64_t c = 0; c < cols; ++c) dst[c] = quantize_int8(row[size_t(c)], s);
+        if (s == 0) {
+          std::fill(dst, dst + cols, int8_t(0));
+          continue;
+        }
+        // Local copies: int8 stores may alias anything the OpenMP region shares, which would stop vectorization.
+        const double scale = double(s);
+        const int64_t n = cols;
+        const float* x = row.data();
+        for (int64_t c = 0; c < n; ++c) dst[c] = int8_t(int32_t(round_half_even(double(x[c]) * 127.0 / scale)));
       }
     }
     check_finite();
@@ -239,25 +267,32 @@ QuantizedMatrix quantize(const void* w, DType dtype, int64_t rows, int64_t cols,
   q.blocksize = opt.blocksize;
   q.double_quant = opt.double_quant;
   const int64_t numel = rows * cols, nblocks = q.num_blocks();
-  q.packed.assign(size_t((numel + 1) / 2), 0);
+  q.packed.resize(size_t((numel + 1) / 2));
   std::vector<float> absmax(static_cast<size_t>(nblocks));
+  const bool nf4 = opt.scheme == Scheme::NF4;
   // Blocks start at even elements (even blocksize), so threads never share a packed byte.
 #pragma omp parallel
   {
     std::vector<float> block(static_cast<size_t>(opt.blocksize));
+    std::vector<uint8_t> idx(static_cast<size_t>(opt.blocksize) + 1);  // + the odd tail's padding nibble
 #pragma omp for schedule(static)
     for (int64_t b = 0; b < nblocks; ++b) {
-      int64_t start = b * opt.blocksize, count = std::min<int64_t>(opt.blocksize, numel - start);
-      load_f32(w, dtype, start, count, block.data());
-      if (int64_t i = first_non_finite(block.data(), count); i >= 0) note_non_finite(bad, start + i);
-      float amax = max_abs(block.data(), count);
+      const int64_t start = b * opt.blocksize, count = std::min<int64_t>(opt.blocksize, numel - start);
+      float* x = block.data();
+      load_f32(w, dtype, start, count, x);
+      if (!all_finite(x, count)) note_non_finite(bad, start + first_non_finite(x, count));
+      const float amax = max_abs(x, count);
       absmax[size_t(b)] = amax;
-      float inv = 1.0f / amax;  // bitsandbytes scales by the fp32 reciprocal
-      for (int64_t i = 0; i < count; ++i) {
-        int64_t e = start + i;
-        uint8_t idx = quantize4_index(opt.scheme, block[size_t(i)] * inv);
-        q.packed[size_t(e / 2)] |= uint8_t(e % 2 == 0 ? idx << 4 : idx);  // even element in the high nibble
-      }
+      const float inv = 1.0f / amax;  // bitsandbytes scales by the fp32 reciprocal
+      uint8_t* code = idx.data();
+      if (nf4)
+        for (int64_t i = 0; i < count; ++i) code[i] = nf4_index(x[i] * inv);
+      else
+        for (int64_t i = 0; i < count; ++i) code[i] = fp4_index(x[i] * inv);
+      code[count] = 0;
+      uint8_t* dst = q.packed.data() + start / 2;
+      for (int64_t i = 0; i < (count + 1) / 2; ++i)
+        dst[i] = uint8_t(code[2 * i] << 4 | code[2 * i + 1]);  // even element in the high nibble
     }
   }
   check_finite();
@@ -272,6 +307,7 @@ QuantizedMatrix quantize(const void* w, DType dtype, int64_t rows, int64_t cols,
   const int64_t nnested = (nblocks + kNestedBlocksize - 1) / kNestedBlocksize;
   q.absmax_q.resize(size_t(nblocks));
   q.absmax2.resize(size_t(nnested));
+#pragma omp parallel for schedule(static)
   for (int64_t nb = 0; nb < nnested; ++nb) {
     int64_t start = nb * kNestedBlocksize, count = std::min<int64_t>(kNestedBlocksize, nblocks - start);
     float amax2 = 0;

@@ -199,6 +199,28 @@ TEST(Quant, FourBitQuantizeFollowsSpec) {
   }
 }
 
+// The block pass (vectorized, packs pairs of codes) against the per-value rule, on values a hair either side of
+// every midpoint between codes, where a slip in the comparisons would show. Every block holds 1, so it scales by 1.
+TEST(Quant, BlockPassTakesTheLowerCodeOnEveryBoundary) {
+  for (Scheme s : {Scheme::NF4, Scheme::FP4}) {
+    auto code = code4(s);
+    std::sort(code.begin(), code.end());
+    std::vector<float> w;
+    for (size_t i = 0; i + 1 < code.size(); ++i) {
+      float mid = float((double(code[i]) + double(code[i + 1])) / 2);
+      for (float v : {std::nextafter(mid, -2.0f), mid, std::nextafter(mid, 2.0f), code[i]}) w.push_back(v);
+    }
+    const int64_t cols = 63;  // odd: blocks straddle rows and the last nibble is padding
+    w.resize(size_t((w.size() / cols + 1) * cols), -0.0f);
+    for (size_t i = 0; i < w.size(); i += 32) w[i] = 1.0f;  // blocks of 32: a 1 in each
+    const int64_t rows = int64_t(w.size()) / cols;
+    auto q = quantize(w.data(), DType::F32, rows, cols, {s, 32, false});
+    for (size_t e = 0; e < w.size(); ++e)
+      ASSERT_EQ(unpack(q.packed, int64_t(e)), quantize4_index(s, w[e])) << precision_name(s) << " value " << w[e];
+    if (w.size() % 2) EXPECT_EQ(q.packed.back() & 15, 0);
+  }
+}
+
 TEST(Quant, DoubleQuantCostsAbout4Point127Bits) {
   auto w = random_weights(DType::BF16, 256 * 1024, 7);
   auto q = quantize(w.raw.data(), DType::BF16, 256, 1024, {Scheme::NF4, 64, true});
