@@ -104,11 +104,11 @@ inline double round_half_even(double x) {
   return (x + kRound) - kRound;
 }
 
-// Whether every value is finite, in one pass that vectorizes (NaN fails the comparison).
+// Whether every value is finite (its exponent bits not all ones), in one integer pass that vectorizes.
 bool all_finite(const float* v, int64_t n) {
-  bool ok = true;
-  for (int64_t i = 0; i < n; ++i) ok &= std::fabs(v[i]) <= std::numeric_limits<float>::max();
-  return ok;
+  uint32_t special = 0;
+  for (int64_t i = 0; i < n; ++i) special |= uint32_t((std::bit_cast<uint32_t>(v[i]) & 0x7f800000u) == 0x7f800000u);
+  return special == 0;
 }
 
 // Index of the first inf/NaN in v, or -1. (max_abs ignores NaN and an inf maximum scales every code to 0 or NaN,
