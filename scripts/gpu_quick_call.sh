@@ -1,7 +1,8 @@
 # One device call of a session short of device time. STEP lists what runs after the build, in order:
 # tests (CUDA tests, with PLAN=1 the plan checks, then the suite in SUITE_PRECISIONS, default nf4), suites (int8 and
 # bf16 suites), suite-PRECISION (one suite), untiled (the nf4 suite with the tiled products off), load (LOAD=1's load
-# times and the short matrix, as far as 540 s into the call).
+# times and the short matrix, as far as 540 s into the call), ncu-tiled (hardware counters of the tiled product in
+# nf4 decode steps at batch 32, into $OUT/ncu-tiled-nf4-b32.txt).
 set -uo pipefail
 export OUT=${OUT:-gpu-out}
 T0=$(date +%s)
@@ -24,6 +25,13 @@ suite-*)
   cp "$OUT/suite.json" "$OUT/suite-${step#suite-}.json" ;;
 suites)
   SUITE_DATA=build/suite-full.tar.xz SUITE_PRECISIONS="int8 bf16" bash scripts/gpu_suite_timing.sh ;;
+ncu-tiled)
+  timeout 240 ncu --clock-control none -k regex:tc_gemm_kernel --launch-skip 40 --launch-count 4 \
+    --section SpeedOfLight --section ComputeWorkloadAnalysis --section MemoryWorkloadAnalysis --section Occupancy \
+    --section LaunchStats --section SchedulerStats --section WarpStateStats --section InstructionStats \
+    build-gpu/biomedq bench --synthetic llama-3.1-8b --device cuda --precision nf4 --batch 32 --prompt-len 16 \
+    --gen-len 8 --reps 1 > "$OUT/ncu-tiled-nf4-b32.txt" 2>&1
+  echo "ncu exit $?"; grep -E "tc_gemm_kernel|Duration|Compute \(SM\) Throughput|Memory Throughput|DRAM Throughput|Achieved Occupancy|Registers Per|Issue Slots Busy|No Eligible" "$OUT/ncu-tiled-nf4-b32.txt" | head -40 ;;
 untiled)
   BIOMEDQ_TC_GEMM=0 SUITE_DATA=build/suite-full.tar.xz SUITE_PRECISIONS=nf4 bash scripts/gpu_suite_timing.sh ;;
 load)
