@@ -2,7 +2,8 @@
 # tests (CUDA tests, with PLAN=1 the plan checks, then the suite in SUITE_PRECISIONS, default nf4), suites (int8 and
 # bf16 suites), suite-PRECISION (one suite), untiled (the nf4 suite with the tiled products off), load (LOAD=1's load
 # times and the short matrix, as far as 540 s into the call), ncu-tiled (hardware counters of the tiled product in
-# nf4 decode steps at batch 32, into $OUT/ncu-tiled-nf4-b32.txt).
+# nf4 decode steps at batch 32, into $OUT/ncu-tiled-nf4-b32.txt), profile-b32 (GPU time per kernel of decode
+# steps at batch 32, nf4 and bf16: gpu_check.sh's PROFILE=1 at that batch).
 set -uo pipefail
 export OUT=${OUT:-gpu-out}
 T0=$(date +%s)
@@ -32,6 +33,15 @@ ncu-tiled)
     build-gpu/biomedq bench --synthetic llama-3.1-8b --device cuda --precision nf4 --batch 32 --prompt-len 16 \
     --gen-len 8 --reps 1 > "$OUT/ncu-tiled-nf4-b32.txt" 2>&1
   echo "ncu exit $?"; grep -E "tc_gemm_kernel|Duration|Compute \(SM\) Throughput|Memory Throughput|DRAM Throughput|Achieved Occupancy|Registers Per|Issue Slots Busy|No Eligible" "$OUT/ncu-tiled-nf4-b32.txt" | head -40 ;;
+profile-b32)
+  for p in nf4 bf16; do
+    timeout 200 ncu --clock-control none --cache-control none --metrics gpu__time_duration.sum --csv \
+      --launch-skip 3000 --launch-count 600 build-gpu/biomedq bench --synthetic llama-3.1-8b --device cuda \
+      --precision $p --batch 32 --prompt-len 500 --gen-len 16 --reps 1 > /tmp/profile-$p.csv 2> /tmp/profile-$p.err
+    echo "ncu profile $p exit $?"
+    python3 scripts/kernel_times.py /tmp/profile-$p.csv 32 > "$OUT/profile-b32-$p.txt" 2>&1 || tail -5 /tmp/profile-$p.err
+    cat "$OUT/profile-b32-$p.txt"
+  done ;;
 untiled)
   BIOMEDQ_TC_GEMM=0 SUITE_DATA=build/suite-full.tar.xz SUITE_PRECISIONS=nf4 bash scripts/gpu_suite_timing.sh ;;
 load)
