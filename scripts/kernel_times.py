@@ -11,6 +11,7 @@ from collections import defaultdict
 
 
 def short(name):
+    name = re.sub(r"^(<unnamed>|\(anonymous namespace\))::", "", name)
     name = re.sub(r"\(.*", "", name)          # arguments
     name = re.sub(r"^.*::", "", name.split("<")[0]) + ("<" + name.split("<", 1)[1] if "<" in name else "")
     return name[:70]
@@ -38,8 +39,9 @@ def main():
         count[k] += 1
     if not total:
         sys.exit(f"{path}: no kernel times")
-    steps = count.get("rmsnorm_kernel", max(count.values())) / (2 * layers)  # two norms per layer
-    steps = max(steps, 1e-9)
+    # Steps from the attention kernels, one launch a layer a step (norms also run outside the steps: bench's warm-up).
+    attention = sum(c for k, c in count.items() if "attention" in k)
+    steps = max(attention / layers if attention else max(count.values()) / layers, 1e-9)
     all_ns = sum(total.values())
     print(f"{'kernel':70} {'count':>6} {'total us':>10} {'us/layer':>9} {'share':>6}")
     for k in sorted(total, key=total.get, reverse=True):
