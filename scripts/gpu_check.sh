@@ -12,6 +12,7 @@
 # eval's load with the checkpoint hash.
 set -uo pipefail
 OUT=${OUT:-gpu-out}
+trap 'OUT="$OUT" bash scripts/gpu_pack_out.sh' EXIT  # whichever way the call ends
 source scripts/gpu_build.sh || exit 1
 ctest --test-dir build-gpu -j8 --output-on-failure ${QUICK:+-R Cuda} > "$OUT/ctest.log" 2>&1
 echo "ctest exit $?"; grep -E "tests passed|FAILED|Failed|\(Failed\)|Skipped" "$OUT/ctest.log" | head -30

@@ -7,6 +7,7 @@
 set -uo pipefail
 export OUT=${OUT:-gpu-out}
 T0=$(date +%s)
+trap 'OUT="$OUT" bash scripts/gpu_pack_out.sh' EXIT  # whichever way the call ends
 source scripts/gpu_build.sh > /dev/null || exit 1
 echo "build done $(( $(date +%s) - T0 )) s"
 for step in ${STEP:-tests}; do
