@@ -4,7 +4,8 @@
 # over a two-stage pipeline on the one GPU (--devices 0,0). Results (JSON, logs) go to $OUT (or ./gpu-out).
 # Needs the Debian -dev packages in .deps (scripts/gpu_deps.sh DIR). QUICK=1: CUDA tests only, no sanitizer, plan
 # checks, int8 (MATRIX=full: and the whole matrix; MATRIX=short: bf16, nf4, int8 at batch 1 and 32). NCU=1: a
-# profile of the decode kernels at the end; PROFILE=1: GPU time per kernel of decode steps (scripts/kernel_times.py).
+# profile of the decode kernels at the end; PROFILE=1: GPU time per kernel of decode steps (scripts/kernel_times.py;
+# PROFILE_BATCH=32: at that batch).
 # PRESETS="qwen3-8b medgemma-27b": bench those presets too (bf16, nf4; batch 1, 32). SUITE_DATA=DIR: the whole
 # suite's timing (below). TILED=1: nf4 and int8 at batch 32 and 64 with the tiled tensor-core products on
 # (the default) and off (BIOMEDQ_TC_GEMM=0), and bf16 beside them. LOAD=1: how long a llama-3.1-8b-shaped checkpoint (written by
@@ -180,15 +181,19 @@ if [ "${MATRIX:-}" = short ]; then  # the main rows only, and nf4, bf16 without 
   bench bf16-b1-nopdl --precision bf16 --batch 1 --no-pdl
   summarize
 fi
-if [ -n "${PROFILE:-}" ]; then  # GPU time per kernel of one decode step (ncu), against the step's wall time
+if [ -n "${PROFILE:-}" ]; then  # GPU time per kernel of decode steps (ncu), at batch PROFILE_BATCH (1)
+  PB=${PROFILE_BATCH:-1}
+  # 3,000 launches in: past batch 1's 500-token prompt, or batch B's 16-token prompts (B x 500 rows would still be
+  # prefilling there).
+  PL=$([ "$PB" = 1 ] && echo 500 || echo 16)
   for p in ${PROFILE_PRECISIONS:-nf4 bf16}; do
     timeout 200 ncu --clock-control none --cache-control none --metrics gpu__time_duration.sum --csv \
       --launch-skip 3000 --launch-count 600 \
-      build-gpu/biomedq bench --synthetic llama-3.1-8b --device cuda --precision $p --prompt-len 500 --gen-len 16 \
-      --reps 1 > "$OUT/profile-$p.csv" 2> "$OUT/profile-$p.err"
-    echo "ncu profile $p exit $?"
-    python3 scripts/kernel_times.py "$OUT/profile-$p.csv" 32 > "$OUT/profile-$p.txt" 2>&1 || tail -5 "$OUT/profile-$p.err"
-    tail -14 "$OUT/profile-$p.txt"; rm -f "$OUT/profile-$p.csv" "$OUT/profile-$p.err"  # few files come back
+      build-gpu/biomedq bench --synthetic llama-3.1-8b --device cuda --precision $p --batch $PB --prompt-len $PL \
+      --gen-len 24 --reps 1 > /tmp/profile-$p.csv 2> /tmp/profile-$p.err
+    echo "ncu profile $p b$PB exit $?"
+    python3 scripts/kernel_times.py /tmp/profile-$p.csv 32 > "$OUT/profile-b$PB-$p.txt" 2>&1 || tail -5 /tmp/profile-$p.err
+    tail -14 "$OUT/profile-b$PB-$p.txt"
   done
 fi
 if [ -n "${STALLS:-}" ]; then  # why the decode kernels stall: warp states and SASS hot spots of one layer's launches

@@ -24,7 +24,7 @@ tests)
   SUITE_DATA=build/suite-full.tar.xz SUITE_PRECISIONS="${SUITE_PRECISIONS:-nf4}" bash scripts/gpu_suite_timing.sh ;;
 suite-*)
   SUITE_DATA=build/suite-full.tar.xz SUITE_PRECISIONS="${step#suite-}" bash scripts/gpu_suite_timing.sh
-  cp "$OUT/suite.json" "$OUT/suite-${step#suite-}.json" ;;
+  mv "$OUT/suite.json" "$OUT/suite-${step#suite-}.json" ;;
 suites)
   SUITE_DATA=build/suite-full.tar.xz SUITE_PRECISIONS="int8 bf16" bash scripts/gpu_suite_timing.sh ;;
 ncu-tiled)
@@ -35,14 +35,8 @@ ncu-tiled)
     --gen-len 8 --reps 1 > "$OUT/ncu-tiled-nf4-b32.txt" 2>&1
   echo "ncu exit $?"; grep -E "tc_gemm_kernel|Duration|Compute \(SM\) Throughput|Memory Throughput|DRAM Throughput|Achieved Occupancy|Registers Per|Issue Slots Busy|No Eligible" "$OUT/ncu-tiled-nf4-b32.txt" | head -40 ;;
 profile-b32)
-  for p in nf4 bf16; do
-    timeout 200 ncu --clock-control none --cache-control none --metrics gpu__time_duration.sum --csv \
-      --launch-skip 3000 --launch-count 600 build-gpu/biomedq bench --synthetic llama-3.1-8b --device cuda \
-      --precision $p --batch 32 --prompt-len 500 --gen-len 16 --reps 1 > /tmp/profile-$p.csv 2> /tmp/profile-$p.err
-    echo "ncu profile $p exit $?"
-    python3 scripts/kernel_times.py /tmp/profile-$p.csv 32 > "$OUT/profile-b32-$p.txt" 2>&1 || tail -5 /tmp/profile-$p.err
-    cat "$OUT/profile-b32-$p.txt"
-  done ;;
+  sed -n '/^if \[ -n "${PROFILE:-}" \]; then/,/^fi/p' scripts/gpu_check.sh > /tmp/profile.sh
+  PROFILE=1 PROFILE_BATCH=32 source /tmp/profile.sh ;;
 untiled)
   BIOMEDQ_TC_GEMM=0 SUITE_DATA=build/suite-full.tar.xz SUITE_PRECISIONS=nf4 bash scripts/gpu_suite_timing.sh ;;
 load)

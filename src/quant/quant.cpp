@@ -5,7 +5,6 @@
 #include <bit>
 #include <cmath>
 #include <cstring>
-#include <limits>
 
 #include "core/error.h"
 #include "core/json.h"
@@ -104,6 +103,10 @@ inline double round_half_even(double x) {
   return (x + kRound) - kRound;
 }
 
+// An int8 code: round_half_to_even(v * 127 / scale), scale > 0. v * 127 is exact in double and the division is
+// correctly rounded, so exact halves stay exact and round to even.
+inline int8_t int8_code(float v, double scale) { return int8_t(int32_t(round_half_even(double(v) * 127.0 / scale))); }
+
 // Whether every value is finite (its exponent bits not all ones), in one integer pass that vectorizes.
 bool all_finite(const float* v, int64_t n) {
   uint32_t special = 0;
@@ -111,8 +114,8 @@ bool all_finite(const float* v, int64_t n) {
   return special == 0;
 }
 
-// Index of the first inf/NaN in v, or -1. (max_abs ignores NaN and an inf maximum scales every code to 0 or NaN,
-// so such weights would quantize to garbage silently.)
+// Index of the first inf/NaN in v, or -1: the error names it. (An inf or NaN maximum would scale every code of its
+// block or row to 0 or NaN, so such weights would quantize to garbage silently.)
 int64_t first_non_finite(const float* v, int64_t n) {
   for (int64_t i = 0; i < n; ++i)
     if (!std::isfinite(v[i])) return i;
@@ -198,10 +201,7 @@ uint8_t dynamic_map_index(float x) {
 }
 
 int8_t quantize_int8(float v, float scale) {
-  if (scale == 0) return 0;
-  // v * 127 is exact in double and the division is correctly rounded, so exact halves stay exact and round to
-  // even, as round_half_to_even(W * 127 / SCB) demands.
-  return int8_t(round_half_even(double(v) * 127.0 / double(scale)));
+  return scale == 0 ? 0 : int8_code(v, double(scale));
 }
 
 // The add must not fuse with the multiply: bitsandbytes dequantizes the nested maxima, then adds the offset.
@@ -256,7 +256,7 @@ QuantizedMatrix quantize(const void* w, DType dtype, int64_t rows, int64_t cols,
         const double scale = double(s);
         const int64_t n = cols;
         const float* x = row.data();
-        for (int64_t c = 0; c < n; ++c) dst[c] = int8_t(int32_t(round_half_even(double(x[c]) * 127.0 / scale)));
+        for (int64_t c = 0; c < n; ++c) dst[c] = int8_code(x[c], scale);
       }
     }
     check_finite();
