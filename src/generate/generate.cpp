@@ -110,9 +110,8 @@ DecodeLoop::SharedPrefix DecodeLoop::shared_prefix(const std::vector<int32_t>& p
   return best;
 }
 
-size_t DecodeLoop::add_prompt_rows(size_t id, Live& s, size_t room, ForwardBatch& batch,
-                                   std::vector<size_t>& row_request) {
-  const size_t take = std::min(room, s.context - s.filled);
+size_t DecodeLoop::add_prompt_rows(size_t id, Live& s, ForwardBatch& batch, std::vector<size_t>& row_request) {
+  const size_t take = std::min(rows_left(batch), s.context - s.filled);
   for (size_t i = s.filled; i < s.filled + take; ++i) {
     batch.tokens.push_back(s.context_token(i));
     batch.seq.push_back(s.seq);
@@ -126,13 +125,12 @@ size_t DecodeLoop::add_prompt_rows(size_t id, Live& s, size_t room, ForwardBatch
 }
 
 void DecodeLoop::admit(ForwardBatch& batch, std::vector<size_t>& row_request, std::vector<size_t>& prefilling) {
-  auto room = [&] { return step_rows_ > batch.tokens.size() ? step_rows_ - batch.tokens.size() : 0; };
   const size_t places = std::min(width_, fits_);
   // A prompt that shares more with one admitted in this step than with any cache waits a step, to take it from that
   // one's cache; the prompts after it go on being admitted. At most as many wait as there are free places (the scan
   // of the queue stays short); then admission stops for this step rather than compute a shared prefix twice.
   size_t may_wait = places > live_.size() ? places - live_.size() : 0;
-  for (auto it = queue_.begin(); it != queue_.end() && live_.size() < places && room() > 0;) {
+  for (auto it = queue_.begin(); it != queue_.end() && live_.size() < places && rows_left(batch) > 0;) {
     Live& candidate = it->second;
     const SharedPrefix shared = shared_prefix(candidate.req.prompt);
     if (shared.pending >= shared.positions + kMinSharedPrefix && !candidate.waited) {
@@ -160,7 +158,7 @@ void DecodeLoop::admit(ForwardBatch& batch, std::vector<size_t>& row_request, st
     stats_.cache_ms += ms_since(t_cache);
     stats_.prompt_tokens_reused += s.filled;
     auto node = queue_.extract(it++);
-    add_prompt_rows(node.key(), node.mapped(), room(), batch, row_request);
+    add_prompt_rows(node.key(), node.mapped(), batch, row_request);
     prefilling.push_back(node.key());
     live_.insert(std::move(node));
   }
@@ -201,10 +199,8 @@ DecodeLoop::Step DecodeLoop::step() {
   }
   const size_t decode_rows = batch.tokens.size();
   std::vector<size_t> prefilling;  // requests with prompt rows in this step
-  for (auto& [id, s] : live_) {
-    const size_t room = step_rows_ > batch.tokens.size() ? step_rows_ - batch.tokens.size() : 0;
-    if (!s.prefilled && add_prompt_rows(id, s, room, batch, row_request) > 0) prefilling.push_back(id);
-  }
+  for (auto& [id, s] : live_)
+    if (!s.prefilled && add_prompt_rows(id, s, batch, row_request) > 0) prefilling.push_back(id);
   admit(batch, row_request, prefilling);
   if (batch.tokens.empty()) return out;
   // Greedy rows only (evaluation, bench): the backend picks the tokens where the logits are, and only the ids come

@@ -108,8 +108,12 @@ class DecodeLoop {
       return i < req.prompt.size() ? req.prompt[i] : res.tokens[i - req.prompt.size()];
     }
   };
-  // Appends s's next prompt chunk to the batch (as much as `room` rows allow; its logit row with the last one).
-  size_t add_prompt_rows(size_t id, Live& s, size_t room, ForwardBatch& batch, std::vector<size_t>& row_request);
+  // Rows the step may still take, past those already in the batch.
+  size_t rows_left(const ForwardBatch& batch) const {
+    return step_rows_ > batch.tokens.size() ? step_rows_ - batch.tokens.size() : 0;
+  }
+  // Appends s's next prompt chunk to the batch (as many rows as it has left; its logit row with the last one).
+  size_t add_prompt_rows(size_t id, Live& s, ForwardBatch& batch, std::vector<size_t>& row_request);
   int32_t sample(size_t id, Live& s, const float* logits);
   // Admits the queue's first requests into the step while places, step rows and memory allow (one that does not
   // fit in memory goes back to the queue, its cache closed).

@@ -43,7 +43,9 @@ TEST(KvLayout, EveryLiveRowHasItsOwnPlace) {
               seen.insert(row), ++rows;
             }
             // A later position in the same slot: a sliding layer's ring reuses it, a full layer has none.
-            if (sliding && p + l.slots(cap) < 3 * cap) EXPECT_EQ(kv_key(table.data(), l, p + l.slots(cap), cap, kv_dim), k);
+            if (sliding && p + l.slots(cap) < 3 * cap) {
+              EXPECT_EQ(kv_key(table.data(), l, p + l.slots(cap), cap, kv_dim), k);
+            }
           }
         }
       EXPECT_EQ(seen.size(), rows) << "two rows in one place";
