@@ -426,6 +426,7 @@ nlohmann::json run_eval(TextGenerator& gen, const EvalConfig& cfg) {
     for (size_t k = 0; k < pending.size(); k++)
       if (samples_left[k] > 0) fail("task {}: the generator never finished example {}", task.name, pending[k]->id);
   }
+  writer.sync();
   RunResults results;
   results.config = id;
   results.limit = cfg.limit;

@@ -325,7 +325,17 @@ SampleWriter::SampleWriter(const fs::path& dir) : path_((dir / kSamplesFile).str
   if (fd_ < 0) fail("{}: cannot open for appending: {}", path_, std::strerror(errno));
 }
 
-SampleWriter::~SampleWriter() { ::close(fd_); }
+SampleWriter::~SampleWriter() {
+  if (unsynced_) ::fsync(fd_);
+  ::close(fd_);
+}
+
+void SampleWriter::sync() {
+  if (!unsynced_) return;
+  if (::fsync(fd_) != 0) fail("{}: fsync failed: {}", path_, std::strerror(errno));
+  unsynced_ = false;
+  synced_at_ = std::chrono::steady_clock::now();
+}
 
 void SampleWriter::append(const SampleRecord& record) {
   std::string line = record.to_json().dump() + "\n";
@@ -336,7 +346,8 @@ void SampleWriter::append(const SampleRecord& record) {
     if (w < 0) fail("{}: write failed: {}", path_, std::strerror(errno));
     done += size_t(w);
   }
-  if (::fsync(fd_) != 0) fail("{}: fsync failed: {}", path_, std::strerror(errno));
+  unsynced_ = true;
+  if (std::chrono::steady_clock::now() - synced_at_ >= std::chrono::seconds(1)) sync();
 }
 
 void check_run_folder(const fs::path& dir) {

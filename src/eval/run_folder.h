@@ -8,6 +8,7 @@
 #include <nlohmann/json.hpp>
 
 #include <array>
+#include <chrono>
 #include <cstdint>
 #include <filesystem>
 #include <optional>
@@ -132,18 +133,24 @@ std::vector<SampleRecord> read_samples(const fs::path& file, bool repair);
 void write_run_config(const fs::path& dir, const RunConfig& config);     // atomic
 void write_run_results(const fs::path& dir, const RunResults& results);  // atomic
 
-// Appends whole records to DIR/samples.jsonl and makes each durable before the next one starts.
+// Appends whole records to DIR/samples.jsonl. Each record is in the file (the kernel's) before append returns, so
+// a process that is killed loses none. They reach the disk (fsync) in groups: at the first append a second or more
+// after the last sync, and on sync() and close, so a machine that crashes loses at most the last second's records
+// or the last one. One fsync per record cost about 0.2 ms, 7 s of a 33,015-example suite.
 class SampleWriter {
  public:
   explicit SampleWriter(const fs::path& dir);
-  ~SampleWriter();
+  ~SampleWriter();  // syncs what is left (errors ignored: call sync() to see them)
   SampleWriter(const SampleWriter&) = delete;
   SampleWriter& operator=(const SampleWriter&) = delete;
   void append(const SampleRecord& record);
+  void sync();  // everything appended so far onto the disk
 
  private:
   std::string path_;
   int fd_ = -1;
+  bool unsynced_ = false;
+  std::chrono::steady_clock::time_point synced_at_;
 };
 
 // A folder `eval --out` may write into: absent, empty, or a run folder (config.json, samples.jsonl, results.json, the

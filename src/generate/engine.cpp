@@ -3,6 +3,7 @@
 #include <sys/resource.h>
 
 #include <algorithm>
+#include <exception>
 
 #include "backend/backend.h"
 #include "core/error.h"
@@ -77,8 +78,17 @@ std::vector<int32_t> Engine::encode_prompt(const std::string& prompt) const {
 std::vector<GenerationResult> Engine::generate(const std::vector<std::string>& prompts,
                                                const std::vector<SamplingOptions>& opts, const BatchControl& control) {
   if (opts.size() != prompts.size()) fail("generate: {} prompts but {} option sets", prompts.size(), opts.size());
-  std::vector<TokenRequest> reqs;
-  for (size_t i = 0; i < prompts.size(); ++i) reqs.push_back({encode_prompt(prompts[i]), opts[i]});
+  // The prompts are encoded on all cores: a suite's 33,015 prompts are 8 M tokens, 1.3 s on one core.
+  std::vector<TokenRequest> reqs(prompts.size());
+  std::vector<std::exception_ptr> failed(prompts.size());
+#pragma omp parallel for schedule(dynamic, 16)
+  for (size_t i = 0; i < prompts.size(); ++i) try {
+      reqs[i] = {encode_prompt(prompts[i]), opts[i]};
+    } catch (...) {
+      failed[i] = std::current_exception();
+    }
+  for (const std::exception_ptr& e : failed)
+    if (e) std::rethrow_exception(e);  // the first prompt's error, as a loop on one core would give
   // Stop strings: decode what was generated and look for any of them.
   StopCheck stop = [&](size_t i, const std::vector<int32_t>& gen) {
     if (opts[i].stop.empty()) return false;

@@ -136,6 +136,23 @@ size_t count_lines(const fs::path& p) {
 
 }  // namespace
 
+// Records reach the disk in groups (fsync), but each is in the file as append returns: a run killed after it loses
+// nothing (nothing waits in the process's own buffers).
+TEST(EvalRun, EachRecordIsInTheFileAsAppendReturns) {
+  fs::path dir = bq::test::temp_dir("writer");
+  SampleWriter writer(dir);
+  for (int i = 0; i < 3; i++) {
+    SampleRecord r;
+    r.task = "tiny", r.split = "test", r.id = "q" + std::to_string(i), r.raw = {"yes"}, r.finish_reason = {"eos"};
+    writer.append(r);
+    auto records = read_samples(dir / "samples.jsonl", false);
+    ASSERT_EQ(records.size(), size_t(i + 1));
+    EXPECT_EQ(records.back().id, r.id);
+  }
+  writer.sync();
+  EXPECT_EQ(count_lines(dir / "samples.jsonl"), 3u);
+}
+
 TEST(EvalRun, MetricsResumeAfterCrashAndRescore) {
   fs::path root = make_fixture("run");
   EvalConfig cfg = config(root, "run", "tiny");
