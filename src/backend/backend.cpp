@@ -85,6 +85,14 @@ bool tiled_tc_products() {
 #endif
 }
 
+int tiled_tc_blocks() {
+#ifdef BIOMEDQ_HAVE_CUDA
+  return cuda::tc_gemm_blocks();
+#else
+  return 0;
+#endif
+}
+
 ListedDevices cuda_free_memory(const std::string& devices) {
 #ifdef BIOMEDQ_HAVE_CUDA
   ListedDevices listed;

@@ -42,6 +42,9 @@ void set_programmatic_launch(bool on);
 // GPU: whether quantized products of 17..64 tokens take the tiled tensor-core kernel (cuda::set_tc_gemm; on
 // unless BIOMEDQ_TC_GEMM=0). Recorded with benchmark results.
 bool tiled_tc_products();
+// GPU: blocks a multiprocessor keeps in the tiled kernel's launches of up to 32 tokens (cuda::set_tc_gemm_blocks; 1
+// unless BIOMEDQ_TC_GEMM_BLOCKS=2). Recorded with benchmark results.
+int tiled_tc_blocks();
 
 // The devices of --devices TEXT ("0,1", "all", "0,0": parse_device_list) in the order listed, with the bytes free
 // on each now (the memory planner splits the layers over them). A bq::Error in a build without CUDA.

@@ -166,6 +166,7 @@ void run_bench(const BenchArgs& a) {
       {"devices", devices},
       {"programmatic_launch", a.device == "cuda" && !a.no_pdl},
       {"tiled_products", a.device == "cuda" && tiled_tc_products()},
+      {"tiled_blocks", a.device == "cuda" ? tiled_tc_blocks() : 0},
       {"date", date},
       {"model", a.synthetic.empty() ? a.model : "synthetic:" + a.synthetic},
       {"precision", a.precision.precision->name},

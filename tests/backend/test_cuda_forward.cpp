@@ -197,23 +197,30 @@ TEST(CudaForwardTest, RealWidthBf16AndNf4) {
 }
 
 // The tiled tensor-core products (cuda::set_tc_gemm) in a whole forward pass: a 40-token prompt (one launch of 40
-// tokens per product) and the decode steps after it, nf4 and int8 with fp16 compute, against the CPU.
+// tokens per product) and a 24-token one (the launches of up to 32 tokens, with one and two blocks a
+// multiprocessor), and the decode steps after them, nf4 and int8 with fp16 compute, against the CPU.
 TEST(CudaForwardTest, TiledProductsMatchCpu) {
   REQUIRE_GPU();
   const bool before = cuda::tc_gemm_enabled();
+  const int blocks_before = cuda::tc_gemm_blocks();
   cuda::set_tc_gemm(true);
-  std::vector<int32_t> ids(40);
   std::mt19937 rng(3);
-  for (auto& t : ids) t = int32_t(rng() % 512);
-  for (auto scheme : {quant::Scheme::NF4, quant::Scheme::Int8}) {
-    Model m = synthesize_model(real_width(), 5, 0.02f);
-    quant::QuantOptions opt;
-    opt.scheme = scheme;
-    opt.compute = DType::F16;
-    quantize_model(m, opt);
-    check_against_cpu(m, ids, 3);
+  for (auto [tokens, blocks] : {std::pair{40, 1}, std::pair{24, 1}, std::pair{24, 2}}) {
+    SCOPED_TRACE(fmt::format("{} tokens, {} blocks", tokens, blocks));
+    cuda::set_tc_gemm_blocks(blocks);
+    std::vector<int32_t> ids(static_cast<size_t>(tokens));
+    for (auto& t : ids) t = int32_t(rng() % 512);
+    for (auto scheme : {quant::Scheme::NF4, quant::Scheme::Int8}) {
+      Model m = synthesize_model(real_width(), 5, 0.02f);
+      quant::QuantOptions opt;
+      opt.scheme = scheme;
+      opt.compute = DType::F16;
+      quantize_model(m, opt);
+      check_against_cpu(m, ids, 3);
+    }
   }
   cuda::set_tc_gemm(before);
+  cuda::set_tc_gemm_blocks(blocks_before);
 }
 
 // Gemma 3 of three layers, two of them sliding (window 40: rings of 1,088 slots), head_dim 64 (the lanes attention

@@ -204,11 +204,19 @@ struct TcBuffers {
   }
 };
 
-// Turns the tiled tensor-core product (tc_gemm.cu) on for a test's lifetime.
+// Turns the tiled tensor-core product (tc_gemm.cu) on for a test's lifetime, with `blocks` a multiprocessor in its
+// launches of up to 32 tokens.
 struct TiledProductsOn {
   const bool before = tc_gemm_enabled();
-  TiledProductsOn() { set_tc_gemm(true); }
-  ~TiledProductsOn() { set_tc_gemm(before); }
+  const int blocks_before = tc_gemm_blocks();
+  explicit TiledProductsOn(int blocks = 1) {
+    set_tc_gemm(true);
+    set_tc_gemm_blocks(blocks);
+  }
+  ~TiledProductsOn() {
+    set_tc_gemm(before);
+    set_tc_gemm_blocks(blocks_before);
+  }
 };
 
 // The reference of the tensor-core products: x rounded to the compute dtype times the exactly dequantized weight in
@@ -291,13 +299,16 @@ INSTANTIATE_TEST_SUITE_P(
 class CudaTcGemm : public ::testing::TestWithParam<TcCase> {};
 
 // The tiled kernel, one launch of 17..64 tokens (kTcGemmMaxRows); shapes of one row block and of several, with k
-// splits.
+// splits; one and two blocks a multiprocessor.
 TEST_P(CudaTcGemm, MatchesReference) {
   REQUIRE_GPU();
-  TiledProductsOn on;
   const TcCase& pc = GetParam();
   ASSERT_LE(tc_gemm_partial_floats((pc.rows + 15) / 16, pc.cols / 128), kTcPartialFloats);
-  check_tc_product(pc, {17, 32, 33, 50, kTcGemmMaxRows}, {0});
+  for (int blocks : {1, 2}) {
+    SCOPED_TRACE("blocks " + std::to_string(blocks));
+    TiledProductsOn on(blocks);
+    check_tc_product(pc, {17, 32, 33, 50, kTcGemmMaxRows}, {0});
+  }
 }
 
 INSTANTIATE_TEST_SUITE_P(
@@ -366,14 +377,13 @@ TEST(CudaMatvecTcSplit, DeterministicAndPreconverted) {
   EXPECT_TRUE(tcb.counters_zero());
 }
 
-
 // A token's result does not depend on the batch it is in (the k split depends on the weight's shape only, and each
 // token's column is summed alike): the first tokens of batches of 17 to 64 give the same bits, and the same launch
-// twice too (splits summed in split order, not arrival order). Also q, k, v in one launch
+// twice too (splits summed in split order, not arrival order), with one or two blocks a multiprocessor (launches of
+// up to 32 tokens then run the other variant, and still give the 64-token launch's bits). Also q, k, v in one launch
 // write what three launches write.
-TEST(CudaTcGemm, BatchInvariantDeterministicGrouped) {
-  REQUIRE_GPU();
-  TiledProductsOn on;
+void check_tiled_batch_invariance(int blocks) {
+  TiledProductsOn on(blocks);
   std::mt19937 rng(std::random_device{}());
   const int64_t rows = 300, cols = 2048;
   auto t = make_weight("nf4", rows, cols, rng);
@@ -390,7 +400,22 @@ TEST(CudaTcGemm, BatchInvariantDeterministicGrouped) {
     EXPECT_TRUE(std::equal(got.begin(), got.end(), whole.begin())) << "the first " << n << " tokens";
   }
   EXPECT_TRUE(tcb.counters_zero());
-  check_group_equals_separate(40, cols, rng);
+  check_group_equals_separate(blocks == 1 ? 40 : 24, cols, rng);
+}
+
+TEST(CudaTcGemm, BlocksOtherThanOneOrTwoAreRefused) {
+  const int before = tc_gemm_blocks();
+  EXPECT_THROW(set_tc_gemm_blocks(3), bq::Error);
+  EXPECT_THROW(set_tc_gemm_blocks(0), bq::Error);
+  EXPECT_EQ(tc_gemm_blocks(), before);
+}
+
+TEST(CudaTcGemm, BatchInvariantDeterministicGrouped) {
+  REQUIRE_GPU();
+  for (int blocks : {1, 2}) {
+    SCOPED_TRACE("blocks " + std::to_string(blocks));
+    check_tiled_batch_invariance(blocks);
+  }
 }
 
 // LLM.int8 prefill through cuBLAS' int8 product (exact int32), the rescaling epilogue and the gathered outlier GEMM:

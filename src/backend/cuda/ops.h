@@ -80,6 +80,13 @@ bool matvec_tc_supported(const DeviceWeight& w, int n);
 // environment variable BIOMEDQ_TC_GEMM=0 turns it off (benchmarks compare the two).
 void set_tc_gemm(bool on);
 bool tc_gemm_enabled();
+// Blocks of 8 warps a multiprocessor keeps in the tiled kernel's launches of up to 32 tokens. 1 (the default): two
+// rounds of weights in registers per warp, 192 registers a thread; ncu at batch 32 found it bound by latency (12.5%
+// occupancy, no warp eligible in 67-76% of cycles, 0.4-0.9 TB/s). 2: one round, at most 128 registers a thread, so
+// twice the warps in flight. Both sum in the same order, so their results are the same bits.
+// BIOMEDQ_TC_GEMM_BLOCKS=2 sets 2 from the start; anything but 1 or 2 is an Error.
+void set_tc_gemm_blocks(int blocks);
+int tc_gemm_blocks();
 // Whether these weights (same input) can share one matvec_tc launch: all supported, same kind, width, compute
 // dtype and code tables, at most three.
 bool matvec_tc_can_share(const MatvecTarget* targets, int count, int n);

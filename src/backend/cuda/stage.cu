@@ -105,37 +105,37 @@ void Stage::run_pass(int n, int splits, AttentionWork work, const std::vector<in
     layers_pass(n, splits, work, logit_rows, first_logit);
     return;
   }
-  // The products' kernels depend on the tiled-product switch too (the tests turn it on and off).
-  std::vector<int> key = {n, splits, first_logit, work.tiles, work.decode_rows, tc_gemm_enabled()};
+  // The products' kernels depend on the tiled-product settings too (the tests and benchmarks change them).
+  std::vector<int> key = {n, splits, first_logit, work.tiles, work.decode_rows, tc_gemm_enabled(), tc_gemm_blocks()};
   auto it = graphs.find(key);
   if (it == graphs.end()) {
     cudaGraph_t g;
     BQ_CUDA(cudaStreamBeginCapture(st, cudaStreamCaptureModeThreadLocal));
     try {
-        layers_pass(n, splits, work, logit_rows, first_logit);
-      } catch (...) {
-        cudaStreamEndCapture(st, &g);
-        throw;
-      }
-      BQ_CUDA(cudaStreamEndCapture(st, &g));
-      cudaGraphExec_t exec;
-      BQ_CUDA(cudaGraphInstantiate(&exec, g, 0));
-      BQ_CUDA(cudaGraphDestroy(g));
-      it = graphs.emplace(key, exec).first;
+      layers_pass(n, splits, work, logit_rows, first_logit);
+    } catch (...) {
+      cudaStreamEndCapture(st, &g);
+      throw;
     }
-    BQ_CUDA(cudaGraphLaunch(it->second, st));
+    BQ_CUDA(cudaStreamEndCapture(st, &g));
+    cudaGraphExec_t exec;
+    BQ_CUDA(cudaGraphInstantiate(&exec, g, 0));
+    BQ_CUDA(cudaGraphDestroy(g));
+    it = graphs.emplace(key, exec).first;
   }
+  BQ_CUDA(cudaGraphLaunch(it->second, st));
+}
 
-  size_t Stage::weight_bytes() const {
-    size_t n = final_norm.bytes() + lm_head.bytes();
-    for (auto& L : layers) n += L.bytes();
-    return n;
-  }
+size_t Stage::weight_bytes() const {
+  size_t n = final_norm.bytes() + lm_head.bytes();
+  for (auto& L : layers) n += L.bytes();
+  return n;
+}
 
-  size_t Stage::step_weight_bytes() const {
-    size_t n = lm_head.w.bytes();
-    for (auto& L : layers) n += L.linear_bytes();
-    return n;
-  }
+size_t Stage::step_weight_bytes() const {
+  size_t n = lm_head.w.bytes();
+  for (auto& L : layers) n += L.linear_bytes();
+  return n;
+}
 
-  }  // namespace bq::cuda
+}  // namespace bq::cuda

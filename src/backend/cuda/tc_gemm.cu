@@ -22,6 +22,9 @@
 #include <cuda_bf16.h>
 #include <cuda_fp16.h>
 
+#include <cstdlib>
+#include <string>
+
 #include "backend/cuda/check.h"
 #include "backend/cuda/tc_product.cuh"
 #include "core/error.h"
@@ -34,6 +37,12 @@ constexpr int kWarps = kTcWarpsPerBlock;
 constexpr int WT = kTcGemmTilesPerWarp;
 constexpr int kStages = 3;
 constexpr int kTokenBytes = kTcGemmTokenBytes;
+
+// set_tc_gemm_blocks (ops.h); BIOMEDQ_TC_GEMM_BLOCKS=2 from the start.
+int g_blocks = [] {
+  const char* v = std::getenv("BIOMEDQ_TC_GEMM_BLOCKS");
+  return v && std::string(v) == "2" ? 2 : 1;
+}();
 
 template <int NT>
 constexpr int kStageBytes = NT * 8 * kTokenBytes;
@@ -91,11 +100,12 @@ __device__ __forceinline__ void compute_round(float (&c)[WT][NT][4], const Stage
   }
 }
 
-template <WeightKind K, bool BF, int NT>
-__global__ void __launch_bounds__(kWarps * 32, 1)
+// U: rounds of weights a warp holds in registers (loads in flight); kBlocks: blocks a multiprocessor keeps, which
+// bounds the registers a thread (65,536 / (256 · kBlocks)).
+template <WeightKind K, bool BF, int NT, int U, int kBlocks>
+__global__ void __launch_bounds__(kWarps * 32, kBlocks)
     tc_gemm_kernel(Group G, const uint16_t* __restrict__ xh, int n, bool accumulate, TcGemmSplit split,
                    float4* partial, int* counters) {
-  constexpr int U = 2;  // rounds of weight loads in flight per warp
   extern __shared__ uint4 smem[];
   __shared__ float dyn[K == WeightKind::Q4 ? 256 : 1];
   __shared__ int last_block;
@@ -206,25 +216,29 @@ __global__ void __launch_bounds__(kWarps * 32, 1)
   if (threadIdx.x == 0) counters[row_block] = 0;  // ready for the next launch
 }
 
-template <WeightKind K, bool BF, int NT>
+template <WeightKind K, bool BF, int NT, int U, int kBlocks>
 void launch(const Group& G, const uint16_t* xh, int n, bool accumulate, const TcScratch& s, cudaStream_t st) {
   constexpr int smem = kSmemBytes<K, NT>;
-  opt_in_smem(tc_gemm_kernel<K, BF, NT>, smem);
+  static_assert(kBlocks * (smem + 1024) <= 227 * 1024, "the blocks' shared memory fits a multiprocessor");
+  opt_in_smem(tc_gemm_kernel<K, BF, NT, U, kBlocks>, smem);
   const TcGemmSplit split = tc_gemm_split(G.tiles_before[G.count], G.w[0].in / kRoundElems);
   const size_t need = tc_gemm_partial_floats(G.tiles_before[G.count], G.w[0].in / kRoundElems);
   if (need > s.partial_floats || size_t(split.row_blocks) > s.counter_count)
     fail("tc_gemm: the k-split scratch is too small for {} row tiles", G.tiles_before[G.count]);
-  pdl_launch_smem(tc_gemm_kernel<K, BF, NT>, dim3(unsigned(split.row_blocks * split.splits)), dim3(kWarps * 32),
+  pdl_launch_smem(tc_gemm_kernel<K, BF, NT, U, kBlocks>, dim3(unsigned(split.row_blocks * split.splits)), dim3(kWarps * 32),
                   size_t(smem), st, G, xh, n, accumulate, split, reinterpret_cast<float4*>(s.partial), s.counters);
 }
 
 template <WeightKind K, bool BF>
 void launch_tokens(const Group& G, const uint16_t* xh, int n, bool accumulate, const TcScratch& s, cudaStream_t st) {
-  if (n <= 32) return launch<K, BF, 4>(G, xh, n, accumulate, s, st);
-  return launch<K, BF, 8>(G, xh, n, accumulate, s, st);
+  if (n <= 32)
+    return g_blocks == 2 ? launch<K, BF, 4, 1, 2>(G, xh, n, accumulate, s, st)
+                         : launch<K, BF, 4, 2, 1>(G, xh, n, accumulate, s, st);
+  return launch<K, BF, 8, 2, 1>(G, xh, n, accumulate, s, st);
 }
 
 }  // namespace
+
 
 void launch_gemm(const Group& G, const uint16_t* xh, int n, bool accumulate, const TcScratch& s, cudaStream_t st) {
   if (n < 1 || n > kTcGemmTokens) fail("tc_gemm: {} tokens in one launch (1..{})", n, kTcGemmTokens);
@@ -237,3 +251,13 @@ void launch_gemm(const Group& G, const uint16_t* xh, int n, bool accumulate, con
 }
 
 }  // namespace bq::cuda::tc
+
+namespace bq::cuda {
+
+void set_tc_gemm_blocks(int blocks) {
+  if (blocks != 1 && blocks != 2) fail("tc_gemm: {} blocks a multiprocessor (1 or 2)", blocks);
+  tc::g_blocks = blocks;
+}
+int tc_gemm_blocks() { return tc::g_blocks; }
+
+}  // namespace bq::cuda
