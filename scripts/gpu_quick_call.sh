@@ -4,7 +4,8 @@
 # times and the short matrix, as far as 540 s into the call), ncu-tiled (hardware counters of the tiled product in
 # nf4 decode steps at batch 32, into $OUT/ncu-tiled-nf4-b32.txt), profile-b32 (GPU time per kernel of decode
 # steps at batch 32, nf4 and bf16: gpu_check.sh's PROFILE=1 at that batch), blocks2 (decode at batch 32 and 24 with
-# the tiled kernel at one and at two blocks a multiprocessor, BIOMEDQ_TC_GEMM_BLOCKS).
+# the tiled kernel at one and at two blocks a multiprocessor, BIOMEDQ_TC_GEMM_BLOCKS), tile (quantized prefill with
+# dequantized tiles of 64, 16 and 8 MiB, BIOMEDQ_DEQUANT_TILE_MIB).
 set -uo pipefail
 export OUT=${OUT:-gpu-out}
 T0=$(date +%s)
@@ -45,6 +46,14 @@ blocks2)  # the tiled kernel's two-blocks variant (ops.h: set_tc_gemm_blocks) ag
     BIOMEDQ_TC_GEMM_BLOCKS=$3 timeout 60 $B --precision $1 --batch $2 > "$OUT/blocks-$1-b$2-x$3.json" 2>/tmp/err ||
       tail -3 /tmp/err
     python3 -c "import json,sys; j=json.load(open(sys.argv[1])); print(sys.argv[2], 'decode', round(j['decode_tokens_per_s']['mean'],1), '+-', round(j['decode_tokens_per_s']['sd'],1), 'ms/step', round(j['decode_ms_per_step']['mean'],3))" "$OUT/blocks-$1-b$2-x$3.json" "$1-b$2 blocks $3"
+  done ;;
+tile)  # quantized prefill with dequantized tiles of 64 (the default), 16 and 8 MiB (BIOMEDQ_DEQUANT_TILE_MIB)
+  B="build-gpu/biomedq bench --synthetic llama-3.1-8b --device cuda --prompt-len 512 --gen-len 8 --reps 2 --json"
+  for cfg in "nf4 1 64" "nf4 1 16" "nf4 1 8" "nf4 32 64" "nf4 32 16" "nf4 32 8" "int8 32 64" "int8 32 16"; do
+    set -- $cfg
+    BIOMEDQ_DEQUANT_TILE_MIB=$3 timeout 60 $B --precision $1 --batch $2 > "$OUT/tile-$1-b$2-$3mib.json" 2>/tmp/err ||
+      tail -3 /tmp/err
+    python3 -c "import json,sys; j=json.load(open(sys.argv[1])); print(sys.argv[2], 'prefill', round(j['prefill_tokens_per_s']['mean']), '+-', round(j['prefill_tokens_per_s']['sd']))" "$OUT/tile-$1-b$2-$3mib.json" "$1-b$2 tile $3 MiB"
   done ;;
 untiled)
   BIOMEDQ_TC_GEMM=0 SUITE_DATA=build/suite-full.tar.xz SUITE_PRECISIONS=nf4 bash scripts/gpu_suite_timing.sh ;;

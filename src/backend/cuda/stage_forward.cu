@@ -1,9 +1,11 @@
 // A stage's layers: the forward math of backend/cpu/cpu_forward.cpp as a flat list of the kernels of ops.h, and the
 // choice of kernel for each product (tensor-core matvec, CUDA-core matvec, LLM.int8's decomposition, cuBLAS GEMM).
 #include <algorithm>
+#include <cstdlib>
 
 #include "backend/cuda/layout.h"
 #include "backend/cuda/stage.h"
+#include "core/error.h"
 
 namespace bq::cuda {
 
@@ -15,6 +17,23 @@ uint16_t* out16_if(Compute c, uint16_t* p) { return c == Compute::F32 ? nullptr 
 bool cublas_product(const DeviceWeight& w, int n) {
   if (w.kind == WeightKind::LLMInt8 || matvec_tc_supported(w, n)) return false;
   return n > (w.kind == WeightKind::BF16 ? kBf16MatvecMaxRows : kMatvecMaxRows);
+}
+
+// Elements of one dequantized tile: the whole scratch (kDequantTileElems, 64 MiB), or less with
+// BIOMEDQ_DEQUANT_TILE_MIB=N (1..64), for comparisons: a tile smaller than L2 (the H200's: 60 MB) may stay there
+// between its dequantization and its product, where the whole scratch goes out to memory and back.
+size_t dequant_tile_elems() {
+  static const size_t elems = [] {
+    const char* v = std::getenv("BIOMEDQ_DEQUANT_TILE_MIB");
+    if (!v) return kDequantTileElems;
+    char* end = nullptr;
+    const long mib = std::strtol(v, &end, 10);
+    const long most = long(kDequantTileElems * sizeof(uint16_t) >> 20);
+    if (end == v || *end != '\0' || mib < 1 || mib > most)
+      fail("BIOMEDQ_DEQUANT_TILE_MIB={}: give a whole number of MiB from 1 to {}", v, most);
+    return size_t(mib) << 20 >> 1;  // bf16 elements
+  }();
+  return elems;
 }
 
 }  // namespace
@@ -67,7 +86,7 @@ void Stage::linear(const DevLinear& L, const float* xin, int n, float* y, bool a
     // Dequantize a tile of rows to bf16, multiply on the tensor cores, next tile. Tiles of whole 64-row groups, so
     // that each tile's output columns start 256-byte aligned: MedGemma-27B's 6,241-row tiles of gate and up (5,376
     // wide) began misaligned and cuBLAS took a kernel that made nf4 prefill 3.6x slower than bf16 (H200, ncu).
-    const int64_t fit = int64_t(kDequantTileElems) / w.in;
+    const int64_t fit = int64_t(dequant_tile_elems()) / w.in;
     const int64_t tile = std::min<int64_t>(w.out, fit >= 64 ? fit / 64 * 64 : std::max<int64_t>(1, fit));
     for (int64_t r0 = 0; r0 < w.out; r0 += tile) {
       const int64_t nr = std::min(tile, w.out - r0);
