@@ -84,7 +84,7 @@ bool tc_gemm_enabled();
 // rounds of weights in registers per warp, 192 registers a thread; ncu at batch 32 found it bound by latency (12.5%
 // occupancy, no warp eligible in 67-76% of cycles, 0.4-0.9 TB/s). 2: one round, at most 128 registers a thread, so
 // twice the warps in flight. Both sum in the same order, so their results are the same bits.
-// BIOMEDQ_TC_GEMM_BLOCKS=2 sets 2 from the start; anything but 1 or 2 is an Error.
+// BIOMEDQ_TC_GEMM_BLOCKS=2 sets 2 from the start; set_tc_gemm_blocks with anything but 1 or 2 is an Error.
 void set_tc_gemm_blocks(int blocks);
 int tc_gemm_blocks();
 // Whether these weights (same input) can share one matvec_tc launch: all supported, same kind, width, compute

@@ -38,7 +38,7 @@ constexpr int WT = kTcGemmTilesPerWarp;
 constexpr int kStages = 3;
 constexpr int kTokenBytes = kTcGemmTokenBytes;
 
-// set_tc_gemm_blocks (ops.h); BIOMEDQ_TC_GEMM_BLOCKS=2 from the start.
+// set_tc_gemm_blocks (ops.h); 2 from the start where BIOMEDQ_TC_GEMM_BLOCKS=2, else 1.
 int g_blocks = [] {
   const char* v = std::getenv("BIOMEDQ_TC_GEMM_BLOCKS");
   return v && std::string(v) == "2" ? 2 : 1;
@@ -225,8 +225,9 @@ void launch(const Group& G, const uint16_t* xh, int n, bool accumulate, const Tc
   const size_t need = tc_gemm_partial_floats(G.tiles_before[G.count], G.w[0].in / kRoundElems);
   if (need > s.partial_floats || size_t(split.row_blocks) > s.counter_count)
     fail("tc_gemm: the k-split scratch is too small for {} row tiles", G.tiles_before[G.count]);
-  pdl_launch_smem(tc_gemm_kernel<K, BF, NT, U, kBlocks>, dim3(unsigned(split.row_blocks * split.splits)), dim3(kWarps * 32),
-                  size_t(smem), st, G, xh, n, accumulate, split, reinterpret_cast<float4*>(s.partial), s.counters);
+  pdl_launch_smem(tc_gemm_kernel<K, BF, NT, U, kBlocks>, dim3(unsigned(split.row_blocks * split.splits)),
+                  dim3(kWarps * 32), size_t(smem), st, G, xh, n, accumulate, split,
+                  reinterpret_cast<float4*>(s.partial), s.counters);
 }
 
 template <WeightKind K, bool BF>
@@ -238,7 +239,6 @@ void launch_tokens(const Group& G, const uint16_t* xh, int n, bool accumulate, c
 }
 
 }  // namespace
-
 
 void launch_gemm(const Group& G, const uint16_t* xh, int n, bool accumulate, const TcScratch& s, cudaStream_t st) {
   if (n < 1 || n > kTcGemmTokens) fail("tc_gemm: {} tokens in one launch (1..{})", n, kTcGemmTokens);
