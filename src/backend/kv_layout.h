@@ -18,7 +18,7 @@
 
 namespace bq {
 
-// As many rows as a CUDA pass holds anyway (kMaxRowsPerPass): a smaller bound would cut prompts into more passes,
+// As many rows as a CUDA pass holds at least (kMinRowsPerPass): a smaller bound would cut prompts into more passes,
 // and a quantized model dequantizes every weight tile once per pass (with 256, MedGemma-27B's nf4 prefill on the
 // H200 ran at 1,580 tok/s for 512-token prompts).
 constexpr int kSlidingPassRows = 1024;

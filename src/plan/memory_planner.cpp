@@ -120,7 +120,7 @@ void plan_cuda(MemoryEstimate& e, const ModelConfig& c, const PlanRequest& r, bo
   add(e, "kv cache", "page tables on the device",
       size_t(r.batch) * size_t(kv_shape(c, 0, c.n_layers).table_pages(r.context)) * sizeof(void*));
 
-  // Scratch only grows: its size is the largest of every pass of the prefill (kMaxRowsPerPass rows at a time) and
+  // Scratch only grows: its size is the largest of every pass of the prefill (max_rows_per_pass rows at a time) and
   // of the decode steps.
   const bool quantized = e.quant.has_value();
   const int logit_rows = lm_head ? r.batch : 0;  // a pipeline stage before the last holds no logit buffers
@@ -130,7 +130,7 @@ void plan_cuda(MemoryEstimate& e, const ModelConfig& c, const PlanRequest& r, bo
   // at most one a sequence (a decode row beside the prompts, with chunked prefill or a server).
   const int splits = cuda::attention_splits(r.context);
   const bool tiles = cuda::prefill_attention_supported(c.head_dim);
-  for (int n : prefill_pass_rows(c, r.batch, r.prompt, pass_rows_cap(r, cuda::kMaxRowsPerPass))) {
+  for (int n : prefill_pass_rows(c, r.batch, r.prompt, pass_rows_cap(r, cuda::max_rows_per_pass(c)))) {
     widest = std::max(widest, n);
     s.grow_to(cuda::cuda_scratch_elems(c, n, tiles ? std::min(n, r.batch) : n, splits, logit_rows, quantized));
   }

@@ -15,6 +15,7 @@
 #include "backend/cpu/cpu_forward.h"
 #include "backend/cuda/allocator.h"
 #include "backend/cuda/cuda_forward.h"
+#include "backend/cuda/layout.h"
 #include "backend/cuda/ops.h"
 #include "backend/kv_layout.h"
 #include "core/error.h"
@@ -377,6 +378,7 @@ ModelConfig pipeline_config() {
   ModelConfig c = preset_config("small-100m");
   c.n_layers = 4;
   c.vocab = 512;
+  c.max_positions = 8192;  // room for a prompt of two passes (cuda::max_rows_per_pass: 4,096 rows)
   return c;
 }
 
@@ -387,7 +389,7 @@ const std::vector<std::vector<PipelineStage>>& pipeline_layouts() {
 }
 
 // Logits (and greedy tokens) of a fixed sequence of steps: two sequences of different lengths prefilled in one
-// batch (logit rows apart: normed one by one), a prompt of two passes (over kMaxRowsPerPass rows, logit rows in both
+// batch (logit rows apart: normed one by one), a prompt of two passes (over max_rows_per_pass rows, logit rows in both
 // passes), decode steps of all three (graphs), a step with logit rows out of order, and greedy tokens through
 // run_greedy.
 std::vector<float> pipeline_steps(CudaForward& f) {
@@ -403,9 +405,10 @@ std::vector<float> pipeline_steps(CudaForward& f) {
     f.run(b, l.data());
     all.insert(all.end(), l.begin(), l.end());
   };
-  const int a = f.open_sequence(64), b = f.open_sequence(48), c = f.open_sequence(1200);
+  const int pass = cuda::max_rows_per_pass(f.config()), prompt = pass + 76;
+  const int a = f.open_sequence(64), b = f.open_sequence(48), c = f.open_sequence(prompt + 100);
   step({{a, 9}, {b, 20}}, {8, 28});
-  step({{c, 1100}}, {1022, 1023, 1024, 1025});
+  step({{c, prompt}}, {pass - 2, pass - 1, pass, pass + 1});
   for (int i = 0; i < 5; ++i) step({{a, 1}, {b, 1}, {c, 1}}, {0, 1, 2});
   step({{a, 1}, {b, 2}}, {2, 0});
   for (int i = 0; i < 3; ++i) {
@@ -415,7 +418,7 @@ std::vector<float> pipeline_steps(CudaForward& f) {
     for (int32_t t : next) all.push_back(float(t));
   }
   EXPECT_EQ(f.sequence_length(a), 18);
-  EXPECT_EQ(f.sequence_length(c), 1108);
+  EXPECT_EQ(f.sequence_length(c), prompt + 8);
   return all;
 }
 

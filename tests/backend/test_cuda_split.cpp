@@ -213,5 +213,24 @@ TEST(CudaGemmSplit, NarrowModelsHaveNoTiledScratch) {
     EXPECT_GE(cuda_scratch_elems(c, rows, rows, 4, rows, true).tc_partial, kTcPartialFloats) << rows;
 }
 
+// Prefill passes as long as the activation budget allows: llama-3.3-70b stays at 1,024 rows, llama-3.1-8b takes
+// 2,048, a small model the most, a model with sliding layers no more than its ring allows; and the buffers of a
+// pass of that many rows are within the budget.
+TEST(CudaPassRows, LongestPassWithinTheActivationBudget) {
+  EXPECT_EQ(max_rows_per_pass(preset_config("llama-3.3-70b")), 1024);
+  EXPECT_EQ(max_rows_per_pass(preset_config("llama-3.1-8b")), 2048);
+  EXPECT_EQ(max_rows_per_pass(preset_config("small-100m")), kMostRowsPerPass);
+  EXPECT_EQ(max_rows_per_pass(preset_config("medgemma-4b")), kSlidingPassRows);
+  for (const std::string& name : preset_names()) {
+    const ModelConfig c = preset_config(name);
+    const int rows = max_rows_per_pass(c);
+    SCOPED_TRACE(name + ": " + std::to_string(rows) + " rows");
+    EXPECT_GE(rows, kMinRowsPerPass);
+    EXPECT_LE(rows, kMostRowsPerPass);
+    const CudaScratchElems s = cuda_scratch_elems(c, rows, 0, 1, 0, true);
+    if (rows > kMinRowsPerPass) EXPECT_LE(s.bytes() - s.wtile * 2, kPassActivationBytes);
+  }
+}
+
 }  // namespace
 }  // namespace bq

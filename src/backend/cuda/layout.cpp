@@ -88,6 +88,16 @@ CudaScratchElems cuda_scratch_elems(const ModelConfig& c, int rows, int attentio
   return s;
 }
 
+int max_rows_per_pass(const ModelConfig& c) {
+  auto activation_bytes = [&](int rows) {  // a quantized model's, without the dequantization tile
+    const CudaScratchElems s = cuda_scratch_elems(c, rows, 0, 1, 0, true);
+    return s.bytes() - s.wtile * 2;
+  };
+  int rows = kMinRowsPerPass;
+  while (rows < kMostRowsPerPass && activation_bytes(2 * rows) <= kPassActivationBytes) rows *= 2;
+  return c.sliding_layers.empty() ? rows : std::min(rows, kSlidingPassRows);
+}
+
 size_t cuda_table_floats(const ModelConfig& c) {
   return size_t(c.head_dim / 2) * (c.local_rope ? 2 : 1) + 2 * kCodeTableFloats + kDynamicMapFloats;
 }

@@ -16,10 +16,16 @@ constexpr int kMatvecMaxRows = 32;       // rows up to which a linear runs as ma
 // bf16 weights: one row on the CUDA cores, from two rows cuBLAS. The CUDA-core kernel reads every row's fp32
 // activations per 16 weight bytes and is L1-bound from two rows (H200, 8B shapes: 8 rows 14.97 vs 5.83 ms a step).
 constexpr int kBf16MatvecMaxRows = 1;
-// Prefill rows processed together: bounds the fp32 activation buffers (1024 rows of llama-3.3-70b: 477 MiB, which
-// keeps its nf4 + 4k-context peak under 37 GiB) while the GEMMs stay large enough for the tensor cores.
-constexpr int kMaxRowsPerPass = 1024;
-static_assert(kSlidingPassRows >= kMaxRowsPerPass, "sliding layers would cut passes short (kv_layout.h)");
+// Prefill rows processed together (max_rows_per_pass): from kMinRowsPerPass, doubled up to kMostRowsPerPass while the
+// pass's activation buffers stay within kPassActivationBytes. Every pass reads every weight again, and a quantized
+// model dequantizes each into bf16 tiles again (about 6 ms a pass on llama-3.1-8b nf4, H200): the suite at batch 64
+// took 6,501 passes at 1,024 rows, and takes 4,963 at 2,048 (bench/schedule_replay). The budget keeps
+// llama-3.3-70b at 1,024 rows (477 MiB, its nf4 + 4k-context peak under 37 GiB); llama-3.1-8b takes 2,048 (about
+// 460 MB); models with sliding layers stay at kSlidingPassRows.
+constexpr int kMinRowsPerPass = 1024;
+constexpr int kMostRowsPerPass = 4096;
+constexpr size_t kPassActivationBytes = size_t(512) << 20;
+static_assert(kSlidingPassRows >= kMinRowsPerPass, "sliding layers would cut passes short (kv_layout.h)");
 constexpr size_t kDequantTileElems = size_t(32) << 20;  // bf16 scratch for dequantized weight tiles: 64 MiB
 constexpr size_t kCublasWorkspaceBytes = size_t(32) << 20;
 constexpr int kAttentionMinSplitLen = 64;  // fewest cache positions one attention block handles
@@ -91,6 +97,9 @@ struct CudaScratchElems {
 };
 CudaScratchElems cuda_scratch_elems(const ModelConfig& c, int rows, int attention_rows, int splits, int logit_rows,
                                     bool quantized);
+
+// The most rows of one prefill pass of model c (kMinRowsPerPass .. kMostRowsPerPass, see there).
+int max_rows_per_pass(const ModelConfig& c);
 
 // fp32 values of the small tables uploaded once: RoPE inverse frequencies (two tables with local_rope), two 4-bit
 // codes, the dynamic map.

@@ -119,9 +119,9 @@ const float* Pipeline::run(const ForwardBatch& b) {
   for (int sq : b.seq) ++rows_of_seq[size_t(sq)];
   const bool tiles_possible = prefill_attention_supported(c.head_dim);
 
-  const int per_sequence = max_sequence_rows_per_pass(c);
+  const int per_sequence = max_sequence_rows_per_pass(c), max_rows = max_rows_per_pass(c);
   for (int r0 = 0, n = 0; r0 < R; r0 += n) {
-    n = pass_end(b, r0, kMaxRowsPerPass, per_sequence) - r0;
+    n = pass_end(b, r0, max_rows, per_sequence) - r0;
     const std::vector<int> pass_seq(b.seq.begin() + r0, b.seq.begin() + r0 + n);
     std::vector<bool> prompt_row(static_cast<size_t>(n));
     for (int i = 0; i < n; ++i) prompt_row[size_t(i)] = tiles_possible && rows_of_seq[size_t(pass_seq[size_t(i)])] > 1;
