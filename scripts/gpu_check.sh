@@ -10,13 +10,18 @@
 # suite's timing (below). TILED=1: nf4 and int8 at batch 32 and 64 with the tiled tensor-core products on
 # (the default) and off (BIOMEDQ_TC_GEMM=0), and bf16 beside them. LOAD=1: how long a llama-3.1-8b-shaped checkpoint (written by
 # synth, 4.7 GiB shards as Hugging Face's, read from the page cache) takes to be ready in nf4, int8 and bf16, and an
-# eval's load with the checkpoint hash.
+# eval's load with the checkpoint hash. PREBUILT=build/gpu-prebuilt.tar.xz: binaries built here by
+# scripts/gpu_prebuild.sh instead of the build (gpu_build.sh), and the CUDA tests alone (there are no ctest files).
 set -uo pipefail
 OUT=${OUT:-gpu-out}
 trap 'OUT="$OUT" bash scripts/gpu_pack_out.sh' EXIT  # whichever way the call ends
 source scripts/gpu_build.sh || exit 1
-ctest --test-dir build-gpu -j8 --output-on-failure ${QUICK:+-R Cuda} > "$OUT/ctest.log" 2>&1
-echo "ctest exit $?"; grep -E "tests passed|FAILED|Failed|\(Failed\)|Skipped" "$OUT/ctest.log" | head -30
+if [ -f build-gpu/CTestTestfile.cmake ]; then
+  ctest --test-dir build-gpu -j8 --output-on-failure ${QUICK:+-R Cuda} > "$OUT/ctest.log" 2>&1
+  echo "ctest exit $?"; grep -E "tests passed|FAILED|Failed|\(Failed\)|Skipped" "$OUT/ctest.log" | head -30
+else  # prebuilt binaries (gpu_build.sh's PREBUILT): no ctest files, so the CUDA tests alone
+  bash scripts/gpu_cuda_tests.sh | tee "$OUT/ctest.log" | head -30
+fi
 if [ -z "${QUICK:-}" ] || [ -n "${SANITIZER:-}" ]; then  # SANITIZER=1: also with QUICK
   compute-sanitizer --tool memcheck --leak-check no build-gpu/biomedq_tests \
     --gtest_filter='*CudaMatvec*:*CudaTcGemm*:CudaForwardTest.Tiled*:CudaOps*:CudaGemm*:CudaLlmInt8*:*CudaParity*mistral*:*CudaQuantParity*:CudaForwardTest.Several*:CudaForwardTest.Programmatic*:CudaPipeline*' \

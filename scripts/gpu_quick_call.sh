@@ -19,15 +19,8 @@ tests)
     timeout 200 ctest --test-dir build-gpu -j8 -R Cuda --timeout 120 > /tmp/ctest.log 2>&1
     echo "ctest exit $?"; grep -E "tests passed|\(Failed\)|\(Timeout\)" /tmp/ctest.log | head -20
     grep -B2 -A20 "Failure" /tmp/ctest.log | head -60
-  else  # prebuilt (gpu_build.sh): the CUDA tests in 8 shards at once, as ctest -j8 would run them
-    for i in 0 1 2 3 4 5 6 7; do
-      GTEST_TOTAL_SHARDS=8 GTEST_SHARD_INDEX=$i timeout 200 build-gpu/biomedq_tests --gtest_filter='*Cuda*' \
-        > /tmp/gtest-$i.log 2>&1 &
-    done
-    wait
-    echo "CUDA tests: $(cat /tmp/gtest-*.log | grep -c '^\[       OK \]') passed, $(cat /tmp/gtest-*.log | grep -c '^\[  FAILED  \] .* ms)$')" \
-      "failed, $(cat /tmp/gtest-*.log | grep -c '^\[  SKIPPED \] .* ms)$') skipped"
-    grep -h -B2 -A20 "Failure" /tmp/gtest-*.log | head -60
+  else  # prebuilt binaries (gpu_build.sh)
+    bash scripts/gpu_cuda_tests.sh
   fi
   if [ -n "${PLAN:-}" ]; then
     sed -n '/^plan_check() {/,/^}/p' scripts/gpu_check.sh > /tmp/plan_fn.sh
