@@ -12,6 +12,20 @@ T0=$(date +%s)
 trap 'OUT="$OUT" bash scripts/gpu_pack_out.sh' EXIT  # whichever way the call ends
 source scripts/gpu_build.sh > /dev/null || exit 1
 echo "build done $(( $(date +%s) - T0 )) s"
+# One bench configuration of llama-3.1-8b (512-token prompts) into $OUT/NAME.json and a line of its figures:
+# bench_row NAME GEN_LEN BENCH_ARGS... (environment variables as the caller sets them).
+bench_row() {
+  local name=$1 gen=$2; shift 2
+  timeout 60 build-gpu/biomedq bench --synthetic llama-3.1-8b --device cuda --prompt-len 512 --gen-len "$gen" \
+    --reps 2 --json "$@" > "$OUT/$name.json" 2>/tmp/err || { echo "$name failed"; tail -3 /tmp/err; return; }
+  python3 - "$OUT/$name.json" "$name" <<'PY'
+import json, sys
+j = json.load(open(sys.argv[1]))
+r = lambda k: f"{j[k]['mean']:.1f} +- {j[k]['sd']:.1f}"
+print(sys.argv[2], "decode", r("decode_tokens_per_s"), "tok/s,", f"{j['decode_ms_per_step']['mean']:.3f} ms/step, prefill",
+      r("prefill_tokens_per_s"), "tok/s, kv peak", round(j["kv_cache_peak_bytes"] / 2**20, 1), "MiB, copy", round(j["copy_gbs"]), "GB/s")
+PY
+}
 for step in ${STEP:-tests}; do
 case "$step" in
 tests)
@@ -44,31 +58,23 @@ profile-b32)
   sed -n '/^if \[ -n "${PROFILE:-}" \]; then/,/^fi/p' scripts/gpu_check.sh > /tmp/profile.sh
   PROFILE=1 PROFILE_BATCH=32 source /tmp/profile.sh ;;
 blocks2)  # the tiled kernel's two-blocks variant (ops.h: set_tc_gemm_blocks) against the default, batch 32 and 24
-  B="build-gpu/biomedq bench --synthetic llama-3.1-8b --device cuda --prompt-len 512 --gen-len 128 --reps 2 --json"
   for cfg in "nf4 32 1" "nf4 32 2" "int8 32 1" "int8 32 2" "nf4 24 1" "nf4 24 2"; do
     set -- $cfg
-    BIOMEDQ_TC_GEMM_BLOCKS=$3 timeout 60 $B --precision $1 --batch $2 > "$OUT/blocks-$1-b$2-x$3.json" 2>/tmp/err ||
-      tail -3 /tmp/err
-    python3 -c "import json,sys; j=json.load(open(sys.argv[1])); print(sys.argv[2], 'decode', round(j['decode_tokens_per_s']['mean'],1), '+-', round(j['decode_tokens_per_s']['sd'],1), 'ms/step', round(j['decode_ms_per_step']['mean'],3))" "$OUT/blocks-$1-b$2-x$3.json" "$1-b$2 blocks $3"
+    BIOMEDQ_TC_GEMM_BLOCKS=$3 bench_row "blocks$3-$1-b$2" 128 --precision $1 --batch $2
   done ;;
 tile)  # quantized prefill with dequantized tiles of 64 (the default), 16 and 8 MiB (BIOMEDQ_DEQUANT_TILE_MIB)
-  B="build-gpu/biomedq bench --synthetic llama-3.1-8b --device cuda --prompt-len 512 --gen-len 8 --reps 2 --json"
   for cfg in "nf4 1 64" "nf4 1 16" "nf4 1 8" "nf4 32 64" "nf4 32 16" "nf4 32 8" "int8 32 64" "int8 32 16"; do
     set -- $cfg
-    BIOMEDQ_DEQUANT_TILE_MIB=$3 timeout 60 $B --precision $1 --batch $2 > "$OUT/tile-$1-b$2-$3mib.json" 2>/tmp/err ||
-      tail -3 /tmp/err
-    python3 -c "import json,sys; j=json.load(open(sys.argv[1])); print(sys.argv[2], 'prefill', round(j['prefill_tokens_per_s']['mean']), '+-', round(j['prefill_tokens_per_s']['sd']))" "$OUT/tile-$1-b$2-$3mib.json" "$1-b$2 tile $3 MiB"
+    BIOMEDQ_DEQUANT_TILE_MIB=$3 bench_row "tile$3mib-$1-b$2" 8 --precision $1 --batch $2
   done ;;
 untiled)
   BIOMEDQ_TC_GEMM=0 SUITE_DATA=build/suite-full.tar.xz SUITE_PRECISIONS=nf4 bash scripts/gpu_suite_timing.sh ;;
 load)
   sed -n '/^if \[ -n "${LOAD:-}" \]; then/,/^fi/p' scripts/gpu_check.sh > /tmp/load.sh; LOAD=1 source /tmp/load.sh
-  B="build-gpu/biomedq bench --synthetic llama-3.1-8b --device cuda --prompt-len 512 --gen-len 128 --reps 2 --json"
   for cfg in "bf16 1" "nf4 1" "int8 1" "bf16 32" "nf4 32" "int8 32"; do
     set -- $cfg
     [ $(( $(date +%s) - T0 )) -gt 540 ] && break
-    timeout 60 $B --precision $1 --batch $2 > "$OUT/m-$1-b$2.json" 2>/tmp/err || tail -3 /tmp/err
-    python3 -c "import json,sys; j=json.load(open(sys.argv[1])); print(sys.argv[2], 'decode', round(j['decode_tokens_per_s']['mean'],1), '+-', round(j['decode_tokens_per_s']['sd'],1), 'prefill', round(j['prefill_tokens_per_s']['mean']), 'kv peak MiB', round(j['kv_cache_peak_bytes']/2**20,1), 'copy', round(j['copy_gbs']))" "$OUT/m-$1-b$2.json" "$1-b$2"
+    bench_row "m-$1-b$2" 128 --precision $1 --batch $2
   done
   python3 - "$OUT" <<'PY'
 import glob, json, os, sys
