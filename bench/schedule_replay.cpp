@@ -1,14 +1,17 @@
 // The decode loop's scheduling of an evaluation, replayed without a model: eval's prompts (the data's test splits,
 // zero-shot instruction prompts, the tokenizer's chat template) and answers stopped at their gold lengths, one loop
 // per task as eval runs them, through a backend that computes nothing. Prints what the run's results.json would
-// count (steps, prefill and decode, mean decode batch, prompt tokens computed and reused) as JSON, so that a change
-// of scheduling can be weighed without a GPU. On the suite it gives the H200 runs' counts to the token.
-// Usage: schedule_replay DATA_DIR TOKENIZER_DIR TASKS_DIR [BATCH=64]
+// count (steps, prefill and decode, mean decode batch, prompt tokens computed and reused), and the CUDA passes of
+// more than 64 rows those steps make for the preset (cuda::max_rows_per_pass: each dequantizes every quantized
+// weight), as JSON, so that a change of scheduling can be weighed without a GPU. On the suite it gives the H200
+// runs' counts to the token.
+// Usage: schedule_replay DATA_DIR TOKENIZER_DIR TASKS_DIR [BATCH=64] [PRESET=llama-3.1-8b]
 #include <nlohmann/json.hpp>
 
 #include <cstdio>
 #include <map>
 
+#include "backend/cuda/layout.h"
 #include "eval/run.h"
 #include "generate/generate.h"
 #include "tokenizer/chat_template.h"
@@ -32,6 +35,7 @@ class NoComputeBackend : public ForwardBackend {
   int sequence_length(int id) const override { return length_[size_t(id)]; }
   void run(const ForwardBatch&, float*) override { fail("schedule_replay: greedy steps only"); }
   void run_greedy(const ForwardBatch& b, int32_t* next) override {
+    step_rows.push_back(int(b.tokens.size()));
     for (int s : b.seq) length_[size_t(s)]++;
     std::fill(next, next + b.logit_rows.size(), 0);
   }
@@ -39,6 +43,7 @@ class NoComputeBackend : public ForwardBackend {
   void set_kv_cache_limit(size_t) override {}
   const ModelConfig& config() const override { return cfg_; }
   MemoryFigures memory() const override { return {}; }
+  std::vector<int> step_rows;  // rows of each step
 
  private:
   ModelConfig cfg_;
@@ -48,7 +53,7 @@ class NoComputeBackend : public ForwardBackend {
 }  // namespace
 
 int main(int argc, char** argv) try {
-  if (argc < 4) fail("usage: schedule_replay DATA_DIR TOKENIZER_DIR TASKS_DIR [BATCH=64]");
+  if (argc < 4) fail("usage: schedule_replay DATA_DIR TOKENIZER_DIR TASKS_DIR [BATCH=64] [PRESET=llama-3.1-8b]");
   eval::EvalConfig cfg;
   cfg.data_dir = argv[1];
   cfg.tasks_dir = argv[3];
@@ -65,14 +70,21 @@ int main(int argc, char** argv) try {
     q.opt.max_new_tokens = std::max<int>(1, int(tok.encode(r["answer"].get<std::string>()).size()));
     by_task[r["task"]].push_back(std::move(q));
   }
-  ModelConfig c = preset_config("llama-3.1-8b");
+  ModelConfig c = preset_config(argc > 5 ? argv[5] : "llama-3.1-8b");
+  const int pass_rows = cuda::max_rows_per_pass(c);
   c.max_positions = 1 << 30;  // lengths only
   NoComputeBackend backend(c);
   LoopStats s;
   for (auto& [task, reqs] : by_task)
     generate_tokens(backend, reqs, /*eos_ids=*/{}, nullptr, LoopOptions{.max_in_flight = batch}, nullptr, nullptr, &s);
+  size_t passes = 0;  // of the steps that do not fit one tensor-core product launch
+  for (int rows : backend.step_rows)
+    if (rows > cuda::kTcGemmMaxRows) passes += size_t((rows + pass_rows - 1) / pass_rows);
   const nlohmann::json out = {
       {"batch", batch},
+      {"preset", argc > 5 ? argv[5] : "llama-3.1-8b"},
+      {"pass_rows", pass_rows},
+      {"passes", passes},
       {"prefill_steps", s.prefill_steps},
       {"decode_steps", s.decode_steps},
       {"mean_decode_batch", s.decode_steps ? double(s.decode_rows) / double(s.decode_steps) : 0.0},
