@@ -59,14 +59,10 @@ int main(int argc, char** argv) try {
   cfg.tasks_dir = argv[3];
   const int batch = argc > 4 ? std::stoi(argv[4]) : 64;
   const Tokenizer tok = Tokenizer::load(argv[2]);
-  ChatTemplateOptions chat;
-  chat.add_generation_prompt = true, chat.bos_token = tok.bos_token(), chat.eos_token = tok.eos_token();
-  chat.extra["enable_thinking"] = false;  // as eval asks
   std::map<std::string, std::vector<TokenRequest>> by_task;
   for (const nlohmann::json& r : eval::export_prompts(cfg)) {
-    const std::string prompt = apply_chat_template(tok.chat_template(), {{"user", r["prompt"]}}, chat);
-    TokenRequest q;
-    q.prompt = tok.encode(prompt, /*add_special=*/!prompt.starts_with(tok.bos_token()));
+    TokenRequest q;  // as eval renders and encodes its prompts (thinking off)
+    q.prompt = tok.encode_prompt(render_chat(tok, {{"user", r["prompt"]}}, false));
     q.opt.max_new_tokens = std::max<int>(1, int(tok.encode(r["answer"].get<std::string>()).size()));
     by_task[r["task"]].push_back(std::move(q));
   }

@@ -57,23 +57,14 @@ std::string Engine::format_prompt(const std::vector<ChatTurn>& turns, bool use_c
     if (tok_.chat_template().empty()) fail("{}: the model has no chat template (use it without --chat)", name_);
     std::vector<ChatMessage> msgs;
     for (auto& t : turns) msgs.push_back({t.role, t.content});
-    ChatTemplateOptions opt;
-    opt.add_generation_prompt = true;
-    if (thinking) opt.extra["enable_thinking"] = *thinking;
-    opt.bos_token = tok_.bos_token();
-    opt.eos_token = tok_.eos_token();
-    opt.origin = tok_.chat_template_origin();
-    return apply_chat_template(tok_.chat_template(), msgs, opt);
+    return render_chat(tok_, msgs, thinking);
   }
   std::string s;
   for (auto& t : turns) s += (s.empty() ? "" : "\n\n") + t.content;
   return s;
 }
 
-std::vector<int32_t> Engine::encode_prompt(const std::string& prompt) const {
-  bool has_bos = !tok_.bos_token().empty() && prompt.starts_with(tok_.bos_token());
-  return tok_.encode(prompt, /*add_special=*/!has_bos);
-}
+std::vector<int32_t> Engine::encode_prompt(const std::string& prompt) const { return tok_.encode_prompt(prompt); }
 
 std::vector<GenerationResult> Engine::generate(const std::vector<std::string>& prompts,
                                                const std::vector<SamplingOptions>& opts, const BatchControl& control) {

@@ -46,7 +46,7 @@ class Engine : public TextGenerator {
   // The options the model runs with: the precision resolved against a checkpoint saved quantized.
   const EngineOptions& options() const { return opt_; }
   const Tokenizer& tokenizer() const { return tok_; }
-  // Prompt text to ids: BOS is added unless the text already starts with it (chat templates write it themselves).
+  // Prompt text to ids (Tokenizer::encode_prompt).
   std::vector<int32_t> encode_prompt(const std::string& prompt) const;
   // A decode loop over this engine's backend and end-of-sequence ids, for callers that feed it requests as they
   // arrive (the server); it must not outlive the engine, and generate() must not run while it is stepped.

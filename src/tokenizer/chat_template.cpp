@@ -2,6 +2,7 @@
 
 #include "core/error.h"
 #include "tokenizer/jinja.h"
+#include "tokenizer/tokenizer.h"
 
 namespace bq {
 
@@ -22,6 +23,17 @@ std::string apply_chat_template(const std::string& template_source, const std::v
   ctx["messages"] = std::move(msgs);
   ctx["add_generation_prompt"] = opt.add_generation_prompt;
   return JinjaTemplate(template_source, opt.origin).render(ctx, JinjaRenderOptions{opt.now});
+}
+
+std::string render_chat(const Tokenizer& tok, const std::vector<ChatMessage>& messages, std::optional<bool> thinking) {
+  if (tok.chat_template().empty()) fail("the tokenizer has no chat template");
+  ChatTemplateOptions opt;
+  opt.add_generation_prompt = true;
+  if (thinking) opt.extra["enable_thinking"] = *thinking;
+  opt.bos_token = tok.bos_token();
+  opt.eos_token = tok.eos_token();
+  opt.origin = tok.chat_template_origin();
+  return apply_chat_template(tok.chat_template(), messages, opt);
 }
 
 }  // namespace bq

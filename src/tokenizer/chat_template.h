@@ -28,4 +28,9 @@ struct ChatTemplateOptions {
 std::string apply_chat_template(const std::string& template_source, const std::vector<ChatMessage>& messages,
                                 const ChatTemplateOptions& opt);
 
+class Tokenizer;
+// A conversation as a model reads it, ready for its reply: the tokenizer's own chat template (an Error if it has
+// none) with the generation prompt, the tokenizer's BOS and EOS tokens, and enable_thinking where `thinking` is set.
+std::string render_chat(const Tokenizer& tok, const std::vector<ChatMessage>& messages, std::optional<bool> thinking);
+
 }  // namespace bq

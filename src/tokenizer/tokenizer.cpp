@@ -298,6 +298,11 @@ std::vector<std::string> Tokenizer::Impl::run_decoders(std::vector<std::string> 
   return tokens;
 }
 
+std::vector<int32_t> Tokenizer::encode_prompt(std::string_view prompt) const {
+  const bool has_bos = !bos_token().empty() && prompt.starts_with(bos_token());
+  return encode(prompt, /*add_special=*/!has_bos);
+}
+
 std::string Tokenizer::decode(std::span<const int32_t> ids, bool skip_special) const {
   const Impl& t = *impl_;
   std::vector<std::string> tokens;

@@ -24,6 +24,8 @@ class Tokenizer {
                              const std::string& origin_for_errors);
 
   std::vector<int32_t> encode(std::string_view text, bool add_special = false) const;  // invalid UTF-8 -> bq::Error
+  // A prompt's ids: BOS added unless the text already starts with it (chat templates write it themselves).
+  std::vector<int32_t> encode_prompt(std::string_view prompt) const;
   std::string decode(std::span<const int32_t> ids, bool skip_special = false) const;   // unknown ids are skipped
 
   int32_t vocab_size() const;             // max id + 1 over vocab and added tokens
