@@ -1,6 +1,7 @@
 #include "backend/backend.h"
 
 #include "backend/cpu/ceilings.h"
+#include "backend/cpu/ops.h"
 #include "backend/cpu/cpu_forward.h"
 #include "core/error.h"
 #include "core/host_memory.h"
@@ -76,6 +77,15 @@ void set_programmatic_launch(bool on) {
   (void)on;
 #endif
 }
+
+void set_batch_invariant(bool on) {
+  cpu::set_batch_invariant(on);
+#ifdef BIOMEDQ_HAVE_CUDA
+  cuda::set_batch_invariant(on);
+#endif
+}
+
+bool batch_invariant() { return cpu::batch_invariant(); }
 
 bool tiled_tc_products() {
 #ifdef BIOMEDQ_HAVE_CUDA

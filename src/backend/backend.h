@@ -39,6 +39,11 @@ void reset_peak_memory(const std::string& device);
 
 // GPU: whether the kernels of a pass are launched with programmatic dependent launch (default on).
 void set_programmatic_launch(bool on);
+// Batch-invariant products and attention on both backends (--batch-invariant; cpu/ops.h and cuda/ops.h say how): a
+// row's results, and so greedy answers, do not depend on the other rows of its step (batch size, prefix reuse,
+// chunked prefill). Off by default: large prefill steps run slower. Process-wide.
+void set_batch_invariant(bool on);
+bool batch_invariant();
 // GPU: whether quantized products of 17..64 tokens take the tiled tensor-core kernel (cuda::set_tc_gemm; on
 // unless BIOMEDQ_TC_GEMM=0). Recorded with benchmark results.
 bool tiled_tc_products();

@@ -31,6 +31,7 @@ struct BenchArgs {
   uint64_t seed = 1;
   bool json = false;
   bool no_pdl = false;
+  bool batch_invariant = false;
 };
 
 struct Stat {
@@ -70,6 +71,7 @@ std::vector<PipelineStage> stages_for(const BenchArgs& a, const ModelConfig& sha
 void run_bench(const BenchArgs& a) {
   if (a.batch < 1 || a.prompt_len < 1 || a.gen_len < 2 || a.reps < 1) fail("bench: batch, prompt-len, reps >= 1, gen-len >= 2");
   set_programmatic_launch(!a.no_pdl);
+  set_batch_invariant(a.batch_invariant);
   const auto qopt = precision_to_quant(a.precision);
   const int B = a.batch, P = a.prompt_len, G = a.gen_len, steps = G - 1;
   const ModelConfig shapes = a.synthetic.empty() ? load_model_config(a.model) : preset_config(a.synthetic);
@@ -167,6 +169,7 @@ void run_bench(const BenchArgs& a) {
       {"programmatic_launch", a.device == "cuda" && !a.no_pdl},
       {"tiled_products", a.device == "cuda" && tiled_tc_products()},
       {"tiled_blocks", a.device == "cuda" ? tiled_tc_blocks() : 0},
+      {"batch_invariant", a.batch_invariant},
       {"date", date},
       {"model", a.synthetic.empty() ? a.model : "synthetic:" + a.synthetic},
       {"precision", a.precision.precision->name},
@@ -234,6 +237,8 @@ void register_bench_command(CLI::App& app) {
   cmd->add_option("--seed", a->seed, "random weights and prompts");
   cmd->add_flag("--json", a->json, "print one JSON object");
   cmd->add_flag("--no-pdl", a->no_pdl, "CUDA: launch the kernels of a pass without programmatic dependent launch");
+  cmd->add_flag("--batch-invariant", a->batch_invariant,
+                "the products and attention of eval --batch-invariant (what that mode costs)");
   cmd->add_option("--devices", a->devices,
                   "CUDA: split the layers into a pipeline over these GPUs, e.g. 0,1,2 or all, each taking layers in "
                   "proportion to its free memory (default: the current GPU alone); an id may repeat: 0,0 runs two "

@@ -117,6 +117,7 @@ void run_logits(const LogitsArgs& a) {
     if (id >= m.cfg.vocab) fail("--ids: {} is outside the vocabulary of {}", id, m.cfg.vocab);
   if (auto q = precision_to_quant(resolve_precision(a.engine, checkpoint_quantization(a.model), a.model)))
     quantize_model(m, *q);
+  set_batch_invariant(a.engine.batch_invariant);
   auto fwd_ptr = make_forward(m, a.engine.device);
   ForwardBackend& fwd = *fwd_ptr;
   ForwardBatch b;
@@ -170,6 +171,9 @@ void add_engine_options(CLI::App* cmd, EngineOptions& e) {
                   "rows of one forward step at most, and so sequences live at once: prompts are prefilled in chunks "
                   "beside the decoding sequences, so a long prompt does not stall the others (0 = no limit)")
       ->check(CLI::Range(0, 1 << 24));
+  cmd->add_flag("--batch-invariant", e.batch_invariant,
+                "answers that do not depend on the batch size, prefix reuse or chunked prefill: every product and "
+                "attention sums each row alike (slower prefill of large batches; not with llm-int8)");
   cmd->add_option_function<std::string>(
       "--kv-cache-limit",
       [&e](const std::string& size) { e.kv_cache_limit = plan::parse_memory_size(size, "--kv-cache-limit"); },

@@ -101,6 +101,7 @@ std::unique_ptr<Engine> open_model(const ModelSource& source, EngineOptions opti
                      {"blocksize", used.blocksize},
                      {"compute_dtype", used.compute_dtype},
                      {"quantize_lm_head", used.quantize_lm_head}});
+  if (used.batch_invariant) model_info["batch_invariant"] = true;  // absent when off: earlier runs still resume
   return engine;
 }
 

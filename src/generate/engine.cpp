@@ -46,6 +46,7 @@ Engine::Engine(std::string name, std::unique_ptr<Model> model, std::unique_ptr<F
     fail("{}: tokenizer has {} ids but the model's vocabulary is {}", name_, tok_.vocab_size(),
          model_->cfg.vocab);
   fwd_->set_kv_cache_limit(opt_.kv_cache_limit);
+  set_batch_invariant(opt_.batch_invariant);  // read by the kernels at each step
   for (int id : model_->cfg.eos_ids) eos_.push_back(id);
   for (int32_t id : tok_.eos_ids())
     if (std::find(eos_.begin(), eos_.end(), id) == eos_.end()) eos_.push_back(id);

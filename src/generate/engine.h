@@ -20,6 +20,7 @@ struct EngineOptions : PrecisionOptions {
   bool reuse_prefixes = true;         // prompts that begin alike share the computed prefix (DecodeLoop)
   int max_step_tokens = 0;            // rows of one forward step at most, prompts prefilled in chunks (0: no limit)
   size_t kv_cache_limit = 0;          // bytes the KV cache may hold (0: the device's memory); DecodeLoop preempts
+  bool batch_invariant = false;       // answers independent of the batch (backend.h; process-wide, set by the engine)
 };
 
 class Engine : public TextGenerator {

@@ -17,6 +17,10 @@
 namespace bq::quant {
 
 enum class Scheme { NF4, FP4, Int8 /*weight-only*/, LLMInt8 };
+// Why the backends' batch-invariant mode refuses LLMInt8.
+inline constexpr const char* kLlmInt8DependsOnTheBatch =
+    "--batch-invariant: LLM.int8 picks its outlier columns over the whole batch (as bitsandbytes does), so its "
+    "products depend on the batch; int8 (weight-only) and nf4 do not";
 
 struct QuantOptions {
   Scheme scheme;

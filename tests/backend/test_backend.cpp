@@ -5,6 +5,8 @@
 #include "backend/backend.h"
 #include "backend/cpu/cpu_forward.h"
 #include "core/error.h"
+#include "model/quantize_model.h"
+#include "batch_invariance_check.h"
 #include "prefix_copy_check.h"
 #include "test_util.h"
 #ifdef BIOMEDQ_HAVE_CUDA
@@ -26,6 +28,65 @@ TEST(Backend, RowPositionsFollowTheCachesAndNameBadRows) {
   EXPECT_NE(error({{10}, {0}, {}}).find("token id 10 outside the vocabulary of 10"), std::string::npos);
   EXPECT_NE(error({{1}, {0}, {1}}).find("logit row 1 outside the batch of 1"), std::string::npos);
   EXPECT_NE(error({{1, 2}, {0}, {}}).find("tokens and seq differ in length"), std::string::npos);
+}
+
+// Batch-invariant mode on the CPU: a sequence's logits are the same bits alone, in chunks (one-row steps take the
+// matrix-vector products otherwise), beside other rows and after a copied prefix, at every precision but LLM.int8,
+// which is refused. Off, the one-row steps sum otherwise (the check sees it, so it can fail).
+TEST(Backend, CpuBatchInvariantModeLogitsDoNotDependOnTheStep) {
+  const bool before = batch_invariant();
+  set_batch_invariant(true);
+  for (const char* p : {"bf16", "nf4", "nf4/f16", "int8/bf16", "fp4-nodq"}) {
+    SCOPED_TRACE(p);
+    Model m = synthesize_model(preset_config("tiny"), 31, 0.3f);
+    const std::string name = p;
+    if (name != "bf16") {
+      quant::QuantOptions opt;
+      opt.scheme = name.rfind("int8", 0) == 0 ? quant::Scheme::Int8
+                   : name.rfind("fp4", 0) == 0 ? quant::Scheme::FP4 : quant::Scheme::NF4;
+      opt.double_quant = name.find("nodq") == std::string::npos;
+      opt.compute = name.find("/f16") != std::string::npos ? DType::F16
+                    : name.find("/bf16") != std::string::npos ? DType::BF16 : DType::F32;
+      quantize_model(m, opt);
+    }
+    CpuForward f(m);
+    EXPECT_EQ(test::schedule_differences(f), std::vector<std::string>{});
+  }
+  Model m = synthesize_model(preset_config("tiny"), 31, 0.3f);
+  quant::QuantOptions llm_int8;
+  llm_int8.scheme = quant::Scheme::LLMInt8;
+  quantize_model(m, llm_int8);
+  CpuForward f(m);
+  const int s = f.open_sequence(4);
+  ForwardBatch b{{1, 2, 3}, {s, s, s}, {2}};
+  std::vector<float> logits(static_cast<size_t>(m.cfg.vocab));
+  EXPECT_NE(test::error_of([&] { f.run(b, logits.data()); }).find("outlier columns over the whole batch"),
+            std::string::npos);
+  set_batch_invariant(false);
+  Model plain = synthesize_model(preset_config("tiny"), 31, 0.3f);
+  CpuForward g(plain);
+  EXPECT_FALSE(test::schedule_differences(g).empty()) << "without the mode, one-row steps sum otherwise";
+  set_batch_invariant(before);
+}
+
+// The target on the CPU: the trained fixture model's greedy answers (10 prompts), bf16 and nf4, are the same
+// at any batch size, with and without prefix reuse and chunked prefill, in batch-invariant mode.
+TEST(Backend, CpuBatchInvariantModeGreedyAnswersDoNotDependOnTheBatch) {
+  const bool before = batch_invariant();
+  set_batch_invariant(true);
+  for (const char* p : {"bf16", "nf4/f16"}) {
+    SCOPED_TRACE(p);
+    Model m = load_model(test::source_dir() / "tests/fixtures/trained-llama");
+    if (std::string(p) != "bf16") {
+      quant::QuantOptions opt;
+      opt.scheme = quant::Scheme::NF4;
+      opt.compute = DType::F16;
+      quantize_model(m, opt);
+    }
+    CpuForward f(m);
+    EXPECT_EQ(test::greedy_answer_differences(f, 10), std::vector<std::string>{});
+  }
+  set_batch_invariant(before);
 }
 
 // A prompt continued from a copied prefix gets the logits of the whole prompt: each position's keys and values depend

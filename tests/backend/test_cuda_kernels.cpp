@@ -418,6 +418,90 @@ TEST(CudaTcGemm, BatchInvariantDeterministicGrouped) {
   }
 }
 
+// Batch-invariant mode (set_batch_invariant) for a test's lifetime.
+struct BatchInvariantOn {
+  const bool before = batch_invariant();
+  BatchInvariantOn() { set_batch_invariant(true); }
+  ~BatchInvariantOn() { set_batch_invariant(before); }
+};
+
+// In batch-invariant mode every tensor-core product, bf16 weights too, runs as the tiled kernel in launches of up to
+// kTcGemmTokens tokens, for any number of tokens: against the reference (bf16 weights: x rounded to bf16, the sums
+// left in fp32), then the bits of each token's result whatever the tokens around it: the products of windows of
+// 1..100 tokens, at several offsets, equal the same rows of one product of 150.
+TEST(CudaBatchInvariant, TiledProductsOfAnyRowsMatchReferenceAndEachOther) {
+  REQUIRE_GPU();
+  BatchInvariantOn on;
+  std::mt19937 rng(std::random_device{}());
+  const int most = 150;
+  for (const TcCase& pc : {TcCase{"bf16", Compute::F32, 300, 1536}, TcCase{"bf16", Compute::F32, 37, 128},
+                           TcCase{"nf4", Compute::F16, 600, 4096}, TcCase{"int8", Compute::F16, 41, 256},
+                           TcCase{"nf4", Compute::BF16, 33, 384}}) {
+    SCOPED_TRACE(pc.kind + " " + std::to_string(pc.rows) + "x" + std::to_string(pc.cols));
+    auto t = make_weight(pc.kind, pc.rows, pc.cols, rng);
+    if (pc.kind != "bf16") t->w.compute = pc.compute;
+    const Compute c = product_compute(t->w);
+    ASSERT_EQ(c, pc.kind == "bf16" ? Compute::BF16 : pc.compute);
+    ASSERT_TRUE(matvec_tc_supported(t->w, most));
+    std::vector<float> wf(size_t(pc.rows * pc.cols));
+    if (pc.kind == "bf16")
+      for (size_t i = 0; i < wf.size(); ++i) wf[i] = bf16_to_f32(t->bf16[i]);
+    else
+      quant::dequantize(t->q, wf.data());
+    auto x = randn(size_t(most) * size_t(pc.cols), rng);
+    std::vector<float> ref = tc_reference(x, wf, most, pc.rows, pc.cols, c);
+    if (pc.kind == "bf16") {  // the same sums, not rounded to bf16 at the end
+      std::vector<float> xr(x.size());
+      for (size_t i = 0; i < x.size(); ++i) xr[i] = round_compute(x[i], c);
+      for (int i = 0; i < most; ++i)
+        for (int64_t r = 0; r < pc.rows; ++r) {
+          double sum = 0;
+          for (int64_t k = 0; k < pc.cols; ++k) sum += double(xr[size_t(i * pc.cols + k)]) * wf[size_t(r * pc.cols + k)];
+          ref[size_t(i * pc.rows + r)] = float(sum);
+        }
+    }
+    TcBuffers tcb(size_t(most) * size_t(pc.cols));
+    auto dx = to_device(x);
+    DeviceArray<float> all(size_t(most * pc.rows), "test"), part(size_t(most * pc.rows), "test");
+    MatvecTarget ta{&t->w, all.get(), nullptr};
+    matvec_tc(&ta, 1, dx.get(), most, false, tcb.scratch(), nullptr);
+    const auto whole = to_host(all, all.size());
+    EXPECT_LT(rel_err(whole, ref), pc.kind == "bf16" ? 1e-5 : pc.compute == Compute::F16 ? 3e-3 : 2.5e-2);
+    for (auto [offset, n] : {std::pair{0, 1}, {0, 16}, {0, 17}, {0, 64}, {0, 65}, {5, 1}, {37, 3}, {63, 2}, {49, 100}}) {
+      MatvecTarget tp{&t->w, part.get(), nullptr};
+      matvec_tc(&tp, 1, dx.get() + int64_t(offset) * pc.cols, n, false, tcb.scratch(), nullptr);
+      const auto got = to_host(part, size_t(n * pc.rows));
+      EXPECT_TRUE(std::equal(got.begin(), got.end(), whole.begin() + int64_t(offset) * pc.rows))
+          << n << " tokens from token " << offset;
+    }
+    EXPECT_TRUE(tcb.counters_zero());
+  }
+}
+
+// Widths the tiled kernel does not take run, in batch-invariant mode, as the CUDA-core kernel in launches of up to
+// 32 rows (Stage::linear): its sums do not depend on the tokens of the launch either. The bits of each token's result
+// in launches of 1, 3, 16, 17 and 32 tokens, against one launch of 32.
+TEST(CudaBatchInvariant, CudaCoreProductsOfAnyRowsEqualEachOther) {
+  REQUIRE_GPU();
+  std::mt19937 rng(std::random_device{}());
+  for (const MatvecCase& pc : {MatvecCase{"bf16", 130, 200}, MatvecCase{"nf4", 37, 64}, MatvecCase{"int8", 41, 1000},
+                               MatvecCase{"bf16", 64, 4101}}) {
+    SCOPED_TRACE(pc.kind + " " + std::to_string(pc.rows) + "x" + std::to_string(pc.cols));
+    auto t = make_weight(pc.kind, pc.rows, pc.cols, rng);
+    const int most = kMatvecMaxRows;
+    auto dx = to_device(randn(size_t(most) * size_t(pc.cols), rng));
+    DeviceArray<float> all(size_t(most * pc.rows), "test"), part(size_t(most * pc.rows), "test");
+    matvec(t->w, dx.get(), most, nullptr, all.get(), false, nullptr, nullptr);
+    const auto whole = to_host(all, all.size());
+    for (auto [offset, n] : {std::pair{0, 1}, {4, 3}, {0, 16}, {15, 17}, {31, 1}}) {
+      matvec(t->w, dx.get() + int64_t(offset) * pc.cols, n, nullptr, part.get(), false, nullptr, nullptr);
+      const auto got = to_host(part, size_t(n * pc.rows));
+      EXPECT_TRUE(std::equal(got.begin(), got.end(), whole.begin() + int64_t(offset) * pc.rows))
+          << n << " tokens from token " << offset;
+    }
+  }
+}
+
 // LLM.int8 prefill through cuBLAS' int8 product (exact int32), the rescaling epilogue and the gathered outlier GEMM:
 // the CPU's numbers, also when the output rows do not fit the accumulator scratch at once (chunks), and when not even
 // the gathered outlier columns fit it (the epilogue's own outlier loop).

@@ -7,6 +7,7 @@
 #include <omp.h>
 
 #include <algorithm>
+#include <atomic>
 #include <cmath>
 #include <vector>
 
@@ -120,12 +121,19 @@ float dot_row(const void* w, DType t, int64_t row, int64_t cols, const float* x)
 constexpr int64_t kMatvecMaxRows = 3;  // up to here each weight row is read once and dotted with every input row
 constexpr int64_t kBlockRows = 64;     // weight rows widened to fp32 at a time by each thread
 
+namespace {
+std::atomic<bool> g_batch_invariant{false};
+}  // namespace
+
+void set_batch_invariant(bool on) { g_batch_invariant = on; }
+bool batch_invariant() { return g_batch_invariant; }
+
 size_t matmul_thread_scratch_floats(int64_t n, DType wt, int64_t cols) {
-  return n <= kMatvecMaxRows || wt == DType::F32 ? 0 : size_t(kBlockRows * cols);
+  return n <= kMatvecMaxRows || wt == DType::F32 || batch_invariant() ? 0 : size_t(kBlockRows * cols);
 }
 
 void matmul(const float* x, int64_t n, const void* w, DType wt, int64_t rows, int64_t cols, float* y) {
-  if (n <= kMatvecMaxRows) {
+  if (n <= kMatvecMaxRows || batch_invariant()) {
     // Decode: memory-bound, each weight row read once and dotted with every input row.
 #pragma omp parallel for schedule(static)
     for (int64_t r = 0; r < rows; ++r)

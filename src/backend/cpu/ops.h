@@ -8,8 +8,16 @@
 
 namespace bq::cpu {
 
+// Batch-invariant products (--batch-invariant): every output is summed alike whatever the number of rows n, so that a
+// row's results, and greedy answers, do not depend on the rest of its batch: matmul dots each row for every n (no
+// BLAS), quant::matmul takes its tiled path for every n, LLM.int8 is refused (quant::kLlmInt8DependsOnTheBatch).
+// Process-wide; backend.h's set_batch_invariant sets it with the CUDA backend's.
+void set_batch_invariant(bool on);
+bool batch_invariant();
+
 // y[n, rows] = x[n, cols] · Wᵀ, W row-major [rows, cols] of type `wt` (F32/F16/BF16), fp32 accumulation.
-// n < 4 runs as a multithreaded matrix-vector product; larger n widens blocks of W to fp32 for BLAS.
+// n < 4 (any n in batch-invariant mode) runs as a multithreaded matrix-vector product; larger n widens blocks of W to
+// fp32 for BLAS.
 void matmul(const float* x, int64_t n, const void* w, DType wt, int64_t rows, int64_t cols, float* y);
 // fp32 elements of the block buffer each OpenMP thread of that matmul holds (host-memory account, planner).
 size_t matmul_thread_scratch_floats(int64_t n, DType wt, int64_t cols);

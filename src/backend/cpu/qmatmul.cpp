@@ -13,6 +13,8 @@
 #include <cmath>
 #include <vector>
 
+#include "backend/cpu/ops.h"
+#include "core/error.h"
 #include "core/host_memory.h"
 
 namespace bq::quant {
@@ -387,7 +389,7 @@ size_t matmul_scratch_bytes(Scheme s, DType compute, int64_t n, int64_t cols, in
   if (n <= 0) return 0;
   const size_t rounded_x = compute == DType::F32 ? 0 : size_t(n * cols) * sizeof(float);
   if (s == Scheme::LLMInt8) return rounded_x + size_t(n * cols) + size_t(n) * sizeof(float);
-  return rounded_x + (n == 1 ? 0 : size_t(threads) * size_t(kTileRows * cols) * sizeof(float));
+  return rounded_x + (n == 1 && !cpu::batch_invariant() ? 0 : size_t(threads) * size_t(kTileRows * cols) * sizeof(float));
 }
 
 void set_force_portable(bool on) { g_force_portable = on; }
@@ -397,18 +399,24 @@ namespace {
 
 void matmul_f32(const QuantizedMatrix& w, const float* x, int64_t n, float* y) {
   const bool avx2 = using_avx2();
-  if (w.scheme == Scheme::LLMInt8) return matmul_llm_int8(w, x, n, y, avx2);
+  if (w.scheme == Scheme::LLMInt8) {
+    if (cpu::batch_invariant()) fail("{}", kLlmInt8DependsOnTheBatch);
+    return matmul_llm_int8(w, x, n, y, avx2);
+  }
+  // One row as a matrix-vector product, except in batch-invariant mode: there every n takes the tiles, whose sums
+  // are the same for any number of tokens.
+  const bool one_row = n == 1 && !cpu::batch_invariant();
   std::array<float, 16> code{};
   if (w.scheme != Scheme::Int8) code = code4(w.scheme);
   const int64_t rows = w.rows, cols = w.cols;
-  if (n == 1 && avx2 && w.scheme != Scheme::Int8 && cols % 32 == 0 && w.blocksize % 32 == 0) {
+  if (one_row && avx2 && w.scheme != Scheme::Int8 && cols % 32 == 0 && w.blocksize % 32 == 0) {
     const BytePlanes bp = make_byte_planes(code.data());
     const std::vector<float> xp = nibble_order_x(x, cols);
 #pragma omp parallel for schedule(static)
     for (int64_t r = 0; r < rows; ++r) y[r] = row_dot_shuffled_avx2(w, bp, r, xp.data());
     return;
   }
-  if (n == 1) {
+  if (one_row) {
 #pragma omp parallel for schedule(static)
     for (int64_t r = 0; r < rows; ++r)
       y[r] = avx2 ? row_dot_avx2(w, code.data(), r, x) : row_dot_portable(w, code.data(), r, x);

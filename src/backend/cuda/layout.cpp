@@ -50,7 +50,7 @@ size_t tc_gemm_partial_floats_most(const ModelConfig& c) {
 }
 
 CudaScratchElems cuda_scratch_elems(const ModelConfig& c, int rows, int attention_rows, int splits, int logit_rows,
-                                    bool quantized) {
+                                    bool quantized, bool batch_invariant) {
   const size_t n = size_t(rows), H = size_t(c.hidden), Q = size_t(c.q_dim()), KV = size_t(c.kv_dim()),
                I = size_t(c.intermediate);
   const size_t widest = std::max({H, Q, I}), NL = size_t(logit_rows);
@@ -75,6 +75,11 @@ CudaScratchElems cuda_scratch_elems(const ModelConfig& c, int rows, int attentio
     s.last = NL * H;
     s.logits = NL * size_t(c.vocab);
     s.argmax = NL;
+  }
+  if (batch_invariant) {  // every product on the tiled kernel (ops.h: set_batch_invariant), bf16 ones too
+    s.tc_partial = tc_gemm_partial_floats_most(c);
+    s.tc_counters = std::max({Q + 2 * KV, 2 * I, H, size_t(c.vocab)}) / kTcTileRows + 3;
+    return s;
   }
   if (quantized && rows <= kTcGemmMaxRows) {
     // k-split partials, and one arrival counter per row tile of the widest launch (q, k, v together; gate, up

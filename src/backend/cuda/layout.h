@@ -78,12 +78,14 @@ struct AttentionTile {
   int first_row = 0, rows = 0;
 };
 // The tiles of a pass: its rows' sequences in order, and whether each row is a prompt row (its sequence has more
-// than one row in the batch, so that decode steps, one row per sequence, keep the decode kernel).
+// than one row in the batch, so that decode steps, one row per sequence, keep the decode kernel; every row in
+// batch-invariant mode).
 std::vector<AttentionTile> attention_tiles(const std::vector<int>& seq, const std::vector<bool>& prompt_row);
 
 // Elements of each activation buffer of a pass of `rows` rows, of which `attention_rows` take the decode attention
 // kernel (the others a prompt tile), with `splits` attention splits and `logit_rows` logit rows (0: a pipeline stage
-// without lm_head); `quantized`: some decoder linear is not bf16 (prefill dequantizes weight tiles).
+// without lm_head); `quantized`: some decoder linear is not bf16 (prefill dequantizes weight tiles);
+// `batch_invariant`: every product on the tiled kernel (ops.h), no dequantized tiles.
 struct CudaScratchElems {
   size_t x = 0, xn = 0, q = 0, att = 0, k = 0, v = 0, gate = 0, up = 0, partial = 0, last = 0, logits = 0, sca = 0,
          tc_partial = 0;                                               // fp32
@@ -96,7 +98,7 @@ struct CudaScratchElems {
   size_t bytes() const;
 };
 CudaScratchElems cuda_scratch_elems(const ModelConfig& c, int rows, int attention_rows, int splits, int logit_rows,
-                                    bool quantized);
+                                    bool quantized, bool batch_invariant = false);
 
 // The most rows of one prefill pass of model c (kMinRowsPerPass .. kMostRowsPerPass, see there).
 int max_rows_per_pass(const ModelConfig& c);

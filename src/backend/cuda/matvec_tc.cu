@@ -20,6 +20,7 @@
 
 #include <algorithm>
 #include <cstdlib>
+#include <limits>
 #include <string>
 
 #include "backend/cuda/check.h"
@@ -219,15 +220,28 @@ bool g_tc_gemm = [] {
 void set_tc_gemm(bool on) { g_tc_gemm = on; }
 bool tc_gemm_enabled() { return g_tc_gemm; }
 
+namespace {
+bool g_batch_invariant = false;
+}  // namespace
+
+void set_batch_invariant(bool on) { g_batch_invariant = on; }
+bool batch_invariant() { return g_batch_invariant; }
+
+Compute product_compute(const DeviceWeight& w) {
+  return g_batch_invariant && w.kind == WeightKind::BF16 ? Compute::BF16 : w.compute;
+}
+
 bool matvec_tc_supported(const DeviceWeight& w, int n) {
-  if (n < 1 || n > (g_tc_gemm ? kTcGemmMaxRows : kMatvecMaxRows)) return false;
-  if (w.compute == Compute::F32 || w.in % kRoundElems != 0) return false;
+  const int most = g_batch_invariant ? std::numeric_limits<int>::max() : g_tc_gemm ? kTcGemmMaxRows : kMatvecMaxRows;
+  if (n < 1 || n > most) return false;
+  if (product_compute(w) == Compute::F32 || w.in % kRoundElems != 0) return false;
   if (uint64_t(w.out) * uint64_t(w.in) >> 32) return false;  // 32-bit element indices
   switch (w.kind) {
     case WeightKind::Int8: return aligned16(w.cb) && aligned16(w.scb);
     case WeightKind::Q4:
       return aligned16(w.packed) && q4_blocks_vectorizable(w);
-    default: return false;  // bf16: the CUDA-core kernel and cuBLAS; LLM.int8: its own decomposition
+    case WeightKind::BF16: return g_batch_invariant && aligned16(w.bf16);  // else the CUDA-core kernel and cuBLAS
+    default: return false;  // LLM.int8: its own decomposition
   }
 }
 
@@ -236,7 +250,7 @@ bool matvec_tc_can_share(const MatvecTarget* targets, int count, int n) {
   const DeviceWeight& w0 = *targets[0].w;
   for (int i = 0; i < count; ++i) {
     const DeviceWeight& w = *targets[i].w;
-    if (!matvec_tc_supported(w, n) || w.kind != w0.kind || w.in != w0.in || w.compute != w0.compute ||
+    if (!matvec_tc_supported(w, n) || w.kind != w0.kind || w.in != w0.in || product_compute(w) != product_compute(w0) ||
         (w.kind == WeightKind::Q4 && (w.code != w0.code || w.dyn_map != w0.dyn_map)))
       return false;
   }
@@ -255,17 +269,19 @@ void matvec_tc(const MatvecTarget* targets, int count, const float* x, int n, bo
   for (int i = 0; i < count; ++i) {
     const DeviceWeight& w = *targets[i].w;
     G.w[i] = with_block_shift(w);
+    G.w[i].compute = product_compute(w);
     G.y[i] = targets[i].y;
     G.bias[i] = targets[i].bias;
     G.tiles_before[i + 1] = G.tiles_before[i] + int((w.out + kTileRows - 1) / kTileRows);
   }
   const int64_t elems = int64_t(n) * w0.in;
-  const bool bf = w0.compute == Compute::BF16;
+  const bool bf = product_compute(w0) == Compute::BF16;
   if (x) {
     const dim3 blocks(unsigned((elems / 2 + 255) / 256)), threads(256);
     if (bf) pdl_launch(to_compute_kernel<true>, blocks, threads, st, x, elems, s.xh);
     else pdl_launch(to_compute_kernel<false>, blocks, threads, st, x, elems, s.xh);
   }
+  if (g_batch_invariant) return tc::launch_gemm_rows(G, s.xh, n, accumulate, s, st);
   if (g_tc_gemm && n > kTcStreamMaxRows) return tc::launch_gemm(G, s.xh, n, accumulate, s, st);  // one launch
   const uint32_t* xw = reinterpret_cast<const uint32_t*>(s.xh);
   if (w0.kind == WeightKind::Q4)

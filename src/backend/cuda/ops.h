@@ -87,6 +87,18 @@ bool tc_gemm_enabled();
 // BIOMEDQ_TC_GEMM_BLOCKS=2 sets 2 from the start; set_tc_gemm_blocks with anything but 1 or 2 is an Error.
 void set_tc_gemm_blocks(int blocks);
 int tc_gemm_blocks();
+// Batch-invariant products and attention (--batch-invariant): a row's results, and so greedy answers, do not depend
+// on the other rows of its step (the batch, prefix reuse, chunked prefill). Every product runs as the tiled
+// tensor-core kernel in launches of up to kTcGemmTokens rows, whose sums follow the weights' shape only (split.h),
+// bf16 weights too (activations rounded to bf16, fp32 sums, as cuBLAS); widths it does not take (not a multiple of
+// 128, fp32 compute) run as the CUDA-core kernel in launches of up to 16 rows, whose sums do not depend on the rows
+// either. Every row's attention is the prompt kernel's (tiles of one sequence's rows, keys walked in order). LLM.int8
+// is refused: bitsandbytes picks its outlier columns over the whole batch. Off by default: prefill of large batches
+// is slower than through cuBLAS. Process-wide, like set_tc_gemm.
+void set_batch_invariant(bool on);
+bool batch_invariant();
+// The 16-bit dtype a tensor-core product of w rounds to: w.compute, or bf16 for bf16 weights in batch-invariant mode.
+Compute product_compute(const DeviceWeight& w);
 // Whether these weights (same input) can share one matvec_tc launch: all supported, same kind, width, compute
 // dtype and code tables, at most three.
 bool matvec_tc_can_share(const MatvecTarget* targets, int count, int n);

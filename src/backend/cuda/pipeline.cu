@@ -114,17 +114,19 @@ const float* Pipeline::run(const ForwardBatch& b) {
     if (S > 1) synchronize();
   };
 
-  // Prompt rows (a sequence's rows when it has more than one in the batch) take the tensor-core attention.
+  // Prompt rows (a sequence's rows when it has more than one in the batch) take the tensor-core attention; every
+  // row does in batch-invariant mode, so that a row's attention does not depend on how its prompt was cut.
   std::vector<int> rows_of_seq(seqs.size());
   for (int sq : b.seq) ++rows_of_seq[size_t(sq)];
-  const bool tiles_possible = prefill_attention_supported(c.head_dim);
+  const bool tiles_possible = prefill_attention_supported(c.head_dim), all_tiles = tiles_possible && batch_invariant();
 
   const int per_sequence = max_sequence_rows_per_pass(c), max_rows = max_rows_per_pass(c);
   for (int r0 = 0, n = 0; r0 < R; r0 += n) {
     n = pass_end(b, r0, max_rows, per_sequence) - r0;
     const std::vector<int> pass_seq(b.seq.begin() + r0, b.seq.begin() + r0 + n);
     std::vector<bool> prompt_row(static_cast<size_t>(n));
-    for (int i = 0; i < n; ++i) prompt_row[size_t(i)] = tiles_possible && rows_of_seq[size_t(pass_seq[size_t(i)])] > 1;
+    for (int i = 0; i < n; ++i)
+      prompt_row[size_t(i)] = all_tiles || (tiles_possible && rows_of_seq[size_t(pass_seq[size_t(i)])] > 1);
     const std::vector<AttentionTile> tiles = attention_tiles(pass_seq, prompt_row);
     const AttentionWork work{int(tiles.size()),
                              std::find(prompt_row.begin(), prompt_row.end(), false) != prompt_row.end()};

@@ -55,7 +55,7 @@ void Stage::ensure_scratch(int n, int attention_rows, int splits, int n_logits,
                            const std::function<void()>& before_growing) {
   bool quantized = false;
   for (auto& L : layers) quantized |= L.quantized();
-  const CudaScratchElems e = cuda_scratch_elems(cfg, n, attention_rows, splits, n_logits, quantized);
+  const CudaScratchElems e = cuda_scratch_elems(cfg, n, attention_rows, splits, n_logits, quantized, batch_invariant());
   bool grew = false;
   // A buffer that could not grow (OutOfMemory, which the decode loop may recover from by preempting a sequence) is
   // left empty, to grow at the next pass; the graphs captured with the buffers before go either way.
@@ -106,7 +106,8 @@ void Stage::run_pass(int n, int splits, AttentionWork work, const std::vector<in
     return;
   }
   // The products' kernels depend on the tiled-product settings too (the tests and benchmarks change them).
-  std::vector<int> key = {n, splits, first_logit, work.tiles, work.decode_rows, tc_gemm_enabled(), tc_gemm_blocks()};
+  std::vector<int> key = {n,           splits, first_logit, work.tiles, work.decode_rows, tc_gemm_enabled(),
+                          tc_gemm_blocks(), batch_invariant()};
   auto it = graphs.find(key);
   if (it == graphs.end()) {
     cudaGraph_t g;

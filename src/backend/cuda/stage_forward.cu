@@ -1,11 +1,13 @@
 // A stage's layers: the forward math of backend/cpu/cpu_forward.cpp as a flat list of the kernels of ops.h, and the
-// choice of kernel for each product (tensor-core matvec, CUDA-core matvec, LLM.int8's decomposition, cuBLAS GEMM).
+// choice of kernel for each product (tensor-core matvec, CUDA-core matvec, LLM.int8's decomposition, cuBLAS GEMM;
+// in batch-invariant mode only the first two, ops.h).
 #include <algorithm>
 #include <cstdlib>
 
 #include "backend/cuda/layout.h"
 #include "backend/cuda/stage.h"
 #include "core/error.h"
+#include "quant/quant.h"
 
 namespace bq::cuda {
 
@@ -15,7 +17,7 @@ uint16_t* out16_if(Compute c, uint16_t* p) { return c == Compute::F32 ? nullptr 
 
 // Whether linear() multiplies by w through cuBLAS from a bf16 copy of the input (a prefill pass).
 bool cublas_product(const DeviceWeight& w, int n) {
-  if (w.kind == WeightKind::LLMInt8 || matvec_tc_supported(w, n)) return false;
+  if (w.kind == WeightKind::LLMInt8 || batch_invariant() || matvec_tc_supported(w, n)) return false;
   return n > (w.kind == WeightKind::BF16 ? kBf16MatvecMaxRows : kMatvecMaxRows);
 }
 
@@ -48,9 +50,9 @@ TcScratch Stage::tc_scratch() {
 Compute Stage::product_input(std::initializer_list<const DevLinear*> ls, int n) const {
   if (std::all_of(ls.begin(), ls.end(), [&](const DevLinear* L) { return cublas_product(L->w, n); }))
     return Compute::BF16;
-  const Compute c = (*ls.begin())->w.compute;
+  const Compute c = product_compute((*ls.begin())->w);
   for (const DevLinear* L : ls)
-    if (!matvec_tc_supported(L->w, n) || L->w.compute != c) return Compute::F32;
+    if (!matvec_tc_supported(L->w, n) || product_compute(L->w) != c) return Compute::F32;
   return c;
 }
 
@@ -63,6 +65,7 @@ void Stage::linear(const DevLinear& L, const float* xin, int n, float* y, bool a
     return matvec_tc(&t, 1, have16 ? nullptr : xin, n, accumulate, tc_scratch(), st);
   }
   if (w.kind == WeightKind::LLMInt8) {
+    if (batch_invariant()) fail("{}", quant::kLlmInt8DependsOnTheBatch);
     // bitsandbytes' decomposition over the whole batch, then the int8 product a few rows at a time.
     llm_int8_prepare(xin, n, int(w.in), w.threshold, s8, st);
     // Prefill: the int32 products through cuBLAS into the (then idle) dequantization tile.
@@ -76,6 +79,12 @@ void Stage::linear(const DevLinear& L, const float* xin, int n, float* y, bool a
       matvec(w, xin + int64_t(r0) * w.in, std::min(kMatvecMaxRows, n - r0), bias, y + int64_t(r0) * w.out,
              accumulate, &part, st);
     }
+    return;
+  }
+  if (batch_invariant()) {  // widths the tensor-core kernel does not take: the CUDA-core kernel's sums ignore the rows
+    for (int r0 = 0; r0 < n; r0 += kMatvecMaxRows)
+      matvec(w, xin + int64_t(r0) * w.in, std::min(kMatvecMaxRows, n - r0), bias, y + int64_t(r0) * w.out, accumulate,
+             nullptr, st);
     return;
   }
   if (!cublas_product(w, n)) return matvec(w, xin, n, bias, y, accumulate, nullptr, st);

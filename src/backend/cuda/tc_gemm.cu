@@ -1,7 +1,8 @@
-// The tiled tensor-core product for 17..64 tokens a launch (batched decode, short prompt chunks): y[n, out] =
-// x[n, in] · Wᵀ with 4-bit or int8 weights dequantized in registers straight from bitsandbytes' layout, the same
-// arithmetic as the stream-k kernel (tc_product.cuh): activations and weights in the 16-bit compute dtype, fp32
-// sums, the result rounded to the compute dtype.
+// The tiled tensor-core product for 17..64 tokens a launch (batched decode, short prompt chunks; in batch-invariant
+// mode every product, in launches of up to 64): y[n, out] = x[n, in] · Wᵀ with 4-bit or int8 weights dequantized in
+// registers straight from bitsandbytes' layout (or bf16 weights as stored), the same arithmetic as the stream-k kernel
+// (tc_product.cuh): activations and weights in the 16-bit compute dtype, fp32 sums, the result rounded to the compute
+// dtype (bf16 weights: left in fp32).
 //
 // Why a second kernel: the stream-k kernel (matvec_tc.cu) has every lane load its tokens' activations from global
 // memory each round, so from 17 tokens on it moves 8-16 times more activation bytes through L1 than weight bytes
@@ -22,6 +23,7 @@
 #include <cuda_bf16.h>
 #include <cuda_fp16.h>
 
+#include <algorithm>
 #include <cstdlib>
 #include <string>
 
@@ -232,10 +234,15 @@ void launch(const Group& G, const uint16_t* xh, int n, bool accumulate, const Tc
 
 template <WeightKind K, bool BF>
 void launch_tokens(const Group& G, const uint16_t* xh, int n, bool accumulate, const TcScratch& s, cudaStream_t st) {
-  if (n <= 32)
-    return g_blocks == 2 ? launch<K, BF, 4, 1, 2>(G, xh, n, accumulate, s, st)
-                         : launch<K, BF, 4, 2, 1>(G, xh, n, accumulate, s, st);
-  return launch<K, BF, 8, 2, 1>(G, xh, n, accumulate, s, st);
+  if constexpr (K == WeightKind::BF16) {  // 64 bytes a lane and row a round: one round in registers (158-216 a thread)
+    if (n <= 32) return launch<K, BF, 4, 1, 1>(G, xh, n, accumulate, s, st);
+    return launch<K, BF, 8, 1, 1>(G, xh, n, accumulate, s, st);
+  } else {
+    if (n <= 32)
+      return g_blocks == 2 ? launch<K, BF, 4, 1, 2>(G, xh, n, accumulate, s, st)
+                           : launch<K, BF, 4, 2, 1>(G, xh, n, accumulate, s, st);
+    return launch<K, BF, 8, 2, 1>(G, xh, n, accumulate, s, st);
+  }
 }
 
 }  // namespace
@@ -243,11 +250,24 @@ void launch_tokens(const Group& G, const uint16_t* xh, int n, bool accumulate, c
 void launch_gemm(const Group& G, const uint16_t* xh, int n, bool accumulate, const TcScratch& s, cudaStream_t st) {
   if (n < 1 || n > kTcGemmTokens) fail("tc_gemm: {} tokens in one launch (1..{})", n, kTcGemmTokens);
   const bool bf = G.w[0].compute == Compute::BF16;
+  if (G.w[0].kind == WeightKind::BF16) {
+    if (!bf) fail("tc_gemm: bf16 weights take bf16 compute");
+    return launch_tokens<WeightKind::BF16, true>(G, xh, n, accumulate, s, st);
+  }
   if (G.w[0].kind == WeightKind::Q4)
     return bf ? launch_tokens<WeightKind::Q4, true>(G, xh, n, accumulate, s, st)
               : launch_tokens<WeightKind::Q4, false>(G, xh, n, accumulate, s, st);
   return bf ? launch_tokens<WeightKind::Int8, true>(G, xh, n, accumulate, s, st)
             : launch_tokens<WeightKind::Int8, false>(G, xh, n, accumulate, s, st);
+}
+
+void launch_gemm_rows(const Group& G, const uint16_t* xh, int n, bool accumulate, const TcScratch& s, cudaStream_t st) {
+  const int64_t in = G.w[0].in;
+  for (int r0 = 0; r0 < n; r0 += kTcGemmTokens) {
+    Group part = G;
+    for (int i = 0; i < G.count; ++i) part.y[i] = G.y[i] + int64_t(r0) * G.w[i].out;
+    launch_gemm(part, xh + int64_t(r0) * in, std::min(kTcGemmTokens, n - r0), accumulate, s, st);
+  }
 }
 
 }  // namespace bq::cuda::tc

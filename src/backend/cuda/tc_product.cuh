@@ -2,8 +2,8 @@
 // group, the 4-bit lookup table, a lane's weight bytes of one round and the 16-bit pairs made of them, the epilogue.
 //
 // A round is 128 k elements of a 16-row tile. Lane (g, t) of a warp holds, for rows g and g + 8, the 32 consecutive
-// elements t·32.. of the round: one 16-byte load per row of 4-bit codes (two of int8), straight from bitsandbytes'
-// layout. An m16n8k16 mma sums over 16 k indices; step i of a round gives k indices 2t, 2t + 1 the lane's elements
+// elements t·32.. of the round: one 16-byte load per row of 4-bit codes (two of int8, four of bf16), straight from
+// bitsandbytes' layout. An m16n8k16 mma sums over 16 k indices; step i of a round gives k indices 2t, 2t + 1 the lane's elements
 // 4i, 4i + 1 and k indices 2t + 8, 2t + 9 its elements 4i + 2, 4i + 3. Any assignment of real columns to k indices
 // gives the same sum as long as the weights (A) and the activations (B) agree, so the activations of token g for
 // step i are the same four elements of the token's row.
@@ -54,7 +54,7 @@ __device__ __forceinline__ float round_to(float v) {
 // Bytes per lane per round and row: 32 elements.
 template <WeightKind K>
 __host__ __device__ constexpr int lane_bytes() {
-  return K == WeightKind::Q4 ? 16 : 32;
+  return K == WeightKind::Q4 ? 16 : K == WeightKind::BF16 ? 64 : 32;
 }
 
 // Pair p (elements 2p, 2p + 1 of the lane's 32) as two 16-bit values, weights of one row. lane4: the lane's byte
@@ -62,7 +62,9 @@ __host__ __device__ constexpr int lane_bytes() {
 template <WeightKind K, bool BF>
 __device__ __forceinline__ uint32_t weight_pair(const uint32_t* words, int p, uint32_t scale2, const char* lut,
                                                 uint32_t lane4) {
-  if constexpr (K == WeightKind::Q4) {
+  if constexpr (K == WeightKind::BF16) {
+    return words[p];  // elements 2p (low half) and 2p + 1, as stored
+  } else if constexpr (K == WeightKind::Q4) {
     // Address byte 0: lane4, byte 1: weight byte p % 4 (high nibble: element 2p), bytes 2 and 3: zero.
     const uint32_t at = __byte_perm(words[p / 4], lane4, 0x5504u | (unsigned(p % 4) << 4));
     return mul2<BF>(*reinterpret_cast<const uint32_t*>(lut + at), scale2);
@@ -121,7 +123,9 @@ struct LoadCursor {
     tile = tile_, round = round_;
     const TileRef r = tile_ref(G, tile, g);
     const DeviceWeight& w = G.w[r.wi];
-    const uint8_t* base = K == WeightKind::Q4 ? w.packed : reinterpret_cast<const uint8_t*>(w.cb);
+    const uint8_t* base = K == WeightKind::Q4     ? w.packed
+                          : K == WeightKind::BF16 ? reinterpret_cast<const uint8_t*>(w.bf16)
+                                                  : reinterpret_cast<const uint8_t*>(w.cb);
     const int64_t row_bytes = w.in * LB / 32, off = int64_t(round) * 4 * LB + t * LB;
     pa = base + r.ra * row_bytes + off;
     pb = base + r.rb * row_bytes + off;
@@ -159,7 +163,8 @@ struct LoadCursor {
   }
 };
 
-// The finished sums of a tile: int8 row scale, rounding to the compute dtype, bias, store or accumulate.
+// The finished sums of a tile: int8 row scale, rounding to the compute dtype (not for bf16 weights, whose products
+// stay fp32 as cuBLAS returns them), bias, store or accumulate.
 template <WeightKind K, bool BF, int NTILES>
 __device__ __forceinline__ void store_tile(const float (&c)[NTILES][4], const Group& G, const TileRef& r, int n,
                                            bool accumulate, int g, int t) {
@@ -175,7 +180,7 @@ __device__ __forceinline__ void store_tile(const float (&c)[NTILES][4], const Gr
       if (row >= w.out || token >= n) continue;
       float v = c[j][k];
       if constexpr (K == WeightKind::Int8) v *= w.scb[row] / 127.0f;
-      v = round_to<BF>(v);  // bitsandbytes' product leaves in the compute dtype
+      if constexpr (K != WeightKind::BF16) v = round_to<BF>(v);  // bitsandbytes' product leaves in the compute dtype
       if (bias) v += bias[row];
       const int64_t idx = int64_t(token) * w.out + row;
       y[idx] = accumulate ? y[idx] + v : v;
@@ -224,7 +229,11 @@ __global__ void to_compute_kernel(const float* __restrict__ x, int64_t n, uint16
   }
 }
 
-// The tiled product for 17..kTcGemmTokens tokens a launch (tc_gemm.cu), on xh already in the compute dtype.
+// The tiled product for 1..kTcGemmTokens tokens a launch (tc_gemm.cu), on xh already in the compute dtype (compute
+// set in G's weights: product_compute).
 void launch_gemm(const Group& G, const uint16_t* xh, int n, bool accumulate, const TcScratch& s, cudaStream_t st);
+// The same for any number of tokens, as launches of kTcGemmTokens (batch-invariant mode): a token's sums are the same
+// in each.
+void launch_gemm_rows(const Group& G, const uint16_t* xh, int n, bool accumulate, const TcScratch& s, cudaStream_t st);
 
 }  // namespace bq::cuda::tc
