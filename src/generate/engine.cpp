@@ -22,8 +22,16 @@ EngineOptions as_stored(const std::filesystem::path& model_dir, const EngineOpti
   return out;
 }
 
+// Refused before any weight is loaded or quantized: LLM.int8 under --batch-invariant (the backends would refuse it at
+// the first step).
+void check_batch_invariance(const EngineOptions& opt) {
+  if (opt.batch_invariant && opt.precision->scheme == quant::Scheme::LLMInt8)
+    fail("{}", quant::kLlmInt8DependsOnTheBatch);
+}
+
 // The forward over a model the engine holds, quantized first as the options ask.
 std::unique_ptr<ForwardBackend> quantized_forward(Model& m, const EngineOptions& opt) {
+  check_batch_invariance(opt);
   if (auto q = precision_to_quant(opt)) quantize_model(m, *q);
   return make_forward(m, opt.device, opt.stages);
 }
@@ -126,6 +134,7 @@ size_t find_first_stop(std::string_view text, const std::vector<std::string>& st
 
 std::unique_ptr<Engine> Engine::synthetic(const std::string& preset, uint64_t seed, const EngineOptions& opt,
                                           const std::filesystem::path& tokenizer_dir) {
+  check_batch_invariance(opt);
   ModelConfig c = preset_config(preset);
   auto synthetic_tokenizer = [&] {
     auto files = make_synthetic_tokenizer(c.vocab);

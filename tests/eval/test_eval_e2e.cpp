@@ -143,6 +143,40 @@ TEST(EvalEndToEnd, KvCacheLimitKeepsEveryAnswer) {
   EXPECT_NE(err.find("--kv-cache-limit: '5' has no unit"), std::string::npos) << err;
 }
 
+// --batch-invariant: the random-weight model's answers (near-ties everywhere) are the same one at a time, 6 at a time,
+// and 6 at a time in chunks of 5 rows without prefix reuse; the run records the mode, and LLM.int8 is refused before
+// anything is written.
+TEST(EvalEndToEnd, BatchInvariantAnswersAtAnyBatch) {
+  const fs::path dir = bq::test::temp_dir("eval-invariant");
+  auto eval = [&](const std::string& name, const std::string& extra) {
+    std::string out;
+    const std::string cmd = "OMP_NUM_THREADS=2 " + bq::test::biomedq_binary().string() +
+                            " eval --synthetic tiny --tasks pubmedqa,ddi2013 --no-progress --bootstrap 10 "
+                            "--batch-invariant --tasks-dir " + (bq::test::source_dir() / "tasks").string() +
+                            " --out " + (dir / name).string() + " " + extra;
+    EXPECT_EQ(bq::test::run_command(cmd, &out), 0) << out;
+    std::map<std::string, json> raw;
+    std::ifstream samples(dir / name / "samples.jsonl");
+    for (std::string line; std::getline(samples, line);) {
+      json r = json::parse(line);
+      raw[r["task"].get<std::string>() + "/" + r["id"].get<std::string>()] = r["raw"];
+    }
+    return std::pair{raw, json::parse(bq::read_file(dir / name / "results.json"))};
+  };
+  const auto [one, one_res] = eval("one", "--batch 1");
+  ASSERT_EQ(one.size(), 6u);
+  EXPECT_EQ(one_res["config"]["model_info"]["batch_invariant"], true) << one_res["config"].dump();
+  EXPECT_EQ(eval("six", "--batch 6").first, one);
+  EXPECT_EQ(eval("chunks", "--batch 6 --max-step-tokens 5 --no-prefix-reuse").first, one);
+  std::string err;
+  EXPECT_NE(bq::test::run_command(bq::test::biomedq_binary().string() + " eval --synthetic tiny --tasks pubmedqa "
+                                      "--batch-invariant --precision llm-int8 --out " + (dir / "int8").string(),
+                                  &err),
+            0);
+  EXPECT_NE(err.find("LLM.int8 picks its outlier columns over the whole batch"), std::string::npos) << err;
+  EXPECT_FALSE(fs::exists(dir / "int8"));
+}
+
 TEST(EvalEndToEnd, SyntheticModelOnTheShippedExamplesByDefault) {
   fs::path run = bq::test::temp_dir("eval-synthetic") / "run";
   std::string cmd = "OMP_NUM_THREADS=1 " + bq::test::biomedq_binary().string() + " eval --tasks pubmedqa,ddi2013 --limit 2 "
