@@ -5,7 +5,9 @@
 # nf4 decode steps at batch 32, into $OUT/ncu-tiled-nf4-b32.txt), profile-b32 (GPU time per kernel of decode
 # steps at batch 32, nf4 and bf16: gpu_check.sh's PROFILE=1 at that batch), blocks2 (decode at batch 32 and 24 with
 # the tiled kernel at one and at two blocks a multiprocessor, BIOMEDQ_TC_GEMM_BLOCKS), tile (quantized prefill with
-# dequantized tiles of 64, 16 and 8 MiB, BIOMEDQ_DEQUANT_TILE_MIB).
+# dequantized tiles of 64, 16 and 8 MiB, BIOMEDQ_DEQUANT_TILE_MIB), invariant (the suite's answers at several batch
+# sizes with and without --batch-invariant, scripts/gpu_invariance.sh on build/suite-100.tar.xz, then bench rows of
+# the mode's cost). SUITE_ARGS: more eval arguments for the suite steps (e.g. --batch-invariant).
 set -uo pipefail
 export OUT=${OUT:-gpu-out}
 T0=$(date +%s)
@@ -66,6 +68,14 @@ tile)  # quantized prefill with dequantized tiles of 64 (the default), 16 and 8 
   for cfg in "nf4 1 64" "nf4 1 16" "nf4 1 8" "nf4 32 64" "nf4 32 16" "nf4 32 8" "int8 32 64" "int8 32 16"; do
     set -- $cfg
     BIOMEDQ_DEQUANT_TILE_MIB=$3 bench_row "tile$3mib-$1-b$2" 8 --precision $1 --batch $2
+  done ;;
+invariant)  # answers against batch size with and without the mode, then what the mode costs in bench
+  INV_DATA=build/suite-100.tar.xz bash scripts/gpu_invariance.sh
+  for cfg in "bf16 1" "nf4 1" "bf16 32" "nf4 32" "int8 32"; do
+    set -- $cfg
+    [ $(( $(date +%s) - T0 )) -gt 540 ] && break
+    bench_row "plain-$1-b$2" 128 --precision $1 --batch $2
+    bench_row "invariant-$1-b$2" 128 --precision $1 --batch $2 --batch-invariant
   done ;;
 untiled)
   BIOMEDQ_TC_GEMM=0 SUITE_DATA=build/suite-full.tar.xz SUITE_PRECISIONS=nf4 bash scripts/gpu_suite_timing.sh ;;
