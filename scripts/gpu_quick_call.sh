@@ -1,13 +1,14 @@
 # One device call of a session short of device time. STEP lists what runs after the build, in order:
-# tests (CUDA tests, with PLAN=1 the plan checks, then the suite in SUITE_PRECISIONS, default nf4), suites (int8 and
-# bf16 suites), suite-PRECISION (one suite), untiled (the nf4 suite with the tiled products off), load (LOAD=1's load
-# times and the short matrix, as far as 540 s into the call), ncu-tiled (hardware counters of the tiled product in
-# nf4 decode steps at batch 32, into $OUT/ncu-tiled-nf4-b32.txt), profile-b32 (GPU time per kernel of decode
-# steps at batch 32, nf4 and bf16: gpu_check.sh's PROFILE=1 at that batch), blocks2 (decode at batch 32 and 24 with
-# the tiled kernel at one and at two blocks a multiprocessor, BIOMEDQ_TC_GEMM_BLOCKS), tile (quantized prefill with
-# dequantized tiles of 64, 16 and 8 MiB, BIOMEDQ_DEQUANT_TILE_MIB), invariant (the suite's answers at several batch
-# sizes with and without --batch-invariant, scripts/gpu_invariance.sh on build/suite-100.tar.xz, then bench rows of
-# the mode's cost). SUITE_ARGS: more eval arguments for the suite steps (e.g. --batch-invariant).
+# tests (CUDA tests, with PLAN=1 the plan checks, then the suite in SUITE_PRECISIONS, default nf4), cuda-tests (the
+# CUDA tests alone), suites (int8 and bf16 suites), suite-PRECISION (one suite), untiled (the nf4 suite with the tiled
+# products off), load (LOAD=1's load times and the short matrix, as far as 540 s into the call), ncu-tiled (hardware
+# counters of the tiled product in nf4 decode steps at batch 32, into $OUT/ncu-tiled-nf4-b32.txt), profile-b32 (GPU
+# time per kernel of decode steps at batch 32, nf4 and bf16: gpu_check.sh's PROFILE=1 at that batch), blocks2 (decode
+# at batch 32 and 24 with the tiled kernel at one and at two blocks a multiprocessor, BIOMEDQ_TC_GEMM_BLOCKS), tile
+# (quantized prefill with dequantized tiles of 64, 16 and 8 MiB, BIOMEDQ_DEQUANT_TILE_MIB), invariant (the suite's
+# answers at several batch sizes with and without --batch-invariant, scripts/gpu_invariance.sh on
+# build/suite-100.tar.xz, then bench rows of the mode's cost). SUITE_ARGS: more eval arguments for the suite steps
+# (e.g. --batch-invariant).
 set -uo pipefail
 export OUT=${OUT:-gpu-out}
 T0=$(date +%s)
@@ -30,7 +31,7 @@ PY
 }
 for step in ${STEP:-tests}; do
 case "$step" in
-tests)
+tests|cuda-tests)  # cuda-tests: the tests alone
   if [ -f build-gpu/CTestTestfile.cmake ]; then
     timeout 200 ctest --test-dir build-gpu -j8 -R Cuda --timeout 120 > /tmp/ctest.log 2>&1
     echo "ctest exit $?"; grep -E "tests passed|\(Failed\)|\(Timeout\)" /tmp/ctest.log | head -20
@@ -43,7 +44,7 @@ tests)
     BENCH=/tmp/bq-bench; mkdir -p $BENCH; PLAN_FAILED=0; source /tmp/plan_fn.sh
     for b in 1 32; do plan_check bf16-b$b llama-3.1-8b bf16 $b 512 128; plan_check nf4-b$b llama-3.1-8b nf4 $b 512 128; done
   fi
-  SUITE_DATA=build/suite-full.tar.xz SUITE_PRECISIONS="${SUITE_PRECISIONS:-nf4}" bash scripts/gpu_suite_timing.sh ;;
+  [ "$step" = tests ] && SUITE_DATA=build/suite-full.tar.xz SUITE_PRECISIONS="${SUITE_PRECISIONS:-nf4}" bash scripts/gpu_suite_timing.sh ;;
 suite-*)
   SUITE_DATA=build/suite-full.tar.xz SUITE_PRECISIONS="${step#suite-}" bash scripts/gpu_suite_timing.sh
   mv "$OUT/suite.json" "$OUT/suite-${step#suite-}.json" ;;
