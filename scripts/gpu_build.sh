@@ -15,6 +15,7 @@ nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader | 
 # sources and run here; then build-gpu holds no ctest files (gpu_quick_call.sh's tests step runs biomedq_tests).
 if [ -n "${PREBUILT:-}" ] && [ -f "$PREBUILT" ] && [ ! -f build-gpu/CMakeCache.txt ]; then
   mkdir -p build-gpu && tar xJf "$PREBUILT" -C build-gpu
+  export LD_LIBRARY_PATH=$PWD/build-gpu/lib:${LD_LIBRARY_PATH:-}  # the libraries of .deps the binaries load
   if [ "$(cat build-gpu/source-hash)" = "$(bash scripts/source_hash.sh)" ] && build-gpu/biomedq --version > /dev/null 2>&1 &&
     build-gpu/biomedq_tests --gtest_list_tests > /dev/null 2>&1; then
     echo "prebuilt binaries ($PREBUILT)" | tee "$OUT/build.log"
