@@ -65,6 +65,7 @@ std::vector<PipelineStage> stages_for(const BenchArgs& a, const ModelConfig& sha
   r.context = a.prompt_len + a.gen_len;
   r.prompt = a.prompt_len;
   r.batch = a.batch;
+  r.batch_invariant = a.batch_invariant;
   return plan::pipeline_stages_for(a.devices, r);
 }
 

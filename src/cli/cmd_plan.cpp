@@ -36,6 +36,8 @@ void register_plan_commands(CLI::App& app) {
   cmd->add_option("--max-step-tokens", a->req.max_step_tokens,
                   "rows of one forward step at most, as eval / serve --max-step-tokens (smaller activation buffers; "
                   "default 0: no limit)");
+  cmd->add_flag("--batch-invariant", a->req.batch_invariant,
+                "CUDA: the buffers of eval / serve --batch-invariant (no dequantized weight tile)");
   cmd->add_option("--devices", a->req.devices, "GPUs the layers are split over evenly: per-device figures (default 1)");
   cmd->add_option("--device-memory", a->device_memory,
                   "each GPU's memory, comma-separated (e.g. 40GB,24GB): the layers are split to fit them")

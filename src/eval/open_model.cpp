@@ -72,6 +72,7 @@ std::unique_ptr<Engine> open_model(const ModelSource& source, EngineOptions opti
     r.model_label = synthetic ? source.synthetic : source.checkpoint.string();
     if (!synthetic) r.checkpoint = source.checkpoint;
     r.batch = batch;
+    r.batch_invariant = options.batch_invariant;
     options.stages = plan::pipeline_stages_for(source.devices, r);
   }
   std::unique_ptr<Engine> engine;

@@ -129,13 +129,15 @@ void plan_cuda(MemoryEstimate& e, const ModelConfig& c, const PlanRequest& r, bo
   // The decode attention's rows of a prefill pass: every row where prompts cannot take the tensor-core kernel, else
   // at most one a sequence (a decode row beside the prompts, with chunked prefill or a server).
   const int splits = cuda::attention_splits(r.context);
-  const bool tiles = cuda::prefill_attention_supported(c.head_dim);
+  const bool tiles = cuda::prefill_attention_supported(c.head_dim), all_tiles = tiles && r.batch_invariant;
   for (int n : prefill_pass_rows(c, r.batch, r.prompt, pass_rows_cap(r, cuda::max_rows_per_pass(c)))) {
     widest = std::max(widest, n);
-    s.grow_to(cuda::cuda_scratch_elems(c, n, tiles ? std::min(n, r.batch) : n, splits, logit_rows, quantized));
+    const int attention_rows = all_tiles ? 0 : tiles ? std::min(n, r.batch) : n;
+    s.grow_to(cuda::cuda_scratch_elems(c, n, attention_rows, splits, logit_rows, quantized, r.batch_invariant));
   }
   if (r.context > r.prompt)
-    s.grow_to(cuda::cuda_scratch_elems(c, r.batch, r.batch, splits, logit_rows, quantized));
+    s.grow_to(cuda::cuda_scratch_elems(c, r.batch, all_tiles ? 0 : r.batch, splits, logit_rows, quantized,
+                                       r.batch_invariant));
   const size_t tile = s.wtile * 2;
   add(e, "activations", fmt::format("activation buffers ({} rows per pass at most)", widest), s.bytes() - tile);
   if (tile) add(e, "workspace", "dequantized weight tile (quantized prefill)", tile);

@@ -57,6 +57,7 @@ struct PlanRequest : PrecisionOptions {
   int devices = 1;                     // CUDA: layers split evenly over this many GPUs (per-device figures)
   std::vector<size_t> device_memory;   // CUDA: each GPU's memory; when given, the split is chosen to fit them
   int threads = 0;                     // CPU: OpenMP threads (per-thread scratch); 0: this process's
+  bool batch_invariant = false;        // --batch-invariant's kernels (no dequantized tiles, no decode attention rows)
 };
 
 struct PlanItem {

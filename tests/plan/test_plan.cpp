@@ -158,6 +158,20 @@ TEST(Plan, CudaFiguresFollowPrecisionAndSplit) {
   const auto steps = plan::plan_memory(chunked);
   EXPECT_LT(activations(steps), activations(whole) / 2.5);
   EXPECT_EQ(whole.allocator_bytes - activations(whole), steps.allocator_bytes - activations(steps));
+  // --batch-invariant: no dequantized weight tile (every product on the tiled kernel), the tiled kernel's partials
+  // for every pass, the weights and KV cache unchanged.
+  plan::PlanRequest invariant = chunked;
+  invariant.batch_invariant = true;
+  const auto inv = plan::plan_memory(invariant);
+  auto workspace = [](const plan::MemoryEstimate& e, const std::string& name) {
+    size_t n = 0;
+    for (auto& it : e.items) n += it.name.find(name) != std::string::npos ? it.bytes : 0;
+    return n;
+  };
+  EXPECT_GT(workspace(steps, "dequantized weight tile"), 0u);
+  EXPECT_EQ(workspace(inv, "dequantized weight tile"), 0u);
+  EXPECT_EQ(inv.allocator_bytes - activations(inv) + workspace(steps, "dequantized weight tile"),
+            steps.allocator_bytes - activations(steps));
   chunked.max_step_tokens = -1;
   EXPECT_THROW(plan::plan_memory(chunked), Error);
   r.context = 1 << 20;
