@@ -14,6 +14,9 @@
 
 #include "backend/forward.h"
 #include "generate/generate.h"
+#include "model/model.h"
+#include "model/quantize_model.h"
+#include "test_util.h"
 
 namespace bq::test {
 
@@ -81,6 +84,21 @@ inline long first_difference(const std::vector<float>& a, const std::vector<floa
   for (size_t i = 0; i < a.size(); ++i)
     if (std::memcmp(&a[i], &b[i], sizeof(float)) != 0) return long(i);
   return -1;
+}
+
+// The trained fixture model (tests/fixtures/trained-llama) at a precision: bf16 as stored, or quantized: "nf4/f16",
+// "nf4/bf16", "int8/f16" (compute dtype after the slash), "llm-int8".
+inline Model trained_fixture(const std::string& precision) {
+  Model m = load_model(source_dir() / "tests/fixtures/trained-llama");
+  if (precision == "bf16") return m;
+  quant::QuantOptions opt;
+  opt.scheme = precision == "llm-int8"              ? quant::Scheme::LLMInt8
+               : precision.rfind("int8", 0) == 0 ? quant::Scheme::Int8
+                                                 : quant::Scheme::NF4;
+  if (precision.ends_with("/f16")) opt.compute = DType::F16;
+  if (precision.ends_with("/bf16")) opt.compute = DType::BF16;
+  quantize_model(m, opt);
+  return m;
 }
 
 // A 90-token prompt alone, then in the schedules below: where its logits differ in any bit (none: empty).

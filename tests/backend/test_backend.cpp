@@ -76,13 +76,7 @@ TEST(Backend, CpuBatchInvariantModeGreedyAnswersDoNotDependOnTheBatch) {
   set_batch_invariant(true);
   for (const char* p : {"bf16", "nf4/f16"}) {
     SCOPED_TRACE(p);
-    Model m = load_model(test::source_dir() / "tests/fixtures/trained-llama");
-    if (std::string(p) != "bf16") {
-      quant::QuantOptions opt;
-      opt.scheme = quant::Scheme::NF4;
-      opt.compute = DType::F16;
-      quantize_model(m, opt);
-    }
+    Model m = test::trained_fixture(p);
     CpuForward f(m);
     EXPECT_EQ(test::greedy_answer_differences(f, 10), std::vector<std::string>{});
   }

@@ -38,14 +38,7 @@ TEST(CudaBatchInvariant, LogitsDoNotDependOnTheStep) {
   BatchInvariantOn on;
   for (const char* p : {"bf16", "nf4/f16", "int8/f16", "nf4/bf16"}) {
     SCOPED_TRACE(p);
-    Model m = load_model(test::source_dir() / "tests/fixtures/trained-llama");
-    const std::string name = p;
-    if (name != "bf16") {
-      quant::QuantOptions opt;
-      opt.scheme = name.rfind("int8", 0) == 0 ? quant::Scheme::Int8 : quant::Scheme::NF4;
-      opt.compute = name.find("bf16") != std::string::npos ? DType::BF16 : DType::F16;
-      quantize_model(m, opt);
-    }
+    Model m = test::trained_fixture(p);
     CudaForward f(m);
     EXPECT_EQ(schedule_differences(f), std::vector<std::string>{});
   }
@@ -75,10 +68,7 @@ TEST(CudaBatchInvariant, LogitsDoNotDependOnTheStepOnCudaCoreProducts) {
 TEST(CudaBatchInvariant, LlmInt8IsRefused) {
   REQUIRE_GPU();
   BatchInvariantOn on;
-  Model m = load_model(test::source_dir() / "tests/fixtures/trained-llama");
-  quant::QuantOptions opt;
-  opt.scheme = quant::Scheme::LLMInt8;
-  quantize_model(m, opt);
+  Model m = test::trained_fixture("llm-int8");
   CudaForward f(m);
   const int s = f.open_sequence(4);
   ForwardBatch b{{1, 2, 3}, {s, s, s}, {2}};
@@ -98,13 +88,7 @@ TEST(CudaBatchInvariant, GreedyAnswersDoNotDependOnTheBatch) {
   BatchInvariantOn on;
   for (const char* p : {"bf16", "nf4/f16"}) {
     SCOPED_TRACE(p);
-    Model m = load_model(test::source_dir() / "tests/fixtures/trained-llama");
-    if (std::string(p) != "bf16") {
-      quant::QuantOptions opt;
-      opt.scheme = quant::Scheme::NF4;
-      opt.compute = DType::F16;
-      quantize_model(m, opt);
-    }
+    Model m = test::trained_fixture(p);
     CudaForward f(m);
     EXPECT_EQ(test::greedy_answer_differences(f, 24), std::vector<std::string>{});
   }

@@ -37,6 +37,28 @@ std::string run_ok(const std::string& args) {
   return out;
 }
 
+// eval --synthetic tiny on pubmedqa and ddi2013 (6 examples) with `args`, into dir/name: each example's raw answer by
+// task/id, results.json, and the output.
+struct TinyRun {
+  std::map<std::string, json> raw;
+  json results;
+  std::string out;
+};
+TinyRun eval_tiny(const fs::path& dir, const std::string& name, const std::string& args) {
+  TinyRun r;
+  const std::string cmd = "OMP_NUM_THREADS=1 " + bq::test::biomedq_binary().string() +
+                          " eval --synthetic tiny --tasks pubmedqa,ddi2013 --no-progress --bootstrap 10 --tasks-dir " +
+                          (bq::test::source_dir() / "tasks").string() + " --out " + (dir / name).string() + " " + args;
+  EXPECT_EQ(bq::test::run_command(cmd, &r.out), 0) << r.out;
+  std::ifstream samples(dir / name / "samples.jsonl");
+  for (std::string line; std::getline(samples, line);) {
+    json rec = json::parse(line);
+    r.raw[rec["task"].get<std::string>() + "/" + rec["id"].get<std::string>()] = rec["raw"];
+  }
+  r.results = json::parse(bq::read_file(dir / name / "results.json"));
+  return r;
+}
+
 }  // namespace
 
 TEST(EvalEndToEnd, SynthEvalInterruptResumeRescoreTable) {
@@ -111,30 +133,15 @@ TEST(EvalEndToEnd, SynthEvalInterruptResumeRescoreTable) {
 // of the run without the limit; results.json and the summary say how often.
 TEST(EvalEndToEnd, KvCacheLimitKeepsEveryAnswer) {
   const fs::path dir = bq::test::temp_dir("eval-kv-limit");
-  auto eval = [&](const std::string& name, const std::string& extra) {
-    std::string out;
-    const std::string cmd = "OMP_NUM_THREADS=1 " + bq::test::biomedq_binary().string() +
-                            " eval --synthetic tiny --tasks pubmedqa,ddi2013 --batch 6 --no-progress --bootstrap 10 "
-                            "--tasks-dir " + (bq::test::source_dir() / "tasks").string() + " --out " +
-                            (dir / name).string() + " " + extra;
-    EXPECT_EQ(bq::test::run_command(cmd, &out), 0) << out;
-    std::map<std::string, json> raw;
-    std::ifstream samples(dir / name / "samples.jsonl");
-    for (std::string line; std::getline(samples, line);) {
-      json r = json::parse(line);
-      raw[r["task"].get<std::string>() + "/" + r["id"].get<std::string>()] = r["raw"];
-    }
-    return std::tuple{raw, json::parse(bq::read_file(dir / name / "results.json")), out};
-  };
-  const auto [free_raw, free_res, free_out] = eval("free", "");
-  const auto [raw, res, out] = eval("limited", "--kv-cache-limit 0.3MiB");
-  EXPECT_EQ(free_res["throughput"]["preemptions"], 0);
-  EXPECT_GT(res["throughput"]["preemptions"].get<int>(), 0) << res["throughput"].dump();
-  EXPECT_LE(res["memory"]["kv_cache_peak_bytes"].get<double>(), 0.3 * 1024 * 1024);
-  EXPECT_GT(free_res["memory"]["kv_cache_peak_bytes"].get<double>(), 0.3 * 1024 * 1024);
-  ASSERT_EQ(raw.size(), 6u);
-  EXPECT_EQ(raw, free_raw);
-  EXPECT_NE(out.find("kv cache: full"), std::string::npos) << out;
+  const TinyRun free_run = eval_tiny(dir, "free", "--batch 6");
+  const TinyRun limited = eval_tiny(dir, "limited", "--batch 6 --kv-cache-limit 0.3MiB");
+  EXPECT_EQ(free_run.results["throughput"]["preemptions"], 0);
+  EXPECT_GT(limited.results["throughput"]["preemptions"].get<int>(), 0) << limited.results["throughput"].dump();
+  EXPECT_LE(limited.results["memory"]["kv_cache_peak_bytes"].get<double>(), 0.3 * 1024 * 1024);
+  EXPECT_GT(free_run.results["memory"]["kv_cache_peak_bytes"].get<double>(), 0.3 * 1024 * 1024);
+  ASSERT_EQ(limited.raw.size(), 6u);
+  EXPECT_EQ(limited.raw, free_run.raw);
+  EXPECT_NE(limited.out.find("kv cache: full"), std::string::npos) << limited.out;
   std::string err;
   EXPECT_NE(bq::test::run_command(bq::test::biomedq_binary().string() + " eval --synthetic tiny --tasks pubmedqa "
                                       "--out " + (dir / "bad").string() + " --kv-cache-limit 5",
@@ -148,26 +155,11 @@ TEST(EvalEndToEnd, KvCacheLimitKeepsEveryAnswer) {
 // anything is written.
 TEST(EvalEndToEnd, BatchInvariantAnswersAtAnyBatch) {
   const fs::path dir = bq::test::temp_dir("eval-invariant");
-  auto eval = [&](const std::string& name, const std::string& extra) {
-    std::string out;
-    const std::string cmd = "OMP_NUM_THREADS=2 " + bq::test::biomedq_binary().string() +
-                            " eval --synthetic tiny --tasks pubmedqa,ddi2013 --no-progress --bootstrap 10 "
-                            "--batch-invariant --tasks-dir " + (bq::test::source_dir() / "tasks").string() +
-                            " --out " + (dir / name).string() + " " + extra;
-    EXPECT_EQ(bq::test::run_command(cmd, &out), 0) << out;
-    std::map<std::string, json> raw;
-    std::ifstream samples(dir / name / "samples.jsonl");
-    for (std::string line; std::getline(samples, line);) {
-      json r = json::parse(line);
-      raw[r["task"].get<std::string>() + "/" + r["id"].get<std::string>()] = r["raw"];
-    }
-    return std::pair{raw, json::parse(bq::read_file(dir / name / "results.json"))};
-  };
-  const auto [one, one_res] = eval("one", "--batch 1");
-  ASSERT_EQ(one.size(), 6u);
-  EXPECT_EQ(one_res["config"]["model_info"]["batch_invariant"], true) << one_res["config"].dump();
-  EXPECT_EQ(eval("six", "--batch 6").first, one);
-  EXPECT_EQ(eval("chunks", "--batch 6 --max-step-tokens 5 --no-prefix-reuse").first, one);
+  const TinyRun one = eval_tiny(dir, "one", "--batch-invariant --batch 1");
+  ASSERT_EQ(one.raw.size(), 6u);
+  EXPECT_EQ(one.results["config"]["model_info"]["batch_invariant"], true) << one.results["config"].dump();
+  EXPECT_EQ(eval_tiny(dir, "six", "--batch-invariant --batch 6").raw, one.raw);
+  EXPECT_EQ(eval_tiny(dir, "chunks", "--batch-invariant --batch 6 --max-step-tokens 5 --no-prefix-reuse").raw, one.raw);
   std::string err;
   EXPECT_NE(bq::test::run_command(bq::test::biomedq_binary().string() + " eval --synthetic tiny --tasks pubmedqa "
                                       "--batch-invariant --precision llm-int8 --out " + (dir / "int8").string(),
