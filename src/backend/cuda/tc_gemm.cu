@@ -232,12 +232,19 @@ void launch(const Group& G, const uint16_t* xh, int n, bool accumulate, const Tc
                   reinterpret_cast<float4*>(s.partial), s.counters);
 }
 
+// The token columns of a launch (NT mma tiles of 8) only bound the work: a token's sums are the same in each, so the
+// launches of up to 16 tokens (batch-invariant mode's decode steps) take one or two tiles and two blocks a
+// multiprocessor.
 template <WeightKind K, bool BF>
 void launch_tokens(const Group& G, const uint16_t* xh, int n, bool accumulate, const TcScratch& s, cudaStream_t st) {
-  if constexpr (K == WeightKind::BF16) {  // 64 bytes a lane and row a round: one round in registers (158-216 a thread)
+  if constexpr (K == WeightKind::BF16) {  // 64 bytes a lane and row a round: one round in registers
+    if (n <= 8) return launch<K, BF, 1, 1, 2>(G, xh, n, accumulate, s, st);
+    if (n <= 16) return launch<K, BF, 2, 1, 2>(G, xh, n, accumulate, s, st);
     if (n <= 32) return launch<K, BF, 4, 1, 1>(G, xh, n, accumulate, s, st);
     return launch<K, BF, 8, 1, 1>(G, xh, n, accumulate, s, st);
   } else {
+    if (n <= 8) return launch<K, BF, 1, 2, 2>(G, xh, n, accumulate, s, st);
+    if (n <= 16) return launch<K, BF, 2, 2, 2>(G, xh, n, accumulate, s, st);
     if (n <= 32)
       return g_blocks == 2 ? launch<K, BF, 4, 1, 2>(G, xh, n, accumulate, s, st)
                            : launch<K, BF, 4, 2, 1>(G, xh, n, accumulate, s, st);
