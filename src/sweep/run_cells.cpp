@@ -77,6 +77,7 @@ ShardTally run_cells(const SweepFile& s, const std::vector<Cell>& cells, const s
         EngineOptions options;
         options.device = s.device;
         options.precision = c.precision;
+        options.batch_invariant = s.batch_invariant;
         const eval::ModelSource source{m.path, m.path.empty() ? m.preset : "", 0, {},
                                        s.device == "cuda" && s.gpus_per_job > 1 ? "all" : ""};
         try {

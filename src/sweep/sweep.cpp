@@ -49,6 +49,13 @@ class Keys {
       fail("{}: '{}' must be a whole number from {} to {} (it is '{}')", where_, key, lo, hi, text);
     return v;
   }
+  bool boolean(const std::string& key, bool def) {
+    YAML::Node n = get(key);
+    if (!n) return def;
+    const std::string text = n.IsScalar() ? n.as<std::string>() : "";
+    if (text != "true" && text != "false") fail("{}: '{}' must be true or false (it is '{}')", where_, key, text);
+    return text == "true";
+  }
   std::vector<std::string> strings(const std::string& key, bool required) {
     YAML::Node n = get(key, required);
     std::vector<std::string> out;
@@ -152,6 +159,10 @@ SweepFile read_sweep(const fs::path& file) {
     if (s.prompts != "own" && s.prompts != "benchmark") fail("{}: 'prompts' is '{}' (own or benchmark)", where, s.prompts);
     s.limit = size_t(top.integer("limit", 0, 0, 10'000'000));
     s.batch = int(top.integer("batch", 1, 1, 4096));
+    s.batch_invariant = top.boolean("batch_invariant", false);
+    for (const quant::Precision* p : s.precisions)
+      if (s.batch_invariant && p->scheme == quant::Scheme::LLMInt8)
+        fail("{}: 'batch_invariant' with precision llm-int8: {}", where, quant::kLlmInt8DependsOnTheBatch);
     s.context = int(top.integer("context", 4096, 16, 1 << 20));
     s.device = top.str("device", "cuda");
     if (s.device != "cuda" && s.device != "cpu") fail("{}: 'device' is '{}' (cuda or cpu)", where, s.device);
@@ -219,6 +230,7 @@ std::vector<Cell> plan_cells(const SweepFile& s) {
             r.context = std::min(s.context, config->max_positions);
             r.prompt = r.context;
             r.batch = s.batch * p.samples;
+            r.batch_invariant = s.batch_invariant;
             r.devices = s.device == "cuda" ? s.gpus_per_job : 1;
             c.planned_bytes = plan::plan_memory(r).total_bytes;  // per GPU, the layers split evenly
             r.device = "cpu";  // the host, loading: the weights as read, a short context
@@ -268,6 +280,7 @@ std::string eval_command(const SweepFile& s, const Cell& c, const std::string& b
   if (s.prompts != "own") cmd += " --prompts " + s.prompts;
   if (s.limit) cmd += " --limit " + std::to_string(s.limit);
   cmd += " --batch " + std::to_string(s.batch);
+  if (s.batch_invariant) cmd += " --batch-invariant";
   if (!s.data_dir.empty()) cmd += " --data-dir " + quoted(s.data_dir.string());
   if (!s.tasks_dir.empty()) cmd += " --tasks-dir " + quoted(s.tasks_dir.string());
   return cmd + " --out " + quoted(c.dir.string());

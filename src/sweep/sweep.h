@@ -37,6 +37,7 @@ struct SweepFile {
   std::string prompts = "own";     // own | benchmark (the data's prompt files, as the study)
   size_t limit = 0;                // examples per task; 0: all
   int batch = 1;
+  bool batch_invariant = false;    // eval --batch-invariant
   int context = 4096;              // positions per sequence the planner sizes the KV cache for
   std::string device = "cuda";
   int gpus_per_job = 1;

@@ -100,6 +100,12 @@ TEST(Sweep, BadFilesNameTheKey) {
   EXPECT_NE(error("out: r\nmodels: [{preset: tiny}]\n" + ok_tail + "prompting: [{samples: 3}]\n")
                 .find("'samples' applies to strategy sc only"),
             std::string::npos);
+  EXPECT_NE(error("out: r\nmodels: [{preset: tiny}]\n" + ok_tail + "batch_invariant: yes\n")
+                .find("'batch_invariant' must be true or false (it is 'yes')"),
+            std::string::npos);
+  EXPECT_NE(error("out: r\nmodels: [{preset: tiny}]\nprecisions: [llm-int8]\ntasks: [hoc]\nbatch_invariant: true\n")
+                .find("'batch_invariant' with precision llm-int8"),
+            std::string::npos);
   EXPECT_NE(error("out: [unclosed\n").find("invalid YAML"), std::string::npos);
   EXPECT_NE(error(ok_tail).find("missing 'out'"), std::string::npos);
 }
@@ -195,6 +201,8 @@ TEST(Sweep, CellsRunAsTheirEvalCommandsSay) {
             "--prompting sc --shots 1 --sc-samples 3 --prompts benchmark --limit 7 --batch 2 --out " +
                 sc.dir.string());
   EXPECT_EQ(cell_eval_config(s, cells[0]).sc_samples, eval::EvalConfig{}.sc_samples);  // instruction: not sampled
+  const SweepFile inv = read_sweep(write_sweep(dir / "inv", std::string(kTwoModels) + "batch_invariant: true\n"));
+  EXPECT_NE(eval_command(inv, plan_cells(inv)[0]).find(" --batch 2 --batch-invariant --out "), std::string::npos);
 }
 
 TEST(Sweep, ShardFromOptionThenSlurmThenAll) {
