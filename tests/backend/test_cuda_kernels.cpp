@@ -478,9 +478,9 @@ TEST(CudaBatchInvariant, TiledProductsOfAnyRowsMatchReferenceAndEachOther) {
   }
 }
 
-// Widths the tiled kernel does not take run, in batch-invariant mode, as the CUDA-core kernel in launches of up to
-// 32 rows (Stage::linear): its sums do not depend on the tokens of the launch either. The bits of each token's result
-// in launches of 1, 3, 16, 17 and 32 tokens, against one launch of 32.
+// Widths the tiled kernel does not take run, in batch-invariant mode, as the CUDA-core kernel (matvec: launches of up
+// to 16 rows; Stage::linear calls it 32 rows at a time): its sums do not depend on the tokens of the launch either.
+// The bits of each token's result from calls of 1, 3, 16, 17 and 1 tokens at several offsets, against one of 32.
 TEST(CudaBatchInvariant, CudaCoreProductsOfAnyRowsEqualEachOther) {
   REQUIRE_GPU();
   std::mt19937 rng(std::random_device{}());
