@@ -76,17 +76,17 @@ CudaScratchElems cuda_scratch_elems(const ModelConfig& c, int rows, int attentio
     s.logits = NL * size_t(c.vocab);
     s.argmax = NL;
   }
+  // The tensor-core products' k-split partials, and one arrival counter per row tile of the widest launch (q, k, v
+  // together; gate, up together; lm_head).
+  const size_t widest_launch_counters = std::max({Q + 2 * KV, 2 * I, H, size_t(c.vocab)}) / kTcTileRows + 3;
   if (batch_invariant) {  // every product on the tiled kernel (ops.h: set_batch_invariant), bf16 ones too
     s.tc_partial = tc_gemm_partial_floats_most(c);
-    s.tc_counters = std::max({Q + 2 * KV, 2 * I, H, size_t(c.vocab)}) / kTcTileRows + 3;
+    s.tc_counters = widest_launch_counters;
     return s;
   }
   if (quantized && rows <= kTcGemmMaxRows) {
-    // k-split partials, and one arrival counter per row tile of the widest launch (q, k, v together; gate, up
-    // together; a quantized lm_head).
-    const size_t widest_launch = std::max({Q + 2 * KV, 2 * I, H, size_t(c.vocab)});
     s.tc_partial = kTcPartialFloats;
-    s.tc_counters = widest_launch / kTcTileRows + 3;
+    s.tc_counters = widest_launch_counters;
     if (rows > kTcStreamMaxRows) s.tc_partial = std::max(s.tc_partial, tc_gemm_partial_floats_most(c));
   }
   if (quantized && rows > kMatvecMaxRows) s.wtile = std::min(kDequantTileElems, std::max(widest * widest, widest * I));

@@ -106,8 +106,8 @@ void Stage::run_pass(int n, int splits, AttentionWork work, const std::vector<in
     return;
   }
   // The products' kernels depend on the tiled-product settings too (the tests and benchmarks change them).
-  std::vector<int> key = {n,           splits, first_logit, work.tiles, work.decode_rows, tc_gemm_enabled(),
-                          tc_gemm_blocks(), batch_invariant()};
+  std::vector<int> key = {n, splits, first_logit, work.tiles, work.decode_rows, tc_gemm_enabled(), tc_gemm_blocks(),
+                          batch_invariant()};
   auto it = graphs.find(key);
   if (it == graphs.end()) {
     cudaGraph_t g;
