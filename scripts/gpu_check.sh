@@ -12,11 +12,14 @@
 # synth, 4.7 GiB shards as Hugging Face's, read from the page cache) takes to be ready in nf4, int8 and bf16, and an
 # eval's load with the checkpoint hash. PREBUILT=build/gpu-prebuilt.tar.xz: binaries built here by
 # scripts/gpu_prebuild.sh instead of the build (gpu_build.sh), and the CUDA tests alone (there are no ctest files).
+# TESTS=0: neither the tests nor the byte check (for a call of timings only, after a call that ran them).
 set -uo pipefail
 OUT=${OUT:-gpu-out}
 trap 'OUT="$OUT" bash scripts/gpu_pack_out.sh' EXIT  # whichever way the call ends
 source scripts/gpu_build.sh || exit 1
-if [ -f build-gpu/CTestTestfile.cmake ]; then
+if [ "${TESTS:-1}" = 0 ]; then  # TESTS=0: no tests (they ran in an earlier call of the same sources)
+  echo "tests left out (TESTS=0)"
+elif [ -f build-gpu/CTestTestfile.cmake ]; then
   ctest --test-dir build-gpu -j8 --output-on-failure ${QUICK:+-R Cuda} > "$OUT/ctest.log" 2>&1
   echo "ctest exit $?"; grep -E "tests passed|FAILED|Failed|\(Failed\)|Skipped" "$OUT/ctest.log" | head -30
 else  # prebuilt binaries (gpu_build.sh's PREBUILT): no ctest files, so the CUDA tests alone
@@ -29,10 +32,12 @@ if [ -z "${QUICK:-}" ] || [ -n "${SANITIZER:-}" ]; then  # SANITIZER=1: also wit
   echo "compute-sanitizer exit $?"; grep -E "ERROR SUMMARY|PASSED|FAILED" "$OUT/sanitizer.log" | tail -5
 fi
 # bitsandbytes' formats, byte for byte, against an independent torch reference of the spec (torch is there).
-BYTES=/tmp/bq-bytes; rm -rf "$BYTES"; mkdir -p "$BYTES"
-build-gpu/biomedq synth --arch llama --hidden 256 --layers 2 --heads 4 --kv-heads 2 --intermediate 688 --vocab 1000 \
-  --out "$BYTES/model" > /dev/null && python3 scripts/check_bnb_bytes.py build-gpu/biomedq "$BYTES/model" "$BYTES/work" \
-  > "$OUT/bnb_bytes.log" 2>&1; echo "byte check exit $?"; tail -8 "$OUT/bnb_bytes.log"
+if [ "${TESTS:-1}" != 0 ]; then
+  BYTES=/tmp/bq-bytes; rm -rf "$BYTES"; mkdir -p "$BYTES"
+  build-gpu/biomedq synth --arch llama --hidden 256 --layers 2 --heads 4 --kv-heads 2 --intermediate 688 --vocab 1000 \
+    --out "$BYTES/model" > /dev/null && python3 scripts/check_bnb_bytes.py build-gpu/biomedq "$BYTES/model" "$BYTES/work" \
+    > "$OUT/bnb_bytes.log" 2>&1; echo "byte check exit $?"; tail -8 "$OUT/bnb_bytes.log"
+fi
 BENCH=${BENCH:-/tmp/bq-bench}; rm -rf "$BENCH"; mkdir -p "$BENCH"  # one JSON per configuration here; only matrix.json (all of them) is returned
 summarize() {  # all results so far into $OUT/matrix.json, and a table
 python3 - "$OUT" "$BENCH" <<'PY'
