@@ -610,6 +610,32 @@ TEST(CudaOps, ArgmaxFlagsNonFiniteRows) {
   EXPECT_EQ(to_host(idx, size_t(n)), (std::vector<int>{7, -1, -1, -1}));
 }
 
+// Rows of any length, a vocabulary's among them, on both of the kernel's paths (lengths of a multiple of 4 are read
+// 16 bytes a load): the first maximum, ties planted within one thread's elements and across threads.
+TEST(CudaOps, ArgmaxOfRaggedAndVocabularySizedRowsKeepsTheFirstMaximum) {
+  REQUIRE_GPU();
+  std::mt19937 rng(std::random_device{}());
+  for (int d : {1, 3, 1001, 4099, 4100, 128256}) {
+    const int n = 6;
+    auto x = randn(size_t(n) * size_t(d), rng);
+    auto plant = [&](int r, int i) {
+      if (i < d) x[size_t(r) * size_t(d) + size_t(i)] = 50;
+    };
+    plant(1, d - 1);
+    plant(2, 6), plant(2, 7);                  // one load's elements
+    plant(3, 4 * 1024 + 9), plant(3, 9);        // one thread's loads
+    plant(4, 4 * 700 + 2), plant(4, 4 * 300 + 1);  // two threads
+    auto dx = to_device(x);
+    DeviceArray<int> idx(n, "test");
+    argmax_rows(dx.get(), n, d, idx.get(), nullptr);
+    auto got = to_host(idx, size_t(n));
+    for (int r = 0; r < n; ++r) {
+      auto row = x.begin() + int64_t(r) * d;
+      EXPECT_EQ(got[size_t(r)], int(std::max_element(row, row + d) - row)) << "length " << d << ", row " << r;
+    }
+  }
+}
+
 uint16_t host_16bit(float v, Compute c) { return c == Compute::F16 ? f32_to_f16(v) : f32_to_bf16(v); }
 
 // The 16-bit copies that RMSNorm and SwiGLU write for the tensor-core products are their fp32 results rounded.

@@ -128,9 +128,22 @@ __global__ void argmax_kernel(const float* x, int v, int* out) {
   float bv = -INFINITY;
   int bi = 0x7fffffff;
   bool non_finite = false;
-  for (int i = threadIdx.x; i < v; i += blockDim.x) {
-    non_finite |= !isfinite(xr[i]);
-    if (xr[i] > bv) bv = xr[i], bi = i;  // ascending i per thread: the first maximum is kept
+  // Ascending indices per thread, so that the first maximum is kept. Rows of a multiple of 4 (aligned, as the logits'
+  // rows are) are read 16 bytes a load, four loads in flight: one float a load kept a 128,256-entry row at about
+  // 11 GB/s a block (H200, 46 µs for 32 rows).
+  auto take = [&](float e, int i) {
+    non_finite |= !isfinite(e);
+    if (e > bv) bv = e, bi = i;
+  };
+  if (v % 4 == 0) {
+    const float4* x4 = reinterpret_cast<const float4*>(xr);
+#pragma unroll 4
+    for (int j = threadIdx.x; j < v / 4; j += blockDim.x) {
+      const float4 q = x4[j];
+      take(q.x, 4 * j), take(q.y, 4 * j + 1), take(q.z, 4 * j + 2), take(q.w, 4 * j + 3);
+    }
+  } else {
+    for (int i = threadIdx.x; i < v; i += blockDim.x) take(xr[i], i);
   }
   non_finite = __syncthreads_or(non_finite);  // one flag for the row, read by thread 0 below
   auto better = [](float av, int ai, float cv, int ci) { return cv > av || (cv == av && ci < ai); };

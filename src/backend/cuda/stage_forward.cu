@@ -160,9 +160,12 @@ void Stage::layers_pass(int n, int splits, AttentionWork work, const std::vector
     gated_act(c.act, gate.get(), up.get(), int64_t(n) * I, st, out16_if(cd, xb.get()), cd);
     add_block_output(L.down, gate.get(), n, L.post_mlp_norm.get(), cd != Compute::F32);
   }
-  for (size_t i = 0; i < logit_rows.size(); ++i)
-    rmsnorm(x.get() + int64_t(logit_rows[i]) * H, final_norm.get(), last.get() + int64_t(first_logit + i) * H, 1, H,
-            c.rms_eps, st);
+  // The final norm of each run of consecutive logit rows in one launch (a decode step's rows are one run).
+  for (size_t i = 0, run; i < logit_rows.size(); i += run) {
+    for (run = 1; i + run < logit_rows.size() && logit_rows[i + run] == logit_rows[i] + int(run);) ++run;
+    rmsnorm(x.get() + int64_t(logit_rows[i]) * H, final_norm.get(), last.get() + int64_t(first_logit + int(i)) * H,
+            int(run), H, c.rms_eps, st);
+  }
 }
 
 }  // namespace bq::cuda
