@@ -3,7 +3,7 @@
 # (scripts/make_suite_data.py ../shared/data/biomed-nlp-benchmarks DIR 1000000 for all 33,015 examples; N per task
 # for a part), or a .tar.xz of that folder, carried with the tokenizer build/test-assets/tokenizers/llama3_1.
 # eval --synthetic llama-3.1-8b with real Llama 3.1 token counts, answers stopped at their gold lengths, batch
-# SUITE_BATCH (64), for each of SUITE_PRECISIONS, with SUITE_ARGS (more eval arguments, e.g. --batch-invariant); the
+# SUITE_BATCH (256), for each of SUITE_PRECISIONS, with SUITE_ARGS (more eval arguments, e.g. --batch-invariant); the
 # throughput lines in $OUT/suite.json.
 set -uo pipefail
 OUT=${OUT:-gpu-out}
@@ -16,7 +16,7 @@ fi
 rm -rf /tmp/suite-*  # the runs (the extracted input is /tmp/suite_input)
 for p in ${SUITE_PRECISIONS:-bf16 int8 nf4}; do
   timeout "${SUITE_TIMEOUT:-900}" build-gpu/biomedq eval --synthetic llama-3.1-8b --device cuda --precision $p \
-    --batch ${SUITE_BATCH:-64} --tokenizer build/test-assets/tokenizers/llama3_1 --answer-lengths gold --tasks all \
+    --batch ${SUITE_BATCH:-256} --tokenizer build/test-assets/tokenizers/llama3_1 --answer-lengths gold --tasks all \
     --data-dir "$SUITE_DATA" --no-progress --bootstrap 100 ${SUITE_ARGS:-} --out /tmp/suite-$p > /tmp/suite-$p.log 2>&1 ||
     { echo "suite $p failed or timed out"; tail -5 /tmp/suite-$p.log; continue; }
   echo "suite $p: $(grep -E '^(throughput|time):' /tmp/suite-$p.log | tr '\n' ' ')"

@@ -23,7 +23,7 @@ inline constexpr const char* kLlmInt8DependsOnTheBatch =
     "products depend on the batch; int8 (weight-only) and nf4 do not";
 
 struct QuantOptions {
-  Scheme scheme;
+  Scheme scheme = Scheme::NF4;  // the study's 4-bit scheme; never left undefined
   int blocksize = 64;  // 4-bit schemes only
   bool double_quant = true;
   float llm_int8_threshold = 6.0f;  // LLMInt8 only; 0 = plain W8A8

@@ -248,6 +248,7 @@ TEST(CudaForwardTest, SlidingLayersRingMatchesCpu) {
   }
   Model q = synthesize_model(c, 3, 0.1f);
   quant::QuantOptions opt;
+  opt.scheme = quant::Scheme::NF4;
   opt.compute = DType::F16;
   quantize_model(q, opt);
   check_against_cpu(q, ids, 8);
